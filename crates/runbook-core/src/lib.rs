@@ -1,0 +1,58 @@
+//! The core service API of Runbook Studio: the one surface the desktop app, the REST
+//! server and the CLI call. Every operation takes the calling [`Actor`] explicitly and
+//! checks its role here, so no front end can skip or drift from the rules.
+
+mod error;
+mod service;
+mod sink;
+
+pub use error::{CoreError, ErrorKind};
+pub use runbook_engine::{EngineConfig, ExecutionEvent};
+pub use service::{
+    ApiKeyInfo, Config, ExecuteRequest, ExecutionQuery, NewApiKey, Page, RunbookQuery, Service,
+};
+
+use runbook_domain::Role;
+use serde::Serialize;
+
+/// Who is calling: a person or a key, with the role that decides what they may do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Actor {
+    pub name: String,
+    pub role: Role,
+}
+
+impl Actor {
+    /// The desktop app's local profile: admin of its own local database.
+    pub fn local_admin() -> Actor {
+        let name = std::env::var("USER")
+            .or_else(|_| std::env::var("USERNAME"))
+            .ok()
+            .filter(|name| !name.trim().is_empty())
+            .unwrap_or_else(|| "local".to_string());
+        Actor {
+            name,
+            role: Role::Admin,
+        }
+    }
+
+    /// The operator of the headless binary on its own machine (bootstrap, migrations).
+    pub fn system() -> Actor {
+        Actor {
+            name: "system".to_string(),
+            role: Role::Admin,
+        }
+    }
+
+    /// Fails unless the actor's role is at least `needed`.
+    pub fn require(&self, needed: Role) -> Result<(), CoreError> {
+        if self.role >= needed {
+            Ok(())
+        } else {
+            Err(CoreError::Forbidden {
+                needed,
+                actual: self.role,
+            })
+        }
+    }
+}

@@ -1,0 +1,635 @@
+//! The use cases: runbooks, versions, executions, output and API keys.
+
+use crate::sink::StoreSink;
+use crate::{Actor, CoreError};
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use runbook_domain::validation::{parse_draft, parse_update};
+use runbook_domain::{
+    Block, ControlAction, Execution, ExecutionStatus, OutputPage, ParamType, Role, Runbook,
+    RunbookSummary, StepResult, VersionInfo,
+};
+use runbook_engine::{ControlError, Engine, EngineConfig, ExecutionEvent};
+use runbook_store::{ApiKeyRecord, ExecutionFilter, RunbookFilter, Store};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+/// Name of the SQLite file inside the data directory.
+pub const SQLITE_FILE: &str = "runbook-studio.db";
+/// Page size when a list request names none.
+const DEFAULT_LIMIT: i64 = 50;
+/// Largest page a list request may ask for.
+const MAX_LIMIT: i64 = 500;
+/// Largest output page, in bytes.
+const MAX_OUTPUT_PAGE: u64 = 1024 * 1024;
+
+/// Where the core keeps its data.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory for the SQLite file (when no database URL is given) and other local state.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; `None` means SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    pub engine: EngineConfig,
+}
+
+impl Config {
+    /// Settings with everything in `data_dir` and default engine settings.
+    pub fn from_data_dir(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            database_url: None,
+            engine: EngineConfig::default(),
+        }
+    }
+
+    /// The platform's data directory for Runbook Studio (e.g. `~/.local/share/runbook-studio`).
+    pub fn default_data_dir() -> PathBuf {
+        directories::ProjectDirs::from("dev", "Runbook Studio", "runbook-studio")
+            .map(|dirs| dirs.data_dir().to_path_buf())
+            .unwrap_or_else(|| PathBuf::from(".runbook-studio"))
+    }
+
+    /// The database URL in force.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) if !url.trim().is_empty() => url.clone(),
+            _ => format!("sqlite://{}", self.data_dir.join(SQLITE_FILE).display()),
+        }
+    }
+}
+
+/// Filters and paging for [`Service::list_runbooks`].
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RunbookQuery {
+    pub q: Option<String>,
+    pub tag: Option<String>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+/// Filters and paging for [`Service::list_executions`].
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ExecutionQuery {
+    pub runbook_id: Option<Uuid>,
+    pub status: Option<String>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+/// One page of a list and the total count matching its filter.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+}
+
+/// The body of an execute request.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteRequest {
+    #[serde(default)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// The version to run; `None` runs the current one.
+    #[serde(default)]
+    pub version: Option<i64>,
+}
+
+/// An API key as listed: never its token.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiKeyInfo {
+    pub id: Uuid,
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A key just created, with its token: the only time the token is seen.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewApiKey {
+    #[serde(flatten)]
+    pub key: ApiKeyInfo,
+    pub token: String,
+}
+
+/// The core service. Cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    store: Arc<dyn Store>,
+    engine: Engine,
+}
+
+impl Service {
+    /// Opens the store (migrating it), marks runs a previous process left unfinished
+    /// as `interrupted`, and starts the engine.
+    pub async fn open(config: Config) -> Result<Service, CoreError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            CoreError::Internal(format!(
+                "cannot create data directory {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+        let url = config.effective_database_url();
+        let store = runbook_store::connect(&url).await.map_err(|e| {
+            CoreError::Internal(format!(
+                "cannot open database {}: {e}",
+                runbook_store::redact_url(&url)
+            ))
+        })?;
+        Service::with_store(store, config.engine).await
+    }
+
+    /// A service over an already opened store.
+    pub async fn with_store(
+        store: Arc<dyn Store>,
+        engine_config: EngineConfig,
+    ) -> Result<Service, CoreError> {
+        let interrupted = store.interrupt_unfinished(Utc::now()).await?;
+        if interrupted > 0 {
+            tracing::warn!(
+                interrupted,
+                "runs left unfinished by a previous process are now interrupted"
+            );
+        }
+        let engine = Engine::new(engine_config, Arc::new(StoreSink(store.clone())));
+        Ok(Service { store, engine })
+    }
+
+    /// Events of every run from now on (console output, step and status changes).
+    pub fn subscribe(&self) -> broadcast::Receiver<ExecutionEvent> {
+        self.engine.subscribe()
+    }
+
+    /// Stops live runs; call before the process exits.
+    pub async fn shutdown(&self) {
+        self.engine.shutdown().await;
+    }
+
+    // ---- runbooks ----
+
+    pub async fn list_runbooks(
+        &self,
+        actor: &Actor,
+        query: RunbookQuery,
+    ) -> Result<Page<RunbookSummary>, CoreError> {
+        actor.require(Role::Viewer)?;
+        let (limit, offset) = paging(query.limit, query.offset)?;
+        let filter = RunbookFilter {
+            q: query.q.map(|q| q.trim().to_string()),
+            tag: query.tag,
+            limit,
+            offset,
+        };
+        let (items, total) = self.store.list_runbooks(&filter).await?;
+        Ok(Page { items, total })
+    }
+
+    pub async fn get_runbook(&self, actor: &Actor, id: Uuid) -> Result<Runbook, CoreError> {
+        actor.require(Role::Viewer)?;
+        self.load_runbook(id).await
+    }
+
+    pub async fn create_runbook(
+        &self,
+        actor: &Actor,
+        body: serde_json::Value,
+    ) -> Result<Runbook, CoreError> {
+        actor.require(Role::Editor)?;
+        let draft = parse_draft(body)?;
+        let now = Utc::now();
+        let runbook = Runbook {
+            id: Uuid::new_v4(),
+            draft,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            updated_by: actor.name.clone(),
+        };
+        self.store.insert_runbook(&runbook, "Created").await?;
+        Ok(runbook)
+    }
+
+    pub async fn update_runbook(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        body: serde_json::Value,
+    ) -> Result<Runbook, CoreError> {
+        actor.require(Role::Editor)?;
+        let update = parse_update(body)?;
+        let current = self.load_runbook(id).await?;
+        let message = update.message.unwrap_or_default();
+        self.save_new_version(current, update.draft, update.version, &message, actor)
+            .await
+    }
+
+    pub async fn delete_runbook(&self, actor: &Actor, id: Uuid) -> Result<(), CoreError> {
+        actor.require(Role::Editor)?;
+        if self.store.delete_runbook(id, Utc::now()).await? {
+            Ok(())
+        } else {
+            Err(CoreError::NotFound { what: "runbook" })
+        }
+    }
+
+    pub async fn list_versions(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+    ) -> Result<Vec<VersionInfo>, CoreError> {
+        actor.require(Role::Viewer)?;
+        let versions = self.store.list_versions(id).await?;
+        if versions.is_empty() {
+            return Err(CoreError::NotFound { what: "runbook" });
+        }
+        Ok(versions)
+    }
+
+    pub async fn get_version(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        version: i64,
+    ) -> Result<Runbook, CoreError> {
+        actor.require(Role::Viewer)?;
+        self.load_runbook(id).await?;
+        self.store
+            .get_version(id, version)
+            .await?
+            .ok_or(CoreError::NotFound { what: "version" })
+    }
+
+    /// Makes a new version whose content equals `version`; history is never rewritten.
+    pub async fn rollback(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        version: i64,
+    ) -> Result<Runbook, CoreError> {
+        actor.require(Role::Editor)?;
+        let current = self.load_runbook(id).await?;
+        let old = self
+            .store
+            .get_version(id, version)
+            .await?
+            .ok_or(CoreError::NotFound { what: "version" })?;
+        let based_on = current.version;
+        let message = format!("Rolled back to version {version}");
+        self.save_new_version(current, old.draft, based_on, &message, actor)
+            .await
+    }
+
+    async fn save_new_version(
+        &self,
+        current: Runbook,
+        draft: runbook_domain::RunbookDraft,
+        based_on: i64,
+        message: &str,
+        actor: &Actor,
+    ) -> Result<Runbook, CoreError> {
+        if based_on != current.version {
+            return Err(CoreError::VersionConflict {
+                based_on,
+                current: current.version,
+            });
+        }
+        let runbook = Runbook {
+            draft,
+            version: based_on + 1,
+            updated_at: Utc::now(),
+            updated_by: actor.name.clone(),
+            ..current
+        };
+        match self.store.save_version(&runbook, based_on, message).await {
+            Ok(()) => Ok(runbook),
+            Err(runbook_store::StoreError::VersionConflict { current }) => {
+                Err(CoreError::VersionConflict { based_on, current })
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    async fn load_runbook(&self, id: Uuid) -> Result<Runbook, CoreError> {
+        self.store
+            .get_runbook(id)
+            .await?
+            .ok_or(CoreError::NotFound { what: "runbook" })
+    }
+
+    // ---- executions ----
+
+    /// Starts a run of the runbook (current version unless the request names one).
+    pub async fn execute(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        body: serde_json::Value,
+    ) -> Result<Execution, CoreError> {
+        actor.require(Role::Operator)?;
+        let request: ExecuteRequest = if body.is_null() {
+            ExecuteRequest::default()
+        } else {
+            serde_json::from_value(body)
+                .map_err(|e| CoreError::unprocessable("invalid_type", e.to_string()))?
+        };
+        let current = self.load_runbook(id).await?;
+        let runbook = match request.version {
+            None => current,
+            Some(version) if version == current.version => current,
+            Some(version) => self
+                .store
+                .get_version(id, version)
+                .await?
+                .ok_or(CoreError::NotFound { what: "version" })?,
+        };
+        if let Some(block) = runbook
+            .all_blocks()
+            .into_iter()
+            .find(|b| matches!(b, Block::ApiCall { .. } | Block::Conditional { .. }))
+        {
+            return Err(CoreError::unprocessable(
+                "unsupported_block_kind",
+                format!(
+                    "block `{}` is an {} block; this version runs instruction, command and timer blocks only",
+                    block.id(),
+                    block.kind()
+                ),
+            ));
+        }
+        let params = resolve_params(&runbook, request.params)?;
+        let execution = Execution {
+            id: Uuid::new_v4(),
+            runbook_id: runbook.id,
+            runbook_version: runbook.version,
+            runbook_name: runbook.draft.name.clone(),
+            status: ExecutionStatus::Queued,
+            params,
+            started_by: actor.name.clone(),
+            created_at: Utc::now(),
+            started_at: None,
+            finished_at: None,
+            steps: runbook
+                .all_blocks()
+                .into_iter()
+                .map(|b| StepResult::pending(b.id()))
+                .collect(),
+        };
+        self.store.insert_execution(&execution).await?;
+        self.engine.start(execution.clone(), runbook);
+        Ok(execution)
+    }
+
+    pub async fn get_execution(&self, actor: &Actor, id: Uuid) -> Result<Execution, CoreError> {
+        actor.require(Role::Viewer)?;
+        self.load_execution(id).await
+    }
+
+    pub async fn list_executions(
+        &self,
+        actor: &Actor,
+        query: ExecutionQuery,
+    ) -> Result<Page<Execution>, CoreError> {
+        actor.require(Role::Viewer)?;
+        let (limit, offset) = paging(query.limit, query.offset)?;
+        let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
+            Some(text) => Some(text.parse::<ExecutionStatus>().map_err(|_| {
+                CoreError::bad_request("invalid_query", format!("unknown status `{text}`"))
+            })?),
+            None => None,
+        };
+        let filter = ExecutionFilter {
+            runbook_id: query.runbook_id,
+            status,
+            limit,
+            offset,
+        };
+        let (mut items, total) = self.store.list_executions(&filter).await?;
+        for execution in &mut items {
+            self.overlay_live_status(execution);
+        }
+        Ok(Page { items, total })
+    }
+
+    /// A page of a run's console; pages never split a UTF-8 character.
+    pub async fn read_output(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        offset: u64,
+        limit: u64,
+    ) -> Result<OutputPage, CoreError> {
+        actor.require(Role::Viewer)?;
+        let execution = self.load_execution(id).await?;
+        let limit = limit.clamp(1, MAX_OUTPUT_PAGE);
+        let bytes = self.store.read_output(id, offset, limit).await?;
+        // Skip a partial character at the start (an offset inside one)...
+        let start = bytes
+            .iter()
+            .take(3)
+            .take_while(|b| (**b & 0b1100_0000) == 0b1000_0000)
+            .count();
+        // ...and leave one cut off at the end for the next page.
+        let end = match std::str::from_utf8(&bytes[start..]) {
+            Err(e) if e.error_len().is_none() && bytes.len() as u64 == limit => {
+                start + e.valid_up_to()
+            }
+            _ => bytes.len(),
+        };
+        let text = String::from_utf8_lossy(&bytes[start..end]).into_owned();
+        Ok(OutputPage {
+            offset,
+            next_offset: offset + end as u64,
+            complete: execution.status.is_finished() && (bytes.len() as u64) < limit,
+            text,
+        })
+    }
+
+    /// Pause, resume, stop or acknowledge a live run.
+    pub async fn control(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        action: ControlAction,
+    ) -> Result<Execution, CoreError> {
+        actor.require(Role::Operator)?;
+        let execution = self.load_execution(id).await?;
+        match self.engine.control(id, action) {
+            Ok(_) => {}
+            Err(ControlError::NotRunning) => {
+                return Err(CoreError::InvalidState(format!(
+                    "the execution is {}; only a live run can be controlled",
+                    execution.status
+                )))
+            }
+            Err(error @ ControlError::InvalidState { .. }) => {
+                return Err(CoreError::InvalidState(error.to_string()))
+            }
+        }
+        self.load_execution(id).await
+    }
+
+    async fn load_execution(&self, id: Uuid) -> Result<Execution, CoreError> {
+        let mut execution = self
+            .store
+            .get_execution(id)
+            .await?
+            .ok_or(CoreError::NotFound { what: "execution" })?;
+        self.overlay_live_status(&mut execution);
+        Ok(execution)
+    }
+
+    /// A control action changes the live state at once; the stored one follows a moment later.
+    fn overlay_live_status(&self, execution: &mut Execution) {
+        if let Some(status) = self.engine.live_status(execution.id) {
+            if !execution.status.is_finished() {
+                execution.status = status;
+            }
+        }
+    }
+
+    // ---- API keys ----
+
+    /// Creates an API key; the token is returned once and only its hash is stored.
+    pub async fn create_api_key(
+        &self,
+        actor: &Actor,
+        name: &str,
+        role: Role,
+    ) -> Result<NewApiKey, CoreError> {
+        actor.require(Role::Admin)?;
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(CoreError::unprocessable(
+                "invalid_name",
+                "a key needs a name of 1 to 100 characters",
+            ));
+        }
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        let token = format!("rbs_{}", hex::encode(secret));
+        let record = ApiKeyRecord {
+            id: Uuid::new_v4(),
+            name: name.to_string(),
+            role,
+            token_hash: hash_token(&token),
+            created_at: Utc::now(),
+            last_used_at: None,
+            expires_at: None,
+            revoked_at: None,
+        };
+        self.store.insert_api_key(&record).await?;
+        Ok(NewApiKey {
+            key: ApiKeyInfo {
+                id: record.id,
+                name: record.name,
+                role,
+                created_at: record.created_at,
+                expires_at: None,
+            },
+            token,
+        })
+    }
+
+    /// The actor an API key token stands for.
+    pub async fn authenticate(&self, token: &str) -> Result<Actor, CoreError> {
+        if token.is_empty() || token.len() > 512 {
+            return Err(CoreError::Unauthenticated);
+        }
+        let key = self
+            .store
+            .find_api_key(&hash_token(token))
+            .await?
+            .ok_or(CoreError::Unauthenticated)?;
+        let now = Utc::now();
+        if key.revoked_at.is_some() || key.expires_at.is_some_and(|at| at <= now) {
+            return Err(CoreError::Unauthenticated);
+        }
+        // Recording every use would add a write to every read; a minute's precision is enough.
+        if key
+            .last_used_at
+            .is_none_or(|at| now - at > chrono::Duration::minutes(1))
+        {
+            self.store.touch_api_key(key.id, now).await?;
+        }
+        Ok(Actor {
+            name: key.name,
+            role: key.role,
+        })
+    }
+}
+
+fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn paging(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), CoreError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    let offset = offset.unwrap_or(0);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(CoreError::bad_request(
+            "invalid_query",
+            format!("limit must be from 1 to {MAX_LIMIT}"),
+        ));
+    }
+    if offset < 0 {
+        return Err(CoreError::bad_request(
+            "invalid_query",
+            "offset must not be negative",
+        ));
+    }
+    Ok((limit, offset))
+}
+
+/// Checks the given parameters against the runbook's declarations and fills defaults.
+fn resolve_params(
+    runbook: &Runbook,
+    mut given: serde_json::Map<String, serde_json::Value>,
+) -> Result<serde_json::Map<String, serde_json::Value>, CoreError> {
+    if let Some(unknown) = given
+        .keys()
+        .find(|name| !runbook.draft.params.iter().any(|p| &p.name == *name))
+    {
+        return Err(CoreError::unprocessable(
+            "unknown_param",
+            format!("the runbook has no parameter `{unknown}`"),
+        ));
+    }
+    let mut resolved = serde_json::Map::new();
+    for param in &runbook.draft.params {
+        let value = given
+            .remove(&param.name)
+            .filter(|v| !v.is_null())
+            .or_else(|| param.default.clone().filter(|v| !v.is_null()));
+        let Some(value) = value else {
+            if param.required {
+                return Err(CoreError::unprocessable(
+                    "missing_param",
+                    format!("parameter `{}` is required", param.name),
+                ));
+            }
+            continue;
+        };
+        let fits = match param.param_type {
+            ParamType::String => value.is_string(),
+            ParamType::Number => value.is_number(),
+            ParamType::Boolean => value.is_boolean(),
+        };
+        if !fits {
+            return Err(CoreError::unprocessable(
+                "invalid_param",
+                format!(
+                    "parameter `{}` must be a {:?}",
+                    param.name, param.param_type
+                )
+                .to_lowercase(),
+            ));
+        }
+        resolved.insert(param.name.clone(), value);
+    }
+    Ok(resolved)
+}

@@ -1,0 +1,46 @@
+//! Persists what the engine reports, through the store.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use runbook_domain::{ExecutionStatus, StepResult};
+use runbook_engine::ExecutionSink;
+use runbook_store::Store;
+use std::sync::Arc;
+use uuid::Uuid;
+
+pub struct StoreSink(pub Arc<dyn Store>);
+
+#[async_trait]
+impl ExecutionSink for StoreSink {
+    async fn status(
+        &self,
+        execution_id: Uuid,
+        status: ExecutionStatus,
+        started_at: Option<DateTime<Utc>>,
+        finished_at: Option<DateTime<Utc>>,
+    ) -> Result<(), String> {
+        self.0
+            .update_execution_status(execution_id, status, started_at, finished_at)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn step(
+        &self,
+        execution_id: Uuid,
+        index: usize,
+        step: &StepResult,
+    ) -> Result<(), String> {
+        self.0
+            .update_step(execution_id, index, step)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn output(&self, execution_id: Uuid, offset: u64, data: &[u8]) -> Result<(), String> {
+        self.0
+            .append_output(execution_id, offset, data)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}

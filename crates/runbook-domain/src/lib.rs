@@ -1,0 +1,18 @@
+//! Domain types of Runbook Studio: runbooks, blocks, versions, executions, roles,
+//! and the validation rules every front end shares. Pure data: this crate does no I/O.
+
+pub mod block;
+pub mod execution;
+pub mod role;
+pub mod runbook;
+pub mod validation;
+
+pub use block::{Block, FailurePolicy, HttpMethod, Shell};
+pub use execution::{
+    ControlAction, Execution, ExecutionStatus, OutputPage, StepResult, StepStatus,
+};
+pub use role::Role;
+pub use runbook::{
+    Param, ParamType, Runbook, RunbookDraft, RunbookSummary, RunbookUpdate, VersionInfo,
+};
+pub use validation::{FieldError, ValidationErrors};

@@ -1,0 +1,145 @@
+//! Control of a live run: the state an operator asks for (pause, resume, stop,
+//! acknowledge) and the state the run is in, kept under one lock so they cannot disagree.
+
+use runbook_domain::{ControlAction, ExecutionStatus};
+use std::sync::Mutex;
+use tokio::sync::watch;
+
+/// Why a control action was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// The run is not live in this engine (finished, or never started here).
+    #[error("the execution is not running")]
+    NotRunning,
+    /// The action does not fit the run's state (e.g. resume while running).
+    #[error("cannot {action} an execution that is {status}")]
+    InvalidState {
+        action: &'static str,
+        status: ExecutionStatus,
+    },
+}
+
+/// What the operator has asked for; the run task follows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Requested {
+    pub paused: bool,
+    pub stopped: bool,
+    /// Incremented by every acknowledgement.
+    pub acknowledgements: u64,
+}
+
+/// Shared between the engine's API and one run task.
+pub struct RunControl {
+    status: Mutex<ExecutionStatus>,
+    requested: watch::Sender<Requested>,
+}
+
+fn action_name(action: ControlAction) -> &'static str {
+    match action {
+        ControlAction::Pause => "pause",
+        ControlAction::Resume => "resume",
+        ControlAction::Stop => "stop",
+        ControlAction::Acknowledge => "acknowledge",
+    }
+}
+
+impl RunControl {
+    pub fn new(status: ExecutionStatus) -> Self {
+        RunControl {
+            status: Mutex::new(status),
+            requested: watch::Sender::new(Requested::default()),
+        }
+    }
+
+    pub fn status(&self) -> ExecutionStatus {
+        *self.status.lock().expect("run status lock")
+    }
+
+    /// Records the state the run task has moved to.
+    pub fn set_status(&self, status: ExecutionStatus) {
+        *self.status.lock().expect("run status lock") = status;
+    }
+
+    /// A receiver that sees every request.
+    pub fn watch(&self) -> watch::Receiver<Requested> {
+        self.requested.subscribe()
+    }
+
+    /// Applies an operator's action, returning the state the run moves to.
+    pub fn apply(&self, action: ControlAction) -> Result<ExecutionStatus, ControlError> {
+        let mut status = self.status.lock().expect("run status lock");
+        let current = *status;
+        let refused = || ControlError::InvalidState {
+            action: action_name(action),
+            status: current,
+        };
+        let requested = *self.requested.borrow();
+        if requested.stopped {
+            return Err(refused());
+        }
+        let next = match (action, current) {
+            (ControlAction::Pause, ExecutionStatus::Running | ExecutionStatus::Queued) => {
+                self.requested.send_modify(|r| r.paused = true);
+                ExecutionStatus::Paused
+            }
+            (ControlAction::Resume, ExecutionStatus::Paused) => {
+                self.requested.send_modify(|r| r.paused = false);
+                ExecutionStatus::Running
+            }
+            (ControlAction::Acknowledge, ExecutionStatus::Waiting) => {
+                self.requested.send_modify(|r| r.acknowledgements += 1);
+                ExecutionStatus::Running
+            }
+            (ControlAction::Stop, s) if !s.is_finished() => {
+                self.requested.send_modify(|r| r.stopped = true);
+                // The run reports `stopped` once its processes are gone.
+                current
+            }
+            _ => return Err(refused()),
+        };
+        *status = next;
+        Ok(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_follow_the_state_machine() {
+        let control = RunControl::new(ExecutionStatus::Running);
+        assert!(matches!(
+            control.apply(ControlAction::Resume),
+            Err(ControlError::InvalidState {
+                action: "resume",
+                ..
+            })
+        ));
+        assert_eq!(
+            control.apply(ControlAction::Pause),
+            Ok(ExecutionStatus::Paused)
+        );
+        assert!(control.watch().borrow().paused);
+        assert_eq!(
+            control.apply(ControlAction::Resume),
+            Ok(ExecutionStatus::Running)
+        );
+        assert!(control.apply(ControlAction::Acknowledge).is_err());
+        control.set_status(ExecutionStatus::Waiting);
+        assert_eq!(
+            control.apply(ControlAction::Acknowledge),
+            Ok(ExecutionStatus::Running)
+        );
+        assert_eq!(control.watch().borrow().acknowledgements, 1);
+        assert_eq!(
+            control.apply(ControlAction::Stop),
+            Ok(ExecutionStatus::Running)
+        );
+        assert!(control.watch().borrow().stopped);
+        assert!(
+            control.apply(ControlAction::Stop).is_err(),
+            "a second stop is refused"
+        );
+    }
+}

@@ -1,0 +1,219 @@
+//! The execution engine: runs a runbook version's blocks in order on the local host,
+//! each command in its own process group, streaming output as events and handing
+//! state and output to an [`ExecutionSink`] for persistence. It knows nothing of
+//! storage or credentials: the core supplies the sink.
+
+mod command;
+mod console;
+mod control;
+mod run;
+
+pub use control::ControlError;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use runbook_domain::{ControlAction, Execution, ExecutionStatus, Runbook, StepResult, StepStatus};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+/// Where the engine persists what happens. The core implements it over the store.
+#[async_trait]
+pub trait ExecutionSink: Send + Sync + 'static {
+    /// The run changed state.
+    async fn status(
+        &self,
+        execution_id: Uuid,
+        status: ExecutionStatus,
+        started_at: Option<DateTime<Utc>>,
+        finished_at: Option<DateTime<Utc>>,
+    ) -> Result<(), String>;
+    /// The step at `index` changed.
+    async fn step(&self, execution_id: Uuid, index: usize, step: &StepResult)
+        -> Result<(), String>;
+    /// A batch of console output starting at byte `offset`.
+    async fn output(&self, execution_id: Uuid, offset: u64, data: &[u8]) -> Result<(), String>;
+}
+
+/// Something that happened in a run, as streamed to consoles (SSE, Tauri events).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ExecutionEvent {
+    StepStarted {
+        execution_id: Uuid,
+        block_id: String,
+    },
+    Output {
+        execution_id: Uuid,
+        block_id: String,
+        /// Byte offset of `text` in the run's whole console.
+        offset: u64,
+        text: String,
+    },
+    StepFinished {
+        execution_id: Uuid,
+        block_id: String,
+        status: StepStatus,
+        exit_code: Option<i32>,
+        duration_ms: u64,
+    },
+    Status {
+        execution_id: Uuid,
+        status: ExecutionStatus,
+    },
+}
+
+impl ExecutionEvent {
+    /// The run the event belongs to.
+    pub fn execution_id(&self) -> Uuid {
+        match self {
+            ExecutionEvent::StepStarted { execution_id, .. }
+            | ExecutionEvent::Output { execution_id, .. }
+            | ExecutionEvent::StepFinished { execution_id, .. }
+            | ExecutionEvent::Status { execution_id, .. } => *execution_id,
+        }
+    }
+
+    /// The event's name, as used for SSE `event:` lines.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ExecutionEvent::StepStarted { .. } => "step_started",
+            ExecutionEvent::Output { .. } => "output",
+            ExecutionEvent::StepFinished { .. } => "step_finished",
+            ExecutionEvent::Status { .. } => "status",
+        }
+    }
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How long a stopped command gets between SIGTERM and SIGKILL.
+    pub stop_grace: Duration,
+    /// Output is persisted at least this often while a command writes.
+    pub flush_interval: Duration,
+    /// Output is persisted once this many bytes are buffered.
+    pub flush_bytes: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            stop_grace: Duration::from_secs(5),
+            flush_interval: Duration::from_millis(100),
+            flush_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// Runs executions. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    config: EngineConfig,
+    sink: Arc<dyn ExecutionSink>,
+    events: broadcast::Sender<ExecutionEvent>,
+    runs: Mutex<HashMap<Uuid, Arc<control::RunControl>>>,
+}
+
+impl Engine {
+    /// An engine persisting through `sink`.
+    pub fn new(config: EngineConfig, sink: Arc<dyn ExecutionSink>) -> Self {
+        let (events, _) = broadcast::channel(4096);
+        Engine {
+            inner: Arc::new(EngineInner {
+                config,
+                sink,
+                events,
+                runs: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Events of every run from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<ExecutionEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Starts running `execution` (stored already, status queued) of `runbook` in the background.
+    pub fn start(&self, execution: Execution, runbook: Runbook) {
+        let control = Arc::new(control::RunControl::new(execution.status));
+        self.inner
+            .runs
+            .lock()
+            .expect("run registry lock")
+            .insert(execution.id, control.clone());
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let id = execution.id;
+            run::Run::new(engine.inner.clone(), execution, runbook, control)
+                .execute()
+                .await;
+            engine
+                .inner
+                .runs
+                .lock()
+                .expect("run registry lock")
+                .remove(&id);
+        });
+    }
+
+    /// The live state of a run this engine is executing, if any.
+    pub fn live_status(&self, id: Uuid) -> Option<ExecutionStatus> {
+        self.run(id).map(|control| control.status())
+    }
+
+    /// Applies a control action to a live run; returns the state it moves to.
+    pub fn control(
+        &self,
+        id: Uuid,
+        action: ControlAction,
+    ) -> Result<ExecutionStatus, ControlError> {
+        match self.run(id) {
+            Some(control) => control.apply(action),
+            None => Err(ControlError::NotRunning),
+        }
+    }
+
+    /// Stops every live run and waits (up to the stop grace plus a second) for them to end.
+    pub async fn shutdown(&self) {
+        let runs: Vec<_> = self
+            .inner
+            .runs
+            .lock()
+            .expect("run registry lock")
+            .values()
+            .cloned()
+            .collect();
+        for control in &runs {
+            let _ = control.apply(ControlAction::Stop);
+        }
+        let deadline =
+            tokio::time::Instant::now() + self.inner.config.stop_grace + Duration::from_secs(1);
+        while tokio::time::Instant::now() < deadline
+            && !self
+                .inner
+                .runs
+                .lock()
+                .expect("run registry lock")
+                .is_empty()
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn run(&self, id: Uuid) -> Option<Arc<control::RunControl>> {
+        self.inner
+            .runs
+            .lock()
+            .expect("run registry lock")
+            .get(&id)
+            .cloned()
+    }
+}

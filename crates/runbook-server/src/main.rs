@@ -1,0 +1,258 @@
+//! `runbook-studio`: the headless binary. `serve` runs the REST server; `run`, `keys`
+//! and `migrate` work on the same database from the command line.
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use runbook_core::{Actor, Config, ExecutionEvent, RunbookQuery, Service};
+use runbook_domain::{ControlAction, ExecutionStatus, Role};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(
+    name = "runbook-studio",
+    version,
+    about = "Author, version and run operational runbooks"
+)]
+struct Cli {
+    /// Directory for the SQLite database and other local state.
+    #[arg(long, global = true, env = "RUNBOOK_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// `sqlite://…` or `postgres://…`; unset means SQLite in the data directory.
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Log filter, e.g. `info` or `runbook_server=debug`.
+    #[arg(long, global = true, env = "RUNBOOK_LOG", default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the REST API (and the web UI) until SIGTERM or Ctrl+C.
+    Serve {
+        #[arg(long, env = "RUNBOOK_ADDR", default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// Directory of the built web UI, served at `/`.
+        #[arg(long, env = "RUNBOOK_UI_DIR", default_value = "src-ui/dist")]
+        ui_dir: PathBuf,
+    },
+    /// Run a runbook here and stream its console; exits 0 only if the run succeeds.
+    Run {
+        /// Runbook id or exact name.
+        runbook: String,
+        /// A parameter as NAME=VALUE (repeatable).
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// Acknowledge confirmation steps without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key; its token is printed once, alone on the last line.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "viewer")]
+        role: Role,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let config = Config {
+        data_dir: cli.data_dir.unwrap_or_else(Config::default_data_dir),
+        database_url: cli.database_url,
+        engine: Default::default(),
+    };
+    let service = Service::open(config).await.map_err(|e| match e {
+        runbook_core::CoreError::Internal(detail) => anyhow::anyhow!(detail),
+        other => anyhow::anyhow!(other),
+    })?;
+    match cli.command {
+        Command::Serve { addr, ui_dir } => serve(service, &addr, ui_dir).await?,
+        Command::Run {
+            runbook,
+            params,
+            yes,
+        } => return run(service, &runbook, &params, yes).await,
+        Command::Keys {
+            command: KeysCommand::Create { name, role },
+        } => {
+            let key = service
+                .create_api_key(&Actor::system(), &name, role)
+                .await?;
+            println!(
+                "Created API key `{}` ({}, id {}).",
+                key.key.name, key.key.role, key.key.id
+            );
+            println!("Store this token now; it is not shown again:");
+            println!("{}", key.token);
+        }
+        Command::Migrate => println!("The database is migrated and up to date."),
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn serve(service: Service, addr: &str, ui_dir: PathBuf) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let state = runbook_server::AppState {
+        service: service.clone(),
+        shutdown: stop_rx,
+    };
+    let app = runbook_server::app(state, Some(ui_dir))
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    let stopping = async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: stopping live runs");
+        service.shutdown().await;
+        let _ = stop_tx.send(true);
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stopping)
+        .await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn run(
+    service: Service,
+    runbook: &str,
+    params: &[String],
+    yes: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let actor = Actor::local_admin();
+    let id = find_runbook(&service, &actor, runbook).await?;
+    let mut values = serde_json::Map::new();
+    for param in params {
+        let Some((name, value)) = param.split_once('=') else {
+            bail!("--param takes NAME=VALUE, got `{param}`");
+        };
+        // Numbers and booleans are passed typed; everything else is a string.
+        let typed = serde_json::from_str::<serde_json::Value>(value)
+            .ok()
+            .filter(|v| v.is_number() || v.is_boolean())
+            .unwrap_or_else(|| serde_json::Value::String(value.to_string()));
+        values.insert(name.to_string(), typed);
+    }
+    let mut events = service.subscribe();
+    let execution = service
+        .execute(&actor, id, serde_json::json!({ "params": values }))
+        .await?;
+    let mut stdout = std::io::stdout();
+    loop {
+        let event = match events.recv().await {
+            Ok(event) if event.execution_id() == execution.id => event,
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(_) => bail!("the engine stopped"),
+        };
+        match event {
+            ExecutionEvent::Output { text, .. } => {
+                stdout.write_all(text.replace("\r\n", "\n").as_bytes())?;
+                stdout.flush()?;
+            }
+            ExecutionEvent::Status {
+                status: ExecutionStatus::Waiting,
+                ..
+            } => {
+                if !(yes || confirm_on_tty()?) {
+                    service
+                        .control(&actor, execution.id, ControlAction::Stop)
+                        .await?;
+                    continue;
+                }
+                service
+                    .control(&actor, execution.id, ControlAction::Acknowledge)
+                    .await?;
+            }
+            ExecutionEvent::Status { status, .. } if status.is_finished() => {
+                eprintln!("run {} {status}", execution.id);
+                return Ok(if status == ExecutionStatus::Succeeded {
+                    std::process::ExitCode::SUCCESS
+                } else {
+                    std::process::ExitCode::from(1)
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+fn confirm_on_tty() -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        eprintln!("this step needs a confirmation and stdin is not a terminal; pass --yes to acknowledge automatically");
+        return Ok(false);
+    }
+    eprint!("Continue? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+async fn find_runbook(
+    service: &Service,
+    actor: &Actor,
+    name_or_id: &str,
+) -> anyhow::Result<uuid::Uuid> {
+    if let Ok(id) = uuid::Uuid::parse_str(name_or_id) {
+        return Ok(id);
+    }
+    let page = service
+        .list_runbooks(
+            actor,
+            RunbookQuery {
+                q: Some(name_or_id.to_string()),
+                limit: Some(500),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let matches: Vec<_> = page.items.iter().filter(|r| r.name == name_or_id).collect();
+    match matches.as_slice() {
+        [only] => Ok(only.id),
+        [] => bail!("no runbook is named `{name_or_id}`"),
+        _ => bail!("several runbooks are named `{name_or_id}`; use its id"),
+    }
+}

@@ -1,0 +1,259 @@
+//! The router: one small handler per endpoint of the REST contract.
+
+use crate::error::ApiError;
+use crate::extract::{parse_id, typed, ApiQuery, Caller, JsonBody};
+use crate::sse;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use runbook_core::{ExecutionQuery, RunbookQuery, Service};
+use runbook_domain::ControlAction;
+use serde::Deserialize;
+use std::path::PathBuf;
+use tokio::sync::watch;
+use tower_http::services::{ServeDir, ServeFile};
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Service,
+    /// Turns true when the server is shutting down; long-lived streams end then.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The whole HTTP application: API routes, the OpenAPI document and, when
+/// `ui_dir` holds a built UI, the UI at `/`.
+pub fn app(state: AppState, ui_dir: Option<PathBuf>) -> Router {
+    let api = Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/openapi.json", get(openapi))
+        .route("/me", get(me))
+        .route("/runbooks", get(list_runbooks).post(create_runbook))
+        .route(
+            "/runbooks/{id}",
+            get(get_runbook).put(update_runbook).delete(delete_runbook),
+        )
+        .route("/runbooks/{id}/versions", get(list_versions))
+        .route("/runbooks/{id}/versions/{version}", get(get_version))
+        .route("/runbooks/{id}/rollback", post(rollback))
+        .route("/runbooks/{id}/execute", post(execute))
+        .route("/executions", get(list_executions))
+        .route("/executions/{id}", get(get_execution))
+        .route("/executions/{id}/output", get(read_output))
+        .route("/executions/{id}/events", get(events))
+        .route("/executions/{id}/control", post(control))
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this method is not allowed on this path",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state);
+    let not_found = || async { ApiError::not_found() };
+    match ui_dir.filter(|dir| dir.join("index.html").is_file()) {
+        Some(dir) => {
+            let index = ServeFile::new(dir.join("index.html"));
+            api.fallback_service(
+                ServeDir::new(dir)
+                    .fallback(index)
+                    .call_fallback_on_method_not_allowed(false),
+            )
+        }
+        None => api.fallback(not_found),
+    }
+}
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
+}
+
+async fn me(Caller(actor): Caller) -> Json<runbook_core::Actor> {
+    Json(actor)
+}
+
+async fn list_runbooks(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    ApiQuery(query): ApiQuery<RunbookQuery>,
+) -> ApiResult<Response> {
+    let page = state.service.list_runbooks(&actor, query).await?;
+    Ok(Json(page).into_response())
+}
+
+async fn create_runbook(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let runbook = state.service.create_runbook(&actor, body).await?;
+    Ok((StatusCode::CREATED, Json(runbook)).into_response())
+}
+
+async fn get_runbook(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let runbook = state.service.get_runbook(&actor, parse_id(&id)?).await?;
+    Ok(Json(runbook).into_response())
+}
+
+async fn update_runbook(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let runbook = state
+        .service
+        .update_runbook(&actor, parse_id(&id)?, body)
+        .await?;
+    Ok(Json(runbook).into_response())
+}
+
+async fn delete_runbook(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    state.service.delete_runbook(&actor, parse_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_versions(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let items = state.service.list_versions(&actor, parse_id(&id)?).await?;
+    Ok(Json(serde_json::json!({ "items": items })).into_response())
+}
+
+async fn get_version(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path((id, version)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let version: i64 = version.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+            "the version in the path is not a number",
+        )
+    })?;
+    let runbook = state
+        .service
+        .get_version(&actor, parse_id(&id)?, version)
+        .await?;
+    Ok(Json(runbook).into_response())
+}
+
+#[derive(Deserialize)]
+struct RollbackBody {
+    version: i64,
+}
+
+async fn rollback(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let id = parse_id(&id)?;
+    let RollbackBody { version } = typed(body)?;
+    let runbook = state.service.rollback(&actor, id, version).await?;
+    Ok(Json(runbook).into_response())
+}
+
+async fn execute(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let execution = state.service.execute(&actor, parse_id(&id)?, body).await?;
+    Ok((StatusCode::ACCEPTED, Json(execution)).into_response())
+}
+
+async fn list_executions(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    ApiQuery(query): ApiQuery<ExecutionQuery>,
+) -> ApiResult<Response> {
+    let page = state.service.list_executions(&actor, query).await?;
+    Ok(Json(page).into_response())
+}
+
+async fn get_execution(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let execution = state.service.get_execution(&actor, parse_id(&id)?).await?;
+    Ok(Json(execution).into_response())
+}
+
+#[derive(Deserialize)]
+struct OutputQuery {
+    offset: Option<u64>,
+    limit: Option<u64>,
+}
+
+async fn read_output(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<OutputQuery>,
+) -> ApiResult<Response> {
+    let page = state
+        .service
+        .read_output(
+            &actor,
+            parse_id(&id)?,
+            query.offset.unwrap_or(0),
+            query.limit.unwrap_or(65536),
+        )
+        .await?;
+    Ok(Json(page).into_response())
+}
+
+async fn events(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    sse::execution_events(state, actor, parse_id(&id)?).await
+}
+
+#[derive(Deserialize)]
+struct ControlBody {
+    action: ControlAction,
+}
+
+async fn control(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let id = parse_id(&id)?;
+    let ControlBody { action } = typed(body)?;
+    let execution = state.service.control(&actor, id, action).await?;
+    Ok(Json(execution).into_response())
+}

@@ -1,0 +1,264 @@
+//! Storage for Runbook Studio: the [`Store`] interface and its two implementations,
+//! [`SqliteStore`] (embedded default) and [`PostgresStore`] (shared team database).
+//! Each embeds its own migrations and applies them when opened.
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use runbook_domain::{
+    Execution, ExecutionStatus, Role, Runbook, RunbookDraft, RunbookSummary, StepResult,
+    VersionInfo,
+};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row changed since the caller read it (optimistic concurrency).
+    #[error("the runbook was changed by someone else (current version {current})")]
+    VersionConflict { current: i64 },
+    /// The row the operation applies to does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The database URL is not one this build understands.
+    #[error("unsupported database URL `{0}`; use sqlite://... or postgres://...")]
+    UnsupportedUrl(String),
+    /// Stored data could not be decoded (it was written by something else).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Filters and paging for listing runbooks.
+#[derive(Debug, Clone, Default)]
+pub struct RunbookFilter {
+    /// Case-insensitive text matched against name, tags and description.
+    pub q: Option<String>,
+    /// Exact tag.
+    pub tag: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// Filters and paging for listing executions.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionFilter {
+    pub runbook_id: Option<Uuid>,
+    pub status: Option<ExecutionStatus>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// A stored API key: only the hash of its token is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKeyRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub role: Role,
+    pub token_hash: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// The storage interface every backend implements. Methods are small and
+/// transactional; policy (validation, roles, versions) lives in the core.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Stores a new runbook as version 1.
+    async fn insert_runbook(&self, runbook: &Runbook, message: &str) -> Result<(), StoreError>;
+    /// Lists live runbooks by name, with the total matching the filter.
+    async fn list_runbooks(
+        &self,
+        filter: &RunbookFilter,
+    ) -> Result<(Vec<RunbookSummary>, i64), StoreError>;
+    /// The current version of a live runbook.
+    async fn get_runbook(&self, id: Uuid) -> Result<Option<Runbook>, StoreError>;
+    /// Stores `runbook` (whose `version` is `based_on + 1`) as a new version, if the
+    /// current version is still `based_on`; otherwise nothing changes.
+    async fn save_version(
+        &self,
+        runbook: &Runbook,
+        based_on: i64,
+        message: &str,
+    ) -> Result<(), StoreError>;
+    /// Deletes a live runbook; its versions stay for the executions that ran them.
+    async fn delete_runbook(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// History of a live runbook, newest first.
+    async fn list_versions(&self, id: Uuid) -> Result<Vec<VersionInfo>, StoreError>;
+    /// The content of one version of a live runbook.
+    async fn get_version(&self, id: Uuid, version: i64) -> Result<Option<Runbook>, StoreError>;
+
+    /// Stores a new execution with its pending steps.
+    async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError>;
+    async fn get_execution(&self, id: Uuid) -> Result<Option<Execution>, StoreError>;
+    /// Lists executions, newest first, with the total matching the filter.
+    async fn list_executions(
+        &self,
+        filter: &ExecutionFilter,
+    ) -> Result<(Vec<Execution>, i64), StoreError>;
+    /// Records a new run state and its start/finish times.
+    async fn update_execution_status(
+        &self,
+        id: Uuid,
+        status: ExecutionStatus,
+        started_at: Option<DateTime<Utc>>,
+        finished_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
+    /// Records the state of the step at `index`.
+    async fn update_step(
+        &self,
+        execution_id: Uuid,
+        index: usize,
+        step: &StepResult,
+    ) -> Result<(), StoreError>;
+    /// Appends a chunk of console output that starts at byte `offset`.
+    async fn append_output(
+        &self,
+        execution_id: Uuid,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), StoreError>;
+    /// Up to `limit` bytes of console output starting at `offset`.
+    async fn read_output(
+        &self,
+        execution_id: Uuid,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<u8>, StoreError>;
+    /// Marks every unfinished execution (and its unfinished steps) `interrupted`;
+    /// returns how many runs changed.
+    async fn interrupt_unfinished(&self, at: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
+    /// The key whose token hashes to `token_hash`, if any.
+    async fn find_api_key(&self, token_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+    async fn touch_api_key(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError>;
+}
+
+/// Opens the store a URL names (`sqlite://…` or `postgres://…`) and migrates it.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(redact_url(url)))
+    }
+}
+
+/// A URL with any password replaced, fit for errors and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Lowercased text a runbook is searched by.
+fn search_text(draft: &RunbookDraft) -> String {
+    format!(
+        "{}\n{}\n{}",
+        draft.name,
+        draft.tags.join("\n"),
+        draft.description
+    )
+    .to_lowercase()
+}
+
+/// A `LIKE` pattern matching `q` anywhere, with LIKE's wildcards escaped (escape char `\`).
+fn like_pattern(q: &str) -> String {
+    let escaped = q
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+fn decode_draft(content: &str) -> Result<RunbookDraft, StoreError> {
+    serde_json::from_str(content).map_err(|e| StoreError::Corrupt(format!("runbook content: {e}")))
+}
+
+fn encode_draft(draft: &RunbookDraft) -> String {
+    serde_json::to_string(draft).expect("a runbook draft always serializes")
+}
+
+fn parse_enum<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, StoreError> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("unknown {what} `{text}`")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_in_urls() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1/test"),
+            "postgres://postgres@127.0.0.1/test"
+        );
+    }
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_pattern("50%_Off"), "%50\\%\\_off%");
+    }
+}
+
+/// Joins stored output chunks into the `limit` bytes that start at `offset`.
+/// `chunks` are (start offset, bytes), ordered, the first one starting at or before `offset`.
+fn stitch(chunks: Vec<(i64, Vec<u8>)>, offset: u64, limit: u64) -> Vec<u8> {
+    let end = offset.saturating_add(limit);
+    let mut out = Vec::new();
+    for (start, data) in chunks {
+        let start = start.max(0) as u64;
+        let chunk_end = start + data.len() as u64;
+        if chunk_end <= offset || start >= end {
+            continue;
+        }
+        let from = offset.saturating_sub(start) as usize;
+        let to = (end.min(chunk_end) - start) as usize;
+        out.extend_from_slice(&data[from..to]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod stitch_tests {
+    use super::stitch;
+
+    #[test]
+    fn stitches_a_window_across_chunks() {
+        let chunks = vec![(0, b"hello ".to_vec()), (6, b"world".to_vec())];
+        assert_eq!(stitch(chunks.clone(), 3, 5), b"lo wo");
+        assert_eq!(stitch(chunks.clone(), 0, 100), b"hello world");
+        assert_eq!(stitch(chunks, 11, 10), b"");
+    }
+}

@@ -1,0 +1,619 @@
+//! The PostgreSQL store: the shared team database.
+
+use crate::{
+    decode_draft, encode_draft, like_pattern, parse_enum, search_text, ApiKeyRecord,
+    ExecutionFilter, RunbookFilter, Store, StoreError,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use runbook_domain::{
+    Execution, ExecutionStatus, Runbook, RunbookSummary, StepResult, VersionInfo,
+};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{FromRow, Postgres, QueryBuilder};
+use std::time::Duration;
+use uuid::Uuid;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// A [`Store`] on a PostgreSQL database.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` and applies migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// The connection pool, for tests and tools.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+#[derive(FromRow)]
+struct RunbookRow {
+    id: Uuid,
+    content: String,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    updated_by: String,
+}
+
+impl RunbookRow {
+    fn into_runbook(self) -> Result<Runbook, StoreError> {
+        Ok(Runbook {
+            id: self.id,
+            draft: decode_draft(&self.content)?,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            updated_by: self.updated_by,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct SummaryRow {
+    id: Uuid,
+    name: String,
+    description: String,
+    tags: sqlx::types::Json<Vec<String>>,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    updated_by: String,
+}
+
+#[derive(FromRow)]
+struct ExecutionRow {
+    id: Uuid,
+    runbook_id: Uuid,
+    runbook_version: i64,
+    runbook_name: String,
+    status: String,
+    params: sqlx::types::Json<serde_json::Map<String, serde_json::Value>>,
+    started_by: String,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(FromRow)]
+struct StepRow {
+    block_id: String,
+    status: String,
+    exit_code: Option<i32>,
+    http_status: Option<i32>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    output_bytes: i64,
+    error: Option<String>,
+}
+
+#[derive(FromRow)]
+struct ApiKeyRow {
+    id: Uuid,
+    name: String,
+    role: String,
+    token_hash: String,
+    created_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+const EXECUTION_COLUMNS: &str = "id, runbook_id, runbook_version, runbook_name, status, params, started_by, created_at, started_at, finished_at";
+
+impl PostgresStore {
+    async fn steps_of(&self, execution_id: Uuid) -> Result<Vec<StepResult>, StoreError> {
+        let rows: Vec<StepRow> = sqlx::query_as(
+            "SELECT block_id, status, exit_code, http_status, started_at, finished_at, output_bytes, error
+             FROM execution_steps WHERE execution_id = $1 ORDER BY idx",
+        )
+        .bind(execution_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(StepResult {
+                    block_id: row.block_id,
+                    status: parse_enum(&row.status, "step status")?,
+                    exit_code: row.exit_code,
+                    http_status: row.http_status.map(|s| s as u16),
+                    started_at: row.started_at,
+                    finished_at: row.finished_at,
+                    output_bytes: row.output_bytes.max(0) as u64,
+                    error: row.error,
+                })
+            })
+            .collect()
+    }
+
+    async fn into_execution(&self, row: ExecutionRow) -> Result<Execution, StoreError> {
+        Ok(Execution {
+            steps: self.steps_of(row.id).await?,
+            id: row.id,
+            runbook_id: row.runbook_id,
+            runbook_version: row.runbook_version,
+            runbook_name: row.runbook_name,
+            status: parse_enum(&row.status, "execution status")?,
+            params: row.params.0,
+            started_by: row.started_by,
+            created_at: row.created_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+        })
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn insert_runbook(&self, runbook: &Runbook, message: &str) -> Result<(), StoreError> {
+        let content = encode_draft(&runbook.draft);
+        let tags = serde_json::to_string(&runbook.draft.tags).expect("tags serialize");
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO runbooks (id, name, description, tags, search_text, content, version, created_at, updated_at, updated_by)
+             VALUES ($1, $2, $3, $4::jsonb, $5, $6::jsonb, $7, $8, $9, $10)",
+        )
+        .bind(runbook.id)
+        .bind(&runbook.draft.name)
+        .bind(&runbook.draft.description)
+        .bind(&tags)
+        .bind(search_text(&runbook.draft))
+        .bind(&content)
+        .bind(runbook.version)
+        .bind(runbook.created_at)
+        .bind(runbook.updated_at)
+        .bind(&runbook.updated_by)
+        .execute(&mut *tx)
+        .await?;
+        insert_tags(&mut tx, runbook.id, &runbook.draft.tags).await?;
+        insert_version(&mut tx, runbook, &content, message).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_runbooks(
+        &self,
+        filter: &RunbookFilter,
+    ) -> Result<(Vec<RunbookSummary>, i64), StoreError> {
+        fn push_filter<'a>(qb: &mut QueryBuilder<'a, Postgres>, filter: &'a RunbookFilter) {
+            qb.push(" FROM runbooks r WHERE r.deleted_at IS NULL");
+            if let Some(q) = filter.q.as_deref().filter(|q| !q.is_empty()) {
+                qb.push(" AND r.search_text LIKE ")
+                    .push_bind(like_pattern(q))
+                    .push(" ESCAPE '\\'");
+            }
+            if let Some(tag) = filter.tag.as_deref().filter(|t| !t.is_empty()) {
+                qb.push(" AND EXISTS (SELECT 1 FROM runbook_tags t WHERE t.runbook_id = r.id AND t.tag = ")
+                    .push_bind(tag)
+                    .push(")");
+            }
+        }
+        let mut count = QueryBuilder::<Postgres>::new("SELECT COUNT(*)");
+        push_filter(&mut count, filter);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+
+        let mut page = QueryBuilder::<Postgres>::new(
+            "SELECT r.id, r.name, r.description, r.tags, r.version, r.created_at, r.updated_at, r.updated_by",
+        );
+        push_filter(&mut page, filter);
+        page.push(" ORDER BY r.name, r.id LIMIT ")
+            .push_bind(filter.limit)
+            .push(" OFFSET ")
+            .push_bind(filter.offset);
+        let rows: Vec<SummaryRow> = page.build_query_as().fetch_all(&self.pool).await?;
+        let items = rows
+            .into_iter()
+            .map(|row| RunbookSummary {
+                id: row.id,
+                name: row.name,
+                description: row.description,
+                tags: row.tags.0,
+                version: row.version,
+                created_at: row.created_at,
+                updated_at: row.updated_at,
+                updated_by: row.updated_by,
+            })
+            .collect();
+        Ok((items, total))
+    }
+
+    async fn get_runbook(&self, id: Uuid) -> Result<Option<Runbook>, StoreError> {
+        let row: Option<RunbookRow> = sqlx::query_as(
+            "SELECT id, content::text AS content, version, created_at, updated_at, updated_by
+             FROM runbooks WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(RunbookRow::into_runbook).transpose()
+    }
+
+    async fn save_version(
+        &self,
+        runbook: &Runbook,
+        based_on: i64,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        let content = encode_draft(&runbook.draft);
+        let tags = serde_json::to_string(&runbook.draft.tags).expect("tags serialize");
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE runbooks SET name = $1, description = $2, tags = $3::jsonb, search_text = $4,
+                 content = $5::jsonb, version = $6, updated_at = $7, updated_by = $8
+             WHERE id = $9 AND version = $10 AND deleted_at IS NULL",
+        )
+        .bind(&runbook.draft.name)
+        .bind(&runbook.draft.description)
+        .bind(&tags)
+        .bind(search_text(&runbook.draft))
+        .bind(&content)
+        .bind(runbook.version)
+        .bind(runbook.updated_at)
+        .bind(&runbook.updated_by)
+        .bind(runbook.id)
+        .bind(based_on)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            let current: Option<i64> = sqlx::query_scalar(
+                "SELECT version FROM runbooks WHERE id = $1 AND deleted_at IS NULL",
+            )
+            .bind(runbook.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            return Err(match current {
+                Some(current) => StoreError::VersionConflict { current },
+                None => StoreError::NotFound,
+            });
+        }
+        sqlx::query("DELETE FROM runbook_tags WHERE runbook_id = $1")
+            .bind(runbook.id)
+            .execute(&mut *tx)
+            .await?;
+        insert_tags(&mut tx, runbook.id, &runbook.draft.tags).await?;
+        insert_version(&mut tx, runbook, &content, message).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_runbook(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done =
+            sqlx::query("UPDATE runbooks SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL")
+                .bind(at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        sqlx::query("DELETE FROM runbook_tags WHERE runbook_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_versions(&self, id: Uuid) -> Result<Vec<VersionInfo>, StoreError> {
+        #[derive(FromRow)]
+        struct Row {
+            version: i64,
+            created_at: DateTime<Utc>,
+            created_by: String,
+            message: String,
+        }
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT v.version, v.created_at, v.created_by, v.message FROM runbook_versions v
+             JOIN runbooks r ON r.id = v.runbook_id AND r.deleted_at IS NULL
+             WHERE v.runbook_id = $1 ORDER BY v.version DESC",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| VersionInfo {
+                version: r.version,
+                created_at: r.created_at,
+                created_by: r.created_by,
+                message: r.message,
+            })
+            .collect())
+    }
+
+    async fn get_version(&self, id: Uuid, version: i64) -> Result<Option<Runbook>, StoreError> {
+        let row: Option<RunbookRow> = sqlx::query_as(
+            "SELECT v.runbook_id AS id, v.content::text AS content, v.version, r.created_at,
+                    v.created_at AS updated_at, v.created_by AS updated_by
+             FROM runbook_versions v JOIN runbooks r ON r.id = v.runbook_id
+             WHERE v.runbook_id = $1 AND v.version = $2",
+        )
+        .bind(id)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(RunbookRow::into_runbook).transpose()
+    }
+
+    async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO executions (id, runbook_id, runbook_version, runbook_name, status, params, started_by, created_at, started_at, finished_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(execution.id)
+        .bind(execution.runbook_id)
+        .bind(execution.runbook_version)
+        .bind(&execution.runbook_name)
+        .bind(execution.status.as_str())
+        .bind(sqlx::types::Json(&execution.params))
+        .bind(&execution.started_by)
+        .bind(execution.created_at)
+        .bind(execution.started_at)
+        .bind(execution.finished_at)
+        .execute(&mut *tx)
+        .await?;
+        if !execution.steps.is_empty() {
+            let mut qb = QueryBuilder::<Postgres>::new(
+                "INSERT INTO execution_steps (execution_id, idx, block_id, status, output_bytes) ",
+            );
+            qb.push_values(
+                execution.steps.iter().enumerate(),
+                |mut row, (index, step)| {
+                    row.push_bind(execution.id)
+                        .push_bind(index as i32)
+                        .push_bind(&step.block_id)
+                        .push_bind(step.status.as_str())
+                        .push_bind(0i64);
+                },
+            );
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_execution(&self, id: Uuid) -> Result<Option<Execution>, StoreError> {
+        let row: Option<ExecutionRow> = sqlx::query_as(&format!(
+            "SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => Ok(Some(self.into_execution(row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_executions(
+        &self,
+        filter: &ExecutionFilter,
+    ) -> Result<(Vec<Execution>, i64), StoreError> {
+        fn push_filter(qb: &mut QueryBuilder<'_, Postgres>, filter: &ExecutionFilter) {
+            qb.push(" FROM executions WHERE TRUE");
+            if let Some(runbook_id) = filter.runbook_id {
+                qb.push(" AND runbook_id = ").push_bind(runbook_id);
+            }
+            if let Some(status) = filter.status {
+                qb.push(" AND status = ").push_bind(status.as_str());
+            }
+        }
+        let mut count = QueryBuilder::<Postgres>::new("SELECT COUNT(*)");
+        push_filter(&mut count, filter);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        let mut page = QueryBuilder::<Postgres>::new(format!("SELECT {EXECUTION_COLUMNS}"));
+        push_filter(&mut page, filter);
+        page.push(" ORDER BY created_at DESC, id LIMIT ")
+            .push_bind(filter.limit)
+            .push(" OFFSET ")
+            .push_bind(filter.offset);
+        let rows: Vec<ExecutionRow> = page.build_query_as().fetch_all(&self.pool).await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in rows {
+            items.push(self.into_execution(row).await?);
+        }
+        Ok((items, total))
+    }
+
+    async fn update_execution_status(
+        &self,
+        id: Uuid,
+        status: ExecutionStatus,
+        started_at: Option<DateTime<Utc>>,
+        finished_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE executions SET status = $1, started_at = COALESCE($2, started_at),
+                 finished_at = COALESCE($3, finished_at) WHERE id = $4",
+        )
+        .bind(status.as_str())
+        .bind(started_at)
+        .bind(finished_at)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn update_step(
+        &self,
+        execution_id: Uuid,
+        index: usize,
+        step: &StepResult,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE execution_steps SET status = $1, exit_code = $2, http_status = $3, started_at = $4,
+                 finished_at = $5, output_bytes = $6, error = $7
+             WHERE execution_id = $8 AND idx = $9",
+        )
+        .bind(step.status.as_str())
+        .bind(step.exit_code)
+        .bind(step.http_status.map(i32::from))
+        .bind(step.started_at)
+        .bind(step.finished_at)
+        .bind(step.output_bytes as i64)
+        .bind(&step.error)
+        .bind(execution_id)
+        .bind(index as i32)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn append_output(
+        &self,
+        execution_id: Uuid,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO execution_output (execution_id, byte_offset, data) VALUES ($1, $2, $3)",
+        )
+        .bind(execution_id)
+        .bind(offset as i64)
+        .bind(data)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn read_output(
+        &self,
+        execution_id: Uuid,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<u8>, StoreError> {
+        let end = offset.saturating_add(limit).min(i64::MAX as u64) as i64;
+        let chunks: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT byte_offset, data FROM execution_output
+             WHERE execution_id = $1 AND byte_offset < $3 AND byte_offset >= COALESCE(
+                 (SELECT MAX(byte_offset) FROM execution_output WHERE execution_id = $1 AND byte_offset <= $2), 0)
+             ORDER BY byte_offset",
+        )
+        .bind(execution_id)
+        .bind(offset as i64)
+        .bind(end)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(crate::stitch(chunks, offset, limit))
+    }
+
+    async fn interrupt_unfinished(&self, at: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE execution_steps SET status = 'stopped', finished_at = $1
+             WHERE status IN ('running', 'paused', 'waiting') AND execution_id IN
+                 (SELECT id FROM executions WHERE status IN ('queued', 'running', 'paused', 'waiting'))",
+        )
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query(
+            "UPDATE executions SET status = 'interrupted', finished_at = $1
+             WHERE status IN ('queued', 'running', 'paused', 'waiting')",
+        )
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, role, token_hash, created_at, last_used_at, expires_at, revoked_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(key.id)
+        .bind(&key.name)
+        .bind(key.role.as_str())
+        .bind(&key.token_hash)
+        .bind(key.created_at)
+        .bind(key.last_used_at)
+        .bind(key.expires_at)
+        .bind(key.revoked_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_api_key(&self, token_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let row: Option<ApiKeyRow> = sqlx::query_as("SELECT * FROM api_keys WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(ApiKeyRecord {
+                id: r.id,
+                name: r.name,
+                role: parse_enum(&r.role, "role")?,
+                token_hash: r.token_hash,
+                created_at: r.created_at,
+                last_used_at: r.last_used_at,
+                expires_at: r.expires_at,
+                revoked_at: r.revoked_at,
+            })
+        })
+        .transpose()
+    }
+
+    async fn touch_api_key(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+async fn insert_tags(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    id: Uuid,
+    tags: &[String],
+) -> Result<(), StoreError> {
+    for tag in tags {
+        sqlx::query(
+            "INSERT INTO runbook_tags (runbook_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(tag)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn insert_version(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    runbook: &Runbook,
+    content: &str,
+    message: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO runbook_versions (runbook_id, version, content, created_at, created_by, message)
+         VALUES ($1, $2, $3::jsonb, $4, $5, $6)",
+    )
+    .bind(runbook.id)
+    .bind(runbook.version)
+    .bind(content)
+    .bind(runbook.updated_at)
+    .bind(&runbook.updated_by)
+    .bind(message)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,631 @@
+//! The SQLite store: the embedded default, one file in the data directory.
+
+use crate::{
+    decode_draft, encode_draft, like_pattern, parse_enum, search_text, ApiKeyRecord,
+    ExecutionFilter, RunbookFilter, Store, StoreError,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use runbook_domain::{
+    Execution, ExecutionStatus, Runbook, RunbookSummary, StepResult, VersionInfo,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{FromRow, QueryBuilder, Sqlite, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+use uuid::Uuid;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+/// A [`Store`] on an SQLite file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` and applies migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// The connection pool, for tests and tools.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+#[derive(FromRow)]
+struct RunbookRow {
+    id: String,
+    content: String,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    updated_by: String,
+}
+
+impl RunbookRow {
+    fn into_runbook(self) -> Result<Runbook, StoreError> {
+        Ok(Runbook {
+            id: parse_uuid(&self.id)?,
+            draft: decode_draft(&self.content)?,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            updated_by: self.updated_by,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct SummaryRow {
+    id: String,
+    name: String,
+    description: String,
+    tags: String,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    updated_by: String,
+}
+
+#[derive(FromRow)]
+struct ExecutionRow {
+    id: String,
+    runbook_id: String,
+    runbook_version: i64,
+    runbook_name: String,
+    status: String,
+    params: String,
+    started_by: String,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(FromRow)]
+struct StepRow {
+    block_id: String,
+    status: String,
+    exit_code: Option<i64>,
+    http_status: Option<i64>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    output_bytes: i64,
+    error: Option<String>,
+}
+
+#[derive(FromRow)]
+struct ApiKeyRow {
+    id: String,
+    name: String,
+    role: String,
+    token_hash: String,
+    created_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+}
+
+fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(text).map_err(|_| StoreError::Corrupt(format!("bad id `{text}`")))
+}
+
+impl StepRow {
+    fn into_step(self) -> Result<StepResult, StoreError> {
+        Ok(StepResult {
+            block_id: self.block_id,
+            status: parse_enum(&self.status, "step status")?,
+            exit_code: self.exit_code.map(|c| c as i32),
+            http_status: self.http_status.map(|s| s as u16),
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            output_bytes: self.output_bytes.max(0) as u64,
+            error: self.error,
+        })
+    }
+}
+
+impl SqliteStore {
+    async fn steps_of(&self, execution_id: &str) -> Result<Vec<StepResult>, StoreError> {
+        let rows: Vec<StepRow> = sqlx::query_as(
+            "SELECT block_id, status, exit_code, http_status, started_at, finished_at, output_bytes, error
+             FROM execution_steps WHERE execution_id = ? ORDER BY idx",
+        )
+        .bind(execution_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(StepRow::into_step).collect()
+    }
+
+    async fn into_execution(&self, row: ExecutionRow) -> Result<Execution, StoreError> {
+        let steps = self.steps_of(&row.id).await?;
+        Ok(Execution {
+            id: parse_uuid(&row.id)?,
+            runbook_id: parse_uuid(&row.runbook_id)?,
+            runbook_version: row.runbook_version,
+            runbook_name: row.runbook_name,
+            status: parse_enum(&row.status, "execution status")?,
+            params: serde_json::from_str(&row.params)
+                .map_err(|e| StoreError::Corrupt(format!("execution params: {e}")))?,
+            started_by: row.started_by,
+            created_at: row.created_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            steps,
+        })
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_runbook(&self, runbook: &Runbook, message: &str) -> Result<(), StoreError> {
+        let id = runbook.id.to_string();
+        let content = encode_draft(&runbook.draft);
+        let tags = serde_json::to_string(&runbook.draft.tags).expect("tags serialize");
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO runbooks (id, name, description, tags, search_text, content, version, created_at, updated_at, updated_by)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(&runbook.draft.name)
+        .bind(&runbook.draft.description)
+        .bind(&tags)
+        .bind(search_text(&runbook.draft))
+        .bind(&content)
+        .bind(runbook.version)
+        .bind(runbook.created_at)
+        .bind(runbook.updated_at)
+        .bind(&runbook.updated_by)
+        .execute(&mut *tx)
+        .await?;
+        insert_tags(&mut tx, &id, &runbook.draft.tags).await?;
+        insert_version(&mut tx, &id, runbook, &content, message).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_runbooks(
+        &self,
+        filter: &RunbookFilter,
+    ) -> Result<(Vec<RunbookSummary>, i64), StoreError> {
+        fn push_filter<'a>(qb: &mut QueryBuilder<'a, Sqlite>, filter: &'a RunbookFilter) {
+            qb.push(" FROM runbooks r WHERE r.deleted_at IS NULL");
+            if let Some(q) = filter.q.as_deref().filter(|q| !q.is_empty()) {
+                qb.push(" AND r.search_text LIKE ")
+                    .push_bind(like_pattern(q))
+                    .push(" ESCAPE '\\'");
+            }
+            if let Some(tag) = filter.tag.as_deref().filter(|t| !t.is_empty()) {
+                qb.push(" AND EXISTS (SELECT 1 FROM runbook_tags t WHERE t.runbook_id = r.id AND t.tag = ")
+                    .push_bind(tag)
+                    .push(")");
+            }
+        }
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*)");
+        push_filter(&mut count, filter);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+
+        let mut page = QueryBuilder::<Sqlite>::new(
+            "SELECT r.id, r.name, r.description, r.tags, r.version, r.created_at, r.updated_at, r.updated_by",
+        );
+        push_filter(&mut page, filter);
+        page.push(" ORDER BY r.name, r.id LIMIT ")
+            .push_bind(filter.limit)
+            .push(" OFFSET ")
+            .push_bind(filter.offset);
+        let rows: Vec<SummaryRow> = page.build_query_as().fetch_all(&self.pool).await?;
+        let items = rows
+            .into_iter()
+            .map(|row| {
+                Ok(RunbookSummary {
+                    id: parse_uuid(&row.id)?,
+                    name: row.name,
+                    description: row.description,
+                    tags: serde_json::from_str(&row.tags)
+                        .map_err(|e| StoreError::Corrupt(format!("tags: {e}")))?,
+                    version: row.version,
+                    created_at: row.created_at,
+                    updated_at: row.updated_at,
+                    updated_by: row.updated_by,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok((items, total))
+    }
+
+    async fn get_runbook(&self, id: Uuid) -> Result<Option<Runbook>, StoreError> {
+        let row: Option<RunbookRow> = sqlx::query_as(
+            "SELECT id, content, version, created_at, updated_at, updated_by
+             FROM runbooks WHERE id = ? AND deleted_at IS NULL",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(RunbookRow::into_runbook).transpose()
+    }
+
+    async fn save_version(
+        &self,
+        runbook: &Runbook,
+        based_on: i64,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        let id = runbook.id.to_string();
+        let content = encode_draft(&runbook.draft);
+        let tags = serde_json::to_string(&runbook.draft.tags).expect("tags serialize");
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE runbooks SET name = ?, description = ?, tags = ?, search_text = ?, content = ?,
+                 version = ?, updated_at = ?, updated_by = ?
+             WHERE id = ? AND version = ? AND deleted_at IS NULL",
+        )
+        .bind(&runbook.draft.name)
+        .bind(&runbook.draft.description)
+        .bind(&tags)
+        .bind(search_text(&runbook.draft))
+        .bind(&content)
+        .bind(runbook.version)
+        .bind(runbook.updated_at)
+        .bind(&runbook.updated_by)
+        .bind(&id)
+        .bind(based_on)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            let current: Option<i64> = sqlx::query_scalar(
+                "SELECT version FROM runbooks WHERE id = ? AND deleted_at IS NULL",
+            )
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            return Err(match current {
+                Some(current) => StoreError::VersionConflict { current },
+                None => StoreError::NotFound,
+            });
+        }
+        sqlx::query("DELETE FROM runbook_tags WHERE runbook_id = ?")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        insert_tags(&mut tx, &id, &runbook.draft.tags).await?;
+        insert_version(&mut tx, &id, runbook, &content, message).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_runbook(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done =
+            sqlx::query("UPDATE runbooks SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL")
+                .bind(at)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        sqlx::query("DELETE FROM runbook_tags WHERE runbook_id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_versions(&self, id: Uuid) -> Result<Vec<VersionInfo>, StoreError> {
+        #[derive(FromRow)]
+        struct Row {
+            version: i64,
+            created_at: DateTime<Utc>,
+            created_by: String,
+            message: String,
+        }
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT v.version, v.created_at, v.created_by, v.message FROM runbook_versions v
+             JOIN runbooks r ON r.id = v.runbook_id AND r.deleted_at IS NULL
+             WHERE v.runbook_id = ? ORDER BY v.version DESC",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| VersionInfo {
+                version: r.version,
+                created_at: r.created_at,
+                created_by: r.created_by,
+                message: r.message,
+            })
+            .collect())
+    }
+
+    async fn get_version(&self, id: Uuid, version: i64) -> Result<Option<Runbook>, StoreError> {
+        let row: Option<RunbookRow> = sqlx::query_as(
+            "SELECT v.runbook_id AS id, v.content, v.version, r.created_at, v.created_at AS updated_at,
+                    v.created_by AS updated_by
+             FROM runbook_versions v JOIN runbooks r ON r.id = v.runbook_id
+             WHERE v.runbook_id = ? AND v.version = ?",
+        )
+        .bind(id.to_string())
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(RunbookRow::into_runbook).transpose()
+    }
+
+    async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError> {
+        let id = execution.id.to_string();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO executions (id, runbook_id, runbook_version, runbook_name, status, params, started_by, created_at, started_at, finished_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(execution.runbook_id.to_string())
+        .bind(execution.runbook_version)
+        .bind(&execution.runbook_name)
+        .bind(execution.status.as_str())
+        .bind(serde_json::Value::Object(execution.params.clone()).to_string())
+        .bind(&execution.started_by)
+        .bind(execution.created_at)
+        .bind(execution.started_at)
+        .bind(execution.finished_at)
+        .execute(&mut *tx)
+        .await?;
+        for (index, step) in execution.steps.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO execution_steps (execution_id, idx, block_id, status, output_bytes) VALUES (?, ?, ?, ?, 0)",
+            )
+            .bind(&id)
+            .bind(index as i64)
+            .bind(&step.block_id)
+            .bind(step.status.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_execution(&self, id: Uuid) -> Result<Option<Execution>, StoreError> {
+        let row: Option<ExecutionRow> = sqlx::query_as("SELECT * FROM executions WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => Ok(Some(self.into_execution(row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_executions(
+        &self,
+        filter: &ExecutionFilter,
+    ) -> Result<(Vec<Execution>, i64), StoreError> {
+        fn push_filter(qb: &mut QueryBuilder<'_, Sqlite>, filter: &ExecutionFilter) {
+            qb.push(" FROM executions WHERE 1 = 1");
+            if let Some(runbook_id) = filter.runbook_id {
+                qb.push(" AND runbook_id = ")
+                    .push_bind(runbook_id.to_string());
+            }
+            if let Some(status) = filter.status {
+                qb.push(" AND status = ").push_bind(status.as_str());
+            }
+        }
+        let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*)");
+        push_filter(&mut count, filter);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        let mut page = QueryBuilder::<Sqlite>::new("SELECT *");
+        push_filter(&mut page, filter);
+        page.push(" ORDER BY created_at DESC, id LIMIT ")
+            .push_bind(filter.limit)
+            .push(" OFFSET ")
+            .push_bind(filter.offset);
+        let rows: Vec<ExecutionRow> = page.build_query_as().fetch_all(&self.pool).await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in rows {
+            items.push(self.into_execution(row).await?);
+        }
+        Ok((items, total))
+    }
+
+    async fn update_execution_status(
+        &self,
+        id: Uuid,
+        status: ExecutionStatus,
+        started_at: Option<DateTime<Utc>>,
+        finished_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE executions SET status = ?, started_at = COALESCE(?, started_at),
+                 finished_at = COALESCE(?, finished_at) WHERE id = ?",
+        )
+        .bind(status.as_str())
+        .bind(started_at)
+        .bind(finished_at)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn update_step(
+        &self,
+        execution_id: Uuid,
+        index: usize,
+        step: &StepResult,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE execution_steps SET status = ?, exit_code = ?, http_status = ?, started_at = ?,
+                 finished_at = ?, output_bytes = ?, error = ?
+             WHERE execution_id = ? AND idx = ?",
+        )
+        .bind(step.status.as_str())
+        .bind(step.exit_code)
+        .bind(step.http_status.map(i64::from))
+        .bind(step.started_at)
+        .bind(step.finished_at)
+        .bind(step.output_bytes as i64)
+        .bind(&step.error)
+        .bind(execution_id.to_string())
+        .bind(index as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn append_output(
+        &self,
+        execution_id: Uuid,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO execution_output (execution_id, byte_offset, data) VALUES (?, ?, ?)",
+        )
+        .bind(execution_id.to_string())
+        .bind(offset as i64)
+        .bind(data)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn read_output(
+        &self,
+        execution_id: Uuid,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<u8>, StoreError> {
+        let end = offset.saturating_add(limit).min(i64::MAX as u64) as i64;
+        let id = execution_id.to_string();
+        let chunks: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT byte_offset, data FROM execution_output
+             WHERE execution_id = ?1 AND byte_offset < ?3 AND byte_offset >= COALESCE(
+                 (SELECT MAX(byte_offset) FROM execution_output WHERE execution_id = ?1 AND byte_offset <= ?2), 0)
+             ORDER BY byte_offset",
+        )
+        .bind(&id)
+        .bind(offset as i64)
+        .bind(end)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(crate::stitch(chunks, offset, limit))
+    }
+
+    async fn interrupt_unfinished(&self, at: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE execution_steps SET status = 'stopped', finished_at = ?
+             WHERE status IN ('running', 'paused', 'waiting') AND execution_id IN
+                 (SELECT id FROM executions WHERE status IN ('queued', 'running', 'paused', 'waiting'))",
+        )
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query(
+            "UPDATE executions SET status = 'interrupted', finished_at = ?
+             WHERE status IN ('queued', 'running', 'paused', 'waiting')",
+        )
+        .bind(at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, role, token_hash, created_at, last_used_at, expires_at, revoked_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(key.id.to_string())
+        .bind(&key.name)
+        .bind(key.role.as_str())
+        .bind(&key.token_hash)
+        .bind(key.created_at)
+        .bind(key.last_used_at)
+        .bind(key.expires_at)
+        .bind(key.revoked_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_api_key(&self, token_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let row: Option<ApiKeyRow> = sqlx::query_as("SELECT * FROM api_keys WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(ApiKeyRecord {
+                id: parse_uuid(&r.id)?,
+                name: r.name,
+                role: parse_enum(&r.role, "role")?,
+                token_hash: r.token_hash,
+                created_at: r.created_at,
+                last_used_at: r.last_used_at,
+                expires_at: r.expires_at,
+                revoked_at: r.revoked_at,
+            })
+        })
+        .transpose()
+    }
+
+    async fn touch_api_key(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
+            .bind(at)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+async fn insert_tags(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    id: &str,
+    tags: &[String],
+) -> Result<(), StoreError> {
+    for tag in tags {
+        sqlx::query("INSERT OR IGNORE INTO runbook_tags (runbook_id, tag) VALUES (?, ?)")
+            .bind(id)
+            .bind(tag)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn insert_version(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    id: &str,
+    runbook: &Runbook,
+    content: &str,
+    message: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO runbook_versions (runbook_id, version, content, created_at, created_by, message)
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(runbook.version)
+    .bind(content)
+    .bind(runbook.updated_at)
+    .bind(&runbook.updated_by)
+    .bind(message)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
