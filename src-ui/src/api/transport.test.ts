@@ -1,0 +1,149 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+
+const invoke = vi.fn()
+const listen = vi.fn()
+vi.mock('@tauri-apps/api/core', () => ({ invoke: (...args: unknown[]) => invoke(...args) }))
+vi.mock('@tauri-apps/api/event', () => ({ listen: (...args: unknown[]) => listen(...args) }))
+
+import { ApiError } from './errors'
+import { call, setApiKey, subscribeExecutionEvents } from './transport'
+import type { ExecutionEvent } from './types'
+
+function jsonResponse(status: number, body: unknown): Response {
+  return new Response(body === null ? null : JSON.stringify(body), {
+    status,
+    headers: { 'Content-Type': 'application/json' },
+  })
+}
+
+function sseResponse(chunks: string[]): Response {
+  const encoder = new TextEncoder()
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      for (const chunk of chunks) controller.enqueue(encoder.encode(chunk))
+      controller.close()
+    },
+  })
+  return new Response(body, { status: 200, headers: { 'Content-Type': 'text/event-stream' } })
+}
+
+const fetchMock = vi.fn<typeof fetch>()
+
+beforeEach(() => {
+  vi.stubGlobal('fetch', fetchMock)
+  fetchMock.mockReset()
+  invoke.mockReset()
+  listen.mockReset()
+})
+
+afterEach(() => {
+  vi.unstubAllGlobals()
+  delete (window as unknown as Record<string, unknown>).__TAURI_INTERNALS__
+})
+
+describe('browser transport', () => {
+  it('maps a command to its REST route with query, header and body', async () => {
+    setApiKey('secret-key')
+    fetchMock.mockResolvedValueOnce(jsonResponse(200, { items: [], total: 0 }))
+    await call('list_executions', { runbookId: 'rb-1', status: 'running', limit: 5 })
+    const [url, init] = fetchMock.mock.calls[0]
+    expect(url).toBe('executions?runbook_id=rb-1&status=running&limit=5')
+    expect(new Headers(init?.headers).get('X-API-KEY')).toBe('secret-key')
+
+    fetchMock.mockResolvedValueOnce(jsonResponse(200, { id: 'rb-1' }))
+    const body = { name: 'n', description: '', tags: [], params: [], blocks: [], version: 3 }
+    await call('update_runbook', { id: 'rb-1', body })
+    const [putUrl, putInit] = fetchMock.mock.calls[1]
+    expect(putUrl).toBe('runbooks/rb-1')
+    expect(putInit?.method).toBe('PUT')
+    expect(JSON.parse(String(putInit?.body))).toEqual(body)
+  })
+
+  it('rejects with a normalised ApiError on an error status', async () => {
+    fetchMock.mockResolvedValueOnce(
+      jsonResponse(409, { error: { code: 'version_conflict', message: 'The runbook changed.' } }),
+    )
+    const failure = call('update_runbook', {
+      id: 'rb-1',
+      body: { name: 'n', description: '', tags: [], params: [], blocks: [], version: 1 },
+    })
+    await expect(failure).rejects.toMatchObject({ code: 'version_conflict', status: 409, message: 'The runbook changed.' })
+  })
+
+  it('treats an empty 204 as null', async () => {
+    fetchMock.mockResolvedValueOnce(new Response(null, { status: 204 }))
+    await expect(call('delete_runbook', { id: 'x' })).resolves.toBeNull()
+  })
+
+  it('streams SSE events of this execution only, across split chunks', async () => {
+    fetchMock.mockResolvedValueOnce(
+      sseResponse([
+        'event: output\ndata: {"type":"output","execution_id":"e1","block_id":"a","offset":0,"text":"hé',
+        'llo\\n"}\n\nevent: output\ndata: {"type":"output","execution_id":"other","offset":0,"text":"x"}\n\n',
+        'data: not json\n\n',
+        'event: status\ndata: {"type":"status","execution_id":"e1","status":"succeeded"}\n\n',
+      ]),
+    )
+    const events: ExecutionEvent[] = []
+    await new Promise<void>((resolve) => {
+      subscribeExecutionEvents('e1', {
+        onEvent: (event) => {
+          events.push(event)
+          if (event.type === 'status') resolve()
+        },
+      })
+    })
+    expect(events).toEqual([
+      { type: 'output', execution_id: 'e1', block_id: 'a', offset: 0, text: 'héllo\n' },
+      { type: 'status', execution_id: 'e1', status: 'succeeded' },
+    ])
+    expect(fetchMock.mock.calls[0][0]).toBe('executions/e1/events')
+  })
+
+  it('reports a refused event stream', async () => {
+    fetchMock.mockResolvedValueOnce(jsonResponse(403, { error: { code: 'forbidden', message: 'no' } }))
+    const error = await new Promise<ApiError>((resolve) => {
+      subscribeExecutionEvents('e1', { onEvent: () => {}, onError: resolve })
+    })
+    expect(error.code).toBe('forbidden')
+  })
+})
+
+describe('tauri transport', () => {
+  beforeEach(() => {
+    ;(window as unknown as Record<string, unknown>).__TAURI_INTERNALS__ = {}
+  })
+
+  it('invokes the command with camelCase args and never fetches', async () => {
+    invoke.mockResolvedValueOnce({ items: [], total: 0 })
+    await call('list_executions', { runbookId: 'rb-1' })
+    expect(invoke).toHaveBeenCalledWith('list_executions', { runbookId: 'rb-1' })
+    expect(fetchMock).not.toHaveBeenCalled()
+  })
+
+  it('normalises a rejection object', async () => {
+    invoke.mockRejectedValueOnce({ code: 'invalid_state', message: 'not running' })
+    const error = await call('control_execution', { id: 'e1', action: 'pause' }).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(ApiError)
+    expect(error).toMatchObject({ code: 'invalid_state', message: 'not running' })
+  })
+
+  it('filters the shared event channel by execution id and unlistens', async () => {
+    const unlisten = vi.fn()
+    let handler: (e: { payload: unknown }) => void = () => {}
+    listen.mockImplementationOnce((name: string, fn: typeof handler) => {
+      expect(name).toBe('execution-event')
+      handler = fn
+      return Promise.resolve(unlisten)
+    })
+    const events: ExecutionEvent[] = []
+    const stop = subscribeExecutionEvents('e1', { onEvent: (e) => events.push(e) })
+    await Promise.resolve()
+    handler({ payload: { type: 'step_started', execution_id: 'e2', block_id: 'x' } })
+    handler({ payload: { type: 'step_started', execution_id: 'e1', block_id: 'a' } })
+    handler({ payload: { type: 'bogus', execution_id: 'e1' } })
+    expect(events).toEqual([{ type: 'step_started', execution_id: 'e1', block_id: 'a' }])
+    stop()
+    expect(unlisten).toHaveBeenCalled()
+  })
+})

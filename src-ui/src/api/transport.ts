@@ -1,0 +1,258 @@
+// The one place that talks to the backend: Tauri `invoke`/`listen` inside the desktop shell,
+// same-origin HTTP (+ Server-Sent Events over fetch) in a browser. Everything above this module
+// calls `call(command, args)` and `subscribeExecutionEvents(...)` and never knows which it got.
+
+import { invoke } from '@tauri-apps/api/core'
+import { listen } from '@tauri-apps/api/event'
+import { ApiError, errorFromHttp, normalizeError } from './errors'
+import { readSse } from './sse'
+import type {
+  ControlAction,
+  ExecuteRequest,
+  Execution,
+  ExecutionEvent,
+  ExecutionStatus,
+  Me,
+  OutputPage,
+  Page,
+  Runbook,
+  RunbookDraft,
+  RunbookSummary,
+  RunbookUpdate,
+  VersionInfo,
+} from './types'
+
+/** Every command: its arguments (camelCase keys, as Tauri expects) and its result. */
+export interface Commands {
+  list_runbooks: { args: { q?: string; tag?: string; limit?: number; offset?: number }; result: Page<RunbookSummary> }
+  get_runbook: { args: { id: string }; result: Runbook }
+  create_runbook: { args: { body: RunbookDraft }; result: Runbook }
+  update_runbook: { args: { id: string; body: RunbookUpdate }; result: Runbook }
+  delete_runbook: { args: { id: string }; result: null }
+  list_versions: { args: { id: string }; result: { items: VersionInfo[] } }
+  get_version: { args: { id: string; version: number }; result: Runbook }
+  rollback_runbook: { args: { id: string; version: number }; result: Runbook }
+  execute_runbook: { args: { id: string; body: ExecuteRequest }; result: Execution }
+  get_execution: { args: { id: string }; result: Execution }
+  list_executions: {
+    args: { runbookId?: string; status?: ExecutionStatus; limit?: number; offset?: number }
+    result: Page<Execution>
+  }
+  read_output: { args: { id: string; offset: number; limit: number }; result: OutputPage }
+  control_execution: { args: { id: string; action: ControlAction }; result: Execution }
+  whoami: { args: Record<string, never>; result: Me }
+}
+export type CommandName = keyof Commands
+type Args<K extends CommandName> = Commands[K]['args']
+
+type Query = Record<string, string | number | undefined>
+interface HttpRequest {
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE'
+  path: string
+  query?: Query
+  body?: unknown
+}
+
+const enc = encodeURIComponent
+
+/** How each command maps onto the REST API. */
+const ROUTES: { [K in CommandName]: (args: Args<K>) => HttpRequest } = {
+  list_runbooks: (a) => ({ method: 'GET', path: 'runbooks', query: a }),
+  get_runbook: (a) => ({ method: 'GET', path: `runbooks/${enc(a.id)}` }),
+  create_runbook: (a) => ({ method: 'POST', path: 'runbooks', body: a.body }),
+  update_runbook: (a) => ({ method: 'PUT', path: `runbooks/${enc(a.id)}`, body: a.body }),
+  delete_runbook: (a) => ({ method: 'DELETE', path: `runbooks/${enc(a.id)}` }),
+  list_versions: (a) => ({ method: 'GET', path: `runbooks/${enc(a.id)}/versions` }),
+  get_version: (a) => ({ method: 'GET', path: `runbooks/${enc(a.id)}/versions/${a.version}` }),
+  rollback_runbook: (a) => ({
+    method: 'POST',
+    path: `runbooks/${enc(a.id)}/rollback`,
+    body: { version: a.version },
+  }),
+  execute_runbook: (a) => ({ method: 'POST', path: `runbooks/${enc(a.id)}/execute`, body: a.body }),
+  get_execution: (a) => ({ method: 'GET', path: `executions/${enc(a.id)}` }),
+  list_executions: (a) => ({
+    method: 'GET',
+    path: 'executions',
+    query: { runbook_id: a.runbookId, status: a.status, limit: a.limit, offset: a.offset },
+  }),
+  read_output: (a) => ({
+    method: 'GET',
+    path: `executions/${enc(a.id)}/output`,
+    query: { offset: a.offset, limit: a.limit },
+  }),
+  control_execution: (a) => ({
+    method: 'POST',
+    path: `executions/${enc(a.id)}/control`,
+    body: { action: a.action },
+  }),
+  whoami: () => ({ method: 'GET', path: 'me' }),
+}
+
+/** True inside the Tauri desktop shell. */
+export function isTauri(): boolean {
+  return typeof window !== 'undefined' && '__TAURI_INTERNALS__' in window
+}
+
+// ---- API key (browser only) ----
+
+const KEY_STORAGE = 'runbook-studio.api-key'
+const keyListeners = new Set<() => void>()
+
+export function getApiKey(): string | null {
+  try {
+    return localStorage.getItem(KEY_STORAGE)
+  } catch {
+    return null
+  }
+}
+
+export function setApiKey(key: string | null): void {
+  if (key) localStorage.setItem(KEY_STORAGE, key)
+  else localStorage.removeItem(KEY_STORAGE)
+  keyListeners.forEach((listener) => listener())
+}
+
+export function onApiKeyChange(listener: () => void): () => void {
+  keyListeners.add(listener)
+  return () => keyListeners.delete(listener)
+}
+
+// ---- HTTP ----
+
+/** Builds a same-origin URL relative to the page, so the UI also works under a sub-path. */
+export function buildUrl(path: string, query?: Query): string {
+  const params = new URLSearchParams()
+  for (const [key, value] of Object.entries(query ?? {})) {
+    if (value !== undefined && value !== '') params.set(key, String(value))
+  }
+  const search = params.toString()
+  return search ? `${path}?${search}` : path
+}
+
+function authHeaders(): Record<string, string> {
+  const key = getApiKey()
+  return key ? { 'X-API-KEY': key } : {}
+}
+
+async function httpCall(request: HttpRequest): Promise<unknown> {
+  const headers: Record<string, string> = { Accept: 'application/json', ...authHeaders() }
+  let body: string | undefined
+  if (request.body !== undefined) {
+    headers['Content-Type'] = 'application/json'
+    body = JSON.stringify(request.body)
+  }
+  let response: Response
+  try {
+    response = await fetch(buildUrl(request.path, request.query), { method: request.method, headers, body })
+  } catch (error) {
+    throw normalizeError(error)
+  }
+  const text = await response.text()
+  if (!response.ok) throw errorFromHttp(response.status, text, response.statusText)
+  if (!text) return null
+  try {
+    return JSON.parse(text)
+  } catch {
+    throw new ApiError('invalid_response', 'The server sent a response that is not JSON.', response.status)
+  }
+}
+
+/** Calls one backend command over whichever transport this window has. */
+export async function call<K extends CommandName>(command: K, args: Args<K>): Promise<Commands[K]['result']> {
+  if (isTauri()) {
+    try {
+      return await invoke<Commands[K]['result']>(command, args)
+    } catch (error) {
+      throw normalizeError(error)
+    }
+  }
+  const route = ROUTES[command] as (a: Args<K>) => HttpRequest
+  return (await httpCall(route(args))) as Commands[K]['result']
+}
+
+// ---- Events ----
+
+export interface EventSubscription {
+  onEvent: (event: ExecutionEvent) => void
+  /** Called when the stream could not be opened or broke; the caller falls back to polling. */
+  onError?: (error: ApiError) => void
+}
+
+const EVENT_TYPES = new Set(['step_started', 'output', 'step_finished', 'status'])
+
+/** Accepts an event payload only if it has the fields the UI relies on. */
+export function parseExecutionEvent(value: unknown): ExecutionEvent | null {
+  if (typeof value !== 'object' || value === null) return null
+  const record = value as Record<string, unknown>
+  if (typeof record.type !== 'string' || !EVENT_TYPES.has(record.type)) return null
+  if (typeof record.execution_id !== 'string') return null
+  if (record.type === 'output' && (typeof record.offset !== 'number' || typeof record.text !== 'string')) {
+    return null
+  }
+  return value as ExecutionEvent
+}
+
+/** Streams the events of one execution until the returned function is called. */
+export function subscribeExecutionEvents(executionId: string, subscription: EventSubscription): () => void {
+  return isTauri() ? subscribeTauri(executionId, subscription) : subscribeSse(executionId, subscription)
+}
+
+function subscribeTauri(executionId: string, { onEvent, onError }: EventSubscription): () => void {
+  let closed = false
+  let unlisten: (() => void) | null = null
+  listen<unknown>('execution-event', ({ payload }) => {
+    const event = parseExecutionEvent(payload)
+    // All executions share the one channel.
+    if (!closed && event && event.execution_id === executionId) onEvent(event)
+  }).then(
+    (stop) => {
+      if (closed) stop()
+      else unlisten = stop
+    },
+    (error: unknown) => onError?.(normalizeError(error)),
+  )
+  return () => {
+    closed = true
+    unlisten?.()
+  }
+}
+
+function subscribeSse(executionId: string, { onEvent, onError }: EventSubscription): () => void {
+  const abort = new AbortController()
+  const run = async () => {
+    const response = await fetch(buildUrl(`executions/${enc(executionId)}/events`), {
+      headers: { Accept: 'text/event-stream', ...authHeaders() },
+      signal: abort.signal,
+    })
+    if (!response.ok) throw errorFromHttp(response.status, await response.text(), response.statusText)
+    if (!response.body) throw new ApiError('no_stream', 'The server sent no event stream.')
+    await readSse(response.body, (message) => {
+      let data: unknown
+      try {
+        data = JSON.parse(message.data)
+      } catch {
+        return
+      }
+      const event = parseExecutionEvent(data)
+      if (event && event.execution_id === executionId) onEvent(event)
+    })
+  }
+  run().catch((error: unknown) => {
+    if (!abort.signal.aborted) onError?.(normalizeError(error))
+  })
+  return () => abort.abort()
+}
+
+/** Checks an API key against `/me` without storing it. */
+export async function verifyApiKey(key: string): Promise<Me> {
+  let response: Response
+  try {
+    response = await fetch(buildUrl('me'), { headers: { Accept: 'application/json', 'X-API-KEY': key } })
+  } catch (error) {
+    throw normalizeError(error)
+  }
+  const text = await response.text()
+  if (!response.ok) throw errorFromHttp(response.status, text, response.statusText)
+  return JSON.parse(text) as Me
+}

@@ -1,0 +1,204 @@
+// JSON shapes of the REST contract (/work/shared/API.md); the Tauri commands return the same.
+
+export type Shell = 'sh' | 'bash' | 'zsh'
+export type FailurePolicy = 'stop' | 'continue'
+export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'OPTIONS'
+
+export interface InstructionBlock {
+  id: string
+  kind: 'instruction'
+  text: string
+  confirm: boolean
+}
+
+export interface CommandBlock {
+  id: string
+  kind: 'command'
+  script: string
+  shell: Shell
+  host: string
+  timeout_secs: number | null
+  workdir: string | null
+  env: Record<string, string>
+  expect_exit_codes: number[]
+  on_failure: FailurePolicy
+  secrets: Record<string, string>
+}
+
+export interface ApiCallBlock {
+  id: string
+  kind: 'api_call'
+  method: HttpMethod
+  url: string
+  headers: Record<string, string>
+  body: string | null
+  credential: string | null
+  timeout_secs: number | null
+  expect_status: number[]
+  on_failure: FailurePolicy
+}
+
+export interface ConditionalBlock {
+  id: string
+  kind: 'conditional'
+  expr: string
+  then: Block[]
+  else: Block[]
+}
+
+export interface TimerBlock {
+  id: string
+  kind: 'timer'
+  seconds: number
+}
+
+export type Block = InstructionBlock | CommandBlock | ApiCallBlock | ConditionalBlock | TimerBlock
+export type BlockKind = Block['kind']
+
+export type ParamType = 'string' | 'number' | 'boolean'
+export type ParamValue = string | number | boolean | null
+
+export interface Param {
+  name: string
+  type: ParamType
+  default: ParamValue
+  required: boolean
+  description?: string
+}
+
+/** The authored content of a runbook: what create takes and what a version stores. */
+export interface RunbookDraft {
+  name: string
+  description: string
+  tags: string[]
+  params: Param[]
+  blocks: Block[]
+}
+
+/** An update: the full content plus the version it was based on. */
+export interface RunbookUpdate extends RunbookDraft {
+  version: number
+  message?: string
+}
+
+export interface Runbook extends RunbookDraft {
+  id: string
+  version: number
+  created_at: string
+  updated_at: string
+  updated_by: string
+}
+
+/** A runbook as listed: blocks and params may be omitted. */
+export interface RunbookSummary {
+  id: string
+  name: string
+  description: string
+  tags: string[]
+  version: number
+  created_at: string
+  updated_at: string
+  updated_by: string
+}
+
+export interface Page<T> {
+  items: T[]
+  total: number
+}
+
+export interface VersionInfo {
+  version: number
+  created_at: string
+  created_by: string
+  message: string
+}
+
+export const EXECUTION_STATUSES = [
+  'queued',
+  'running',
+  'paused',
+  'waiting',
+  'succeeded',
+  'failed',
+  'stopped',
+  'interrupted',
+] as const
+export type ExecutionStatus = (typeof EXECUTION_STATUSES)[number]
+
+export type StepStatus =
+  | 'pending'
+  | 'running'
+  | 'paused'
+  | 'waiting'
+  | 'succeeded'
+  | 'failed'
+  | 'skipped'
+  | 'stopped'
+
+export interface StepResult {
+  block_id: string
+  status: StepStatus
+  exit_code: number | null
+  http_status: number | null
+  started_at: string | null
+  finished_at: string | null
+  output_bytes: number
+  error?: string | null
+}
+
+export interface Execution {
+  id: string
+  runbook_id: string
+  runbook_version: number
+  runbook_name?: string
+  status: ExecutionStatus
+  params: Record<string, ParamValue>
+  started_by: string
+  created_at: string
+  started_at: string | null
+  finished_at: string | null
+  steps: StepResult[]
+}
+
+export interface ExecuteRequest {
+  params: Record<string, ParamValue>
+  version: number | null
+}
+
+export type ControlAction = 'pause' | 'resume' | 'stop' | 'acknowledge'
+
+export interface OutputPage {
+  offset: number
+  next_offset: number
+  complete: boolean
+  text: string
+}
+
+export interface Me {
+  name: string
+  role: 'viewer' | 'operator' | 'editor' | 'admin'
+}
+
+/** One problem with one field, as sent in a 422's `error.details`. */
+export interface FieldError {
+  path: string
+  code: string
+  message: string
+}
+
+export type ExecutionEvent =
+  | { type: 'step_started'; execution_id: string; block_id: string }
+  | { type: 'output'; execution_id: string; block_id?: string | null; offset: number; text: string }
+  | {
+      type: 'step_finished'
+      execution_id: string
+      block_id: string
+      status: StepStatus
+      exit_code: number | null
+      duration_ms: number
+    }
+  | { type: 'status'; execution_id: string; status: ExecutionStatus }
+
+export function isFinished(status: ExecutionStatus): boolean {
+  return status === 'succeeded' || status === 'failed' || status === 'stopped' || status === 'interrupted'
+}

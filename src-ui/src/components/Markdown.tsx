@@ -1,0 +1,56 @@
+// Markdown rendering (no raw HTML) and a textarea with an Edit/Preview toggle.
+
+import { useId, useState } from 'react'
+import ReactMarkdown from 'react-markdown'
+
+export function Markdown({ text }: { text: string }) {
+  return (
+    <div className="markdown">
+      <ReactMarkdown>{text}</ReactMarkdown>
+    </div>
+  )
+}
+
+interface MarkdownFieldProps {
+  label: string
+  value: string
+  onChange: (value: string) => void
+  placeholder?: string
+  rows?: number
+}
+
+export function MarkdownField({ label, value, onChange, placeholder, rows = 4 }: MarkdownFieldProps) {
+  const [preview, setPreview] = useState(false)
+  const id = useId()
+  return (
+    <div className="field">
+      <div className="field-label-row">
+        <label htmlFor={id} className="field-label">
+          {label}
+        </label>
+        <div className="segmented" role="group" aria-label={`${label} mode`}>
+          <button type="button" aria-pressed={!preview} onClick={() => setPreview(false)}>
+            Edit
+          </button>
+          <button type="button" aria-pressed={preview} onClick={() => setPreview(true)}>
+            Preview
+          </button>
+        </div>
+      </div>
+      {preview ? (
+        <div className="markdown-preview" aria-label={`${label} preview`}>
+          {value.trim() ? <Markdown text={value} /> : <p className="muted">Nothing to preview.</p>}
+        </div>
+      ) : (
+        <textarea
+          id={id}
+          className="input textarea"
+          value={value}
+          rows={rows}
+          placeholder={placeholder}
+          onChange={(e) => onChange(e.target.value)}
+        />
+      )}
+    </div>
+  )
+}

@@ -1,0 +1,97 @@
+// The runbook's parameters: name, type, default and whether a value is required.
+
+import { Plus, Trash2 } from 'lucide-react'
+import type { Param, ParamType } from '../api/types'
+import { coerceParam, type EditorAction } from './draft'
+
+export function ParamsEditor({ params, dispatch }: { params: Param[]; dispatch: (action: EditorAction) => void }) {
+  const update = (index: number, param: Param) => dispatch({ type: 'update_param', index, param })
+  return (
+    <div className="params">
+      {params.length === 0 && <p className="muted">No parameters. Add one to ask for a value (like a service name) when the runbook runs.</p>}
+      {params.length > 0 && (
+        <table className="params-table">
+          <thead>
+            <tr>
+              <th>Name</th>
+              <th>Type</th>
+              <th>Default</th>
+              <th>Required</th>
+              <th />
+            </tr>
+          </thead>
+          <tbody>
+            {params.map((param, index) => (
+              <tr key={index}>
+                <td>
+                  <input
+                    className="input mono"
+                    aria-label={`Parameter ${index + 1} name`}
+                    value={param.name}
+                    onChange={(e) => update(index, { ...param, name: e.target.value })}
+                  />
+                </td>
+                <td>
+                  <select
+                    className="input"
+                    aria-label={`Parameter ${index + 1} type`}
+                    value={param.type ?? 'string'}
+                    onChange={(e) => {
+                      const type = e.target.value as ParamType
+                      update(index, { ...param, type, default: coerceParam(type, String(param.default ?? '')) })
+                    }}
+                  >
+                    <option value="string">string</option>
+                    <option value="number">number</option>
+                    <option value="boolean">boolean</option>
+                  </select>
+                </td>
+                <td>
+                  {param.type === 'boolean' ? (
+                    <select
+                      className="input"
+                      aria-label={`Parameter ${index + 1} default`}
+                      value={String(param.default === true)}
+                      onChange={(e) => update(index, { ...param, default: e.target.value === 'true' })}
+                    >
+                      <option value="false">false</option>
+                      <option value="true">true</option>
+                    </select>
+                  ) : (
+                    <input
+                      className="input"
+                      aria-label={`Parameter ${index + 1} default`}
+                      value={param.default === null || param.default === undefined ? '' : String(param.default)}
+                      onChange={(e) => update(index, { ...param, default: coerceParam(param.type, e.target.value) })}
+                    />
+                  )}
+                </td>
+                <td className="center">
+                  <input
+                    type="checkbox"
+                    aria-label={`Parameter ${index + 1} required`}
+                    checked={param.required ?? false}
+                    onChange={(e) => update(index, { ...param, required: e.target.checked })}
+                  />
+                </td>
+                <td>
+                  <button
+                    type="button"
+                    className="icon-btn icon-btn-danger"
+                    aria-label={`Remove parameter ${param.name}`}
+                    onClick={() => dispatch({ type: 'delete_param', index })}
+                  >
+                    <Trash2 size={16} />
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      <button type="button" className="btn btn-ghost btn-sm" onClick={() => dispatch({ type: 'add_param' })}>
+        <Plus size={14} aria-hidden /> Add parameter
+      </button>
+    </div>
+  )
+}

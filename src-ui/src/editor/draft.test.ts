@@ -1,0 +1,95 @@
+import { describe, expect, it } from 'vitest'
+import type { Block, Runbook } from '../api/types'
+import { editorReducer, initEditor, isDirty, parseTags, toUpdate, uniqueBlockId, type EditorState } from './draft'
+
+function runbook(blocks: Block[]): Runbook {
+  return {
+    id: 'rb',
+    name: 'Restart payments',
+    description: '',
+    tags: ['payments'],
+    params: [],
+    blocks,
+    version: 3,
+    created_at: '2026-01-01T00:00:00Z',
+    updated_at: '2026-01-01T00:00:00Z',
+    updated_by: 'alice',
+  }
+}
+
+const intro: Block = { id: 'intro', kind: 'instruction', text: 'Read me', confirm: false }
+const timer: Block = { id: 'step-2', kind: 'timer', seconds: 5 }
+
+function ids(state: EditorState): string[] {
+  return state.draft.blocks.map((block) => block.id)
+}
+
+describe('uniqueBlockId', () => {
+  it('numbers after the block count and skips ids in use, nested ones included', () => {
+    expect(uniqueBlockId([intro])).toBe('step-2')
+    expect(uniqueBlockId([intro, timer])).toBe('step-3')
+    const branchy: Block = { id: 'branch', kind: 'conditional', expr: 'true', then: [{ id: 'step-3', kind: 'timer', seconds: 1 }], else: [] }
+    expect(uniqueBlockId([intro, branchy])).toBe('step-4')
+  })
+})
+
+describe('editorReducer', () => {
+  it('adds blocks of every kind with unique ids and kind defaults', () => {
+    let state = initEditor(runbook([intro, timer]))
+    state = editorReducer(state, { type: 'add_block', kind: 'command' })
+    state = editorReducer(state, { type: 'add_block', kind: 'api_call' })
+    expect(ids(state)).toEqual(['intro', 'step-2', 'step-3', 'step-4'])
+    expect(state.draft.blocks[2]).toMatchObject({ kind: 'command', shell: 'sh', expect_exit_codes: [0] })
+    expect(state.draft.blocks[3]).toMatchObject({ kind: 'api_call', method: 'GET', expect_status: [200] })
+  })
+
+  it('moves blocks and ignores moves past either end', () => {
+    const start = initEditor(runbook([intro, timer]))
+    const down = editorReducer(start, { type: 'move_block', index: 0, delta: 1 })
+    expect(ids(down)).toEqual(['step-2', 'intro'])
+    expect(editorReducer(start, { type: 'move_block', index: 0, delta: -1 })).toBe(start)
+    expect(editorReducer(start, { type: 'move_block', index: 1, delta: 1 })).toBe(start)
+  })
+
+  it('deletes and edits blocks without touching the others', () => {
+    let state = initEditor(runbook([intro, timer]))
+    state = editorReducer(state, { type: 'update_block', index: 1, block: { ...timer, id: 'wait', seconds: 60 } })
+    expect(state.draft.blocks[1]).toEqual({ id: 'wait', kind: 'timer', seconds: 60 })
+    state = editorReducer(state, { type: 'delete_block', index: 0 })
+    expect(ids(state)).toEqual(['wait'])
+  })
+
+  it('knows when the draft differs from the saved runbook', () => {
+    const start = initEditor(runbook([intro]))
+    expect(isDirty(start)).toBe(false)
+    const renamed = editorReducer(start, { type: 'set_field', field: 'name', value: 'Restart payments API' })
+    expect(isDirty(renamed)).toBe(true)
+    const back = editorReducer(renamed, { type: 'set_field', field: 'name', value: 'Restart payments' })
+    expect(isDirty(back)).toBe(false)
+    // Retyping the same tags with other spacing is not a change.
+    expect(isDirty(editorReducer(start, { type: 'set_field', field: 'tagsText', value: ' payments , ' }))).toBe(false)
+  })
+
+  it('builds an update based on the version it started from', () => {
+    let state = initEditor(runbook([intro]))
+    state = editorReducer(state, { type: 'set_field', field: 'tagsText', value: 'payments, db, payments' })
+    const update = toUpdate(state, '  tightened checks ')
+    expect(update.version).toBe(3)
+    expect(update.tags).toEqual(['payments', 'db'])
+    expect(update.message).toBe('tightened checks')
+    expect(toUpdate(state, ' ')).not.toHaveProperty('message')
+  })
+
+  it('adds parameters with unused names', () => {
+    let state = initEditor(runbook([]))
+    state = editorReducer(state, { type: 'add_param' })
+    state = editorReducer(state, { type: 'add_param' })
+    expect(state.draft.params.map((p) => p.name)).toEqual(['param1', 'param2'])
+  })
+})
+
+describe('parseTags', () => {
+  it('trims, drops empties and duplicates', () => {
+    expect(parseTags(' a, b ,, a ,c')).toEqual(['a', 'b', 'c'])
+  })
+})

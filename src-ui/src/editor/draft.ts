@@ -1,0 +1,208 @@
+// The runbook editor's state: a draft of the authored content plus the version it is based on,
+// changed only through the reducer below so every edit is a plain, testable transition.
+
+import type { Block, BlockKind, Param, ParamType, ParamValue, Runbook, RunbookDraft, RunbookUpdate } from '../api/types'
+
+/** What the editor edits. Tags stay as typed text until saved, so typing "a, " is not fought. */
+export interface EditableDraft {
+  name: string
+  description: string
+  tagsText: string
+  params: Param[]
+  blocks: Block[]
+}
+
+export interface EditorState {
+  /** The server copy the draft started from; its version is sent with the save. */
+  base: Runbook
+  draft: EditableDraft
+}
+
+export type EditorAction =
+  | { type: 'reset'; runbook: Runbook }
+  | { type: 'set_field'; field: 'name' | 'description' | 'tagsText'; value: string }
+  | { type: 'add_block'; kind: BlockKind }
+  | { type: 'update_block'; index: number; block: Block }
+  | { type: 'move_block'; index: number; delta: -1 | 1 }
+  | { type: 'delete_block'; index: number }
+  | { type: 'add_param' }
+  | { type: 'update_param'; index: number; param: Param }
+  | { type: 'delete_param'; index: number }
+
+/** What "New runbook" creates: a name to change and a first step to fill in. */
+export const NEW_RUNBOOK: RunbookDraft = {
+  name: 'Untitled runbook',
+  description: '',
+  tags: [],
+  params: [],
+  blocks: [{ id: 'step-1', kind: 'instruction', text: 'Describe the first step here.', confirm: false }],
+}
+
+export const BLOCK_KINDS: BlockKind[] = ['instruction', 'command', 'api_call', 'conditional', 'timer']
+
+export const BLOCK_LABELS: Record<BlockKind, string> = {
+  instruction: 'Instruction',
+  command: 'Command',
+  api_call: 'API call',
+  conditional: 'Conditional',
+  timer: 'Timer',
+}
+
+export function parseTags(text: string): string[] {
+  const tags = text
+    .split(',')
+    .map((tag) => tag.trim())
+    .filter((tag) => tag !== '')
+  return [...new Set(tags)]
+}
+
+export function toEditable(runbook: RunbookDraft): EditableDraft {
+  return {
+    name: runbook.name,
+    description: runbook.description ?? '',
+    tagsText: (runbook.tags ?? []).join(', '),
+    params: runbook.params ?? [],
+    blocks: runbook.blocks ?? [],
+  }
+}
+
+export function toDraft(draft: EditableDraft): RunbookDraft {
+  return {
+    name: draft.name.trim(),
+    description: draft.description,
+    tags: parseTags(draft.tagsText),
+    params: draft.params,
+    blocks: draft.blocks,
+  }
+}
+
+export function toUpdate(state: EditorState, message: string): RunbookUpdate {
+  const update: RunbookUpdate = { ...toDraft(state.draft), version: state.base.version }
+  if (message.trim()) update.message = message.trim()
+  return update
+}
+
+/** True when saving would change something. */
+export function isDirty(state: EditorState): boolean {
+  return JSON.stringify(toDraft(state.draft)) !== JSON.stringify(toDraft(toEditable(state.base)))
+}
+
+/** Every block id, nested branches included. */
+export function allBlockIds(blocks: Block[]): Set<string> {
+  const ids = new Set<string>()
+  const walk = (list: Block[]) => {
+    for (const block of list) {
+      ids.add(block.id)
+      if (block.kind === 'conditional') {
+        walk(block.then ?? [])
+        walk(block.else ?? [])
+      }
+    }
+  }
+  walk(blocks)
+  return ids
+}
+
+/** `step-N` with the smallest N (from the block count + 1) that no block uses yet. */
+export function uniqueBlockId(blocks: Block[]): string {
+  const taken = allBlockIds(blocks)
+  let n = blocks.length + 1
+  while (taken.has(`step-${n}`)) n += 1
+  return `step-${n}`
+}
+
+export function newBlock(kind: BlockKind, id: string): Block {
+  switch (kind) {
+    case 'instruction':
+      return { id, kind, text: '', confirm: false }
+    case 'command':
+      return {
+        id,
+        kind,
+        script: '',
+        shell: 'sh',
+        host: 'local',
+        timeout_secs: 60,
+        workdir: null,
+        env: {},
+        expect_exit_codes: [0],
+        on_failure: 'stop',
+        secrets: {},
+      }
+    case 'api_call':
+      return {
+        id,
+        kind,
+        method: 'GET',
+        url: '',
+        headers: {},
+        body: null,
+        credential: null,
+        timeout_secs: 10,
+        expect_status: [200],
+        on_failure: 'stop',
+      }
+    case 'conditional':
+      return { id, kind, expr: '', then: [], else: [] }
+    case 'timer':
+      return { id, kind, seconds: 30 }
+  }
+}
+
+/** Converts typed text to the parameter's type; text that does not fit stays text. */
+export function coerceParam(type: ParamType, text: string): ParamValue {
+  if (type === 'number') {
+    const n = Number(text)
+    return text.trim() !== '' && Number.isFinite(n) ? n : text
+  }
+  if (type === 'boolean') return text === 'true'
+  return text
+}
+
+export function newParam(params: Param[]): Param {
+  const names = new Set(params.map((param) => param.name))
+  let n = params.length + 1
+  while (names.has(`param${n}`)) n += 1
+  return { name: `param${n}`, type: 'string', default: '', required: false }
+}
+
+function replaceAt<T>(list: T[], index: number, item: T): T[] {
+  return list.map((existing, i) => (i === index ? item : existing))
+}
+
+function withDraft(state: EditorState, patch: Partial<EditableDraft>): EditorState {
+  return { ...state, draft: { ...state.draft, ...patch } }
+}
+
+export function initEditor(runbook: Runbook): EditorState {
+  return { base: runbook, draft: toEditable(runbook) }
+}
+
+export function editorReducer(state: EditorState, action: EditorAction): EditorState {
+  const { blocks, params } = state.draft
+  switch (action.type) {
+    case 'reset':
+      return initEditor(action.runbook)
+    case 'set_field':
+      return withDraft(state, { [action.field]: action.value })
+    case 'add_block':
+      return withDraft(state, { blocks: [...blocks, newBlock(action.kind, uniqueBlockId(blocks))] })
+    case 'update_block':
+      return withDraft(state, { blocks: replaceAt(blocks, action.index, action.block) })
+    case 'move_block': {
+      const target = action.index + action.delta
+      if (target < 0 || target >= blocks.length) return state
+      const next = [...blocks]
+      ;[next[action.index], next[target]] = [next[target], next[action.index]]
+      return withDraft(state, { blocks: next })
+    }
+    case 'delete_block':
+      return withDraft(state, { blocks: blocks.filter((_, i) => i !== action.index) })
+    case 'add_param':
+      return withDraft(state, { params: [...params, newParam(params)] })
+    case 'update_param':
+      return withDraft(state, { params: replaceAt(params, action.index, action.param) })
+    case 'delete_param':
+      return withDraft(state, { params: params.filter((_, i) => i !== action.index) })
+  }
+}
