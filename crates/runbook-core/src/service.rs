@@ -425,7 +425,8 @@ impl Service {
     ) -> Result<OutputPage, CoreError> {
         actor.require(Role::Viewer)?;
         let execution = self.load_execution(id).await?;
-        let limit = limit.clamp(1, MAX_OUTPUT_PAGE);
+        // Four bytes hold any character: a smaller page could never make progress.
+        let limit = limit.clamp(4, MAX_OUTPUT_PAGE);
         let bytes = self.store.read_output(id, offset, limit).await?;
         // Skip a partial character at the start (an offset inside one)...
         let start = bytes
@@ -474,12 +475,19 @@ impl Service {
     }
 
     async fn load_execution(&self, id: Uuid) -> Result<Execution, CoreError> {
+        // Live state first: a run leaves the engine only after storing its final state, so
+        // once the live state is gone, the store read that follows has the final one.
+        let live = self.engine.live_status(id);
         let mut execution = self
             .store
             .get_execution(id)
             .await?
             .ok_or(CoreError::NotFound { what: "execution" })?;
-        self.overlay_live_status(&mut execution);
+        if let Some(status) = live {
+            if !execution.status.is_finished() {
+                execution.status = status;
+            }
+        }
         Ok(execution)
     }
 

@@ -2,6 +2,7 @@
 //! at once, and handed to the sink in batches (by size or age) so memory stays bounded
 //! and a crash loses at most one flush interval of output.
 
+use crate::recorder::Recorder;
 use crate::{EngineInner, ExecutionEvent};
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,6 +10,7 @@ use uuid::Uuid;
 
 pub struct Console {
     inner: Arc<EngineInner>,
+    recorder: Recorder,
     execution_id: Uuid,
     /// Bytes written so far: the offset of the next byte.
     offset: u64,
@@ -18,9 +20,10 @@ pub struct Console {
 }
 
 impl Console {
-    pub fn new(inner: Arc<EngineInner>, execution_id: Uuid) -> Self {
+    pub fn new(inner: Arc<EngineInner>, recorder: Recorder, execution_id: Uuid) -> Self {
         Console {
             inner,
+            recorder,
             execution_id,
             offset: 0,
             pending: Vec::new(),
@@ -49,22 +52,15 @@ impl Console {
         text.len() as u64
     }
 
-    /// Hands buffered output to the sink.
+    /// Hands buffered output to the writer.
     pub async fn flush(&mut self) {
         self.last_flush = Instant::now();
         if self.pending.is_empty() {
             return;
         }
         let start = self.offset - self.pending.len() as u64;
-        if let Err(error) = self
-            .inner
-            .sink
-            .output(self.execution_id, start, &self.pending)
-            .await
-        {
-            tracing::error!(execution = %self.execution_id, %error, "could not persist output");
-        }
-        self.pending.clear();
+        let batch = std::mem::take(&mut self.pending);
+        self.recorder.output(start, batch).await;
     }
 }
 

@@ -6,6 +6,7 @@
 mod command;
 mod console;
 mod control;
+mod recorder;
 mod run;
 
 pub use control::ControlError;

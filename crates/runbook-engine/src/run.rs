@@ -4,6 +4,7 @@
 use crate::command::{self, CommandSpec};
 use crate::console::{Console, Utf8Stream};
 use crate::control::{Requested, RunControl};
+use crate::recorder::Recorder;
 use crate::{EngineInner, ExecutionEvent};
 use chrono::Utc;
 use nix::sys::signal::Signal;
@@ -31,6 +32,7 @@ pub struct Run {
     runbook: Runbook,
     control: Arc<RunControl>,
     requested: watch::Receiver<Requested>,
+    recorder: Recorder,
     console: Console,
 }
 
@@ -42,13 +44,15 @@ impl Run {
         control: Arc<RunControl>,
     ) -> Self {
         let requested = control.watch();
-        let console = Console::new(inner.clone(), execution.id);
+        let recorder = Recorder::start(inner.sink.clone(), execution.id);
+        let console = Console::new(inner.clone(), recorder.clone(), execution.id);
         Run {
             inner,
             execution,
             runbook,
             control,
             requested,
+            recorder,
             console,
         }
     }
@@ -82,7 +86,13 @@ impl Run {
         }
         self.skip_pending().await;
         self.console.flush().await;
-        self.set_status(outcome, None, Some(Utc::now())).await;
+        // Clients that see the final event can read everything the run stored.
+        self.control.set_status(outcome);
+        self.recorder.finish(outcome, Utc::now()).await;
+        let _ = self.inner.events.send(ExecutionEvent::Status {
+            execution_id: self.execution.id,
+            status: outcome,
+        });
     }
 
     /// Records and announces a new run state.
@@ -94,14 +104,7 @@ impl Run {
     ) {
         self.control.set_status(status);
         self.execution.status = status;
-        if let Err(error) = self
-            .inner
-            .sink
-            .status(self.execution.id, status, started_at, finished_at)
-            .await
-        {
-            tracing::error!(execution = %self.execution.id, %error, "could not persist run status");
-        }
+        self.recorder.status(status, started_at, finished_at).await;
         let _ = self.inner.events.send(ExecutionEvent::Status {
             execution_id: self.execution.id,
             status,
@@ -109,10 +112,9 @@ impl Run {
     }
 
     async fn save_step(&mut self, index: usize) {
-        let step = &self.execution.steps[index];
-        if let Err(error) = self.inner.sink.step(self.execution.id, index, step).await {
-            tracing::error!(execution = %self.execution.id, %error, "could not persist step");
-        }
+        self.recorder
+            .step(index, &self.execution.steps[index])
+            .await;
     }
 
     async fn set_step_status(&mut self, index: usize, status: StepStatus) {
@@ -196,7 +198,6 @@ impl Run {
             step.status = status;
             step.finished_at = Some(Utc::now());
         }
-        self.console.flush().await;
         self.save_step(index).await;
         let _ = self.inner.events.send(ExecutionEvent::StepFinished {
             execution_id: self.execution.id,

@@ -44,7 +44,10 @@ pub async fn execution_events(
     );
     let mut shutdown = state.shutdown.clone();
     let stopping = async move {
-        let _ = shutdown.wait_for(|stop| *stop).await;
+        if shutdown.wait_for(|stop| *stop).await.is_err() {
+            // No one can signal a shutdown any more: the stream ends with the run.
+            std::future::pending::<()>().await;
+        }
     };
     let events = stream::once(async move { first })
         .chain(live)

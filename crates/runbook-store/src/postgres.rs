@@ -140,7 +140,7 @@ impl PostgresStore {
             .collect()
     }
 
-    async fn into_execution(&self, row: ExecutionRow) -> Result<Execution, StoreError> {
+    async fn load_execution(&self, row: ExecutionRow) -> Result<Execution, StoreError> {
         Ok(Execution {
             steps: self.steps_of(row.id).await?,
             id: row.id,
@@ -337,7 +337,7 @@ impl Store for PostgresStore {
         let row: Option<RunbookRow> = sqlx::query_as(
             "SELECT v.runbook_id AS id, v.content::text AS content, v.version, r.created_at,
                     v.created_at AS updated_at, v.created_by AS updated_by
-             FROM runbook_versions v JOIN runbooks r ON r.id = v.runbook_id
+             FROM runbook_versions v JOIN runbooks r ON r.id = v.runbook_id AND r.deleted_at IS NULL
              WHERE v.runbook_id = $1 AND v.version = $2",
         )
         .bind(id)
@@ -393,7 +393,7 @@ impl Store for PostgresStore {
         .fetch_optional(&self.pool)
         .await?;
         match row {
-            Some(row) => Ok(Some(self.into_execution(row).await?)),
+            Some(row) => Ok(Some(self.load_execution(row).await?)),
             None => Ok(None),
         }
     }
@@ -423,7 +423,7 @@ impl Store for PostgresStore {
         let rows: Vec<ExecutionRow> = page.build_query_as().fetch_all(&self.pool).await?;
         let mut items = Vec::with_capacity(rows.len());
         for row in rows {
-            items.push(self.into_execution(row).await?);
+            items.push(self.load_execution(row).await?);
         }
         Ok((items, total))
     }

@@ -150,7 +150,7 @@ impl SqliteStore {
         rows.into_iter().map(StepRow::into_step).collect()
     }
 
-    async fn into_execution(&self, row: ExecutionRow) -> Result<Execution, StoreError> {
+    async fn load_execution(&self, row: ExecutionRow) -> Result<Execution, StoreError> {
         let steps = self.steps_of(&row.id).await?;
         Ok(Execution {
             id: parse_uuid(&row.id)?,
@@ -354,7 +354,7 @@ impl Store for SqliteStore {
         let row: Option<RunbookRow> = sqlx::query_as(
             "SELECT v.runbook_id AS id, v.content, v.version, r.created_at, v.created_at AS updated_at,
                     v.created_by AS updated_by
-             FROM runbook_versions v JOIN runbooks r ON r.id = v.runbook_id
+             FROM runbook_versions v JOIN runbooks r ON r.id = v.runbook_id AND r.deleted_at IS NULL
              WHERE v.runbook_id = ? AND v.version = ?",
         )
         .bind(id.to_string())
@@ -404,7 +404,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await?;
         match row {
-            Some(row) => Ok(Some(self.into_execution(row).await?)),
+            Some(row) => Ok(Some(self.load_execution(row).await?)),
             None => Ok(None),
         }
     }
@@ -435,7 +435,7 @@ impl Store for SqliteStore {
         let rows: Vec<ExecutionRow> = page.build_query_as().fetch_all(&self.pool).await?;
         let mut items = Vec::with_capacity(rows.len());
         for row in rows {
-            items.push(self.into_execution(row).await?);
+            items.push(self.load_execution(row).await?);
         }
         Ok((items, total))
     }

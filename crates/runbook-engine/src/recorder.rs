@@ -1,0 +1,123 @@
+//! Write-behind persistence for one run: the run hands state changes and output to a
+//! writer task and goes on at once, so storage latency never sits on a step's path.
+//! Records are applied in order; the bounded queue keeps memory bounded when storage
+//! is slower than the run.
+
+use crate::ExecutionSink;
+use chrono::{DateTime, Utc};
+use runbook_domain::{ExecutionStatus, StepResult};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+/// Records waiting for the writer, at most. Output records are at most one flush
+/// batch each, so this bounds the memory a slow store can make the run hold.
+const QUEUE: usize = 64;
+
+enum Record {
+    Status {
+        status: ExecutionStatus,
+        started_at: Option<DateTime<Utc>>,
+        finished_at: Option<DateTime<Utc>>,
+        written: Option<oneshot::Sender<()>>,
+    },
+    Step {
+        index: usize,
+        step: StepResult,
+    },
+    Output {
+        offset: u64,
+        data: Vec<u8>,
+    },
+}
+
+/// The run's side of the queue. Cheap to clone.
+#[derive(Clone)]
+pub struct Recorder {
+    queue: mpsc::Sender<Record>,
+}
+
+impl Recorder {
+    /// Starts the writer task for `execution_id`.
+    pub fn start(sink: Arc<dyn ExecutionSink>, execution_id: Uuid) -> Recorder {
+        let (queue, records) = mpsc::channel(QUEUE);
+        tokio::spawn(write(sink, execution_id, records));
+        Recorder { queue }
+    }
+
+    pub async fn status(
+        &self,
+        status: ExecutionStatus,
+        started_at: Option<DateTime<Utc>>,
+        finished_at: Option<DateTime<Utc>>,
+    ) {
+        self.send(Record::Status {
+            status,
+            started_at,
+            finished_at,
+            written: None,
+        })
+        .await;
+    }
+
+    /// Records the final state and waits until it and everything before it is stored.
+    pub async fn finish(&self, status: ExecutionStatus, finished_at: DateTime<Utc>) {
+        let (written, stored) = oneshot::channel();
+        self.send(Record::Status {
+            status,
+            started_at: None,
+            finished_at: Some(finished_at),
+            written: Some(written),
+        })
+        .await;
+        let _ = stored.await;
+    }
+
+    pub async fn step(&self, index: usize, step: &StepResult) {
+        self.send(Record::Step {
+            index,
+            step: step.clone(),
+        })
+        .await;
+    }
+
+    pub async fn output(&self, offset: u64, data: Vec<u8>) {
+        self.send(Record::Output { offset, data }).await;
+    }
+
+    async fn send(&self, record: Record) {
+        if self.queue.send(record).await.is_err() {
+            tracing::error!("the run's writer has stopped; a record is lost");
+        }
+    }
+}
+
+async fn write(
+    sink: Arc<dyn ExecutionSink>,
+    execution_id: Uuid,
+    mut records: mpsc::Receiver<Record>,
+) {
+    while let Some(record) = records.recv().await {
+        let result = match record {
+            Record::Status {
+                status,
+                started_at,
+                finished_at,
+                written,
+            } => {
+                let result = sink
+                    .status(execution_id, status, started_at, finished_at)
+                    .await;
+                if let Some(written) = written {
+                    let _ = written.send(());
+                }
+                result
+            }
+            Record::Step { index, step } => sink.step(execution_id, index, &step).await,
+            Record::Output { offset, data } => sink.output(execution_id, offset, &data).await,
+        };
+        if let Err(error) = result {
+            tracing::error!(execution = %execution_id, %error, "could not persist the run");
+        }
+    }
+}

@@ -1,0 +1,604 @@
+//! REST API tests: every endpoint in-process (tower `oneshot`), bad input of every
+//! kind, and a full run over a real socket with Server-Sent Events.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use runbook_core::{Actor, Config, Service};
+use runbook_domain::Role;
+use runbook_server::{app, AppState};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+struct TestApp {
+    router: Router,
+    service: Service,
+    admin: String,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    async fn new() -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let service = Service::open(Config::from_data_dir(dir.path()))
+            .await
+            .unwrap();
+        let admin = service
+            .create_api_key(&Actor::system(), "admin", Role::Admin)
+            .await
+            .unwrap()
+            .token;
+        let (_tx, shutdown) = watch::channel(false);
+        let router = app(
+            AppState {
+                service: service.clone(),
+                shutdown,
+            },
+            None,
+        );
+        TestApp {
+            router,
+            service,
+            admin,
+            _dir: dir,
+        }
+    }
+
+    async fn key(&self, role: Role) -> String {
+        self.service
+            .create_api_key(&Actor::system(), role.as_str(), role)
+            .await
+            .unwrap()
+            .token
+    }
+
+    async fn send(&self, method: Method, uri: &str, body: Option<&str>) -> (StatusCode, Value) {
+        self.send_as(&self.admin, method, uri, body).await
+    }
+
+    async fn send_as(
+        &self,
+        key: &str,
+        method: Method,
+        uri: &str,
+        body: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("x-api-key", key)
+            .header("content-type", "application/json")
+            .body(Body::from(body.unwrap_or("").to_string()))
+            .unwrap();
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
+        };
+        (status, value)
+    }
+
+    async fn create(&self, body: Value) -> Value {
+        let (status, runbook) = self
+            .send(Method::POST, "/runbooks", Some(&body.to_string()))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{runbook}");
+        runbook
+    }
+}
+
+fn sample() -> Value {
+    json!({
+        "name": "Restart payments API",
+        "description": "Restart when health checks fail",
+        "tags": ["payments"],
+        "blocks": [
+            {"id": "intro", "kind": "instruction", "text": "## Before you start"},
+            {"id": "check", "kind": "command", "script": "echo checking"}
+        ]
+    })
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {body}"))
+}
+
+#[tokio::test]
+async fn runbook_lifecycle_create_update_versions_rollback_delete() {
+    let app = TestApp::new().await;
+    let created = app.create(sample()).await;
+    assert_eq!(created["version"], 1);
+    let id = created["id"].as_str().unwrap();
+
+    let mut edit = created.clone();
+    edit["blocks"][1]["script"] = json!("echo changed");
+    edit["message"] = json!("change the check");
+    let (status, updated) = app
+        .send(
+            Method::PUT,
+            &format!("/runbooks/{id}"),
+            Some(&edit.to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    assert_eq!(updated["version"], 2);
+
+    // The same edit again is based on version 1, which is stale now.
+    let (status, conflict) = app
+        .send(
+            Method::PUT,
+            &format!("/runbooks/{id}"),
+            Some(&edit.to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(error_code(&conflict), "version_conflict");
+    assert_eq!(conflict["error"]["details"]["current_version"], 2);
+
+    let (_, versions) = app
+        .send(Method::GET, &format!("/runbooks/{id}/versions"), None)
+        .await;
+    let numbers: Vec<i64> = versions["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(numbers, [2, 1]);
+    assert_eq!(versions["items"][0]["message"], "change the check");
+
+    let (status, v1) = app
+        .send(Method::GET, &format!("/runbooks/{id}/versions/1"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v1["blocks"][1]["script"], "echo checking");
+
+    let (status, rolled) = app
+        .send(
+            Method::POST,
+            &format!("/runbooks/{id}/rollback"),
+            Some(r#"{"version": 1}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rolled}");
+    assert_eq!(rolled["version"], 3);
+    assert_eq!(rolled["blocks"], v1["blocks"]);
+
+    let (status, list) = app
+        .send(Method::GET, "/runbooks?q=PAYMENTS&limit=10", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["total"], 1);
+    let (_, by_tag) = app.send(Method::GET, "/runbooks?tag=nope", None).await;
+    assert_eq!(by_tag["total"], 0);
+
+    let (status, _) = app
+        .send(Method::DELETE, &format!("/runbooks/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, gone) = app
+        .send(Method::GET, &format!("/runbooks/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&gone), "not_found");
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_4xx_with_a_stable_code_and_changes_nothing() {
+    let app = TestApp::new().await;
+    let created = app.create(sample()).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let path = format!("/runbooks/{id}");
+
+    let mut duplicate = created.clone();
+    duplicate["blocks"][1]["id"] = json!("intro");
+    let mut unknown_kind = created.clone();
+    unknown_kind["blocks"][0]["kind"] = json!("teleport");
+    let mut empty_name = created.clone();
+    empty_name["name"] = json!("");
+    let mut wrong_type = created.clone();
+    wrong_type["blocks"][1]["script"] = json!(42);
+    let mut huge = created.clone();
+    huge["description"] = json!("x".repeat(3 * 1024 * 1024));
+
+    let cases: Vec<(Method, String, String, StatusCode, &str)> = vec![
+        (
+            Method::PUT,
+            path.clone(),
+            "{\"name\": ".into(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            Method::POST,
+            "/runbooks".into(),
+            "[1, 2".into(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            Method::PUT,
+            path.clone(),
+            wrong_type.to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_type",
+        ),
+        (
+            Method::PUT,
+            path.clone(),
+            unknown_kind.to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_block_kind",
+        ),
+        (
+            Method::PUT,
+            path.clone(),
+            duplicate.to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "duplicate_block_id",
+        ),
+        (
+            Method::PUT,
+            path.clone(),
+            empty_name.to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "empty_name",
+        ),
+        (
+            Method::POST,
+            "/runbooks".into(),
+            empty_name.to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "empty_name",
+        ),
+        (
+            Method::PUT,
+            path.clone(),
+            huge.to_string(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            Method::POST,
+            "/runbooks".into(),
+            "\"just a string\"".into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_type",
+        ),
+        (
+            Method::GET,
+            "/runbooks/not-a-uuid".into(),
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+        ),
+        (
+            Method::GET,
+            "/runbooks/..%2F..%2Fetc%2Fpasswd".into(),
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+        ),
+        (
+            Method::GET,
+            format!("{path}/versions/abc"),
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+        ),
+        (
+            Method::GET,
+            format!("{path}/versions/99"),
+            String::new(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            Method::GET,
+            "/runbooks?limit=lots".into(),
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            Method::GET,
+            "/runbooks?limit=0".into(),
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            Method::GET,
+            "/executions?status=done".into(),
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            Method::POST,
+            format!("{path}/rollback"),
+            "{\"version\": \"one\"}".into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_type",
+        ),
+        (
+            Method::POST,
+            format!("{path}/execute"),
+            "{\"params\": {\"nope\": 1}}".into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_param",
+        ),
+        (
+            Method::POST,
+            format!("{path}/execute"),
+            "{\"params\": 5}".into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_type",
+        ),
+        (
+            Method::GET,
+            format!("/executions/{}", uuid::Uuid::new_v4()),
+            String::new(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            Method::DELETE,
+            "/runbooks".into(),
+            String::new(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            Method::GET,
+            "/no/such/path".into(),
+            String::new(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+    ];
+    for (method, uri, body, expected_status, expected_code) in cases {
+        let (status, response) = app.send(method.clone(), &uri, Some(&body)).await;
+        assert_eq!(status, expected_status, "{method} {uri}: {response}");
+        assert_eq!(error_code(&response), expected_code, "{method} {uri}");
+        assert!(response["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+
+    let (_, after) = app.send(Method::GET, &path, None).await;
+    assert_eq!(after, created, "the stored runbook is unchanged");
+    let (_, list) = app.send(Method::GET, "/runbooks", None).await;
+    assert_eq!(list["total"], 1, "nothing new was stored");
+    let (_, versions) = app
+        .send(Method::GET, &format!("{path}/versions"), None)
+        .await;
+    assert_eq!(versions["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn keys_authenticate_and_roles_are_enforced() {
+    let app = TestApp::new().await;
+    let (status, body) = app.send_as("", Method::GET, "/runbooks", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(&body), "unauthenticated");
+    let (status, _) = app
+        .send_as("rbs_wrong", Method::GET, "/runbooks", None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let viewer = app.key(Role::Viewer).await;
+    let (status, me) = app.send_as(&viewer, Method::GET, "/me", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(me["role"], "viewer");
+    let (status, _) = app.send_as(&viewer, Method::GET, "/runbooks", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = app
+        .send_as(
+            &viewer,
+            Method::POST,
+            "/runbooks",
+            Some(&sample().to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(error_code(&body), "forbidden");
+
+    let runbook = app.create(sample()).await;
+    let execute = format!("/runbooks/{}/execute", runbook["id"].as_str().unwrap());
+    let (status, _) = app
+        .send_as(&viewer, Method::POST, &execute, Some("{}"))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let operator = app.key(Role::Operator).await;
+    let (status, execution) = app
+        .send_as(&operator, Method::POST, &execute, Some("{}"))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{execution}");
+    assert_eq!(execution["status"], "queued");
+}
+
+#[tokio::test]
+async fn openapi_document_lists_every_route() {
+    let app = TestApp::new().await;
+    let response = app
+        .router
+        .clone()
+        .oneshot(Request::get("/openapi.json").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let doc: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in [
+        "/runbooks",
+        "/runbooks/{id}",
+        "/runbooks/{id}/versions",
+        "/runbooks/{id}/versions/{version}",
+        "/runbooks/{id}/rollback",
+        "/runbooks/{id}/execute",
+        "/executions",
+        "/executions/{id}",
+        "/executions/{id}/output",
+        "/executions/{id}/events",
+        "/executions/{id}/control",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} is missing");
+    }
+}
+
+/// Starts the real server on a free loopback port.
+async fn serve(app: &TestApp) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = app.router.clone();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_run_over_a_real_socket_streams_events_and_pages_output() {
+    let app = TestApp::new().await;
+    let base = serve(&app).await;
+    let client = reqwest::Client::new();
+    let runbook: Value = client
+        .post(format!("{base}/runbooks"))
+        .header("x-api-key", &app.admin)
+        .json(&json!({
+            "name": "socket",
+            "blocks": [
+                {"id": "wait", "kind": "instruction", "text": "go?", "confirm": true},
+                {"id": "say", "kind": "command", "script": "for i in 1 2 3; do echo line-$i; done"}
+            ]
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = runbook["id"].as_str().unwrap();
+    let response = client
+        .post(format!("{base}/runbooks/{id}/execute"))
+        .header("x-api-key", &app.admin)
+        .json(&json!({"params": {}, "version": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let execution: Value = response.json().await.unwrap();
+    let execution_id = execution["id"].as_str().unwrap().to_string();
+
+    let events = client
+        .get(format!("{base}/executions/{execution_id}/events"))
+        .header("x-api-key", &app.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    assert!(events.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+
+    // Wait for the confirmation step, then acknowledge it.
+    let mut waited = false;
+    for _ in 0..100 {
+        let current: Value = client
+            .get(format!("{base}/executions/{execution_id}"))
+            .header("x-api-key", &app.admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if current["status"] == "waiting" {
+            waited = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(waited, "the run waits for the confirmation");
+    let resume = client
+        .post(format!("{base}/executions/{execution_id}/control"))
+        .header("x-api-key", &app.admin)
+        .json(&json!({"action": "resume"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resume.status(), 409, "resume does not fit a waiting run");
+    let ack = client
+        .post(format!("{base}/executions/{execution_id}/control"))
+        .header("x-api-key", &app.admin)
+        .json(&json!({"action": "acknowledge"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ack.status(), 200);
+
+    let body = tokio::time::timeout(Duration::from_secs(20), events.text())
+        .await
+        .expect("the event stream ends when the run finishes")
+        .unwrap();
+    let names: Vec<&str> = body
+        .lines()
+        .filter_map(|line| line.strip_prefix("event: "))
+        .collect();
+    assert!(names.contains(&"step_started"), "{body}");
+    assert!(names.contains(&"step_finished"), "{body}");
+    assert_eq!(names.last(), Some(&"status"));
+    assert!(body.contains("line-3"));
+    assert!(body.contains(r#""status":"succeeded""#));
+
+    // Page through the console three bytes at a time.
+    let mut offset = 0;
+    let mut text = String::new();
+    loop {
+        let page: Value = client
+            .get(format!(
+                "{base}/executions/{execution_id}/output?offset={offset}&limit=3"
+            ))
+            .header("x-api-key", &app.admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        text.push_str(page["text"].as_str().unwrap());
+        let next = page["next_offset"].as_u64().unwrap();
+        if page["complete"] == true || next == offset {
+            break;
+        }
+        offset = next;
+    }
+    assert!(text.contains("line-1\nline-2\nline-3\n"), "{text}");
+    assert!(
+        text.contains("▶ say"),
+        "step headers survive paging: {text}"
+    );
+
+    let list: Value = client
+        .get(format!(
+            "{base}/executions?runbook_id={id}&status=succeeded"
+        ))
+        .header("x-api-key", &app.admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["total"], 1);
+}
