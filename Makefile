@@ -33,6 +33,7 @@ ui:
 
 test-rust:
 	cargo test --workspace --exclude runbook-studio-desktop
+	cargo test -p runbook-studio-desktop
 
 test-ui:
 	cd src-ui && npm test

@@ -1,0 +1,171 @@
+//! Tauri commands: thin adapters from the UI's `invoke` calls to the core service API. Each one
+//! extracts its arguments, calls the core and returns the same JSON as the matching REST endpoint.
+
+use crate::error::{parse_action, parse_id, CommandError};
+use runbook_core::{Actor, ExecutionQuery, Page, RunbookQuery, Service};
+use runbook_domain::{Execution, OutputPage, Runbook, RunbookSummary, VersionInfo};
+use serde::Serialize;
+use serde_json::Value;
+use tauri::State;
+
+type CommandResult<T> = Result<T, CommandError>;
+
+/// A list without paging, as `GET /runbooks/{id}/versions` returns it.
+#[derive(Serialize)]
+pub struct Items<T> {
+    items: Vec<T>,
+}
+
+#[tauri::command]
+pub async fn list_runbooks(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    q: Option<String>,
+    tag: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+) -> CommandResult<Page<RunbookSummary>> {
+    let query = RunbookQuery {
+        q,
+        tag,
+        limit,
+        offset,
+    };
+    Ok(service.list_runbooks(&actor, query).await?)
+}
+
+#[tauri::command]
+pub async fn get_runbook(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    id: String,
+) -> CommandResult<Runbook> {
+    Ok(service.get_runbook(&actor, parse_id(&id)?).await?)
+}
+
+#[tauri::command]
+pub async fn create_runbook(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    body: Value,
+) -> CommandResult<Runbook> {
+    Ok(service.create_runbook(&actor, body).await?)
+}
+
+#[tauri::command]
+pub async fn update_runbook(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    id: String,
+    body: Value,
+) -> CommandResult<Runbook> {
+    Ok(service.update_runbook(&actor, parse_id(&id)?, body).await?)
+}
+
+#[tauri::command]
+pub async fn delete_runbook(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    id: String,
+) -> CommandResult<()> {
+    Ok(service.delete_runbook(&actor, parse_id(&id)?).await?)
+}
+
+#[tauri::command]
+pub async fn list_versions(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    id: String,
+) -> CommandResult<Items<VersionInfo>> {
+    let items = service.list_versions(&actor, parse_id(&id)?).await?;
+    Ok(Items { items })
+}
+
+#[tauri::command]
+pub async fn get_version(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    id: String,
+    version: i64,
+) -> CommandResult<Runbook> {
+    Ok(service.get_version(&actor, parse_id(&id)?, version).await?)
+}
+
+#[tauri::command]
+pub async fn rollback_runbook(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    id: String,
+    version: i64,
+) -> CommandResult<Runbook> {
+    Ok(service.rollback(&actor, parse_id(&id)?, version).await?)
+}
+
+/// `body` is `{"params": {...}, "version": null}`; a missing body runs the current version.
+#[tauri::command]
+pub async fn execute_runbook(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    id: String,
+    body: Option<Value>,
+) -> CommandResult<Execution> {
+    let body = body.unwrap_or(Value::Null);
+    Ok(service.execute(&actor, parse_id(&id)?, body).await?)
+}
+
+#[tauri::command]
+pub async fn get_execution(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    id: String,
+) -> CommandResult<Execution> {
+    Ok(service.get_execution(&actor, parse_id(&id)?).await?)
+}
+
+#[tauri::command]
+pub async fn list_executions(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    runbook_id: Option<String>,
+    status: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+) -> CommandResult<Page<Execution>> {
+    let query = ExecutionQuery {
+        runbook_id: runbook_id.as_deref().map(parse_id).transpose()?,
+        status,
+        limit,
+        offset,
+    };
+    Ok(service.list_executions(&actor, query).await?)
+}
+
+#[tauri::command]
+pub async fn read_output(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    id: String,
+    offset: u64,
+    limit: u64,
+) -> CommandResult<OutputPage> {
+    Ok(service
+        .read_output(&actor, parse_id(&id)?, offset, limit)
+        .await?)
+}
+
+#[tauri::command]
+pub async fn control_execution(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    id: String,
+    action: String,
+) -> CommandResult<Execution> {
+    let action = parse_action(&action)?;
+    Ok(service.control(&actor, parse_id(&id)?, action).await?)
+}
+
+/// The local profile the desktop acts as: `{"name", "role"}`.
+#[tauri::command]
+pub fn whoami(actor: State<'_, Actor>) -> Actor {
+    actor.inner().clone()
+}

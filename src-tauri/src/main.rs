@@ -1,0 +1,98 @@
+//! Runbook Studio desktop entry point: opens the core service and hosts the React UI in a window.
+
+// No console window next to the app on Windows release builds.
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+
+mod commands;
+mod error;
+mod events;
+
+use runbook_core::{Actor, Config, Service};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use tauri::{App, Builder, Manager, RunEvent, Runtime};
+use tracing_subscriber::EnvFilter;
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let config = config_from(
+        std::env::var_os("RUNBOOK_DATA_DIR"),
+        std::env::var("DATABASE_URL").ok(),
+    );
+    let app = with_commands(tauri::Builder::default())
+        .setup(move |app| open_service(app, config))
+        .build(tauri::generate_context!());
+    match app {
+        Ok(app) => app.run(shut_down_on_exit),
+        Err(error) => {
+            eprintln!("Runbook Studio could not start: {error}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Where the data lives: `RUNBOOK_DATA_DIR` (else the platform data directory) and
+/// `DATABASE_URL` (else SQLite in the data directory); empty values count as unset.
+fn config_from(data_dir: Option<OsString>, database_url: Option<String>) -> Config {
+    let data_dir = data_dir
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(Config::default_data_dir);
+    Config {
+        database_url: database_url.filter(|url| !url.trim().is_empty()),
+        ..Config::from_data_dir(data_dir)
+    }
+}
+
+/// Registers the commands the UI invokes.
+fn with_commands<R: Runtime>(builder: Builder<R>) -> Builder<R> {
+    builder.invoke_handler(tauri::generate_handler![
+        commands::list_runbooks,
+        commands::get_runbook,
+        commands::create_runbook,
+        commands::update_runbook,
+        commands::delete_runbook,
+        commands::list_versions,
+        commands::get_version,
+        commands::rollback_runbook,
+        commands::execute_runbook,
+        commands::get_execution,
+        commands::list_executions,
+        commands::read_output,
+        commands::control_execution,
+        commands::whoami,
+    ])
+}
+
+/// Opens the core service, manages it with the local profile, and bridges its events.
+fn open_service<R: Runtime>(
+    app: &mut App<R>,
+    config: Config,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let data_dir = config.data_dir.display().to_string();
+    let service = tauri::async_runtime::block_on(Service::open(config))
+        // Debug, not Display: an internal error's Display hides its cause.
+        .map_err(|error| format!("cannot open the data store in {data_dir}: {error:?}"))?;
+    tracing::info!(data_dir, "data store open");
+    // Subscribe before any run can start, so the UI misses no event.
+    events::forward(app.handle().clone(), service.subscribe());
+    app.manage(service);
+    app.manage(Actor::local_admin());
+    Ok(())
+}
+
+/// Stops live runs (their whole process groups) when the app quits.
+fn shut_down_on_exit<R: Runtime>(app: &tauri::AppHandle<R>, event: RunEvent) {
+    if let RunEvent::Exit = event {
+        if let Some(service) = app.try_state::<Service>() {
+            tauri::async_runtime::block_on(service.shutdown());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

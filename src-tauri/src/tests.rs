@@ -1,0 +1,259 @@
+//! The command layer through Tauri's IPC (mock runtime) against a real core service on a temp
+//! SQLite database: argument names, result JSON, error objects and the event bridge.
+
+use super::{config_from, open_service, with_commands};
+use crate::events::EXECUTION_EVENT;
+use runbook_core::Config;
+use serde_json::{json, Value};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Duration;
+use tauri::ipc::{CallbackFn, InvokeBody};
+use tauri::test::{mock_builder, mock_context, noop_assets, MockRuntime, INVOKE_KEY};
+use tauri::webview::InvokeRequest;
+use tauri::{App, Listener, WebviewWindow, WebviewWindowBuilder};
+use tempfile::TempDir;
+
+struct Desktop {
+    app: App<MockRuntime>,
+    webview: WebviewWindow<MockRuntime>,
+    _data_dir: TempDir,
+}
+
+impl Desktop {
+    fn open() -> Desktop {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut app = with_commands(mock_builder())
+            .build(mock_context(noop_assets()))
+            .unwrap();
+        // The real app runs this in `setup`, which only an event loop triggers.
+        open_service(&mut app, Config::from_data_dir(data_dir.path())).unwrap();
+        let webview = WebviewWindowBuilder::new(&app, "main", Default::default())
+            .build()
+            .unwrap();
+        Desktop {
+            app,
+            webview,
+            _data_dir: data_dir,
+        }
+    }
+
+    /// What the UI's `invoke(cmd, args)` resolves (`Ok`) or rejects (`Err`) with.
+    fn invoke(&self, cmd: &str, args: Value) -> Result<Value, Value> {
+        let request = InvokeRequest {
+            cmd: cmd.into(),
+            callback: CallbackFn(0),
+            error: CallbackFn(1),
+            url: "tauri://localhost".parse().unwrap(),
+            body: InvokeBody::Json(args),
+            headers: Default::default(),
+            invoke_key: INVOKE_KEY.to_string(),
+        };
+        tauri::test::get_ipc_response(&self.webview, request)
+            .map(|body| body.deserialize::<Value>().unwrap())
+    }
+
+    fn ok(&self, cmd: &str, args: Value) -> Value {
+        self.invoke(cmd, args)
+            .unwrap_or_else(|error| panic!("{cmd} failed: {error}"))
+    }
+
+    fn err(&self, cmd: &str, args: Value) -> Value {
+        match self.invoke(cmd, args) {
+            Ok(value) => panic!("{cmd} should fail, returned {value}"),
+            Err(error) => error,
+        }
+    }
+
+    fn create(&self, name: &str, script: &str) -> Value {
+        self.ok(
+            "create_runbook",
+            json!({"body": {
+                "name": name,
+                "tags": ["e2e"],
+                "blocks": [{"id": "say", "kind": "command", "script": script}],
+            }}),
+        )
+    }
+}
+
+#[test]
+fn runbooks_are_created_listed_versioned_rolled_back_and_deleted() {
+    let desktop = Desktop::open();
+    let created = desktop.create("Restart payments", "echo one");
+    assert_eq!(created["version"], 1);
+    assert_eq!(created["blocks"][0]["script"], "echo one");
+    let id = created["id"].as_str().unwrap();
+
+    let page = desktop.ok("list_runbooks", json!({"q": "payments", "limit": 10}));
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["items"][0]["id"], id);
+    let page = desktop.ok("list_runbooks", json!({"tag": "other"}));
+    assert_eq!(page["total"], 0);
+
+    let mut edit = created.clone();
+    edit["blocks"][0]["script"] = json!("echo two");
+    let updated = desktop.ok("update_runbook", json!({"id": id, "body": edit}));
+    assert_eq!(updated["version"], 2);
+    assert_eq!(
+        desktop.ok("get_runbook", json!({"id": id}))["blocks"][0]["script"],
+        "echo two"
+    );
+
+    let versions = desktop.ok("list_versions", json!({"id": id}));
+    assert_eq!(versions["items"].as_array().unwrap().len(), 2);
+    let first = desktop.ok("get_version", json!({"id": id, "version": 1}));
+    assert_eq!(first["blocks"][0]["script"], "echo one");
+
+    let rolled_back = desktop.ok("rollback_runbook", json!({"id": id, "version": 1}));
+    assert_eq!(rolled_back["version"], 3);
+    assert_eq!(rolled_back["blocks"][0]["script"], "echo one");
+
+    assert_eq!(desktop.ok("delete_runbook", json!({"id": id})), Value::Null);
+    assert_eq!(
+        desktop.err("get_runbook", json!({"id": id}))["code"],
+        "not_found"
+    );
+}
+
+#[test]
+fn a_stale_update_is_refused_with_the_current_version_in_details() {
+    let desktop = Desktop::open();
+    let created = desktop.create("Rotate keys", "true");
+    let id = created["id"].as_str().unwrap();
+    desktop.ok("update_runbook", json!({"id": id, "body": created}));
+
+    let error = desktop.err("update_runbook", json!({"id": id, "body": created}));
+    assert_eq!(error["code"], "version_conflict");
+    assert_eq!(error["details"]["current_version"], 2);
+    assert!(error["message"].as_str().unwrap().contains("version 2"));
+}
+
+#[test]
+fn malformed_ids_and_actions_are_clean_errors() {
+    let desktop = Desktop::open();
+    for (cmd, args) in [
+        ("get_runbook", json!({"id": "not-a-uuid"})),
+        ("delete_runbook", json!({"id": ""})),
+        ("read_output", json!({"id": "42", "offset": 0, "limit": 10})),
+        ("list_executions", json!({"runbookId": "nope"})),
+    ] {
+        let error = desktop.err(cmd, args);
+        assert_eq!(error["code"], "invalid_id", "{cmd}: {error}");
+        assert!(error["message"].is_string(), "{cmd}: {error}");
+    }
+    let execution = uuid::Uuid::new_v4().to_string();
+    let error = desktop.err(
+        "control_execution",
+        json!({"id": execution, "action": "explode"}),
+    );
+    assert_eq!(error["code"], "invalid_action");
+    let error = desktop.err(
+        "control_execution",
+        json!({"id": execution, "action": "stop"}),
+    );
+    assert_eq!(error["code"], "not_found");
+}
+
+#[test]
+fn invalid_runbooks_are_refused_with_field_details() {
+    let desktop = Desktop::open();
+    let error = desktop.err(
+        "create_runbook",
+        json!({"body": {"name": "", "blocks": []}}),
+    );
+    // The UI reads `details` as `[{path, message, ...}]` to mark the fields.
+    let details = error["details"]
+        .as_array()
+        .expect("field errors in details");
+    assert!(
+        details.iter().any(|field| field["path"] == "name"),
+        "{error}"
+    );
+    assert!(
+        details.iter().all(|field| field["message"].is_string()),
+        "{error}"
+    );
+    assert_eq!(error["code"], details[0]["code"]);
+}
+
+#[test]
+fn a_run_streams_its_events_to_the_webview_and_keeps_its_output() {
+    let desktop = Desktop::open();
+    let (events_tx, events) = mpsc::channel::<Value>();
+    desktop.app.listen_any(EXECUTION_EVENT, move |event| {
+        let _ = events_tx.send(serde_json::from_str(event.payload()).unwrap());
+    });
+    let runbook = desktop.create("Say hello", "echo hello-from-ipc");
+    let id = runbook["id"].as_str().unwrap();
+
+    let execution = desktop.ok(
+        "execute_runbook",
+        json!({"id": id, "body": {"params": {}, "version": null}}),
+    );
+    let execution_id = execution["id"].as_str().unwrap().to_string();
+    assert_eq!(execution["runbook_id"], id);
+
+    let mut output = String::new();
+    let final_status = loop {
+        let event = events
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the run's events reach the webview");
+        assert_eq!(event["execution_id"], execution_id.as_str());
+        match event["type"].as_str().unwrap() {
+            "output" => output.push_str(event["text"].as_str().unwrap()),
+            "status" if event["status"] != "running" => break event["status"].clone(),
+            _ => {}
+        }
+    };
+    assert_eq!(final_status, "succeeded");
+    assert!(
+        output.contains("hello-from-ipc"),
+        "streamed output: {output:?}"
+    );
+
+    let stored = desktop.ok("get_execution", json!({"id": execution_id}));
+    assert_eq!(stored["status"], "succeeded");
+    assert_eq!(stored["steps"][0]["exit_code"], 0);
+    let page = desktop.ok(
+        "read_output",
+        json!({"id": execution_id, "offset": 0, "limit": 65536}),
+    );
+    assert!(page["text"].as_str().unwrap().contains("hello-from-ipc"));
+    let runs = desktop.ok(
+        "list_executions",
+        json!({"runbookId": id, "status": "succeeded"}),
+    );
+    assert_eq!(runs["total"], 1);
+    let error = desktop.err(
+        "control_execution",
+        json!({"id": execution_id, "action": "pause"}),
+    );
+    assert_eq!(error["code"], "invalid_state");
+}
+
+#[test]
+fn whoami_is_the_local_admin() {
+    let desktop = Desktop::open();
+    let me = desktop.ok("whoami", json!({}));
+    assert_eq!(me["role"], "admin");
+    assert!(!me["name"].as_str().unwrap().is_empty());
+}
+
+#[test]
+fn data_dir_and_database_come_from_the_environment_when_set() {
+    let config = config_from(
+        Some(OsString::from("/srv/runbooks")),
+        Some("postgres://db/runbooks".into()),
+    );
+    assert_eq!(config.data_dir, PathBuf::from("/srv/runbooks"));
+    assert_eq!(
+        config.database_url.as_deref(),
+        Some("postgres://db/runbooks")
+    );
+
+    let config = config_from(Some(OsString::new()), Some(" ".into()));
+    assert_eq!(config.data_dir, Config::default_data_dir());
+    assert_eq!(config.database_url, None);
+}

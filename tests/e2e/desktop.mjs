@@ -1,0 +1,253 @@
+//! Desktop end-to-end test: drives the real Tauri app through tauri-driver (W3C WebDriver over
+//! WebKitWebDriver) — create a runbook with a command block, save it, run it, read the console.
+//!
+//! Run (needs a display; the Makefile wraps it):
+//!   xvfb-run -a -s "-screen 0 1280x800x24" node --test tests/e2e/desktop.mjs
+//! Env: RUNBOOK_DESKTOP_BIN (app binary, built with `--features custom-protocol`),
+//!      TAURI_DRIVER, WEBKIT_WEBDRIVER, E2E_TIMEOUT_MS (hard limit for the whole run).
+
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, createWriteStream, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { homedir, tmpdir } from 'node:os';
+import { delimiter, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const BIN = resolve(HERE, process.env.RUNBOOK_DESKTOP_BIN ?? '../../target/debug/runbook-studio-desktop');
+const NATIVE_DRIVER = process.env.WEBKIT_WEBDRIVER ?? '/usr/bin/WebKitWebDriver';
+const SCREENSHOTS = join(HERE, 'screenshots');
+const ARTIFACTS = join(HERE, '.artifacts');
+const HARD_TIMEOUT_MS = Number(process.env.E2E_TIMEOUT_MS ?? 240_000);
+const REQUEST_TIMEOUT_MS = 30_000;
+const MARKER = 'hello-from-desktop';
+/** W3C WebDriver's key for element references in JSON. */
+const ELEMENT = 'element-6066-11e4-a52e-4f735466cecf';
+
+const dataDir = mkdtempSync(join(tmpdir(), 'runbook-desktop-e2e-'));
+let driver = null;
+let sessionUrl = null;
+
+function findTauriDriver() {
+  if (process.env.TAURI_DRIVER) return process.env.TAURI_DRIVER;
+  const dirs = (process.env.PATH ?? '').split(delimiter).concat(join(homedir(), '.cargo', 'bin'));
+  const found = dirs.map((d) => join(d, 'tauri-driver')).find((p) => existsSync(p));
+  if (!found) throw new Error('tauri-driver not found: `cargo install tauri-driver --locked`');
+  return found;
+}
+
+function freePort() {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** One W3C WebDriver call; throws with the driver's error message on failure. */
+async function wd(method, url, body) {
+  const res = await fetch(url, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  });
+  const json = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    const v = json.value ?? {};
+    throw new Error(`${method} ${url} -> ${res.status} ${v.error ?? ''}: ${v.message ?? JSON.stringify(json)}`);
+  }
+  return json.value;
+}
+
+const session = (method, path, body) => wd(method, `${sessionUrl}${path}`, body);
+
+/** Polls `probe` until it returns a truthy value; `what` names the wait in the timeout error. */
+async function waitFor(what, probe, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs;
+  let lastError;
+  while (Date.now() < deadline) {
+    try {
+      const value = await probe();
+      if (value) return value;
+    } catch (e) {
+      lastError = e;
+    }
+    await sleep(200);
+  }
+  throw new Error(`timed out waiting for ${what}${lastError ? ` (last error: ${lastError.message})` : ''}`);
+}
+
+async function findAll(xpath) {
+  const found = await session('POST', '/elements', { using: 'xpath', value: xpath });
+  return found.map((e) => e[ELEMENT]);
+}
+
+/** The first displayed element matching `xpath`, waiting for it to appear. */
+async function waitVisible(what, xpath, timeoutMs) {
+  return waitFor(what, async () => {
+    for (const id of await findAll(xpath)) {
+      if (await session('GET', `/element/${id}/displayed`)) return id;
+    }
+    return null;
+  }, timeoutMs);
+}
+
+/** XPath for a control the user identifies by its accessible name (text, aria-label or title). */
+function named(tag, name) {
+  const n = JSON.stringify(name).replaceAll('"', "'");
+  return `//${tag}[normalize-space(.)=${n} or @aria-label=${n} or @title=${n}]`;
+}
+
+/** Waits until no displayed element matches `xpath`. */
+async function waitGone(what, xpath, timeoutMs) {
+  return waitFor(what, async () => {
+    for (const id of await findAll(xpath)) {
+      if (await session('GET', `/element/${id}/displayed`)) return false;
+    }
+    return true;
+  }, timeoutMs);
+}
+
+async function click(what, xpath) {
+  const id = await waitVisible(what, xpath);
+  await session('POST', `/element/${id}/click`, {});
+  return id;
+}
+
+async function text(id) {
+  return session('GET', `/element/${id}/text`);
+}
+
+async function screenshot(name) {
+  // WebKit captures the last painted frame: let the current DOM reach the screen first.
+  await session('POST', '/execute/async', {
+    script: 'const done = arguments[0]; requestAnimationFrame(() => requestAnimationFrame(() => done()))',
+    args: [],
+  });
+  const png = await session('GET', '/screenshot');
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  writeFileSync(join(SCREENSHOTS, `desktop-${name}.png`), Buffer.from(png, 'base64'));
+}
+
+function stopDriver() {
+  if (!driver || driver.exitCode !== null) return;
+  try {
+    // tauri-driver was started as its own process group: this reaches WebKitWebDriver and the app.
+    process.kill(-driver.pid, 'SIGTERM');
+  } catch {
+    /* already gone */
+  }
+}
+
+async function cleanup() {
+  if (sessionUrl) {
+    await wd('DELETE', sessionUrl).catch(() => {});
+    sessionUrl = null;
+  }
+  stopDriver();
+  rmSync(dataDir, { recursive: true, force: true });
+}
+
+/** Ends the run at once: the driver's process group (and so the app) and the temp data go. */
+function abort(reason, exitCode) {
+  console.error(`desktop e2e: ${reason}`);
+  stopDriver();
+  rmSync(dataDir, { recursive: true, force: true });
+  process.exit(exitCode);
+}
+
+// The hard limit: whatever hangs (driver, app, a fetch), the run ends.
+const watchdog = setTimeout(() => abort(`hard timeout after ${HARD_TIMEOUT_MS} ms`, 2), HARD_TIMEOUT_MS);
+watchdog.unref();
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => abort(`interrupted by ${signal}`, 130));
+
+after(async () => {
+  await cleanup();
+  clearTimeout(watchdog);
+});
+
+async function startApp() {
+  assert.ok(existsSync(BIN), `app binary not found at ${BIN}: cargo build -p runbook-studio-desktop --features custom-protocol`);
+  const port = await freePort();
+  const nativePort = await freePort();
+  mkdirSync(ARTIFACTS, { recursive: true });
+  mkdirSync(SCREENSHOTS, { recursive: true });
+  // Screenshots of an earlier run must not pass for this one's.
+  for (const old of readdirSync(SCREENSHOTS).filter((f) => f.startsWith('desktop-'))) rmSync(join(SCREENSHOTS, old));
+  const log = createWriteStream(join(ARTIFACTS, 'desktop-driver.log'));
+  const env = { ...process.env, RUNBOOK_DATA_DIR: dataDir };
+  delete env.DATABASE_URL; // always the embedded SQLite database of the temp data dir
+  driver = spawn(
+    findTauriDriver(),
+    ['--port', String(port), '--native-port', String(nativePort), '--native-driver', NATIVE_DRIVER],
+    { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  driver.stdout.pipe(log);
+  driver.stderr.pipe(log);
+  const base = `http://127.0.0.1:${port}`;
+  await waitFor('tauri-driver to listen', () => wd('GET', `${base}/status`).then(() => true), 15_000);
+  const created = await wd('POST', `${base}/session`, {
+    capabilities: { alwaysMatch: { 'tauri:options': { application: BIN } } },
+  });
+  sessionUrl = `${base}/session/${created.sessionId}`;
+  await session('POST', '/timeouts', { implicit: 0, pageLoad: 30_000, script: 10_000 });
+}
+
+test('desktop: author a runbook with a command block, run it, see its output', async () => {
+  await startApp();
+  try {
+    await waitVisible('the "New runbook" button', named('button', 'New runbook'), 30_000);
+    await waitGone('the first data to load', '//*[normalize-space(.)="Loading…"]');
+    await screenshot('01-start');
+
+    await click('"New runbook"', named('button', 'New runbook'));
+    await waitVisible('the new runbook in the editor', '//*[@data-testid="dirty-indicator" and contains(.,"version 1")]');
+    await click('"Add block"', named('button', 'Add block'));
+    await click('"Command" in the add-block menu', named('*[@role="menuitem"]', 'Command'));
+
+    // The new command block is the last card; its script editor is a CodeMirror contenteditable,
+    // so typing goes through real key events.
+    const card = await waitVisible('the new command block', '(//*[starts-with(@data-testid,"block-")])[last()]');
+    const blockId = (await session('GET', `/element/${card}/attribute/data-testid`)).slice('block-'.length);
+    const [editor] = await findAll(`//*[@data-testid="block-${blockId}"]//*[contains(@class,"cm-content")]`);
+    assert.ok(editor, `block ${blockId} has no script editor`);
+    await session('POST', `/element/${editor}/click`, {});
+    await session('POST', `/element/${editor}/value`, { text: `echo ${MARKER}` });
+    await waitFor('the script text in the editor', async () => (await text(editor)).includes(MARKER), 5_000);
+    await screenshot('02-editor');
+
+    // Every save makes a version: the new runbook was version 1, this save makes version 2.
+    await click('"Save"', named('button', 'Save'));
+    await waitVisible('the save to finish', '//*[@data-testid="dirty-indicator" and contains(.,"Saved") and contains(.,"version 2")]', 15_000);
+    // Saved and without parameters, Run starts at once and opens the run view.
+    await click('"Run"', named('button', 'Run'));
+
+    const consoleText = await waitFor(`"${MARKER}" in the console`, async () => {
+      const [id] = await findAll('//*[@data-testid="console-text"]');
+      // The mirror is visually hidden, so WebDriver's "text" (rendered text) would be empty.
+      const value = id ? await session('POST', '/execute/sync', { script: 'return arguments[0].textContent', args: [{ [ELEMENT]: id }] }) : '';
+      return value?.includes(MARKER) ? value : null;
+    }, 30_000);
+    assert.match(consoleText, new RegExp(`^${MARKER}$`, 'm'), 'the command output is a line of its own');
+
+    await waitVisible('the execution status "succeeded"', '//*[@data-testid="execution-status" and normalize-space(.)="succeeded"]', 30_000);
+    const [step] = await findAll(`//*[@data-testid="step-${blockId}"]`);
+    assert.ok(step, `no timeline row for block ${blockId}`);
+    assert.match(await text(step), /succeeded/i);
+    await screenshot('03-run-succeeded');
+  } catch (error) {
+    await screenshot('99-failure').catch(() => {});
+    const source = await session('GET', '/source').catch(() => '');
+    writeFileSync(join(ARTIFACTS, 'desktop-failure.html'), String(source));
+    throw error;
+  }
+});
