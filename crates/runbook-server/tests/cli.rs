@@ -1,0 +1,152 @@
+//! The `runbook-studio` binary as a user runs it: `keys create`, `migrate`, `run`
+//! (exit codes, streamed console) and `serve` with a graceful stop on SIGTERM.
+
+use runbook_core::{Actor, Config, Service};
+use serde_json::json;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_runbook-studio");
+
+fn cli(data_dir: &std::path::Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .env_remove("DATABASE_URL")
+        .env("RUNBOOK_DATA_DIR", data_dir)
+        .env("RUNBOOK_LOG", "warn");
+    command
+}
+
+#[test]
+fn keys_create_prints_the_token_alone_on_the_last_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = cli(dir.path())
+        .args(["keys", "create", "--name", "ci", "--role", "admin"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let last = stdout.lines().last().unwrap();
+    assert!(last.starts_with("rbs_") && last.len() == 68, "{stdout}");
+    assert!(!last.contains(' '));
+
+    let bad_role = cli(dir.path())
+        .args(["keys", "create", "--name", "x", "--role", "root"])
+        .output()
+        .unwrap();
+    assert!(!bad_role.status.success());
+    assert!(String::from_utf8_lossy(&bad_role.stderr).contains("unknown role"));
+}
+
+#[test]
+fn migrate_creates_the_database_in_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = cli(dir.path()).arg("migrate").status().unwrap();
+    assert!(status.success());
+    assert!(dir.path().join("runbook-studio.db").is_file());
+}
+
+#[test]
+fn run_streams_the_console_and_exits_non_zero_on_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let service = Service::open(Config::from_data_dir(dir.path()))
+            .await
+            .unwrap();
+        let admin = Actor::system();
+        for (name, script) in [
+            ("Greets", "echo hello-$((40 + 2))"),
+            ("Breaks", "echo partial; exit 7"),
+        ] {
+            service
+                .create_runbook(
+                    &admin,
+                    json!({"name": name, "blocks": [
+                        {"id": "main", "kind": "command", "script": script},
+                        {"id": "after", "kind": "command", "script": "echo never-on-failure"}
+                    ]}),
+                )
+                .await
+                .unwrap();
+        }
+    });
+    drop(runtime);
+
+    let ok = cli(dir.path()).args(["run", "Greets"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(stdout.contains("hello-42"), "{stdout}");
+
+    let failed = cli(dir.path()).args(["run", "Breaks"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&failed.stdout);
+    assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+    assert!(stdout.contains("partial"));
+    assert!(!stdout.contains("never-on-failure"));
+
+    let missing = cli(dir.path()).args(["run", "Nope"]).output().unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no runbook is named"));
+}
+
+#[test]
+fn serve_answers_with_a_key_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = cli(dir.path())
+        .args(["keys", "create", "--name", "ops", "--role", "viewer"])
+        .output()
+        .unwrap();
+    let token = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = cli(dir.path())
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let me = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match client
+                .get(format!("http://127.0.0.1:{port}/me"))
+                .header("x-api-key", &token)
+                .send()
+                .await
+            {
+                Ok(response) => return response.json::<serde_json::Value>().await.unwrap(),
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(error) => panic!("the server never answered: {error}"),
+            }
+        }
+    });
+    assert_eq!(me["name"], "ops");
+    assert_eq!(me["role"], "viewer");
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the server ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}
