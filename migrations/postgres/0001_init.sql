@@ -41,7 +41,9 @@ CREATE TABLE executions (
     started_by      TEXT NOT NULL,
     created_at      TIMESTAMPTZ NOT NULL,
     started_at      TIMESTAMPTZ,
-    finished_at     TIMESTAMPTZ
+    finished_at     TIMESTAMPTZ,
+    runner_id       UUID,              -- the process running it
+    heartbeat_at    TIMESTAMPTZ                -- last sign of life from that process
 );
 CREATE INDEX executions_by_created ON executions (created_at DESC);
 CREATE INDEX executions_by_runbook ON executions (runbook_id, created_at DESC);

@@ -41,7 +41,9 @@ CREATE TABLE executions (
     started_by      TEXT NOT NULL,
     created_at      TEXT NOT NULL,
     started_at      TEXT,
-    finished_at     TEXT
+    finished_at     TEXT,
+    runner_id       TEXT,              -- the process running it
+    heartbeat_at    TEXT                -- last sign of life from that process
 );
 CREATE INDEX executions_by_created ON executions (created_at DESC);
 CREATE INDEX executions_by_runbook ON executions (runbook_id, created_at DESC);

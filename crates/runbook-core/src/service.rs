@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
@@ -26,6 +27,8 @@ const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 500;
 /// Largest output page, in bytes.
 const MAX_OUTPUT_PAGE: u64 = 1024 * 1024;
+/// How long a run's process may stay silent before its run counts as interrupted.
+pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Where the core keeps its data.
 #[derive(Debug, Clone)]
@@ -35,6 +38,8 @@ pub struct Config {
     /// `sqlite://…` or `postgres://…`; `None` means SQLite in `data_dir`.
     pub database_url: Option<String>,
     pub engine: EngineConfig,
+    /// A run whose process gave no sign of life for this long is marked `interrupted`.
+    pub heartbeat_timeout: Duration,
 }
 
 impl Config {
@@ -44,6 +49,7 @@ impl Config {
             data_dir: data_dir.into(),
             database_url: None,
             engine: EngineConfig::default(),
+            heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
         }
     }
 
@@ -122,6 +128,19 @@ pub struct NewApiKey {
 pub struct Service {
     store: Arc<dyn Store>,
     engine: Engine,
+    /// This process, as the owner of the runs it executes.
+    runner: Uuid,
+    _upkeep: Arc<Upkeep>,
+}
+
+/// The background task that keeps this process's runs alive in the store and
+/// interrupts runs whose process died; it ends with the last clone of the service.
+struct Upkeep(tokio::task::JoinHandle<()>);
+
+impl Drop for Upkeep {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Service {
@@ -141,23 +160,29 @@ impl Service {
                 runbook_store::redact_url(&url)
             ))
         })?;
-        Service::with_store(store, config.engine).await
+        Service::with_store(store, config.engine, config.heartbeat_timeout).await
     }
 
     /// A service over an already opened store.
+    ///
+    /// Runs that no live process owns any more (their heartbeat is older than
+    /// `heartbeat_timeout`) become `interrupted` now and whenever the upkeep task
+    /// finds them later; runs of other live processes sharing the store are left alone.
     pub async fn with_store(
         store: Arc<dyn Store>,
         engine_config: EngineConfig,
+        heartbeat_timeout: Duration,
     ) -> Result<Service, CoreError> {
-        let interrupted = store.interrupt_unfinished(Utc::now()).await?;
-        if interrupted > 0 {
-            tracing::warn!(
-                interrupted,
-                "runs left unfinished by a previous process are now interrupted"
-            );
-        }
+        interrupt_orphans(store.as_ref(), heartbeat_timeout).await?;
+        let runner = Uuid::new_v4();
+        let upkeep = tokio::spawn(upkeep(store.clone(), runner, heartbeat_timeout));
         let engine = Engine::new(engine_config, Arc::new(StoreSink(store.clone())));
-        Ok(Service { store, engine })
+        Ok(Service {
+            store,
+            engine,
+            runner,
+            _upkeep: Arc::new(Upkeep(upkeep)),
+        })
     }
 
     /// Events of every run from now on (console output, step and status changes).
@@ -179,6 +204,16 @@ impl Service {
     ) -> Result<Page<RunbookSummary>, CoreError> {
         actor.require(Role::Viewer)?;
         let (limit, offset) = paging(query.limit, query.offset)?;
+        if [&query.q, &query.tag]
+            .into_iter()
+            .flatten()
+            .any(|text| text.contains('\0'))
+        {
+            return Err(CoreError::bad_request(
+                "invalid_query",
+                "search text may not contain U+0000",
+            ));
+        }
         let filter = RunbookFilter {
             q: query.q.map(|q| q.trim().to_string()),
             tag: query.tag,
@@ -201,7 +236,7 @@ impl Service {
     ) -> Result<Runbook, CoreError> {
         actor.require(Role::Editor)?;
         let draft = parse_draft(body)?;
-        let now = Utc::now();
+        let now = now();
         let runbook = Runbook {
             id: Uuid::new_v4(),
             draft,
@@ -230,7 +265,7 @@ impl Service {
 
     pub async fn delete_runbook(&self, actor: &Actor, id: Uuid) -> Result<(), CoreError> {
         actor.require(Role::Editor)?;
-        if self.store.delete_runbook(id, Utc::now()).await? {
+        if self.store.delete_runbook(id, now()).await? {
             Ok(())
         } else {
             Err(CoreError::NotFound { what: "runbook" })
@@ -301,7 +336,7 @@ impl Service {
         let runbook = Runbook {
             draft,
             version: based_on + 1,
-            updated_at: Utc::now(),
+            updated_at: now(),
             updated_by: actor.name.clone(),
             ..current
         };
@@ -370,7 +405,7 @@ impl Service {
             status: ExecutionStatus::Queued,
             params,
             started_by: actor.name.clone(),
-            created_at: Utc::now(),
+            created_at: now(),
             started_at: None,
             finished_at: None,
             steps: runbook
@@ -380,6 +415,9 @@ impl Service {
                 .collect(),
         };
         self.store.insert_execution(&execution).await?;
+        self.store
+            .claim_execution(execution.id, self.runner, execution.created_at)
+            .await?;
         self.engine.start(execution.clone(), runbook);
         Ok(execution)
     }
@@ -511,10 +549,10 @@ impl Service {
     ) -> Result<NewApiKey, CoreError> {
         actor.require(Role::Admin)?;
         let name = name.trim();
-        if name.is_empty() || name.chars().count() > 100 {
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
             return Err(CoreError::unprocessable(
                 "invalid_name",
-                "a key needs a name of 1 to 100 characters",
+                "a key needs a name of 1 to 100 characters, without control characters",
             ));
         }
         let mut secret = [0u8; 32];
@@ -525,7 +563,7 @@ impl Service {
             name: name.to_string(),
             role,
             token_hash: hash_token(&token),
-            created_at: Utc::now(),
+            created_at: now(),
             last_used_at: None,
             expires_at: None,
             revoked_at: None,
@@ -553,7 +591,7 @@ impl Service {
             .find_api_key(&hash_token(token))
             .await?
             .ok_or(CoreError::Unauthenticated)?;
-        let now = Utc::now();
+        let now = now();
         if key.revoked_at.is_some() || key.expires_at.is_some_and(|at| at <= now) {
             return Err(CoreError::Unauthenticated);
         }
@@ -568,6 +606,38 @@ impl Service {
             name: key.name,
             role: key.role,
         })
+    }
+}
+
+/// Now, to the microsecond: the precision both databases keep.
+pub(crate) fn now() -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    Utc::now().trunc_subsecs(6)
+}
+
+async fn interrupt_orphans(store: &dyn Store, timeout: Duration) -> Result<u64, CoreError> {
+    let now = now();
+    let stale_before = now - chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+    let interrupted = store.interrupt_unfinished(now, stale_before).await?;
+    if interrupted > 0 {
+        tracing::warn!(
+            interrupted,
+            "runs whose process stopped are now interrupted"
+        );
+    }
+    Ok(interrupted)
+}
+
+/// Renews this process's runs and sweeps up orphans, a few times per timeout.
+async fn upkeep(store: Arc<dyn Store>, runner: Uuid, timeout: Duration) {
+    let mut tick = tokio::time::interval(timeout / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(error) = store.heartbeat(runner, now()).await {
+            tracing::error!(%error, "could not renew the heartbeat of live runs");
+        }
+        let _ = interrupt_orphans(store.as_ref(), timeout).await;
     }
 }
 
@@ -623,7 +693,7 @@ fn resolve_params(
             continue;
         };
         let fits = match param.param_type {
-            ParamType::String => value.is_string(),
+            ParamType::String => value.as_str().is_some_and(|text| !text.contains('\0')),
             ParamType::Number => value.is_number(),
             ParamType::Boolean => value.is_boolean(),
         };

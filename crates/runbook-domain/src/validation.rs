@@ -84,6 +84,7 @@ impl ValidationErrors {
 
 /// Parses and validates the body of a create request.
 pub fn parse_draft(value: serde_json::Value) -> Result<RunbookDraft, ValidationErrors> {
+    check_no_nul(&value)?;
     check_block_kinds(&value)?;
     let draft: RunbookDraft = typed(value)?;
     validate_draft(&draft)?;
@@ -92,6 +93,7 @@ pub fn parse_draft(value: serde_json::Value) -> Result<RunbookDraft, ValidationE
 
 /// Parses and validates the body of an update request (content plus based-on version).
 pub fn parse_update(value: serde_json::Value) -> Result<RunbookUpdate, ValidationErrors> {
+    check_no_nul(&value)?;
     check_block_kinds(&value)?;
     let update: RunbookUpdate = typed(value)?;
     validate_draft(&update.draft)?;
@@ -114,6 +116,40 @@ fn describe_serde_error(err: &serde_json::Error) -> (&'static str, String) {
         ("missing_field", text)
     } else {
         ("invalid_type", text)
+    }
+}
+
+/// Rejects U+0000 anywhere in a request: no shell, header or database takes it.
+fn check_no_nul(value: &serde_json::Value) -> Result<(), ValidationErrors> {
+    fn find(value: &serde_json::Value, path: &mut Vec<String>) -> Option<String> {
+        match value {
+            serde_json::Value::String(text) if text.contains('\0') => Some(path.join(".")),
+            serde_json::Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+                path.push(format!("[{i}]"));
+                let found = find(item, path);
+                path.pop();
+                found
+            }),
+            serde_json::Value::Object(map) => map.iter().find_map(|(key, item)| {
+                path.push(key.clone());
+                let found = if key.contains('\0') {
+                    Some(path.join("."))
+                } else {
+                    find(item, path)
+                };
+                path.pop();
+                found
+            }),
+            _ => None,
+        }
+    }
+    match find(value, &mut Vec::new()) {
+        Some(path) => Err(ValidationErrors::single(
+            path.replace(".[", "["),
+            "invalid_character",
+            "text may not contain the NUL character (U+0000)",
+        )),
+        None => Ok(()),
     }
 }
 
@@ -302,7 +338,7 @@ impl Validator {
     }
 
     fn blocks(&mut self, blocks: &[Block], path: &str, depth: usize) {
-        if depth > MAX_DEPTH {
+        if depth > MAX_DEPTH && !blocks.is_empty() {
             self.push(
                 path,
                 "too_deep",
@@ -637,7 +673,9 @@ mod tests {
         let value = with_blocks(json!([{"id": "a", "kind": "command", "script": 42}]));
         let err = parse_draft(value).unwrap_err();
         assert_eq!(err.code(), "invalid_type");
-        assert_eq!(err.errors[0].path, "blocks[0].script");
+        // Inside a tagged block serde reports the block, and names the wrong type.
+        assert_eq!(err.errors[0].path, "blocks[0]");
+        assert!(err.errors[0].message.contains("expected a string"), "{err}");
         let missing = parse_draft(json!({"blocks": []})).unwrap_err();
         assert_eq!(missing.code(), "missing_field");
     }
@@ -652,6 +690,14 @@ mod tests {
             codes(parse_draft(value)),
             ["invalid_block_id", "invalid_env_name", "invalid_exit_codes"]
         );
+    }
+
+    #[test]
+    fn rejects_nul_characters_anywhere_with_their_path() {
+        let value = with_blocks(json!([{"id": "a", "kind": "command", "script": "echo a\u{0}b"}]));
+        let err = parse_draft(value).unwrap_err();
+        assert_eq!(err.code(), "invalid_character");
+        assert_eq!(err.errors[0].path, "blocks[0].script");
     }
 
     #[test]

@@ -58,7 +58,7 @@ impl Run {
     }
 
     pub async fn execute(mut self) {
-        let started = Utc::now();
+        let started = now();
         self.set_status(ExecutionStatus::Running, Some(started), None)
             .await;
         let blocks: Vec<Block> = self.runbook.all_blocks().into_iter().cloned().collect();
@@ -88,7 +88,7 @@ impl Run {
         self.console.flush().await;
         // Clients that see the final event can read everything the run stored.
         self.control.set_status(outcome);
-        self.recorder.finish(outcome, Utc::now()).await;
+        self.recorder.finish(outcome, now()).await;
         let _ = self.inner.events.send(ExecutionEvent::Status {
             execution_id: self.execution.id,
             status: outcome,
@@ -146,7 +146,7 @@ impl Run {
 
     async fn step(&mut self, index: usize, block: &Block) -> StepEnd {
         let block_id = block.id().to_string();
-        let started = Utc::now();
+        let started = now();
         let clock = Instant::now();
         {
             let step = &mut self.execution.steps[index];
@@ -196,7 +196,7 @@ impl Run {
         {
             let step = &mut self.execution.steps[index];
             step.status = status;
-            step.finished_at = Some(Utc::now());
+            step.finished_at = Some(now());
         }
         self.save_step(index).await;
         let _ = self.inner.events.send(ExecutionEvent::StepFinished {
@@ -442,6 +442,12 @@ impl Run {
             }
         }
     }
+}
+
+/// Now, to the microsecond: the precision both databases keep.
+fn now() -> chrono::DateTime<Utc> {
+    use chrono::SubsecRound;
+    Utc::now().trunc_subsecs(6)
 }
 
 fn failure_continues(block: &Block) -> bool {

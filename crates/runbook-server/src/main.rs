@@ -93,7 +93,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let config = Config {
         data_dir: cli.data_dir.unwrap_or_else(Config::default_data_dir),
         database_url: cli.database_url,
-        engine: Default::default(),
+        ..Config::from_data_dir(".")
     };
     let service = Service::open(config).await.map_err(|e| match e {
         runbook_core::CoreError::Internal(detail) => anyhow::anyhow!(detail),

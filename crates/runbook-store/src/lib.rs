@@ -136,9 +136,23 @@ pub trait Store: Send + Sync {
         offset: u64,
         limit: u64,
     ) -> Result<Vec<u8>, StoreError>;
-    /// Marks every unfinished execution (and its unfinished steps) `interrupted`;
+    /// Records that `runner` (one process) is running the execution, alive as of `at`.
+    async fn claim_execution(
+        &self,
+        id: Uuid,
+        runner: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Renews the sign of life of every unfinished execution `runner` runs.
+    async fn heartbeat(&self, runner: Uuid, at: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Marks `interrupted` every unfinished execution (and its unfinished steps) whose
+    /// runner gave no sign of life since `stale_before`, or that no runner claimed;
     /// returns how many runs changed.
-    async fn interrupt_unfinished(&self, at: DateTime<Utc>) -> Result<u64, StoreError>;
+    async fn interrupt_unfinished(
+        &self,
+        at: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
     /// The key whose token hashes to `token_hash`, if any.

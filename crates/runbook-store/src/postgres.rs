@@ -511,25 +511,68 @@ impl Store for PostgresStore {
         Ok(crate::stitch(chunks, offset, limit))
     }
 
-    async fn interrupt_unfinished(&self, at: DateTime<Utc>) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE execution_steps SET status = 'stopped', finished_at = $1
-             WHERE status IN ('running', 'paused', 'waiting') AND execution_id IN
-                 (SELECT id FROM executions WHERE status IN ('queued', 'running', 'paused', 'waiting'))",
-        )
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
+    async fn claim_execution(
+        &self,
+        id: Uuid,
+        runner: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE executions SET runner_id = $1, heartbeat_at = $2 WHERE id = $3")
+            .bind(runner)
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn heartbeat(&self, runner: Uuid, at: DateTime<Utc>) -> Result<u64, StoreError> {
         let done = sqlx::query(
-            "UPDATE executions SET status = 'interrupted', finished_at = $1
-             WHERE status IN ('queued', 'running', 'paused', 'waiting')",
+            "UPDATE executions SET heartbeat_at = $1
+             WHERE runner_id = $2 AND status IN ('queued', 'running', 'paused', 'waiting')",
         )
         .bind(at)
-        .execute(&mut *tx)
+        .bind(runner)
+        .execute(&self.pool)
         .await?;
-        tx.commit().await?;
         Ok(done.rows_affected())
+    }
+
+    async fn interrupt_unfinished(
+        &self,
+        at: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Locks the orphans, so two instances sweeping at once interrupt each run once.
+        let orphans: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM executions
+             WHERE status IN ('queued', 'running', 'paused', 'waiting')
+               AND (heartbeat_at IS NULL OR heartbeat_at < $1)
+             FOR UPDATE SKIP LOCKED",
+        )
+        .bind(stale_before)
+        .fetch_all(&mut *tx)
+        .await?;
+        if !orphans.is_empty() {
+            sqlx::query(
+                "UPDATE execution_steps SET status = 'stopped', finished_at = $1
+                 WHERE execution_id = ANY($2) AND status IN ('running', 'paused', 'waiting')",
+            )
+            .bind(at)
+            .bind(&orphans)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE executions SET status = 'interrupted', finished_at = $1 WHERE id = ANY($2)",
+            )
+            .bind(at)
+            .bind(&orphans)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(orphans.len() as u64)
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {

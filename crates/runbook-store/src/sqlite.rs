@@ -524,25 +524,66 @@ impl Store for SqliteStore {
         Ok(crate::stitch(chunks, offset, limit))
     }
 
-    async fn interrupt_unfinished(&self, at: DateTime<Utc>) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "UPDATE execution_steps SET status = 'stopped', finished_at = ?
-             WHERE status IN ('running', 'paused', 'waiting') AND execution_id IN
-                 (SELECT id FROM executions WHERE status IN ('queued', 'running', 'paused', 'waiting'))",
-        )
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
+    async fn claim_execution(
+        &self,
+        id: Uuid,
+        runner: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE executions SET runner_id = ?, heartbeat_at = ? WHERE id = ?")
+            .bind(runner.to_string())
+            .bind(at)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn heartbeat(&self, runner: Uuid, at: DateTime<Utc>) -> Result<u64, StoreError> {
         let done = sqlx::query(
-            "UPDATE executions SET status = 'interrupted', finished_at = ?
-             WHERE status IN ('queued', 'running', 'paused', 'waiting')",
+            "UPDATE executions SET heartbeat_at = ?
+             WHERE runner_id = ? AND status IN ('queued', 'running', 'paused', 'waiting')",
         )
         .bind(at)
-        .execute(&mut *tx)
+        .bind(runner.to_string())
+        .execute(&self.pool)
         .await?;
-        tx.commit().await?;
         Ok(done.rows_affected())
+    }
+
+    async fn interrupt_unfinished(
+        &self,
+        at: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let orphans: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM executions
+             WHERE status IN ('queued', 'running', 'paused', 'waiting')
+               AND (heartbeat_at IS NULL OR heartbeat_at < ?)",
+        )
+        .bind(stale_before)
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &orphans {
+            sqlx::query(
+                "UPDATE execution_steps SET status = 'stopped', finished_at = ?
+                 WHERE execution_id = ? AND status IN ('running', 'paused', 'waiting')",
+            )
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE executions SET status = 'interrupted', finished_at = ? WHERE id = ?",
+            )
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(orphans.len() as u64)
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {

@@ -1,0 +1,807 @@
+//! Core service tests on SQLite: versions and conflicts, rollback, role checks, validation
+//! and execution errors with their codes, output paging that never splits a character,
+//! control of finished runs, crash recovery when a service opens, and API keys.
+
+use runbook_core::{Actor, Config, CoreError, EngineConfig, ErrorKind, RunbookQuery, Service};
+use runbook_domain::{ControlAction, Execution, ExecutionStatus, Role, StepResult, StepStatus};
+use runbook_store::{SqliteStore, Store};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn actor(name: &str, role: Role) -> Actor {
+    Actor {
+        name: name.to_string(),
+        role,
+    }
+}
+
+fn admin() -> Actor {
+    actor("alice", Role::Admin)
+}
+
+fn config(data_dir: &Path) -> Config {
+    let mut config = Config::from_data_dir(data_dir);
+    config.engine = EngineConfig {
+        stop_grace: Duration::from_secs(1),
+        ..EngineConfig::default()
+    };
+    config
+}
+
+async fn open(data_dir: &Path) -> Service {
+    Service::open(config(data_dir))
+        .await
+        .expect("the service opens")
+}
+
+/// A fresh service on SQLite in its own data directory (kept alive by the returned guard).
+async fn service() -> (Service, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    (open(dir.path()).await, dir)
+}
+
+fn deploy_body(name: &str, script: &str) -> Value {
+    json!({
+        "name": name,
+        "description": "Deploys *payments*",
+        "tags": ["payments"],
+        "blocks": [
+            {"id": "intro", "kind": "instruction", "text": "Heads up"},
+            {"id": "run", "kind": "command", "script": script}
+        ]
+    })
+}
+
+async fn create(service: &Service, body: Value) -> Uuid {
+    service
+        .create_runbook(&admin(), body)
+        .await
+        .expect("the runbook is valid")
+        .id
+}
+
+async fn wait_until_finished(service: &Service, id: Uuid) -> Execution {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let execution = service.get_execution(&admin(), id).await.unwrap();
+        if execution.status.is_finished() {
+            return execution;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run never finished: {execution:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_until_step_runs(service: &Service, id: Uuid, index: usize) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let execution = service.get_execution(&admin(), id).await.unwrap();
+        if execution.steps[index].status == StepStatus::Running {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "step {index} never started: {execution:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn assert_code(result: Result<impl std::fmt::Debug, CoreError>, kind: ErrorKind, code: &str) {
+    match result {
+        Ok(value) => panic!("expected a `{code}` error, got {value:?}"),
+        Err(error) => {
+            assert_eq!(error.code(), code, "{error:?}");
+            assert_eq!(error.kind(), kind, "{error:?}");
+        }
+    }
+}
+
+// ---- runbooks and versions ----
+
+#[tokio::test]
+async fn creating_a_runbook_stores_version_one() {
+    let (service, _dir) = service().await;
+    let created = service
+        .create_runbook(&admin(), deploy_body("Deploy", "echo hi"))
+        .await
+        .unwrap();
+    assert_eq!(created.version, 1);
+    assert_eq!(created.updated_by, "alice");
+    assert_eq!(created.draft.blocks.len(), 2);
+
+    let loaded = service.get_runbook(&admin(), created.id).await.unwrap();
+    assert_eq!(loaded, created);
+    let versions = service.list_versions(&admin(), created.id).await.unwrap();
+    assert_eq!(versions.len(), 1);
+    assert_eq!(
+        (versions[0].version, versions[0].created_by.as_str()),
+        (1, "alice")
+    );
+    let page = service
+        .list_runbooks(&admin(), RunbookQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(page.total, 1);
+    assert_eq!(page.items[0].id, created.id);
+}
+
+#[tokio::test]
+async fn a_stale_update_conflicts_and_leaves_the_runbook_unchanged() {
+    let (service, _dir) = service().await;
+    let id = create(&service, deploy_body("Deploy", "echo v1")).await;
+    let editor = actor("bob", Role::Editor);
+
+    let mut body = deploy_body("Deploy", "echo v2");
+    body["version"] = json!(1);
+    body["message"] = json!("second");
+    let second = service.update_runbook(&editor, id, body).await.unwrap();
+    assert_eq!((second.version, second.updated_by.as_str()), (2, "bob"));
+
+    let mut stale = deploy_body("Clobbered", "echo stale");
+    stale["version"] = json!(1);
+    let result = service.update_runbook(&admin(), id, stale).await;
+    assert!(
+        matches!(
+            result,
+            Err(CoreError::VersionConflict {
+                based_on: 1,
+                current: 2
+            })
+        ),
+        "{result:?}"
+    );
+    assert_eq!(result.unwrap_err().kind(), ErrorKind::Conflict);
+
+    assert_eq!(service.get_runbook(&admin(), id).await.unwrap(), second);
+    let versions = service.list_versions(&admin(), id).await.unwrap();
+    assert_eq!(
+        versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        [2, 1]
+    );
+    assert_eq!(versions[0].message, "second");
+}
+
+#[tokio::test]
+async fn rollback_creates_a_new_version_with_the_old_content() {
+    let (service, _dir) = service().await;
+    let id = create(&service, deploy_body("Deploy", "echo original")).await;
+    let mut edit = deploy_body("Deploy (edited)", "echo edited");
+    edit["version"] = json!(1);
+    service.update_runbook(&admin(), id, edit).await.unwrap();
+
+    let rolled = service.rollback(&admin(), id, 1).await.unwrap();
+    assert_eq!(rolled.version, 3);
+    let first = service.get_version(&admin(), id, 1).await.unwrap();
+    assert_eq!(rolled.draft, first.draft);
+    assert_eq!(
+        service.get_runbook(&admin(), id).await.unwrap().draft,
+        first.draft
+    );
+    let second = service.get_version(&admin(), id, 2).await.unwrap();
+    assert_ne!(second.draft, first.draft, "history is not rewritten");
+    let versions = service.list_versions(&admin(), id).await.unwrap();
+    assert_eq!(versions.len(), 3);
+    assert!(versions[0].message.contains("version 1"), "{versions:?}");
+
+    assert_code(
+        service.rollback(&admin(), id, 9).await,
+        ErrorKind::NotFound,
+        "not_found",
+    );
+}
+
+#[tokio::test]
+async fn deleted_runbooks_are_gone() {
+    let (service, _dir) = service().await;
+    let id = create(&service, deploy_body("Deploy", "echo hi")).await;
+    service.delete_runbook(&admin(), id).await.unwrap();
+    assert_code(
+        service.get_runbook(&admin(), id).await,
+        ErrorKind::NotFound,
+        "not_found",
+    );
+    assert_code(
+        service.get_version(&admin(), id, 1).await,
+        ErrorKind::NotFound,
+        "not_found",
+    );
+    assert_code(
+        service.delete_runbook(&admin(), id).await,
+        ErrorKind::NotFound,
+        "not_found",
+    );
+}
+
+// ---- roles ----
+
+#[tokio::test]
+async fn roles_limit_what_each_actor_may_do() {
+    let (service, _dir) = service().await;
+    let viewer = actor("vic", Role::Viewer);
+    let operator = actor("olga", Role::Operator);
+    let editor = actor("ed", Role::Editor);
+    let id = create(&service, deploy_body("Deploy", "true")).await;
+    let mut update = deploy_body("Deploy", "false");
+    update["version"] = json!(1);
+
+    for who in [&viewer, &operator] {
+        assert_code(
+            service
+                .create_runbook(who, deploy_body("Mine", "true"))
+                .await,
+            ErrorKind::Forbidden,
+            "forbidden",
+        );
+        assert_code(
+            service.update_runbook(who, id, update.clone()).await,
+            ErrorKind::Forbidden,
+            "forbidden",
+        );
+        assert_code(
+            service.rollback(who, id, 1).await,
+            ErrorKind::Forbidden,
+            "forbidden",
+        );
+        assert_code(
+            service.delete_runbook(who, id).await,
+            ErrorKind::Forbidden,
+            "forbidden",
+        );
+    }
+    let refused = service.execute(&viewer, id, Value::Null).await;
+    assert!(
+        matches!(
+            refused,
+            Err(CoreError::Forbidden {
+                needed: Role::Operator,
+                actual: Role::Viewer
+            })
+        ),
+        "{refused:?}"
+    );
+    for who in [&viewer, &operator, &editor] {
+        assert_code(
+            service.create_api_key(who, "mine", Role::Admin).await,
+            ErrorKind::Forbidden,
+            "forbidden",
+        );
+    }
+
+    // What each role may do, it can.
+    service.get_runbook(&viewer, id).await.unwrap();
+    service.list_versions(&viewer, id).await.unwrap();
+    let run = service.execute(&operator, id, Value::Null).await.unwrap();
+    assert_eq!(run.started_by, "olga");
+    assert_eq!(run.status, ExecutionStatus::Queued);
+    let finished = wait_until_finished(&service, run.id).await;
+    assert_eq!(finished.status, ExecutionStatus::Succeeded);
+    service.get_execution(&viewer, run.id).await.unwrap();
+    service.read_output(&viewer, run.id, 0, 1024).await.unwrap();
+    assert_code(
+        service.control(&viewer, run.id, ControlAction::Stop).await,
+        ErrorKind::Forbidden,
+        "forbidden",
+    );
+    service
+        .update_runbook(&editor, id, update)
+        .await
+        .expect("an editor edits");
+    assert_eq!(
+        service
+            .list_runbooks(&viewer, RunbookQuery::default())
+            .await
+            .unwrap()
+            .total,
+        1
+    );
+}
+
+// ---- validation and execution errors ----
+
+#[tokio::test]
+async fn invalid_runbooks_are_rejected_with_their_code() {
+    let (service, _dir) = service().await;
+    let cases = [
+        (
+            "unknown_block_kind",
+            json!({"name": "x", "blocks": [{"id": "a", "kind": "teleport"}]}),
+        ),
+        (
+            "duplicate_block_id",
+            json!({"name": "x", "blocks": [
+                {"id": "a", "kind": "timer", "seconds": 1},
+                {"id": "a", "kind": "command", "script": "true"}
+            ]}),
+        ),
+        ("empty_name", json!({"name": "   ", "blocks": []})),
+    ];
+    for (code, body) in cases {
+        let result = service.create_runbook(&admin(), body).await;
+        assert!(matches!(result, Err(CoreError::Invalid(_))), "{result:?}");
+        assert_code(result, ErrorKind::Invalid, code);
+    }
+    let page = service
+        .list_runbooks(&admin(), RunbookQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(page.total, 0, "nothing invalid was stored");
+
+    // Updates go through the same rules, and a rejected update changes nothing.
+    let id = create(&service, deploy_body("Deploy", "true")).await;
+    let result = service
+        .update_runbook(&admin(), id, json!({"name": "", "version": 1}))
+        .await;
+    assert!(matches!(result, Err(CoreError::Invalid(_))), "{result:?}");
+    assert_code(result, ErrorKind::Invalid, "empty_name");
+    assert_eq!(service.get_runbook(&admin(), id).await.unwrap().version, 1);
+}
+
+#[tokio::test]
+async fn text_with_a_nul_character_is_rejected_as_invalid() {
+    // PostgreSQL cannot store U+0000 in TEXT or JSONB: accepting it would make the same
+    // request succeed on SQLite and fail with an internal error on PostgreSQL.
+    let (service, _dir) = service().await;
+    let result = service
+        .create_runbook(&admin(), deploy_body("Deploy", "echo a\u{0}b"))
+        .await;
+    assert!(
+        matches!(result, Err(CoreError::Invalid(_))),
+        "expected a validation error, got {result:?}"
+    );
+}
+
+#[tokio::test]
+async fn executing_checks_parameters() {
+    let (service, _dir) = service().await;
+    let id = create(
+        &service,
+        json!({
+            "name": "Restart",
+            "params": [
+                {"name": "service", "type": "string", "required": true},
+                {"name": "replicas", "type": "number", "default": 2}
+            ],
+            "blocks": [{"id": "run", "kind": "command", "script": "true"}]
+        }),
+    )
+    .await;
+    assert_code(
+        service.execute(&admin(), id, json!({"params": {}})).await,
+        ErrorKind::Invalid,
+        "missing_param",
+    );
+    assert_code(
+        service
+            .execute(&admin(), id, json!({"params": {"service": null}}))
+            .await,
+        ErrorKind::Invalid,
+        "missing_param",
+    );
+    assert_code(
+        service
+            .execute(
+                &admin(),
+                id,
+                json!({"params": {"service": "x", "colour": "red"}}),
+            )
+            .await,
+        ErrorKind::Invalid,
+        "unknown_param",
+    );
+    assert_code(
+        service
+            .execute(&admin(), id, json!({"params": {"service": 7}}))
+            .await,
+        ErrorKind::Invalid,
+        "invalid_param",
+    );
+    let stored = service
+        .list_executions(&admin(), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(stored.total, 0, "refused runs are not stored");
+
+    let run = service
+        .execute(&admin(), id, json!({"params": {"service": "payments"}}))
+        .await
+        .unwrap();
+    assert_eq!(
+        Value::Object(run.params.clone()),
+        json!({"service": "payments", "replicas": 2}),
+        "defaults are filled in"
+    );
+    wait_until_finished(&service, run.id).await;
+}
+
+#[tokio::test]
+async fn executing_an_api_call_block_is_unsupported() {
+    let (service, _dir) = service().await;
+    let id = create(
+        &service,
+        json!({"name": "Probe", "blocks": [
+            {"id": "before", "kind": "command", "script": "true"},
+            {"id": "health", "kind": "api_call", "url": "https://api.example/health"}
+        ]}),
+    )
+    .await;
+    assert_code(
+        service.execute(&admin(), id, Value::Null).await,
+        ErrorKind::Invalid,
+        "unsupported_block_kind",
+    );
+    let runs = service
+        .list_executions(&admin(), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(runs.total, 0, "nothing ran, not even the first step");
+}
+
+// ---- output ----
+
+/// Reads a run's whole console page by page, checking every page on the way.
+async fn read_in_pages(service: &Service, id: Uuid, limit: u64) -> String {
+    let mut offset = 0;
+    let mut text = String::new();
+    for _ in 0..100_000 {
+        let page = service
+            .read_output(&admin(), id, offset, limit)
+            .await
+            .unwrap();
+        assert_eq!(page.offset, offset);
+        assert!(
+            !page.text.contains('\u{FFFD}'),
+            "a page split a character (offset {offset}, limit {limit})"
+        );
+        assert_eq!(
+            page.next_offset - page.offset,
+            page.text.len() as u64,
+            "next_offset counts exactly the bytes of the text"
+        );
+        assert!(page.text.len() as u64 <= limit.max(4));
+        text.push_str(&page.text);
+        if page.complete {
+            return text;
+        }
+        assert!(
+            page.next_offset > offset,
+            "paging must progress (offset {offset}, limit {limit})"
+        );
+        offset = page.next_offset;
+    }
+    panic!("paging never completed with limit {limit}");
+}
+
+#[tokio::test]
+async fn output_pages_never_split_a_character() {
+    let (service, _dir) = service().await;
+    let id = create(
+        &service,
+        deploy_body("Euros", "printf '€%.0s' $(seq 1 3000); echo; echo end"),
+    )
+    .await;
+    let run = service.execute(&admin(), id, Value::Null).await.unwrap();
+    let finished = wait_until_finished(&service, run.id).await;
+    assert_eq!(finished.status, ExecutionStatus::Succeeded);
+
+    let whole = service
+        .read_output(&admin(), run.id, 0, 1 << 20)
+        .await
+        .unwrap();
+    assert!(whole.complete);
+    assert_eq!(whole.next_offset, whole.text.len() as u64);
+    assert!(whole.text.contains(&format!("{}\nend\n", "€".repeat(3000))));
+
+    for limit in [1001, 7, 64 * 1024 + 1] {
+        assert_eq!(read_in_pages(&service, run.id, limit).await, whole.text);
+    }
+
+    // An offset inside a character starts the page at the next whole one.
+    let euro = whole.text.find('€').unwrap() as u64;
+    let inside = service
+        .read_output(&admin(), run.id, euro + 1, 10)
+        .await
+        .unwrap();
+    assert!(inside.text.starts_with('€'), "{:?}", inside.text);
+    assert!(!inside.text.contains('\u{FFFD}'));
+    assert!(!inside.complete);
+
+    let past = service
+        .read_output(&admin(), run.id, whole.next_offset + 10, 100)
+        .await
+        .unwrap();
+    assert!(past.text.is_empty() && past.complete);
+}
+
+#[tokio::test]
+async fn output_paging_progresses_even_with_tiny_limits() {
+    let (service, _dir) = service().await;
+    let id = create(&service, deploy_body("Euros", "printf '€€€'")).await;
+    let run = service.execute(&admin(), id, Value::Null).await.unwrap();
+    wait_until_finished(&service, run.id).await;
+    let whole = service
+        .read_output(&admin(), run.id, 0, 4096)
+        .await
+        .unwrap();
+    for limit in [1, 2, 3] {
+        assert_eq!(read_in_pages(&service, run.id, limit).await, whole.text);
+    }
+}
+
+#[tokio::test]
+async fn a_running_execution_reports_incomplete_output() {
+    let (service, _dir) = service().await;
+    let id = create(&service, deploy_body("Slow", "echo first; exec sleep 20")).await;
+    let run = service.execute(&admin(), id, Value::Null).await.unwrap();
+    wait_until_step_runs(&service, run.id, 1).await;
+    let page = service
+        .read_output(&admin(), run.id, 0, 4096)
+        .await
+        .unwrap();
+    assert!(!page.complete, "a live run's console is not complete");
+
+    service
+        .control(&admin(), run.id, ControlAction::Stop)
+        .await
+        .unwrap();
+    let finished = wait_until_finished(&service, run.id).await;
+    assert_eq!(finished.status, ExecutionStatus::Stopped);
+}
+
+// ---- control ----
+
+#[tokio::test]
+async fn controlling_a_finished_execution_is_an_invalid_state() {
+    let (service, _dir) = service().await;
+    let id = create(&service, deploy_body("Quick", "true")).await;
+    let run = service.execute(&admin(), id, Value::Null).await.unwrap();
+    let finished = wait_until_finished(&service, run.id).await;
+    assert_eq!(finished.status, ExecutionStatus::Succeeded);
+    for action in [
+        ControlAction::Pause,
+        ControlAction::Resume,
+        ControlAction::Stop,
+        ControlAction::Acknowledge,
+    ] {
+        let result = service.control(&admin(), run.id, action).await;
+        assert!(
+            matches!(result, Err(CoreError::InvalidState(_))),
+            "{action:?}: {result:?}"
+        );
+        assert_code(result, ErrorKind::Conflict, "invalid_state");
+    }
+    assert_code(
+        service
+            .control(&admin(), Uuid::new_v4(), ControlAction::Stop)
+            .await,
+        ErrorKind::NotFound,
+        "not_found",
+    );
+}
+
+#[tokio::test]
+async fn an_action_that_does_not_fit_a_live_run_is_an_invalid_state() {
+    let (service, _dir) = service().await;
+    let id = create(
+        &service,
+        json!({"name": "Confirm", "blocks": [
+            {"id": "ok", "kind": "instruction", "text": "Sure?", "confirm": true}
+        ]}),
+    )
+    .await;
+    // Repeated: the answer to an acknowledgement races with the run finishing right after it.
+    for _ in 0..20 {
+        let run = service.execute(&admin(), id, Value::Null).await.unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        while service
+            .get_execution(&admin(), run.id)
+            .await
+            .unwrap()
+            .status
+            != ExecutionStatus::Waiting
+        {
+            assert!(Instant::now() < deadline, "the run never waited");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_code(
+            service
+                .control(&admin(), run.id, ControlAction::Resume)
+                .await,
+            ErrorKind::Conflict,
+            "invalid_state",
+        );
+        let acknowledged = service
+            .control(&admin(), run.id, ControlAction::Acknowledge)
+            .await
+            .unwrap();
+        assert_ne!(
+            acknowledged.status,
+            ExecutionStatus::Waiting,
+            "the answer to an accepted acknowledgement still says `waiting`"
+        );
+        assert_eq!(
+            wait_until_finished(&service, run.id).await.status,
+            ExecutionStatus::Succeeded
+        );
+    }
+}
+
+// ---- crash recovery ----
+
+#[tokio::test]
+async fn runs_left_unfinished_are_interrupted_when_a_service_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let runbook_id = {
+        let service = open(dir.path()).await;
+        create(&service, deploy_body("Deploy", "true")).await
+    };
+
+    // What a process that died mid-run leaves behind.
+    let url = config(dir.path()).effective_database_url();
+    let store = SqliteStore::connect(&url).await.unwrap();
+    let now = chrono::Utc::now();
+    let orphan = Execution {
+        id: Uuid::new_v4(),
+        runbook_id,
+        runbook_version: 1,
+        runbook_name: "Deploy".to_string(),
+        status: ExecutionStatus::Running,
+        params: Default::default(),
+        started_by: "alice".to_string(),
+        created_at: now,
+        started_at: Some(now),
+        finished_at: None,
+        steps: vec![StepResult::pending("intro"), StepResult::pending("run")],
+    };
+    store.insert_execution(&orphan).await.unwrap();
+    let done = StepResult {
+        status: StepStatus::Succeeded,
+        started_at: Some(now),
+        finished_at: Some(now),
+        ..StepResult::pending("intro")
+    };
+    let running = StepResult {
+        status: StepStatus::Running,
+        started_at: Some(now),
+        ..StepResult::pending("run")
+    };
+    store.update_step(orphan.id, 0, &done).await.unwrap();
+    store.update_step(orphan.id, 1, &running).await.unwrap();
+    drop(store);
+
+    let service = open(dir.path()).await;
+    let recovered = service.get_execution(&admin(), orphan.id).await.unwrap();
+    assert_eq!(recovered.status, ExecutionStatus::Interrupted);
+    assert!(recovered.finished_at.is_some());
+    assert_eq!(recovered.steps[0].status, StepStatus::Succeeded);
+    assert_eq!(recovered.steps[1].status, StepStatus::Stopped);
+    assert_code(
+        service
+            .control(&admin(), orphan.id, ControlAction::Stop)
+            .await,
+        ErrorKind::Conflict,
+        "invalid_state",
+    );
+}
+
+#[test]
+fn a_run_whose_process_died_is_interrupted_on_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_path_buf();
+    // A whole "process" in its own runtime: dropping the runtime kills the run mid-step.
+    let execution_id = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let id = runtime.block_on(async {
+            let service = open(&data_dir).await;
+            let id = create(&service, deploy_body("Long", "exec sleep 20")).await;
+            let run = service.execute(&admin(), id, Value::Null).await.unwrap();
+            wait_until_step_runs(&service, run.id, 1).await;
+            run.id
+        });
+        drop(runtime);
+        id
+    })
+    .join()
+    .unwrap();
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        // The dead process's heartbeat goes stale after the timeout; the next start (or
+        // its upkeep task, if the start comes sooner) interrupts the run.
+        let service = Service::open(Config {
+            heartbeat_timeout: Duration::from_millis(600),
+            ..config(dir.path())
+        })
+        .await
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let recovered = loop {
+            let current = service.get_execution(&admin(), execution_id).await.unwrap();
+            if current.status != ExecutionStatus::Running || std::time::Instant::now() > deadline {
+                break current;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(recovered.status, ExecutionStatus::Interrupted);
+        assert_eq!(recovered.steps[1].status, StepStatus::Stopped);
+    });
+}
+
+#[tokio::test]
+async fn opening_a_second_service_leaves_live_runs_of_the_first_alone() {
+    // `runbook-studio keys create` or `migrate` next to a running `serve` opens a second
+    // service on the same database; the server's live runs must not become `interrupted`.
+    let dir = tempfile::tempdir().unwrap();
+    let server = open(dir.path()).await;
+    let id = create(&server, deploy_body("Long", "exec sleep 20")).await;
+    let run = server.execute(&admin(), id, Value::Null).await.unwrap();
+    wait_until_step_runs(&server, run.id, 1).await;
+
+    let tool = open(dir.path()).await;
+    let seen_by_tool = tool.get_execution(&admin(), run.id).await.unwrap().status;
+    let seen_by_server = server.get_execution(&admin(), run.id).await.unwrap().status;
+
+    server
+        .control(&admin(), run.id, ControlAction::Stop)
+        .await
+        .unwrap();
+    wait_until_finished(&server, run.id).await;
+    assert_eq!(seen_by_server, ExecutionStatus::Running);
+    assert_eq!(seen_by_tool, ExecutionStatus::Running);
+}
+
+// ---- API keys ----
+
+#[tokio::test]
+async fn api_keys_authenticate_as_their_role() {
+    let (service, _dir) = service().await;
+    let key = service
+        .create_api_key(&admin(), "  deploy bot ", Role::Operator)
+        .await
+        .unwrap();
+    assert_eq!(key.key.name, "deploy bot");
+    assert_eq!(key.key.role, Role::Operator);
+
+    let caller = service.authenticate(&key.token).await.unwrap();
+    assert_eq!(caller, actor("deploy bot", Role::Operator));
+    // A key keeps working after its first use has been recorded.
+    assert_eq!(service.authenticate(&key.token).await.unwrap(), caller);
+
+    // The key's actor may do what an operator may, and no more.
+    let id = create(&service, deploy_body("Deploy", "true")).await;
+    let run = service.execute(&caller, id, Value::Null).await.unwrap();
+    assert_eq!(run.started_by, "deploy bot");
+    wait_until_finished(&service, run.id).await;
+    assert_code(
+        service
+            .create_runbook(&caller, deploy_body("Mine", "true"))
+            .await,
+        ErrorKind::Forbidden,
+        "forbidden",
+    );
+
+    let mut wrong = key.token.clone();
+    wrong.pop();
+    wrong.push(if key.token.ends_with('0') { '1' } else { '0' });
+    for token in [wrong.as_str(), "", "rbs_not-a-key", &"x".repeat(600)] {
+        assert!(
+            matches!(
+                service.authenticate(token).await,
+                Err(CoreError::Unauthenticated)
+            ),
+            "token {token:?}"
+        );
+    }
+    assert_code(
+        service.create_api_key(&admin(), "  ", Role::Viewer).await,
+        ErrorKind::Invalid,
+        "invalid_name",
+    );
+}

@@ -1,0 +1,938 @@
+//! Engine tests with real processes: ordering and capture of output, failure policies,
+//! env and workdir, timeouts, stop/pause/resume of whole process groups (checked in
+//! /proc), confirmations, timers, output events and batched persistence. The sink is an
+//! in-memory recorder standing in for the store.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use runbook_domain::{
+    Block, ControlAction, Execution, ExecutionStatus, Runbook, RunbookDraft, StepResult, StepStatus,
+};
+use runbook_engine::{ControlError, Engine, EngineConfig, ExecutionEvent, ExecutionSink};
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+/// Longest any wait in these tests may take before it counts as a hang.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+// ---- the recording sink ----
+
+/// Everything the engine handed to the sink, in order.
+#[derive(Debug, Clone, Default)]
+struct Record {
+    statuses: Vec<ExecutionStatus>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    /// The latest state of each step, by index.
+    steps: Vec<Option<StepResult>>,
+    /// Every step state as recorded, in order.
+    step_history: Vec<(usize, StepStatus)>,
+    output: Vec<u8>,
+    output_calls: usize,
+    /// Contract violations seen by the sink (wrong execution, gaps in output offsets).
+    problems: Vec<String>,
+}
+
+impl Record {
+    fn status(&self) -> Option<ExecutionStatus> {
+        self.statuses.last().copied()
+    }
+
+    fn is_finished(&self) -> bool {
+        self.status().is_some_and(ExecutionStatus::is_finished)
+    }
+
+    fn step(&self, index: usize) -> &StepResult {
+        self.steps
+            .get(index)
+            .and_then(Option::as_ref)
+            .unwrap_or_else(|| panic!("step {index} was never recorded; {self:#?}"))
+    }
+
+    fn step_status(&self, index: usize) -> Option<StepStatus> {
+        self.steps
+            .get(index)
+            .and_then(Option::as_ref)
+            .map(|s| s.status)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.output.clone()).expect("the console is UTF-8")
+    }
+
+    /// The statuses a step went through, consecutive repeats collapsed.
+    fn step_statuses(&self, index: usize) -> Vec<StepStatus> {
+        let mut seen: Vec<StepStatus> = Vec::new();
+        for (i, status) in &self.step_history {
+            if *i == index && seen.last() != Some(status) {
+                seen.push(*status);
+            }
+        }
+        seen
+    }
+
+    /// The run statuses, consecutive repeats collapsed.
+    fn run_statuses(&self) -> Vec<ExecutionStatus> {
+        let mut seen: Vec<ExecutionStatus> = Vec::new();
+        for status in &self.statuses {
+            if seen.last() != Some(status) {
+                seen.push(*status);
+            }
+        }
+        seen
+    }
+}
+
+struct MemorySink {
+    execution_id: Uuid,
+    record: Mutex<Record>,
+}
+
+impl MemorySink {
+    fn check_id(&self, record: &mut Record, id: Uuid) {
+        if id != self.execution_id {
+            record
+                .problems
+                .push(format!("call for unknown execution {id}"));
+        }
+    }
+}
+
+#[async_trait]
+impl ExecutionSink for MemorySink {
+    async fn status(
+        &self,
+        execution_id: Uuid,
+        status: ExecutionStatus,
+        started_at: Option<DateTime<Utc>>,
+        finished_at: Option<DateTime<Utc>>,
+    ) -> Result<(), String> {
+        let mut record = self.record.lock().unwrap();
+        self.check_id(&mut record, execution_id);
+        record.statuses.push(status);
+        record.started_at = started_at.or(record.started_at);
+        record.finished_at = finished_at.or(record.finished_at);
+        Ok(())
+    }
+
+    async fn step(
+        &self,
+        execution_id: Uuid,
+        index: usize,
+        step: &StepResult,
+    ) -> Result<(), String> {
+        let mut record = self.record.lock().unwrap();
+        self.check_id(&mut record, execution_id);
+        if record.steps.len() <= index {
+            record.steps.resize(index + 1, None);
+        }
+        record.steps[index] = Some(step.clone());
+        record.step_history.push((index, step.status));
+        Ok(())
+    }
+
+    async fn output(&self, execution_id: Uuid, offset: u64, data: &[u8]) -> Result<(), String> {
+        let mut record = self.record.lock().unwrap();
+        self.check_id(&mut record, execution_id);
+        if offset != record.output.len() as u64 {
+            let problem = format!(
+                "output batch at offset {offset}, but {} bytes were persisted",
+                record.output.len()
+            );
+            record.problems.push(problem);
+        }
+        if data.is_empty() {
+            record.problems.push("an empty output batch".to_string());
+        }
+        record.output.extend_from_slice(data);
+        record.output_calls += 1;
+        Ok(())
+    }
+}
+
+// ---- building runs ----
+
+fn block(value: serde_json::Value) -> Block {
+    serde_json::from_value(value).expect("a well-formed block")
+}
+
+fn command(id: &str, script: &str) -> Block {
+    block(json!({"id": id, "kind": "command", "script": script}))
+}
+
+/// Events of one run, collected in the background (lagged events are counted, not lost silently).
+#[derive(Default)]
+struct Events {
+    items: Vec<ExecutionEvent>,
+    lagged: u64,
+}
+
+struct Harness {
+    engine: Engine,
+    sink: Arc<MemorySink>,
+    events: Arc<Mutex<Events>>,
+    execution_id: Uuid,
+    started: Instant,
+}
+
+fn quick_config() -> EngineConfig {
+    EngineConfig {
+        stop_grace: Duration::from_secs(1),
+        ..EngineConfig::default()
+    }
+}
+
+impl Harness {
+    fn start(blocks: Vec<Block>) -> Harness {
+        Harness::start_with(quick_config(), blocks)
+    }
+
+    fn start_with(config: EngineConfig, blocks: Vec<Block>) -> Harness {
+        let now = Utc::now();
+        let runbook = Runbook {
+            id: Uuid::new_v4(),
+            draft: RunbookDraft {
+                name: "engine test".to_string(),
+                description: String::new(),
+                tags: Vec::new(),
+                params: Vec::new(),
+                blocks,
+            },
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            updated_by: "tester".to_string(),
+        };
+        let execution = Execution {
+            id: Uuid::new_v4(),
+            runbook_id: runbook.id,
+            runbook_version: 1,
+            runbook_name: runbook.draft.name.clone(),
+            status: ExecutionStatus::Queued,
+            params: serde_json::Map::new(),
+            started_by: "tester".to_string(),
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            steps: runbook
+                .all_blocks()
+                .into_iter()
+                .map(|b| StepResult::pending(b.id()))
+                .collect(),
+        };
+        let sink = Arc::new(MemorySink {
+            execution_id: execution.id,
+            record: Mutex::new(Record::default()),
+        });
+        let engine = Engine::new(config, sink.clone());
+        let events = Arc::new(Mutex::new(Events::default()));
+        let mut receiver = engine.subscribe();
+        let collected = events.clone();
+        let execution_id = execution.id;
+        tokio::spawn(async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(event) if event.execution_id() == execution_id => {
+                        collected.lock().unwrap().items.push(event)
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(missed)) => collected.lock().unwrap().lagged += missed,
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
+        engine.start(execution, runbook);
+        Harness {
+            engine,
+            sink,
+            events,
+            execution_id,
+            started: Instant::now(),
+        }
+    }
+
+    fn record(&self) -> Record {
+        self.sink.record.lock().unwrap().clone()
+    }
+
+    fn control(&self, action: ControlAction) -> Result<ExecutionStatus, ControlError> {
+        self.engine.control(self.execution_id, action)
+    }
+
+    /// Waits until `done` holds for what the sink recorded.
+    async fn wait_for(&self, what: &str, done: impl Fn(&Record) -> bool) -> Record {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let record = self.record();
+            if done(&record) {
+                return record;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gave up waiting for {what}; recorded so far: {record:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits for the run to end (persisted and announced) and checks the sink's contract.
+    async fn finish(&self) -> Record {
+        let record = self
+            .wait_for("the run to finish", Record::is_finished)
+            .await;
+        let deadline = Instant::now() + PATIENCE;
+        while !self
+            .events
+            .lock()
+            .unwrap()
+            .items
+            .iter()
+            .any(|e| matches!(e, ExecutionEvent::Status { status, .. } if status.is_finished()))
+        {
+            assert!(Instant::now() < deadline, "no final status event");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(record.problems.is_empty(), "{:?}", record.problems);
+        assert!(
+            record.started_at.is_some() && record.finished_at.is_some(),
+            "start and finish times are recorded"
+        );
+        assert_eq!(
+            self.engine.live_status(self.execution_id),
+            None,
+            "a finished run is no longer live"
+        );
+        record
+    }
+
+    fn events(&self) -> Vec<ExecutionEvent> {
+        self.events.lock().unwrap().items.clone()
+    }
+}
+
+// ---- processes ----
+
+/// A number no other test run uses, to put in a command line and find it in /proc.
+fn marker(whole_seconds: u32) -> String {
+    format!(
+        "{whole_seconds}.{:06}",
+        Uuid::new_v4().as_u128() % 1_000_000
+    )
+}
+
+/// Live (not zombie) processes whose command line contains `marker`, with their state letter.
+fn processes_with(marker: &str) -> Vec<(u32, char)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc")
+        .expect("/proc is readable")
+        .flatten()
+    {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        if !String::from_utf8_lossy(&cmdline).contains(marker) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The state follows the parenthesised command name, which may itself hold spaces.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .unwrap_or('?');
+        if !matches!(state, 'Z' | 'X') {
+            found.push((pid, state));
+        }
+    }
+    found
+}
+
+async fn wait_for_processes(marker: &str, what: &str, done: impl Fn(&[(u32, char)]) -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let found = processes_with(marker);
+        if done(&found) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting for {what}; processes with `{marker}`: {found:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_until_gone(marker: &str) {
+    wait_for_processes(marker, "every process to be gone", |found| found.is_empty()).await;
+}
+
+// ---- tests ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_run_in_order_and_their_output_is_captured_in_order() {
+    let run = Harness::start(vec![
+        command(
+            "first",
+            "echo out-1; echo err-1 >&2; echo out-2; echo err-2 >&2; echo out-3",
+        ),
+        command("second", "printf 'second step\\n'; echo err-3 >&2"),
+    ]);
+    let record = run.finish().await;
+
+    assert_eq!(
+        record.run_statuses(),
+        [ExecutionStatus::Running, ExecutionStatus::Succeeded]
+    );
+    for index in 0..2 {
+        let step = record.step(index);
+        assert_eq!(step.status, StepStatus::Succeeded);
+        assert_eq!(step.exit_code, Some(0));
+        assert!(step.started_at.is_some() && step.finished_at.is_some());
+        assert_eq!(
+            record.step_statuses(index),
+            [StepStatus::Running, StepStatus::Succeeded]
+        );
+    }
+    let text = record.text();
+    let position = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("`{needle}` is missing from {text:?}"))
+    };
+    // Each stream keeps its order; the second step's output follows all of the first's.
+    assert!(position("out-1") < position("out-2") && position("out-2") < position("out-3"));
+    assert!(position("err-1") < position("err-2"));
+    assert!(position("out-3") < position("second step"));
+    assert!(position("err-2") < position("second step"));
+    assert!(position("▶ first") < position("out-1"));
+    assert!(position("▶ second") > position("out-3"));
+    assert_eq!(
+        record.step(0).output_bytes + record.step(1).output_bytes,
+        record.output.len() as u64,
+        "every byte of the console belongs to a step"
+    );
+
+    let events: Vec<String> = run
+        .events()
+        .iter()
+        .filter_map(|event| match event {
+            ExecutionEvent::StepStarted { block_id, .. } => Some(format!("start {block_id}")),
+            ExecutionEvent::StepFinished {
+                block_id,
+                status,
+                exit_code,
+                ..
+            } => Some(format!("end {block_id} {} {exit_code:?}", status.as_str())),
+            ExecutionEvent::Status { status, .. } => Some(status.to_string()),
+            ExecutionEvent::Output { .. } => None,
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "running",
+            "start first",
+            "end first succeeded Some(0)",
+            "start second",
+            "end second succeeded Some(0)",
+            "succeeded",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_command_fails_the_run_and_skips_later_steps() {
+    let run = Harness::start(vec![
+        command("ok", "echo fine"),
+        command("bad", "echo before-failure; exit 3"),
+        command("later", "echo never-printed"),
+        block(json!({"id": "pause", "kind": "timer", "seconds": 1})),
+    ]);
+    let record = run.finish().await;
+
+    assert_eq!(record.status(), Some(ExecutionStatus::Failed));
+    assert_eq!(record.step(0).status, StepStatus::Succeeded);
+    let bad = record.step(1);
+    assert_eq!((bad.status, bad.exit_code), (StepStatus::Failed, Some(3)));
+    let error = bad.error.as_deref().expect("a failed step says why");
+    assert!(error.contains('3'), "{error}");
+    assert_eq!(record.step(2).status, StepStatus::Skipped);
+    assert_eq!(record.step(3).status, StepStatus::Skipped);
+    assert_eq!(record.step(2).started_at, None);
+    let text = record.text();
+    assert!(text.contains("before-failure"));
+    assert!(text.contains("exit code 3"), "{text:?}");
+    assert!(!text.contains("never-printed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expected_nonzero_exit_code_is_a_success() {
+    let run = Harness::start(vec![
+        block(json!({"id": "grep", "kind": "command", "script": "exit 3",
+                     "expect_exit_codes": [0, 3]})),
+        block(
+            json!({"id": "strict", "kind": "command", "script": "exit 0",
+                     "expect_exit_codes": [3]}),
+        ),
+    ]);
+    let record = run.finish().await;
+    assert_eq!(
+        (record.step(0).status, record.step(0).exit_code),
+        (StepStatus::Succeeded, Some(3))
+    );
+    assert_eq!(record.step(0).error, None);
+    assert_eq!(
+        (record.step(1).status, record.step(1).exit_code),
+        (StepStatus::Failed, Some(0)),
+        "0 is a failure when it is not among the expected codes"
+    );
+    assert_eq!(record.status(), Some(ExecutionStatus::Failed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_failure_continue_records_the_failure_and_goes_on() {
+    let run = Harness::start(vec![
+        block(json!({"id": "flaky", "kind": "command", "script": "exit 1",
+                     "on_failure": "continue"})),
+        command("next", "echo carried-on"),
+    ]);
+    let record = run.finish().await;
+    assert_eq!(
+        (record.step(0).status, record.step(0).exit_code),
+        (StepStatus::Failed, Some(1))
+    );
+    assert_eq!(record.step(1).status, StepStatus::Succeeded);
+    assert!(record.text().contains("carried-on"));
+    assert_eq!(record.status(), Some(ExecutionStatus::Succeeded));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_and_workdir_reach_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let workdir = dir.path().canonicalize().unwrap();
+    let run = Harness::start(vec![block(json!({
+        "id": "show", "kind": "command",
+        "script": "echo \"dir=$(pwd -P)\"; echo \"greeting=$GREETING $TARGET\"",
+        "workdir": workdir.to_str().unwrap(),
+        "env": {"GREETING": "hello", "TARGET": "big world"}
+    }))]);
+    let record = run.finish().await;
+    assert_eq!(record.status(), Some(ExecutionStatus::Succeeded));
+    let text = record.text();
+    assert!(
+        text.contains(&format!("dir={}\n", workdir.display())),
+        "{text:?}"
+    );
+    assert!(text.contains("greeting=hello big world\n"), "{text:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_workdir_fails_the_step_with_a_message() {
+    let run = Harness::start(vec![
+        block(json!({"id": "lost", "kind": "command", "script": "echo hi",
+                     "workdir": "/nonexistent/runbook-studio-test"})),
+        command("after", "echo never"),
+    ]);
+    let record = run.finish().await;
+    assert_eq!(record.status(), Some(ExecutionStatus::Failed));
+    let step = record.step(0);
+    assert_eq!(step.status, StepStatus::Failed);
+    assert!(step
+        .error
+        .as_deref()
+        .unwrap_or("")
+        .contains("could not start"));
+    assert_eq!(record.step(1).status, StepStatus::Skipped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_kills_the_command_and_fails_the_step() {
+    let sleeper = marker(30);
+    let run = Harness::start(vec![
+        block(json!({"id": "slow", "kind": "command", "timeout_secs": 1,
+                     "script": format!("echo started; sleep {sleeper}; echo unreachable")})),
+        command("after", "echo never"),
+    ]);
+    let record = run.finish().await;
+    assert!(
+        run.started.elapsed() < Duration::from_secs(20),
+        "the timeout, not the sleep, ended the step"
+    );
+    assert_eq!(record.status(), Some(ExecutionStatus::Failed));
+    let step = record.step(0);
+    assert_eq!(step.status, StepStatus::Failed);
+    assert_eq!(step.error.as_deref(), Some("timed out after 1 s"));
+    let text = record.text();
+    assert!(text.contains("started") && text.contains("timed out after 1 s"));
+    assert!(!text.contains("unreachable"));
+    assert_eq!(record.step(1).status, StepStatus::Skipped);
+    wait_until_gone(&sleeper).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_kills_the_whole_process_group() {
+    let sleeper = marker(301);
+    let run = Harness::start(vec![
+        command(
+            "background",
+            &format!("sleep {sleeper} & sleep {sleeper} & wait"),
+        ),
+        command("after", "echo never"),
+    ]);
+    // The shell and both sleeps carry the marker in their command lines.
+    wait_for_processes(&sleeper, "the shell and its two sleeps", |found| {
+        found.len() >= 3
+    })
+    .await;
+
+    assert_eq!(
+        run.control(ControlAction::Stop),
+        Ok(ExecutionStatus::Running),
+        "a stop is accepted; the run reports `stopped` once its processes are gone"
+    );
+    let record = run.finish().await;
+    assert_eq!(record.status(), Some(ExecutionStatus::Stopped));
+    assert_eq!(record.step(0).status, StepStatus::Stopped);
+    assert_eq!(record.step(1).status, StepStatus::Skipped);
+    wait_until_gone(&sleeper).await;
+    assert!(matches!(
+        run.control(ControlAction::Stop),
+        Err(ControlError::NotRunning)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_ignoring_sigterm_is_killed_after_the_grace_period() {
+    let sleeper = marker(302);
+    let grace = Duration::from_secs(1);
+    let run = Harness::start_with(
+        EngineConfig {
+            stop_grace: grace,
+            ..EngineConfig::default()
+        },
+        vec![command(
+            "stubborn",
+            &format!("trap '' TERM; while true; do sleep {sleeper}; done"),
+        )],
+    );
+    wait_for_processes(&sleeper, "the stubborn sleep", |found| found.len() >= 2).await;
+
+    let stopped_at = Instant::now();
+    run.control(ControlAction::Stop).unwrap();
+    let record = run.finish().await;
+    let took = stopped_at.elapsed();
+    assert!(
+        took >= grace - Duration::from_millis(100),
+        "SIGKILL came only after the grace period, yet the run ended after {took:?}"
+    );
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert_eq!(record.status(), Some(ExecutionStatus::Stopped));
+    assert_eq!(record.step(0).status, StepStatus::Stopped);
+    wait_until_gone(&sleeper).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_suspends_the_process_group_and_resume_continues_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sleeper = marker(303);
+    let script = format!(
+        "sleep {sleeper} & echo waiting-for-release; \
+         while [ ! -e release ]; do sleep 0.05; done; echo released; kill $!"
+    );
+    let run = Harness::start(vec![
+        block(json!({"id": "held", "kind": "command", "script": script,
+                     "workdir": dir.path().to_str().unwrap()})),
+        command("after", "echo after-resume"),
+    ]);
+    wait_for_processes(&sleeper, "the shell and its sleep", |found| {
+        found.len() >= 2
+    })
+    .await;
+
+    assert_eq!(
+        run.control(ControlAction::Pause),
+        Ok(ExecutionStatus::Paused)
+    );
+    run.wait_for("the run and step to be paused", |r| {
+        r.status() == Some(ExecutionStatus::Paused) && r.step_status(0) == Some(StepStatus::Paused)
+    })
+    .await;
+    wait_for_processes(&sleeper, "every process to be stopped (T)", |found| {
+        found.len() >= 2 && found.iter().all(|(_, state)| *state == 'T')
+    })
+    .await;
+    assert!(matches!(
+        run.control(ControlAction::Pause),
+        Err(ControlError::InvalidState { .. })
+    ));
+
+    // The shell would react to the file within 50 ms if it were running.
+    std::fs::write(dir.path().join("release"), b"").unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = run.record();
+    assert_eq!(held.status(), Some(ExecutionStatus::Paused));
+    let shown: String = run
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            ExecutionEvent::Output { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(shown.contains("waiting-for-release"));
+    assert!(
+        !shown.contains("released"),
+        "a paused shell ran on: {shown:?}"
+    );
+    assert!(processes_with(&sleeper).iter().all(|(_, s)| *s == 'T'));
+
+    assert_eq!(
+        run.control(ControlAction::Resume),
+        Ok(ExecutionStatus::Running)
+    );
+    let record = run.finish().await;
+    assert_eq!(record.status(), Some(ExecutionStatus::Succeeded));
+    let text = record.text();
+    assert!(text.find("released").unwrap() < text.find("after-resume").unwrap());
+    assert_eq!(
+        record.run_statuses(),
+        [
+            ExecutionStatus::Running,
+            ExecutionStatus::Paused,
+            ExecutionStatus::Running,
+            ExecutionStatus::Succeeded
+        ]
+    );
+    assert_eq!(
+        record.step_statuses(0),
+        [
+            StepStatus::Running,
+            StepStatus::Paused,
+            StepStatus::Running,
+            StepStatus::Succeeded
+        ]
+    );
+    wait_until_gone(&sleeper).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_a_paused_command_ends_the_run() {
+    let sleeper = marker(304);
+    let run = Harness::start(vec![command("held", &format!("sleep {sleeper}"))]);
+    wait_for_processes(&sleeper, "the sleep", |found| !found.is_empty()).await;
+    run.control(ControlAction::Pause).unwrap();
+    wait_for_processes(&sleeper, "the sleep to be stopped (T)", |found| {
+        !found.is_empty() && found.iter().all(|(_, state)| *state == 'T')
+    })
+    .await;
+
+    run.control(ControlAction::Stop).unwrap();
+    let record = run.finish().await;
+    assert_eq!(record.status(), Some(ExecutionStatus::Stopped));
+    assert_eq!(record.step(0).status, StepStatus::Stopped);
+    wait_until_gone(&sleeper).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmation_waits_for_an_acknowledgement() {
+    let run = Harness::start(vec![
+        block(json!({"id": "check", "kind": "instruction",
+                     "text": "Look at the dashboard\nthen confirm", "confirm": true})),
+        command("act", "echo acting"),
+    ]);
+    let waiting = run
+        .wait_for("the run to wait for a confirmation", |r| {
+            r.status() == Some(ExecutionStatus::Waiting)
+        })
+        .await;
+    assert_eq!(waiting.step_status(0), Some(StepStatus::Waiting));
+    assert_eq!(
+        waiting.step_status(1),
+        None,
+        "the next step has not started"
+    );
+    assert_eq!(
+        run.engine.live_status(run.execution_id),
+        Some(ExecutionStatus::Waiting)
+    );
+    assert!(matches!(
+        run.control(ControlAction::Resume),
+        Err(ControlError::InvalidState { .. })
+    ));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(run.record().step_status(1), None, "still waiting");
+
+    assert_eq!(
+        run.control(ControlAction::Acknowledge),
+        Ok(ExecutionStatus::Running)
+    );
+    let record = run.finish().await;
+    assert_eq!(record.status(), Some(ExecutionStatus::Succeeded));
+    assert_eq!(
+        record.run_statuses(),
+        [
+            ExecutionStatus::Running,
+            ExecutionStatus::Waiting,
+            ExecutionStatus::Running,
+            ExecutionStatus::Succeeded
+        ]
+    );
+    assert_eq!(record.step(0).status, StepStatus::Succeeded);
+    let text = record.text();
+    assert!(text.find("then confirm").unwrap() < text.find("acting").unwrap());
+    assert!(
+        text.contains("Look at the dashboard\r\nthen confirm"),
+        "{text:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_waits_its_seconds() {
+    let run = Harness::start(vec![
+        block(json!({"id": "breathe", "kind": "timer", "seconds": 1})),
+        command("after", "echo done"),
+    ]);
+    let record = run.finish().await;
+    assert!(
+        run.started.elapsed() >= Duration::from_millis(950),
+        "finished after {:?}",
+        run.started.elapsed()
+    );
+    assert_eq!(record.status(), Some(ExecutionStatus::Succeeded));
+    assert_eq!(record.step(0).status, StepStatus::Succeeded);
+    assert!(record.text().contains("waiting 1 s"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pausing_freezes_a_timer() {
+    let run = Harness::start(vec![
+        block(json!({"id": "soak", "kind": "timer", "seconds": 2})),
+        command("after", "echo done"),
+    ]);
+    run.wait_for("the timer to start", |r| {
+        r.step_status(0) == Some(StepStatus::Running)
+    })
+    .await;
+    let timer_started = Instant::now();
+    assert_eq!(
+        run.control(ControlAction::Pause),
+        Ok(ExecutionStatus::Paused)
+    );
+    run.wait_for("the timer to pause", |r| {
+        r.step_status(0) == Some(StepStatus::Paused)
+    })
+    .await;
+
+    // Longer than the whole timer: a timer that kept counting would have fired.
+    let hold = Duration::from_millis(2300);
+    tokio::time::sleep(hold).await;
+    let held = run.record();
+    assert_eq!(held.step_status(0), Some(StepStatus::Paused));
+    assert_eq!(held.step_status(1), None, "the next step has not started");
+
+    assert_eq!(
+        run.control(ControlAction::Resume),
+        Ok(ExecutionStatus::Running)
+    );
+    let record = run.finish().await;
+    assert!(
+        timer_started.elapsed() >= Duration::from_secs(2) + hold - Duration::from_millis(100),
+        "the paused time does not count towards the timer"
+    );
+    assert_eq!(record.status(), Some(ExecutionStatus::Succeeded));
+    assert_eq!(
+        record.step_statuses(0),
+        [
+            StepStatus::Running,
+            StepStatus::Paused,
+            StepStatus::Running,
+            StepStatus::Succeeded
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_events_are_contiguous_and_match_the_persisted_console() {
+    let run = Harness::start(vec![
+        command(
+            "chatty",
+            "for i in 1 2 3 4 5; do echo \"line $i\"; sleep 0.05; done; printf '€uro ✓\\n' >&2",
+        ),
+        block(json!({"id": "note", "kind": "instruction", "text": "ünïcödé"})),
+        command("tail", "printf 'no newline at the end'"),
+    ]);
+    let record = run.finish().await;
+    let mut expected_offset = 0;
+    let mut shown = String::new();
+    for event in run.events() {
+        if let ExecutionEvent::Output { offset, text, .. } = event {
+            assert_eq!(offset, expected_offset, "events leave no gaps or overlaps");
+            assert!(!text.is_empty());
+            expected_offset += text.len() as u64;
+            shown.push_str(&text);
+        }
+    }
+    assert_eq!(
+        shown,
+        record.text(),
+        "the live console equals the stored one"
+    );
+    assert!(shown.contains("line 5") && shown.contains("€uro ✓") && shown.contains("ünïcödé"));
+    assert!(shown.contains("no newline at the end"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_output_is_persisted_completely_in_batches() {
+    const BYTES: usize = 20_000_000;
+    let run = Harness::start(vec![command("flood", &format!("yes | head -c {BYTES}"))]);
+    let record = run.finish().await;
+    assert_eq!(record.status(), Some(ExecutionStatus::Succeeded));
+    assert_eq!(record.step(0).output_bytes, record.output.len() as u64);
+
+    // Strip the step's header and footer lines; what is left is exactly the command's output.
+    let text = record.text();
+    let body_start = text.find("(command)\r\n").expect("a header") + "(command)\r\n".len();
+    let body_end = text.rfind("\x1b[32m✔ flood").expect("a footer");
+    let body = &text[body_start..body_end];
+    assert_eq!(body.len(), BYTES);
+    assert!(body.as_bytes().chunks(2).all(|pair| pair == b"y\n"));
+
+    let events = run.events.lock().unwrap();
+    let reads = events
+        .items
+        .iter()
+        .filter(|e| matches!(e, ExecutionEvent::Output { .. }))
+        .count() as u64
+        + events.lagged;
+    assert!(
+        reads >= (BYTES / (64 * 1024)) as u64,
+        "{reads} reads of at most 64 KiB"
+    );
+    assert!(
+        (record.output_calls as u64) * 2 < reads,
+        "{} sink calls for {reads} reads: output is not batched",
+        record.output_calls
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_of_an_unknown_run_is_refused() {
+    let engine = Engine::new(
+        quick_config(),
+        Arc::new(MemorySink {
+            execution_id: Uuid::nil(),
+            record: Mutex::new(Record::default()),
+        }),
+    );
+    assert_eq!(
+        engine.control(Uuid::new_v4(), ControlAction::Pause),
+        Err(ControlError::NotRunning)
+    );
+    assert_eq!(engine.live_status(Uuid::new_v4()), None);
+}

@@ -1,0 +1,900 @@
+//! Storage conformance suite: every test is written once against `Arc<dyn Store>` and run
+//! against both backends, SQLite (a temporary file) and PostgreSQL (a fresh database per
+//! test on the server named by `RUNBOOK_TEST_POSTGRES_URL`). PostgreSQL being unreachable
+//! fails the PostgreSQL tests loudly; they are never skipped.
+
+use chrono::{DateTime, Utc};
+use runbook_domain::{
+    Execution, ExecutionStatus, Role, Runbook, RunbookDraft, StepResult, StepStatus,
+};
+use runbook_store::{
+    ApiKeyRecord, ExecutionFilter, PostgresStore, RunbookFilter, SqliteStore, Store, StoreError,
+};
+use serde_json::json;
+use sqlx::Connection;
+use std::future::Future;
+use std::sync::Arc;
+use uuid::Uuid;
+
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Instantiates every listed test once per backend, as `sqlite::<name>` and `postgres::<name>`.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::run_on_sqlite(super::$name).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::run_on_postgres(super::$name).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    runbook_round_trip_preserves_every_block_kind,
+    unknown_ids_are_absent,
+    search_matches_name_tags_and_description_ignoring_case,
+    search_treats_like_wildcards_literally,
+    tag_filter_is_exact_and_combines_with_search,
+    listing_pages_in_name_order_with_the_total,
+    saving_versions_keeps_history_newest_first,
+    a_stale_save_conflicts_and_changes_nothing,
+    deleting_hides_the_runbook_everywhere,
+    executions_round_trip_and_list_newest_first_with_filters,
+    status_updates_keep_the_start_time_when_none_is_given,
+    step_updates_record_the_step_and_touch_no_other,
+    output_windows_span_chunks_and_start_inside_them,
+    output_of_executions_does_not_mix,
+    interrupting_marks_live_runs_and_leaves_finished_ones,
+    runs_with_a_fresh_heartbeat_are_not_interrupted,
+    api_keys_are_found_by_hash_and_touched,
+);
+
+// ---- backends ----
+
+async fn run_on_sqlite<F, Fut>(test: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("conformance.db").display());
+    let store = SqliteStore::connect(&url)
+        .await
+        .expect("open the SQLite store");
+    let outcome = tokio::spawn(test(Arc::new(store))).await;
+    rethrow(outcome);
+}
+
+async fn run_on_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let admin_url = std::env::var("RUNBOOK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_string());
+    let name = format!("rbs_test_{}", Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|error| {
+            panic!(
+                "PostgreSQL is unreachable at {admin_url} ({error}). The storage conformance \
+                 suite runs every test against PostgreSQL too: start it, or point \
+                 RUNBOOK_TEST_POSTGRES_URL at a server where this user may CREATE DATABASE."
+            )
+        });
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|error| panic!("cannot create test database {name}: {error}"));
+    let store = PostgresStore::connect(&with_database(&admin_url, &name))
+        .await
+        .unwrap_or_else(|error| panic!("cannot open the PostgreSQL store on {name}: {error}"));
+    let outcome = tokio::spawn(test(Arc::new(store))).await;
+    // Best effort: a database left behind is only clutter.
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await;
+    rethrow(outcome);
+}
+
+fn rethrow(outcome: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = outcome {
+        match error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(error) => panic!("the test task did not finish: {error}"),
+        }
+    }
+}
+
+/// `url` with its database name replaced by `database` (query string kept).
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let authority = base.find("://").expect("the URL has a scheme") + 3;
+    let path = base[authority..]
+        .find('/')
+        .map_or(base.len(), |i| authority + i);
+    format!("{}/{database}{query}", &base[..path])
+}
+
+// ---- builders ----
+
+/// A fixed instant plus `seconds`, with microsecond precision (what both backends keep).
+fn at(seconds: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_714_000_000 + seconds, 123_456_000).expect("a valid instant")
+}
+
+fn draft(name: &str, tags: &[&str], description: &str) -> RunbookDraft {
+    RunbookDraft {
+        name: name.to_string(),
+        description: description.to_string(),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        params: Vec::new(),
+        blocks: Vec::new(),
+    }
+}
+
+fn runbook(draft: RunbookDraft) -> Runbook {
+    Runbook {
+        id: Uuid::new_v4(),
+        draft,
+        version: 1,
+        created_at: at(0),
+        updated_at: at(0),
+        updated_by: "alice".to_string(),
+    }
+}
+
+/// A runbook using every block kind with every field set away from its default.
+fn rich_draft() -> RunbookDraft {
+    serde_json::from_value(json!({
+        "name": "Restart payments API",
+        "description": "## Steps\nRestart *payments* — carefully. 日本語 ✓",
+        "tags": ["payments", "on-call"],
+        "params": [
+            {"name": "service", "type": "string", "default": "payments", "required": true,
+             "description": "unit name"},
+            {"name": "replicas", "type": "number", "default": 3, "required": false},
+            {"name": "force", "type": "boolean", "default": null, "required": false}
+        ],
+        "blocks": [
+            {"id": "intro", "kind": "instruction", "text": "## Before you start\n- page the team",
+             "confirm": true},
+            {"id": "check", "kind": "command", "script": "systemctl is-active {{ params.service }}",
+             "shell": "bash", "host": "local", "timeout_secs": 30, "workdir": "/srv/payments",
+             "env": {"MODE": "strict", "LANG": "C"}, "expect_exit_codes": [0, 3],
+             "on_failure": "continue", "secrets": {"TOKEN": "payments-token"}},
+            {"id": "health", "kind": "api_call", "method": "POST",
+             "url": "https://api.example/health?deep=1",
+             "headers": {"Accept": "application/json"}, "body": "{\"probe\": true}",
+             "credential": "payments-token", "timeout_secs": 10, "expect_status": [200, 204],
+             "on_failure": "stop"},
+            {"id": "branch", "kind": "conditional", "expr": "steps.health.status == 200",
+             "then": [{"id": "done", "kind": "instruction", "text": "All good"}],
+             "else": [{"id": "wait", "kind": "timer", "seconds": 30}]}
+        ]
+    }))
+    .expect("the rich draft is well-formed")
+}
+
+fn execution(runbook_id: Uuid, created: i64, status: ExecutionStatus) -> Execution {
+    Execution {
+        id: Uuid::new_v4(),
+        runbook_id,
+        runbook_version: 1,
+        runbook_name: "Restart payments API".to_string(),
+        status,
+        params: json!({"service": "payments", "replicas": 3})
+            .as_object()
+            .cloned()
+            .expect("an object"),
+        started_by: "bob".to_string(),
+        created_at: at(created),
+        started_at: None,
+        finished_at: None,
+        steps: ["intro", "check", "wait"]
+            .into_iter()
+            .map(StepResult::pending)
+            .collect(),
+    }
+}
+
+fn filter(q: Option<&str>, tag: Option<&str>) -> RunbookFilter {
+    RunbookFilter {
+        q: q.map(str::to_string),
+        tag: tag.map(str::to_string),
+        limit: 100,
+        offset: 0,
+    }
+}
+
+async fn names(store: &dyn Store, filter: RunbookFilter) -> (Vec<String>, i64) {
+    let (items, total) = store.list_runbooks(&filter).await.expect("list runbooks");
+    (items.into_iter().map(|r| r.name).collect(), total)
+}
+
+async fn insert(store: &dyn Store, draft: RunbookDraft) -> Runbook {
+    let runbook = runbook(draft);
+    store
+        .insert_runbook(&runbook, "Created")
+        .await
+        .expect("insert runbook");
+    runbook
+}
+
+/// `current` with new content, as the version after `current.version`.
+fn next_version(current: &Runbook, draft: RunbookDraft, seconds: i64, by: &str) -> Runbook {
+    Runbook {
+        draft,
+        version: current.version + 1,
+        updated_at: at(seconds),
+        updated_by: by.to_string(),
+        ..current.clone()
+    }
+}
+
+// ---- runbooks ----
+
+async fn runbook_round_trip_preserves_every_block_kind(store: Arc<dyn Store>) {
+    let stored = insert(&*store, rich_draft()).await;
+    let kinds: Vec<_> = stored.all_blocks().iter().map(|b| b.kind()).collect();
+    for kind in ["instruction", "command", "api_call", "conditional", "timer"] {
+        assert!(kinds.contains(&kind), "the fixture lacks a {kind} block");
+    }
+
+    let loaded = store.get_runbook(stored.id).await.unwrap().expect("stored");
+    assert_eq!(loaded, stored, "every field, nested blocks included");
+
+    let (items, total) = store.list_runbooks(&filter(None, None)).await.unwrap();
+    assert_eq!(total, 1);
+    let summary = &items[0];
+    assert_eq!(summary.id, stored.id);
+    assert_eq!(summary.name, stored.draft.name);
+    assert_eq!(summary.description, stored.draft.description);
+    assert_eq!(summary.tags, stored.draft.tags);
+    assert_eq!(summary.version, 1);
+    assert_eq!(summary.created_at, stored.created_at);
+    assert_eq!(summary.updated_at, stored.updated_at);
+    assert_eq!(summary.updated_by, "alice");
+
+    let first = store.get_version(stored.id, 1).await.unwrap().expect("v1");
+    assert_eq!(first.draft, stored.draft);
+    let history = store.list_versions(stored.id).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        (history[0].version, history[0].message.as_str()),
+        (1, "Created")
+    );
+    assert_eq!(history[0].created_by, "alice");
+    assert_eq!(history[0].created_at, stored.created_at);
+}
+
+async fn unknown_ids_are_absent(store: Arc<dyn Store>) {
+    insert(&*store, draft("Something", &[], "")).await;
+    let unknown = Uuid::new_v4();
+    assert!(store.get_runbook(unknown).await.unwrap().is_none());
+    assert!(store.get_version(unknown, 1).await.unwrap().is_none());
+    assert!(store.list_versions(unknown).await.unwrap().is_empty());
+    assert!(store.get_execution(unknown).await.unwrap().is_none());
+    assert!(!store.delete_runbook(unknown, at(1)).await.unwrap());
+    let ghost = runbook(draft("Ghost", &[], ""));
+    let saved = store
+        .save_version(
+            &next_version(&ghost, draft("Ghost", &[], ""), 1, "x"),
+            1,
+            "",
+        )
+        .await;
+    assert!(
+        matches!(saved, Err(StoreError::NotFound)),
+        "saving a version of an unknown runbook: {saved:?}"
+    );
+}
+
+/// Runbooks whose texts tell search matches and wildcard handling apart.
+async fn insert_search_fixtures(store: &dyn Store) {
+    for (name, tags, description) in [
+        (
+            "Restart Payments API",
+            &["payments"][..],
+            "Restarts the service",
+        ),
+        (
+            "Rotate certificates",
+            &["TLS", "security"][..],
+            "Renews the **Nginx** certificate",
+        ),
+        ("Disk cleanup", &["ops"][..], "Frees 50% of /var"),
+        ("Snake_case check", &[][..], "Looks at identifiers"),
+        ("Half the fleet", &["ops"][..], "Drains 50 percent of nodes"),
+    ] {
+        insert(store, draft(name, tags, description)).await;
+    }
+}
+
+async fn search_matches_name_tags_and_description_ignoring_case(store: Arc<dyn Store>) {
+    insert_search_fixtures(&*store).await;
+    let cases: [(&str, &[&str]); 6] = [
+        ("PAYMENTS", &["Restart Payments API"]),
+        ("tls", &["Rotate certificates"]),
+        ("nginx", &["Rotate certificates"]),
+        ("CeRtIfIcAtE", &["Rotate certificates"]),
+        ("FLEET", &["Half the fleet"]),
+        ("no such text", &[]),
+    ];
+    for (q, expected) in cases {
+        let (found, total) = names(&*store, filter(Some(q), None)).await;
+        assert_eq!(found, expected, "q = {q:?}");
+        assert_eq!(total, expected.len() as i64, "total for q = {q:?}");
+    }
+    let (all, total) = names(&*store, filter(Some(""), None)).await;
+    assert_eq!((all.len(), total), (5, 5), "an empty q filters nothing");
+}
+
+async fn search_treats_like_wildcards_literally(store: Arc<dyn Store>) {
+    insert_search_fixtures(&*store).await;
+    let cases: [(&str, &[&str]); 5] = [
+        // As wildcards, `50%` would also match "50 percent" and `e_c` "Rotate certificates".
+        ("50%", &["Disk cleanup"]),
+        ("%", &["Disk cleanup"]),
+        ("e_c", &["Snake_case check"]),
+        ("_", &["Snake_case check"]),
+        ("\\", &[]),
+    ];
+    for (q, expected) in cases {
+        let (found, total) = names(&*store, filter(Some(q), None)).await;
+        assert_eq!(found, expected, "q = {q:?}");
+        assert_eq!(total, expected.len() as i64, "total for q = {q:?}");
+    }
+}
+
+async fn tag_filter_is_exact_and_combines_with_search(store: Arc<dyn Store>) {
+    insert_search_fixtures(&*store).await;
+    let (ops, total) = names(&*store, filter(None, Some("ops"))).await;
+    assert_eq!(ops, ["Disk cleanup", "Half the fleet"]);
+    assert_eq!(total, 2);
+    assert_eq!(
+        names(&*store, filter(None, Some("TLS"))).await.0,
+        ["Rotate certificates"]
+    );
+    assert_eq!(
+        names(&*store, filter(None, Some("op"))).await,
+        (vec![], 0),
+        "a tag filter matches whole tags only"
+    );
+    assert_eq!(
+        names(&*store, filter(Some("disk"), Some("ops"))).await,
+        (vec!["Disk cleanup".to_string()], 1)
+    );
+    assert_eq!(
+        names(&*store, filter(Some("rotate"), Some("ops"))).await,
+        (vec![], 0)
+    );
+}
+
+async fn listing_pages_in_name_order_with_the_total(store: Arc<dyn Store>) {
+    for name in ["charlie", "alpha", "echo", "bravo", "delta"] {
+        insert(&*store, draft(name, &[], "")).await;
+    }
+    let mut seen = Vec::new();
+    for offset in [0, 2, 4, 6] {
+        let page = RunbookFilter {
+            limit: 2,
+            offset,
+            ..RunbookFilter::default()
+        };
+        let (found, total) = names(&*store, page).await;
+        assert_eq!(total, 5, "the total ignores paging (offset {offset})");
+        assert!(found.len() <= 2);
+        seen.extend(found);
+    }
+    assert_eq!(seen, ["alpha", "bravo", "charlie", "delta", "echo"]);
+}
+
+async fn saving_versions_keeps_history_newest_first(store: Arc<dyn Store>) {
+    let first = insert(&*store, draft("Deploy", &["old-tag"], "first")).await;
+    let second = next_version(&first, rich_draft(), 10, "bob");
+    store
+        .save_version(&second, 1, "use the rich one")
+        .await
+        .unwrap();
+    let third = next_version(
+        &second,
+        draft("Deploy v3", &["new-tag"], "third"),
+        20,
+        "carol",
+    );
+    store.save_version(&third, 2, "").await.unwrap();
+
+    let current = store.get_runbook(first.id).await.unwrap().expect("live");
+    assert_eq!(current, third);
+    assert_eq!(current.created_at, first.created_at, "creation time stays");
+
+    let history = store.list_versions(first.id).await.unwrap();
+    let summary: Vec<_> = history
+        .iter()
+        .map(|v| {
+            (
+                v.version,
+                v.created_by.as_str(),
+                v.message.as_str(),
+                v.created_at,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (3, "carol", "", at(20)),
+            (2, "bob", "use the rich one", at(10)),
+            (1, "alice", "Created", at(0)),
+        ]
+    );
+
+    let v2 = store.get_version(first.id, 2).await.unwrap().expect("v2");
+    assert_eq!((v2.id, v2.version), (first.id, 2));
+    assert_eq!(v2.draft, rich_draft());
+    assert_eq!((v2.updated_by.as_str(), v2.updated_at), ("bob", at(10)));
+    let v1 = store.get_version(first.id, 1).await.unwrap().expect("v1");
+    assert_eq!(v1.draft, first.draft);
+    assert!(store.get_version(first.id, 4).await.unwrap().is_none());
+
+    // Search and tags follow the current version only.
+    assert_eq!(names(&*store, filter(None, Some("old-tag"))).await.1, 0);
+    assert_eq!(names(&*store, filter(None, Some("new-tag"))).await.1, 1);
+    assert_eq!(names(&*store, filter(Some("payments"), None)).await.1, 0);
+    assert_eq!(names(&*store, filter(Some("v3"), None)).await.1, 1);
+}
+
+async fn a_stale_save_conflicts_and_changes_nothing(store: Arc<dyn Store>) {
+    let first = insert(&*store, draft("Deploy", &["alpha"], "first")).await;
+    let second = next_version(&first, draft("Deploy", &["beta"], "second"), 10, "bob");
+    store.save_version(&second, 1, "").await.unwrap();
+
+    // Someone else, still on version 1, saves their edit.
+    let stale = next_version(
+        &first,
+        draft("Clobbered", &["gamma"], "stale"),
+        20,
+        "mallory",
+    );
+    let result = store.save_version(&stale, 1, "stale edit").await;
+    assert!(
+        matches!(result, Err(StoreError::VersionConflict { current: 2 })),
+        "expected a conflict at version 2, got {result:?}"
+    );
+
+    assert_eq!(store.get_runbook(first.id).await.unwrap(), Some(second));
+    assert_eq!(store.list_versions(first.id).await.unwrap().len(), 2);
+    assert_eq!(names(&*store, filter(Some("clobbered"), None)).await.1, 0);
+    assert_eq!(names(&*store, filter(None, Some("gamma"))).await.1, 0);
+    assert_eq!(names(&*store, filter(None, Some("beta"))).await.1, 1);
+
+    // A based-on version from the future conflicts too.
+    let ahead = Runbook {
+        version: 6,
+        ..stale
+    };
+    let result = store.save_version(&ahead, 5, "").await;
+    assert!(matches!(
+        result,
+        Err(StoreError::VersionConflict { current: 2 })
+    ));
+}
+
+async fn deleting_hides_the_runbook_everywhere(store: Arc<dyn Store>) {
+    let doomed = insert(&*store, draft("Doomed", &["shared"], "bye")).await;
+    let kept = insert(&*store, draft("Kept", &["shared"], "stays")).await;
+    let second = next_version(&doomed, draft("Doomed", &["shared"], "v2"), 5, "bob");
+    store.save_version(&second, 1, "").await.unwrap();
+
+    assert!(store.delete_runbook(doomed.id, at(10)).await.unwrap());
+
+    assert!(store.get_runbook(doomed.id).await.unwrap().is_none());
+    assert!(store.list_versions(doomed.id).await.unwrap().is_empty());
+    assert!(
+        store.get_version(doomed.id, 1).await.unwrap().is_none(),
+        "the versions of a deleted runbook are not served"
+    );
+    assert_eq!(
+        names(&*store, filter(None, None)).await,
+        (vec!["Kept".to_string()], 1)
+    );
+    assert_eq!(names(&*store, filter(None, Some("shared"))).await.1, 1);
+    assert_eq!(names(&*store, filter(Some("doomed"), None)).await.1, 0);
+    assert!(
+        !store.delete_runbook(doomed.id, at(11)).await.unwrap(),
+        "a second delete reports nothing deleted"
+    );
+    let resurrect = next_version(&second, draft("Doomed", &[], "v3"), 12, "bob");
+    assert!(matches!(
+        store.save_version(&resurrect, 2, "").await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.get_runbook(kept.id).await.unwrap(), Some(kept));
+}
+
+// ---- executions ----
+
+async fn executions_round_trip_and_list_newest_first_with_filters(store: Arc<dyn Store>) {
+    let (deploy, cleanup) = (Uuid::new_v4(), Uuid::new_v4());
+    let oldest = execution(deploy, 0, ExecutionStatus::Succeeded);
+    let middle = execution(cleanup, 10, ExecutionStatus::Failed);
+    let newest = execution(deploy, 20, ExecutionStatus::Queued);
+    for run in [&middle, &newest, &oldest] {
+        store.insert_execution(run).await.unwrap();
+    }
+
+    let loaded = store
+        .get_execution(newest.id)
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(
+        loaded, newest,
+        "every field and the pending steps round trip"
+    );
+
+    let ids = |items: Vec<Execution>| items.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    let query = |runbook_id, status| ExecutionFilter {
+        runbook_id,
+        status,
+        limit: 100,
+        offset: 0,
+    };
+
+    let (all, total) = store.list_executions(&query(None, None)).await.unwrap();
+    assert_eq!(total, 3);
+    assert_eq!(all[0], newest);
+    assert_eq!(ids(all), [newest.id, middle.id, oldest.id]);
+
+    let (of_deploy, total) = store
+        .list_executions(&query(Some(deploy), None))
+        .await
+        .unwrap();
+    assert_eq!((ids(of_deploy), total), (vec![newest.id, oldest.id], 2));
+
+    let (failed, total) = store
+        .list_executions(&query(None, Some(ExecutionStatus::Failed)))
+        .await
+        .unwrap();
+    assert_eq!((ids(failed), total), (vec![middle.id], 1));
+
+    let (none, total) = store
+        .list_executions(&query(Some(deploy), Some(ExecutionStatus::Failed)))
+        .await
+        .unwrap();
+    assert_eq!((none.len(), total), (0, 0));
+
+    let page = ExecutionFilter {
+        limit: 1,
+        offset: 1,
+        ..ExecutionFilter::default()
+    };
+    let (second, total) = store.list_executions(&page).await.unwrap();
+    assert_eq!((ids(second), total), (vec![middle.id], 3));
+}
+
+async fn status_updates_keep_the_start_time_when_none_is_given(store: Arc<dyn Store>) {
+    let run = execution(Uuid::new_v4(), 0, ExecutionStatus::Queued);
+    store.insert_execution(&run).await.unwrap();
+
+    store
+        .update_execution_status(run.id, ExecutionStatus::Running, Some(at(1)), None)
+        .await
+        .unwrap();
+    let running = store.get_execution(run.id).await.unwrap().unwrap();
+    assert_eq!(
+        (running.status, running.started_at, running.finished_at),
+        (ExecutionStatus::Running, Some(at(1)), None)
+    );
+
+    store
+        .update_execution_status(run.id, ExecutionStatus::Paused, None, None)
+        .await
+        .unwrap();
+    let paused = store.get_execution(run.id).await.unwrap().unwrap();
+    assert_eq!(
+        (paused.status, paused.started_at),
+        (ExecutionStatus::Paused, Some(at(1)))
+    );
+
+    store
+        .update_execution_status(run.id, ExecutionStatus::Succeeded, None, Some(at(9)))
+        .await
+        .unwrap();
+    let done = store.get_execution(run.id).await.unwrap().unwrap();
+    assert_eq!(
+        (done.status, done.started_at, done.finished_at),
+        (ExecutionStatus::Succeeded, Some(at(1)), Some(at(9)))
+    );
+    assert_eq!(done.created_at, run.created_at);
+    assert_eq!(done.steps, run.steps, "a status update leaves the steps");
+}
+
+async fn step_updates_record_the_step_and_touch_no_other(store: Arc<dyn Store>) {
+    let run = execution(Uuid::new_v4(), 0, ExecutionStatus::Running);
+    store.insert_execution(&run).await.unwrap();
+    let failed = StepResult {
+        block_id: "check".to_string(),
+        status: StepStatus::Failed,
+        exit_code: Some(3),
+        http_status: Some(503),
+        started_at: Some(at(1)),
+        finished_at: Some(at(2)),
+        output_bytes: 120,
+        error: Some("exit code 3".to_string()),
+    };
+    store.update_step(run.id, 1, &failed).await.unwrap();
+
+    let loaded = store.get_execution(run.id).await.unwrap().unwrap();
+    assert_eq!(loaded.steps[1], failed);
+    assert_eq!(loaded.steps[0], run.steps[0]);
+    assert_eq!(loaded.steps[2], run.steps[2]);
+
+    let running = StepResult {
+        block_id: "wait".to_string(),
+        status: StepStatus::Running,
+        started_at: Some(at(3)),
+        ..StepResult::pending("wait")
+    };
+    store.update_step(run.id, 2, &running).await.unwrap();
+    let loaded = store.get_execution(run.id).await.unwrap().unwrap();
+    assert_eq!(loaded.steps, [run.steps[0].clone(), failed, running]);
+}
+
+async fn output_windows_span_chunks_and_start_inside_them(store: Arc<dyn Store>) {
+    let run = execution(Uuid::new_v4(), 0, ExecutionStatus::Running);
+    store.insert_execution(&run).await.unwrap();
+    // Bytes, not text: a NUL, an invalid UTF-8 byte and half of a `€` must survive.
+    let console: Vec<u8> = b"step one\r\n\x00\xff\xe2\x82 two\r\nthree\r\nfour and more".to_vec();
+    let cuts = [0, 9, 13, 14, 23, console.len()];
+    for window in cuts.windows(2) {
+        let (start, end) = (window[0], window[1]);
+        store
+            .append_output(run.id, start as u64, &console[start..end])
+            .await
+            .unwrap();
+    }
+
+    let len = console.len() as u64;
+    for offset in 0..=len + 3 {
+        for limit in [0, 1, 2, 5, 9, 14, 100] {
+            let read = store.read_output(run.id, offset, limit).await.unwrap();
+            let from = offset.min(len) as usize;
+            let to = (offset + limit).min(len) as usize;
+            assert_eq!(
+                read,
+                &console[from..to],
+                "offset {offset}, limit {limit} (chunks start at {cuts:?})"
+            );
+        }
+    }
+    assert!(store
+        .read_output(run.id, len + 1000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .read_output(Uuid::new_v4(), 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn output_of_executions_does_not_mix(store: Arc<dyn Store>) {
+    let first = execution(Uuid::new_v4(), 0, ExecutionStatus::Running);
+    let second = execution(Uuid::new_v4(), 1, ExecutionStatus::Running);
+    store.insert_execution(&first).await.unwrap();
+    store.insert_execution(&second).await.unwrap();
+    store.append_output(first.id, 0, b"aaaa").await.unwrap();
+    store.append_output(second.id, 0, b"BB").await.unwrap();
+    store.append_output(second.id, 2, b"BBBBBB").await.unwrap();
+    store.append_output(first.id, 4, b"aa").await.unwrap();
+
+    assert_eq!(
+        store.read_output(first.id, 0, 100).await.unwrap(),
+        b"aaaaaa"
+    );
+    assert_eq!(
+        store.read_output(second.id, 0, 100).await.unwrap(),
+        b"BBBBBBBB"
+    );
+    assert_eq!(store.read_output(first.id, 3, 2).await.unwrap(), b"aa");
+    assert_eq!(store.read_output(second.id, 3, 2).await.unwrap(), b"BB");
+}
+
+async fn interrupting_marks_live_runs_and_leaves_finished_ones(store: Arc<dyn Store>) {
+    let runbook_id = Uuid::new_v4();
+    let mut runs = Vec::new();
+    for (seconds, status) in ExecutionStatus::ALL.into_iter().enumerate() {
+        let run = execution(runbook_id, seconds as i64, status);
+        store.insert_execution(&run).await.unwrap();
+        if status != ExecutionStatus::Queued {
+            store
+                .update_execution_status(run.id, status, Some(at(100)), None)
+                .await
+                .unwrap();
+        }
+        if status.is_finished() {
+            store
+                .update_execution_status(run.id, status, None, Some(at(200)))
+                .await
+                .unwrap();
+        }
+        runs.push(run);
+    }
+    // Every run has a finished first step and a second step in the state matching the run
+    // (a finished run's stray `running` step belongs to its history and stays).
+    let step = |block: &str, status| StepResult {
+        block_id: block.to_string(),
+        status,
+        started_at: Some(at(101)),
+        ..StepResult::pending(block)
+    };
+    for run in &runs {
+        let second = match run.status {
+            ExecutionStatus::Queued => StepStatus::Pending,
+            ExecutionStatus::Paused => StepStatus::Paused,
+            ExecutionStatus::Waiting => StepStatus::Waiting,
+            _ => StepStatus::Running,
+        };
+        store
+            .update_step(run.id, 0, &step("intro", StepStatus::Succeeded))
+            .await
+            .unwrap();
+        store
+            .update_step(run.id, 1, &step("check", second))
+            .await
+            .unwrap();
+    }
+    let before: Vec<Execution> = {
+        let mut loaded = Vec::new();
+        for run in &runs {
+            loaded.push(store.get_execution(run.id).await.unwrap().unwrap());
+        }
+        loaded
+    };
+
+    let changed = store.interrupt_unfinished(at(500), at(500)).await.unwrap();
+    assert_eq!(changed, 4, "queued, running, paused and waiting runs");
+
+    for old in before {
+        let now = store.get_execution(old.id).await.unwrap().unwrap();
+        if old.status.is_finished() {
+            assert_eq!(now, old, "a {} run is left alone", old.status);
+            continue;
+        }
+        assert_eq!(
+            now.status,
+            ExecutionStatus::Interrupted,
+            "was {}",
+            old.status
+        );
+        assert_eq!(now.finished_at, Some(at(500)));
+        assert_eq!(now.started_at, old.started_at);
+        assert_eq!(now.steps[0], old.steps[0], "a finished step stays");
+        if old.steps[1].status != StepStatus::Pending {
+            assert_eq!(
+                (now.steps[1].status, now.steps[1].finished_at),
+                (StepStatus::Stopped, Some(at(500))),
+                "the {} step of a {} run",
+                old.steps[1].status.as_str(),
+                old.status
+            );
+        }
+    }
+
+    assert_eq!(
+        store.interrupt_unfinished(at(600), at(600)).await.unwrap(),
+        0
+    );
+}
+
+async fn runs_with_a_fresh_heartbeat_are_not_interrupted(store: Arc<dyn Store>) {
+    let runbook_id = Uuid::new_v4();
+    let (alive, silent) = (Uuid::new_v4(), Uuid::new_v4());
+    let live = execution(runbook_id, 1, ExecutionStatus::Running);
+    let orphan = execution(runbook_id, 2, ExecutionStatus::Running);
+    for run in [&live, &orphan] {
+        store.insert_execution(run).await.unwrap();
+    }
+    store
+        .claim_execution(live.id, alive, at(100))
+        .await
+        .unwrap();
+    store
+        .claim_execution(orphan.id, silent, at(100))
+        .await
+        .unwrap();
+    assert_eq!(store.heartbeat(alive, at(200)).await.unwrap(), 1);
+
+    // Runs silent since before 150 count as orphans.
+    assert_eq!(
+        store.interrupt_unfinished(at(210), at(150)).await.unwrap(),
+        1
+    );
+    let status = |id| {
+        let store = store.clone();
+        async move { store.get_execution(id).await.unwrap().unwrap().status }
+    };
+    assert_eq!(status(live.id).await, ExecutionStatus::Running);
+    assert_eq!(status(orphan.id).await, ExecutionStatus::Interrupted);
+    // A finished run is no longer renewed.
+    assert_eq!(store.heartbeat(silent, at(300)).await.unwrap(), 0);
+}
+
+// ---- API keys ----
+
+async fn api_keys_are_found_by_hash_and_touched(store: Arc<dyn Store>) {
+    let key = ApiKeyRecord {
+        id: Uuid::new_v4(),
+        name: "deploy bot".to_string(),
+        role: Role::Operator,
+        token_hash: "a".repeat(64),
+        created_at: at(0),
+        last_used_at: None,
+        expires_at: Some(at(86_400)),
+        revoked_at: None,
+    };
+    let other = ApiKeyRecord {
+        id: Uuid::new_v4(),
+        name: "auditor".to_string(),
+        role: Role::Viewer,
+        token_hash: "b".repeat(64),
+        expires_at: None,
+        revoked_at: Some(at(5)),
+        ..key.clone()
+    };
+    store.insert_api_key(&key).await.unwrap();
+    store.insert_api_key(&other).await.unwrap();
+
+    assert_eq!(
+        store.find_api_key(&key.token_hash).await.unwrap(),
+        Some(key.clone())
+    );
+    assert_eq!(
+        store.find_api_key(&other.token_hash).await.unwrap(),
+        Some(other.clone())
+    );
+    assert!(store.find_api_key(&"c".repeat(64)).await.unwrap().is_none());
+
+    store.touch_api_key(key.id, at(60)).await.unwrap();
+    let touched = store.find_api_key(&key.token_hash).await.unwrap().unwrap();
+    assert_eq!(touched.last_used_at, Some(at(60)));
+    assert_eq!(
+        ApiKeyRecord {
+            last_used_at: None,
+            ..touched
+        },
+        key
+    );
+    let untouched = store
+        .find_api_key(&other.token_hash)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(untouched.last_used_at, None);
+
+    let clash = ApiKeyRecord {
+        id: Uuid::new_v4(),
+        ..key
+    };
+    assert!(
+        store.insert_api_key(&clash).await.is_err(),
+        "two keys cannot share a token hash"
+    );
+}
