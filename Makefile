@@ -32,7 +32,7 @@ ui:
 	cd src-ui && npm run build
 
 test-rust:
-	cargo test --workspace --exclude runbook-studio-desktop
+	cargo test --workspace --exclude runbook-studio-desktop --no-fail-fast
 	cargo test -p runbook-studio-desktop
 
 test-ui:
