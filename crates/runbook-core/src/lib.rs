@@ -25,10 +25,10 @@ pub struct Actor {
 impl Actor {
     /// The desktop app's local profile: admin of its own local database.
     pub fn local_admin() -> Actor {
-        let name = std::env::var("USER")
-            .or_else(|_| std::env::var("USERNAME"))
-            .ok()
-            .filter(|name| !name.trim().is_empty())
+        let name = ["USER", "LOGNAME", "USERNAME"]
+            .into_iter()
+            .filter_map(|var| std::env::var(var).ok())
+            .find(|name| !name.trim().is_empty())
             .unwrap_or_else(|| "local".to_string());
         Actor {
             name,

@@ -6,6 +6,8 @@ use crate::runbook::{Param, ParamType, RunbookDraft, RunbookUpdate};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 
+/// Largest runbook as JSON, in bytes (the REST server also caps request bodies).
+pub const MAX_RUNBOOK_BYTES: usize = 2 * 1024 * 1024;
 /// Longest runbook name, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
 /// Largest markdown text (description, instruction), in bytes.
@@ -84,6 +86,7 @@ impl ValidationErrors {
 
 /// Parses and validates the body of a create request.
 pub fn parse_draft(value: serde_json::Value) -> Result<RunbookDraft, ValidationErrors> {
+    check_size(&value)?;
     check_no_nul(&value)?;
     check_block_kinds(&value)?;
     let draft: RunbookDraft = typed(value)?;
@@ -93,6 +96,7 @@ pub fn parse_draft(value: serde_json::Value) -> Result<RunbookDraft, ValidationE
 
 /// Parses and validates the body of an update request (content plus based-on version).
 pub fn parse_update(value: serde_json::Value) -> Result<RunbookUpdate, ValidationErrors> {
+    check_size(&value)?;
     check_no_nul(&value)?;
     check_block_kinds(&value)?;
     let update: RunbookUpdate = typed(value)?;
@@ -117,6 +121,19 @@ fn describe_serde_error(err: &serde_json::Error) -> (&'static str, String) {
     } else {
         ("invalid_type", text)
     }
+}
+
+/// Caps the whole runbook, whatever front end it came through.
+fn check_size(value: &serde_json::Value) -> Result<(), ValidationErrors> {
+    let size = serde_json::to_vec(value).map_or(usize::MAX, |bytes| bytes.len());
+    if size > MAX_RUNBOOK_BYTES {
+        return Err(ValidationErrors::single(
+            "",
+            "too_large",
+            format!("the runbook is {size} bytes as JSON; the limit is {MAX_RUNBOOK_BYTES}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Rejects U+0000 anywhere in a request: no shell, header or database takes it.
@@ -689,6 +706,20 @@ mod tests {
         assert_eq!(
             codes(parse_draft(value)),
             ["invalid_block_id", "invalid_env_name", "invalid_exit_codes"]
+        );
+    }
+
+    #[test]
+    fn rejects_a_runbook_larger_than_the_limit_as_a_whole() {
+        // Every block is within its own limit; together they are too much.
+        let blocks: Vec<_> = (0..40)
+            .map(
+                |i| json!({"id": format!("b{i}"), "kind": "command", "script": "x".repeat(60_000)}),
+            )
+            .collect();
+        assert_eq!(
+            codes(parse_draft(with_blocks(json!(blocks)))),
+            ["too_large"]
         );
     }
 
