@@ -229,6 +229,34 @@ impl Service {
         self.load_runbook(id).await
     }
 
+    /// The runbook with this id, or else the one live runbook with exactly this name.
+    pub async fn find_runbook(
+        &self,
+        actor: &Actor,
+        name_or_id: &str,
+    ) -> Result<Runbook, CoreError> {
+        actor.require(Role::Viewer)?;
+        if let Ok(id) = Uuid::parse_str(name_or_id) {
+            return self.load_runbook(id).await;
+        }
+        let filter = RunbookFilter {
+            q: Some(name_or_id.to_string()),
+            tag: None,
+            limit: MAX_LIMIT,
+            offset: 0,
+        };
+        let (found, _) = self.store.list_runbooks(&filter).await?;
+        let named: Vec<_> = found.iter().filter(|r| r.name == name_or_id).collect();
+        match named.as_slice() {
+            [only] => self.load_runbook(only.id).await,
+            [] => Err(CoreError::NotFound { what: "runbook" }),
+            _ => Err(CoreError::unprocessable(
+                "ambiguous_name",
+                format!("several runbooks are named `{name_or_id}`; use the id"),
+            )),
+        }
+    }
+
     pub async fn create_runbook(
         &self,
         actor: &Actor,

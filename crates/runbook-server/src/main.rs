@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use runbook_core::{Actor, Config, ExecutionEvent, RunbookQuery, Service};
+use runbook_core::{Actor, Config, ExecutionEvent, Service};
 use runbook_domain::{ControlAction, ExecutionStatus, Role};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -164,7 +164,11 @@ async fn run(
     yes: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
     let actor = Actor::local_admin();
-    let id = find_runbook(&service, &actor, runbook).await?;
+    let id = match service.find_runbook(&actor, runbook).await {
+        Ok(found) => found.id,
+        Err(runbook_core::CoreError::NotFound { .. }) => bail!("no runbook is named `{runbook}`"),
+        Err(other) => return Err(other.into()),
+    };
     let mut values = serde_json::Map::new();
     for param in params {
         let Some((name, value)) = param.split_once('=') else {
@@ -229,30 +233,4 @@ fn confirm_on_tty() -> anyhow::Result<bool> {
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
-}
-
-async fn find_runbook(
-    service: &Service,
-    actor: &Actor,
-    name_or_id: &str,
-) -> anyhow::Result<uuid::Uuid> {
-    if let Ok(id) = uuid::Uuid::parse_str(name_or_id) {
-        return Ok(id);
-    }
-    let page = service
-        .list_runbooks(
-            actor,
-            RunbookQuery {
-                q: Some(name_or_id.to_string()),
-                limit: Some(500),
-                ..Default::default()
-            },
-        )
-        .await?;
-    let matches: Vec<_> = page.items.iter().filter(|r| r.name == name_or_id).collect();
-    match matches.as_slice() {
-        [only] => Ok(only.id),
-        [] => bail!("no runbook is named `{name_or_id}`"),
-        _ => bail!("several runbooks are named `{name_or_id}`; use its id"),
-    }
 }

@@ -58,6 +58,8 @@ fn run_streams_the_console_and_exits_non_zero_on_failure() {
         for (name, script) in [
             ("Greets", "echo hello-$((40 + 2))"),
             ("Breaks", "echo partial; exit 7"),
+            ("Twin", "true"),
+            ("Twin", "true"),
         ] {
             service
                 .create_runbook(
@@ -83,6 +85,10 @@ fn run_streams_the_console_and_exits_non_zero_on_failure() {
     assert_eq!(failed.status.code(), Some(1), "{failed:?}");
     assert!(stdout.contains("partial"));
     assert!(!stdout.contains("never-on-failure"));
+
+    let twins = cli(dir.path()).args(["run", "Twin"]).output().unwrap();
+    assert!(!twins.status.success());
+    assert!(String::from_utf8_lossy(&twins.stderr).contains("several runbooks are named `Twin`"));
 
     let missing = cli(dir.path()).args(["run", "Nope"]).output().unwrap();
     assert!(!missing.status.success());
