@@ -190,6 +190,26 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Appends the `FROM … WHERE …` of a runbook listing to `qb`; both backends share it.
+fn push_runbook_filter<'a, DB>(qb: &mut sqlx::QueryBuilder<'a, DB>, filter: &'a RunbookFilter)
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    qb.push(" FROM runbooks r WHERE r.deleted_at IS NULL");
+    if let Some(q) = filter.q.as_deref().filter(|q| !q.is_empty()) {
+        qb.push(" AND r.search_text LIKE ")
+            .push_bind(like_pattern(q))
+            .push(" ESCAPE '\\'");
+    }
+    if let Some(tag) = filter.tag.as_deref().filter(|t| !t.is_empty()) {
+        qb.push(" AND EXISTS (SELECT 1 FROM runbook_tags t WHERE t.runbook_id = r.id AND t.tag = ")
+            .push_bind(tag)
+            .push(")");
+    }
+}
+
 /// Lowercased text a runbook is searched by.
 fn search_text(draft: &RunbookDraft) -> String {
     format!(

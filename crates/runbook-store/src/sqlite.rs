@@ -1,8 +1,8 @@
 //! The SQLite store: the embedded default, one file in the data directory.
 
 use crate::{
-    decode_draft, encode_draft, like_pattern, parse_enum, search_text, ApiKeyRecord,
-    ExecutionFilter, RunbookFilter, Store, StoreError,
+    decode_draft, encode_draft, parse_enum, search_text, ApiKeyRecord, ExecutionFilter,
+    RunbookFilter, Store, StoreError,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -202,27 +202,14 @@ impl Store for SqliteStore {
         &self,
         filter: &RunbookFilter,
     ) -> Result<(Vec<RunbookSummary>, i64), StoreError> {
-        fn push_filter<'a>(qb: &mut QueryBuilder<'a, Sqlite>, filter: &'a RunbookFilter) {
-            qb.push(" FROM runbooks r WHERE r.deleted_at IS NULL");
-            if let Some(q) = filter.q.as_deref().filter(|q| !q.is_empty()) {
-                qb.push(" AND r.search_text LIKE ")
-                    .push_bind(like_pattern(q))
-                    .push(" ESCAPE '\\'");
-            }
-            if let Some(tag) = filter.tag.as_deref().filter(|t| !t.is_empty()) {
-                qb.push(" AND EXISTS (SELECT 1 FROM runbook_tags t WHERE t.runbook_id = r.id AND t.tag = ")
-                    .push_bind(tag)
-                    .push(")");
-            }
-        }
         let mut count = QueryBuilder::<Sqlite>::new("SELECT COUNT(*)");
-        push_filter(&mut count, filter);
+        crate::push_runbook_filter(&mut count, filter);
         let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
 
         let mut page = QueryBuilder::<Sqlite>::new(
             "SELECT r.id, r.name, r.description, r.tags, r.version, r.created_at, r.updated_at, r.updated_by",
         );
-        push_filter(&mut page, filter);
+        crate::push_runbook_filter(&mut page, filter);
         page.push(" ORDER BY r.name, r.id LIMIT ")
             .push_bind(filter.limit)
             .push(" OFFSET ")
