@@ -175,8 +175,8 @@ impl Service {
     ) -> Result<Service, CoreError> {
         interrupt_orphans(store.as_ref(), heartbeat_timeout).await?;
         let runner = Uuid::new_v4();
-        let upkeep = tokio::spawn(upkeep(store.clone(), runner, heartbeat_timeout));
         let engine = Engine::new(engine_config, Arc::new(StoreSink(store.clone())));
+        let upkeep = tokio::spawn(upkeep(store.clone(), engine.clone(), heartbeat_timeout));
         Ok(Service {
             store,
             engine,
@@ -442,6 +442,11 @@ impl Service {
                 .map(|b| StepResult::pending(b.id()))
                 .collect(),
         };
+        if self.engine.is_closing() {
+            return Err(CoreError::InvalidState(
+                "the service is shutting down and starts no new runs".to_string(),
+            ));
+        }
         self.store.insert_execution(&execution).await?;
         self.store
             .claim_execution(execution.id, self.runner, execution.created_at)
@@ -492,6 +497,12 @@ impl Service {
         actor.require(Role::Viewer)?;
         let execution = self.load_execution(id).await?;
         // Four bytes hold any character: a smaller page could never make progress.
+        if offset > i64::MAX as u64 {
+            return Err(CoreError::bad_request(
+                "invalid_query",
+                "offset is beyond any console",
+            ));
+        }
         let limit = limit.clamp(4, MAX_OUTPUT_PAGE);
         let bytes = self.store.read_output(id, offset, limit).await?;
         // Skip a partial character at the start (an offset inside one)...
@@ -527,11 +538,16 @@ impl Service {
         let execution = self.load_execution(id).await?;
         match self.engine.control(id, action) {
             Ok(_) => {}
-            Err(ControlError::NotRunning) => {
+            Err(ControlError::NotRunning) if execution.status.is_finished() => {
                 return Err(CoreError::InvalidState(format!(
                     "the execution is {}; only a live run can be controlled",
                     execution.status
                 )))
+            }
+            Err(ControlError::NotRunning) => {
+                return Err(CoreError::InvalidState(
+                    "the execution runs in another process (another server or the command line); control it there".to_string(),
+                ))
             }
             Err(error @ ControlError::InvalidState { .. }) => {
                 return Err(CoreError::InvalidState(error.to_string()))
@@ -549,21 +565,17 @@ impl Service {
             .get_execution(id)
             .await?
             .ok_or(CoreError::NotFound { what: "execution" })?;
-        if let Some(status) = live {
-            if !execution.status.is_finished() {
-                execution.status = status;
-            }
-        }
+        overlay(&mut execution, live);
         Ok(execution)
     }
 
-    /// A control action changes the live state at once; the stored one follows a moment later.
+    /// True when this process is executing the run (so its events stream from here).
+    pub fn is_live_here(&self, id: Uuid) -> bool {
+        self.engine.live_status(id).is_some()
+    }
+
     fn overlay_live_status(&self, execution: &mut Execution) {
-        if let Some(status) = self.engine.live_status(execution.id) {
-            if !execution.status.is_finished() {
-                execution.status = status;
-            }
-        }
+        overlay(execution, self.engine.live_status(execution.id));
     }
 
     // ---- API keys ----
@@ -656,16 +668,26 @@ async fn interrupt_orphans(store: &dyn Store, timeout: Duration) -> Result<u64, 
     Ok(interrupted)
 }
 
-/// Renews this process's runs and sweeps up orphans, a few times per timeout.
-async fn upkeep(store: Arc<dyn Store>, runner: Uuid, timeout: Duration) {
+/// Renews the runs this process executes and sweeps up orphans, a few times per timeout.
+async fn upkeep(store: Arc<dyn Store>, engine: Engine, timeout: Duration) {
     let mut tick = tokio::time::interval(timeout / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(error) = store.heartbeat(runner, now()).await {
+        if let Err(error) = store.heartbeat(&engine.live_ids(), now()).await {
             tracing::error!(%error, "could not renew the heartbeat of live runs");
         }
         let _ = interrupt_orphans(store.as_ref(), timeout).await;
+    }
+}
+
+/// A control action changes the live state at once; the stored one follows a moment
+/// later. A finished state shows only once it is stored, with everything before it.
+fn overlay(execution: &mut Execution, live: Option<ExecutionStatus>) {
+    if let Some(status) = live.filter(|status| !status.is_finished()) {
+        if !execution.status.is_finished() {
+            execution.status = status;
+        }
     }
 }
 
@@ -719,6 +741,20 @@ fn resolve_params(
                 ));
             }
             continue;
+        };
+        // Text from a form or a command line converts to the declared type.
+        let value = match (param.param_type, &value) {
+            (ParamType::Number, serde_json::Value::String(text)) => text
+                .trim()
+                .parse::<serde_json::Number>()
+                .map(serde_json::Value::Number)
+                .unwrap_or(value),
+            (ParamType::Boolean, serde_json::Value::String(text)) => match text.trim() {
+                "true" => serde_json::Value::Bool(true),
+                "false" => serde_json::Value::Bool(false),
+                _ => value,
+            },
+            _ => value,
         };
         let fits = match param.param_type {
             ParamType::String => value.as_str().is_some_and(|text| !text.contains('\0')),

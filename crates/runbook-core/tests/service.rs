@@ -646,7 +646,8 @@ async fn runs_left_unfinished_are_interrupted_when_a_service_opens() {
     // What a process that died mid-run leaves behind.
     let url = config(dir.path()).effective_database_url();
     let store = SqliteStore::connect(&url).await.unwrap();
-    let now = chrono::Utc::now();
+    // Created an hour ago and never renewed since.
+    let now = chrono::Utc::now() - chrono::Duration::hours(1);
     let orphan = Execution {
         id: Uuid::new_v4(),
         runbook_id,

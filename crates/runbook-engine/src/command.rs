@@ -23,6 +23,10 @@ pub fn spawn(spec: &CommandSpec<'_>) -> std::io::Result<Child> {
         .arg("-c")
         .arg(spec.script)
         .envs(spec.env)
+        // The app's own secrets are not the command's business.
+        .env_remove("DATABASE_URL")
+        .env_remove("RUNBOOK_MASTER_KEY")
+        .env_remove("RUNBOOK_TEST_POSTGRES_URL")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -44,6 +48,15 @@ pub fn signal_group(pgid: u32, signal: Signal) {
         if errno != nix::errno::Errno::ESRCH {
             tracing::warn!(pgid, ?signal, %errno, "could not signal process group");
         }
+    }
+}
+
+/// Kills the process group it names when dropped.
+pub struct GroupGuard(pub u32);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        signal_group(self.0, Signal::SIGKILL);
     }
 }
 

@@ -121,6 +121,7 @@ struct EngineInner {
     sink: Arc<dyn ExecutionSink>,
     events: broadcast::Sender<ExecutionEvent>,
     runs: Mutex<HashMap<Uuid, Arc<control::RunControl>>>,
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -133,6 +134,7 @@ impl Engine {
                 sink,
                 events,
                 runs: Mutex::new(HashMap::new()),
+                closing: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -165,6 +167,22 @@ impl Engine {
         });
     }
 
+    /// The runs this engine is executing now.
+    pub fn live_ids(&self) -> Vec<Uuid> {
+        self.inner
+            .runs
+            .lock()
+            .expect("run registry lock")
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    /// True once [`Engine::shutdown`] has begun: no new run may start.
+    pub fn is_closing(&self) -> bool {
+        self.inner.closing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// The live state of a run this engine is executing, if any.
     pub fn live_status(&self, id: Uuid) -> Option<ExecutionStatus> {
         self.run(id).map(|control| control.status())
@@ -184,6 +202,9 @@ impl Engine {
 
     /// Stops every live run and waits (up to the stop grace plus a second) for them to end.
     pub async fn shutdown(&self) {
+        self.inner
+            .closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let runs: Vec<_> = self
             .inner
             .runs

@@ -13,6 +13,9 @@ use uuid::Uuid;
 /// Records waiting for the writer, at most. Output records are at most one flush
 /// batch each, so this bounds the memory a slow store can make the run hold.
 const QUEUE: usize = 64;
+/// How often a failed write is tried again, and the pause that grows between tries.
+const RETRIES: u32 = 5;
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
 enum Record {
     Status {
@@ -98,26 +101,48 @@ async fn write(
     mut records: mpsc::Receiver<Record>,
 ) {
     while let Some(record) = records.recv().await {
-        let result = match record {
-            Record::Status {
-                status,
-                started_at,
-                finished_at,
-                written,
-            } => {
-                let result = sink
-                    .status(execution_id, status, started_at, finished_at)
-                    .await;
-                if let Some(written) = written {
-                    let _ = written.send(());
+        // A passing storage fault (a lock, a dropped connection) must not lose the record.
+        let mut attempt = 0;
+        loop {
+            match apply(sink.as_ref(), execution_id, &record).await {
+                Ok(()) => break,
+                Err(error) if attempt < RETRIES => {
+                    attempt += 1;
+                    tracing::warn!(execution = %execution_id, %error, attempt, "retrying a run record");
+                    tokio::time::sleep(RETRY_PAUSE * attempt).await;
                 }
-                result
+                Err(error) => {
+                    tracing::error!(execution = %execution_id, %error, "could not persist the run");
+                    break;
+                }
             }
-            Record::Step { index, step } => sink.step(execution_id, index, &step).await,
-            Record::Output { offset, data } => sink.output(execution_id, offset, &data).await,
-        };
-        if let Err(error) = result {
-            tracing::error!(execution = %execution_id, %error, "could not persist the run");
         }
+        if let Record::Status {
+            written: Some(written),
+            ..
+        } = record
+        {
+            let _ = written.send(());
+        }
+    }
+}
+
+async fn apply(
+    sink: &dyn ExecutionSink,
+    execution_id: Uuid,
+    record: &Record,
+) -> Result<(), String> {
+    match record {
+        Record::Status {
+            status,
+            started_at,
+            finished_at,
+            ..
+        } => {
+            sink.status(execution_id, *status, *started_at, *finished_at)
+                .await
+        }
+        Record::Step { index, step } => sink.step(execution_id, *index, step).await,
+        Record::Output { offset, data } => sink.output(execution_id, *offset, data).await,
     }
 }

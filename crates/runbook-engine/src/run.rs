@@ -86,9 +86,9 @@ impl Run {
         }
         self.skip_pending().await;
         self.console.flush().await;
-        // Clients that see the final event can read everything the run stored.
-        self.control.set_status(outcome);
+        // Clients that see the final state can read everything the run stored.
         self.recorder.finish(outcome, now()).await;
+        self.control.set_status(outcome);
         let _ = self.inner.events.send(ExecutionEvent::Status {
             execution_id: self.execution.id,
             status: outcome,
@@ -136,6 +136,7 @@ impl Run {
                 return true;
             }
             if self.execution.status != ExecutionStatus::Paused {
+                self.console.flush().await;
                 self.set_status(ExecutionStatus::Paused, None, None).await;
             }
             if self.requested.changed().await.is_err() {
@@ -236,6 +237,8 @@ impl Run {
         if !confirm {
             return StepEnd::Succeeded;
         }
+        // What the person must confirm is stored before the run waits for them.
+        self.console.flush().await;
         let seen = self.requested.borrow_and_update().acknowledgements;
         self.set_step_status(index, StepStatus::Waiting).await;
         self.set_status(ExecutionStatus::Waiting, None, None).await;
@@ -257,6 +260,7 @@ impl Run {
     async fn timer(&mut self, index: usize, block_id: &str, seconds: u64) -> StepEnd {
         self.count_output(index, block_id, &format!("waiting {seconds} s\r\n"))
             .await;
+        self.console.flush().await;
         let mut remaining = Duration::from_secs(seconds);
         loop {
             let requested = *self.requested.borrow_and_update();
@@ -286,6 +290,7 @@ impl Run {
 
     async fn pause_step(&mut self, index: usize) {
         if self.execution.steps[index].status != StepStatus::Paused {
+            self.console.flush().await;
             self.set_step_status(index, StepStatus::Paused).await;
             self.set_status(ExecutionStatus::Paused, None, None).await;
         }
@@ -331,6 +336,8 @@ impl Run {
             }
         };
         let pgid = child.id().expect("a just-spawned child has a pid");
+        // Nothing the command started outlives its step, even if this task is dropped.
+        let _group = command::GroupGuard(pgid);
         let mut stdout = child.stdout.take().expect("stdout is piped");
         let mut stderr = child.stderr.take().expect("stderr is piped");
         let (mut out_buf, mut err_buf) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
@@ -407,8 +414,7 @@ impl Run {
                 _ = sleep_until(drain_until) => break,
             }
         }
-        // Nothing the command started outlives its step.
-        command::signal_group(pgid, Signal::SIGKILL);
+        drop(_group);
 
         let code = exit.and_then(|status| status.ok()).map(command::exit_code);
         self.execution.steps[index].exit_code = code;

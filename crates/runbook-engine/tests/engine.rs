@@ -533,6 +533,20 @@ async fn env_and_workdir_reach_the_process() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_apps_own_secrets_do_not_reach_commands() {
+    // The server's database URL (with its password) is in its environment.
+    std::env::set_var("DATABASE_URL", "postgres://app:hunter2@db/prod");
+    let run = Harness::start(vec![command(
+        "leak",
+        "echo \"db=${DATABASE_URL:-unset}\"; env | grep -c hunter2 || true",
+    )]);
+    let record = run.finish().await;
+    let text = record.text();
+    assert!(text.contains("db=unset\n0\n"), "{text:?}");
+    assert!(!text.contains("hunter2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_workdir_fails_the_step_with_a_message() {
     let run = Harness::start(vec![
         block(json!({"id": "lost", "kind": "command", "script": "echo hi",

@@ -174,22 +174,41 @@ async fn run(
         let Some((name, value)) = param.split_once('=') else {
             bail!("--param takes NAME=VALUE, got `{param}`");
         };
-        // Numbers and booleans are passed typed; everything else is a string.
-        let typed = serde_json::from_str::<serde_json::Value>(value)
-            .ok()
-            .filter(|v| v.is_number() || v.is_boolean())
-            .unwrap_or_else(|| serde_json::Value::String(value.to_string()));
-        values.insert(name.to_string(), typed);
+        // The core converts text to each parameter's declared type.
+        values.insert(
+            name.to_string(),
+            serde_json::Value::String(value.to_string()),
+        );
     }
     let mut events = service.subscribe();
     let execution = service
         .execute(&actor, id, serde_json::json!({ "params": values }))
         .await?;
     let mut stdout = std::io::stdout();
+    let mut interrupt = std::pin::pin!(shutdown_signal());
     loop {
-        let event = match events.recv().await {
+        let received = tokio::select! {
+            received = events.recv() => received,
+            _ = &mut interrupt => {
+                eprintln!("stopping the run (its whole process tree)…");
+                let _ = service.control(&actor, execution.id, ControlAction::Stop).await;
+                interrupt.set(shutdown_signal());
+                continue;
+            }
+        };
+        let event = match received {
             Ok(event) if event.execution_id() == execution.id => event,
-            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Ok(_) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(skipped)) => {
+                // Output was skipped on the terminal; the state is read back so no
+                // confirmation or end of run is missed.
+                eprintln!("({skipped} events skipped; the full console is stored with the run)");
+                let current = service.get_execution(&actor, execution.id).await?;
+                ExecutionEvent::Status {
+                    execution_id: execution.id,
+                    status: current.status,
+                }
+            }
             Err(_) => bail!("the engine stopped"),
         };
         match event {
@@ -207,9 +226,13 @@ async fn run(
                         .await?;
                     continue;
                 }
-                service
+                // A confirmation already given (seen twice after skipped events) is fine.
+                if let Err(error) = service
                     .control(&actor, execution.id, ControlAction::Acknowledge)
-                    .await?;
+                    .await
+                {
+                    tracing::debug!(%error, "acknowledge");
+                }
             }
             ExecutionEvent::Status { status, .. } if status.is_finished() => {
                 eprintln!("run {} {status}", execution.id);

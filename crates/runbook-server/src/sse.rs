@@ -23,7 +23,9 @@ pub async fn execution_events(
         execution_id: id,
         status: execution.status,
     };
-    let finished = execution.status.is_finished();
+    // A run executed by another process sends no events here: the first status is all
+    // this stream can say, and the client follows the run by reading it.
+    let finished = execution.status.is_finished() || !state.service.is_live_here(id);
     let live = stream::unfold(
         (receiver, finished),
         move |(mut receiver, done)| async move {
@@ -36,8 +38,10 @@ pub async fn execution_events(
                         let ends = matches!(&event, ExecutionEvent::Status { status, .. } if status.is_finished());
                         return Some((event, (receiver, ends)));
                     }
-                    Ok(_) | Err(RecvError::Lagged(_)) => continue,
-                    Err(RecvError::Closed) => return None,
+                    Ok(_) => continue,
+                    // Missed events cannot be replayed: end the stream, and the client
+                    // reads the stored console and state from where it is.
+                    Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return None,
                 }
             }
         },

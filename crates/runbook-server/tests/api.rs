@@ -428,6 +428,38 @@ async fn keys_authenticate_and_roles_are_enforced() {
 }
 
 #[tokio::test]
+async fn parameters_given_as_text_take_their_declared_type() {
+    let app = TestApp::new().await;
+    let runbook = app
+        .create(json!({
+            "name": "typed",
+            "params": [
+                {"name": "replicas", "type": "number", "required": true},
+                {"name": "dry_run", "type": "boolean", "default": false},
+                {"name": "ticket", "type": "string"}
+            ],
+            "blocks": [{"id": "a", "kind": "command", "script": "true"}]
+        }))
+        .await;
+    let execute = format!("/runbooks/{}/execute", runbook["id"].as_str().unwrap());
+    let body = json!({"params": {"replicas": "3", "dry_run": "true", "ticket": "12345"}});
+    let (status, execution) = app
+        .send(Method::POST, &execute, Some(&body.to_string()))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{execution}");
+    assert_eq!(
+        execution["params"],
+        json!({"replicas": 3, "dry_run": true, "ticket": "12345"})
+    );
+    let bad = json!({"params": {"replicas": "three"}});
+    let (status, error) = app
+        .send(Method::POST, &execute, Some(&bad.to_string()))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(error_code(&error), "invalid_param");
+}
+
+#[tokio::test]
 async fn openapi_document_lists_every_route() {
     let app = TestApp::new().await;
     let response = app
@@ -530,6 +562,19 @@ async fn a_run_over_a_real_socket_streams_events_and_pages_output() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(waited, "the run waits for the confirmation");
+    let waiting_output: Value = client
+        .get(format!("{base}/executions/{execution_id}/output"))
+        .header("x-api-key", &app.admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        waiting_output["text"].as_str().unwrap().contains("go?"),
+        "what is to be confirmed is stored while the run waits: {waiting_output}"
+    );
     let resume = client
         .post(format!("{base}/executions/{execution_id}/control"))
         .header("x-api-key", &app.admin)
@@ -588,6 +633,16 @@ async fn a_run_over_a_real_socket_streams_events_and_pages_output() {
         text.contains("▶ say"),
         "step headers survive paging: {text}"
     );
+
+    let beyond = client
+        .get(format!(
+            "{base}/executions/{execution_id}/output?offset=18446744073709551615"
+        ))
+        .header("x-api-key", &app.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(beyond.status(), 400);
 
     let list: Value = client
         .get(format!(

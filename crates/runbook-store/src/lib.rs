@@ -143,11 +143,11 @@ pub trait Store: Send + Sync {
         runner: Uuid,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
-    /// Renews the sign of life of every unfinished execution `runner` runs.
-    async fn heartbeat(&self, runner: Uuid, at: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Renews the sign of life of the given unfinished executions.
+    async fn heartbeat(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Marks `interrupted` every unfinished execution (and its unfinished steps) whose
-    /// runner gave no sign of life since `stale_before`, or that no runner claimed;
-    /// returns how many runs changed.
+    /// runner gave no sign of life since `stale_before` (an unclaimed one counts from its
+    /// creation); returns how many runs changed.
     async fn interrupt_unfinished(
         &self,
         at: DateTime<Utc>,
@@ -277,6 +277,10 @@ fn stitch(chunks: Vec<(i64, Vec<u8>)>, offset: u64, limit: u64) -> Vec<u8> {
         if chunk_end <= offset || start >= end {
             continue;
         }
+        // A gap (a batch that was never stored) ends the page, so text stays at its offsets.
+        if start > offset + out.len() as u64 {
+            break;
+        }
         let from = offset.saturating_sub(start) as usize;
         let to = (end.min(chunk_end) - start) as usize;
         out.extend_from_slice(&data[from..to]);
@@ -294,5 +298,12 @@ mod stitch_tests {
         assert_eq!(stitch(chunks.clone(), 3, 5), b"lo wo");
         assert_eq!(stitch(chunks.clone(), 0, 100), b"hello world");
         assert_eq!(stitch(chunks, 11, 10), b"");
+    }
+
+    #[test]
+    fn stops_at_a_gap_between_chunks() {
+        let chunks = vec![(0, b"abc".to_vec()), (10, b"xyz".to_vec())];
+        assert_eq!(stitch(chunks.clone(), 0, 100), b"abc");
+        assert_eq!(stitch(chunks, 10, 100), b"xyz");
     }
 }

@@ -513,13 +513,13 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn heartbeat(&self, runner: Uuid, at: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn heartbeat(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE executions SET heartbeat_at = $1
-             WHERE runner_id = $2 AND status IN ('queued', 'running', 'paused', 'waiting')",
+             WHERE id = ANY($2) AND status IN ('queued', 'running', 'paused', 'waiting')",
         )
         .bind(at)
-        .bind(runner)
+        .bind(ids)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
@@ -535,7 +535,7 @@ impl Store for PostgresStore {
         let orphans: Vec<Uuid> = sqlx::query_scalar(
             "SELECT id FROM executions
              WHERE status IN ('queued', 'running', 'paused', 'waiting')
-               AND (heartbeat_at IS NULL OR heartbeat_at < $1)
+               AND COALESCE(heartbeat_at, created_at) < $1
              FOR UPDATE SKIP LOCKED",
         )
         .bind(stale_before)

@@ -526,16 +526,19 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn heartbeat(&self, runner: Uuid, at: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE executions SET heartbeat_at = ?
-             WHERE runner_id = ? AND status IN ('queued', 'running', 'paused', 'waiting')",
-        )
-        .bind(at)
-        .bind(runner.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+    async fn heartbeat(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut qb = QueryBuilder::<Sqlite>::new("UPDATE executions SET heartbeat_at = ");
+        qb.push_bind(at)
+            .push(" WHERE status IN ('queued', 'running', 'paused', 'waiting') AND id IN (");
+        let mut ids_list = qb.separated(", ");
+        for id in ids {
+            ids_list.push_bind(id.to_string());
+        }
+        qb.push(")");
+        Ok(qb.build().execute(&self.pool).await?.rows_affected())
     }
 
     async fn interrupt_unfinished(
@@ -543,34 +546,28 @@ impl Store for SqliteStore {
         at: DateTime<Utc>,
         stale_before: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let orphans: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM executions
+        // Writes first, so the transaction holds the write lock from its first statement.
+        const ORPHANS: &str = "SELECT id FROM executions
              WHERE status IN ('queued', 'running', 'paused', 'waiting')
-               AND (heartbeat_at IS NULL OR heartbeat_at < ?)",
-        )
+               AND COALESCE(heartbeat_at, created_at) < ?";
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!(
+            "UPDATE execution_steps SET status = 'stopped', finished_at = ?
+             WHERE status IN ('running', 'paused', 'waiting') AND execution_id IN ({ORPHANS})"
+        ))
+        .bind(at)
         .bind(stale_before)
-        .fetch_all(&mut *tx)
+        .execute(&mut *tx)
         .await?;
-        for id in &orphans {
-            sqlx::query(
-                "UPDATE execution_steps SET status = 'stopped', finished_at = ?
-                 WHERE execution_id = ? AND status IN ('running', 'paused', 'waiting')",
-            )
-            .bind(at)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE executions SET status = 'interrupted', finished_at = ? WHERE id = ?",
-            )
-            .bind(at)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let done = sqlx::query(&format!(
+            "UPDATE executions SET status = 'interrupted', finished_at = ? WHERE id IN ({ORPHANS})"
+        ))
+        .bind(at)
+        .bind(stale_before)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(orphans.len() as u64)
+        Ok(done.rows_affected())
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {

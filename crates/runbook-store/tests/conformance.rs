@@ -820,7 +820,7 @@ async fn runs_with_a_fresh_heartbeat_are_not_interrupted(store: Arc<dyn Store>) 
         .claim_execution(orphan.id, silent, at(100))
         .await
         .unwrap();
-    assert_eq!(store.heartbeat(alive, at(200)).await.unwrap(), 1);
+    assert_eq!(store.heartbeat(&[live.id], at(200)).await.unwrap(), 1);
 
     // Runs silent since before 150 count as orphans.
     assert_eq!(
@@ -834,7 +834,8 @@ async fn runs_with_a_fresh_heartbeat_are_not_interrupted(store: Arc<dyn Store>) 
     assert_eq!(status(live.id).await, ExecutionStatus::Running);
     assert_eq!(status(orphan.id).await, ExecutionStatus::Interrupted);
     // A finished run is no longer renewed.
-    assert_eq!(store.heartbeat(silent, at(300)).await.unwrap(), 0);
+    assert_eq!(store.heartbeat(&[orphan.id], at(300)).await.unwrap(), 0);
+    assert_eq!(store.heartbeat(&[], at(300)).await.unwrap(), 0);
 }
 
 // ---- API keys ----
