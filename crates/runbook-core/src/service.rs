@@ -413,7 +413,7 @@ impl Service {
         if let Some(block) = runbook
             .all_blocks()
             .into_iter()
-            .find(|b| matches!(b, Block::ApiCall { .. } | Block::Conditional { .. }))
+            .find(|b| matches!(b, Block::ApiCall(_) | Block::Conditional(_)))
         {
             return Err(CoreError::unprocessable(
                 "unsupported_block_kind",

@@ -10,65 +10,84 @@ pub const BLOCK_KINDS: [&str; 5] = ["instruction", "command", "api_call", "condi
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Block {
-    /// Markdown guidance; with `confirm` the run waits for a person to acknowledge it.
-    Instruction {
-        id: String,
-        #[serde(default)]
-        text: String,
-        #[serde(default)]
-        confirm: bool,
-    },
-    /// A shell script run on a host.
-    Command {
-        id: String,
-        script: String,
-        #[serde(default)]
-        shell: Shell,
-        #[serde(default = "default_host")]
-        host: String,
-        #[serde(default)]
-        timeout_secs: Option<u64>,
-        #[serde(default)]
-        workdir: Option<String>,
-        #[serde(default)]
-        env: BTreeMap<String, String>,
-        #[serde(default = "default_exit_codes")]
-        expect_exit_codes: Vec<i32>,
-        #[serde(default)]
-        on_failure: FailurePolicy,
-        #[serde(default)]
-        secrets: BTreeMap<String, String>,
-    },
-    /// An HTTP request, optionally authenticated with a stored credential.
-    ApiCall {
-        id: String,
-        #[serde(default)]
-        method: HttpMethod,
-        url: String,
-        #[serde(default)]
-        headers: BTreeMap<String, String>,
-        #[serde(default)]
-        body: Option<String>,
-        #[serde(default)]
-        credential: Option<String>,
-        #[serde(default)]
-        timeout_secs: Option<u64>,
-        #[serde(default = "default_status")]
-        expect_status: Vec<u16>,
-        #[serde(default)]
-        on_failure: FailurePolicy,
-    },
-    /// Runs `then` or `else` depending on an expression over params and earlier steps.
-    Conditional {
-        id: String,
-        expr: String,
-        #[serde(default)]
-        then: Vec<Block>,
-        #[serde(default, rename = "else")]
-        otherwise: Vec<Block>,
-    },
-    /// Waits a number of seconds.
-    Timer { id: String, seconds: u64 },
+    Instruction(InstructionBlock),
+    Command(CommandBlock),
+    ApiCall(ApiCallBlock),
+    Conditional(ConditionalBlock),
+    Timer(TimerBlock),
+}
+
+/// Markdown guidance; with `confirm` the run waits for a person to acknowledge it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstructionBlock {
+    pub id: String,
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub confirm: bool,
+}
+
+/// A shell script run on a host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandBlock {
+    pub id: String,
+    pub script: String,
+    #[serde(default)]
+    pub shell: Shell,
+    #[serde(default = "default_host")]
+    pub host: String,
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub workdir: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default = "default_exit_codes")]
+    pub expect_exit_codes: Vec<i32>,
+    #[serde(default)]
+    pub on_failure: FailurePolicy,
+    /// Environment variable name → credential name, injected at run time.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+}
+
+/// An HTTP request, optionally authenticated with a stored credential.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiCallBlock {
+    pub id: String,
+    #[serde(default)]
+    pub method: HttpMethod,
+    pub url: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub credential: Option<String>,
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+    #[serde(default = "default_status")]
+    pub expect_status: Vec<u16>,
+    #[serde(default)]
+    pub on_failure: FailurePolicy,
+}
+
+/// Runs `then` or `else` depending on an expression over params and earlier steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConditionalBlock {
+    pub id: String,
+    pub expr: String,
+    #[serde(default)]
+    pub then: Vec<Block>,
+    #[serde(default, rename = "else")]
+    pub otherwise: Vec<Block>,
+}
+
+/// Waits a number of seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimerBlock {
+    pub id: String,
+    pub seconds: u64,
 }
 
 fn default_host() -> String {
@@ -87,34 +106,33 @@ impl Block {
     /// The block's stable id.
     pub fn id(&self) -> &str {
         match self {
-            Block::Instruction { id, .. }
-            | Block::Command { id, .. }
-            | Block::ApiCall { id, .. }
-            | Block::Conditional { id, .. }
-            | Block::Timer { id, .. } => id,
+            Block::Instruction(b) => &b.id,
+            Block::Command(b) => &b.id,
+            Block::ApiCall(b) => &b.id,
+            Block::Conditional(b) => &b.id,
+            Block::Timer(b) => &b.id,
         }
     }
 
     /// The block's kind name, as in the `kind` field.
     pub fn kind(&self) -> &'static str {
         match self {
-            Block::Instruction { .. } => "instruction",
-            Block::Command { .. } => "command",
-            Block::ApiCall { .. } => "api_call",
-            Block::Conditional { .. } => "conditional",
-            Block::Timer { .. } => "timer",
+            Block::Instruction(_) => "instruction",
+            Block::Command(_) => "command",
+            Block::ApiCall(_) => "api_call",
+            Block::Conditional(_) => "conditional",
+            Block::Timer(_) => "timer",
         }
     }
 
-    /// Nested blocks (the branches of a conditional); empty for other kinds.
-    pub fn children(&self) -> impl Iterator<Item = &Block> {
-        let (then, otherwise): (&[Block], &[Block]) = match self {
-            Block::Conditional {
-                then, otherwise, ..
-            } => (then, otherwise),
-            _ => (&[], &[]),
+    /// Whether a failure of this block lets the run go on.
+    pub fn failure_continues(&self) -> bool {
+        let policy = match self {
+            Block::Command(b) => b.on_failure,
+            Block::ApiCall(b) => b.on_failure,
+            _ => FailurePolicy::Stop,
         };
-        then.iter().chain(otherwise.iter())
+        policy == FailurePolicy::Continue
     }
 }
 

@@ -7,7 +7,10 @@ pub mod role;
 pub mod runbook;
 pub mod validation;
 
-pub use block::{Block, FailurePolicy, HttpMethod, Shell};
+pub use block::{
+    ApiCallBlock, Block, CommandBlock, ConditionalBlock, FailurePolicy, HttpMethod,
+    InstructionBlock, Shell, TimerBlock,
+};
 pub use execution::{
     ControlAction, Execution, ExecutionStatus, OutputPage, StepResult, StepStatus,
 };

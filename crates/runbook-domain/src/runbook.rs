@@ -102,12 +102,9 @@ impl RunbookDraft {
         fn walk<'a>(blocks: &'a [Block], out: &mut Vec<&'a Block>) {
             for block in blocks {
                 out.push(block);
-                if let Block::Conditional {
-                    then, otherwise, ..
-                } = block
-                {
-                    walk(then, out);
-                    walk(otherwise, out);
+                if let Block::Conditional(conditional) = block {
+                    walk(&conditional.then, out);
+                    walk(&conditional.otherwise, out);
                 }
             }
         }

@@ -1,7 +1,9 @@
 //! Parsing and validation of authored runbooks. Every front end goes through
 //! [`parse_draft`] / [`parse_update`], so the rules cannot drift between them.
 
-use crate::block::{Block, BLOCK_KINDS};
+use crate::block::{
+    ApiCallBlock, Block, CommandBlock, ConditionalBlock, InstructionBlock, TimerBlock, BLOCK_KINDS,
+};
 use crate::runbook::{Param, ParamType, RunbookDraft, RunbookUpdate};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -105,11 +107,55 @@ pub fn parse_update(value: serde_json::Value) -> Result<RunbookUpdate, Validatio
 }
 
 fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ValidationErrors> {
-    serde_path_to_error::deserialize(value).map_err(|err| {
+    serde_path_to_error::deserialize(value.clone()).map_err(|err| {
         let path = err.path().to_string();
         let (code, message) = describe_serde_error(err.inner());
+        let (path, code, message) = refine_block_error(&value, path.clone(), code, message.clone())
+            .unwrap_or((path, code, message));
         ValidationErrors::single(path, code, message)
     })
+}
+
+/// A tagged block is parsed as a whole, so serde names only the block (`blocks[2]`):
+/// parse it again as its own kind to name the field, going down nested branches.
+fn refine_block_error(
+    root: &serde_json::Value,
+    path: String,
+    code: &'static str,
+    message: String,
+) -> Option<(String, &'static str, String)> {
+    fn inner<T: serde::de::DeserializeOwned>(
+        block: &serde_json::Value,
+    ) -> Option<(String, &'static str, String)> {
+        serde_path_to_error::deserialize::<_, T>(block.clone())
+            .err()
+            .map(|err| {
+                let (code, message) = describe_serde_error(err.inner());
+                (err.path().to_string(), code, message)
+            })
+            .filter(|(path, _, _)| path != ".")
+    }
+    if !path.ends_with(']') {
+        return None;
+    }
+    let pointer = path.replace(['.', '['], "/").replace(']', "");
+    let block = root.pointer(&format!("/{pointer}"))?;
+    let found = match block.get("kind")?.as_str()? {
+        "instruction" => inner::<InstructionBlock>(block),
+        "command" => inner::<CommandBlock>(block),
+        "api_call" => inner::<ApiCallBlock>(block),
+        "conditional" => inner::<ConditionalBlock>(block),
+        "timer" => inner::<TimerBlock>(block),
+        _ => None,
+    };
+    match found {
+        Some((field, code, message)) => {
+            let path = format!("{path}.{field}");
+            refine_block_error(root, path.clone(), code, message.clone())
+                .or(Some((path, code, message)))
+        }
+        None => Some((path, code, message)),
+    }
 }
 
 fn describe_serde_error(err: &serde_json::Error) -> (&'static str, String) {
@@ -392,10 +438,10 @@ impl Validator {
             );
         }
         match block {
-            Block::Instruction { text, .. } => {
+            Block::Instruction(InstructionBlock { text, .. }) => {
                 self.max_bytes(&format!("{path}.text"), text, MAX_TEXT_BYTES)
             }
-            Block::Command {
+            Block::Command(CommandBlock {
                 script,
                 host,
                 timeout_secs,
@@ -404,7 +450,7 @@ impl Validator {
                 expect_exit_codes,
                 secrets,
                 ..
-            } => {
+            }) => {
                 if script.trim().is_empty() {
                     self.push(
                         format!("{path}.script"),
@@ -452,14 +498,14 @@ impl Validator {
                     );
                 }
             }
-            Block::ApiCall {
+            Block::ApiCall(ApiCallBlock {
                 url,
                 headers,
                 body,
                 timeout_secs,
                 expect_status,
                 ..
-            } => {
+            }) => {
                 if !is_http_url(url) {
                     self.push(
                         format!("{path}.url"),
@@ -490,12 +536,12 @@ impl Validator {
                     );
                 }
             }
-            Block::Conditional {
+            Block::Conditional(ConditionalBlock {
                 expr,
                 then,
                 otherwise,
                 ..
-            } => {
+            }) => {
                 if expr.trim().is_empty() {
                     self.push(
                         format!("{path}.expr"),
@@ -507,7 +553,7 @@ impl Validator {
                 self.blocks(then, &format!("{path}.then"), depth + 1);
                 self.blocks(otherwise, &format!("{path}.else"), depth + 1);
             }
-            Block::Timer { seconds, .. } => {
+            Block::Timer(TimerBlock { seconds, .. }) => {
                 if *seconds == 0 || *seconds > MAX_TIMER_SECS {
                     self.push(
                         format!("{path}.seconds"),
@@ -690,9 +736,12 @@ mod tests {
         let value = with_blocks(json!([{"id": "a", "kind": "command", "script": 42}]));
         let err = parse_draft(value).unwrap_err();
         assert_eq!(err.code(), "invalid_type");
-        // Inside a tagged block serde reports the block, and names the wrong type.
-        assert_eq!(err.errors[0].path, "blocks[0]");
+        assert_eq!(err.errors[0].path, "blocks[0].script");
         assert!(err.errors[0].message.contains("expected a string"), "{err}");
+        let nested = with_blocks(json!([{"id": "c", "kind": "conditional", "expr": "true",
+            "else": [{"id": "t", "kind": "timer", "seconds": "ten"}]}]));
+        let err = parse_draft(nested).unwrap_err();
+        assert_eq!(err.errors[0].path, "blocks[0].else[0].seconds");
         let missing = parse_draft(json!({"blocks": []})).unwrap_err();
         assert_eq!(missing.code(), "missing_field");
     }

@@ -32,6 +32,8 @@ enum Record {
         offset: u64,
         data: Vec<u8>,
     },
+    /// Answered once everything before it is stored.
+    Sync(oneshot::Sender<()>),
 }
 
 /// The run's side of the queue. Cheap to clone.
@@ -76,6 +78,13 @@ impl Recorder {
         let _ = stored.await;
     }
 
+    /// Waits until everything recorded so far is stored.
+    pub async fn sync(&self) {
+        let (done, stored) = oneshot::channel();
+        self.send(Record::Sync(done)).await;
+        let _ = stored.await;
+    }
+
     pub async fn step(&self, index: usize, step: &StepResult) {
         self.send(Record::Step {
             index,
@@ -101,6 +110,13 @@ async fn write(
     mut records: mpsc::Receiver<Record>,
 ) {
     while let Some(record) = records.recv().await {
+        let record = match record {
+            Record::Sync(done) => {
+                let _ = done.send(());
+                continue;
+            }
+            other => other,
+        };
         // A passing storage fault (a lock, a dropped connection) must not lose the record.
         let mut attempt = 0;
         loop {
@@ -144,5 +160,6 @@ async fn apply(
         }
         Record::Step { index, step } => sink.step(execution_id, *index, step).await,
         Record::Output { offset, data } => sink.output(execution_id, *offset, data).await,
+        Record::Sync(_) => Ok(()),
     }
 }

@@ -8,7 +8,7 @@ use crate::recorder::Recorder;
 use crate::{EngineInner, ExecutionEvent};
 use chrono::Utc;
 use nix::sys::signal::Signal;
-use runbook_domain::{Block, Execution, ExecutionStatus, Runbook, StepStatus};
+use runbook_domain::{Block, CommandBlock, Execution, ExecutionStatus, Runbook, StepStatus};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -70,7 +70,7 @@ impl Run {
             }
             match self.step(index, block).await {
                 StepEnd::Succeeded => {}
-                StepEnd::Failed if failure_continues(block) => {}
+                StepEnd::Failed if block.failure_continues() => {}
                 StepEnd::Failed => {
                     outcome = ExecutionStatus::Failed;
                     break;
@@ -163,12 +163,13 @@ impl Run {
         self.count_output(index, &block_id, &header).await;
 
         let end = match block {
-            Block::Instruction { text, confirm, .. } => {
-                self.instruction(index, &block_id, text, *confirm).await
+            Block::Instruction(instruction) => {
+                self.instruction(index, &block_id, &instruction.text, instruction.confirm)
+                    .await
             }
-            Block::Command { .. } => self.command(index, block).await,
-            Block::Timer { seconds, .. } => self.timer(index, &block_id, *seconds).await,
-            Block::ApiCall { .. } | Block::Conditional { .. } => {
+            Block::Command(command) => self.command(index, command).await,
+            Block::Timer(timer) => self.timer(index, &block_id, timer.seconds).await,
+            Block::ApiCall(_) | Block::Conditional(_) => {
                 self.fail_step(
                     index,
                     &block_id,
@@ -237,8 +238,9 @@ impl Run {
         if !confirm {
             return StepEnd::Succeeded;
         }
-        // What the person must confirm is stored before the run waits for them.
+        // What the person must confirm is stored before the run shows it waits for them.
         self.console.flush().await;
+        self.recorder.sync().await;
         let seen = self.requested.borrow_and_update().acknowledgements;
         self.set_step_status(index, StepStatus::Waiting).await;
         self.set_status(ExecutionStatus::Waiting, None, None).await;
@@ -303,8 +305,8 @@ impl Run {
         }
     }
 
-    async fn command(&mut self, index: usize, block: &Block) -> StepEnd {
-        let Block::Command {
+    async fn command(&mut self, index: usize, block: &CommandBlock) -> StepEnd {
+        let CommandBlock {
             id: block_id,
             script,
             shell,
@@ -313,10 +315,7 @@ impl Run {
             env,
             expect_exit_codes,
             ..
-        } = block
-        else {
-            unreachable!("command() is only called for command blocks");
-        };
+        } = block;
         let spec = CommandSpec {
             shell: *shell,
             script,
@@ -454,17 +453,4 @@ impl Run {
 fn now() -> chrono::DateTime<Utc> {
     use chrono::SubsecRound;
     Utc::now().trunc_subsecs(6)
-}
-
-fn failure_continues(block: &Block) -> bool {
-    matches!(
-        block,
-        Block::Command {
-            on_failure: runbook_domain::FailurePolicy::Continue,
-            ..
-        } | Block::ApiCall {
-            on_failure: runbook_domain::FailurePolicy::Continue,
-            ..
-        }
-    )
 }
