@@ -489,6 +489,19 @@ async fn openapi_document_lists_every_route() {
     }
 }
 
+/// GETs `url` with `key` and parses the JSON answer.
+async fn get_json(client: &reqwest::Client, url: String, key: &str) -> Value {
+    client
+        .get(url)
+        .header("x-api-key", key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Starts the real server on a free loopback port.
 async fn serve(app: &TestApp) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -546,15 +559,12 @@ async fn a_run_over_a_real_socket_streams_events_and_pages_output() {
     // Wait for the confirmation step, then acknowledge it.
     let mut waited = false;
     for _ in 0..100 {
-        let current: Value = client
-            .get(format!("{base}/executions/{execution_id}"))
-            .header("x-api-key", &app.admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let current: Value = get_json(
+            &client,
+            format!("{base}/executions/{execution_id}"),
+            &app.admin,
+        )
+        .await;
         if current["status"] == "waiting" {
             waited = true;
             break;
@@ -562,15 +572,12 @@ async fn a_run_over_a_real_socket_streams_events_and_pages_output() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(waited, "the run waits for the confirmation");
-    let waiting_output: Value = client
-        .get(format!("{base}/executions/{execution_id}/output"))
-        .header("x-api-key", &app.admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let waiting_output: Value = get_json(
+        &client,
+        format!("{base}/executions/{execution_id}/output"),
+        &app.admin,
+    )
+    .await;
     assert!(
         waiting_output["text"].as_str().unwrap().contains("go?"),
         "what is to be confirmed is stored while the run waits: {waiting_output}"
@@ -610,17 +617,12 @@ async fn a_run_over_a_real_socket_streams_events_and_pages_output() {
     let mut offset = 0;
     let mut text = String::new();
     loop {
-        let page: Value = client
-            .get(format!(
-                "{base}/executions/{execution_id}/output?offset={offset}&limit=3"
-            ))
-            .header("x-api-key", &app.admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: Value = get_json(
+            &client,
+            format!("{base}/executions/{execution_id}/output?offset={offset}&limit=3"),
+            &app.admin,
+        )
+        .await;
         text.push_str(page["text"].as_str().unwrap());
         let next = page["next_offset"].as_u64().unwrap();
         if page["complete"] == true || next == offset {
@@ -644,16 +646,11 @@ async fn a_run_over_a_real_socket_streams_events_and_pages_output() {
         .unwrap();
     assert_eq!(beyond.status(), 400);
 
-    let list: Value = client
-        .get(format!(
-            "{base}/executions?runbook_id={id}&status=succeeded"
-        ))
-        .header("x-api-key", &app.admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = get_json(
+        &client,
+        format!("{base}/executions?runbook_id={id}&status=succeeded"),
+        &app.admin,
+    )
+    .await;
     assert_eq!(list["total"], 1);
 }
