@@ -1,4 +1,4 @@
-// JSON shapes of the REST contract (/work/shared/API.md); the Tauri commands return the same.
+// JSON shapes of the REST contract (see API.md in the shared brief); the Tauri commands return the same.
 
 export type Shell = 'sh' | 'bash' | 'zsh'
 export type FailurePolicy = 'stop' | 'continue'
