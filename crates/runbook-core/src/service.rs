@@ -7,7 +7,7 @@ use rand::RngCore;
 use runbook_domain::validation::{parse_draft, parse_update};
 use runbook_domain::{
     Block, ControlAction, Execution, ExecutionStatus, OutputPage, ParamType, Role, Runbook,
-    RunbookSummary, StepResult, VersionInfo,
+    RunbookSummary, VersionInfo,
 };
 use runbook_engine::{ControlError, Engine, EngineConfig, ExecutionEvent};
 use runbook_store::{ApiKeyRecord, ExecutionFilter, RunbookFilter, Store};
@@ -425,23 +425,7 @@ impl Service {
             ));
         }
         let params = resolve_params(&runbook, request.params)?;
-        let execution = Execution {
-            id: Uuid::new_v4(),
-            runbook_id: runbook.id,
-            runbook_version: runbook.version,
-            runbook_name: runbook.draft.name.clone(),
-            status: ExecutionStatus::Queued,
-            params,
-            started_by: actor.name.clone(),
-            created_at: now(),
-            started_at: None,
-            finished_at: None,
-            steps: runbook
-                .all_blocks()
-                .into_iter()
-                .map(|b| StepResult::pending(b.id()))
-                .collect(),
-        };
+        let execution = Execution::queued(Uuid::new_v4(), &runbook, params, &actor.name, now());
         if self.engine.is_closing() {
             return Err(CoreError::InvalidState(
                 "the service is shutting down and starts no new runs".to_string(),

@@ -178,6 +178,36 @@ pub struct Execution {
     pub steps: Vec<StepResult>,
 }
 
+impl Execution {
+    /// A new run of `runbook` at its version, queued, with one pending step per block
+    /// (nested ones included, in document order).
+    pub fn queued(
+        id: Uuid,
+        runbook: &crate::Runbook,
+        params: serde_json::Map<String, serde_json::Value>,
+        started_by: impl Into<String>,
+        created_at: DateTime<Utc>,
+    ) -> Execution {
+        Execution {
+            id,
+            runbook_id: runbook.id,
+            runbook_version: runbook.version,
+            runbook_name: runbook.draft.name.clone(),
+            status: ExecutionStatus::Queued,
+            params,
+            started_by: started_by.into(),
+            created_at,
+            started_at: None,
+            finished_at: None,
+            steps: runbook
+                .all_blocks()
+                .into_iter()
+                .map(|block| StepResult::pending(block.id()))
+                .collect(),
+        }
+    }
+}
+
 /// A control request on a running execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -206,23 +206,13 @@ impl Harness {
             updated_at: now,
             updated_by: "tester".to_string(),
         };
-        let execution = Execution {
-            id: Uuid::new_v4(),
-            runbook_id: runbook.id,
-            runbook_version: 1,
-            runbook_name: runbook.draft.name.clone(),
-            status: ExecutionStatus::Queued,
-            params: serde_json::Map::new(),
-            started_by: "tester".to_string(),
-            created_at: now,
-            started_at: None,
-            finished_at: None,
-            steps: runbook
-                .all_blocks()
-                .into_iter()
-                .map(|b| StepResult::pending(b.id()))
-                .collect(),
-        };
+        let execution = Execution::queued(
+            Uuid::new_v4(),
+            &runbook,
+            serde_json::Map::new(),
+            "tester",
+            now,
+        );
         let sink = Arc::new(MemorySink {
             execution_id: execution.id,
             record: Mutex::new(Record::default()),

@@ -47,6 +47,41 @@ function FailureSelect({ value, onChange }: { value: FailurePolicy; onChange: (v
   )
 }
 
+function TimeoutField({ value, onChange }: { value: number | null; onChange: (v: number | null) => void }) {
+  return (
+    <Field label="Timeout (seconds)" className="w-sm">
+      {(id) => (
+        <input
+          id={id}
+          className="input"
+          type="number"
+          min={1}
+          value={value ?? ''}
+          placeholder="none"
+          onChange={(e) => onChange(numberOrNull(e.target.value))}
+        />
+      )}
+    </Field>
+  )
+}
+
+/** A monospace text input where an empty value means "not set" (null). */
+function OptionalTextField(props: { label: string; placeholder: string; value: string | null; onChange: (v: string | null) => void }) {
+  return (
+    <Field label={props.label}>
+      {(id) => (
+        <input
+          id={id}
+          className="input mono"
+          value={props.value ?? ''}
+          placeholder={props.placeholder}
+          onChange={(e) => props.onChange(e.target.value === '' ? null : e.target.value)}
+        />
+      )}
+    </Field>
+  )
+}
+
 export function CommandEditor({ block, onChange }: EditorProps<CommandBlock>) {
   return (
     <>
@@ -64,19 +99,7 @@ export function CommandEditor({ block, onChange }: EditorProps<CommandBlock>) {
             </select>
           )}
         </Field>
-        <Field label="Timeout (seconds)" className="w-sm">
-          {(id) => (
-            <input
-              id={id}
-              className="input"
-              type="number"
-              min={1}
-              value={block.timeout_secs ?? ''}
-              placeholder="none"
-              onChange={(e) => onChange({ ...block, timeout_secs: numberOrNull(e.target.value) })}
-            />
-          )}
-        </Field>
+        <TimeoutField value={block.timeout_secs ?? null} onChange={(timeout_secs) => onChange({ ...block, timeout_secs })} />
         <Field label="Expected exit codes" className="w-sm">
           {(id) => (
             <NumberListInput
@@ -86,17 +109,7 @@ export function CommandEditor({ block, onChange }: EditorProps<CommandBlock>) {
             />
           )}
         </Field>
-        <Field label="Working directory">
-          {(id) => (
-            <input
-              id={id}
-              className="input mono"
-              value={block.workdir ?? ''}
-              placeholder="(default)"
-              onChange={(e) => onChange({ ...block, workdir: e.target.value === '' ? null : e.target.value })}
-            />
-          )}
-        </Field>
+        <OptionalTextField label="Working directory" placeholder="(default)" value={block.workdir ?? null} onChange={(workdir) => onChange({ ...block, workdir })} />
         <FailureSelect value={block.on_failure ?? 'stop'} onChange={(on_failure) => onChange({ ...block, on_failure })} />
       </div>
     </>
@@ -153,30 +166,8 @@ export function ApiCallEditor({ block, onChange }: EditorProps<ApiCallBlock>) {
             <NumberListInput id={id} value={block.expect_status ?? [200]} onChange={(expect_status) => onChange({ ...block, expect_status })} />
           )}
         </Field>
-        <Field label="Timeout (seconds)" className="w-sm">
-          {(id) => (
-            <input
-              id={id}
-              className="input"
-              type="number"
-              min={1}
-              value={block.timeout_secs ?? ''}
-              placeholder="none"
-              onChange={(e) => onChange({ ...block, timeout_secs: numberOrNull(e.target.value) })}
-            />
-          )}
-        </Field>
-        <Field label="Credential">
-          {(id) => (
-            <input
-              id={id}
-              className="input mono"
-              value={block.credential ?? ''}
-              placeholder="(none)"
-              onChange={(e) => onChange({ ...block, credential: e.target.value === '' ? null : e.target.value })}
-            />
-          )}
-        </Field>
+        <TimeoutField value={block.timeout_secs ?? null} onChange={(timeout_secs) => onChange({ ...block, timeout_secs })} />
+        <OptionalTextField label="Credential" placeholder="(none)" value={block.credential ?? null} onChange={(credential) => onChange({ ...block, credential })} />
         <FailureSelect value={block.on_failure ?? 'stop'} onChange={(on_failure) => onChange({ ...block, on_failure })} />
       </div>
     </>
