@@ -13,8 +13,8 @@ export const keys = {
   versions: (id: string) => ['runbooks', 'versions', id] as const,
   version: (id: string, version: number) => ['runbooks', 'version', id, version] as const,
   executions: ['executions'] as const,
-  executionList: (runbookId: string | undefined, status: ExecutionStatus | undefined) =>
-    ['executions', 'list', runbookId ?? null, status ?? null] as const,
+  executionList: (filter: ExecutionFilter) =>
+    ['executions', 'list', filter.runbookId ?? null, filter.status ?? null, filter.limit, filter.offset ?? 0] as const,
   execution: (id: string) => ['executions', 'detail', id] as const,
 }
 
@@ -48,10 +48,20 @@ export function useVersion(id: string, version: number | null) {
   })
 }
 
-export function useExecutions(runbookId?: string, status?: ExecutionStatus) {
+/** Which runs to list, and which page of them. */
+export interface ExecutionFilter {
+  runbookId?: string
+  status?: ExecutionStatus
+  limit: number
+  offset?: number
+}
+
+export function useExecutions(filter: ExecutionFilter) {
+  const { runbookId, status, limit, offset = 0 } = filter
   return useQuery({
-    queryKey: keys.executionList(runbookId, status),
-    queryFn: () => call('list_executions', { runbookId, status, limit: 100 }),
+    queryKey: keys.executionList(filter),
+    queryFn: () => call('list_executions', { runbookId, status, limit, offset }),
+    placeholderData: keepPreviousData,
     refetchInterval: (query) =>
       query.state.data?.items.some((execution) => !isFinished(execution.status)) ? 2000 : false,
   })
@@ -117,6 +127,16 @@ export function useExecute(runbookId: string) {
   return useMutation({
     mutationFn: (body: ExecuteRequest) => call('execute_runbook', { id: runbookId, body }),
     // The 202 body may be a partial execution; the run view fetches the full one.
+    onSuccess: () => client.invalidateQueries({ queryKey: keys.executions }),
+  })
+}
+
+/** Starts a new run that continues a failed, stopped or interrupted one from its failed step. */
+export function useRetry(executionId: string) {
+  const client = useQueryClient()
+  return useMutation({
+    mutationFn: () => call('retry_execution', { id: executionId }),
+    // Like a start, the 202 body may be partial: the run view fetches the full one.
     onSuccess: () => client.invalidateQueries({ queryKey: keys.executions }),
   })
 }

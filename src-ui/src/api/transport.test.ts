@@ -70,6 +70,15 @@ describe('browser transport', () => {
     await expect(failure).rejects.toMatchObject({ code: 'version_conflict', status: 409, message: 'The runbook changed.' })
   })
 
+  it('retries a run with POST /executions/{id}/retry and an empty body', async () => {
+    fetchMock.mockResolvedValueOnce(jsonResponse(202, { id: 'e2', retry_of: 'e1' }))
+    await expect(call('retry_execution', { id: 'e1' })).resolves.toMatchObject({ id: 'e2', retry_of: 'e1' })
+    const [url, init] = fetchMock.mock.calls[0]
+    expect(url).toBe('executions/e1/retry')
+    expect(init?.method).toBe('POST')
+    expect(JSON.parse(String(init?.body))).toEqual({})
+  })
+
   it('treats an empty 204 as null', async () => {
     fetchMock.mockResolvedValueOnce(new Response(null, { status: 204 }))
     await expect(call('delete_runbook', { id: 'x' })).resolves.toBeNull()
@@ -81,6 +90,8 @@ describe('browser transport', () => {
         'event: output\ndata: {"type":"output","execution_id":"e1","block_id":"a","offset":0,"text":"hé',
         'llo\\n"}\n\nevent: output\ndata: {"type":"output","execution_id":"other","offset":0,"text":"x"}\n\n',
         'data: not json\n\n',
+        'event: countdown\ndata: {"type":"countdown","execution_id":"e1","block_id":"wait","remaining_ms":29000,"total_ms":30000,"paused":false}\n\n',
+        'event: countdown\ndata: {"type":"countdown","execution_id":"e1","block_id":"wait"}\n\n',
         'event: status\ndata: {"type":"status","execution_id":"e1","status":"succeeded"}\n\n',
       ]),
     )
@@ -95,6 +106,7 @@ describe('browser transport', () => {
     })
     expect(events).toEqual([
       { type: 'output', execution_id: 'e1', block_id: 'a', offset: 0, text: 'héllo\n' },
+      { type: 'countdown', execution_id: 'e1', block_id: 'wait', remaining_ms: 29000, total_ms: 30000, paused: false },
       { type: 'status', execution_id: 'e1', status: 'succeeded' },
     ])
     expect(fetchMock.mock.calls[0][0]).toBe('executions/e1/events')

@@ -40,6 +40,7 @@ export interface Commands {
   }
   read_output: { args: { id: string; offset: number; limit: number }; result: OutputPage }
   control_execution: { args: { id: string; action: ControlAction }; result: Execution }
+  retry_execution: { args: { id: string }; result: Execution }
   whoami: { args: Record<string, never>; result: Me }
 }
 export type CommandName = keyof Commands
@@ -86,6 +87,7 @@ const ROUTES: { [K in CommandName]: (args: Args<K>) => HttpRequest } = {
     path: `executions/${enc(a.id)}/control`,
     body: { action: a.action },
   }),
+  retry_execution: (a) => ({ method: 'POST', path: `executions/${enc(a.id)}/retry`, body: {} }),
   whoami: () => ({ method: 'GET', path: 'me' }),
 }
 
@@ -179,7 +181,7 @@ export interface EventSubscription {
   onError?: (error: ApiError) => void
 }
 
-const EVENT_TYPES = new Set(['step_started', 'output', 'step_finished', 'status'])
+const EVENT_TYPES = new Set(['step_started', 'output', 'step_finished', 'status', 'countdown'])
 
 /** Accepts an event payload only if it has the fields the UI relies on. */
 export function parseExecutionEvent(value: unknown): ExecutionEvent | null {
@@ -188,6 +190,12 @@ export function parseExecutionEvent(value: unknown): ExecutionEvent | null {
   if (typeof record.type !== 'string' || !EVENT_TYPES.has(record.type)) return null
   if (typeof record.execution_id !== 'string') return null
   if (record.type === 'output' && (typeof record.offset !== 'number' || typeof record.text !== 'string')) {
+    return null
+  }
+  if (
+    record.type === 'countdown' &&
+    (typeof record.block_id !== 'string' || typeof record.remaining_ms !== 'number' || typeof record.total_ms !== 'number')
+  ) {
     return null
   }
   return value as ExecutionEvent

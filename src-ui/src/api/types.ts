@@ -135,6 +135,17 @@ export type StepStatus =
   | 'skipped'
   | 'stopped'
 
+/** What an api_call step received (the body may be cut at the engine's limit). */
+export interface HttpResponseRecord {
+  status: number
+  headers: Record<string, string>
+  body: string
+  body_bytes: number
+  truncated: boolean
+}
+
+export type Branch = 'then' | 'else'
+
 export interface StepResult {
   block_id: string
   status: StepStatus
@@ -144,6 +155,13 @@ export interface StepResult {
   finished_at: string | null
   output_bytes: number
   error?: string | null
+  /** KEY=VALUE lines the step wrote to the file named by $RUNBOOK_OUTPUT. */
+  outputs?: Record<string, string>
+  /** The branch a conditional took. */
+  branch?: Branch | null
+  /** True when a retry copied this step's result from the run it retries. */
+  reused?: boolean
+  response?: HttpResponseRecord | null
 }
 
 export interface Execution {
@@ -158,6 +176,10 @@ export interface Execution {
   started_at: string | null
   finished_at: string | null
   steps: StepResult[]
+  /** The run this one retries, if it is a retry. */
+  retry_of?: string | null
+  /** The block the retry restarted from. */
+  retry_from?: string | null
 }
 
 export interface ExecuteRequest {
@@ -198,7 +220,23 @@ export type ExecutionEvent =
       duration_ms: number
     }
   | { type: 'status'; execution_id: string; status: ExecutionStatus }
+  | CountdownEvent
+
+/** A timer step's remaining time: sent when it starts, about every second, and on pause/resume. */
+export interface CountdownEvent {
+  type: 'countdown'
+  execution_id: string
+  block_id: string
+  remaining_ms: number
+  total_ms: number
+  paused: boolean
+}
 
 export function isFinished(status: ExecutionStatus): boolean {
   return status === 'succeeded' || status === 'failed' || status === 'stopped' || status === 'interrupted'
+}
+
+/** A run that ended without succeeding can be retried from its first unsuccessful step. */
+export function isRetryable(status: ExecutionStatus): boolean {
+  return status === 'failed' || status === 'stopped' || status === 'interrupted'
 }

@@ -1,16 +1,13 @@
 // All runs, filterable by status.
 
 import { useSearchParams } from 'react-router'
-import { useExecutions } from '../api/queries'
 import { EXECUTION_STATUSES, type ExecutionStatus } from '../api/types'
-import { ErrorBanner } from '../components/ErrorBanner'
-import { ExecutionTable } from './RunsTab'
+import { PagedRuns } from './RunsTab'
 
 export function ExecutionsPage() {
   const [params, setParams] = useSearchParams()
   const raw = params.get('status')
   const status = EXECUTION_STATUSES.find((s) => s === raw) as ExecutionStatus | undefined
-  const executions = useExecutions(undefined, status)
   return (
     <div className="page">
       <header className="page-header">
@@ -25,13 +22,7 @@ export function ExecutionsPage() {
           </select>
         </label>
       </header>
-      {executions.isError && <ErrorBanner error={executions.error} title="Could not load the runs" />}
-      {executions.data && executions.data.items.length === 0 && <div className="empty-card">No runs match.</div>}
-      {executions.data && executions.data.items.length > 0 && (
-        <div className="card card-flush">
-          <ExecutionTable executions={executions.data.items} showRunbook />
-        </div>
-      )}
+      <PagedRuns status={status} showRunbook emptyText="No runs match." />
     </div>
   )
 }

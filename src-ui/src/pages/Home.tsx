@@ -5,7 +5,7 @@ import { useExecutions } from '../api/queries'
 import { ExecutionTable } from './RunsTab'
 
 export function Home() {
-  const executions = useExecutions()
+  const executions = useExecutions({ limit: 10 })
   const recent = executions.data?.items.slice(0, 10) ?? []
   return (
     <div className="page">

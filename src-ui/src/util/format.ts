@@ -67,3 +67,8 @@ export function formatSeconds(total: number): string {
   const s = Math.floor(total % 60)
   return [h && `${h} h`, m && `${m} min`, s && `${s} s`].filter(Boolean).join(' ')
 }
+
+/** The first block of a UUID, enough to tell runs apart on screen. */
+export function shortId(id: string): string {
+  return id.slice(0, 8)
+}
