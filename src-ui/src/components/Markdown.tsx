@@ -17,13 +17,15 @@ interface MarkdownFieldProps {
   onChange: (value: string) => void
   placeholder?: string
   rows?: number
+  /** A problem with the text, shown under it. */
+  error?: string
 }
 
-export function MarkdownField({ label, value, onChange, placeholder, rows = 4 }: MarkdownFieldProps) {
+export function MarkdownField({ label, value, onChange, placeholder, rows = 4, error }: MarkdownFieldProps) {
   const [preview, setPreview] = useState(false)
   const id = useId()
   return (
-    <div className="field">
+    <div className={`field${error ? ' field-invalid' : ''}`}>
       <div className="field-label-row">
         <label htmlFor={id} className="field-label">
           {label}
@@ -50,6 +52,11 @@ export function MarkdownField({ label, value, onChange, placeholder, rows = 4 }:
           placeholder={placeholder}
           onChange={(e) => onChange(e.target.value)}
         />
+      )}
+      {error && (
+        <div className="field-error" role="alert">
+          {error}
+        </div>
       )}
     </div>
   )

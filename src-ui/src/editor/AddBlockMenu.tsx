@@ -14,7 +14,14 @@ const DESCRIPTIONS: Record<BlockKind, string> = {
   timer: 'Wait for a number of seconds',
 }
 
-export function AddBlockMenu({ onAdd }: { onAdd: (kind: BlockKind) => void }) {
+interface AddBlockMenuProps {
+  onAdd: (kind: BlockKind) => void
+  /** The button's accessible name when it is not the runbook's own "Add block". */
+  ariaLabel?: string
+  compact?: boolean
+}
+
+export function AddBlockMenu({ onAdd, ariaLabel, compact = false }: AddBlockMenuProps) {
   const [open, setOpen] = useState(false)
   const root = useRef<HTMLDivElement>(null)
 
@@ -34,7 +41,14 @@ export function AddBlockMenu({ onAdd }: { onAdd: (kind: BlockKind) => void }) {
 
   return (
     <div className="menu-anchor" ref={root}>
-      <button type="button" className="btn btn-secondary" aria-haspopup="menu" aria-expanded={open} onClick={() => setOpen(!open)}>
+      <button
+        type="button"
+        className={`btn ${compact ? 'btn-ghost btn-sm' : 'btn-secondary'}`}
+        aria-haspopup="menu"
+        aria-expanded={open}
+        aria-label={ariaLabel}
+        onClick={() => setOpen(!open)}
+      >
         <Plus size={16} aria-hidden /> Add block
       </button>
       {open && (

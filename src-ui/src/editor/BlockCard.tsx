@@ -1,40 +1,169 @@
-// One block of the editor: kind, editable id, reorder/delete buttons and the kind's inline editor.
+// A list of block cards (the runbook's own, or a conditional's branch) and the card of one block:
+// kind, editable id, drag handle, collapse, reorder/delete buttons and the kind's inline editor.
+// A conditional's card holds its branches as nested lists with the same controls.
 
-import { ArrowDown, ArrowUp, Trash2 } from 'lucide-react'
+import { ArrowDown, ArrowUp, ChevronDown, ChevronRight, GripVertical, Trash2 } from 'lucide-react'
+import { useState, type DragEvent } from 'react'
 import type { Block, FieldError } from '../api/types'
 import { KindIcon } from '../components/KindIcon'
+import { formatSeconds } from '../util/format'
+import { AddBlockMenu } from './AddBlockMenu'
 import { BlockBody } from './BlockEditors'
-import { BLOCK_LABELS, type EditorAction } from './draft'
+import { BLOCK_LABELS, blockPath, type EditorAction, type ListPath } from './draft'
+import { errorsAt, SHOWN_FIELDS } from './fieldErrors'
 
-interface BlockCardProps {
+/** Deepest list that may still hold blocks (the runbook's own list is depth 1). */
+export const MAX_DEPTH = 8
+
+interface SharedProps {
+  list: ListPath
+  /** Every server error of the last save; each card picks its own. */
+  errors: FieldError[]
+  /** How often each block id is used in the whole runbook. */
+  idCounts: Map<string, number>
+  dispatch: (action: EditorAction) => void
+  depth: number
+}
+
+interface BlockListProps extends SharedProps {
+  blocks: Block[]
+  /** What the add button is called inside a branch, e.g. "Add block to then of check". */
+  addLabel?: string
+  emptyText?: string
+}
+
+/** The block being dragged, if any: only drops into the same list reorder. */
+let dragged: { listKey: string; index: number } | null = null
+
+export function BlockList({ blocks, addLabel, emptyText, ...shared }: BlockListProps) {
+  const { list, dispatch, depth } = shared
+  const nested = list.length > 0
+  return (
+    <div className={nested ? 'block-list-nested' : undefined}>
+      {blocks.length === 0 && emptyText && <div className={nested ? 'branch-empty' : 'empty-card'}>{emptyText}</div>}
+      {blocks.length > 0 && (
+        <ol className="block-list">
+          {blocks.map((block, index) => (
+            <li key={index}>
+              <BlockCard block={block} index={index} count={blocks.length} {...shared} />
+            </li>
+          ))}
+        </ol>
+      )}
+      {depth <= MAX_DEPTH && (
+        <div className={nested ? 'add-block-row add-block-row-nested' : 'add-block-row'}>
+          <AddBlockMenu ariaLabel={addLabel} compact={nested} onAdd={(kind) => dispatch({ type: 'add_block', kind, list })} />
+        </div>
+      )}
+    </div>
+  )
+}
+
+interface BlockCardProps extends SharedProps {
   block: Block
   index: number
   count: number
-  duplicateId: boolean
-  errors: FieldError[]
-  dispatch: (action: EditorAction) => void
 }
 
-export function BlockCard({ block, index, count, duplicateId, errors, dispatch }: BlockCardProps) {
+/** One line saying what a collapsed block does. */
+function summary(block: Block): string {
+  const firstLine = (text: string) => text.split('\n').find((line) => line.trim() !== '')?.trim() ?? ''
+  switch (block.kind) {
+    case 'instruction':
+      return firstLine(block.text) || 'No text'
+    case 'command':
+      return firstLine(block.script) || 'Empty script'
+    case 'api_call':
+      return `${block.method} ${block.url}`
+    case 'conditional':
+      return `if ${block.expr || '…'} · then ${block.then?.length ?? 0}, else ${block.else?.length ?? 0} blocks`
+    case 'timer':
+      return `wait ${formatSeconds(block.seconds)}`
+  }
+}
+
+export function BlockCard({ block, index, count, ...shared }: BlockCardProps) {
+  const { list, errors, idCounts, dispatch, depth } = shared
+  const [collapsed, setCollapsed] = useState(false)
+  const [dragArmed, setDragArmed] = useState(false)
+  const [dropTarget, setDropTarget] = useState(false)
   const label = BLOCK_LABELS[block.kind] ?? block.kind
-  const invalid = errors.length > 0 || duplicateId
+  const prefix = blockPath(list, index)
+  const mine = errorsAt(errors, prefix)
+  const shown = SHOWN_FIELDS[block.kind]
+  const cardErrors = [...mine.card, ...[...mine.fields].filter(([field]) => !shown?.has(field)).flatMap(([, list]) => list)]
+  const duplicateId = (idCounts.get(block.id) ?? 0) > 1
+  const invalid = cardErrors.length > 0 || duplicateId || mine.fields.size > 0
+  const listKey = JSON.stringify(list)
+
+  const onDragStart = (e: DragEvent) => {
+    dragged = { listKey, index }
+    e.dataTransfer.effectAllowed = 'move'
+    e.dataTransfer.setData('text/plain', block.id)
+    e.stopPropagation()
+  }
+  const canDrop = () => dragged !== null && dragged.listKey === listKey && dragged.index !== index
+  const onDragOver = (e: DragEvent) => {
+    if (!canDrop()) return
+    e.preventDefault()
+    e.stopPropagation()
+    setDropTarget(true)
+  }
+  const onDrop = (e: DragEvent) => {
+    setDropTarget(false)
+    if (!canDrop() || !dragged) return
+    e.preventDefault()
+    e.stopPropagation()
+    dispatch({ type: 'reorder_block', from: dragged.index, to: index, list })
+    dragged = null
+  }
+
   return (
     <section
-      className={`card block-card${invalid ? ' block-card-invalid' : ''}`}
+      className={`card block-card${invalid ? ' block-card-invalid' : ''}${dropTarget ? ' block-card-drop' : ''}${depth > 1 ? ' block-card-nested' : ''}`}
       aria-label={`${label} block ${block.id}`}
       data-testid={`block-${block.id}`}
+      draggable={dragArmed}
+      onDragStart={onDragStart}
+      onDragEnd={() => {
+        dragged = null
+        setDragArmed(false)
+      }}
+      onDragOver={onDragOver}
+      onDragLeave={() => setDropTarget(false)}
+      onDrop={onDrop}
     >
       <header className="block-header">
+        <span
+          className="drag-handle"
+          title="Drag to reorder"
+          aria-hidden
+          onMouseDown={() => setDragArmed(true)}
+          onMouseUp={() => setDragArmed(false)}
+        >
+          <GripVertical size={14} />
+        </span>
+        <button
+          type="button"
+          className="icon-btn icon-btn-sm"
+          aria-label={collapsed ? 'Expand block' : 'Collapse block'}
+          aria-expanded={!collapsed}
+          title={collapsed ? 'Expand' : 'Collapse'}
+          onClick={() => setCollapsed(!collapsed)}
+        >
+          {collapsed ? <ChevronRight size={15} /> : <ChevronDown size={15} />}
+        </button>
         <span className="block-index">{index + 1}</span>
         <KindIcon kind={block.kind} />
         <span className="block-kind">{label}</span>
         <input
-          className={`input input-id mono${duplicateId ? ' input-invalid' : ''}`}
+          className={`input input-id mono${duplicateId || mine.card.length > 0 ? ' input-invalid' : ''}`}
           aria-label="Block id"
           value={block.id}
           spellCheck={false}
-          onChange={(e) => dispatch({ type: 'update_block', index, block: { ...block, id: e.target.value } })}
+          onChange={(e) => dispatch({ type: 'update_block', index, list, block: { ...block, id: e.target.value } })}
         />
+        {collapsed && <span className="block-summary">{summary(block)}</span>}
         <span className="spacer" />
         <button
           type="button"
@@ -42,7 +171,7 @@ export function BlockCard({ block, index, count, duplicateId, errors, dispatch }
           aria-label="Move up"
           title="Move up"
           disabled={index === 0}
-          onClick={() => dispatch({ type: 'move_block', index, delta: -1 })}
+          onClick={() => dispatch({ type: 'move_block', index, delta: -1, list })}
         >
           <ArrowUp size={16} />
         </button>
@@ -52,7 +181,7 @@ export function BlockCard({ block, index, count, duplicateId, errors, dispatch }
           aria-label="Move down"
           title="Move down"
           disabled={index === count - 1}
-          onClick={() => dispatch({ type: 'move_block', index, delta: 1 })}
+          onClick={() => dispatch({ type: 'move_block', index, delta: 1, list })}
         >
           <ArrowDown size={16} />
         </button>
@@ -61,22 +190,40 @@ export function BlockCard({ block, index, count, duplicateId, errors, dispatch }
           className="icon-btn icon-btn-danger"
           aria-label="Delete block"
           title="Delete block"
-          onClick={() => dispatch({ type: 'delete_block', index })}
+          onClick={() => dispatch({ type: 'delete_block', index, list })}
         >
           <Trash2 size={16} />
         </button>
       </header>
-      {(duplicateId || errors.length > 0) && (
+      {(duplicateId || cardErrors.length > 0) && (
         <ul className="block-errors" role="alert">
           {duplicateId && <li>Another block already uses the id “{block.id}”.</li>}
-          {errors.map((error, i) => (
+          {cardErrors.map((error, i) => (
             <li key={i}>{error.message}</li>
           ))}
         </ul>
       )}
-      <div className="block-body">
-        <BlockBody block={block} onChange={(next) => dispatch({ type: 'update_block', index, block: next })} />
-      </div>
+      {!collapsed && (
+        <div className="block-body">
+          <BlockBody
+            block={block}
+            errors={mine.fields}
+            onChange={(next) => dispatch({ type: 'update_block', index, list, block: next })}
+            renderBranch={(branch) =>
+              block.kind === 'conditional' && (
+                <BlockList
+                  {...shared}
+                  blocks={block[branch] ?? []}
+                  list={[...list, { index, branch }]}
+                  depth={depth + 1}
+                  addLabel={`Add block to ${branch} of ${block.id}`}
+                  emptyText={branch === 'then' ? 'Nothing runs when the expression is true.' : 'Nothing runs otherwise.'}
+                />
+              )
+            }
+          />
+        </div>
+      )}
     </section>
   )
 }

@@ -1,22 +1,41 @@
-// The inline editor of each block kind.
+// The inline editor of each block kind. Each editor shows the server's errors on the field they
+// name; a conditional's branches are rendered by the card (`renderBranch`), since they hold cards.
 
-import type { ApiCallBlock, Block, CommandBlock, ConditionalBlock, FailurePolicy, HttpMethod, InstructionBlock, Shell, TimerBlock } from '../api/types'
+import type { ReactNode } from 'react'
+import type {
+  ApiCallBlock,
+  Block,
+  Branch,
+  CommandBlock,
+  ConditionalBlock,
+  FailurePolicy,
+  FieldError,
+  HttpMethod,
+  InstructionBlock,
+  Shell,
+  TimerBlock,
+} from '../api/types'
 import { Field } from '../components/Field'
-import { KindIcon } from '../components/KindIcon'
-import { HeadersInput, NumberListInput } from '../components/ListInput'
+import { KeyValueEditor } from '../components/KeyValueEditor'
+import { NumberListInput } from '../components/ListInput'
 import { MarkdownField } from '../components/Markdown'
 import { formatSeconds } from '../util/format'
 import { numberOrNull } from '../util/lists'
-import { BLOCK_LABELS } from './draft'
 import { expressionProblem } from './expression'
+import { fieldMessage } from './fieldErrors'
 import { ScriptEditor } from './ScriptEditor'
 
 interface EditorProps<B extends Block> {
   block: B
   onChange: (block: B) => void
+  /** Server errors by field name. */
+  errors: Map<string, FieldError[]>
 }
 
-export function InstructionEditor({ block, onChange }: EditorProps<InstructionBlock>) {
+/** Environment variable names a shell accepts. */
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
+
+export function InstructionEditor({ block, onChange, errors }: EditorProps<InstructionBlock>) {
   return (
     <>
       <MarkdownField
@@ -24,6 +43,7 @@ export function InstructionEditor({ block, onChange }: EditorProps<InstructionBl
         value={block.text}
         rows={4}
         placeholder="## What to check&#10;Explain the step in markdown."
+        error={fieldMessage(errors, 'text')}
         onChange={(text) => onChange({ ...block, text })}
       />
       <label className="checkbox">
@@ -34,9 +54,9 @@ export function InstructionEditor({ block, onChange }: EditorProps<InstructionBl
   )
 }
 
-function FailureSelect({ value, onChange }: { value: FailurePolicy; onChange: (v: FailurePolicy) => void }) {
+function FailureSelect({ value, onChange, error }: { value: FailurePolicy; onChange: (v: FailurePolicy) => void; error?: string }) {
   return (
-    <Field label="On failure">
+    <Field label="On failure" error={error}>
       {(id) => (
         <select id={id} className="input" value={value} onChange={(e) => onChange(e.target.value as FailurePolicy)}>
           <option value="stop">Stop the run</option>
@@ -47,9 +67,9 @@ function FailureSelect({ value, onChange }: { value: FailurePolicy; onChange: (v
   )
 }
 
-function TimeoutField({ value, onChange }: { value: number | null; onChange: (v: number | null) => void }) {
+function TimeoutField({ value, onChange, error }: { value: number | null; onChange: (v: number | null) => void; error?: string }) {
   return (
-    <Field label="Timeout (seconds)" className="w-sm">
+    <Field label="Timeout (seconds)" className="w-sm" error={error}>
       {(id) => (
         <input
           id={id}
@@ -66,15 +86,23 @@ function TimeoutField({ value, onChange }: { value: number | null; onChange: (v:
 }
 
 /** A monospace text input where an empty value means "not set" (null). */
-function OptionalTextField(props: { label: string; placeholder: string; value: string | null; onChange: (v: string | null) => void }) {
+function OptionalTextField(props: {
+  label: string
+  placeholder: string
+  value: string | null
+  onChange: (v: string | null) => void
+  error?: string
+  className?: string
+}) {
   return (
-    <Field label={props.label}>
+    <Field label={props.label} error={props.error} className={props.className}>
       {(id) => (
         <input
           id={id}
           className="input mono"
           value={props.value ?? ''}
           placeholder={props.placeholder}
+          spellCheck={false}
           onChange={(e) => props.onChange(e.target.value === '' ? null : e.target.value)}
         />
       )}
@@ -82,15 +110,34 @@ function OptionalTextField(props: { label: string; placeholder: string; value: s
   )
 }
 
-export function CommandEditor({ block, onChange }: EditorProps<CommandBlock>) {
+function ScriptHint() {
   return (
     <>
-      <div className="field">
+      <code>{'{{ params.x }}'}</code> and <code>{'{{ steps.id.outputs.KEY }}'}</code> are shell-quoted automatically;{' '}
+      <code>{'{{ x | safe }}'}</code> inserts the raw text. To publish outputs, write <code>KEY=VALUE</code> lines to the
+      file named by <code>$RUNBOOK_OUTPUT</code>.
+    </>
+  )
+}
+
+export function CommandEditor({ block, onChange, errors }: EditorProps<CommandBlock>) {
+  const scriptError = fieldMessage(errors, 'script')
+  return (
+    <>
+      <div className={`field${scriptError ? ' field-invalid' : ''}`}>
         <span className="field-label">Script</span>
         <ScriptEditor label="Script" value={block.script} onChange={(script) => onChange({ ...block, script })} />
+        {scriptError && (
+          <div className="field-error" role="alert">
+            {scriptError}
+          </div>
+        )}
+        <div className="field-hint">
+          <ScriptHint />
+        </div>
       </div>
       <div className="field-row">
-        <Field label="Shell" className="w-sm">
+        <Field label="Shell" className="w-xs" error={fieldMessage(errors, 'shell')}>
           {(id) => (
             <select id={id} className="input" value={block.shell} onChange={(e) => onChange({ ...block, shell: e.target.value as Shell })}>
               <option value="sh">sh</option>
@@ -99,8 +146,12 @@ export function CommandEditor({ block, onChange }: EditorProps<CommandBlock>) {
             </select>
           )}
         </Field>
-        <TimeoutField value={block.timeout_secs ?? null} onChange={(timeout_secs) => onChange({ ...block, timeout_secs })} />
-        <Field label="Expected exit codes" className="w-sm">
+        <TimeoutField
+          value={block.timeout_secs ?? null}
+          error={fieldMessage(errors, 'timeout_secs')}
+          onChange={(timeout_secs) => onChange({ ...block, timeout_secs })}
+        />
+        <Field label="Expected exit codes" className="w-sm" error={fieldMessage(errors, 'expect_exit_codes')}>
           {(id) => (
             <NumberListInput
               id={id}
@@ -109,21 +160,75 @@ export function CommandEditor({ block, onChange }: EditorProps<CommandBlock>) {
             />
           )}
         </Field>
-        <OptionalTextField label="Working directory" placeholder="(default)" value={block.workdir ?? null} onChange={(workdir) => onChange({ ...block, workdir })} />
-        <FailureSelect value={block.on_failure ?? 'stop'} onChange={(on_failure) => onChange({ ...block, on_failure })} />
+        <FailureSelect
+          value={block.on_failure ?? 'stop'}
+          error={fieldMessage(errors, 'on_failure')}
+          onChange={(on_failure) => onChange({ ...block, on_failure })}
+        />
+        <OptionalTextField
+          label="Working directory"
+          placeholder="(default)"
+          className="grow"
+          value={block.workdir ?? null}
+          error={fieldMessage(errors, 'workdir')}
+          onChange={(workdir) => onChange({ ...block, workdir })}
+        />
+      </div>
+      <div className="field-columns">
+        <GroupField label="Environment" error={fieldMessage(errors, 'env')} hint="Variables set for the script; values may use templates.">
+          <KeyValueEditor
+            noun="Variable"
+            value={block.env ?? {}}
+            keyPattern={ENV_NAME}
+            keyPlaceholder="NAME"
+            valuePlaceholder="value"
+            onChange={(env) => onChange({ ...block, env })}
+          />
+        </GroupField>
+        <GroupField
+          label="Secrets"
+          error={fieldMessage(errors, 'secrets')}
+          hint="Environment variable ← credential name. Decrypted only at run time and masked in the output."
+        >
+          <KeyValueEditor
+            noun="Secret"
+            value={block.secrets ?? {}}
+            keyPattern={ENV_NAME}
+            keyPlaceholder="ENV_NAME"
+            valuePlaceholder="credential name"
+            onChange={(secrets) => onChange({ ...block, secrets })}
+          />
+        </GroupField>
       </div>
     </>
   )
 }
 
-const METHODS: HttpMethod[] = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS']
+/** A labelled group of controls that has no single input to tie the label to. */
+function GroupField({ label, hint, error, children }: { label: string; hint?: ReactNode; error?: string; children: ReactNode }) {
+  return (
+    <div className={`field${error ? ' field-invalid' : ''}`} role="group" aria-label={label}>
+      <span className="field-label">{label}</span>
+      {children}
+      {error && (
+        <div className="field-error" role="alert">
+          {error}
+        </div>
+      )}
+      {hint && <div className="field-hint">{hint}</div>}
+    </div>
+  )
+}
 
-export function ApiCallEditor({ block, onChange }: EditorProps<ApiCallBlock>) {
-  const hasBody = block.method !== 'GET' && block.method !== 'HEAD'
+const METHODS: HttpMethod[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']
+
+export function ApiCallEditor({ block, onChange, errors }: EditorProps<ApiCallBlock>) {
+  const bodyless = block.method === 'GET' || block.method === 'HEAD'
+  const bodyError = fieldMessage(errors, 'body')
   return (
     <>
       <div className="request-line">
-        <Field label="Method" className="w-xs">
+        <Field label="Method" className="w-xs" error={fieldMessage(errors, 'method')}>
           {(id) => (
             <select id={id} className="input method" value={block.method} onChange={(e) => onChange({ ...block, method: e.target.value as HttpMethod })}>
               {METHODS.map((method) => (
@@ -132,94 +237,128 @@ export function ApiCallEditor({ block, onChange }: EditorProps<ApiCallBlock>) {
             </select>
           )}
         </Field>
-        <Field label="URL" className="grow">
+        <Field label="URL" className="grow" error={fieldMessage(errors, 'url')}>
           {(id) => (
             <input
               id={id}
               className="input mono"
               value={block.url}
               placeholder="https://api.example.com/health"
+              spellCheck={false}
               onChange={(e) => onChange({ ...block, url: e.target.value })}
             />
           )}
         </Field>
       </div>
-      <Field label="Headers" hint="One per line, as Name: value">
-        {(id) => <HeadersInput id={id} value={block.headers ?? {}} onChange={(headers) => onChange({ ...block, headers })} />}
-      </Field>
-      {hasBody && (
-        <Field label="Body">
+      <GroupField label="Headers" error={fieldMessage(errors, 'headers')}>
+        <KeyValueEditor
+          noun="Header"
+          value={block.headers ?? {}}
+          keyPlaceholder="Accept"
+          valuePlaceholder="application/json"
+          onChange={(headers) => onChange({ ...block, headers })}
+        />
+      </GroupField>
+      {(!bodyless || block.body !== null || bodyError) && (
+        <Field label="Body" error={bodyError} hint={bodyless ? `${block.method} requests usually have no body.` : 'Sent as is; may use templates.'}>
           {(id) => (
             <textarea
               id={id}
               className="input textarea mono"
               rows={3}
               value={block.body ?? ''}
+              placeholder='{"service": "{{ params.service }}"}'
+              spellCheck={false}
               onChange={(e) => onChange({ ...block, body: e.target.value === '' ? null : e.target.value })}
             />
           )}
         </Field>
       )}
       <div className="field-row">
-        <Field label="Expected status" className="w-sm">
+        <Field label="Expected status" className="w-sm" error={fieldMessage(errors, 'expect_status')}>
           {(id) => (
             <NumberListInput id={id} value={block.expect_status ?? [200]} onChange={(expect_status) => onChange({ ...block, expect_status })} />
           )}
         </Field>
-        <TimeoutField value={block.timeout_secs ?? null} onChange={(timeout_secs) => onChange({ ...block, timeout_secs })} />
-        <OptionalTextField label="Credential" placeholder="(none)" value={block.credential ?? null} onChange={(credential) => onChange({ ...block, credential })} />
-        <FailureSelect value={block.on_failure ?? 'stop'} onChange={(on_failure) => onChange({ ...block, on_failure })} />
+        <TimeoutField
+          value={block.timeout_secs ?? null}
+          error={fieldMessage(errors, 'timeout_secs')}
+          onChange={(timeout_secs) => onChange({ ...block, timeout_secs })}
+        />
+        <OptionalTextField
+          label="Credential"
+          placeholder="(none)"
+          value={block.credential ?? null}
+          error={fieldMessage(errors, 'credential')}
+          onChange={(credential) => onChange({ ...block, credential })}
+        />
+        <FailureSelect
+          value={block.on_failure ?? 'stop'}
+          error={fieldMessage(errors, 'on_failure')}
+          onChange={(on_failure) => onChange({ ...block, on_failure })}
+        />
       </div>
     </>
   )
 }
 
-function BranchSummary({ label, blocks }: { label: string; blocks: Block[] }) {
+function ExpressionHint() {
   return (
-    <div className="branch">
-      <span className="branch-label">{label}</span>
-      {blocks.length === 0 ? (
-        <span className="muted">no blocks</span>
-      ) : (
-        blocks.map((child) => (
-          <span key={child.id} className="chip chip-block" title={BLOCK_LABELS[child.kind]}>
-            <KindIcon kind={child.kind} size={12} />
-            {child.id}
-          </span>
-        ))
-      )}
-    </div>
+    <>
+      A CEL expression over <code>params.&lt;name&gt;</code> and{' '}
+      <code>steps.&lt;id&gt;.exit_code|stdout|stderr|status|json|duration_ms|outputs.&lt;key&gt;</code>, e.g.{' '}
+      <code>steps.health.status == 200 &amp;&amp; params.env == "prod"</code>
+    </>
   )
 }
 
-export function ConditionalEditor({ block, onChange }: EditorProps<ConditionalBlock>) {
+interface ConditionalEditorProps extends EditorProps<ConditionalBlock> {
+  renderBranch: (branch: Branch) => ReactNode
+}
+
+export function ConditionalEditor({ block, onChange, errors, renderBranch }: ConditionalEditorProps) {
+  const serverError = fieldMessage(errors, 'expr')
   const problem = expressionProblem(block.expr)
+  const error = serverError ?? problem ?? undefined
   return (
     <>
-      <Field label="Expression" hint={problem ?? 'Uses params.* and earlier steps.*'}>
+      <Field label="Expression" error={error} hint={<ExpressionHint />}>
         {(id) => (
           <input
             id={id}
-            className={`input mono${problem ? ' input-invalid' : ''}`}
+            className={`input mono${error ? ' input-invalid' : ''}`}
             value={block.expr}
-            aria-invalid={problem !== null}
+            aria-invalid={error !== undefined}
             placeholder="steps.health.status == 200"
+            spellCheck={false}
             onChange={(e) => onChange({ ...block, expr: e.target.value })}
           />
         )}
       </Field>
       <div className="branches">
-        <BranchSummary label="then" blocks={block.then ?? []} />
-        <BranchSummary label="else" blocks={block.else ?? []} />
+        {(['then', 'else'] as const).map((branch) => (
+          <div key={branch} className={`branch branch-${branch}`} role="group" aria-label={`${branch} branch of ${block.id}`}>
+            <div className="branch-label">
+              {branch === 'then' ? 'Then' : 'Else'}
+              <span className="branch-note">{branch === 'then' ? 'when the expression is true' : 'otherwise'}</span>
+            </div>
+            {fieldMessage(errors, branch) && (
+              <div className="field-error" role="alert">
+                {fieldMessage(errors, branch)}
+              </div>
+            )}
+            {renderBranch(branch)}
+          </div>
+        ))}
       </div>
     </>
   )
 }
 
-export function TimerEditor({ block, onChange }: EditorProps<TimerBlock>) {
+export function TimerEditor({ block, onChange, errors }: EditorProps<TimerBlock>) {
   return (
     <div className="field-row">
-      <Field label="Seconds" className="w-sm" hint={`Waits ${formatSeconds(block.seconds)}`}>
+      <Field label="Seconds" className="w-sm" error={fieldMessage(errors, 'seconds')} hint={`Waits ${formatSeconds(block.seconds)}; pausing the run freezes it.`}>
         {(id) => (
           <input
             id={id}
@@ -235,17 +374,21 @@ export function TimerEditor({ block, onChange }: EditorProps<TimerBlock>) {
   )
 }
 
-export function BlockBody({ block, onChange }: EditorProps<Block>) {
+interface BlockBodyProps extends EditorProps<Block> {
+  renderBranch: (branch: Branch) => ReactNode
+}
+
+export function BlockBody({ block, onChange, errors, renderBranch }: BlockBodyProps) {
   switch (block.kind) {
     case 'instruction':
-      return <InstructionEditor block={block} onChange={onChange} />
+      return <InstructionEditor block={block} onChange={onChange} errors={errors} />
     case 'command':
-      return <CommandEditor block={block} onChange={onChange} />
+      return <CommandEditor block={block} onChange={onChange} errors={errors} />
     case 'api_call':
-      return <ApiCallEditor block={block} onChange={onChange} />
+      return <ApiCallEditor block={block} onChange={onChange} errors={errors} />
     case 'conditional':
-      return <ConditionalEditor block={block} onChange={onChange} />
+      return <ConditionalEditor block={block} onChange={onChange} errors={errors} renderBranch={renderBranch} />
     case 'timer':
-      return <TimerEditor block={block} onChange={onChange} />
+      return <TimerEditor block={block} onChange={onChange} errors={errors} />
   }
 }

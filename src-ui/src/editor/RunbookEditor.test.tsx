@@ -1,6 +1,6 @@
 import { render, screen, within } from '@testing-library/react'
 import userEvent from '@testing-library/user-event'
-import { useReducer } from 'react'
+import { useEffect, useReducer } from 'react'
 import { describe, expect, it, vi } from 'vitest'
 import { ApiError } from '../api/errors'
 import type { Runbook } from '../api/types'
@@ -20,8 +20,27 @@ const saved: Runbook = {
   updated_by: 'alice',
 }
 
-function Harness({ saveError = null, onSave = () => {} }: { saveError?: ApiError | null; onSave?: () => void }) {
-  const [state, dispatch] = useReducer(editorReducer, saved, initEditor)
+const branchy: Runbook = {
+  ...saved,
+  blocks: [
+    { id: 'check', kind: 'command', script: 'curl -fsS localhost/health', shell: 'sh', host: 'local', timeout_secs: 30, workdir: null, env: {}, expect_exit_codes: [0], on_failure: 'stop', secrets: {} },
+    {
+      id: 'branch',
+      kind: 'conditional',
+      expr: 'steps.check.exit_code == 0',
+      then: [{ id: 'wait', kind: 'timer', seconds: 30 }],
+      else: [],
+    },
+  ],
+}
+
+let lastState: ReturnType<typeof initEditor> | null = null
+
+function Harness({ saveError = null, onSave = () => {}, runbook = saved }: { saveError?: ApiError | null; onSave?: () => void; runbook?: Runbook }) {
+  const [state, dispatch] = useReducer(editorReducer, runbook, initEditor)
+  useEffect(() => {
+    lastState = state
+  }, [state])
   return (
     <RunbookEditor
       state={state}
@@ -86,6 +105,63 @@ describe('RunbookEditor', () => {
     expect(banner).toHaveTextContent('blocks[0].id')
     const card = screen.getByRole('region', { name: 'Instruction block intro' })
     expect(within(card).getByRole('alert')).toHaveTextContent('a block id is 1 to 64 letters')
+  })
+
+  it('edits a conditional\'s branches inline: add, change and reorder nested blocks', async () => {
+    const user = userEvent.setup()
+    render(<Harness runbook={branchy} />)
+    const thenBranch = screen.getByRole('group', { name: 'then branch of branch' })
+    const wait = within(thenBranch).getByRole('region', { name: 'Timer block wait' })
+    const seconds = within(wait).getByLabelText('Seconds')
+    await user.clear(seconds)
+    await user.type(seconds, '45')
+
+    await user.click(within(thenBranch).getByRole('button', { name: 'Add block to then of branch' }))
+    await user.click(screen.getByRole('menuitem', { name: /Command/ }))
+    const added = within(thenBranch).getByRole('region', { name: 'Command block step-4' })
+    await user.click(within(added).getByRole('button', { name: 'Move up' }))
+
+    const elseBranch = screen.getByRole('group', { name: 'else branch of branch' })
+    expect(within(elseBranch).getByText('Nothing runs otherwise.')).toBeInTheDocument()
+    await user.click(within(elseBranch).getByRole('button', { name: 'Add block to else of branch' }))
+    await user.click(screen.getByRole('menuitem', { name: /Instruction/ }))
+
+    const conditional = lastState?.draft.blocks[1]
+    expect(conditional?.kind === 'conditional' && conditional.then.map((b) => b.id)).toEqual(['step-4', 'wait'])
+    expect(conditional?.kind === 'conditional' && conditional.then[1]).toEqual({ id: 'wait', kind: 'timer', seconds: 45 })
+    expect(conditional?.kind === 'conditional' && conditional.else.map((b) => b.kind)).toEqual(['instruction'])
+    expect(screen.getByText('Unsaved changes')).toBeInTheDocument()
+  })
+
+  it('edits a command\'s environment and secrets as name/value rows', async () => {
+    const user = userEvent.setup()
+    render(<Harness runbook={branchy} />)
+    const card = screen.getByRole('region', { name: 'Command block check' })
+    const secrets = within(card).getByRole('group', { name: 'Secrets' })
+    await user.click(within(secrets).getByRole('button', { name: 'Add secret' }))
+    await user.type(within(secrets).getByLabelText('Secret 1 name'), 'TOKEN')
+    await user.type(within(secrets).getByLabelText('Secret 1 value'), 'payments-token')
+    const env = within(card).getByRole('group', { name: 'Environment' })
+    await user.click(within(env).getByRole('button', { name: 'Add variable' }))
+    await user.type(within(env).getByLabelText('Variable 1 name'), '1BAD')
+    expect(within(env).getByLabelText('Variable 1 name')).toHaveAttribute('aria-invalid', 'true')
+    const check = lastState?.draft.blocks[0]
+    expect(check?.kind === 'command' && check.secrets).toEqual({ TOKEN: 'payments-token' })
+    expect(within(card).getByText(/RUNBOOK_OUTPUT/)).toBeInTheDocument()
+  })
+
+  it('shows a server error on the nested field it names', () => {
+    const error = new ApiError('validation_failed', 'The runbook is invalid.', 422, [
+      { path: 'blocks[1].expr', code: 'invalid_expression', message: '1:22: expected an operand' },
+      { path: 'blocks[1].then[0].seconds', code: 'out_of_range', message: 'a timer waits 1 s to 24 h' },
+    ])
+    render(<Harness runbook={branchy} saveError={error} />)
+    const conditional = screen.getByRole('region', { name: 'Conditional block branch' })
+    const expr = within(conditional).getByLabelText('Expression')
+    expect(expr.closest('.field')).toHaveTextContent('1:22: expected an operand')
+    const wait = within(conditional).getByRole('region', { name: 'Timer block wait' })
+    expect(within(wait).getByRole('alert')).toHaveTextContent('a timer waits 1 s to 24 h')
+    expect(within(screen.getByRole('region', { name: 'Command block check' })).queryByRole('alert')).toBeNull()
   })
 
   it('explains a version conflict instead of a generic error', () => {

@@ -7,9 +7,8 @@ import type { FieldError } from '../api/types'
 import { ErrorBanner } from '../components/ErrorBanner'
 import { Field } from '../components/Field'
 import { MarkdownField } from '../components/Markdown'
-import { AddBlockMenu } from './AddBlockMenu'
-import { BlockCard } from './BlockCard'
-import type { EditorAction, EditorState } from './draft'
+import { BlockList } from './BlockCard'
+import { blockIdCounts, TOP_LEVEL, type EditorAction, type EditorState } from './draft'
 import { ParamsEditor } from './ParamsEditor'
 
 interface RunbookEditorProps {
@@ -25,28 +24,17 @@ interface RunbookEditorProps {
   onOverwrite: () => void
 }
 
-/** Field errors grouped by the top-level block they point into (`blocks[2].then[0].id` → 2). */
-function errorsByBlock(errors: FieldError[]): Map<number, FieldError[]> {
-  const byBlock = new Map<number, FieldError[]>()
-  for (const error of errors) {
-    const match = /^blocks\[(\d+)\]/.exec(error.path)
-    if (!match) continue
-    const index = Number(match[1])
-    byBlock.set(index, [...(byBlock.get(index) ?? []), error])
-  }
-  return byBlock
+/** The messages of errors about one top-level field (`name`, `tags[1]`...). */
+function topLevelMessage(errors: FieldError[], field: string): string | undefined {
+  const mine = errors.filter((error) => error.path === field || error.path.startsWith(`${field}[`) || error.path.startsWith(`${field}.`))
+  return mine.length > 0 ? mine.map((error) => error.message).join(' · ') : undefined
 }
 
 export function RunbookEditor(props: RunbookEditorProps) {
   const { state, dispatch, dirty, saving, saveError } = props
   const { draft } = state
   const fieldErrors = useMemo(() => saveError?.fieldErrors ?? [], [saveError])
-  const blockErrors = useMemo(() => errorsByBlock(fieldErrors), [fieldErrors])
-  const idCounts = useMemo(() => {
-    const counts = new Map<string, number>()
-    for (const block of draft.blocks) counts.set(block.id, (counts.get(block.id) ?? 0) + 1)
-    return counts
-  }, [draft.blocks])
+  const idCounts = useMemo(() => blockIdCounts(draft.blocks), [draft.blocks])
   const conflict = saveError?.code === 'version_conflict'
 
   return (
@@ -87,7 +75,7 @@ export function RunbookEditor(props: RunbookEditorProps) {
 
       <section className="card">
         <h2 className="card-title">Details</h2>
-        <Field label="Name">
+        <Field label="Name" error={topLevelMessage(fieldErrors, 'name')}>
           {(id) => (
             <input
               id={id}
@@ -97,7 +85,7 @@ export function RunbookEditor(props: RunbookEditorProps) {
             />
           )}
         </Field>
-        <Field label="Tags" hint="Comma separated">
+        <Field label="Tags" hint="Comma separated" error={topLevelMessage(fieldErrors, 'tags')}>
           {(id) => (
             <input
               id={id}
@@ -113,6 +101,7 @@ export function RunbookEditor(props: RunbookEditorProps) {
           value={draft.description}
           rows={3}
           placeholder="What this runbook is for and when to use it (markdown)"
+          error={topLevelMessage(fieldErrors, 'description')}
           onChange={(value) => dispatch({ type: 'set_field', field: 'description', value })}
         />
       </section>
@@ -126,24 +115,15 @@ export function RunbookEditor(props: RunbookEditorProps) {
         <h2>Blocks</h2>
         <span className="count">{draft.blocks.length}</span>
       </div>
-      {draft.blocks.length === 0 && <div className="empty-card">No blocks yet. Add the first step below.</div>}
-      <ol className="block-list">
-        {draft.blocks.map((block, index) => (
-          <li key={index}>
-            <BlockCard
-              block={block}
-              index={index}
-              count={draft.blocks.length}
-              duplicateId={(idCounts.get(block.id) ?? 0) > 1}
-              errors={blockErrors.get(index) ?? []}
-              dispatch={dispatch}
-            />
-          </li>
-        ))}
-      </ol>
-      <div className="add-block-row">
-        <AddBlockMenu onAdd={(kind) => dispatch({ type: 'add_block', kind })} />
-      </div>
+      <BlockList
+        blocks={draft.blocks}
+        list={TOP_LEVEL}
+        errors={fieldErrors}
+        idCounts={idCounts}
+        dispatch={dispatch}
+        depth={1}
+        emptyText="No blocks yet. Add the first step below."
+      />
     </div>
   )
 }

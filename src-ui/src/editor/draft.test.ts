@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { Block, Runbook } from '../api/types'
-import { editorReducer, initEditor, isDirty, parseTags, toUpdate, uniqueBlockId, type EditorState } from './draft'
+import { blockIdCounts, blockPath, editorReducer, initEditor, isDirty, listAt, parseTags, toUpdate, uniqueBlockId, type EditorState } from './draft'
 
 function runbook(blocks: Block[]): Runbook {
   return {
@@ -85,6 +85,60 @@ describe('editorReducer', () => {
     state = editorReducer(state, { type: 'add_param' })
     state = editorReducer(state, { type: 'add_param' })
     expect(state.draft.params.map((p) => p.name)).toEqual(['param1', 'param2'])
+  })
+})
+
+describe('nested branches', () => {
+  const branchy: Block = {
+    id: 'branch',
+    kind: 'conditional',
+    expr: 'params.env == "prod"',
+    then: [
+      { id: 'a', kind: 'timer', seconds: 1 },
+      { id: 'inner', kind: 'conditional', expr: 'true', then: [], else: [{ id: 'b', kind: 'timer', seconds: 2 }] },
+    ],
+    else: [],
+  }
+  const then = [{ index: 1, branch: 'then' as const }]
+  const innerElse = [...then, { index: 1, branch: 'else' as const }]
+
+  it('adds, edits, moves and deletes blocks inside branches at any depth', () => {
+    let state = initEditor(runbook([intro, branchy]))
+    state = editorReducer(state, { type: 'add_block', kind: 'command', list: innerElse })
+    const inner = listAt(state.draft.blocks, innerElse)
+    expect(inner?.map((b) => b.id)).toEqual(['b', 'step-6'])
+    expect(state.draft.blocks.map((b) => b.id)).toEqual(['intro', 'branch'])
+
+    state = editorReducer(state, { type: 'move_block', index: 1, delta: -1, list: innerElse })
+    expect(listAt(state.draft.blocks, innerElse)?.map((b) => b.id)).toEqual(['step-6', 'b'])
+
+    state = editorReducer(state, { type: 'update_block', index: 0, list: then, block: { id: 'a', kind: 'timer', seconds: 9 } })
+    expect(listAt(state.draft.blocks, then)?.[0]).toEqual({ id: 'a', kind: 'timer', seconds: 9 })
+
+    state = editorReducer(state, { type: 'reorder_block', from: 0, to: 1, list: then })
+    expect(listAt(state.draft.blocks, then)?.map((b) => b.id)).toEqual(['inner', 'a'])
+
+    state = editorReducer(state, { type: 'delete_block', index: 1, list: then })
+    expect(listAt(state.draft.blocks, then)?.map((b) => b.id)).toEqual(['inner'])
+    expect(isDirty(state)).toBe(true)
+  })
+
+  it('ignores actions on lists that do not exist and moves past either end', () => {
+    const start = initEditor(runbook([intro, branchy]))
+    expect(editorReducer(start, { type: 'add_block', kind: 'timer', list: [{ index: 0, branch: 'then' }] })).toBe(start)
+    expect(editorReducer(start, { type: 'move_block', index: 1, delta: 1, list: then })).toBe(start)
+    expect(editorReducer(start, { type: 'reorder_block', from: 0, to: 5, list: then })).toBe(start)
+  })
+
+  it('names a block by the path the server uses in its errors', () => {
+    expect(blockPath([], 2)).toBe('blocks[2]')
+    expect(blockPath(innerElse, 0)).toBe('blocks[1].then[1].else[0]')
+  })
+
+  it('counts ids across branches so duplicates anywhere are found', () => {
+    const counts = blockIdCounts([intro, { ...branchy, else: [{ id: 'intro', kind: 'timer', seconds: 1 }] }])
+    expect(counts.get('intro')).toBe(2)
+    expect(counts.get('b')).toBe(1)
   })
 })
 

@@ -1,7 +1,7 @@
 // The runbook editor's state: a draft of the authored content plus the version it is based on,
 // changed only through the reducer below so every edit is a plain, testable transition.
 
-import type { Block, BlockKind, Param, ParamType, ParamValue, Runbook, RunbookDraft, RunbookUpdate } from '../api/types'
+import type { Block, BlockKind, Branch, Param, ParamType, ParamValue, Runbook, RunbookDraft, RunbookUpdate } from '../api/types'
 
 /** What the editor edits. Tags stay as typed text until saved, so typing "a, " is not fought. */
 export interface EditableDraft {
@@ -18,13 +18,23 @@ export interface EditorState {
   draft: EditableDraft
 }
 
+/**
+ * Where a list of blocks lives: `[]` is the runbook's own list, and each step goes into the
+ * `then` or `else` branch of the conditional at `index` of the list before it.
+ */
+export type ListPath = readonly { index: number; branch: Branch }[]
+
+export const TOP_LEVEL: ListPath = []
+
+/** Block actions act on the list at `list` (the top level when absent). */
 export type EditorAction =
   | { type: 'reset'; runbook: Runbook }
   | { type: 'set_field'; field: 'name' | 'description' | 'tagsText'; value: string }
-  | { type: 'add_block'; kind: BlockKind }
-  | { type: 'update_block'; index: number; block: Block }
-  | { type: 'move_block'; index: number; delta: -1 | 1 }
-  | { type: 'delete_block'; index: number }
+  | { type: 'add_block'; kind: BlockKind; list?: ListPath }
+  | { type: 'update_block'; index: number; block: Block; list?: ListPath }
+  | { type: 'move_block'; index: number; delta: -1 | 1; list?: ListPath }
+  | { type: 'reorder_block'; from: number; to: number; list?: ListPath }
+  | { type: 'delete_block'; index: number; list?: ListPath }
   | { type: 'add_param' }
   | { type: 'update_param'; index: number; param: Param }
   | { type: 'delete_param'; index: number }
@@ -103,12 +113,60 @@ export function allBlockIds(blocks: Block[]): Set<string> {
   return ids
 }
 
-/** `step-N` with the smallest N (from the block count + 1) that no block uses yet. */
+/** `step-N` with the smallest N (from the number of blocks, nested ones included, + 1) that no block uses yet. */
 export function uniqueBlockId(blocks: Block[]): string {
   const taken = allBlockIds(blocks)
-  let n = blocks.length + 1
+  let n = countBlocks(blocks) + 1
   while (taken.has(`step-${n}`)) n += 1
   return `step-${n}`
+}
+
+function countBlocks(blocks: Block[]): number {
+  return blocks.reduce(
+    (sum, block) => sum + 1 + (block.kind === 'conditional' ? countBlocks(block.then ?? []) + countBlocks(block.else ?? []) : 0),
+    0,
+  )
+}
+
+/** How many times each block id is used, nested blocks included. */
+export function blockIdCounts(blocks: Block[]): Map<string, number> {
+  const counts = new Map<string, number>()
+  const walk = (list: Block[]) => {
+    for (const block of list) {
+      counts.set(block.id, (counts.get(block.id) ?? 0) + 1)
+      if (block.kind === 'conditional') {
+        walk(block.then ?? [])
+        walk(block.else ?? [])
+      }
+    }
+  }
+  walk(blocks)
+  return counts
+}
+
+/** The list of blocks at `path`, or null when the path leads nowhere. */
+export function listAt(blocks: Block[], path: ListPath): Block[] | null {
+  let list = blocks
+  for (const { index, branch } of path) {
+    const block = list[index]
+    if (block?.kind !== 'conditional') return null
+    list = block[branch] ?? []
+  }
+  return list
+}
+
+/** `blocks` with the list at `path` replaced by `change(list)`. */
+export function changeList(blocks: Block[], path: ListPath, change: (list: Block[]) => Block[]): Block[] {
+  if (path.length === 0) return change(blocks)
+  const [{ index, branch }, ...rest] = path
+  return blocks.map((block, i) =>
+    i === index && block.kind === 'conditional' ? { ...block, [branch]: changeList(block[branch] ?? [], rest, change) } : block,
+  )
+}
+
+/** The server's path of the block at `index` of the list at `list`, e.g. `blocks[2].then[0]`. */
+export function blockPath(list: ListPath, index: number): string {
+  return `blocks${list.map((step) => `[${step.index}].${step.branch}`).join('')}[${index}]`
 }
 
 export function newBlock(kind: BlockKind, id: string): Block {
@@ -180,24 +238,43 @@ export function initEditor(runbook: Runbook): EditorState {
 
 export function editorReducer(state: EditorState, action: EditorAction): EditorState {
   const { blocks, params } = state.draft
+  const inList = (list: ListPath | undefined, change: (list: Block[]) => Block[]) =>
+    withDraft(state, { blocks: changeList(blocks, list ?? TOP_LEVEL, change) })
   switch (action.type) {
     case 'reset':
       return initEditor(action.runbook)
     case 'set_field':
       return withDraft(state, { [action.field]: action.value })
-    case 'add_block':
-      return withDraft(state, { blocks: [...blocks, newBlock(action.kind, uniqueBlockId(blocks))] })
+    case 'add_block': {
+      if (!listAt(blocks, action.list ?? TOP_LEVEL)) return state
+      const block = newBlock(action.kind, uniqueBlockId(blocks))
+      return inList(action.list, (list) => [...list, block])
+    }
     case 'update_block':
-      return withDraft(state, { blocks: replaceAt(blocks, action.index, action.block) })
+      return inList(action.list, (list) => replaceAt(list, action.index, action.block))
     case 'move_block': {
       const target = action.index + action.delta
-      if (target < 0 || target >= blocks.length) return state
-      const next = [...blocks]
-      ;[next[action.index], next[target]] = [next[target], next[action.index]]
-      return withDraft(state, { blocks: next })
+      const length = listAt(blocks, action.list ?? TOP_LEVEL)?.length ?? 0
+      if (target < 0 || target >= length || action.index >= length) return state
+      return inList(action.list, (list) => {
+        const next = [...list]
+        ;[next[action.index], next[target]] = [next[target], next[action.index]]
+        return next
+      })
+    }
+    case 'reorder_block': {
+      const length = listAt(blocks, action.list ?? TOP_LEVEL)?.length ?? 0
+      const { from, to } = action
+      if (from === to || from < 0 || to < 0 || from >= length || to >= length) return state
+      return inList(action.list, (list) => {
+        const next = [...list]
+        const [moved] = next.splice(from, 1)
+        next.splice(to, 0, moved)
+        return next
+      })
     }
     case 'delete_block':
-      return withDraft(state, { blocks: blocks.filter((_, i) => i !== action.index) })
+      return inList(action.list, (list) => list.filter((_, i) => i !== action.index))
     case 'add_param':
       return withDraft(state, { params: [...params, newParam(params)] })
     case 'update_param':

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { coerceParam } from '../editor/draft'
 import { expressionProblem } from '../editor/expression'
-import { headerLines, numberOrNull, parseHeaderLines, parseNumberList } from './lists'
+import { numberOrNull, parseNumberList, recordRows, rowsRecord, sameRecord } from './lists'
 
 describe('list fields', () => {
   it('parses exit code / status lists and rejects anything that is not whole numbers', () => {
@@ -12,10 +12,20 @@ describe('list fields', () => {
     expect(parseNumberList('1.5')).toBeNull()
   })
 
-  it('round-trips header lines and skips lines without a name', () => {
-    const headers = parseHeaderLines('Accept: application/json\nbroken line\n: nameless\nX-Trace:  a:b ')
-    expect(headers).toEqual({ Accept: 'application/json', 'X-Trace': 'a:b' })
-    expect(headerLines(headers)).toBe('Accept: application/json\nX-Trace: a:b')
+  it('turns key/value rows into a map: nameless rows left out, the first of a repeated name kept', () => {
+    const rows = [
+      { key: ' TOKEN ', value: 'payments-token' },
+      { key: '', value: 'half typed' },
+      { key: 'TOKEN', value: 'other' },
+      { key: 'REGION', value: '' },
+    ]
+    expect(rowsRecord(rows)).toEqual({ TOKEN: 'payments-token', REGION: '' })
+    expect(recordRows({ A: '1', B: '2' })).toEqual([
+      { key: 'A', value: '1' },
+      { key: 'B', value: '2' },
+    ])
+    expect(sameRecord({ A: '1', B: '2' }, { B: '2', A: '1' })).toBe(false)
+    expect(sameRecord(rowsRecord(recordRows({ A: '1' })), { A: '1' })).toBe(true)
   })
 
   it('reads empty number inputs as null', () => {
@@ -35,11 +45,17 @@ describe('coerceParam', () => {
 })
 
 describe('expressionProblem', () => {
-  it('flags empty, unbalanced and unterminated expressions only', () => {
-    expect(expressionProblem('steps.health.status == 200')).toBeNull()
+  it('accepts CEL over params and steps, macros and lists included', () => {
+    expect(expressionProblem('steps.health.status == 200 && params.env == "prod"')).toBeNull()
+    expect(expressionProblem('steps.check.outputs.COUNT != "0" || has(steps.api.json.items)')).toBeNull()
+    expect(expressionProblem('params.env in ["staging", "prod"] && steps.api.json.items.size() > 0')).toBeNull()
+  })
+
+  it('flags empty, unbalanced and unterminated expressions with their line and column', () => {
     expect(expressionProblem('  ')).toMatch(/required/)
-    expect(expressionProblem('(a == 1')).toMatch(/not closed/)
-    expect(expressionProblem('a == 1)')).toMatch(/no opening/)
-    expect(expressionProblem('params.env == "prod')).toMatch(/string/)
+    expect(expressionProblem('(a == 1')).toMatch(/^1:8: /)
+    expect(expressionProblem('a == 1)')).toMatch(/^1:\d+: /)
+    expect(expressionProblem('params.env == "prod')).toMatch(/^1:\d+: .*string/i)
+    expect(expressionProblem('steps.a.exit_code == 0 &&\n  params.x ==')).toBe('2:14: Unexpected token: end of expression')
   })
 })

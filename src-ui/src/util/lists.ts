@@ -1,4 +1,4 @@
-// Parsing of the small list fields of the block editors: exit codes, statuses, headers.
+// Parsing of the small list fields of the block editors: exit codes, statuses, name/value maps.
 
 export function parseNumberList(text: string): number[] | null {
   const parts = text.split(/[\s,]+/).filter(Boolean)
@@ -6,27 +6,34 @@ export function parseNumberList(text: string): number[] | null {
   return numbers.length > 0 && numbers.every(Number.isInteger) ? numbers : null
 }
 
-/** `Name: value` lines for HTTP headers. */
-export function parseHeaderLines(text: string): Record<string, string> {
-  const headers: Record<string, string> = {}
-  for (const line of text.split('\n')) {
-    const colon = line.indexOf(':')
-    if (colon <= 0) continue
-    const name = line.slice(0, colon).trim()
-    if (name) headers[name] = line.slice(colon + 1).trim()
-  }
-  return headers
-}
-
-export function headerLines(headers: Record<string, string>): string {
-  return Object.entries(headers)
-    .map(([name, value]) => `${name}: ${value}`)
-    .join('\n')
-}
-
 /** Reads a number input: empty means null. */
 export function numberOrNull(text: string): number | null {
   if (text.trim() === '') return null
   const value = Number(text)
   return Number.isFinite(value) ? value : null
+}
+
+/** One row of a key/value list while it is edited: keys may be empty or repeated for a moment. */
+export interface KeyValueRow {
+  key: string
+  value: string
+}
+
+export function recordRows(record: Record<string, string>): KeyValueRow[] {
+  return Object.entries(record).map(([key, value]) => ({ key, value }))
+}
+
+/** The map the rows stand for: rows without a name are left out, a repeated name keeps its first value. */
+export function rowsRecord(rows: KeyValueRow[]): Record<string, string> {
+  const record: Record<string, string> = {}
+  for (const { key, value } of rows) {
+    const name = key.trim()
+    if (name && !(name in record)) record[name] = value
+  }
+  return record
+}
+
+/** Same entries in the same order. */
+export function sameRecord(a: Record<string, string>, b: Record<string, string>): boolean {
+  return JSON.stringify(Object.entries(a)) === JSON.stringify(Object.entries(b))
 }
