@@ -18,7 +18,9 @@ export function Modal({ title, onClose, children, footer }: ModalProps) {
       if (e.key === 'Escape') onClose()
     }
     document.addEventListener('keydown', onKey)
-    const first = panel.current?.querySelector<HTMLElement>('input, select, textarea, button.btn-primary')
+    const first =
+      panel.current?.querySelector<HTMLElement>('[data-autofocus]') ??
+      panel.current?.querySelector<HTMLElement>('input, select, textarea, button.btn-primary')
     first?.focus()
     return () => document.removeEventListener('keydown', onKey)
   }, [onClose])

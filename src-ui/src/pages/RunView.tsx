@@ -1,28 +1,31 @@
-// The run view: status, controls, the step timeline and the live console of one execution.
+// The run view: status, controls (with keyboard shortcuts), retry, the step timeline and the live
+// console of one execution.
 
 import { useQueryClient } from '@tanstack/react-query'
-import { ArrowLeft, Check, Pause, Play, Square } from 'lucide-react'
-import { useCallback, useMemo } from 'react'
-import { Link, useParams } from 'react-router'
+import { ArrowLeft, Check, Pause, Play, RotateCw, Square } from 'lucide-react'
+import { useCallback, useEffect, useMemo, useRef, useState } from 'react'
+import { Link, useNavigate, useParams } from 'react-router'
 import { normalizeError } from '../api/errors'
-import { keys, useControl, useExecution, useVersion } from '../api/queries'
-import type { ControlAction, Execution, ExecutionEvent, ExecutionStatus } from '../api/types'
-import { isFinished } from '../api/types'
+import { keys, useControl, useExecution, useRetry, useVersion } from '../api/queries'
+import type { ControlAction, Execution, ExecutionEvent } from '../api/types'
+import { isFinished, isRetryable } from '../api/types'
 import { Console } from '../components/Console'
 import { ErrorBanner } from '../components/ErrorBanner'
-import { KindIcon } from '../components/KindIcon'
 import { Markdown } from '../components/Markdown'
+import { Modal } from '../components/Modal'
 import { StatusBadge } from '../components/StatusBadge'
-import { BLOCK_LABELS } from '../editor/draft'
-import { formatDateTime, formatDuration, spanMs } from '../util/format'
+import { formatDateTime, formatDuration, shortId, spanMs } from '../util/format'
 import { useNow } from '../util/hooks'
-import { timelineRows } from './timeline'
+import type { CountdownSeen } from './countdown'
+import { CONTROL_KEYS, controlEnabled, isTypingTarget, shortcutAction } from './runControls'
+import { StepTimeline } from './StepTimeline'
+import { firstUnfinishedStep, timelineRows } from './timeline'
 
-const CONTROLS: { action: ControlAction; label: string; icon: typeof Pause; enabledIn: ExecutionStatus[] }[] = [
-  { action: 'pause', label: 'Pause', icon: Pause, enabledIn: ['running'] },
-  { action: 'resume', label: 'Resume', icon: Play, enabledIn: ['paused'] },
-  { action: 'stop', label: 'Stop', icon: Square, enabledIn: ['queued', 'running', 'paused', 'waiting'] },
-  { action: 'acknowledge', label: 'Acknowledge', icon: Check, enabledIn: ['waiting'] },
+const CONTROLS: { action: ControlAction; label: string; icon: typeof Pause; className: string }[] = [
+  { action: 'pause', label: 'Pause', icon: Pause, className: 'btn-secondary' },
+  { action: 'resume', label: 'Resume', icon: Play, className: 'btn-secondary' },
+  { action: 'stop', label: 'Stop', icon: Square, className: 'btn-danger' },
+  { action: 'acknowledge', label: 'Acknowledge', icon: Check, className: 'btn-primary' },
 ]
 
 export function RunView() {
@@ -36,27 +39,75 @@ export function RunView() {
       </div>
     )
   }
-  return <RunDetail execution={execution.data} />
+  // A new run (a retry) starts with fresh countdowns and console.
+  return <RunDetail key={execution.data.id} execution={execution.data} />
+}
+
+function RunDuration({ execution }: { execution: Execution }) {
+  const now = useNow(!isFinished(execution.status), 1000)
+  const ms = spanMs(execution.started_at, execution.finished_at, now)
+  return ms === null ? null : <span>{formatDuration(ms)}</span>
 }
 
 function RunDetail({ execution }: { execution: Execution }) {
   const client = useQueryClient()
+  const navigate = useNavigate()
   const version = useVersion(execution.runbook_id, execution.runbook_version)
   const control = useControl(execution.id)
+  const retry = useRetry(execution.id)
+  const [confirmStop, setConfirmStop] = useState(false)
+  const [countdowns, setCountdowns] = useState<Record<string, CountdownSeen>>({})
   const finished = isFinished(execution.status)
-  const now = useNow(!finished, 1000)
   const rows = useMemo(() => timelineRows(execution, version.data?.blocks), [execution, version.data])
   const name = execution.runbook_name ?? version.data?.name ?? 'Run'
   const waitingRow = rows.find((row) => row.step?.status === 'waiting')
-  const runDuration = spanMs(execution.started_at, execution.finished_at, now)
+  const retryFrom = firstUnfinishedStep(execution)
 
   const onEvent = useCallback(
     (event: ExecutionEvent) => {
+      if (event.type === 'countdown') {
+        const seen = { remainingMs: event.remaining_ms, totalMs: event.total_ms, paused: event.paused, receivedAt: Date.now() }
+        setCountdowns((previous) => ({ ...previous, [event.block_id]: seen }))
+        return
+      }
       if (event.type !== 'output') void client.invalidateQueries({ queryKey: keys.execution(execution.id) })
       if (event.type === 'status') void client.invalidateQueries({ queryKey: keys.executions })
     },
     [client, execution.id],
   )
+
+  const act = useCallback(
+    (action: ControlAction) => {
+      if (action === 'stop') setConfirmStop(true)
+      else control.mutate(action)
+    },
+    [control],
+  )
+
+  // Keyboard shortcuts, unless the key is typed into a field or a dialog is open.
+  const shortcut = useRef({ status: execution.status, act, busy: control.isPending, dialog: confirmStop })
+  useEffect(() => {
+    shortcut.current = { status: execution.status, act, busy: control.isPending, dialog: confirmStop }
+  }, [execution.status, act, control.isPending, confirmStop])
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      if (e.ctrlKey || e.metaKey || e.altKey || e.repeat || isTypingTarget(e.target)) return
+      const { status, act: run, busy, dialog } = shortcut.current
+      if (dialog || busy || document.querySelector('[role="dialog"]')) return
+      const action = shortcutAction(e.key.toLowerCase(), status)
+      if (!action) return
+      e.preventDefault()
+      run(action)
+    }
+    window.addEventListener('keydown', onKey)
+    return () => window.removeEventListener('keydown', onKey)
+  }, [])
+
+  const startRetry = () => retry.mutate(undefined, { onSuccess: (next) => navigate(`/executions/${next.id}`) })
+  const retryError = retry.error ? normalizeError(retry.error) : null
+  // An older server answers 405 (or a desktop build: an unknown command).
+  const retryUnsupported =
+    retryError !== null && (retryError.status === 405 || (retryError.code === 'error' && /retry_execution/.test(retryError.message)))
 
   return (
     <div className="page run-page">
@@ -75,7 +126,18 @@ function RunDetail({ execution }: { execution: Execution }) {
               {formatDateTime(execution.started_at ?? execution.created_at)}
             </span>
             <span className="chip chip-version">v{execution.runbook_version}</span>
-            {runDuration !== null && <span>{formatDuration(runDuration)}</span>}
+            <RunDuration execution={execution} />
+            {execution.retry_of && (
+              <Link to={`/executions/${execution.retry_of}`} className="retry-link" data-testid="retry-of">
+                <RotateCw size={12} aria-hidden /> retry of <span className="mono">{shortId(execution.retry_of)}</span>
+                {execution.retry_from && (
+                  <>
+                    {' '}
+                    from <span className="mono">{execution.retry_from}</span>
+                  </>
+                )}
+              </Link>
+            )}
             {Object.entries(execution.params ?? {}).map(([key, value]) => (
               <span key={key} className="chip chip-param">
                 {key}={String(value)}
@@ -84,58 +146,87 @@ function RunDetail({ execution }: { execution: Execution }) {
           </div>
         </div>
         <div className="page-actions controls" role="group" aria-label="Run controls">
-          {CONTROLS.map(({ action, label, icon: Icon, enabledIn }) => (
+          {isRetryable(execution.status) && (
+            <button
+              type="button"
+              className="btn btn-primary"
+              disabled={retry.isPending}
+              title={retryFrom ? `Start a new run that reuses the steps before “${retryFrom}” and runs again from there` : undefined}
+              onClick={startRetry}
+            >
+              <RotateCw size={16} aria-hidden /> {retry.isPending ? 'Retrying…' : 'Retry from failed step'}
+            </button>
+          )}
+          {CONTROLS.map(({ action, label, icon: Icon, className }) => (
             <button
               key={action}
               type="button"
-              className={`btn ${action === 'stop' ? 'btn-danger' : action === 'acknowledge' ? 'btn-primary' : 'btn-secondary'}`}
-              disabled={!enabledIn.includes(execution.status) || control.isPending}
-              onClick={() => control.mutate(action)}
+              className={`btn ${className}`}
+              disabled={!controlEnabled(action, execution.status) || control.isPending}
+              aria-keyshortcuts={CONTROL_KEYS[action]}
+              title={`${label} (${CONTROL_KEYS[action].toUpperCase()})`}
+              onClick={() => act(action)}
             >
               <Icon size={16} aria-hidden /> {label}
+              <kbd className="kbd" aria-hidden>
+                {CONTROL_KEYS[action].toUpperCase()}
+              </kbd>
             </button>
           ))}
         </div>
       </header>
-      {control.isError && <ErrorBanner error={control.error} title={normalizeError(control.error).code === 'invalid_state' ? 'Not possible right now' : 'The action failed'} />}
+      {control.isError && (
+        <ErrorBanner error={control.error} title={normalizeError(control.error).code === 'invalid_state' ? 'Not possible right now' : 'The action failed'} />
+      )}
+      {retryError && (
+        <ErrorBanner
+          error={retryError}
+          title={retryUnsupported ? 'This server cannot retry runs yet' : 'The retry did not start'}
+        />
+      )}
       {waitingRow && (
         <div className="banner banner-waiting" role="status">
           <div className="banner-body">
-            <strong>Step “{waitingRow.blockId}” waits for you.</strong> Do what it says, then press Acknowledge.
+            <strong>Step “{waitingRow.blockId}” waits for you.</strong> Do what it says, then press Acknowledge (A).
             {waitingRow.block?.kind === 'instruction' && waitingRow.block.text && <Markdown text={waitingRow.block.text} />}
           </div>
         </div>
       )}
       <div className="run-layout">
-        <ol className="timeline" aria-label="Steps">
-          {rows.length === 0 && <li className="muted">Waiting for the run to start…</li>}
-          {rows.map((row) => {
-            const status = row.step?.status ?? 'pending'
-            const duration = spanMs(row.step?.started_at, row.step?.finished_at, now)
-            return (
-              <li key={row.blockId} className={`step step-${status}`} data-testid={`step-${row.blockId}`}>
-                <span className="step-rail" aria-hidden />
-                <div className="step-main">
-                  <div className="step-title">
-                    {row.block && <KindIcon kind={row.block.kind} size={14} />}
-                    <span className="step-id">{row.blockId}</span>
-                    <span className="spacer" />
-                    <StatusBadge status={status} />
-                  </div>
-                  <div className="step-meta">
-                    {row.block && <span>{BLOCK_LABELS[row.block.kind]}</span>}
-                    {duration !== null && <span>{formatDuration(duration)}</span>}
-                    {row.step?.exit_code !== null && row.step?.exit_code !== undefined && <span>exit {row.step.exit_code}</span>}
-                    {row.step?.http_status && <span>HTTP {row.step.http_status}</span>}
-                  </div>
-                  {row.step?.error && <div className="step-error">{row.step.error}</div>}
-                </div>
-              </li>
-            )
-          })}
-        </ol>
+        <StepTimeline rows={rows} countdowns={countdowns} />
         <Console executionId={execution.id} finished={finished} onEvent={onEvent} />
       </div>
+      {confirmStop && (
+        <Modal
+          title="Stop this run?"
+          onClose={() => setConfirmStop(false)}
+          footer={
+            <>
+              <button type="button" className="btn btn-ghost" onClick={() => setConfirmStop(false)}>
+                Cancel
+              </button>
+              <button
+                type="button"
+                className="btn btn-danger"
+                data-autofocus
+                disabled={control.isPending}
+                onClick={() => {
+                  setConfirmStop(false)
+                  control.mutate('stop')
+                }}
+              >
+                <Square size={16} aria-hidden /> Stop run
+              </button>
+            </>
+          }
+        >
+          <p>
+            The running step’s whole process tree is terminated (SIGTERM, then SIGKILL after a grace period) and the steps not
+            reached yet are skipped.
+          </p>
+          <p className="muted">A stopped run can be retried from the step it stopped at.</p>
+        </Modal>
+      )}
     </div>
   )
 }

@@ -25,12 +25,13 @@ describe('timelineRows', () => {
       { id: 'branch', kind: 'conditional', expr: 'true', then: [{ id: 'wait', kind: 'timer', seconds: 1 }], else: [] },
     ]
     const rows = timelineRows(execution, blocks)
-    expect(rows.map((r) => [r.blockId, r.step?.status ?? 'pending'])).toEqual([
-      ['check', 'succeeded'],
-      ['branch', 'pending'],
-      ['wait', 'pending'],
-      ['ghost', 'skipped'],
+    expect(rows.map((r) => [r.blockId, r.step?.status ?? 'pending', r.depth])).toEqual([
+      ['check', 'succeeded', 0],
+      ['branch', 'pending', 0],
+      ['wait', 'pending', 1],
+      ['ghost', 'skipped', 0],
     ])
+    expect(rows[2].parent).toEqual({ id: 'branch', branch: 'then' })
   })
 
   it('falls back to the steps alone while the runbook version is loading', () => {

@@ -1,0 +1,206 @@
+import { QueryClient, QueryClientProvider } from '@tanstack/react-query'
+import { act, render, screen, within } from '@testing-library/react'
+import userEvent from '@testing-library/user-event'
+import { createMemoryRouter, RouterProvider } from 'react-router'
+import { beforeEach, describe, expect, it, vi } from 'vitest'
+import type { Execution, ExecutionEvent, Runbook } from '../api/types'
+
+const call = vi.fn()
+vi.mock('../api/transport', () => ({ call: (...args: unknown[]) => call(...args) }))
+
+// The console (xterm) needs a real layout; here it only hands events to the view.
+let emit: (event: ExecutionEvent) => void = () => {}
+vi.mock('../components/Console', () => ({
+  Console: ({ onEvent }: { onEvent: (event: ExecutionEvent) => void }) => {
+    emit = onEvent
+    return <section aria-label="Console" />
+  },
+}))
+
+import { RunView } from './RunView'
+
+const runbook: Runbook = {
+  id: 'rb',
+  name: 'Restart payments',
+  description: '',
+  tags: [],
+  params: [],
+  blocks: [
+    { id: 'health', kind: 'api_call', method: 'GET', url: 'https://x/health', headers: {}, body: null, credential: null, timeout_secs: 5, expect_status: [200], on_failure: 'stop' },
+    {
+      id: 'branch',
+      kind: 'conditional',
+      expr: 'steps.health.status == 200',
+      then: [{ id: 'restart', kind: 'command', script: 'systemctl restart payments', shell: 'sh', host: 'local', timeout_secs: 30, workdir: null, env: {}, expect_exit_codes: [0], on_failure: 'stop', secrets: {} }],
+      else: [{ id: 'page', kind: 'instruction', text: 'Page the owner', confirm: true }],
+    },
+    { id: 'wait', kind: 'timer', seconds: 30 },
+  ],
+  version: 2,
+  created_at: '2026-01-01T00:00:00Z',
+  updated_at: '2026-01-01T00:00:00Z',
+  updated_by: 'alice',
+}
+
+const at = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString()
+
+function execution(patch: Partial<Execution>): Execution {
+  return {
+    id: 'run-1',
+    runbook_id: 'rb',
+    runbook_version: 2,
+    runbook_name: 'Restart payments',
+    status: 'running',
+    params: {},
+    started_by: 'alice',
+    created_at: at(0),
+    started_at: at(0),
+    finished_at: null,
+    steps: [
+      {
+        block_id: 'health',
+        status: 'succeeded',
+        exit_code: null,
+        http_status: 200,
+        started_at: at(0),
+        finished_at: at(1),
+        output_bytes: 10,
+        response: { status: 200, headers: { 'content-type': 'application/json' }, body: '{"ok":true}', body_bytes: 11, truncated: false },
+      },
+      { block_id: 'branch', status: 'succeeded', exit_code: null, http_status: null, started_at: at(1), finished_at: at(1), output_bytes: 0, branch: 'then' },
+      {
+        block_id: 'restart',
+        status: 'succeeded',
+        exit_code: 0,
+        http_status: null,
+        started_at: at(1),
+        finished_at: at(3),
+        output_bytes: 40,
+        outputs: { PID: '4242' },
+      },
+      { block_id: 'page', status: 'skipped', exit_code: null, http_status: null, started_at: null, finished_at: null, output_bytes: 0 },
+      { block_id: 'wait', status: 'running', exit_code: null, http_status: null, started_at: new Date().toISOString(), finished_at: null, output_bytes: 0 },
+    ],
+    ...patch,
+  }
+}
+
+let current: Execution
+
+function renderRun(initial: Execution) {
+  current = initial
+  call.mockImplementation(async (command: string, args: { id: string; action?: string }) => {
+    switch (command) {
+      case 'get_execution':
+        return args.id === current.id ? current : execution({ id: args.id, status: 'queued', retry_of: 'run-1', retry_from: 'restart' })
+      case 'get_version':
+        return runbook
+      case 'control_execution':
+        return current
+      case 'retry_execution':
+        return { ...current, id: 'run-2', status: 'queued' }
+      default:
+        throw new Error(`unexpected ${command}`)
+    }
+  })
+  const client = new QueryClient({ defaultOptions: { queries: { retry: false } } })
+  const router = createMemoryRouter([{ path: '/executions/:id', element: <RunView /> }], { initialEntries: [`/executions/${initial.id}`] })
+  render(
+    <QueryClientProvider client={client}>
+      <RouterProvider router={router} />
+    </QueryClientProvider>,
+  )
+  return router
+}
+
+const button = (name: string) => screen.getByRole('button', { name })
+const calls = (command: string) => call.mock.calls.filter(([c]) => c === command)
+
+beforeEach(() => {
+  call.mockReset()
+})
+
+describe('RunView', () => {
+  it('lists every step with its branch, status, HTTP status, outputs and response', async () => {
+    renderRun(execution({}))
+    await screen.findAllByText(/then of branch/) // the runbook version has loaded
+    const branch = screen.getByTestId('step-branch')
+    expect(within(branch).getByTestId('branch-branch')).toHaveTextContent('took then')
+    expect(screen.getByTestId('step-health')).toHaveTextContent('HTTP 200')
+    expect(screen.getByTestId('step-health')).toHaveTextContent('Response 200')
+    const restart = screen.getByTestId('step-restart')
+    expect(restart).toHaveTextContent('then of branch')
+    expect(restart).toHaveTextContent('exit 0')
+    expect(restart).toHaveTextContent('2.0 s')
+    expect(restart).toHaveTextContent('PID=4242')
+    expect(screen.getByTestId('step-page')).toHaveTextContent('skipped')
+    expect(screen.getByTestId('countdown-wait')).toHaveTextContent(/^0:(30|29)$/)
+  })
+
+  it('enables only the controls that fit the state and shows their keys', async () => {
+    renderRun(execution({}))
+    await screen.findByTestId('step-wait')
+    expect(button('Pause')).toBeEnabled()
+    expect(button('Pause')).toHaveAttribute('aria-keyshortcuts', 'p')
+    expect(button('Resume')).toBeDisabled()
+    expect(button('Stop')).toBeEnabled()
+    expect(button('Acknowledge')).toBeDisabled()
+    expect(screen.queryByRole('button', { name: /Retry/ })).toBeNull()
+  })
+
+  it('pauses with p, asks before stopping with s, and ignores keys typed into a field', async () => {
+    const user = userEvent.setup()
+    renderRun(execution({}))
+    await screen.findByTestId('step-wait')
+
+    await user.keyboard('p')
+    expect(calls('control_execution').map(([, args]) => args)).toEqual([{ id: 'run-1', action: 'pause' }])
+
+    await user.keyboard('s')
+    const dialog = await screen.findByRole('dialog', { name: 'Stop this run?' })
+    expect(calls('control_execution')).toHaveLength(1)
+    await user.click(within(dialog).getByRole('button', { name: 'Stop run' }))
+    expect(calls('control_execution').at(-1)?.[1]).toEqual({ id: 'run-1', action: 'stop' })
+
+    const field = document.createElement('input')
+    document.body.append(field)
+    field.focus()
+    await user.keyboard('s')
+    expect(screen.queryByRole('dialog')).toBeNull()
+    field.remove()
+  })
+
+  it('freezes the countdown from the engine\'s event while paused', async () => {
+    renderRun(execution({}))
+    await screen.findByTestId('countdown-wait')
+    act(() => emit({ type: 'countdown', execution_id: 'run-1', block_id: 'wait', remaining_ms: 12_400, total_ms: 30_000, paused: true }))
+    expect(screen.getByTestId('countdown-wait')).toHaveTextContent('0:13')
+    expect(screen.getByTestId('step-wait')).toHaveTextContent('frozen while paused')
+  })
+
+  it('retries a failed run and opens the new one, which links back and marks reused steps', async () => {
+    const user = userEvent.setup()
+    const failed = execution({ status: 'failed', finished_at: at(5) })
+    failed.steps = failed.steps.map((step) => (step.block_id === 'wait' ? { ...step, status: 'failed', error: 'timer broke', finished_at: at(5) } : step))
+    const router = renderRun(failed)
+    await screen.findByTestId('step-wait')
+    expect(screen.getByTestId('step-wait')).toHaveTextContent('timer broke')
+    expect(button('Pause')).toBeDisabled()
+    expect(button('Stop')).toBeDisabled()
+
+    await user.click(button('Retry from failed step'))
+    expect(calls('retry_execution')[0][1]).toEqual({ id: 'run-1' })
+    expect(router.state.location.pathname).toBe('/executions/run-2')
+    const link = await screen.findByTestId('retry-of')
+    expect(link).toHaveTextContent('retry of run-1 from restart')
+    expect(link).toHaveAttribute('href', '/executions/run-1')
+  })
+
+  it('marks the steps a retry reused', async () => {
+    const retried = execution({ id: 'run-3', retry_of: 'run-1', retry_from: 'wait' })
+    retried.steps = retried.steps.map((step) => (step.block_id === 'wait' ? step : { ...step, reused: true }))
+    renderRun(retried)
+    expect(await screen.findByTestId('step-health')).toHaveTextContent('reused')
+    expect(screen.getByTestId('step-wait')).not.toHaveTextContent('reused')
+  })
+})

@@ -1,0 +1,36 @@
+// Which run controls fit which state, and the keyboard shortcuts that trigger them.
+
+import type { ControlAction, ExecutionStatus } from '../api/types'
+
+export const CONTROL_STATES: Record<ControlAction, readonly ExecutionStatus[]> = {
+  pause: ['running'],
+  resume: ['paused'],
+  stop: ['queued', 'running', 'paused', 'waiting'],
+  acknowledge: ['waiting'],
+}
+
+/** The key shown on each control's button. */
+export const CONTROL_KEYS: Record<ControlAction, string> = {
+  pause: 'p',
+  resume: 'p',
+  stop: 's',
+  acknowledge: 'a',
+}
+
+export function controlEnabled(action: ControlAction, status: ExecutionStatus): boolean {
+  return CONTROL_STATES[action].includes(status)
+}
+
+/** The control a key press asks for in this state, or null: `p` pauses or resumes, `s` stops, `a` acknowledges. */
+export function shortcutAction(key: string, status: ExecutionStatus): ControlAction | null {
+  const candidates: ControlAction[] =
+    key === 'p' ? ['pause', 'resume'] : key === 's' ? ['stop'] : key === 'a' ? ['acknowledge'] : []
+  return candidates.find((action) => controlEnabled(action, status)) ?? null
+}
+
+/** True when a key press is meant for a text field (or the terminal), not for a shortcut. */
+export function isTypingTarget(target: EventTarget | null): boolean {
+  if (!(target instanceof HTMLElement)) return false
+  if (target.isContentEditable) return true
+  return target.closest('input, textarea, select, [contenteditable="true"], [role="textbox"]') !== null
+}
