@@ -112,3 +112,58 @@ describe('OutputStream', () => {
     expect(h.shown).toEqual([])
   })
 })
+
+describe('OutputStream paging', () => {
+  it('waits for the consumer between pages', async () => {
+    const pages = ['aaaa', 'bbbb', 'cc']
+    let offset = 0
+    const read = async (at: number): Promise<OutputPage> => {
+      const text = pages[at / 4] ?? ''
+      offset = at
+      return { offset: at, next_offset: at + text.length, complete: false, text }
+    }
+    let release: () => void = () => {}
+    let waits = 0
+    const shown: string[] = []
+    const stream = new OutputStream({
+      read,
+      subscribe: () => () => {},
+      onText: (t) => shown.push(t),
+      backpressure: () => {
+        waits += 1
+        return new Promise((resolve) => (release = resolve))
+      },
+    })
+    stream.start()
+    await settle()
+    expect(shown).toEqual(['aaaa'])
+    expect(waits).toBe(1)
+    release()
+    await settle()
+    expect(shown).toEqual(['aaaa', 'bbbb'])
+    release()
+    await settle()
+    expect(shown.join('')).toBe('aaaabbbbcc')
+    expect(offset).toBe(8)
+    release()
+    await settle()
+    expect(offset).toBe(10) // the empty page at the end stops the reading
+  })
+
+  it('starts at the tail of a huge console, trusting next_offset over a skipped partial character', async () => {
+    // The console is "xé!" + "tail": é is 2 bytes at 1..3; starting at byte 2 lands inside it.
+    const reads: number[] = []
+    const read = async (at: number): Promise<OutputPage> => {
+      reads.push(at)
+      if (at === 2) return { offset: 2, next_offset: 8, complete: false, text: '!tail' } // byte 2 skipped
+      return { offset: at, next_offset: at, complete: true, text: '' }
+    }
+    const shown: string[] = []
+    const stream = new OutputStream({ read, subscribe: () => () => {}, onText: (t) => shown.push(t), startOffset: 2 })
+    stream.start()
+    await settle()
+    expect(shown).toEqual(['!tail'])
+    expect(reads).toEqual([2, 8])
+    expect(stream.length).toBe(8)
+  })
+})

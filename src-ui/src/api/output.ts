@@ -49,6 +49,10 @@ export interface OutputStreamOptions {
   onReadError?: (error: unknown) => void
   pageSize?: number
   gapRetryMs?: number
+  /** Awaited before each further page: lets a slow consumer (the terminal) hold reading back. */
+  backpressure?: () => Promise<void>
+  /** Byte offset to start from (the tail of a huge console); 0 reads it all. */
+  startOffset?: number
 }
 
 /**
@@ -68,6 +72,7 @@ export class OutputStream {
 
   constructor(options: OutputStreamOptions) {
     this.options = options
+    this.have = options.startOffset ?? 0
   }
 
   /** Bytes of console shown so far. */
@@ -116,8 +121,11 @@ export class OutputStream {
       const page = await this.options.read(this.have, pageSize)
       if (this.closed) return
       this.accept(page.offset, page.text)
+      // A page that starts inside a character skips its first bytes: next_offset is the truth.
+      if (page.offset <= this.have && page.next_offset > this.have) this.have = page.next_offset
       // Stop once the console stops growing (or the server says it has no more).
       if (page.next_offset <= page.offset || page.complete || page.text === '') return
+      await this.options.backpressure?.()
     }
   }
 
@@ -168,7 +176,7 @@ export class OutputStream {
 /** An OutputStream wired to the real transport. */
 export function executionOutput(
   executionId: string,
-  handlers: Pick<OutputStreamOptions, 'onText' | 'onEvent' | 'onStreamError' | 'onReadError'>,
+  handlers: Pick<OutputStreamOptions, 'onText' | 'onEvent' | 'onStreamError' | 'onReadError' | 'backpressure' | 'startOffset'>,
 ): OutputStream {
   return new OutputStream({
     ...handlers,

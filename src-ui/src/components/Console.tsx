@@ -1,5 +1,8 @@
-// The run console: xterm.js (ANSI colours, follows the tail, large scrollback) fed by an
-// OutputStream, plus a visually hidden plain-text mirror that tests and screen readers can read.
+// The run console: xterm.js (ANSI colours, follows the tail, bounded scrollback) fed by an
+// OutputStream through a WriteBatcher (one bounded slice per animation frame, stored pages read
+// only as fast as the terminal parses them), plus a hidden plain-text copy of the tail for tests
+// and tools (hidden, not merely clipped: laying out half a megabyte of text on every batch would
+// cost more than the terminal itself). A huge stored console opens at its tail.
 
 import { FitAddon } from '@xterm/addon-fit'
 import { SearchAddon, type ISearchOptions } from '@xterm/addon-search'
@@ -9,11 +12,20 @@ import { Search } from 'lucide-react'
 import { useEffect, useRef, useState, type KeyboardEvent } from 'react'
 import { executionOutput, type OutputStream } from '../api/output'
 import type { ExecutionEvent } from '../api/types'
-import { useTheme, type Theme } from '../theme'
+import { readTheme, useTheme, type Theme } from '../theme'
 import { formatBytes } from '../util/format'
+import { countLines, WriteBatcher } from './writeBatcher'
 
-/** The mirror keeps at most this many characters (the tail); xterm keeps its own scrollback. */
-const MIRROR_LIMIT = 1_000_000
+/** Lines xterm keeps: enough for any incident, bounded so a runaway command cannot eat the memory. */
+export const SCROLLBACK_LINES = 50_000
+/** The mirror keeps about this many characters of the tail. */
+const MIRROR_LIMIT = 512 * 1024
+/** A stored console larger than this opens at its tail... */
+const TAIL_THRESHOLD = 32 * 1024 * 1024
+/** ...this many bytes before its end. */
+const TAIL_BYTES = 8 * 1024 * 1024
+/** How often the size and line counters are redrawn while output pours in. */
+const STATS_INTERVAL_MS = 250
 
 const THEMES: Record<Theme, ITheme> = {
   light: {
@@ -43,9 +55,23 @@ interface ConsoleProps {
   executionId: string
   finished: boolean
   onEvent?: (event: ExecutionEvent) => void
+  /** The console's size when the view opened (the steps' output bytes), to open a huge one at its tail. */
+  initialBytes?: number
 }
 
-export function Console({ executionId, finished, onEvent }: ConsoleProps) {
+/** Appends to the mirror and drops its oldest pieces beyond the limit. */
+function appendToMirror(pre: HTMLPreElement, text: string, size: { chars: number }) {
+  pre.append(text)
+  size.chars += text.length
+  while (size.chars > MIRROR_LIMIT && pre.childNodes.length > 1) {
+    const first = pre.firstChild
+    if (!first) break
+    size.chars -= first.textContent?.length ?? 0
+    first.remove()
+  }
+}
+
+export function Console({ executionId, finished, onEvent, initialBytes = 0 }: ConsoleProps) {
   const host = useRef<HTMLDivElement>(null)
   const mirror = useRef<HTMLPreElement>(null)
   const terminal = useRef<Terminal | null>(null)
@@ -57,9 +83,13 @@ export function Console({ executionId, finished, onEvent }: ConsoleProps) {
   useEffect(() => {
     onEventRef.current = onEvent
   }, [onEvent])
-  const [bytes, setBytes] = useState(0)
+  const [stats, setStats] = useState({ bytes: 0, lines: 0 })
   const [streamBroken, setStreamBroken] = useState(false)
   const [theme] = useTheme()
+  // Decided once per run: later growth of a live console is followed, not skipped.
+  const [tailStart] = useState(() => (initialBytes > TAIL_THRESHOLD ? initialBytes - TAIL_BYTES : 0))
+  const [fromStart, setFromStart] = useState(false)
+  const startOffset = fromStart ? 0 : tailStart
 
   useEffect(() => {
     const element = host.current
@@ -68,12 +98,12 @@ export function Console({ executionId, finished, onEvent }: ConsoleProps) {
     const term = new Terminal({
       convertEol: true,
       disableStdin: true,
-      scrollback: 100_000,
+      scrollback: SCROLLBACK_LINES,
       fontSize: 13,
       lineHeight: 1.25,
       fontFamily: 'ui-monospace, SFMono-Regular, "JetBrains Mono", Menlo, Consolas, "Liberation Mono", monospace',
       cursorInactiveStyle: 'none',
-      theme: THEMES.light,
+      theme: THEMES[readTheme()],
       // Needed for the search addon's match highlighting.
       allowProposedApi: true,
     })
@@ -96,25 +126,44 @@ export function Console({ executionId, finished, onEvent }: ConsoleProps) {
     observer.observe(element)
     terminal.current = term
 
-    const output = executionOutput(executionId, {
-      onText: (text) => {
-        term.write(text)
-        if (pre) {
-          pre.append(text)
-          if (pre.childNodes.length > 512) {
-            const all = pre.textContent ?? ''
-            pre.textContent = all.length > MIRROR_LIMIT ? all.slice(-MIRROR_LIMIT) : all
-          }
-        }
-        setBytes(output.length)
+    const mirrorSize = { chars: 0 }
+    let lines = 0
+    let statsTimer: ReturnType<typeof setTimeout> | null = null
+    // At most one redraw of the counters per interval: the first at once, the last when it ends.
+    const showStats = () => {
+      if (statsTimer !== null) return
+      setStats({ bytes: output.length, lines })
+      statsTimer = setTimeout(() => {
+        statsTimer = null
+        setStats({ bytes: output.length, lines })
+      }, STATS_INTERVAL_MS)
+    }
+    const batcher = new WriteBatcher(
+      { write: (data, done) => term.write(data, done) },
+      {
+        onBatch: (text) => {
+          if (pre) appendToMirror(pre, text, mirrorSize)
+          lines += countLines(text)
+          showStats()
+        },
       },
+    )
+    if (startOffset > 0) {
+      batcher.push(`\x1b[2m… ${formatBytes(startOffset)} of earlier output not loaded: "Load all" reads it from the start.\x1b[0m\r\n`)
+    }
+    const output = executionOutput(executionId, {
+      onText: (text) => batcher.push(text),
+      backpressure: () => batcher.drained(),
       onEvent: (event) => onEventRef.current?.(event),
       onStreamError: () => setStreamBroken(true),
+      startOffset,
     })
     stream.current = output
     output.start()
     return () => {
       output.close()
+      batcher.close()
+      if (statsTimer !== null) clearTimeout(statsTimer)
       observer.disconnect()
       term.dispose()
       terminal.current = null
@@ -122,7 +171,7 @@ export function Console({ executionId, finished, onEvent }: ConsoleProps) {
       search.current = null
       if (pre) pre.textContent = ''
     }
-  }, [executionId])
+  }, [executionId, startOffset])
 
   useEffect(() => {
     if (terminal.current) terminal.current.options.theme = THEMES[theme]
@@ -166,7 +215,15 @@ export function Console({ executionId, finished, onEvent }: ConsoleProps) {
       <header className="console-header">
         <span className="console-title">Console</span>
         <span className={`live-dot${finished ? '' : ' is-live'}`} aria-hidden />
-        <span className="console-meta">{finished ? 'complete' : streamBroken ? 'polling' : 'live'} · {formatBytes(bytes)}</span>
+        <span className="console-meta" data-testid="console-meta">
+          {finished ? 'complete' : streamBroken ? 'polling' : 'live'} · {formatBytes(stats.bytes)} · {stats.lines.toLocaleString()} lines
+          {stats.lines > SCROLLBACK_LINES && ` (last ${SCROLLBACK_LINES.toLocaleString()} kept)`}
+        </span>
+        {startOffset > 0 && (
+          <button type="button" className="console-btn" onClick={() => setFromStart(true)} title="Read the whole console from its first byte">
+            Load all
+          </button>
+        )}
         <span className="spacer" />
         <label className="console-search">
           <Search size={13} aria-hidden />
@@ -187,7 +244,7 @@ export function Console({ executionId, finished, onEvent }: ConsoleProps) {
         </label>
       </header>
       <div className="console-body" data-testid="console" ref={host} />
-      <pre className="visually-hidden" data-testid="console-text" ref={mirror} />
+      <pre hidden data-testid="console-text" ref={mirror} />
     </section>
   )
 }

@@ -1,7 +1,7 @@
 // The inline editor of each block kind. Each editor shows the server's errors on the field they
 // name; a conditional's branches are rendered by the card (`renderBranch`), since they hold cards.
 
-import type { ReactNode } from 'react'
+import { useState, type ReactNode } from 'react'
 import type {
   ApiCallBlock,
   Block,
@@ -30,6 +30,16 @@ interface EditorProps<B extends Block> {
   onChange: (block: B) => void
   /** Server errors by field name. */
   errors: Map<string, FieldError[]>
+}
+
+/** A server error about a field while the field still holds the value it was about; an edit hides it. */
+function useFreshError(error: string | undefined, value: string): string | undefined {
+  const [seen, setSeen] = useState({ error, value })
+  if (seen.error !== error) {
+    setSeen({ error, value })
+    return error
+  }
+  return value === seen.value ? error : undefined
 }
 
 /** Environment variable names a shell accepts. */
@@ -121,7 +131,7 @@ function ScriptHint() {
 }
 
 export function CommandEditor({ block, onChange, errors }: EditorProps<CommandBlock>) {
-  const scriptError = fieldMessage(errors, 'script')
+  const scriptError = useFreshError(fieldMessage(errors, 'script'), block.script)
   return (
     <>
       <div className={`field${scriptError ? ' field-invalid' : ''}`}>
@@ -223,6 +233,7 @@ function GroupField({ label, hint, error, children }: { label: string; hint?: Re
 const METHODS: HttpMethod[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']
 
 export function ApiCallEditor({ block, onChange, errors }: EditorProps<ApiCallBlock>) {
+  const urlError = useFreshError(fieldMessage(errors, 'url'), block.url)
   const bodyless = block.method === 'GET' || block.method === 'HEAD'
   const bodyError = fieldMessage(errors, 'body')
   return (
@@ -237,7 +248,7 @@ export function ApiCallEditor({ block, onChange, errors }: EditorProps<ApiCallBl
             </select>
           )}
         </Field>
-        <Field label="URL" className="grow" error={fieldMessage(errors, 'url')}>
+        <Field label="URL" className="grow" error={urlError}>
           {(id) => (
             <input
               id={id}
@@ -317,7 +328,7 @@ interface ConditionalEditorProps extends EditorProps<ConditionalBlock> {
 }
 
 export function ConditionalEditor({ block, onChange, errors, renderBranch }: ConditionalEditorProps) {
-  const serverError = fieldMessage(errors, 'expr')
+  const serverError = useFreshError(fieldMessage(errors, 'expr'), block.expr)
   const problem = expressionProblem(block.expr)
   const error = serverError ?? problem ?? undefined
   return (
@@ -358,7 +369,7 @@ export function ConditionalEditor({ block, onChange, errors, renderBranch }: Con
 export function TimerEditor({ block, onChange, errors }: EditorProps<TimerBlock>) {
   return (
     <div className="field-row">
-      <Field label="Seconds" className="w-sm" error={fieldMessage(errors, 'seconds')} hint={`Waits ${formatSeconds(block.seconds)}; pausing the run freezes it.`}>
+      <Field label="Seconds" className="w-timer" error={fieldMessage(errors, 'seconds')} hint={`Waits ${formatSeconds(block.seconds)}; pausing the run freezes it.`}>
         {(id) => (
           <input
             id={id}

@@ -49,6 +49,11 @@ function RunDuration({ execution }: { execution: Execution }) {
   return ms === null ? null : <span>{formatDuration(ms)}</span>
 }
 
+/** The console's size as the steps count it. */
+function consoleBytes(execution: Execution): number {
+  return (execution.steps ?? []).reduce((sum, step) => sum + (step.output_bytes ?? 0), 0)
+}
+
 function RunDetail({ execution }: { execution: Execution }) {
   const client = useQueryClient()
   const navigate = useNavigate()
@@ -194,7 +199,7 @@ function RunDetail({ execution }: { execution: Execution }) {
       )}
       <div className="run-layout">
         <StepTimeline rows={rows} countdowns={countdowns} />
-        <Console executionId={execution.id} finished={finished} onEvent={onEvent} />
+        <Console executionId={execution.id} finished={finished} onEvent={onEvent} initialBytes={consoleBytes(execution)} />
       </div>
       {confirmStop && (
         <Modal
