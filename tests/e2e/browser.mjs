@@ -425,6 +425,56 @@ describe('browser: sign in, author, version and run a runbook', { timeout: HARD_
     assert.equal(branch.else[0].expr, 'steps.check.stdout.contains("check")');
   });
 
+  it('shows every block kind with all its fields editable', async () => {
+    const runbook = await createRunbook('E2E all kinds', [
+      { id: 'read-first', kind: 'instruction', text: '## Before you start\nCheck the **dashboard**.', confirm: true },
+      {
+        ...command('restart', 'systemctl restart {{ params.service }}\necho "PID=$(pidof payments)" >> "$RUNBOOK_OUTPUT"'),
+        shell: 'bash',
+        workdir: '/srv/payments',
+        env: { REGION: 'eu-west-1' },
+        secrets: { TOKEN: 'payments-token' },
+        expect_exit_codes: [0, 3],
+        on_failure: 'continue',
+      },
+      {
+        id: 'health', kind: 'api_call', method: 'POST', url: 'https://api.example/health', headers: { Accept: 'application/json' },
+        body: '{"deep": true}', credential: 'payments-token', timeout_secs: 10, expect_status: [200, 204], on_failure: 'stop',
+      },
+      { id: 'healthy', kind: 'conditional', expr: 'steps.health.status == 200', then: [], else: [{ id: 'cool-down', kind: 'timer', seconds: 90 }] },
+    ]);
+    await page.goto(`${baseUrl}/#/runbooks/${runbook.id}`);
+    const restart = page.getByRole('region', { name: 'Command block restart' });
+    assert.equal(await restart.getByLabel('Shell').inputValue(), 'bash');
+    assert.equal(await restart.getByLabel('Working directory').inputValue(), '/srv/payments');
+    assert.equal(await restart.getByLabel('Expected exit codes').inputValue(), '0, 3');
+    assert.equal(await restart.getByLabel('On failure').inputValue(), 'continue');
+    assert.equal(await restart.getByLabel('Variable 1 name').inputValue(), 'REGION');
+    assert.equal(await restart.getByLabel('Secret 1 value').inputValue(), 'payments-token');
+    const health = page.getByRole('region', { name: 'API call block health' });
+    assert.equal(await health.getByLabel('Method').inputValue(), 'POST');
+    assert.equal(await health.getByLabel('Header 1 value').inputValue(), 'application/json');
+    assert.equal(await health.getByLabel('Body').inputValue(), '{"deep": true}');
+    assert.equal(await health.getByLabel('Expected status').inputValue(), '200, 204');
+    assert.equal(await health.getByLabel('Credential').inputValue(), 'payments-token');
+    await restart.evaluate((el) => el.scrollIntoView({ block: 'start' }));
+    await shot('12-command-and-api-call');
+
+    await health.getByLabel('Method').selectOption('PUT');
+    await health.getByRole('button', { name: 'Add header' }).click();
+    await health.getByLabel('Header 2 name').fill('X-Trace');
+    await health.getByLabel('Header 2 value').fill('{{ params.trace }}');
+    await restart.getByRole('button', { name: 'Remove variable REGION' }).click();
+    await page.getByRole('region', { name: 'Instruction block read-first' }).getByRole('button', { name: 'Collapse block' }).click();
+    await page.keyboard.press('Control+s');
+    await savedVersion(2).waitFor();
+    const stored = await api('GET', `/runbooks/${runbook.id}`);
+    assert.equal(stored.blocks[2].method, 'PUT');
+    assert.deepEqual(stored.blocks[2].headers, { Accept: 'application/json', 'X-Trace': '{{ params.trace }}' });
+    assert.deepEqual(stored.blocks[1].env, {});
+    assert.deepEqual(stored.blocks[1].secrets, { TOKEN: 'payments-token' });
+  });
+
   it('pages through a runbook\'s run history', async () => {
     const runbook = await createRunbook('E2E history', [{ id: 'note', kind: 'instruction', text: 'Nothing to do.', confirm: false }]);
     const ids = [];

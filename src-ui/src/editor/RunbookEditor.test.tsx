@@ -164,6 +164,27 @@ describe('RunbookEditor', () => {
     expect(within(screen.getByRole('region', { name: 'Command block check' })).queryByRole('alert')).toBeNull()
   })
 
+  it('shows a template error on the script and hides a server error once the field is edited', async () => {
+    const user = userEvent.setup()
+    const error = new ApiError('validation_failed', 'The runbook is invalid.', 422, [
+      { path: 'blocks[0].script', code: 'invalid_template', message: '1:20: unclosed tag' },
+      { path: 'blocks[1].expr', code: 'invalid_expression', message: '1:5: the server says no' },
+    ])
+    render(<Harness runbook={branchy} saveError={error} />)
+    const command = screen.getByRole('region', { name: 'Command block check' })
+    expect(within(command).getByRole('alert')).toHaveTextContent('1:20: unclosed tag')
+
+    const conditional = screen.getByRole('region', { name: 'Conditional block branch' })
+    const expr = within(conditional).getByLabelText('Expression')
+    expect(expr.closest('.field')).toHaveTextContent('1:5: the server says no')
+    await user.clear(expr)
+    await user.type(expr, 'steps.check.exit_code ==')
+    // The server's error was about the old text; the local check speaks for the new one.
+    expect(expr.closest('.field')).not.toHaveTextContent('the server says no')
+    expect(expr.closest('.field')).toHaveTextContent(/1:25: .*end of expression/)
+    expect(expr).toHaveAttribute('aria-invalid', 'true')
+  })
+
   it('explains a version conflict instead of a generic error', () => {
     render(<Harness saveError={new ApiError('version_conflict', 'Version 3 is current.', 409)} />)
     expect(screen.getByRole('alert')).toHaveTextContent('someone else saved a newer version')
