@@ -1,4 +1,4 @@
-import { render, screen, within } from '@testing-library/react'
+import { fireEvent, render, screen, within } from '@testing-library/react'
 import userEvent from '@testing-library/user-event'
 import { useEffect, useReducer } from 'react'
 import { describe, expect, it, vi } from 'vitest'
@@ -131,6 +131,22 @@ describe('RunbookEditor', () => {
     expect(conditional?.kind === 'conditional' && conditional.then[1]).toEqual({ id: 'wait', kind: 'timer', seconds: 45 })
     expect(conditional?.kind === 'conditional' && conditional.else.map((b) => b.kind)).toEqual(['instruction'])
     expect(screen.getByText('Unsaved changes')).toBeInTheDocument()
+  })
+
+  it('reorders blocks by dragging a card onto another in the same list only', () => {
+    render(<Harness runbook={branchy} />)
+    const dataTransfer = { setData: () => {}, effectAllowed: '' }
+    const check = screen.getByTestId('block-check')
+    const branch = screen.getByTestId('block-branch')
+    fireEvent.mouseDown(within(branch).getAllByTitle('Drag to reorder')[0])
+    fireEvent.dragStart(branch, { dataTransfer })
+    // A card in another list (the then-branch) is no drop target.
+    fireEvent.dragOver(screen.getByTestId('block-wait'), { dataTransfer })
+    fireEvent.drop(screen.getByTestId('block-wait'), { dataTransfer })
+    expect(blockOrder().filter((id) => id !== 'block-wait')).toEqual(['block-check', 'block-branch'])
+    fireEvent.dragOver(check, { dataTransfer })
+    fireEvent.drop(check, { dataTransfer })
+    expect(lastState?.draft.blocks.map((b) => b.id)).toEqual(['branch', 'check'])
   })
 
   it('edits a command\'s environment and secrets as name/value rows', async () => {

@@ -28,9 +28,11 @@ export function shortcutAction(key: string, status: ExecutionStatus): ControlAct
   return candidates.find((action) => controlEnabled(action, status)) ?? null
 }
 
-/** True when a key press is meant for a text field (or the terminal), not for a shortcut. */
+/** True when a key press is meant for a text field, not for a shortcut. */
 export function isTypingTarget(target: EventTarget | null): boolean {
   if (!(target instanceof HTMLElement)) return false
+  // The console takes no input (its hidden textarea only holds focus), so shortcuts work there.
+  if (target.closest('.xterm')) return false
   if (target.isContentEditable) return true
   return target.closest('input, textarea, select, [contenteditable="true"], [role="textbox"]') !== null
 }
