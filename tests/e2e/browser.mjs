@@ -627,5 +627,6 @@ describe('browser: sign in, author, version and run a runbook', { timeout: HARD_
     await shot('11-million-lines');
     console.log(`# million-line console: loaded in ${loadMs} ms, ${gaps.length} frames, longest frame gap ${Math.round(worst)} ms`);
     assert.ok(worst < 500, `the page never froze for half a second (longest frame gap ${Math.round(worst)} ms)`);
+    assert.ok(loadMs < 20_000, `a million lines load in well under 20 s (took ${loadMs} ms)`);
   });
 });

@@ -51,15 +51,15 @@ function StepRow({ row, countdown }: { row: TimelineRow; countdown: CountdownSee
           {block && <KindIcon kind={block.kind} size={14} />}
           <span className="step-id">{row.blockId}</span>
           <span className="spacer" />
-          {step?.reused && (
-            <span className="chip chip-reused" title="Copied from the run this one retries">
-              <RotateCw size={11} aria-hidden /> reused
-            </span>
-          )}
           <StatusBadge status={status} />
         </div>
         <div className="step-meta">
           {block && <span>{BLOCK_LABELS[block.kind]}</span>}
+          {step?.reused && (
+            <span className="step-reused-mark" title="Copied from the run this one retries">
+              <RotateCw size={11} aria-hidden /> reused
+            </span>
+          )}
           {step?.started_at && <StepDuration step={step} live={live} />}
           {step?.exit_code !== null && step?.exit_code !== undefined && <span>exit {step.exit_code}</span>}
           {(step?.http_status ?? step?.response?.status) && <span>HTTP {step?.http_status ?? step?.response?.status}</span>}
