@@ -216,13 +216,24 @@ export function Console({ executionId, finished, onEvent, initialBytes = 0 }: Co
         <span className="console-title">Console</span>
         <span className={`live-dot${finished ? '' : ' is-live'}`} aria-hidden />
         <span className="console-meta" data-testid="console-meta">
-          {finished ? 'complete' : streamBroken ? 'polling' : 'live'} · {formatBytes(stats.bytes)} · {stats.lines.toLocaleString()} lines
-          {stats.lines > SCROLLBACK_LINES && ` (last ${SCROLLBACK_LINES.toLocaleString()} kept)`}
+          {finished ? 'complete' : streamBroken ? 'polling' : 'live'} · {formatBytes(stats.bytes)} ·{' '}
+          {stats.lines > SCROLLBACK_LINES ? (
+            <abbr title={`The console keeps the last ${SCROLLBACK_LINES.toLocaleString()} lines; search covers those.`} data-testid="console-trimmed">
+              {stats.lines.toLocaleString()} lines
+            </abbr>
+          ) : (
+            `${stats.lines.toLocaleString()} lines`
+          )}
         </span>
         {startOffset > 0 && (
-          <button type="button" className="console-btn" onClick={() => setFromStart(true)} title="Read the whole console from its first byte">
-            Load all
-          </button>
+          <>
+            <span className="console-meta console-tail-note" title={`The console opened at its tail: its first ${formatBytes(startOffset)} are not loaded.`}>
+              {formatBytes(startOffset)} skipped
+            </span>
+            <button type="button" className="console-btn" onClick={() => setFromStart(true)} title="Read the whole console from its first byte">
+              Load all
+            </button>
+          </>
         )}
         <span className="spacer" />
         <label className="console-search">
