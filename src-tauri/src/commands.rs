@@ -164,6 +164,15 @@ pub async fn control_execution(
     Ok(service.control(&actor, parse_id(&id)?, action).await?)
 }
 
+#[tauri::command]
+pub async fn retry_execution(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    id: String,
+) -> CommandResult<Execution> {
+    Ok(service.retry(&actor, parse_id(&id)?).await?)
+}
+
 /// The local profile the desktop acts as: `{"name", "role"}`.
 #[tauri::command]
 pub fn whoami(actor: State<'_, Actor>) -> Actor {

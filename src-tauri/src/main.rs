@@ -64,6 +64,7 @@ fn with_commands<R: Runtime>(builder: Builder<R>) -> Builder<R> {
         commands::list_executions,
         commands::read_output,
         commands::control_execution,
+        commands::retry_execution,
         commands::whoami,
     ])
 }
@@ -71,8 +72,16 @@ fn with_commands<R: Runtime>(builder: Builder<R>) -> Builder<R> {
 /// Opens the core service, manages it with the local profile, and bridges its events.
 fn open_service<R: Runtime>(
     app: &mut App<R>,
-    config: Config,
+    mut config: Config,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    // Commands see what the user's shell profile sets up (PATH above all), even when
+    // the app was started from a desktop launcher with a bare environment.
+    match runbook_core::login_environment() {
+        Some(env) => config.engine.base_env = Some(std::sync::Arc::new(env)),
+        None => tracing::warn!(
+            "could not read the login shell's environment; commands inherit the app's"
+        ),
+    }
     let data_dir = config.data_dir.display().to_string();
     let service = tauri::async_runtime::block_on(Service::open(config))
         // Debug, not Display: an internal error's Display hides its cause.

@@ -7,7 +7,10 @@ mod service;
 mod sink;
 
 pub use error::{CoreError, ErrorKind};
-pub use runbook_engine::{EngineConfig, ExecutionEvent};
+pub use runbook_engine::{
+    login_environment, Credential, CredentialError, CredentialResolver, EngineConfig,
+    ExecutionEvent, StaticCredentials,
+};
 pub use service::{
     ApiKeyInfo, Config, ExecuteRequest, ExecutionQuery, NewApiKey, Page, RunbookQuery, Service,
 };

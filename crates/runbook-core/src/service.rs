@@ -6,10 +6,12 @@ use chrono::{DateTime, Utc};
 use rand::RngCore;
 use runbook_domain::validation::{parse_draft, parse_update};
 use runbook_domain::{
-    Block, ControlAction, Execution, ExecutionStatus, OutputPage, ParamType, Role, Runbook,
-    RunbookSummary, VersionInfo,
+    ControlAction, Execution, ExecutionStatus, OutputPage, ParamType, Role, Runbook,
+    RunbookSummary, StepStatus, VersionInfo,
 };
-use runbook_engine::{ControlError, Engine, EngineConfig, ExecutionEvent};
+use runbook_engine::{
+    ControlError, CredentialResolver, Engine, EngineConfig, ExecutionEvent, NoCredentials,
+};
 use runbook_store::{ApiKeyRecord, ExecutionFilter, RunbookFilter, Store};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -173,9 +175,31 @@ impl Service {
         engine_config: EngineConfig,
         heartbeat_timeout: Duration,
     ) -> Result<Service, CoreError> {
-        interrupt_orphans(store.as_ref(), heartbeat_timeout).await?;
+        Service::with_credentials(
+            store,
+            engine_config,
+            heartbeat_timeout,
+            Arc::new(NoCredentials),
+        )
+        .await
+    }
+
+    /// A service over an already opened store whose runs resolve credentials through
+    /// `credentials`.
+    pub async fn with_credentials(
+        store: Arc<dyn Store>,
+        engine_config: EngineConfig,
+        heartbeat_timeout: Duration,
+        credentials: Arc<dyn CredentialResolver>,
+    ) -> Result<Service, CoreError> {
+        let engine = Engine::new(
+            engine_config,
+            Arc::new(StoreSink(store.clone())),
+            credentials,
+        );
+        interrupt_orphans(store.as_ref(), &engine, heartbeat_timeout).await?;
+        reap_leftovers(store.as_ref(), &engine).await;
         let runner = Uuid::new_v4();
-        let engine = Engine::new(engine_config, Arc::new(StoreSink(store.clone())));
         let upkeep = tokio::spawn(upkeep(store.clone(), engine.clone(), heartbeat_timeout));
         Ok(Service {
             store,
@@ -410,22 +434,68 @@ impl Service {
                 .await?
                 .ok_or(CoreError::NotFound { what: "version" })?,
         };
-        if let Some(block) = runbook
-            .all_blocks()
-            .into_iter()
-            .find(|b| matches!(b, Block::ApiCall(_) | Block::Conditional(_)))
-        {
-            return Err(CoreError::unprocessable(
-                "unsupported_block_kind",
-                format!(
-                    "block `{}` is an {} block; this version runs instruction, command and timer blocks only",
-                    block.id(),
-                    block.kind()
-                ),
-            ));
-        }
         let params = resolve_params(&runbook, request.params)?;
         let execution = Execution::queued(Uuid::new_v4(), &runbook, params, &actor.name, now());
+        self.launch(execution, runbook).await
+    }
+
+    /// Runs a failed, stopped or interrupted execution again from the step that did
+    /// not succeed, with the same version and parameters; the results of the steps
+    /// before it are carried over (marked `reused`) and the new run links to the old.
+    pub async fn retry(&self, actor: &Actor, id: Uuid) -> Result<Execution, CoreError> {
+        actor.require(Role::Operator)?;
+        let previous = self.load_execution(id).await?;
+        if !matches!(
+            previous.status,
+            ExecutionStatus::Failed | ExecutionStatus::Stopped | ExecutionStatus::Interrupted
+        ) {
+            return Err(CoreError::InvalidState(format!(
+                "the execution is {}; only a failed, stopped or interrupted run can be retried",
+                previous.status
+            )));
+        }
+        let runbook = self
+            .store
+            .get_version(previous.runbook_id, previous.runbook_version)
+            .await?
+            .ok_or(CoreError::NotFound { what: "runbook" })?;
+        let continues: std::collections::HashMap<&str, bool> = runbook
+            .all_blocks()
+            .into_iter()
+            .map(|block| (block.id(), block.failure_continues()))
+            .collect();
+        let from = previous.steps.iter().position(|step| match step.status {
+            StepStatus::Succeeded | StepStatus::Skipped => false,
+            StepStatus::Failed => !continues
+                .get(step.block_id.as_str())
+                .copied()
+                .unwrap_or(false),
+            _ => true,
+        });
+        let Some(from) = from else {
+            return Err(CoreError::InvalidState(
+                "every step of the execution succeeded; there is nothing to retry".to_string(),
+            ));
+        };
+        let mut execution = Execution::queued(
+            Uuid::new_v4(),
+            &runbook,
+            previous.params.clone(),
+            &actor.name,
+            now(),
+        );
+        execution.retry_of = Some(previous.id);
+        execution.retry_from = Some(previous.steps[from].block_id.clone());
+        for (step, earlier) in execution.steps.iter_mut().zip(&previous.steps).take(from) {
+            *step = earlier.clone();
+            step.output_bytes = 0;
+            step.detail.reused = true;
+        }
+        self.launch(execution, runbook).await
+    }
+
+    /// Stores a queued execution, claims it for this process and starts it.
+    async fn launch(&self, execution: Execution, runbook: Runbook) -> Result<Execution, CoreError> {
         if self.engine.is_closing() {
             return Err(CoreError::InvalidState(
                 "the service is shutting down and starts no new runs".to_string(),
@@ -639,17 +709,44 @@ pub(crate) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-async fn interrupt_orphans(store: &dyn Store, timeout: Duration) -> Result<u64, CoreError> {
+/// Marks runs whose process stopped as interrupted and ends what they left running.
+async fn interrupt_orphans(
+    store: &dyn Store,
+    engine: &Engine,
+    timeout: Duration,
+) -> Result<usize, CoreError> {
     let now = now();
     let stale_before = now - chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
     let interrupted = store.interrupt_unfinished(now, stale_before).await?;
-    if interrupted > 0 {
+    if !interrupted.is_empty() {
+        let killed = engine.reap(&interrupted);
         tracing::warn!(
-            interrupted,
+            interrupted = interrupted.len(),
+            killed,
             "runs whose process stopped are now interrupted"
         );
     }
-    Ok(interrupted)
+    Ok(interrupted.len())
+}
+
+/// Ends processes on this machine that belong to interrupted runs (left by an app
+/// that crashed while another instance marked its runs interrupted, say). Processes
+/// of runs that ended normally (daemons a step started on purpose) are left alone.
+async fn reap_leftovers(store: &dyn Store, engine: &Engine) {
+    let mut finished = Vec::new();
+    for id in engine.foreign_runs() {
+        match store.get_execution(id).await {
+            Ok(Some(execution)) if execution.status == ExecutionStatus::Interrupted => {
+                finished.push(id)
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "could not check a run's leftover processes"),
+        }
+    }
+    if !finished.is_empty() {
+        let killed = engine.reap_finished(&|id| finished.contains(&id));
+        tracing::warn!(killed, "ended processes left from finished runs");
+    }
 }
 
 /// Renews the runs this process executes and sweeps up orphans, a few times per timeout.
@@ -661,7 +758,7 @@ async fn upkeep(store: Arc<dyn Store>, engine: Engine, timeout: Duration) {
         if let Err(error) = store.heartbeat(&engine.live_ids(), now()).await {
             tracing::error!(%error, "could not renew the heartbeat of live runs");
         }
-        let _ = interrupt_orphans(store.as_ref(), timeout).await;
+        let _ = interrupt_orphans(store.as_ref(), &engine, timeout).await;
     }
 }
 

@@ -422,26 +422,58 @@ async fn executing_checks_parameters() {
 }
 
 #[tokio::test]
-async fn executing_an_api_call_block_is_unsupported() {
-    let (service, _dir) = service().await;
+async fn a_failed_run_is_retried_from_the_failed_step_reusing_earlier_results() {
+    let (service, dir) = service().await;
+    let work = dir.path().display().to_string();
     let id = create(
         &service,
-        json!({"name": "Probe", "blocks": [
-            {"id": "before", "kind": "command", "script": "true"},
-            {"id": "health", "kind": "api_call", "url": "https://api.example/health"}
+        json!({"name": "Flaky", "blocks": [
+            {"id": "one", "kind": "command",
+             "script": format!("echo ran >> {work}/one.log; echo COUNT=7 >> \"$RUNBOOK_OUTPUT\"")},
+            {"id": "two", "kind": "command",
+             "script": format!("if [ -f {work}/fixed ]; then echo fixed; else touch {work}/fixed; exit 3; fi")},
+            {"id": "three", "kind": "command", "script": "echo count={{ steps.one.outputs.COUNT }}"}
         ]}),
     )
     .await;
+    let first = service.execute(&admin(), id, Value::Null).await.unwrap();
+    let first = wait_until_finished(&service, first.id).await;
+    assert_eq!(first.status, ExecutionStatus::Failed);
+    assert_eq!(first.steps[0].detail.outputs["COUNT"], "7");
+
+    let operator = actor("olga", Role::Operator);
     assert_code(
-        service.execute(&admin(), id, Value::Null).await,
-        ErrorKind::Invalid,
-        "unsupported_block_kind",
+        service.retry(&actor("vic", Role::Viewer), first.id).await,
+        ErrorKind::Forbidden,
+        "forbidden",
     );
-    let runs = service
-        .list_executions(&admin(), Default::default())
+    let retry = service.retry(&operator, first.id).await.unwrap();
+    assert_eq!(retry.retry_of, Some(first.id));
+    assert_eq!(retry.retry_from.as_deref(), Some("two"));
+    assert_eq!(retry.started_by, "olga");
+    let retry = wait_until_finished(&service, retry.id).await;
+    assert_eq!(retry.status, ExecutionStatus::Succeeded, "{retry:#?}");
+    assert!(retry.steps[0].detail.reused);
+    assert_eq!(retry.steps[0].status, StepStatus::Succeeded);
+    assert!(!retry.steps[1].detail.reused && !retry.steps[2].detail.reused);
+    let log = std::fs::read_to_string(dir.path().join("one.log")).unwrap();
+    assert_eq!(log, "ran\n", "the reused step did not run again");
+    let console = service
+        .read_output(&admin(), retry.id, 0, 1 << 20)
         .await
-        .unwrap();
-    assert_eq!(runs.total, 0, "nothing ran, not even the first step");
+        .unwrap()
+        .text;
+    assert!(console.contains("fixed"), "{console}");
+    assert!(
+        console.contains("count=7"),
+        "later steps see the reused step's outputs: {console}"
+    );
+
+    assert_code(
+        service.retry(&admin(), retry.id).await,
+        ErrorKind::Conflict,
+        "invalid_state",
+    );
 }
 
 // ---- output ----
@@ -660,6 +692,8 @@ async fn runs_left_unfinished_are_interrupted_when_a_service_opens() {
         started_at: Some(now),
         finished_at: None,
         steps: vec![StepResult::pending("intro"), StepResult::pending("run")],
+        retry_of: None,
+        retry_from: None,
     };
     store.insert_execution(&orphan).await.unwrap();
     let done = StepResult {

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use uuid::Uuid;
@@ -144,6 +145,59 @@ pub struct StepResult {
     /// Why the step failed, in a sentence; absent on success.
     #[serde(default)]
     pub error: Option<String>,
+    /// What the step produced for later steps (outputs, captured streams, response).
+    #[serde(flatten)]
+    pub detail: StepDetail,
+}
+
+/// Most bytes of a step's stdout or stderr kept for later steps (the tail); the
+/// console keeps everything.
+pub const MAX_CAPTURED_STREAM: usize = 64 * 1024;
+/// Most bytes of an HTTP response body kept; its full size is noted.
+pub const MAX_CAPTURED_BODY: usize = 1024 * 1024;
+
+/// The parts of a step's result that later steps can use, stored with the step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepDetail {
+    /// Named values the step published (`KEY=VALUE` lines in `$RUNBOOK_OUTPUT`).
+    #[serde(default)]
+    pub outputs: BTreeMap<String, String>,
+    /// The last [`MAX_CAPTURED_STREAM`] bytes of a command's stdout, secrets masked.
+    #[serde(default)]
+    pub stdout: String,
+    /// The last [`MAX_CAPTURED_STREAM`] bytes of a command's stderr, secrets masked.
+    #[serde(default)]
+    pub stderr: String,
+    /// An api_call's response.
+    #[serde(default)]
+    pub response: Option<HttpResponse>,
+    /// The branch a conditional took.
+    #[serde(default)]
+    pub branch: Option<Branch>,
+    /// True when the result was carried over from the run this one retries.
+    #[serde(default)]
+    pub reused: bool,
+}
+
+/// A captured HTTP response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    /// The body as text, at most [`MAX_CAPTURED_BODY`] bytes of it, secrets masked.
+    pub body: String,
+    /// The body's full size in bytes.
+    pub body_bytes: u64,
+    /// True when `body` holds only the beginning of the body.
+    pub truncated: bool,
+}
+
+/// Which list of blocks a conditional ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Branch {
+    Then,
+    Else,
 }
 
 impl StepResult {
@@ -158,6 +212,7 @@ impl StepResult {
             finished_at: None,
             output_bytes: 0,
             error: None,
+            detail: StepDetail::default(),
         }
     }
 }
@@ -176,6 +231,12 @@ pub struct Execution {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub steps: Vec<StepResult>,
+    /// The run this one retries, if any.
+    #[serde(default)]
+    pub retry_of: Option<Uuid>,
+    /// The block this run (a retry) started from; the steps before it were reused.
+    #[serde(default)]
+    pub retry_from: Option<String>,
 }
 
 impl Execution {
@@ -199,6 +260,8 @@ impl Execution {
             created_at,
             started_at: None,
             finished_at: None,
+            retry_of: None,
+            retry_from: None,
             steps: runbook
                 .all_blocks()
                 .into_iter()

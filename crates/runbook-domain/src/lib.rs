@@ -5,6 +5,7 @@ pub mod block;
 pub mod execution;
 pub mod role;
 pub mod runbook;
+pub mod template;
 pub mod validation;
 
 pub use block::{
@@ -12,7 +13,8 @@ pub use block::{
     InstructionBlock, Shell, TimerBlock,
 };
 pub use execution::{
-    ControlAction, Execution, ExecutionStatus, OutputPage, StepResult, StepStatus,
+    Branch, ControlAction, Execution, ExecutionStatus, HttpResponse, OutputPage, StepDetail,
+    StepResult, StepStatus,
 };
 pub use role::Role;
 pub use runbook::{

@@ -459,6 +459,13 @@ impl Validator {
                     );
                 }
                 self.max_bytes(&format!("{path}.script"), script, MAX_SCRIPT_BYTES);
+                self.template(&format!("{path}.script"), script);
+                for (name, value) in env {
+                    self.template(&format!("{path}.env.{name}"), value);
+                }
+                if let Some(dir) = workdir {
+                    self.template(&format!("{path}.workdir"), dir);
+                }
                 if host != "local" {
                     self.push(
                         format!("{path}.host"),
@@ -513,6 +520,13 @@ impl Validator {
                         "the URL must be an absolute http:// or https:// URL",
                     );
                 }
+                self.template(&format!("{path}.url"), url);
+                for (name, value) in headers {
+                    self.template(&format!("{path}.headers.{name}"), value);
+                }
+                if let Some(body) = body {
+                    self.template(&format!("{path}.body"), body);
+                }
                 for name in headers.keys() {
                     if name.is_empty() || !name.bytes().all(is_header_token_byte) {
                         self.push(
@@ -550,6 +564,11 @@ impl Validator {
                     );
                 }
                 self.max_bytes(&format!("{path}.expr"), expr, 4096);
+                if !expr.trim().is_empty() && expr.len() <= 4096 {
+                    if let Err(message) = crate::template::check_expression(expr) {
+                        self.push(format!("{path}.expr"), "invalid_expression", message);
+                    }
+                }
                 self.blocks(then, &format!("{path}.then"), depth + 1);
                 self.blocks(otherwise, &format!("{path}.else"), depth + 1);
             }
@@ -562,6 +581,12 @@ impl Validator {
                     );
                 }
             }
+        }
+    }
+
+    fn template(&mut self, path: &str, text: &str) {
+        if let Err(message) = crate::template::check_template(text) {
+            self.push(path, "invalid_template", message);
         }
     }
 
@@ -778,6 +803,24 @@ mod tests {
         let err = parse_draft(value).unwrap_err();
         assert_eq!(err.code(), "invalid_character");
         assert_eq!(err.errors[0].path, "blocks[0].script");
+    }
+
+    #[test]
+    fn rejects_syntax_errors_in_expressions_and_templates_with_their_position() {
+        let result = parse_draft(with_blocks(json!([
+            {"id": "c", "kind": "conditional", "expr": "steps.a.exit_code ==",
+             "then": [{"id": "t", "kind": "command", "script": "echo {{ params.x "}]},
+        ])));
+        let errors = result.unwrap_err().errors;
+        let expr = errors.iter().find(|e| e.path == "blocks[0].expr").unwrap();
+        assert_eq!(expr.code, "invalid_expression");
+        assert!(expr.message.contains("line 1, column"), "{}", expr.message);
+        let script = errors
+            .iter()
+            .find(|e| e.path == "blocks[0].then[0].script")
+            .unwrap();
+        assert_eq!(script.code, "invalid_template");
+        assert!(script.message.contains("line 1"), "{}", script.message);
     }
 
     #[test]

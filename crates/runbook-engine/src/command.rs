@@ -1,32 +1,57 @@
 //! Local processes: each command runs through its shell as the leader of a new
-//! process group, so pause, stop and clean-up reach every process it started.
+//! process group, so pause, stop and clean-up reach every process it started. Every
+//! process carries its run's id in `RUNBOOK_EXECUTION_ID`, so what a crashed app
+//! left behind can be found and ended when it starts again.
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use runbook_domain::Shell;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use tokio::process::{Child, Command};
+use uuid::Uuid;
+
+/// The variable naming the run a process belongs to.
+pub const EXECUTION_ID_VAR: &str = "RUNBOOK_EXECUTION_ID";
+/// The variable naming the file a step writes `KEY=VALUE` outputs to.
+pub const OUTPUT_VAR: &str = "RUNBOOK_OUTPUT";
+
+/// Variables of the app itself that no command may see.
+const PRIVATE_VARS: [&str; 3] = [
+    "DATABASE_URL",
+    "RUNBOOK_MASTER_KEY",
+    "RUNBOOK_TEST_POSTGRES_URL",
+];
 
 /// What to run.
 pub struct CommandSpec<'a> {
     pub shell: Shell,
     pub script: &'a str,
     pub workdir: Option<&'a str>,
-    pub env: &'a BTreeMap<String, String>,
+    /// The block's variables and injected secrets, in order.
+    pub env: &'a [(String, String)],
+    /// The environment commands start from instead of the app's own (the user's
+    /// login-shell environment on desktops).
+    pub base_env: Option<&'a HashMap<String, String>>,
+    pub execution_id: Uuid,
+    pub output_file: &'a Path,
 }
 
 /// Starts the script as the leader of its own process group, output piped.
 pub fn spawn(spec: &CommandSpec<'_>) -> std::io::Result<Child> {
     let mut command = Command::new(spec.shell.program());
+    command.arg("-c").arg(spec.script);
+    if let Some(base) = spec.base_env {
+        command.env_clear().envs(base);
+    }
+    for name in PRIVATE_VARS {
+        command.env_remove(name);
+    }
     command
-        .arg("-c")
-        .arg(spec.script)
-        .envs(spec.env)
-        // The app's own secrets are not the command's business.
-        .env_remove("DATABASE_URL")
-        .env_remove("RUNBOOK_MASTER_KEY")
-        .env_remove("RUNBOOK_TEST_POSTGRES_URL")
+        .env(EXECUTION_ID_VAR, spec.execution_id.to_string())
+        .env(OUTPUT_VAR, spec.output_file)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -67,4 +92,99 @@ pub fn exit_code(status: ExitStatus) -> i32 {
         .code()
         .or_else(|| status.signal().map(|signal| 128 + signal))
         .unwrap_or(-1)
+}
+
+/// Processes (pid, process group) whose environment marks them as belonging to
+/// one of the runs in `wanted`, found through /proc. Empty where there is no /proc.
+pub fn processes_of(wanted: &dyn Fn(Uuid) -> bool) -> Vec<(i32, i32, Uuid)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let own = std::process::id() as i32;
+    let prefix = format!("{EXECUTION_ID_VAR}=");
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == own {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let marker = environ
+            .split(|b| *b == 0)
+            .find_map(|var| var.strip_prefix(prefix.as_bytes()))
+            .and_then(|id| std::str::from_utf8(id).ok())
+            .and_then(|id| Uuid::parse_str(id).ok());
+        let Some(id) = marker.filter(|id| wanted(*id)) else {
+            continue;
+        };
+        let pgid = nix::unistd::getpgid(Some(Pid::from_raw(pid)))
+            .map(Pid::as_raw)
+            .unwrap_or(pid);
+        found.push((pid, pgid, id));
+    }
+    found
+}
+
+/// Kills every process left from the given runs (with their process groups);
+/// returns how many processes were found.
+pub fn kill_processes_of(wanted: &dyn Fn(Uuid) -> bool) -> usize {
+    let found = processes_of(wanted);
+    let own_group = nix::unistd::getpgrp().as_raw();
+    for (pid, pgid, _) in &found {
+        if *pgid != own_group && *pgid > 1 {
+            let _ = killpg(Pid::from_raw(*pgid), Signal::SIGKILL);
+        }
+        let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    found.len()
+}
+
+/// The environment of the user's login shell (`$SHELL -l`), so commands find what
+/// the user's profile puts on PATH even when the app was started from a desktop
+/// launcher. None when it cannot be read within a few seconds.
+pub fn login_environment() -> Option<HashMap<String, String>> {
+    let shell = std::env::var("SHELL").ok().filter(|s| !s.is_empty())?;
+    let mut child = std::process::Command::new(&shell)
+        .args(["-l", "-c", "env -0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut stdout = child.stdout.take()?;
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut bytes).map(|_| bytes)
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => break,
+            Ok(Some(_)) | Err(_) => return None,
+            Ok(None) if std::time::Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                tracing::warn!(%shell, "the login shell did not print its environment in time");
+                return None;
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+    let bytes = reader.join().ok()?.ok()?;
+    let env: HashMap<String, String> = bytes
+        .split(|b| *b == 0)
+        .filter_map(|var| std::str::from_utf8(var).ok())
+        .filter_map(|var| var.split_once('='))
+        .filter(|(name, _)| !name.is_empty())
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+    env.contains_key("PATH").then_some(env)
 }

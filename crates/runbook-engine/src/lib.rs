@@ -1,15 +1,23 @@
 //! The execution engine: runs a runbook version's blocks in order on the local host,
 //! each command in its own process group, streaming output as events and handing
 //! state and output to an [`ExecutionSink`] for persistence. It knows nothing of
-//! storage or credentials: the core supplies the sink.
+//! storage or credentials: the core supplies the sink and the credential resolver.
 
 mod command;
 mod console;
 mod control;
+mod credentials;
+mod http;
+mod mask;
 mod recorder;
 mod run;
+mod template;
 
+pub use command::{login_environment, EXECUTION_ID_VAR, OUTPUT_VAR};
 pub use control::ControlError;
+pub use credentials::{
+    Credential, CredentialError, CredentialResolver, NoCredentials, StaticCredentials,
+};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -65,6 +73,14 @@ pub enum ExecutionEvent {
         execution_id: Uuid,
         status: ExecutionStatus,
     },
+    /// A timer's time left: when it starts, every second, and on pause and resume.
+    Countdown {
+        execution_id: Uuid,
+        block_id: String,
+        remaining_ms: u64,
+        total_ms: u64,
+        paused: bool,
+    },
 }
 
 impl ExecutionEvent {
@@ -74,7 +90,8 @@ impl ExecutionEvent {
             ExecutionEvent::StepStarted { execution_id, .. }
             | ExecutionEvent::Output { execution_id, .. }
             | ExecutionEvent::StepFinished { execution_id, .. }
-            | ExecutionEvent::Status { execution_id, .. } => *execution_id,
+            | ExecutionEvent::Status { execution_id, .. }
+            | ExecutionEvent::Countdown { execution_id, .. } => *execution_id,
         }
     }
 
@@ -85,6 +102,7 @@ impl ExecutionEvent {
             ExecutionEvent::Output { .. } => "output",
             ExecutionEvent::StepFinished { .. } => "step_finished",
             ExecutionEvent::Status { .. } => "status",
+            ExecutionEvent::Countdown { .. } => "countdown",
         }
     }
 }
@@ -98,6 +116,9 @@ pub struct EngineConfig {
     pub flush_interval: Duration,
     /// Output is persisted once this many bytes are buffered.
     pub flush_bytes: usize,
+    /// The environment commands start from; None means the app's own. Desktops set
+    /// the user's login-shell environment here.
+    pub base_env: Option<Arc<HashMap<String, String>>>,
 }
 
 impl Default for EngineConfig {
@@ -106,6 +127,7 @@ impl Default for EngineConfig {
             stop_grace: Duration::from_secs(5),
             flush_interval: Duration::from_millis(100),
             flush_bytes: 256 * 1024,
+            base_env: None,
         }
     }
 }
@@ -119,19 +141,33 @@ pub struct Engine {
 struct EngineInner {
     config: EngineConfig,
     sink: Arc<dyn ExecutionSink>,
+    credentials: Arc<dyn CredentialResolver>,
+    http: std::sync::OnceLock<reqwest::Client>,
     events: broadcast::Sender<ExecutionEvent>,
     runs: Mutex<HashMap<Uuid, Arc<control::RunControl>>>,
     closing: std::sync::atomic::AtomicBool,
 }
 
+impl EngineInner {
+    fn http_client(&self) -> reqwest::Client {
+        self.http.get_or_init(http::client).clone()
+    }
+}
+
 impl Engine {
-    /// An engine persisting through `sink`.
-    pub fn new(config: EngineConfig, sink: Arc<dyn ExecutionSink>) -> Self {
+    /// An engine persisting through `sink`, resolving credentials through `credentials`.
+    pub fn new(
+        config: EngineConfig,
+        sink: Arc<dyn ExecutionSink>,
+        credentials: Arc<dyn CredentialResolver>,
+    ) -> Self {
         let (events, _) = broadcast::channel(4096);
         Engine {
             inner: Arc::new(EngineInner {
                 config,
                 sink,
+                credentials,
+                http: std::sync::OnceLock::new(),
                 events,
                 runs: Mutex::new(HashMap::new()),
                 closing: std::sync::atomic::AtomicBool::new(false),
@@ -228,6 +264,35 @@ impl Engine {
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Kills whatever processes of the given (finished) runs are still alive, e.g.
+    /// left by an app that crashed mid-run; returns how many there were.
+    pub fn reap(&self, runs: &[Uuid]) -> usize {
+        if runs.is_empty() {
+            return 0;
+        }
+        let live = self.live_ids();
+        command::kill_processes_of(&|id| runs.contains(&id) && !live.contains(&id))
+    }
+
+    /// Kills processes marked with a run id that `is_finished` says has ended (runs
+    /// this engine executes are never touched); returns how many there were.
+    pub fn reap_finished(&self, is_finished: &dyn Fn(Uuid) -> bool) -> usize {
+        let live = self.live_ids();
+        command::kill_processes_of(&|id| !live.contains(&id) && is_finished(id))
+    }
+
+    /// Runs marked on processes of this machine that this engine does not execute.
+    pub fn foreign_runs(&self) -> Vec<Uuid> {
+        let live = self.live_ids();
+        let mut ids: Vec<Uuid> = command::processes_of(&|id| !live.contains(&id))
+            .into_iter()
+            .map(|(_, _, id)| id)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
     }
 
     fn run(&self, id: Uuid) -> Option<Arc<control::RunControl>> {

@@ -1,14 +1,25 @@
-//! One run of one runbook version: walks its blocks in order and records every
-//! state change through the sink, while following the operator's control requests.
+//! One run of one runbook version: walks its blocks in document order (into the
+//! branch a conditional picks) and records every state change through the sink,
+//! while following the operator's control requests.
 
 use crate::command::{self, CommandSpec};
 use crate::console::{Console, Utf8Stream};
 use crate::control::{Requested, RunControl};
+use crate::credentials::Credential;
+use crate::http;
+use crate::mask::{Secrets, StreamMasker};
 use crate::recorder::Recorder;
+use crate::template::{self, Quoting};
 use crate::{EngineInner, ExecutionEvent};
 use chrono::Utc;
 use nix::sys::signal::Signal;
-use runbook_domain::{Block, CommandBlock, Execution, ExecutionStatus, Runbook, StepStatus};
+use runbook_domain::execution::MAX_CAPTURED_STREAM;
+use runbook_domain::template::is_template;
+use runbook_domain::{
+    ApiCallBlock, Block, Branch, CommandBlock, ConditionalBlock, Execution, ExecutionStatus,
+    Runbook, StepStatus,
+};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
@@ -18,8 +29,13 @@ use tokio::time::{sleep_until, Instant};
 /// Longest time output is still read after a command's shell has exited (from
 /// background processes holding its pipes) before the group is killed.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
+/// Most bytes of a step's output file read for published outputs.
+const MAX_OUTPUT_FILE: u64 = 64 * 1024;
+/// Most bytes of a response body shown in the console (all of it is stored with the step).
+const MAX_BODY_SHOWN: usize = 4096;
 
 /// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StepEnd {
     Succeeded,
     Failed,
@@ -34,6 +50,12 @@ pub struct Run {
     requested: watch::Receiver<Requested>,
     recorder: Recorder,
     console: Console,
+    /// Step index of every block id.
+    index_of: HashMap<String, usize>,
+    /// Every secret resolved so far, masked in all output.
+    secrets: Secrets,
+    /// Where steps write their outputs; made when the first command needs it.
+    scratch: Option<tempfile::TempDir>,
 }
 
 impl Run {
@@ -46,6 +68,12 @@ impl Run {
         let requested = control.watch();
         let recorder = Recorder::start(inner.sink.clone(), execution.id);
         let console = Console::new(inner.clone(), recorder.clone(), execution.id);
+        let index_of = execution
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(index, step)| (step.block_id.clone(), index))
+            .collect();
         Run {
             inner,
             execution,
@@ -54,6 +82,9 @@ impl Run {
             requested,
             recorder,
             console,
+            index_of,
+            secrets: Secrets::default(),
+            scratch: None,
         }
     }
 
@@ -61,14 +92,32 @@ impl Run {
         let started = now();
         self.set_status(ExecutionStatus::Running, Some(started), None)
             .await;
-        let blocks: Vec<Block> = self.runbook.all_blocks().into_iter().cloned().collect();
+        if let Some(from) = self.execution.retry_from.clone() {
+            let line =
+                format!("\x1b[2mretrying from step {from}; earlier results reused\x1b[0m\r\n");
+            self.console.write("", &line).await;
+        }
+        let blocks = self.runbook.draft.blocks.clone();
+        let mut stack = vec![blocks.iter()];
         let mut outcome = ExecutionStatus::Succeeded;
-        for (index, block) in blocks.iter().enumerate() {
-            if !self.wait_while_paused().await {
-                outcome = ExecutionStatus::Stopped;
-                break;
-            }
-            match self.step(index, block).await {
+        while let Some(level) = stack.last_mut() {
+            let Some(block) = level.next() else {
+                stack.pop();
+                continue;
+            };
+            let Some(&index) = self.index_of.get(block.id()) else {
+                continue;
+            };
+            let end = if self.execution.steps[index].detail.reused {
+                StepEnd::Succeeded
+            } else {
+                if !self.wait_while_paused().await {
+                    outcome = ExecutionStatus::Stopped;
+                    break;
+                }
+                self.step(index, block).await
+            };
+            match end {
                 StepEnd::Succeeded => {}
                 StepEnd::Failed if block.failure_continues() => {}
                 StepEnd::Failed => {
@@ -78,6 +127,19 @@ impl Run {
                 StepEnd::Stopped => {
                     outcome = ExecutionStatus::Stopped;
                     break;
+                }
+            }
+            if let Block::Conditional(conditional) = block {
+                match self.execution.steps[index].detail.branch {
+                    Some(Branch::Then) => {
+                        self.skip_all(&conditional.otherwise).await;
+                        stack.push(conditional.then.iter());
+                    }
+                    Some(Branch::Else) => {
+                        self.skip_all(&conditional.then).await;
+                        stack.push(conditional.otherwise.iter());
+                    }
+                    None => {}
                 }
             }
         }
@@ -169,14 +231,8 @@ impl Run {
             }
             Block::Command(command) => self.command(index, command).await,
             Block::Timer(timer) => self.timer(index, &block_id, timer.seconds).await,
-            Block::ApiCall(_) | Block::Conditional(_) => {
-                self.fail_step(
-                    index,
-                    &block_id,
-                    format!("{} blocks cannot run in this version", block.kind()),
-                )
-                .await
-            }
+            Block::ApiCall(call) => self.api_call(index, call).await,
+            Block::Conditional(conditional) => self.conditional(index, conditional).await,
         };
 
         let status = match end {
@@ -217,10 +273,31 @@ impl Run {
     }
 
     async fn fail_step(&mut self, index: usize, block_id: &str, error: String) -> StepEnd {
+        let error = self.secrets.mask(&error);
         self.count_output(index, block_id, &format!("\x1b[31m{error}\x1b[0m\r\n"))
             .await;
         self.execution.steps[index].error = Some(error);
         StepEnd::Failed
+    }
+
+    /// Renders a template against the run's context as it is now.
+    fn render(&self, source: &str, quoting: Quoting) -> Result<String, String> {
+        if !is_template(source) {
+            return Ok(source.to_string());
+        }
+        template::render(source, &template::context(&self.execution), quoting)
+    }
+
+    /// Resolves a credential for a step and adds its value to the masked secrets.
+    async fn credential(&mut self, name: &str, block_id: &str) -> Result<Credential, String> {
+        let credential = self
+            .inner
+            .credentials
+            .resolve(name, self.execution.id, block_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.secrets.add(credential.secret_forms());
+        Ok(credential)
     }
 
     async fn instruction(
@@ -230,8 +307,12 @@ impl Run {
         text: &str,
         confirm: bool,
     ) -> StepEnd {
+        let text = match self.render(text, Quoting::Raw) {
+            Ok(text) => text,
+            Err(error) => return self.fail_step(index, block_id, error).await,
+        };
         if !text.is_empty() {
-            let shown = text.replace('\n', "\r\n");
+            let shown = self.secrets.mask(&text).replace('\n', "\r\n");
             self.count_output(index, block_id, &format!("{shown}\r\n"))
                 .await;
         }
@@ -259,11 +340,22 @@ impl Run {
         }
     }
 
+    fn countdown(&self, block_id: &str, remaining: Duration, total: Duration, paused: bool) {
+        let _ = self.inner.events.send(ExecutionEvent::Countdown {
+            execution_id: self.execution.id,
+            block_id: block_id.to_string(),
+            remaining_ms: remaining.as_millis() as u64,
+            total_ms: total.as_millis() as u64,
+            paused,
+        });
+    }
+
     async fn timer(&mut self, index: usize, block_id: &str, seconds: u64) -> StepEnd {
         self.count_output(index, block_id, &format!("waiting {seconds} s\r\n"))
             .await;
         self.console.flush().await;
-        let mut remaining = Duration::from_secs(seconds);
+        let total = Duration::from_secs(seconds);
+        let mut remaining = total;
         loop {
             let requested = *self.requested.borrow_and_update();
             if requested.stopped {
@@ -271,6 +363,7 @@ impl Run {
             }
             if requested.paused {
                 self.pause_step(index).await;
+                self.countdown(block_id, remaining, total, true);
                 if self.requested.changed().await.is_err() {
                     return StepEnd::Stopped;
                 }
@@ -278,13 +371,32 @@ impl Run {
             }
             self.resume_step(index).await;
             let resumed = Instant::now();
-            tokio::select! {
-                _ = tokio::time::sleep(remaining) => return StepEnd::Succeeded,
-                changed = self.requested.changed() => {
-                    if changed.is_err() {
-                        return StepEnd::Stopped;
+            let deadline = resumed + remaining;
+            // Ticks on whole seconds of what is left, so a countdown reads 30, 29, ...
+            let mut next_tick = resumed + (remaining - Duration::from_secs(remaining.as_secs()));
+            loop {
+                self.countdown(
+                    block_id,
+                    deadline.saturating_duration_since(Instant::now()),
+                    total,
+                    false,
+                );
+                if next_tick <= Instant::now() {
+                    next_tick += Duration::from_secs(1);
+                }
+                tokio::select! {
+                    _ = sleep_until(deadline) => {
+                        self.countdown(block_id, Duration::ZERO, total, false);
+                        return StepEnd::Succeeded;
                     }
-                    remaining = remaining.saturating_sub(resumed.elapsed());
+                    _ = sleep_until(next_tick) => {}
+                    changed = self.requested.changed() => {
+                        if changed.is_err() {
+                            return StepEnd::Stopped;
+                        }
+                        remaining = deadline.saturating_duration_since(Instant::now());
+                        break;
+                    }
                 }
             }
         }
@@ -305,6 +417,136 @@ impl Run {
         }
     }
 
+    async fn conditional(&mut self, index: usize, block: &ConditionalBlock) -> StepEnd {
+        let context = template::context(&self.execution);
+        match template::evaluate(&block.expr, &context) {
+            Ok(result) => {
+                let (branch, name, count) = if result {
+                    (Branch::Then, "then", block.then.len())
+                } else {
+                    (Branch::Else, "else", block.otherwise.len())
+                };
+                self.execution.steps[index].detail.branch = Some(branch);
+                let line = format!(
+                    "{} is {result}: {name} ({count} block{})\r\n",
+                    self.secrets.mask(&block.expr),
+                    if count == 1 { "" } else { "s" }
+                );
+                self.count_output(index, &block.id, &line).await;
+                StepEnd::Succeeded
+            }
+            Err(error) => {
+                self.fail_step(index, &block.id, format!("condition failed: {error}"))
+                    .await
+            }
+        }
+    }
+
+    async fn api_call(&mut self, index: usize, block: &ApiCallBlock) -> StepEnd {
+        let block_id = block.id.as_str();
+        let rendered = (|| -> Result<_, String> {
+            let url = self.render(&block.url, Quoting::Raw)?;
+            let mut headers = BTreeMap::new();
+            for (name, value) in &block.headers {
+                headers.insert(name.clone(), self.render(value, Quoting::Raw)?);
+            }
+            let body = match &block.body {
+                Some(body) => Some(self.render(body, Quoting::Raw)?),
+                None => None,
+            };
+            Ok((url, headers, body))
+        })();
+        let (url, headers, body) = match rendered {
+            Ok(parts) => parts,
+            Err(error) => return self.fail_step(index, block_id, error).await,
+        };
+        let credential = match &block.credential {
+            Some(name) => match self.credential(name, block_id).await {
+                Ok(credential) => Some(credential),
+                Err(error) => return self.fail_step(index, block_id, error).await,
+            },
+            None => None,
+        };
+        let line = format!("{} {}\r\n", block.method.as_str(), self.secrets.mask(&url));
+        self.count_output(index, block_id, &line).await;
+        self.console.flush().await;
+        let timeout = block
+            .timeout_secs
+            .map_or(http::DEFAULT_TIMEOUT, Duration::from_secs);
+        let request = http::Request {
+            method: block.method,
+            url,
+            headers,
+            body,
+            credential,
+            timeout,
+        };
+        let client = self.inner.http_client();
+        let clock = Instant::now();
+        let send = http::send(&client, request);
+        tokio::pin!(send);
+        // A pause lets the request in flight finish; the next step waits. A stop abandons it.
+        let result = loop {
+            tokio::select! {
+                result = &mut send => break result,
+                changed = self.requested.changed() => {
+                    if changed.is_err() || self.requested.borrow_and_update().stopped {
+                        return StepEnd::Stopped;
+                    }
+                }
+            }
+        };
+        let elapsed = clock.elapsed().as_millis();
+        let mut response = match result {
+            Ok(response) => response,
+            Err(error) => return self.fail_step(index, block_id, error).await,
+        };
+        response.body = self.secrets.mask(&response.body);
+        for value in response.headers.values_mut() {
+            *value = self.secrets.mask(value);
+        }
+        let status = response.status;
+        let mut shown = format!(
+            "→ {status} in {elapsed} ms, {} byte{}\r\n",
+            response.body_bytes,
+            if response.body_bytes == 1 { "" } else { "s" }
+        );
+        if !response.body.is_empty() {
+            let mut end = response.body.len().min(MAX_BODY_SHOWN);
+            while !response.body.is_char_boundary(end) {
+                end -= 1;
+            }
+            shown.push_str(&response.body[..end].replace('\n', "\r\n"));
+            if end < response.body.len() || response.truncated {
+                shown.push_str(" …");
+            }
+            shown.push_str("\r\n");
+        }
+        self.count_output(index, block_id, &shown).await;
+        let step = &mut self.execution.steps[index];
+        step.http_status = Some(status);
+        step.detail.response = Some(response);
+        if block.expect_status.contains(&status) {
+            StepEnd::Succeeded
+        } else {
+            let expected: Vec<String> = block.expect_status.iter().map(u16::to_string).collect();
+            self.fail_step(
+                index,
+                block_id,
+                format!("HTTP status {status}, expected {}", expected.join(" or ")),
+            )
+            .await
+        }
+    }
+
+    fn output_file(&mut self, index: usize) -> std::io::Result<std::path::PathBuf> {
+        if self.scratch.is_none() {
+            self.scratch = Some(tempfile::Builder::new().prefix("runbook-run-").tempdir()?);
+        }
+        let dir = self.scratch.as_ref().expect("made above").path();
+        Ok(dir.join(format!("step-{index}.env")))
+    }
+
     async fn command(&mut self, index: usize, block: &CommandBlock) -> StepEnd {
         let CommandBlock {
             id: block_id,
@@ -314,33 +556,82 @@ impl Run {
             workdir,
             env,
             expect_exit_codes,
+            secrets,
             ..
         } = block;
-        let spec = CommandSpec {
-            shell: *shell,
-            script,
-            workdir: workdir.as_deref(),
-            env,
+        let prepared = (|| -> Result<_, String> {
+            let script = self.render(script, Quoting::Shell)?;
+            let workdir = workdir
+                .as_deref()
+                .map(|dir| self.render(dir, Quoting::Raw))
+                .transpose()?;
+            let mut vars = Vec::with_capacity(env.len() + secrets.len());
+            for (name, value) in env {
+                vars.push((name.clone(), self.render(value, Quoting::Raw)?));
+            }
+            Ok((script, workdir, vars))
+        })();
+        let (script, workdir, mut vars) = match prepared {
+            Ok(parts) => parts,
+            Err(error) => return self.fail_step(index, block_id, error).await,
         };
-        let mut child = match command::spawn(&spec) {
-            Ok(child) => child,
+        for (name, credential_name) in secrets {
+            match self.credential(credential_name, block_id).await {
+                Ok(credential) => vars.push((name.clone(), credential.env_value().to_string())),
+                Err(error) => return self.fail_step(index, block_id, error).await,
+            }
+        }
+        let output_file = match self.output_file(index) {
+            Ok(path) => path,
             Err(error) => {
                 return self
                     .fail_step(
                         index,
                         block_id,
-                        format!("could not start {}: {error}", shell.program()),
+                        format!("could not prepare the step: {error}"),
                     )
                     .await
             }
         };
-        let pgid = child.id().expect("a just-spawned child has a pid");
+        let base_env = self.inner.config.base_env.clone();
+        let spec = CommandSpec {
+            shell: *shell,
+            script: &script,
+            workdir: workdir.as_deref(),
+            env: &vars,
+            base_env: base_env.as_deref(),
+            execution_id: self.execution.id,
+            output_file: &output_file,
+        };
+        let mut child = match command::spawn(&spec) {
+            Ok(child) => child,
+            Err(error) => {
+                let place = match &workdir {
+                    Some(dir) => format!(" in {dir}"),
+                    None => String::new(),
+                };
+                return self
+                    .fail_step(
+                        index,
+                        block_id,
+                        format!("could not start {}{place}: {error}", shell.program()),
+                    )
+                    .await;
+            }
+        };
+        drop(vars);
+        let Some(pgid) = child.id() else {
+            return self
+                .fail_step(index, block_id, "the process vanished at start".to_string())
+                .await;
+        };
         // Nothing the command started outlives its step, even if this task is dropped.
         let _group = command::GroupGuard(pgid);
         let mut stdout = child.stdout.take().expect("stdout is piped");
         let mut stderr = child.stderr.take().expect("stderr is piped");
+        let mut out = Stream::new(&self.secrets);
+        let mut err = Stream::new(&self.secrets);
         let (mut out_buf, mut err_buf) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
-        let (mut out_text, mut err_text) = (Utf8Stream::default(), Utf8Stream::default());
         let (mut out_open, mut err_open) = (true, true);
         let mut exit = None;
         let mut stopping = false;
@@ -354,27 +645,19 @@ impl Run {
 
         while exit.is_none() || out_open || err_open {
             tokio::select! {
-                read = stdout.read(&mut out_buf), if out_open => match read {
-                    Ok(0) | Err(_) => {
-                        out_open = false;
-                        let rest = out_text.finish();
-                        self.count_output(index, block_id, &rest).await;
-                    }
-                    Ok(n) => {
-                        let text = out_text.decode(&out_buf[..n]);
-                        self.count_output(index, block_id, &text).await;
-                    }
+                read = stdout.read(&mut out_buf), if out_open => {
+                    let text = match read {
+                        Ok(0) | Err(_) => { out_open = false; out.finish() }
+                        Ok(n) => out.push(&out_buf[..n]),
+                    };
+                    self.count_output(index, block_id, &text).await;
                 },
-                read = stderr.read(&mut err_buf), if err_open => match read {
-                    Ok(0) | Err(_) => {
-                        err_open = false;
-                        let rest = err_text.finish();
-                        self.count_output(index, block_id, &rest).await;
-                    }
-                    Ok(n) => {
-                        let text = err_text.decode(&err_buf[..n]);
-                        self.count_output(index, block_id, &text).await;
-                    }
+                read = stderr.read(&mut err_buf), if err_open => {
+                    let text = match read {
+                        Ok(0) | Err(_) => { err_open = false; err.finish() }
+                        Ok(n) => err.push(&err_buf[..n]),
+                    };
+                    self.count_output(index, block_id, &text).await;
                 },
                 status = child.wait(), if exit.is_none() => {
                     exit = Some(status);
@@ -414,9 +697,22 @@ impl Run {
             }
         }
         drop(_group);
+        if stopping {
+            // A process that left the group (setsid) still carries the run's mark.
+            let id = self.execution.id;
+            command::kill_processes_of(&|of| of == id);
+        }
 
         let code = exit.and_then(|status| status.ok()).map(command::exit_code);
-        self.execution.steps[index].exit_code = code;
+        {
+            let secrets = &self.secrets;
+            let step = &mut self.execution.steps[index];
+            step.exit_code = code;
+            step.detail.stdout = out.tail;
+            step.detail.stderr = err.tail;
+            step.detail.outputs = read_outputs(&output_file, secrets);
+        }
+        let _ = std::fs::remove_file(&output_file);
         if timed_out {
             let secs = timeout_secs.unwrap_or_default();
             return self
@@ -439,6 +735,21 @@ impl Run {
         }
     }
 
+    /// Marks every block of an untaken branch (nested ones included) as skipped.
+    async fn skip_all(&mut self, blocks: &[Block]) {
+        let mut pending = blocks.iter().collect::<Vec<_>>();
+        while let Some(block) = pending.pop() {
+            if let Some(&index) = self.index_of.get(block.id()) {
+                if self.execution.steps[index].status == StepStatus::Pending {
+                    self.set_step_status(index, StepStatus::Skipped).await;
+                }
+            }
+            if let Block::Conditional(conditional) = block {
+                pending.extend(conditional.then.iter().chain(&conditional.otherwise));
+            }
+        }
+    }
+
     /// Steps the run never reached are recorded as skipped.
     async fn skip_pending(&mut self) {
         for index in 0..self.execution.steps.len() {
@@ -447,6 +758,83 @@ impl Run {
             }
         }
     }
+}
+
+/// One output stream of a command: masked, decoded, and its tail kept for later steps.
+struct Stream {
+    masker: StreamMasker,
+    text: Utf8Stream,
+    tail: String,
+}
+
+impl Stream {
+    fn new(secrets: &Secrets) -> Self {
+        Stream {
+            masker: secrets.stream(),
+            text: Utf8Stream::default(),
+            tail: String::new(),
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> String {
+        let masked = self.masker.push(bytes);
+        let text = self.text.decode(&masked);
+        self.keep(&text);
+        text
+    }
+
+    fn finish(&mut self) -> String {
+        let masked = self.masker.finish();
+        let mut text = self.text.decode(&masked);
+        text.push_str(&self.text.finish());
+        self.keep(&text);
+        text
+    }
+
+    fn keep(&mut self, text: &str) {
+        if text.len() >= MAX_CAPTURED_STREAM {
+            self.tail.clear();
+            self.tail.push_str(tail_of(text, MAX_CAPTURED_STREAM));
+            return;
+        }
+        self.tail.push_str(text);
+        if self.tail.len() > 2 * MAX_CAPTURED_STREAM {
+            let keep_from = self.tail.len() - tail_of(&self.tail, MAX_CAPTURED_STREAM).len();
+            self.tail.drain(..keep_from);
+        }
+    }
+}
+
+/// The last at most `max` bytes of `text`, on a character boundary.
+fn tail_of(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+/// The `KEY=VALUE` lines a step wrote to its output file (masked); other lines are ignored.
+fn read_outputs(path: &std::path::Path, secrets: &Secrets) -> BTreeMap<String, String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let Ok(file) = std::fs::File::open(path) else {
+        return BTreeMap::new();
+    };
+    if file.take(MAX_OUTPUT_FILE).read_to_end(&mut bytes).is_err() {
+        return BTreeMap::new();
+    }
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .filter(|(key, _)| {
+            let mut chars = key.chars();
+            matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && key.len() <= 64
+        })
+        .map(|(key, value)| (key.to_string(), secrets.mask(value)))
+        .collect()
 }
 
 /// Now, to the microsecond: the precision both databases keep.

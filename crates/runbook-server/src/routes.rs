@@ -52,6 +52,7 @@ pub fn app(state: AppState, ui_dir: Option<PathBuf>) -> Router {
         .route("/executions/{id}/output", get(read_output))
         .route("/executions/{id}/events", get(events))
         .route("/executions/{id}/control", post(control))
+        .route("/executions/{id}/retry", post(retry))
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -256,4 +257,13 @@ async fn control(
     let ControlBody { action } = typed(body)?;
     let execution = state.service.control(&actor, id, action).await?;
     Ok(Json(execution).into_response())
+}
+
+async fn retry(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let execution = state.service.retry(&actor, parse_id(&id)?).await?;
+    Ok((StatusCode::ACCEPTED, Json(execution)).into_response())
 }

@@ -11,8 +11,8 @@ pub use sqlite::SqliteStore;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use runbook_domain::{
-    Execution, ExecutionStatus, Role, Runbook, RunbookDraft, RunbookSummary, StepResult,
-    VersionInfo,
+    Execution, ExecutionStatus, Role, Runbook, RunbookDraft, RunbookSummary, StepDetail,
+    StepResult, VersionInfo,
 };
 use std::sync::Arc;
 use uuid::Uuid;
@@ -147,12 +147,12 @@ pub trait Store: Send + Sync {
     async fn heartbeat(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Marks `interrupted` every unfinished execution (and its unfinished steps) whose
     /// runner gave no sign of life since `stale_before` (an unclaimed one counts from its
-    /// creation); returns how many runs changed.
+    /// creation); returns the runs that changed.
     async fn interrupt_unfinished(
         &self,
         at: DateTime<Utc>,
         stale_before: DateTime<Utc>,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<Vec<Uuid>, StoreError>;
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
     /// The key whose token hashes to `token_hash`, if any.
@@ -237,6 +237,12 @@ fn decode_draft(content: &str) -> Result<RunbookDraft, StoreError> {
 
 fn encode_draft(draft: &RunbookDraft) -> String {
     serde_json::to_string(draft).expect("a runbook draft always serializes")
+}
+
+/// A step's detail as stored: nothing for a step that produced none.
+fn encode_detail(detail: &StepDetail) -> Option<String> {
+    (detail != &StepDetail::default())
+        .then(|| serde_json::to_string(detail).expect("a step detail always serializes"))
 }
 
 fn parse_enum<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, StoreError> {

@@ -7,7 +7,7 @@ use crate::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use runbook_domain::{
-    Execution, ExecutionStatus, Runbook, RunbookSummary, StepResult, VersionInfo,
+    Execution, ExecutionStatus, Runbook, RunbookSummary, StepDetail, StepResult, VersionInfo,
 };
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{FromRow, Postgres, QueryBuilder};
@@ -20,6 +20,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/post
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+}
+
+/// A step's detail as stored: NULL for a step that produced none.
+fn detail_json(detail: &StepDetail) -> Option<sqlx::types::Json<&StepDetail>> {
+    (detail != &StepDetail::default()).then_some(sqlx::types::Json(detail))
 }
 
 impl PostgresStore {
@@ -87,6 +92,8 @@ struct ExecutionRow {
     created_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
+    retry_of: Option<Uuid>,
+    retry_from: Option<String>,
 }
 
 #[derive(FromRow)]
@@ -99,6 +106,7 @@ struct StepRow {
     finished_at: Option<DateTime<Utc>>,
     output_bytes: i64,
     error: Option<String>,
+    detail: Option<sqlx::types::Json<StepDetail>>,
 }
 
 #[derive(FromRow)]
@@ -113,12 +121,12 @@ struct ApiKeyRow {
     revoked_at: Option<DateTime<Utc>>,
 }
 
-const EXECUTION_COLUMNS: &str = "id, runbook_id, runbook_version, runbook_name, status, params, started_by, created_at, started_at, finished_at";
+const EXECUTION_COLUMNS: &str = "id, runbook_id, runbook_version, runbook_name, status, params, started_by, created_at, started_at, finished_at, retry_of, retry_from";
 
 impl PostgresStore {
     async fn steps_of(&self, execution_id: Uuid) -> Result<Vec<StepResult>, StoreError> {
         let rows: Vec<StepRow> = sqlx::query_as(
-            "SELECT block_id, status, exit_code, http_status, started_at, finished_at, output_bytes, error
+            "SELECT block_id, status, exit_code, http_status, started_at, finished_at, output_bytes, error, detail
              FROM execution_steps WHERE execution_id = $1 ORDER BY idx",
         )
         .bind(execution_id)
@@ -135,6 +143,7 @@ impl PostgresStore {
                     finished_at: row.finished_at,
                     output_bytes: row.output_bytes.max(0) as u64,
                     error: row.error,
+                    detail: row.detail.map(|json| json.0).unwrap_or_default(),
                 })
             })
             .collect()
@@ -153,6 +162,8 @@ impl PostgresStore {
             created_at: row.created_at,
             started_at: row.started_at,
             finished_at: row.finished_at,
+            retry_of: row.retry_of,
+            retry_from: row.retry_from,
         })
     }
 }
@@ -337,8 +348,8 @@ impl Store for PostgresStore {
     async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO executions (id, runbook_id, runbook_version, runbook_name, status, params, started_by, created_at, started_at, finished_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO executions (id, runbook_id, runbook_version, runbook_name, status, params, started_by, created_at, started_at, finished_at, retry_of, retry_from)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(execution.id)
         .bind(execution.runbook_id)
@@ -350,22 +361,29 @@ impl Store for PostgresStore {
         .bind(execution.created_at)
         .bind(execution.started_at)
         .bind(execution.finished_at)
+        .bind(execution.retry_of)
+        .bind(&execution.retry_from)
         .execute(&mut *tx)
         .await?;
-        if !execution.steps.is_empty() {
+        // Bind parameters are limited to 65535 a statement: steps go in slices.
+        for (slice_index, slice) in execution.steps.chunks(1000).enumerate() {
             let mut qb = QueryBuilder::<Postgres>::new(
-                "INSERT INTO execution_steps (execution_id, idx, block_id, status, output_bytes) ",
+                "INSERT INTO execution_steps (execution_id, idx, block_id, status, exit_code, http_status,
+                     started_at, finished_at, output_bytes, error, detail) ",
             );
-            qb.push_values(
-                execution.steps.iter().enumerate(),
-                |mut row, (index, step)| {
-                    row.push_bind(execution.id)
-                        .push_bind(index as i32)
-                        .push_bind(&step.block_id)
-                        .push_bind(step.status.as_str())
-                        .push_bind(0i64);
-                },
-            );
+            qb.push_values(slice.iter().enumerate(), |mut row, (index, step)| {
+                row.push_bind(execution.id)
+                    .push_bind((slice_index * 1000 + index) as i32)
+                    .push_bind(&step.block_id)
+                    .push_bind(step.status.as_str())
+                    .push_bind(step.exit_code)
+                    .push_bind(step.http_status.map(i32::from))
+                    .push_bind(step.started_at)
+                    .push_bind(step.finished_at)
+                    .push_bind(step.output_bytes as i64)
+                    .push_bind(&step.error)
+                    .push_bind(detail_json(&step.detail));
+            });
             qb.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
@@ -443,8 +461,8 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE execution_steps SET status = $1, exit_code = $2, http_status = $3, started_at = $4,
-                 finished_at = $5, output_bytes = $6, error = $7
-             WHERE execution_id = $8 AND idx = $9",
+                 finished_at = $5, output_bytes = $6, error = $7, detail = $8
+             WHERE execution_id = $9 AND idx = $10",
         )
         .bind(step.status.as_str())
         .bind(step.exit_code)
@@ -453,6 +471,7 @@ impl Store for PostgresStore {
         .bind(step.finished_at)
         .bind(step.output_bytes as i64)
         .bind(&step.error)
+        .bind(detail_json(&step.detail))
         .bind(execution_id)
         .bind(index as i32)
         .execute(&self.pool)
@@ -529,7 +548,7 @@ impl Store for PostgresStore {
         &self,
         at: DateTime<Utc>,
         stale_before: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Vec<Uuid>, StoreError> {
         let mut tx = self.pool.begin().await?;
         // Locks the orphans, so two instances sweeping at once interrupt each run once.
         let orphans: Vec<Uuid> = sqlx::query_scalar(
@@ -559,7 +578,7 @@ impl Store for PostgresStore {
             .await?;
         }
         tx.commit().await?;
-        Ok(orphans.len() as u64)
+        Ok(orphans)
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {

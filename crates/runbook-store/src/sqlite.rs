@@ -1,13 +1,13 @@
 //! The SQLite store: the embedded default, one file in the data directory.
 
 use crate::{
-    decode_draft, encode_draft, parse_enum, search_text, ApiKeyRecord, ExecutionFilter,
-    RunbookFilter, Store, StoreError,
+    decode_draft, encode_detail, encode_draft, parse_enum, search_text, ApiKeyRecord,
+    ExecutionFilter, RunbookFilter, Store, StoreError,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use runbook_domain::{
-    Execution, ExecutionStatus, Runbook, RunbookSummary, StepResult, VersionInfo,
+    Execution, ExecutionStatus, Runbook, RunbookSummary, StepDetail, StepResult, VersionInfo,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqlitePool};
@@ -93,6 +93,8 @@ struct ExecutionRow {
     created_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
+    retry_of: Option<String>,
+    retry_from: Option<String>,
 }
 
 #[derive(FromRow)]
@@ -105,6 +107,7 @@ struct StepRow {
     finished_at: Option<DateTime<Utc>>,
     output_bytes: i64,
     error: Option<String>,
+    detail: Option<String>,
 }
 
 #[derive(FromRow)]
@@ -134,6 +137,11 @@ impl StepRow {
             finished_at: self.finished_at,
             output_bytes: self.output_bytes.max(0) as u64,
             error: self.error,
+            detail: match self.detail {
+                Some(json) => serde_json::from_str(&json)
+                    .map_err(|e| StoreError::Corrupt(format!("step detail: {e}")))?,
+                None => StepDetail::default(),
+            },
         })
     }
 }
@@ -141,7 +149,7 @@ impl StepRow {
 impl SqliteStore {
     async fn steps_of(&self, execution_id: &str) -> Result<Vec<StepResult>, StoreError> {
         let rows: Vec<StepRow> = sqlx::query_as(
-            "SELECT block_id, status, exit_code, http_status, started_at, finished_at, output_bytes, error
+            "SELECT block_id, status, exit_code, http_status, started_at, finished_at, output_bytes, error, detail
              FROM execution_steps WHERE execution_id = ? ORDER BY idx",
         )
         .bind(execution_id)
@@ -165,6 +173,8 @@ impl SqliteStore {
             started_at: row.started_at,
             finished_at: row.finished_at,
             steps,
+            retry_of: row.retry_of.as_deref().map(parse_uuid).transpose()?,
+            retry_from: row.retry_from,
         })
     }
 }
@@ -355,8 +365,8 @@ impl Store for SqliteStore {
         let id = execution.id.to_string();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO executions (id, runbook_id, runbook_version, runbook_name, status, params, started_by, created_at, started_at, finished_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO executions (id, runbook_id, runbook_version, runbook_name, status, params, started_by, created_at, started_at, finished_at, retry_of, retry_from)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(execution.runbook_id.to_string())
@@ -368,16 +378,27 @@ impl Store for SqliteStore {
         .bind(execution.created_at)
         .bind(execution.started_at)
         .bind(execution.finished_at)
+        .bind(execution.retry_of.map(|id| id.to_string()))
+        .bind(&execution.retry_from)
         .execute(&mut *tx)
         .await?;
         for (index, step) in execution.steps.iter().enumerate() {
             sqlx::query(
-                "INSERT INTO execution_steps (execution_id, idx, block_id, status, output_bytes) VALUES (?, ?, ?, ?, 0)",
+                "INSERT INTO execution_steps (execution_id, idx, block_id, status, exit_code, http_status,
+                     started_at, finished_at, output_bytes, error, detail)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&id)
             .bind(index as i64)
             .bind(&step.block_id)
             .bind(step.status.as_str())
+            .bind(step.exit_code)
+            .bind(step.http_status.map(i64::from))
+            .bind(step.started_at)
+            .bind(step.finished_at)
+            .bind(step.output_bytes as i64)
+            .bind(&step.error)
+            .bind(encode_detail(&step.detail))
             .execute(&mut *tx)
             .await?;
         }
@@ -455,7 +476,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE execution_steps SET status = ?, exit_code = ?, http_status = ?, started_at = ?,
-                 finished_at = ?, output_bytes = ?, error = ?
+                 finished_at = ?, output_bytes = ?, error = ?, detail = ?
              WHERE execution_id = ? AND idx = ?",
         )
         .bind(step.status.as_str())
@@ -465,6 +486,7 @@ impl Store for SqliteStore {
         .bind(step.finished_at)
         .bind(step.output_bytes as i64)
         .bind(&step.error)
+        .bind(encode_detail(&step.detail))
         .bind(execution_id.to_string())
         .bind(index as i64)
         .execute(&self.pool)
@@ -545,7 +567,7 @@ impl Store for SqliteStore {
         &self,
         at: DateTime<Utc>,
         stale_before: DateTime<Utc>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Vec<Uuid>, StoreError> {
         // Writes first, so the transaction holds the write lock from its first statement.
         const ORPHANS: &str = "SELECT id FROM executions
              WHERE status IN ('queued', 'running', 'paused', 'waiting')
@@ -559,15 +581,16 @@ impl Store for SqliteStore {
         .bind(stale_before)
         .execute(&mut *tx)
         .await?;
-        let done = sqlx::query(&format!(
-            "UPDATE executions SET status = 'interrupted', finished_at = ? WHERE id IN ({ORPHANS})"
+        let done: Vec<String> = sqlx::query_scalar(&format!(
+            "UPDATE executions SET status = 'interrupted', finished_at = ? WHERE id IN ({ORPHANS})
+             RETURNING id"
         ))
         .bind(at)
         .bind(stale_before)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(done.rows_affected())
+        done.iter().map(|id| parse_uuid(id)).collect()
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {

@@ -5,7 +5,8 @@
 
 use chrono::{DateTime, Utc};
 use runbook_domain::{
-    Execution, ExecutionStatus, Role, Runbook, RunbookDraft, StepResult, StepStatus,
+    Branch, Execution, ExecutionStatus, HttpResponse, Role, Runbook, RunbookDraft, StepDetail,
+    StepResult, StepStatus,
 };
 use runbook_store::{
     ApiKeyRecord, ExecutionFilter, PostgresStore, RunbookFilter, SqliteStore, Store, StoreError,
@@ -53,6 +54,7 @@ conformance!(
     executions_round_trip_and_list_newest_first_with_filters,
     status_updates_keep_the_start_time_when_none_is_given,
     step_updates_record_the_step_and_touch_no_other,
+    a_retry_keeps_its_link_and_the_results_it_reuses,
     output_windows_span_chunks_and_start_inside_them,
     output_of_executions_does_not_mix,
     interrupting_marks_live_runs_and_leaves_finished_ones,
@@ -209,6 +211,8 @@ fn execution(runbook_id: Uuid, created: i64, status: ExecutionStatus) -> Executi
             .into_iter()
             .map(StepResult::pending)
             .collect(),
+        retry_of: None,
+        retry_from: None,
     }
 }
 
@@ -637,6 +641,20 @@ async fn step_updates_record_the_step_and_touch_no_other(store: Arc<dyn Store>) 
         finished_at: Some(at(2)),
         output_bytes: 120,
         error: Some("exit code 3".to_string()),
+        detail: StepDetail {
+            outputs: [("VERSION".to_string(), "1.2.3".to_string())].into(),
+            stdout: "ok\n".to_string(),
+            stderr: "warning: ü\n".to_string(),
+            response: Some(HttpResponse {
+                status: 503,
+                headers: [("content-type".to_string(), "application/json".to_string())].into(),
+                body: "{\"healthy\": false}".to_string(),
+                body_bytes: 18,
+                truncated: false,
+            }),
+            branch: Some(Branch::Else),
+            reused: true,
+        },
     };
     store.update_step(run.id, 1, &failed).await.unwrap();
 
@@ -654,6 +672,27 @@ async fn step_updates_record_the_step_and_touch_no_other(store: Arc<dyn Store>) 
     store.update_step(run.id, 2, &running).await.unwrap();
     let loaded = store.get_execution(run.id).await.unwrap().unwrap();
     assert_eq!(loaded.steps, [run.steps[0].clone(), failed, running]);
+}
+
+async fn a_retry_keeps_its_link_and_the_results_it_reuses(store: Arc<dyn Store>) {
+    let mut retry = execution(Uuid::new_v4(), 5, ExecutionStatus::Queued);
+    retry.retry_of = Some(Uuid::new_v4());
+    retry.retry_from = Some("check".to_string());
+    retry.steps[0] = StepResult {
+        status: StepStatus::Succeeded,
+        exit_code: Some(0),
+        started_at: Some(at(1)),
+        finished_at: Some(at(2)),
+        detail: StepDetail {
+            outputs: [("TOKEN_ID".to_string(), "42".to_string())].into(),
+            reused: true,
+            ..StepDetail::default()
+        },
+        ..StepResult::pending("intro")
+    };
+    store.insert_execution(&retry).await.unwrap();
+    let loaded = store.get_execution(retry.id).await.unwrap().unwrap();
+    assert_eq!(loaded, retry);
 }
 
 async fn output_windows_span_chunks_and_start_inside_them(store: Arc<dyn Store>) {
@@ -769,8 +808,16 @@ async fn interrupting_marks_live_runs_and_leaves_finished_ones(store: Arc<dyn St
         loaded
     };
 
-    let changed = store.interrupt_unfinished(at(500), at(500)).await.unwrap();
-    assert_eq!(changed, 4, "queued, running, paused and waiting runs");
+    let mut changed = store.interrupt_unfinished(at(500), at(500)).await.unwrap();
+    changed.sort();
+    let mut unfinished: Vec<Uuid> = runs
+        .iter()
+        .filter(|run| !run.status.is_finished())
+        .map(|run| run.id)
+        .collect();
+    unfinished.sort();
+    assert_eq!(changed.len(), 4, "queued, running, paused and waiting runs");
+    assert_eq!(changed, unfinished, "the interrupted runs are named");
 
     for old in before {
         let now = store.get_execution(old.id).await.unwrap().unwrap();
@@ -800,7 +847,7 @@ async fn interrupting_marks_live_runs_and_leaves_finished_ones(store: Arc<dyn St
 
     assert_eq!(
         store.interrupt_unfinished(at(600), at(600)).await.unwrap(),
-        0
+        Vec::<Uuid>::new()
     );
 }
 
@@ -824,7 +871,11 @@ async fn runs_with_a_fresh_heartbeat_are_not_interrupted(store: Arc<dyn Store>) 
 
     // Runs silent since before 150 count as orphans.
     assert_eq!(
-        store.interrupt_unfinished(at(210), at(150)).await.unwrap(),
+        store
+            .interrupt_unfinished(at(210), at(150))
+            .await
+            .unwrap()
+            .len(),
         1
     );
     let status = |id| {

@@ -1,0 +1,144 @@
+//! Per-block overhead: runbooks of 20, 200 and 2,000 `true` command blocks executed
+//! through the core service (SQLite in a temporary directory), each against the same
+//! number of sequential raw `sh -c true` spawns timed in the same repetition.
+
+use crate::table::{median, thousands, Row};
+use runbook_core::{Actor, Config, ExecutionEvent, Service};
+use runbook_domain::{ExecutionStatus, Runbook};
+use runbook_store::Store;
+use serde_json::json;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+/// (blocks, repetitions): fewer repetitions where one takes seconds.
+const SIZES: [(usize, usize); 3] = [(20, 7), (200, 5), (2_000, 3)];
+/// Engine time over raw spawn time, at most.
+const TARGET_RATIO: f64 = 1.1;
+
+pub async fn run() -> anyhow::Result<Vec<Row>> {
+    let dir = tempfile::tempdir()?;
+    let config = Config::from_data_dir(dir.path());
+    let store = runbook_store::connect(&config.effective_database_url()).await?;
+    let service =
+        Service::with_store(store.clone(), config.engine, config.heartbeat_timeout).await?;
+
+    let warm_up = store_runbook(store.as_ref(), SIZES[0].0).await?;
+    execute(&service, warm_up).await?;
+
+    let mut rows = Vec::new();
+    let mut per_block = Vec::new();
+    for (blocks, repetitions) in SIZES {
+        let runbook = store_runbook(store.as_ref(), blocks).await?;
+        let (mut raw, mut engine) = (Vec::new(), Vec::new());
+        for _ in 0..repetitions {
+            raw.push(raw_spawns(blocks).await?);
+            engine.push(execute(&service, runbook).await?);
+        }
+        let (raw, engine) = (median(&raw), median(&engine));
+        let ratio = engine.as_secs_f64() / raw.as_secs_f64();
+        rows.push(Row {
+            benchmark: format!(
+                "{} `true` blocks through the service (median of {repetitions})",
+                thousands(blocks)
+            ),
+            measured: total_and_per_block(engine, blocks),
+            baseline_name: "raw `sh -c true` spawns".to_string(),
+            baseline: total_and_per_block(raw, blocks),
+            ratio,
+            target: format!("≤ {TARGET_RATIO}× raw"),
+            met: ratio <= TARGET_RATIO,
+        });
+        per_block.push((blocks, per_ms(engine, blocks), per_ms(raw, blocks)));
+    }
+
+    // A flat cost per block: the largest run costs per block what the smallest does.
+    let (small, small_engine, small_raw) = per_block[0];
+    let (large, large_engine, large_raw) = per_block[per_block.len() - 1];
+    let (engine_growth, raw_growth) = (large_engine / small_engine, large_raw / small_raw);
+    let ratio = engine_growth / raw_growth;
+    rows.push(Row {
+        benchmark: format!(
+            "ms/block growth from {} to {} blocks, service",
+            thousands(small),
+            thousands(large)
+        ),
+        measured: format!("{engine_growth:.2}×"),
+        baseline_name: "the same for raw spawns".to_string(),
+        baseline: format!("{raw_growth:.2}×"),
+        ratio,
+        target: format!("≤ {TARGET_RATIO}× (flat)"),
+        met: ratio <= TARGET_RATIO,
+    });
+    Ok(rows)
+}
+
+/// Stores a runbook of `blocks` `true` commands straight through the store: the
+/// largest size is beyond the 500 blocks that validation lets a user save, and going
+/// around validation for every size keeps the three runs alike.
+async fn store_runbook(store: &dyn Store, blocks: usize) -> anyhow::Result<Uuid> {
+    let blocks: Vec<_> = (0..blocks)
+        .map(|i| json!({"id": format!("b{i}"), "kind": "command", "script": "true"}))
+        .collect();
+    let now = chrono::Utc::now();
+    let runbook: Runbook = serde_json::from_value(json!({
+        "id": Uuid::new_v4(),
+        "name": format!("bench {} blocks", blocks.len()),
+        "blocks": blocks,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+        "updated_by": "bench",
+    }))?;
+    store.insert_runbook(&runbook, "Created").await?;
+    Ok(runbook.id)
+}
+
+/// Time from the execute call until the run's final status event.
+async fn execute(service: &Service, runbook: Uuid) -> anyhow::Result<Duration> {
+    let mut events = service.subscribe();
+    let start = Instant::now();
+    let execution = service
+        .execute(&Actor::local_admin(), runbook, json!({}))
+        .await?;
+    loop {
+        match events.recv().await {
+            Ok(ExecutionEvent::Status {
+                execution_id,
+                status,
+            }) if execution_id == execution.id && status.is_finished() => {
+                anyhow::ensure!(status == ExecutionStatus::Succeeded, "bench run {status}");
+                return Ok(start.elapsed());
+            }
+            // Falling behind only drops older events; the final one is still to come.
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => anyhow::bail!("the engine's event channel closed"),
+        }
+    }
+}
+
+/// Time for `count` sequential `sh -c true` processes, each awaited.
+async fn raw_spawns(count: usize) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    for _ in 0..count {
+        let status = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg("true")
+            .status()
+            .await?;
+        anyhow::ensure!(status.success());
+    }
+    Ok(start.elapsed())
+}
+
+fn per_ms(total: Duration, blocks: usize) -> f64 {
+    total.as_secs_f64() * 1000.0 / blocks as f64
+}
+
+fn total_and_per_block(total: Duration, blocks: usize) -> String {
+    format!(
+        "{:.1} ms = {:.3} ms/block",
+        total.as_secs_f64() * 1000.0,
+        per_ms(total, blocks)
+    )
+}

@@ -1,0 +1,84 @@
+//! The syntax of templates (MiniJinja) and conditions (CEL), checked when a runbook is
+//! saved so that a typo is reported with its position instead of failing a run later.
+//! The engine evaluates both with the same libraries.
+
+/// True when `text` holds template syntax (and so is rendered before use).
+pub fn is_template(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%") || text.contains("{#")
+}
+
+/// Checks a template's syntax; the error names the line.
+pub fn check_template(source: &str) -> Result<(), String> {
+    if !is_template(source) {
+        return Ok(());
+    }
+    let env = minijinja::Environment::new();
+    match env.template_from_str(source) {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            let detail = error
+                .detail()
+                .map(str::to_string)
+                .unwrap_or_else(|| error.kind().to_string());
+            Err(match error.line() {
+                Some(line) => format!("template syntax error on line {line}: {detail}"),
+                None => format!("template syntax error: {detail}"),
+            })
+        }
+    }
+}
+
+/// Checks a CEL expression's syntax; the error names the line and column.
+pub fn check_expression(source: &str) -> Result<(), String> {
+    // The parser reports positions of the first problems; one is enough to fix.
+    match cel::Program::compile(source) {
+        Ok(_) => Ok(()),
+        Err(errors) => Err(match errors.errors.first() {
+            Some(first) => format!(
+                "expression syntax error at line {}, column {}: {}",
+                first.pos.0,
+                first.pos.1 + 1,
+                first.msg
+            ),
+            None => "expression syntax error".to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_valid_templates_and_plain_text() {
+        assert!(check_template("echo hello").is_ok());
+        assert!(check_template("echo {{ params.service }} {{ steps.a.outputs.X | safe }}").is_ok());
+        assert!(check_template("{% if params.force %}--force{% endif %}").is_ok());
+    }
+
+    #[test]
+    fn reports_template_errors_with_their_line() {
+        let error = check_template("echo ok\necho {{ params.x ").unwrap_err();
+        assert!(error.contains("line 2"), "{error}");
+    }
+
+    #[test]
+    fn accepts_valid_expressions() {
+        for expr in [
+            "steps.health.status == 200",
+            "params.env == 'prod' && steps.check.exit_code != 0",
+            "steps.list.json.items.size() > 3",
+            "steps['my-step'].stdout.contains('ok')",
+        ] {
+            assert!(check_expression(expr).is_ok(), "{expr}");
+        }
+    }
+
+    #[test]
+    fn reports_expression_errors_with_line_and_column() {
+        let error = check_expression("steps.a.exit_code == ").unwrap_err();
+        assert!(error.contains("line 1, column"), "{error}");
+        assert!(check_expression("a &&& b").is_err());
+        assert!(check_expression("(a").is_err());
+    }
+}

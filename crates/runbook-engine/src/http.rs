@@ -1,0 +1,121 @@
+//! api_call blocks: one HTTP request (rustls), its response captured with the body
+//! bounded, a credential applied as the request's authentication.
+
+use crate::credentials::Credential;
+use runbook_domain::execution::MAX_CAPTURED_BODY;
+use runbook_domain::{HttpMethod, HttpResponse};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How long a request may take when its block sets no timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A request, rendered and ready to send.
+pub struct Request {
+    pub method: HttpMethod,
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+    pub credential: Option<Credential>,
+    pub timeout: Duration,
+}
+
+/// The shared HTTP client of an engine.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("runbook-studio/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::limited(10))
+        .build()
+        .expect("the HTTP client builds with the bundled TLS roots")
+}
+
+/// Sends the request; an `Err` is a transport problem, described in a sentence.
+pub async fn send(client: &reqwest::Client, request: Request) -> Result<HttpResponse, String> {
+    let method = reqwest::Method::from_bytes(request.method.as_str().as_bytes())
+        .expect("every HttpMethod is a valid method");
+    let mut builder = client
+        .request(method, &request.url)
+        .timeout(request.timeout);
+    for (name, value) in &request.headers {
+        builder = builder.header(name, value);
+    }
+    builder = match &request.credential {
+        Some(Credential::Bearer { token }) => builder.bearer_auth(token),
+        Some(Credential::Basic { username, password }) => {
+            builder.basic_auth(username, Some(password))
+        }
+        Some(Credential::Header { name, value }) => builder.header(name, value),
+        Some(Credential::Secret { value }) => builder.bearer_auth(value),
+        Some(Credential::SshKey { .. }) => {
+            return Err("an ssh_key credential cannot authenticate an HTTP request".to_string())
+        }
+        None => builder,
+    };
+    if let Some(body) = request.body {
+        builder = builder.body(body);
+    }
+    let mut response = builder
+        .send()
+        .await
+        .map_err(|e| describe(&e, request.timeout))?;
+    let status = response.status().as_u16();
+    let headers = response.headers().iter().fold(
+        BTreeMap::<String, String>::new(),
+        |mut map, (name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            map.entry(name.as_str().to_string())
+                .and_modify(|v| {
+                    v.push_str(", ");
+                    v.push_str(&value);
+                })
+                .or_insert(value);
+            map
+        },
+    );
+    let mut body = Vec::new();
+    let mut body_bytes = 0u64;
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| describe(&e, request.timeout))?
+    {
+        body_bytes += chunk.len() as u64;
+        let room = MAX_CAPTURED_BODY.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+    let truncated = body_bytes > body.len() as u64;
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        body_bytes,
+        truncated,
+    })
+}
+
+/// A transport error in one sentence, without the request's URL (which may hold
+/// values the operator did not mean to show).
+fn describe(error: &reqwest::Error, timeout: Duration) -> String {
+    if error.is_timeout() {
+        return format!("no response within {} s", timeout.as_secs());
+    }
+    if error.is_redirect() {
+        return "too many redirects".to_string();
+    }
+    if error.is_builder() {
+        return "the request is invalid (check the URL and headers)".to_string();
+    }
+    let mut reason = String::new();
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(error);
+    while let Some(cause) = source {
+        reason = cause.to_string();
+        source = cause.source();
+    }
+    if error.is_connect() {
+        format!("could not connect: {reason}")
+    } else if reason.is_empty() {
+        "the request failed".to_string()
+    } else {
+        format!("the request failed: {reason}")
+    }
+}

@@ -1,0 +1,141 @@
+//! Secret masking: every secret value resolved during a run is replaced by `***` in
+//! what the run streams and stores, also when a value arrives split across reads.
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use std::sync::Arc;
+
+pub const MASK: &str = "***";
+
+/// The secret values of one run; grows as steps resolve credentials.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    values: Vec<String>,
+    matcher: Option<Arc<AhoCorasick>>,
+}
+
+impl Secrets {
+    /// Adds values to mask (empty ones are ignored).
+    pub fn add(&mut self, values: impl IntoIterator<Item = String>) {
+        let before = self.values.len();
+        for value in values {
+            if !value.is_empty() && !self.values.contains(&value) {
+                self.values.push(value);
+            }
+        }
+        if self.values.len() != before {
+            self.matcher = Some(Arc::new(
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::LeftmostLongest)
+                    .build(&self.values)
+                    .expect("literal patterns always build"),
+            ));
+        }
+    }
+
+    /// `text` with every secret replaced.
+    pub fn mask(&self, text: &str) -> String {
+        match &self.matcher {
+            Some(matcher) => matcher.replace_all(text, &vec![MASK; self.values.len()]),
+            None => text.to_string(),
+        }
+    }
+
+    /// A masker for one byte stream.
+    pub fn stream(&self) -> StreamMasker {
+        StreamMasker {
+            matcher: self.matcher.clone(),
+            longest: self.values.iter().map(String::len).max().unwrap_or(0),
+            carry: Vec::new(),
+        }
+    }
+}
+
+/// Masks a byte stream read in arbitrary pieces: holds back the few bytes at the
+/// end of a piece that could be the start of a secret until the next piece shows.
+pub struct StreamMasker {
+    matcher: Option<Arc<AhoCorasick>>,
+    longest: usize,
+    carry: Vec<u8>,
+}
+
+impl StreamMasker {
+    /// Takes the next piece; returns what can be released, masked.
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let Some(matcher) = &self.matcher else {
+            return bytes.to_vec();
+        };
+        self.carry.extend_from_slice(bytes);
+        let buffer = std::mem::take(&mut self.carry);
+        // A secret that could still be completing starts within the last `longest - 1` bytes.
+        let mut cut = buffer.len().saturating_sub(self.longest.saturating_sub(1));
+        let mut out = Vec::with_capacity(buffer.len());
+        let mut at = 0;
+        for found in matcher.find_iter(&buffer) {
+            if found.start() >= cut {
+                break;
+            }
+            out.extend_from_slice(&buffer[at..found.start()]);
+            out.extend_from_slice(MASK.as_bytes());
+            at = found.end();
+            cut = cut.max(at);
+        }
+        out.extend_from_slice(&buffer[at..cut]);
+        self.carry = buffer[cut..].to_vec();
+        out
+    }
+
+    /// The end of the stream: releases what was held back.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let rest = std::mem::take(&mut self.carry);
+        match &self.matcher {
+            Some(matcher) => {
+                matcher.replace_all_bytes(&rest, &vec![MASK.as_bytes(); matcher.patterns_len()])
+            }
+            None => rest,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets(values: &[&str]) -> Secrets {
+        let mut secrets = Secrets::default();
+        secrets.add(values.iter().map(|v| v.to_string()));
+        secrets
+    }
+
+    #[test]
+    fn masks_whole_values_in_text() {
+        let s = secrets(&["hunter2", "tok-123"]);
+        assert_eq!(s.mask("pw=hunter2 t=tok-123!"), "pw=*** t=***!");
+        assert_eq!(Secrets::default().mask("hunter2"), "hunter2");
+    }
+
+    #[test]
+    fn masks_values_split_across_every_possible_boundary() {
+        let s = secrets(&["s3cr3t-value", "other"]);
+        let text = b"before s3cr3t-value middle s3cr3t-value+other after s3cr3t-valu";
+        for size in 1..text.len() {
+            let mut stream = s.stream();
+            let mut out = Vec::new();
+            for piece in text.chunks(size) {
+                out.extend(stream.push(piece));
+            }
+            out.extend(stream.finish());
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                "before *** middle ***+*** after s3cr3t-valu",
+                "pieces of {size}"
+            );
+        }
+    }
+
+    #[test]
+    fn passes_bytes_through_untouched_without_secrets() {
+        let mut stream = Secrets::default().stream();
+        assert_eq!(stream.push(b"abc"), b"abc");
+        assert!(stream.finish().is_empty());
+    }
+}
