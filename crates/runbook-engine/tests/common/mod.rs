@@ -304,11 +304,15 @@ impl Harness {
             record.started_at.is_some() && record.finished_at.is_some(),
             "start and finish times are recorded"
         );
-        assert_eq!(
-            self.engine.live_status(self.execution_id),
-            None,
-            "a finished run is no longer live"
-        );
+        // The run task leaves the engine's registry just after announcing its end.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.engine.live_status(self.execution_id).is_some() {
+            assert!(
+                Instant::now() < deadline,
+                "a finished run is no longer live"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         record
     }
 
@@ -375,4 +379,26 @@ pub async fn wait_for_processes(marker: &str, what: &str, done: impl Fn(&[(u32, 
 
 pub async fn wait_until_gone(marker: &str) {
     wait_for_processes(marker, "every process to be gone", |found| found.is_empty()).await;
+}
+
+/// Live processes whose environment marks them as belonging to run `execution_id`.
+pub fn processes_of_run(execution_id: Uuid) -> Vec<u32> {
+    let mark = format!("{}={execution_id}", runbook_engine::EXECUTION_ID_VAR);
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc")
+        .expect("/proc is readable")
+        .flatten()
+    {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // A zombie's environment reads as empty, so only live processes match.
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if environ.split(|b| *b == 0).any(|var| var == mark.as_bytes()) {
+            found.push(pid);
+        }
+    }
+    found
 }
