@@ -19,7 +19,7 @@ pub const MAX_SCRIPT_BYTES: usize = 64 * 1024;
 /// Largest api_call body template, in bytes.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// Most blocks in one runbook, nested ones included.
-pub const MAX_BLOCKS: usize = 500;
+pub const MAX_BLOCKS: usize = 5000;
 /// Deepest nesting of conditionals (top-level blocks are depth 1).
 pub const MAX_DEPTH: usize = 8;
 /// Most tags on one runbook.

@@ -36,12 +36,14 @@ impl Console {
         if text.is_empty() {
             return 0;
         }
-        let _ = self.inner.events.send(ExecutionEvent::Output {
-            execution_id: self.execution_id,
-            block_id: block_id.to_string(),
-            offset: self.offset,
-            text: text.to_string(),
-        });
+        if self.inner.events.receiver_count() > 0 {
+            let _ = self.inner.events.send(ExecutionEvent::Output {
+                execution_id: self.execution_id,
+                block_id: block_id.to_string(),
+                offset: self.offset,
+                text: text.to_string(),
+            });
+        }
         self.pending.extend_from_slice(text.as_bytes());
         self.offset += text.len() as u64;
         if self.pending.len() >= self.inner.config.flush_bytes
@@ -73,6 +75,11 @@ pub struct Utf8Stream {
 
 impl Utf8Stream {
     pub fn decode(&mut self, bytes: &[u8]) -> String {
+        if self.carry.is_empty() {
+            if let Ok(text) = std::str::from_utf8(bytes) {
+                return text.to_string();
+            }
+        }
         self.carry.extend_from_slice(bytes);
         let complete = match std::str::from_utf8(&self.carry) {
             Ok(_) => self.carry.len(),

@@ -126,7 +126,7 @@ impl Default for EngineConfig {
         EngineConfig {
             stop_grace: Duration::from_secs(5),
             flush_interval: Duration::from_millis(100),
-            flush_bytes: 256 * 1024,
+            flush_bytes: 1024 * 1024,
             base_env: None,
         }
     }
@@ -161,7 +161,9 @@ impl Engine {
         sink: Arc<dyn ExecutionSink>,
         credentials: Arc<dyn CredentialResolver>,
     ) -> Self {
-        let (events, _) = broadcast::channel(4096);
+        // Output events carry at most one read (64 KiB): a subscriber that stops reading
+        // holds at most this many of them before it lags.
+        let (events, _) = broadcast::channel(1024);
         Engine {
             inner: Arc::new(EngineInner {
                 config,

@@ -44,6 +44,7 @@ impl Secrets {
     pub fn stream(&self) -> StreamMasker {
         StreamMasker {
             matcher: self.matcher.clone(),
+            secrets: self.values.clone(),
             longest: self.values.iter().map(String::len).max().unwrap_or(0),
             carry: Vec::new(),
         }
@@ -54,11 +55,17 @@ impl Secrets {
 /// end of a piece that could be the start of a secret until the next piece shows.
 pub struct StreamMasker {
     matcher: Option<Arc<AhoCorasick>>,
+    secrets: Vec<String>,
     longest: usize,
     carry: Vec<u8>,
 }
 
 impl StreamMasker {
+    /// True when there is something to mask.
+    pub fn is_active(&self) -> bool {
+        self.matcher.is_some()
+    }
+
     /// Takes the next piece; returns what can be released, masked.
     pub fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
         let Some(matcher) = &self.matcher else {
@@ -66,8 +73,8 @@ impl StreamMasker {
         };
         self.carry.extend_from_slice(bytes);
         let buffer = std::mem::take(&mut self.carry);
-        // A secret that could still be completing starts within the last `longest - 1` bytes.
-        let mut cut = buffer.len().saturating_sub(self.longest.saturating_sub(1));
+        // Only a tail that could be the start of a secret waits for the next piece.
+        let mut cut = buffer.len() - self.held_tail(&buffer);
         let mut out = Vec::with_capacity(buffer.len());
         let mut at = 0;
         for found in matcher.find_iter(&buffer) {
@@ -82,6 +89,20 @@ impl StreamMasker {
         out.extend_from_slice(&buffer[at..cut]);
         self.carry = buffer[cut..].to_vec();
         out
+    }
+
+    /// Length of the longest tail of `buffer` that is a proper prefix of a secret.
+    fn held_tail(&self, buffer: &[u8]) -> usize {
+        let most = self.longest.saturating_sub(1).min(buffer.len());
+        (1..=most)
+            .rev()
+            .find(|&len| {
+                let tail = &buffer[buffer.len() - len..];
+                self.secrets
+                    .iter()
+                    .any(|secret| secret.as_bytes().starts_with(tail))
+            })
+            .unwrap_or(0)
     }
 
     /// The end of the stream: releases what was held back.
@@ -130,6 +151,15 @@ mod tests {
                 "pieces of {size}"
             );
         }
+    }
+
+    #[test]
+    fn releases_at_once_what_cannot_start_a_secret() {
+        let s = secrets(&["s3cr3t-value"]);
+        let mut stream = s.stream();
+        assert_eq!(stream.push(b"ready\n"), b"ready\n");
+        assert_eq!(stream.push(b"almost s3c"), b"almost ");
+        assert_eq!(stream.push(b"r3t-value!"), b"***!");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 /// Records waiting for the writer, at most. Output records are at most one flush
 /// batch each, so this bounds the memory a slow store can make the run hold.
-const QUEUE: usize = 64;
+const QUEUE: usize = 16;
 /// How often a failed write is tried again, and the pause that grows between tries.
 const RETRIES: u32 = 5;
 const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
@@ -26,7 +26,7 @@ enum Record {
     },
     Step {
         index: usize,
-        step: StepResult,
+        step: Box<StepResult>,
     },
     Output {
         offset: u64,
@@ -88,7 +88,7 @@ impl Recorder {
     pub async fn step(&self, index: usize, step: &StepResult) {
         self.send(Record::Step {
             index,
-            step: step.clone(),
+            step: Box::new(step.clone()),
         })
         .await;
     }

@@ -777,8 +777,12 @@ impl Stream {
     }
 
     fn push(&mut self, bytes: &[u8]) -> String {
-        let masked = self.masker.push(bytes);
-        let text = self.text.decode(&masked);
+        let text = if self.masker.is_active() {
+            let masked = self.masker.push(bytes);
+            self.text.decode(&masked)
+        } else {
+            self.text.decode(bytes)
+        };
         self.keep(&text);
         text
     }

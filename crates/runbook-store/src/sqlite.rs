@@ -28,6 +28,10 @@ impl SqliteStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
+            // Large pages suit what the file mostly holds (console output in chunks of
+            // up to a megabyte): fewer pages per chunk, fewer WAL frames to write.
+            // Takes effect when the file is created.
+            .page_size(65536)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
