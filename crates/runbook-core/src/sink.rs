@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use runbook_domain::{ExecutionStatus, StepResult};
-use runbook_engine::ExecutionSink;
+use runbook_engine::{ExecutionSink, RunRecord};
 use runbook_store::Store;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -33,6 +33,31 @@ impl ExecutionSink for StoreSink {
     ) -> Result<(), String> {
         self.0
             .update_step(execution_id, index, step)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn record(&self, execution_id: Uuid, records: &[RunRecord<'_>]) -> Result<(), String> {
+        let records: Vec<runbook_store::RunRecord<'_>> = records
+            .iter()
+            .map(|record| match *record {
+                RunRecord::Status {
+                    status,
+                    started_at,
+                    finished_at,
+                } => runbook_store::RunRecord::Status {
+                    status,
+                    started_at,
+                    finished_at,
+                },
+                RunRecord::Step { index, step } => runbook_store::RunRecord::Step { index, step },
+                RunRecord::Output { offset, data } => {
+                    runbook_store::RunRecord::Output { offset, data }
+                }
+            })
+            .collect();
+        self.0
+            .record_run(execution_id, &records)
             .await
             .map_err(|e| e.to_string())
     }

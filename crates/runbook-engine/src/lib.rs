@@ -45,6 +45,45 @@ pub trait ExecutionSink: Send + Sync + 'static {
         -> Result<(), String>;
     /// A batch of console output starting at byte `offset`.
     async fn output(&self, execution_id: Uuid, offset: u64, data: &[u8]) -> Result<(), String>;
+    /// Several changes at once, in order; a sink that can should apply them in one
+    /// transaction (all or nothing).
+    async fn record(&self, execution_id: Uuid, records: &[RunRecord<'_>]) -> Result<(), String> {
+        for record in records {
+            match *record {
+                RunRecord::Status {
+                    status,
+                    started_at,
+                    finished_at,
+                } => {
+                    self.status(execution_id, status, started_at, finished_at)
+                        .await?
+                }
+                RunRecord::Step { index, step } => self.step(execution_id, index, step).await?,
+                RunRecord::Output { offset, data } => {
+                    self.output(execution_id, offset, data).await?
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One change of a run, as handed to [`ExecutionSink::record`].
+#[derive(Debug, Clone, Copy)]
+pub enum RunRecord<'a> {
+    Status {
+        status: ExecutionStatus,
+        started_at: Option<DateTime<Utc>>,
+        finished_at: Option<DateTime<Utc>>,
+    },
+    Step {
+        index: usize,
+        step: &'a StepResult,
+    },
+    Output {
+        offset: u64,
+        data: &'a [u8],
+    },
 }
 
 /// Something that happened in a run, as streamed to consoles (SSE, Tauri events).

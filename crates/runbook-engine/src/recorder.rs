@@ -3,7 +3,7 @@
 //! Records are applied in order; the bounded queue keeps memory bounded when storage
 //! is slower than the run.
 
-use crate::ExecutionSink;
+use crate::{ExecutionSink, RunRecord};
 use chrono::{DateTime, Utc};
 use runbook_domain::{ExecutionStatus, StepResult};
 use std::sync::Arc;
@@ -15,6 +15,8 @@ use uuid::Uuid;
 const QUEUE: usize = 16;
 /// How often a failed write is tried again, and the pause that grows between tries.
 const RETRIES: u32 = 5;
+/// Records written in one transaction, at most.
+const BATCH: usize = 64;
 const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
 enum Record {
@@ -109,22 +111,18 @@ async fn write(
     execution_id: Uuid,
     mut records: mpsc::Receiver<Record>,
 ) {
-    while let Some(record) = records.recv().await {
-        let record = match record {
-            Record::Sync(done) => {
-                let _ = done.send(());
-                continue;
-            }
-            other => other,
-        };
-        // A passing storage fault (a lock, a dropped connection) must not lose the record.
+    let mut batch = Vec::with_capacity(BATCH);
+    // Whatever queued up while the last batch was written goes in one transaction.
+    while records.recv_many(&mut batch, BATCH).await > 0 {
+        let changes = changes_of(&batch);
+        // A passing storage fault (a lock, a dropped connection) must not lose the records.
         let mut attempt = 0;
         loop {
-            match apply(sink.as_ref(), execution_id, &record).await {
+            match sink.record(execution_id, &changes).await {
                 Ok(()) => break,
                 Err(error) if attempt < RETRIES => {
                     attempt += 1;
-                    tracing::warn!(execution = %execution_id, %error, attempt, "retrying a run record");
+                    tracing::warn!(execution = %execution_id, %error, attempt, "retrying run records");
                     tokio::time::sleep(RETRY_PAUSE * attempt).await;
                 }
                 Err(error) => {
@@ -133,33 +131,56 @@ async fn write(
                 }
             }
         }
-        if let Record::Status {
-            written: Some(written),
-            ..
-        } = record
-        {
-            let _ = written.send(());
+        for record in batch.drain(..) {
+            match record {
+                Record::Sync(done) => {
+                    let _ = done.send(());
+                }
+                Record::Status {
+                    written: Some(written),
+                    ..
+                } => {
+                    let _ = written.send(());
+                }
+                _ => {}
+            }
         }
     }
 }
 
-async fn apply(
-    sink: &dyn ExecutionSink,
-    execution_id: Uuid,
-    record: &Record,
-) -> Result<(), String> {
-    match record {
-        Record::Status {
-            status,
-            started_at,
-            finished_at,
-            ..
-        } => {
-            sink.status(execution_id, *status, *started_at, *finished_at)
-                .await
+/// The changes a batch of records makes, in order; of several snapshots of one step
+/// only the last is kept.
+fn changes_of(batch: &[Record]) -> Vec<RunRecord<'_>> {
+    let mut last_snapshot = std::collections::HashMap::new();
+    for (position, record) in batch.iter().enumerate() {
+        if let Record::Step { index, .. } = record {
+            last_snapshot.insert(*index, position);
         }
-        Record::Step { index, step } => sink.step(execution_id, *index, step).await,
-        Record::Output { offset, data } => sink.output(execution_id, *offset, data).await,
-        Record::Sync(_) => Ok(()),
     }
+    batch
+        .iter()
+        .enumerate()
+        .filter_map(|(position, record)| match record {
+            Record::Status {
+                status,
+                started_at,
+                finished_at,
+                ..
+            } => Some(RunRecord::Status {
+                status: *status,
+                started_at: *started_at,
+                finished_at: *finished_at,
+            }),
+            Record::Step { index, step } => (last_snapshot.get(index) == Some(&position))
+                .then_some(RunRecord::Step {
+                    index: *index,
+                    step,
+                }),
+            Record::Output { offset, data } => Some(RunRecord::Output {
+                offset: *offset,
+                data,
+            }),
+            Record::Sync(_) => None,
+        })
+        .collect()
 }

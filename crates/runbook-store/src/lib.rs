@@ -17,6 +17,24 @@ use runbook_domain::{
 use std::sync::Arc;
 use uuid::Uuid;
 
+/// One change of a running execution, as [`Store::record_run`] applies it.
+#[derive(Debug, Clone, Copy)]
+pub enum RunRecord<'a> {
+    Status {
+        status: ExecutionStatus,
+        started_at: Option<DateTime<Utc>>,
+        finished_at: Option<DateTime<Utc>>,
+    },
+    Step {
+        index: usize,
+        step: &'a StepResult,
+    },
+    Output {
+        offset: u64,
+        data: &'a [u8],
+    },
+}
+
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -128,6 +146,12 @@ pub trait Store: Send + Sync {
         execution_id: Uuid,
         offset: u64,
         data: &[u8],
+    ) -> Result<(), StoreError>;
+    /// Applies several changes of one run, in order, in one transaction.
+    async fn record_run(
+        &self,
+        execution_id: Uuid,
+        records: &[RunRecord<'_>],
     ) -> Result<(), StoreError>;
     /// Up to `limit` bytes of console output starting at `offset`.
     async fn read_output(

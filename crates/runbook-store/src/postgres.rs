@@ -1,7 +1,7 @@
 //! The PostgreSQL store: the shared team database.
 
 use crate::{
-    decode_draft, encode_draft, parse_enum, search_text, ApiKeyRecord, ExecutionFilter,
+    decode_draft, encode_draft, parse_enum, search_text, ApiKeyRecord, ExecutionFilter, RunRecord,
     RunbookFilter, Store, StoreError,
 };
 use async_trait::async_trait;
@@ -440,17 +440,7 @@ impl Store for PostgresStore {
         started_at: Option<DateTime<Utc>>,
         finished_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE executions SET status = $1, started_at = COALESCE($2, started_at),
-                 finished_at = COALESCE($3, finished_at) WHERE id = $4",
-        )
-        .bind(status.as_str())
-        .bind(started_at)
-        .bind(finished_at)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        write_status(&self.pool, id, status, started_at, finished_at).await
     }
 
     async fn update_step(
@@ -459,24 +449,7 @@ impl Store for PostgresStore {
         index: usize,
         step: &StepResult,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE execution_steps SET status = $1, exit_code = $2, http_status = $3, started_at = $4,
-                 finished_at = $5, output_bytes = $6, error = $7, detail = $8
-             WHERE execution_id = $9 AND idx = $10",
-        )
-        .bind(step.status.as_str())
-        .bind(step.exit_code)
-        .bind(step.http_status.map(i32::from))
-        .bind(step.started_at)
-        .bind(step.finished_at)
-        .bind(step.output_bytes as i64)
-        .bind(&step.error)
-        .bind(detail_json(&step.detail))
-        .bind(execution_id)
-        .bind(index as i32)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        write_step(&self.pool, execution_id, index, step).await
     }
 
     async fn append_output(
@@ -485,14 +458,31 @@ impl Store for PostgresStore {
         offset: u64,
         data: &[u8],
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO execution_output (execution_id, byte_offset, data) VALUES ($1, $2, $3)",
-        )
-        .bind(execution_id)
-        .bind(offset as i64)
-        .bind(data)
-        .execute(&self.pool)
-        .await?;
+        write_output(&self.pool, execution_id, offset, data).await
+    }
+
+    async fn record_run(
+        &self,
+        execution_id: Uuid,
+        records: &[RunRecord<'_>],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for record in records {
+            match *record {
+                RunRecord::Status {
+                    status,
+                    started_at,
+                    finished_at,
+                } => write_status(&mut *tx, execution_id, status, started_at, finished_at).await?,
+                RunRecord::Step { index, step } => {
+                    write_step(&mut *tx, execution_id, index, step).await?
+                }
+                RunRecord::Output { offset, data } => {
+                    write_output(&mut *tx, execution_id, offset, data).await?
+                }
+            }
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -663,6 +653,69 @@ async fn insert_version(
     .bind(&runbook.updated_by)
     .bind(message)
     .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn write_status<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    id: Uuid,
+    status: ExecutionStatus,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE executions SET status = $1, started_at = COALESCE($2, started_at),
+             finished_at = COALESCE($3, finished_at) WHERE id = $4",
+    )
+    .bind(status.as_str())
+    .bind(started_at)
+    .bind(finished_at)
+    .bind(id)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+async fn write_step<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    execution_id: Uuid,
+    index: usize,
+    step: &StepResult,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE execution_steps SET status = $1, exit_code = $2, http_status = $3, started_at = $4,
+             finished_at = $5, output_bytes = $6, error = $7, detail = $8
+         WHERE execution_id = $9 AND idx = $10",
+    )
+    .bind(step.status.as_str())
+    .bind(step.exit_code)
+    .bind(step.http_status.map(i32::from))
+    .bind(step.started_at)
+    .bind(step.finished_at)
+    .bind(step.output_bytes as i64)
+    .bind(&step.error)
+    .bind(detail_json(&step.detail))
+    .bind(execution_id)
+    .bind(index as i32)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+async fn write_output<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    execution_id: Uuid,
+    offset: u64,
+    data: &[u8],
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO execution_output (execution_id, byte_offset, data) VALUES ($1, $2, $3)",
+    )
+    .bind(execution_id)
+    .bind(offset as i64)
+    .bind(data)
+    .execute(executor)
     .await?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use crate::{
     decode_draft, encode_detail, encode_draft, parse_enum, search_text, ApiKeyRecord,
-    ExecutionFilter, RunbookFilter, Store, StoreError,
+    ExecutionFilter, RunRecord, RunbookFilter, Store, StoreError,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -459,17 +459,7 @@ impl Store for SqliteStore {
         started_at: Option<DateTime<Utc>>,
         finished_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE executions SET status = ?, started_at = COALESCE(?, started_at),
-                 finished_at = COALESCE(?, finished_at) WHERE id = ?",
-        )
-        .bind(status.as_str())
-        .bind(started_at)
-        .bind(finished_at)
-        .bind(id.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        write_status(&self.pool, id, status, started_at, finished_at).await
     }
 
     async fn update_step(
@@ -478,24 +468,7 @@ impl Store for SqliteStore {
         index: usize,
         step: &StepResult,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE execution_steps SET status = ?, exit_code = ?, http_status = ?, started_at = ?,
-                 finished_at = ?, output_bytes = ?, error = ?, detail = ?
-             WHERE execution_id = ? AND idx = ?",
-        )
-        .bind(step.status.as_str())
-        .bind(step.exit_code)
-        .bind(step.http_status.map(i64::from))
-        .bind(step.started_at)
-        .bind(step.finished_at)
-        .bind(step.output_bytes as i64)
-        .bind(&step.error)
-        .bind(encode_detail(&step.detail))
-        .bind(execution_id.to_string())
-        .bind(index as i64)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        write_step(&self.pool, execution_id, index, step).await
     }
 
     async fn append_output(
@@ -504,14 +477,31 @@ impl Store for SqliteStore {
         offset: u64,
         data: &[u8],
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO execution_output (execution_id, byte_offset, data) VALUES (?, ?, ?)",
-        )
-        .bind(execution_id.to_string())
-        .bind(offset as i64)
-        .bind(data)
-        .execute(&self.pool)
-        .await?;
+        write_output(&self.pool, execution_id, offset, data).await
+    }
+
+    async fn record_run(
+        &self,
+        execution_id: Uuid,
+        records: &[RunRecord<'_>],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for record in records {
+            match *record {
+                RunRecord::Status {
+                    status,
+                    started_at,
+                    finished_at,
+                } => write_status(&mut *tx, execution_id, status, started_at, finished_at).await?,
+                RunRecord::Step { index, step } => {
+                    write_step(&mut *tx, execution_id, index, step).await?
+                }
+                RunRecord::Output { offset, data } => {
+                    write_output(&mut *tx, execution_id, offset, data).await?
+                }
+            }
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -679,5 +669,66 @@ async fn insert_version(
     .bind(message)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+async fn write_status<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    id: Uuid,
+    status: ExecutionStatus,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE executions SET status = ?, started_at = COALESCE(?, started_at),
+             finished_at = COALESCE(?, finished_at) WHERE id = ?",
+    )
+    .bind(status.as_str())
+    .bind(started_at)
+    .bind(finished_at)
+    .bind(id.to_string())
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+async fn write_step<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    execution_id: Uuid,
+    index: usize,
+    step: &StepResult,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE execution_steps SET status = ?, exit_code = ?, http_status = ?, started_at = ?,
+             finished_at = ?, output_bytes = ?, error = ?, detail = ?
+         WHERE execution_id = ? AND idx = ?",
+    )
+    .bind(step.status.as_str())
+    .bind(step.exit_code)
+    .bind(step.http_status.map(i64::from))
+    .bind(step.started_at)
+    .bind(step.finished_at)
+    .bind(step.output_bytes as i64)
+    .bind(&step.error)
+    .bind(encode_detail(&step.detail))
+    .bind(execution_id.to_string())
+    .bind(index as i64)
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+async fn write_output<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    execution_id: Uuid,
+    offset: u64,
+    data: &[u8],
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO execution_output (execution_id, byte_offset, data) VALUES (?, ?, ?)")
+        .bind(execution_id.to_string())
+        .bind(offset as i64)
+        .bind(data)
+        .execute(executor)
+        .await?;
     Ok(())
 }

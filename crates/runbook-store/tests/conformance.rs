@@ -9,7 +9,8 @@ use runbook_domain::{
     StepResult, StepStatus,
 };
 use runbook_store::{
-    ApiKeyRecord, ExecutionFilter, PostgresStore, RunbookFilter, SqliteStore, Store, StoreError,
+    ApiKeyRecord, ExecutionFilter, PostgresStore, RunRecord, RunbookFilter, SqliteStore, Store,
+    StoreError,
 };
 use serde_json::json;
 use sqlx::Connection;
@@ -55,6 +56,7 @@ conformance!(
     status_updates_keep_the_start_time_when_none_is_given,
     step_updates_record_the_step_and_touch_no_other,
     a_retry_keeps_its_link_and_the_results_it_reuses,
+    a_batch_of_run_records_is_applied_in_order,
     output_windows_span_chunks_and_start_inside_them,
     output_of_executions_does_not_mix,
     interrupting_marks_live_runs_and_leaves_finished_ones,
@@ -693,6 +695,83 @@ async fn a_retry_keeps_its_link_and_the_results_it_reuses(store: Arc<dyn Store>)
     store.insert_execution(&retry).await.unwrap();
     let loaded = store.get_execution(retry.id).await.unwrap().unwrap();
     assert_eq!(loaded, retry);
+}
+
+async fn a_batch_of_run_records_is_applied_in_order(store: Arc<dyn Store>) {
+    let run = execution(Uuid::new_v4(), 0, ExecutionStatus::Queued);
+    store.insert_execution(&run).await.unwrap();
+    let running = StepResult {
+        status: StepStatus::Running,
+        started_at: Some(at(1)),
+        ..StepResult::pending("intro")
+    };
+    let done = StepResult {
+        status: StepStatus::Succeeded,
+        finished_at: Some(at(2)),
+        output_bytes: 6,
+        ..running.clone()
+    };
+    store
+        .record_run(
+            run.id,
+            &[
+                RunRecord::Status {
+                    status: ExecutionStatus::Running,
+                    started_at: Some(at(1)),
+                    finished_at: None,
+                },
+                RunRecord::Step {
+                    index: 0,
+                    step: &running,
+                },
+                RunRecord::Output {
+                    offset: 0,
+                    data: b"hel",
+                },
+                RunRecord::Output {
+                    offset: 3,
+                    data: b"lo\n",
+                },
+                RunRecord::Step {
+                    index: 0,
+                    step: &done,
+                },
+                RunRecord::Status {
+                    status: ExecutionStatus::Succeeded,
+                    started_at: None,
+                    finished_at: Some(at(3)),
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    let loaded = store.get_execution(run.id).await.unwrap().unwrap();
+    assert_eq!(loaded.status, ExecutionStatus::Succeeded);
+    assert_eq!(
+        (loaded.started_at, loaded.finished_at),
+        (Some(at(1)), Some(at(3)))
+    );
+    assert_eq!(loaded.steps[0], done);
+    assert_eq!(store.read_output(run.id, 0, 100).await.unwrap(), b"hello\n");
+
+    // A batch that fails part-way changes nothing: the same offset twice is refused.
+    let refused = store
+        .record_run(
+            run.id,
+            &[
+                RunRecord::Output {
+                    offset: 6,
+                    data: b"more",
+                },
+                RunRecord::Output {
+                    offset: 6,
+                    data: b"again",
+                },
+            ],
+        )
+        .await;
+    assert!(refused.is_err());
+    assert_eq!(store.read_output(run.id, 0, 100).await.unwrap(), b"hello\n");
 }
 
 async fn output_windows_span_chunks_and_start_inside_them(store: Arc<dyn Store>) {
