@@ -233,6 +233,57 @@ fn a_run_streams_its_events_to_the_webview_and_keeps_its_output() {
     assert_eq!(error["code"], "invalid_state");
 }
 
+/// Polls `get_execution` until the run has finished.
+fn wait_until_finished(desktop: &Desktop, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let execution = desktop.ok("get_execution", json!({"id": id}));
+        let status = execution["status"].as_str().unwrap().to_string();
+        if ["succeeded", "failed", "stopped", "interrupted"].contains(&status.as_str()) {
+            return execution;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never finished"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_failed_run_is_retried_from_its_failed_step() {
+    let desktop = Desktop::open();
+    let flag = desktop._data_dir.path().join("fixed");
+    let runbook = desktop.ok(
+        "create_runbook",
+        json!({"body": {
+            "name": "Flaky",
+            "blocks": [
+                {"id": "first", "kind": "command", "script": "echo first"},
+                {"id": "flaky", "kind": "command",
+                 "script": format!("[ -f '{0}' ] || {{ touch '{0}'; exit 1; }}", flag.display())},
+            ],
+        }}),
+    );
+    let execution = desktop.ok(
+        "execute_runbook",
+        json!({"id": runbook["id"], "body": null}),
+    );
+    let failed = wait_until_finished(&desktop, execution["id"].as_str().unwrap());
+    assert_eq!(failed["status"], "failed");
+
+    let retry = desktop.ok("retry_execution", json!({"id": failed["id"]}));
+    assert_eq!(retry["retry_of"], failed["id"]);
+    assert_eq!(retry["retry_from"], "flaky");
+    let done = wait_until_finished(&desktop, retry["id"].as_str().unwrap());
+    assert_eq!(done["status"], "succeeded");
+    assert_eq!(done["steps"][0]["reused"], true);
+    assert_eq!(done["steps"][1]["reused"], false);
+
+    let error = desktop.err("retry_execution", json!({"id": done["id"]}));
+    assert_eq!(error["code"], "invalid_state");
+}
+
 #[test]
 fn whoami_is_the_local_admin() {
     let desktop = Desktop::open();
