@@ -15,6 +15,8 @@ use uuid::Uuid;
 const QUEUE: usize = 16;
 /// How often a failed write is tried again, and the pause that grows between tries.
 const RETRIES: u32 = 5;
+/// How long the writer lets records gather before writing them together.
+const GROUP_COMMIT: std::time::Duration = std::time::Duration::from_millis(2);
 /// Records written in one transaction, at most.
 const BATCH: usize = 64;
 const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
@@ -36,6 +38,20 @@ enum Record {
     },
     /// Answered once everything before it is stored.
     Sync(oneshot::Sender<()>),
+}
+
+impl Record {
+    /// True when the run waits until this record is stored.
+    fn is_awaited(&self) -> bool {
+        matches!(
+            self,
+            Record::Sync(_)
+                | Record::Status {
+                    written: Some(_),
+                    ..
+                }
+        )
+    }
 }
 
 /// The run's side of the queue. Cheap to clone.
@@ -114,6 +130,17 @@ async fn write(
     let mut batch = Vec::with_capacity(BATCH);
     // Whatever queued up while the last batch was written goes in one transaction.
     while records.recv_many(&mut batch, BATCH).await > 0 {
+        // Group commit: unless someone waits for these records, the next ones get a
+        // moment to join them, so a run of short steps costs few transactions.
+        if !batch.iter().any(Record::is_awaited) {
+            tokio::time::sleep(GROUP_COMMIT).await;
+            while batch.len() < BATCH {
+                match records.try_recv() {
+                    Ok(record) => batch.push(record),
+                    Err(_) => break,
+                }
+            }
+        }
         let changes = changes_of(&batch);
         // A passing storage fault (a lock, a dropped connection) must not lose the records.
         let mut attempt = 0;
@@ -156,19 +183,12 @@ async fn write(
     }
 }
 
-/// The changes a batch of records makes, in order; of several snapshots of one step
-/// only the last is kept.
+/// The changes a batch of records makes, in order (every step snapshot included, so
+/// the store sees each state a step went through).
 fn changes_of(batch: &[Record]) -> Vec<RunRecord<'_>> {
-    let mut last_snapshot = std::collections::HashMap::new();
-    for (position, record) in batch.iter().enumerate() {
-        if let Record::Step { index, .. } = record {
-            last_snapshot.insert(*index, position);
-        }
-    }
     batch
         .iter()
-        .enumerate()
-        .filter_map(|(position, record)| match record {
+        .filter_map(|record| match record {
             Record::Status {
                 status,
                 started_at,
@@ -179,11 +199,10 @@ fn changes_of(batch: &[Record]) -> Vec<RunRecord<'_>> {
                 started_at: *started_at,
                 finished_at: *finished_at,
             }),
-            Record::Step { index, step } => (last_snapshot.get(index) == Some(&position))
-                .then_some(RunRecord::Step {
-                    index: *index,
-                    step,
-                }),
+            Record::Step { index, step } => Some(RunRecord::Step {
+                index: *index,
+                step,
+            }),
             Record::Output { offset, data } => Some(RunRecord::Output {
                 offset: *offset,
                 data,
