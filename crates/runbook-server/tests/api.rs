@@ -459,6 +459,103 @@ async fn parameters_given_as_text_take_their_declared_type() {
     assert_eq!(error_code(&error), "invalid_param");
 }
 
+/// Polls `GET /executions/{id}` until the run has finished.
+async fn finished(app: &TestApp, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, execution) = app
+            .send(Method::GET, &format!("/executions/{id}"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        if ["succeeded", "failed", "stopped", "interrupted"]
+            .contains(&execution["status"].as_str().unwrap())
+        {
+            return execution;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never finished: {execution}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_failed_run_is_retried_over_rest_and_bad_retries_are_refused() {
+    let app = TestApp::new().await;
+    let flag = app._dir.path().join("fixed");
+    let runbook = app
+        .create(json!({"name": "flaky", "blocks": [
+            {"id": "a", "kind": "command", "script": "echo A=1 >> \"$RUNBOOK_OUTPUT\""},
+            {"id": "b", "kind": "command",
+             "script": format!("[ -f '{0}' ] || {{ touch '{0}'; exit 4; }}", flag.display())},
+            {"id": "c", "kind": "command", "script": "echo a-was-{{ steps.a.outputs.A }}"}
+        ]}))
+        .await;
+    let (status, run) = app
+        .send(
+            Method::POST,
+            &format!("/runbooks/{}/execute", runbook["id"].as_str().unwrap()),
+            Some("{}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let failed = finished(&app, run["id"].as_str().unwrap()).await;
+    assert_eq!(failed["status"], "failed");
+    let retry_uri = format!("/executions/{}/retry", failed["id"].as_str().unwrap());
+
+    let viewer = app.key(Role::Viewer).await;
+    let (status, error) = app.send_as(&viewer, Method::POST, &retry_uri, None).await;
+    assert_eq!(
+        (status, error_code(&error)),
+        (StatusCode::FORBIDDEN, "forbidden")
+    );
+    let (status, error) = app
+        .send(Method::POST, "/executions/not-an-id/retry", None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    let (status, error) = app
+        .send(
+            Method::POST,
+            &format!("/executions/{}/retry", uuid::Uuid::new_v4()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&error)),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+
+    let (status, retry) = app.send(Method::POST, &retry_uri, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{retry}");
+    assert_eq!(retry["retry_of"], failed["id"]);
+    assert_eq!(retry["retry_from"], "b");
+    let done = finished(&app, retry["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["steps"][0]["reused"], true);
+    assert_eq!(done["steps"][0]["outputs"]["A"], "1");
+    let (_, page) = app
+        .send(
+            Method::GET,
+            &format!("/executions/{}/output", done["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert!(page["text"].as_str().unwrap().contains("a-was-1"), "{page}");
+
+    let (status, error) = app
+        .send(
+            Method::POST,
+            &format!("/executions/{}/retry", done["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&error)),
+        (StatusCode::CONFLICT, "invalid_state")
+    );
+}
+
 #[tokio::test]
 async fn openapi_document_lists_every_route() {
     let app = TestApp::new().await;
