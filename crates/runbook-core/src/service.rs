@@ -744,7 +744,7 @@ async fn reap_leftovers(store: &dyn Store, engine: &Engine) {
         }
     }
     if !finished.is_empty() {
-        let killed = engine.reap_finished(&|id| finished.contains(&id));
+        let killed = engine.reap(&finished);
         tracing::warn!(killed, "ended processes left from finished runs");
     }
 }

@@ -45,9 +45,11 @@ pub async fn send(client: &reqwest::Client, request: Request) -> Result<HttpResp
             builder.basic_auth(username, Some(password))
         }
         Some(Credential::Header { name, value }) => builder.header(name, value),
-        Some(Credential::Secret { value }) => builder.bearer_auth(value),
-        Some(Credential::SshKey { .. }) => {
-            return Err("an ssh_key credential cannot authenticate an HTTP request".to_string())
+        Some(Credential::Secret { .. } | Credential::SshKey { .. }) => {
+            return Err(
+                "secret and ssh_key credentials are for commands; an HTTP request takes a bearer, basic or header credential"
+                    .to_string(),
+            )
         }
         None => builder,
     };

@@ -307,21 +307,15 @@ impl Engine {
         }
     }
 
-    /// Kills whatever processes of the given (finished) runs are still alive, e.g.
-    /// left by an app that crashed mid-run; returns how many there were.
+    /// Kills the processes still alive of the given runs (left by an app that crashed
+    /// mid-run, say); runs this engine executes are never touched. Returns how many
+    /// processes there were.
     pub fn reap(&self, runs: &[Uuid]) -> usize {
         if runs.is_empty() {
             return 0;
         }
         let live = self.live_ids();
         command::kill_processes_of(&|id| runs.contains(&id) && !live.contains(&id))
-    }
-
-    /// Kills processes marked with a run id that `is_finished` says has ended (runs
-    /// this engine executes are never touched); returns how many there were.
-    pub fn reap_finished(&self, is_finished: &dyn Fn(Uuid) -> bool) -> usize {
-        let live = self.live_ids();
-        command::kill_processes_of(&|id| !live.contains(&id) && is_finished(id))
     }
 
     /// Runs marked on processes of this machine that this engine does not execute.

@@ -145,15 +145,7 @@ async fn write(
         // A passing storage fault (a lock, a dropped connection) must not lose the records.
         let mut attempt = 0;
         loop {
-            let written = match changes.as_slice() {
-                // One change needs no transaction of its own.
-                [RunRecord::Step { index, step }] => sink.step(execution_id, *index, step).await,
-                [RunRecord::Output { offset, data }] => {
-                    sink.output(execution_id, *offset, data).await
-                }
-                _ => sink.record(execution_id, &changes).await,
-            };
-            match written {
+            match sink.record(execution_id, &changes).await {
                 Ok(()) => break,
                 Err(error) if attempt < RETRIES => {
                     attempt += 1;

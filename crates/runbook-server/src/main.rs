@@ -127,13 +127,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let id = execution
                 .parse()
                 .with_context(|| format!("`{execution}` is not an execution id"))?;
+            // Subscribed before the run starts, so no line of it is missed.
+            let events = service.subscribe();
             let retry = service.retry(&actor, id).await?;
             eprintln!(
                 "retrying run {id} from step {} as run {}",
                 retry.retry_from.as_deref().unwrap_or("?"),
                 retry.id
             );
-            return follow(&service, &actor, retry.id, yes).await;
+            return follow(&service, &actor, events, retry.id, yes).await;
         }
         Command::Keys {
             command: KeysCommand::Create { name, role },
@@ -209,10 +211,12 @@ async fn run(
             serde_json::Value::String(value.to_string()),
         );
     }
+    // Subscribed before the run starts, so no line of it is missed.
+    let events = service.subscribe();
     let execution = service
         .execute(&actor, id, serde_json::json!({ "params": values }))
         .await?;
-    follow(&service, &actor, execution.id, yes).await
+    follow(&service, &actor, events, execution.id, yes).await
 }
 
 /// Streams a run's console to the terminal until it ends: Ctrl+C stops it, Ctrl+Z
@@ -220,17 +224,12 @@ async fn run(
 async fn follow(
     service: &Service,
     actor: &Actor,
+    mut events: tokio::sync::broadcast::Receiver<ExecutionEvent>,
     execution_id: uuid::Uuid,
     yes: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut events = service.subscribe();
     let actor = actor.clone();
-    let execution = service.get_execution(&actor, execution_id).await?;
-    if execution.status.is_finished() {
-        // It ended before the subscription: nothing more will be announced.
-        return Ok(exit_code_for(execution.status));
-    }
     let mut stdout = std::io::stdout();
     let mut interrupt = std::pin::pin!(shutdown_signal());
     let mut suspend = signal(SignalKind::from_raw(nix::libc::SIGTSTP))?;
@@ -239,18 +238,18 @@ async fn follow(
             received = events.recv() => received,
             _ = &mut interrupt => {
                 eprintln!("stopping the run (its whole process tree)…");
-                let _ = service.control(&actor, execution.id, ControlAction::Stop).await;
+                let _ = service.control(&actor, execution_id, ControlAction::Stop).await;
                 interrupt.set(shutdown_signal());
                 continue;
             }
             _ = suspend.recv() => {
-                let current = service.get_execution(&actor, execution.id).await?;
+                let current = service.get_execution(&actor, execution_id).await?;
                 let action = if current.status == ExecutionStatus::Paused {
                     ControlAction::Resume
                 } else {
                     ControlAction::Pause
                 };
-                match service.control(&actor, execution.id, action).await {
+                match service.control(&actor, execution_id, action).await {
                     Ok(now) => eprintln!("\nrun {} (Ctrl+Z again to {})", now.status,
                         if now.status == ExecutionStatus::Paused { "resume" } else { "pause" }),
                     Err(error) => eprintln!("\n{error}"),
@@ -259,15 +258,15 @@ async fn follow(
             }
         };
         let event = match received {
-            Ok(event) if event.execution_id() == execution.id => event,
+            Ok(event) if event.execution_id() == execution_id => event,
             Ok(_) => continue,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(skipped)) => {
                 // Output was skipped on the terminal; the state is read back so no
                 // confirmation or end of run is missed.
                 eprintln!("({skipped} events skipped; the full console is stored with the run)");
-                let current = service.get_execution(&actor, execution.id).await?;
+                let current = service.get_execution(&actor, execution_id).await?;
                 ExecutionEvent::Status {
-                    execution_id: execution.id,
+                    execution_id,
                     status: current.status,
                 }
             }
@@ -284,24 +283,24 @@ async fn follow(
             } => {
                 if !(yes || confirm_on_tty()?) {
                     service
-                        .control(&actor, execution.id, ControlAction::Stop)
+                        .control(&actor, execution_id, ControlAction::Stop)
                         .await?;
                     continue;
                 }
                 // A confirmation already given (seen twice after skipped events) is fine.
                 if let Err(error) = service
-                    .control(&actor, execution.id, ControlAction::Acknowledge)
+                    .control(&actor, execution_id, ControlAction::Acknowledge)
                     .await
                 {
                     tracing::debug!(%error, "acknowledge");
                 }
             }
             ExecutionEvent::Status { status, .. } if status.is_finished() => {
-                eprintln!("run {} {status}", execution.id);
+                eprintln!("run {} {status}", execution_id);
                 if status != ExecutionStatus::Succeeded {
                     eprintln!(
                         "retry it from the step that did not succeed: runbook-studio retry {}",
-                        execution.id
+                        execution_id
                     );
                 }
                 return Ok(exit_code_for(status));

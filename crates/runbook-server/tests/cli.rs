@@ -3,19 +3,12 @@
 
 use runbook_core::{Actor, Config, Service};
 use serde_json::json;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_runbook-studio");
+mod common;
 
-fn cli(data_dir: &std::path::Path) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .env_remove("DATABASE_URL")
-        .env("RUNBOOK_DATA_DIR", data_dir)
-        .env("RUNBOOK_LOG", "warn");
-    command
-}
+use common::{cli, create_key, free_port};
 
 #[test]
 fn keys_create_prints_the_token_alone_on_the_last_line() {
@@ -98,21 +91,8 @@ fn run_streams_the_console_and_exits_non_zero_on_failure() {
 #[test]
 fn serve_answers_with_a_key_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let output = cli(dir.path())
-        .args(["keys", "create", "--name", "ops", "--role", "viewer"])
-        .output()
-        .unwrap();
-    let token = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .to_string();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let token = create_key(dir.path(), "ops", "viewer");
+    let port = free_port();
     let mut server = cli(dir.path())
         .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())

@@ -6,16 +6,16 @@ use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_runbook-studio");
+mod common;
+
+use common::{create_key, free_port};
+
 const PATIENCE: Duration = Duration::from_secs(30);
 
+/// The binary, with crashed runs recognised after 2 s of silence.
 fn cli(data_dir: &std::path::Path) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .env_remove("DATABASE_URL")
-        .env("RUNBOOK_DATA_DIR", data_dir)
-        .env("RUNBOOK_LOG", "warn")
-        .env("RUNBOOK_HEARTBEAT_TIMEOUT", "2");
+    let mut command = common::cli(data_dir);
+    command.env("RUNBOOK_HEARTBEAT_TIMEOUT", "2");
     command
 }
 
@@ -117,31 +117,9 @@ impl Api {
 #[test]
 fn a_run_killed_with_its_server_is_interrupted_keeps_its_output_and_leaves_no_process() {
     let dir = tempfile::tempdir().unwrap();
-    let output = cli(dir.path())
-        .args(["keys", "create", "--name", "ops", "--role", "operator"])
-        .output()
-        .unwrap();
-    let token = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .to_string();
-    let editor = cli(dir.path())
-        .args(["keys", "create", "--name", "author", "--role", "editor"])
-        .output()
-        .unwrap();
-    let editor_token = String::from_utf8(editor.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .to_string();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let token = create_key(dir.path(), "ops", "operator");
+    let editor_token = create_key(dir.path(), "author", "editor");
+    let port = free_port();
     // A sleep length no other process on the machine uses: the test's marker.
     let marker = format!("{}.{}", 400 + std::process::id() % 500, 17);
     let script = format!(

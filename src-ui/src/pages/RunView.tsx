@@ -110,9 +110,6 @@ function RunDetail({ execution }: { execution: Execution }) {
 
   const startRetry = () => retry.mutate(undefined, { onSuccess: (next) => navigate(`/executions/${next.id}`) })
   const retryError = retry.error ? normalizeError(retry.error) : null
-  // An older server answers 405 (or a desktop build: an unknown command).
-  const retryUnsupported =
-    retryError !== null && (retryError.status === 405 || (retryError.code === 'error' && /retry_execution/.test(retryError.message)))
 
   return (
     <div className="page run-page">
@@ -184,10 +181,7 @@ function RunDetail({ execution }: { execution: Execution }) {
         <ErrorBanner error={control.error} title={normalizeError(control.error).code === 'invalid_state' ? 'Not possible right now' : 'The action failed'} />
       )}
       {retryError && (
-        <ErrorBanner
-          error={retryError}
-          title={retryUnsupported ? 'This server cannot retry runs yet' : 'The retry did not start'}
-        />
+        <ErrorBanner error={retryError} title="The retry did not start" />
       )}
       {waitingRow && (
         <div className="banner banner-waiting" role="status">

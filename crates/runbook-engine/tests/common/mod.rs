@@ -331,16 +331,19 @@ pub fn marker(whole_seconds: u32) -> String {
     )
 }
 
+/// The ids of every process, from /proc.
+fn pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .expect("/proc is readable")
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_string_lossy().parse().ok())
+        .collect()
+}
+
 /// Live (not zombie) processes whose command line contains `marker`, with their state letter.
 pub fn processes_with(marker: &str) -> Vec<(u32, char)> {
     let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc")
-        .expect("/proc is readable")
-        .flatten()
-    {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
+    for pid in pids() {
         let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
             continue;
         };
@@ -385,13 +388,7 @@ pub async fn wait_until_gone(marker: &str) {
 pub fn processes_of_run(execution_id: Uuid) -> Vec<u32> {
     let mark = format!("{}={execution_id}", runbook_engine::EXECUTION_ID_VAR);
     let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc")
-        .expect("/proc is readable")
-        .flatten()
-    {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
+    for pid in pids() {
         // A zombie's environment reads as empty, so only live processes match.
         let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
             continue;
