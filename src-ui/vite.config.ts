@@ -4,7 +4,7 @@ import { defineConfig } from 'vite'
 
 // The REST server to proxy to during `npm run dev` (the UI calls same-origin relative URLs).
 const api = process.env.RUNBOOK_API ?? 'http://127.0.0.1:8080'
-const apiPaths = ['/runbooks', '/executions', '/me', '/credentials', '/audit', '/healthz']
+const apiPaths = ['/runbooks', '/executions', '/me', '/credentials', '/users', '/keys', '/audit', '/vault', '/healthz']
 
 export default defineConfig({
   // Relative asset URLs: the build loads under Tauri's custom protocol and under the server's `/`.

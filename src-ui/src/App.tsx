@@ -9,6 +9,10 @@ import { createQueryClient, sessionWasEnded } from './api/queryClient'
 import { getApiKey, isTauri, onApiKeyChange } from './api/transport'
 import { ErrorBanner } from './components/ErrorBanner'
 import { Sidebar } from './components/Sidebar'
+import { VaultBanner } from './components/VaultBanner'
+import { AccessPage } from './pages/AccessPage'
+import { AuditPage } from './pages/AuditPage'
+import { CredentialsPage } from './pages/CredentialsPage'
 import { ExecutionsPage } from './pages/ExecutionsPage'
 import { Home } from './pages/Home'
 import { SignIn } from './pages/SignIn'
@@ -22,6 +26,7 @@ function Layout() {
     <div className="app">
       <Sidebar />
       <main className="main">
+        <VaultBanner />
         <Suspense fallback={<div className="page loading">Loading…</div>}>
           <Outlet />
         </Suspense>
@@ -57,6 +62,9 @@ const router = createHashRouter([
       { path: 'runbooks/:id', element: <RunbookPage /> },
       { path: 'executions', element: <ExecutionsPage /> },
       { path: 'executions/:id', element: <RunView /> },
+      { path: 'credentials', element: <CredentialsPage /> },
+      { path: 'access', element: <AccessPage /> },
+      { path: 'audit', element: <AuditPage /> },
       { path: '*', element: <NotFound /> },
     ],
   },

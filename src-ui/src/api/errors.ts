@@ -23,6 +23,11 @@ export class ApiError extends Error {
   get isUnauthorized(): boolean {
     return this.status === 401 || this.code === 'unauthorized'
   }
+
+  /** Refused because the caller's role is too low (REST 403, or the Tauri command's `forbidden`). */
+  get isForbidden(): boolean {
+    return this.status === 403 || this.code === 'forbidden'
+  }
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -77,4 +82,9 @@ export function normalizeError(error: unknown): ApiError {
   }
   if (error instanceof Error) return new ApiError('error', error.message)
   return new ApiError('error', 'Something went wrong.')
+}
+
+/** True when the server refused a request because the caller's role is too low. */
+export function isForbidden(error: unknown): boolean {
+  return normalizeError(error).isForbidden
 }

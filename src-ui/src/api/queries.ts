@@ -2,7 +2,21 @@
 
 import { keepPreviousData, useMutation, useQuery, useQueryClient } from '@tanstack/react-query'
 import { call } from './transport'
-import type { ControlAction, ExecuteRequest, Execution, ExecutionStatus, Runbook, RunbookDraft, RunbookUpdate } from './types'
+import type {
+  ApiKeyCreate,
+  AuditFilter,
+  ControlAction,
+  CredentialCreate,
+  CredentialUpdate,
+  ExecuteRequest,
+  Execution,
+  ExecutionStatus,
+  Runbook,
+  RunbookDraft,
+  RunbookUpdate,
+  UserCreate,
+  UserUpdate,
+} from './types'
 import { isFinished } from './types'
 
 export const keys = {
@@ -16,6 +30,24 @@ export const keys = {
   executionList: (filter: ExecutionFilter) =>
     ['executions', 'list', filter.runbookId ?? null, filter.status ?? null, filter.limit, filter.offset ?? 0] as const,
   execution: (id: string) => ['executions', 'detail', id] as const,
+  credentials: ['credentials'] as const,
+  users: ['users'] as const,
+  apiKeys: ['keys'] as const,
+  audit: ['audit'] as const,
+  auditList: (filter: AuditFilter) =>
+    [
+      'audit',
+      'list',
+      filter.actor ?? null,
+      filter.action ?? null,
+      filter.target ?? null,
+      filter.outcome ?? null,
+      filter.since ?? null,
+      filter.until ?? null,
+      filter.limit ?? null,
+      filter.offset ?? 0,
+    ] as const,
+  vault: ['vault'] as const,
 }
 
 export function useMe(enabled = true) {
@@ -149,5 +181,127 @@ export function useControl(executionId: string) {
       client.setQueryData(keys.execution(execution.id), execution)
       void client.invalidateQueries({ queryKey: keys.executions })
     },
+  })
+}
+
+// ---- Security (admin pages) ----
+//
+// Credential values and API key tokens travel in mutation variables and results. Those mutations
+// use `gcTime: 0`, and the dialogs that run them reset them once done, so TanStack Query drops the
+// mutation (and the secret in it) as soon as nothing observes it. Queries only ever hold metadata.
+
+const SECRET_MUTATION = { gcTime: 0 } as const
+
+/** Marks what an admin change may have touched as stale, the audit trail included. */
+function useInvalidate() {
+  const client = useQueryClient()
+  return (...queryKeys: (readonly string[])[]) => {
+    for (const queryKey of [...queryKeys, keys.audit]) void client.invalidateQueries({ queryKey })
+  }
+}
+
+export function useCredentials(enabled = true) {
+  return useQuery({ queryKey: keys.credentials, queryFn: () => call('list_credentials', {}), enabled })
+}
+
+export function useCreateCredential() {
+  const invalidate = useInvalidate()
+  return useMutation({
+    ...SECRET_MUTATION,
+    mutationFn: (body: CredentialCreate) => call('create_credential', { body }),
+    onSuccess: () => invalidate(keys.credentials),
+  })
+}
+
+export function useUpdateCredential(id: string) {
+  const invalidate = useInvalidate()
+  return useMutation({
+    ...SECRET_MUTATION,
+    mutationFn: (body: CredentialUpdate) => call('update_credential', { id, body }),
+    onSuccess: () => invalidate(keys.credentials),
+  })
+}
+
+export function useDeleteCredential() {
+  const invalidate = useInvalidate()
+  return useMutation({
+    mutationFn: (id: string) => call('delete_credential', { id }),
+    onSuccess: () => invalidate(keys.credentials),
+  })
+}
+
+export function useUsers(enabled = true) {
+  return useQuery({ queryKey: keys.users, queryFn: () => call('list_users', {}), enabled })
+}
+
+export function useCreateUser() {
+  const invalidate = useInvalidate()
+  return useMutation({
+    mutationFn: (body: UserCreate) => call('create_user', { body }),
+    onSuccess: () => invalidate(keys.users),
+  })
+}
+
+export function useUpdateUser() {
+  const invalidate = useInvalidate()
+  return useMutation({
+    mutationFn: ({ id, body }: { id: string; body: UserUpdate }) => call('update_user', { id, body }),
+    // A user's keys act with the user's role: their listed role changes with it.
+    onSuccess: () => invalidate(keys.users, keys.apiKeys),
+  })
+}
+
+export function useDeleteUser() {
+  const invalidate = useInvalidate()
+  return useMutation({
+    mutationFn: (id: string) => call('delete_user', { id }),
+    // Deleting a user revokes its keys.
+    onSuccess: () => invalidate(keys.users, keys.apiKeys),
+  })
+}
+
+export function useApiKeys(enabled = true) {
+  return useQuery({ queryKey: keys.apiKeys, queryFn: () => call('list_api_keys', {}), enabled })
+}
+
+/** Creates a key; the result carries the token, shown once and never cached. */
+export function useCreateApiKey() {
+  const invalidate = useInvalidate()
+  return useMutation({
+    ...SECRET_MUTATION,
+    mutationFn: (body: ApiKeyCreate) => call('create_api_key', { body }),
+    onSuccess: () => invalidate(keys.apiKeys),
+  })
+}
+
+export function useRevokeApiKey() {
+  const invalidate = useInvalidate()
+  return useMutation({
+    mutationFn: (id: string) => call('revoke_api_key', { id }),
+    onSuccess: () => invalidate(keys.apiKeys),
+  })
+}
+
+export function useAudit(filter: AuditFilter, enabled = true) {
+  return useQuery({
+    queryKey: keys.auditList(filter),
+    queryFn: () => call('list_audit', filter),
+    placeholderData: keepPreviousData,
+    enabled,
+  })
+}
+
+/** Walks the audit trail's hash chain on demand. */
+export function useVerifyAudit() {
+  return useMutation({ mutationFn: () => call('verify_audit', {}) })
+}
+
+export function useVaultStatus(enabled = true) {
+  return useQuery({
+    queryKey: keys.vault,
+    queryFn: () => call('vault_status', {}),
+    enabled,
+    staleTime: Infinity,
+    retry: false,
   })
 }

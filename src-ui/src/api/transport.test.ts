@@ -79,6 +79,38 @@ describe('browser transport', () => {
     expect(JSON.parse(String(init?.body))).toEqual({})
   })
 
+  it('maps the security commands onto their REST routes', async () => {
+    const cases: [Promise<unknown>, string, string, unknown][] = []
+    const expectRoute = (promise: Promise<unknown>, method: string, url: string, body?: unknown) => cases.push([promise, method, url, body])
+    fetchMock.mockImplementation(async () => jsonResponse(200, {}))
+    expectRoute(call('list_credentials', {}), 'GET', 'credentials')
+    expectRoute(call('get_credential', { id: 'c/1' }), 'GET', 'credentials/c%2F1')
+    const credential = { name: 'db', kind: 'basic' as const, value: 'pw', username: 'u', header_name: null, description: '' }
+    expectRoute(call('create_credential', { body: credential }), 'POST', 'credentials', credential)
+    expectRoute(call('update_credential', { id: 'c1', body: { value: 'new' } }), 'PUT', 'credentials/c1', { value: 'new' })
+    expectRoute(call('delete_credential', { id: 'c1' }), 'DELETE', 'credentials/c1')
+    expectRoute(call('list_users', {}), 'GET', 'users')
+    expectRoute(call('create_user', { body: { name: 'bob', role: 'editor' } }), 'POST', 'users', { name: 'bob', role: 'editor' })
+    expectRoute(call('update_user', { id: 'u1', body: { disabled: true } }), 'PUT', 'users/u1', { disabled: true })
+    expectRoute(call('delete_user', { id: 'u1' }), 'DELETE', 'users/u1')
+    expectRoute(call('list_api_keys', {}), 'GET', 'keys')
+    expectRoute(call('create_api_key', { body: { name: 'ci', role: 'operator' } }), 'POST', 'keys', { name: 'ci', role: 'operator' })
+    expectRoute(call('revoke_api_key', { id: 'k1' }), 'DELETE', 'keys/k1')
+    expectRoute(
+      call('list_audit', { action: 'credential.', outcome: 'denied', since: '2026-01-01T00:00:00.000Z', limit: 50, offset: 0 }),
+      'GET',
+      'audit?action=credential.&outcome=denied&since=2026-01-01T00%3A00%3A00.000Z&limit=50&offset=0',
+    )
+    expectRoute(call('verify_audit', {}), 'GET', 'audit/verify')
+    expectRoute(call('vault_status', {}), 'GET', 'vault')
+    await Promise.all(cases.map(([promise]) => promise))
+    cases.forEach(([, method, url, body], i) => {
+      const [calledUrl, init] = fetchMock.mock.calls[i]
+      expect([init?.method, calledUrl]).toEqual([method, url])
+      expect(init?.body === undefined ? undefined : JSON.parse(String(init.body))).toEqual(body)
+    })
+  })
+
   it('treats an empty 204 as null', async () => {
     fetchMock.mockResolvedValueOnce(new Response(null, { status: 204 }))
     await expect(call('delete_runbook', { id: 'x' })).resolves.toBeNull()
@@ -124,6 +156,19 @@ describe('browser transport', () => {
 describe('tauri transport', () => {
   beforeEach(() => {
     ;(window as unknown as Record<string, unknown>).__TAURI_INTERNALS__ = {}
+  })
+
+  it('invokes the security commands by their names with the contract\'s arguments', async () => {
+    invoke.mockResolvedValue({ items: [] })
+    await call('list_audit', { actor: 'bob', limit: 10 })
+    await call('update_credential', { id: 'c1', body: { value: 'v' } })
+    await call('revoke_api_key', { id: 'k1' })
+    expect(invoke.mock.calls).toEqual([
+      ['list_audit', { actor: 'bob', limit: 10 }],
+      ['update_credential', { id: 'c1', body: { value: 'v' } }],
+      ['revoke_api_key', { id: 'k1' }],
+    ])
+    expect(fetchMock).not.toHaveBeenCalled()
   })
 
   it('invokes the command with camelCase args and never fetches', async () => {

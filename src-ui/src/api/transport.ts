@@ -7,7 +7,16 @@ import { listen } from '@tauri-apps/api/event'
 import { ApiError, errorFromHttp, normalizeError } from './errors'
 import { readSse } from './sse'
 import type {
+  ApiKeyCreate,
+  ApiKeyInfo,
+  AuditEntry,
+  AuditFilter,
+  AuditVerification,
   ControlAction,
+  CreatedApiKey,
+  CredentialCreate,
+  CredentialInfo,
+  CredentialUpdate,
   ExecuteRequest,
   Execution,
   ExecutionEvent,
@@ -19,6 +28,10 @@ import type {
   RunbookDraft,
   RunbookSummary,
   RunbookUpdate,
+  User,
+  UserCreate,
+  UserUpdate,
+  VaultStatus,
   VersionInfo,
 } from './types'
 
@@ -42,6 +55,21 @@ export interface Commands {
   control_execution: { args: { id: string; action: ControlAction }; result: Execution }
   retry_execution: { args: { id: string }; result: Execution }
   whoami: { args: Record<string, never>; result: Me }
+  list_credentials: { args: Record<string, never>; result: { items: CredentialInfo[] } }
+  get_credential: { args: { id: string }; result: CredentialInfo }
+  create_credential: { args: { body: CredentialCreate }; result: CredentialInfo }
+  update_credential: { args: { id: string; body: CredentialUpdate }; result: CredentialInfo }
+  delete_credential: { args: { id: string }; result: null }
+  list_users: { args: Record<string, never>; result: { items: User[] } }
+  create_user: { args: { body: UserCreate }; result: User }
+  update_user: { args: { id: string; body: UserUpdate }; result: User }
+  delete_user: { args: { id: string }; result: null }
+  list_api_keys: { args: Record<string, never>; result: { items: ApiKeyInfo[] } }
+  create_api_key: { args: { body: ApiKeyCreate }; result: CreatedApiKey }
+  revoke_api_key: { args: { id: string }; result: null }
+  list_audit: { args: AuditFilter; result: Page<AuditEntry> }
+  verify_audit: { args: Record<string, never>; result: AuditVerification }
+  vault_status: { args: Record<string, never>; result: VaultStatus }
 }
 export type CommandName = keyof Commands
 type Args<K extends CommandName> = Commands[K]['args']
@@ -89,6 +117,21 @@ const ROUTES: { [K in CommandName]: (args: Args<K>) => HttpRequest } = {
   }),
   retry_execution: (a) => ({ method: 'POST', path: `executions/${enc(a.id)}/retry`, body: {} }),
   whoami: () => ({ method: 'GET', path: 'me' }),
+  list_credentials: () => ({ method: 'GET', path: 'credentials' }),
+  get_credential: (a) => ({ method: 'GET', path: `credentials/${enc(a.id)}` }),
+  create_credential: (a) => ({ method: 'POST', path: 'credentials', body: a.body }),
+  update_credential: (a) => ({ method: 'PUT', path: `credentials/${enc(a.id)}`, body: a.body }),
+  delete_credential: (a) => ({ method: 'DELETE', path: `credentials/${enc(a.id)}` }),
+  list_users: () => ({ method: 'GET', path: 'users' }),
+  create_user: (a) => ({ method: 'POST', path: 'users', body: a.body }),
+  update_user: (a) => ({ method: 'PUT', path: `users/${enc(a.id)}`, body: a.body }),
+  delete_user: (a) => ({ method: 'DELETE', path: `users/${enc(a.id)}` }),
+  list_api_keys: () => ({ method: 'GET', path: 'keys' }),
+  create_api_key: (a) => ({ method: 'POST', path: 'keys', body: a.body }),
+  revoke_api_key: (a) => ({ method: 'DELETE', path: `keys/${enc(a.id)}` }),
+  list_audit: (a) => ({ method: 'GET', path: 'audit', query: { ...a } }),
+  verify_audit: () => ({ method: 'GET', path: 'audit/verify' }),
+  vault_status: () => ({ method: 'GET', path: 'vault' }),
 }
 
 /** True inside the Tauri desktop shell. */

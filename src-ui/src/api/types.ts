@@ -196,9 +196,12 @@ export interface OutputPage {
   text: string
 }
 
+export const ROLES = ['viewer', 'operator', 'editor', 'admin'] as const
+export type Role = (typeof ROLES)[number]
+
 export interface Me {
   name: string
-  role: 'viewer' | 'operator' | 'editor' | 'admin'
+  role: Role
 }
 
 /** One problem with one field, as sent in a 422's `error.details`. */
@@ -239,4 +242,131 @@ export function isFinished(status: ExecutionStatus): boolean {
 /** A run that ended without succeeding can be retried from its first unsuccessful step. */
 export function isRetryable(status: ExecutionStatus): boolean {
   return status === 'failed' || status === 'stopped' || status === 'interrupted'
+}
+
+// ---- Security: credentials, users, API keys, audit trail, vault ----
+
+export const CREDENTIAL_KINDS = ['bearer', 'basic', 'header', 'secret', 'ssh_key'] as const
+export type CredentialKind = (typeof CREDENTIAL_KINDS)[number]
+
+/** A stored credential as every API lists it: metadata only, never the value. */
+export interface CredentialInfo {
+  id: string
+  name: string
+  kind: CredentialKind
+  description: string
+  /** Set for `basic` credentials only. */
+  username: string | null
+  /** Set for `header` credentials only. */
+  header_name: string | null
+  created_at: string
+  updated_at: string
+  last_used_at: string | null
+  created_by: string
+  updated_by: string
+}
+
+export interface CredentialCreate {
+  name: string
+  kind: CredentialKind
+  value: string
+  username?: string | null
+  header_name?: string | null
+  description?: string
+}
+
+/** Replaces the value and/or metadata; name and kind never change. */
+export interface CredentialUpdate {
+  value?: string
+  username?: string | null
+  header_name?: string | null
+  description?: string
+}
+
+export interface User {
+  id: string
+  name: string
+  role: Role
+  created_at: string
+  updated_at: string
+  disabled_at: string | null
+}
+
+export interface UserCreate {
+  name: string
+  role: Role
+}
+
+export interface UserUpdate {
+  role?: Role
+  disabled?: boolean
+}
+
+export interface ApiKeyInfo {
+  id: string
+  name: string
+  /** A key owned by a user acts with (and shows) the user's current role. */
+  role: Role
+  user_id: string | null
+  user_name: string | null
+  created_at: string
+  last_used_at: string | null
+  expires_at: string | null
+  revoked_at: string | null
+}
+
+/** Exactly one of `role` and `user_id`. */
+export interface ApiKeyCreate {
+  name: string
+  role?: Role
+  user_id?: string
+  expires_at?: string
+}
+
+/** The answer to a key creation: the only time the token is ever sent. */
+export interface CreatedApiKey extends ApiKeyInfo {
+  token: string
+}
+
+export const AUDIT_OUTCOMES = ['success', 'denied', 'failure'] as const
+export type AuditOutcome = (typeof AUDIT_OUTCOMES)[number]
+
+export interface AuditEntry {
+  seq: number
+  at: string
+  actor: string
+  action: string
+  target: string | null
+  outcome: AuditOutcome
+  request_id: string | null
+  detail: Record<string, unknown> | null
+  prev_hash: string
+  hash: string
+}
+
+/** A type alias, not an interface: it is also the Tauri command's argument record. */
+export type AuditFilter = {
+  actor?: string
+  /** Exact, or a prefix ending in `.` such as `credential.`. */
+  action?: string
+  target?: string
+  outcome?: AuditOutcome
+  /** RFC 3339. */
+  since?: string
+  until?: string
+  limit?: number
+  offset?: number
+}
+
+export interface AuditVerification {
+  ok: boolean
+  checked: number
+  broken: { seq: number; reason: string } | null
+}
+
+export type VaultSource = 'keychain' | 'key_file' | 'environment' | 'master_key_file'
+
+export interface VaultStatus {
+  source: VaultSource
+  warning: string | null
 }

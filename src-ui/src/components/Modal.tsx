@@ -7,27 +7,40 @@ interface ModalProps {
   onClose: () => void
   children: ReactNode
   footer?: ReactNode
+  /** False while closing by accident would lose something (a token shown once): only the dialog's own buttons close it. */
+  dismissible?: boolean
+  className?: string
 }
 
-export function Modal({ title, onClose, children, footer }: ModalProps) {
+export function Modal({ title, onClose, children, footer, dismissible = true, className }: ModalProps) {
   const titleId = useId()
   const panel = useRef<HTMLDivElement>(null)
 
+  // The latest onClose, so a parent re-rendering with a new closure neither re-binds the key
+  // listener nor moves the focus back to the first field while someone types.
+  const close = useRef(onClose)
   useEffect(() => {
-    const onKey = (e: KeyboardEvent) => {
-      if (e.key === 'Escape') onClose()
-    }
-    document.addEventListener('keydown', onKey)
+    close.current = onClose
+  }, [onClose])
+
+  useEffect(() => {
     const first =
       panel.current?.querySelector<HTMLElement>('[data-autofocus]') ??
       panel.current?.querySelector<HTMLElement>('input, select, textarea, button.btn-primary')
     first?.focus()
+  }, [])
+
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key === 'Escape' && dismissible) close.current()
+    }
+    document.addEventListener('keydown', onKey)
     return () => document.removeEventListener('keydown', onKey)
-  }, [onClose])
+  }, [dismissible])
 
   return (
-    <div className="modal-backdrop" onMouseDown={(e) => e.target === e.currentTarget && onClose()}>
-      <div className="modal" role="dialog" aria-modal="true" aria-labelledby={titleId} ref={panel}>
+    <div className="modal-backdrop" onMouseDown={(e) => dismissible && e.target === e.currentTarget && onClose()}>
+      <div className={className ? `modal ${className}` : 'modal'} role="dialog" aria-modal="true" aria-labelledby={titleId} ref={panel}>
         <h2 id={titleId} className="modal-title">
           {title}
         </h2>

@@ -1,7 +1,8 @@
-// The dark left sidebar: app name, search, runbook list, "New runbook", and who is signed in.
+// The dark left sidebar: app name, search, runbook list, "New runbook", the admin pages (for
+// admins), and who is signed in.
 
 import { useQueryClient } from '@tanstack/react-query'
-import { History, LogOut, Moon, Plus, Search, Sun, Workflow } from 'lucide-react'
+import { History, KeyRound, LogOut, Moon, Plus, ScrollText, Search, Sun, Users, Workflow } from 'lucide-react'
 import { useState, useSyncExternalStore } from 'react'
 import { NavLink, useNavigate } from 'react-router'
 import { useCreateRunbook, useMe, useRunbookList } from '../api/queries'
@@ -82,8 +83,29 @@ export function Sidebar() {
       <NavLink to="/executions" className="nav-item" end>
         <History size={16} aria-hidden /> All runs
       </NavLink>
+      <AdminNav />
       <SidebarFooter />
     </aside>
+  )
+}
+
+/** Links to the admin pages, for admins only (the pages themselves also refuse anyone else). */
+export function AdminNav() {
+  const me = useMe()
+  if (me.data?.role !== 'admin') return null
+  return (
+    <nav className="admin-nav" aria-label="Administration">
+      <div className="nav-section">Administration</div>
+      <NavLink to="/credentials" className="nav-item">
+        <KeyRound size={16} aria-hidden /> Credentials
+      </NavLink>
+      <NavLink to="/access" className="nav-item">
+        <Users size={16} aria-hidden /> Users &amp; API keys
+      </NavLink>
+      <NavLink to="/audit" className="nav-item">
+        <ScrollText size={16} aria-hidden /> Audit trail
+      </NavLink>
+    </nav>
   )
 }
 

@@ -72,3 +72,8 @@ export function formatSeconds(total: number): string {
 export function shortId(id: string): string {
   return id.slice(0, 8)
 }
+
+/** When something was last used: "3 minutes ago", or "never". */
+export function formatLastUsed(iso: string | null | undefined, now: number = Date.now()): string {
+  return iso ? formatRelative(iso, now) : 'never'
+}
