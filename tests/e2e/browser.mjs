@@ -4,7 +4,10 @@
 //! provokes and resolves a version conflict, runs the runbook and reads its output in the console;
 //! pauses, resumes and stops a timer run (countdown frozen while paused, also by keyboard), edits a
 //! conditional's branches inline (with a server validation error shown on the nested field), pages
-//! through the run history, and loads a million-line console without stalling the page.
+//! through the run history, and loads a million-line console without stalling the page. As an admin
+//! it creates, replaces and deletes a credential (no response ever carries its value), creates an
+//! API key whose token is shown once, reads the audit trail and verifies its chain; an operator sees
+//! no admin links and an "Admin only" message on the admin pages.
 //!
 //! Run:  (cd src-ui && npm run build) && (cd tests/e2e && npm ci && npm test)
 //! Env:  RUNBOOK_BIN  server binary (default ../../target/debug/runbook-studio, relative to this file)
@@ -473,6 +476,208 @@ describe('browser: sign in, author, version and run a runbook', { timeout: HARD_
     assert.deepEqual(stored.blocks[2].headers, { Accept: 'application/json', 'X-Trace': '{{ params.trace }}' });
     assert.deepEqual(stored.blocks[1].env, {});
     assert.deepEqual(stored.blocks[1].secrets, { TOKEN: 'payments-token' });
+  });
+
+  // ---- security: credentials, API keys, admin-only pages, audit trail ----
+
+  it('creates a credential, replaces its value and deletes it; no response ever carries the value', async () => {
+    const name = 'e2e-api-token';
+    const secret = `e2e-secret-${randomBytes(12).toString('hex')}`;
+    const replaced = `e2e-replaced-${randomBytes(12).toString('hex')}`;
+    // Every response body the page receives, to prove no value ever comes back.
+    const bodies = [];
+    const record = (response) => {
+      if ((response.headers()['content-type'] ?? '').includes('text/event-stream')) return;
+      bodies.push(response.text().then((text) => ({ url: response.url(), text }), () => ({ url: response.url(), text: '' })));
+    };
+    page.on('response', record);
+    try {
+      await page.goto(`${baseUrl}/#/`);
+      await page.getByRole('navigation', { name: 'Administration' }).getByRole('link', { name: 'Credentials' }).click();
+      await page.getByRole('heading', { name: 'Credentials' }).waitFor();
+      // The server runs on a master key from the environment: no vault warning.
+      assert.equal((await api('GET', '/vault')).warning, null);
+      assert.equal(await page.getByTestId('vault-warning').count(), 0);
+
+      await button('New credential').click();
+      const dialog = page.getByRole('dialog', { name: 'New credential' });
+      await dialog.getByLabel('Name', { exact: true }).fill(name);
+      await dialog.getByLabel('Kind').selectOption('header');
+      await dialog.getByLabel('Header name').fill('X-E2E-Token');
+      const value = dialog.getByLabel('Value', { exact: true });
+      await value.fill(secret);
+      assert.equal(await value.getAttribute('type'), 'password', 'the value is masked while typed');
+      await dialog.getByLabel('Description').fill('Made by the browser test');
+      await shot('20-credential-create');
+      await dialog.getByRole('button', { name: 'Create credential' }).click();
+      const row = page.getByTestId(`credential-${name}`);
+      await row.waitFor();
+      assert.equal(await dialog.count(), 0, 'the dialog closes once created');
+      assert.match(await row.innerText(), /Custom header/);
+      assert.match(await row.innerText(), /header\s+X-E2E-Token/);
+      assert.match(await row.getByTestId('last-used').innerText(), /never/);
+
+      const listed = await api('GET', '/credentials');
+      const stored = listed.items.find((item) => item.name === name);
+      assert.ok(stored, `GET /credentials lists ${name}`);
+      assert.equal(stored.kind, 'header');
+      assert.equal(stored.header_name, 'X-E2E-Token');
+      assert.equal(stored.description, 'Made by the browser test');
+      assert.ok(!('value' in stored), 'no value field in the listing');
+      assert.ok(!JSON.stringify(listed).includes(secret), 'the listing never carries the value');
+
+      // A second credential with the same name: the server's 409 shows on the name field.
+      await button('New credential').click();
+      await dialog.getByLabel('Name', { exact: true }).fill(name);
+      await dialog.getByLabel('Value', { exact: true }).fill('another value');
+      await dialog.getByRole('button', { name: 'Create credential' }).click();
+      const nameField = dialog.locator('.field').filter({ has: page.getByLabel('Name', { exact: true }) });
+      await nameField.getByRole('alert').waitFor();
+      assert.match(await nameField.getByRole('alert').innerText(), new RegExp(name));
+      await shot('21-credential-duplicate');
+      await dialog.getByRole('button', { name: 'Cancel' }).click();
+
+      // Replace value: the field starts empty; the new value is stored, the metadata stays.
+      await button(`Replace value of ${name}`).click();
+      const replace = page.getByRole('dialog', { name: `Replace value of “${name}”` });
+      await replace.getByText('The current value is never shown').waitFor();
+      const newValue = replace.getByLabel('New value', { exact: true });
+      assert.equal(await newValue.inputValue(), '', 'the current value is not shown');
+      assert.equal(await replace.getByLabel('Header name').inputValue(), 'X-E2E-Token');
+      await newValue.fill(replaced);
+      await shot('22-credential-replace');
+      await replace.getByRole('button', { name: 'Replace value', exact: true }).click();
+      await page.getByRole('status').filter({ hasText: `The value of “${name}” was replaced.` }).waitFor();
+      const after = await api('GET', `/credentials/${stored.id}`);
+      assert.ok(Date.parse(after.updated_at) >= Date.parse(stored.updated_at));
+      assert.equal(after.header_name, 'X-E2E-Token');
+      await shot('23-credentials');
+
+      // Delete, after a confirmation.
+      await button(`Delete credential ${name}`).click();
+      const confirm = page.getByRole('dialog', { name: `Delete credential “${name}”?` });
+      await confirm.getByRole('button', { name: 'Delete credential' }).click();
+      await row.waitFor({ state: 'detached' });
+      assert.ok(!(await api('GET', '/credentials')).items.some((item) => item.name === name));
+      const gone = await fetch(`${baseUrl}/credentials/${stored.id}`, { headers: { 'X-API-KEY': token } });
+      assert.equal(gone.status, 404);
+
+      const received = await Promise.all(bodies);
+      assert.ok(received.some(({ url }) => /\/credentials$/.test(url)), 'the page listed the credentials');
+      for (const { url, text } of received) {
+        assert.ok(!text.includes(secret) && !text.includes(replaced), `the response of ${url} carries no credential value`);
+      }
+      const webStorage = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
+      assert.ok(!webStorage.includes(secret) && !webStorage.includes(replaced), 'no value in web storage');
+    } finally {
+      page.off('response', record);
+    }
+  });
+
+  it('creates an API key and shows its token once, then revokes it', async () => {
+    await page.getByRole('navigation', { name: 'Administration' }).getByRole('link', { name: 'Users & API keys' }).click();
+    await page.getByRole('heading', { name: 'API keys' }).waitFor();
+    await button('New API key').click();
+    const form = page.getByRole('dialog', { name: 'New API key' });
+    await form.getByLabel('Name', { exact: true }).fill('e2e-ci');
+    await form.getByLabel('Role', { exact: true }).selectOption('operator');
+    await form.getByRole('button', { name: 'Create key' }).click();
+
+    const shown = page.getByRole('dialog', { name: 'API key “e2e-ci” created' });
+    await shown.waitFor();
+    const created = await shown.getByLabel('API key token').inputValue();
+    assert.match(created, /^rbs_[0-9a-f]{64}$/);
+    assert.match(await shown.getByRole('alert').innerText(), /you will not see it again/);
+    await shot('24-api-key-token');
+    // The token works at once, with the role it was given.
+    const me = await fetch(`${baseUrl}/me`, { headers: { 'X-API-KEY': created } });
+    assert.equal(me.status, 200);
+    assert.equal((await me.json()).role, 'operator');
+    // Escape does not lose it by accident; Done does, for good.
+    await page.keyboard.press('Escape');
+    assert.equal(await shown.count(), 1);
+    await shown.getByRole('button', { name: /Done/ }).click();
+    await shown.waitFor({ state: 'detached' });
+    assert.ok(!(await page.content()).includes(created), 'the token is gone from the page');
+    const keyRow = page.getByTestId('key-e2e-ci');
+    await keyRow.waitFor();
+    assert.match(await keyRow.innerText(), /operator/);
+    assert.match(await keyRow.innerText(), /active/);
+    const listed = await api('GET', '/keys');
+    assert.ok(!JSON.stringify(listed).includes(created), 'GET /keys never carries a token');
+    assert.ok(listed.items.every((item) => !('token' in item)));
+
+    await button('Revoke e2e-ci').click();
+    await page.getByRole('dialog', { name: 'Revoke API key “e2e-ci”?' }).getByRole('button', { name: 'Revoke key' }).click();
+    await keyRow.filter({ hasText: 'revoked' }).waitFor();
+    assert.equal((await fetch(`${baseUrl}/me`, { headers: { 'X-API-KEY': created } })).status, 401, 'a revoked key is refused');
+    await shot('25-access');
+  });
+
+  it('keeps an operator out of the admin pages with a clear message', async () => {
+    const operator = await api('POST', '/keys', { name: 'e2e-operator', role: 'operator' });
+    assert.ok(operator.token, 'POST /keys returns the token');
+    assert.equal((await fetch(`${baseUrl}/credentials`, { headers: { 'X-API-KEY': operator.token } })).status, 403);
+
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByLabel('API key').fill(operator.token);
+    await button('Sign in').click();
+    await page.getByTestId('whoami').filter({ hasText: 'operator' }).waitFor();
+    assert.equal(await page.getByRole('navigation', { name: 'Administration' }).count(), 0, 'no admin links for an operator');
+    assert.equal(await page.getByRole('link', { name: 'Credentials' }).count(), 0);
+
+    for (const [hash, pageName] of [['#/credentials', 'Credentials'], ['#/access', 'Access'], ['#/audit', 'The audit trail']]) {
+      await page.goto(`${baseUrl}/${hash}`);
+      const message = page.getByTestId('admin-only');
+      await message.waitFor();
+      assert.match(await message.innerText(), /Admin only/);
+      assert.match(await message.innerText(), new RegExp(`${pageName} can only be opened by an admin`));
+      if (hash === '#/credentials') await shot('26-admin-only');
+    }
+
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByLabel('API key').fill(token);
+    await button('Sign in').click();
+    await page.getByTestId('whoami').filter({ hasText: 'e2e-admin' }).waitFor();
+  });
+
+  it('lists the credential actions in the audit trail and verifies the chain', async () => {
+    await page.goto(`${baseUrl}/#/`);
+    await page.getByRole('navigation', { name: 'Administration' }).getByRole('link', { name: 'Audit trail' }).click();
+    await page.getByRole('heading', { name: 'Audit trail' }).waitFor();
+    await page.getByLabel('Action', { exact: true }).fill('credential.');
+    const rows = page.locator('[data-testid^="audit-"]');
+    await waitFor('the credential records', async () => {
+      const texts = await rows.allInnerTexts();
+      return ['credential.create', 'credential.update', 'credential.delete'].every((action) => texts.some((text) => text.includes(action))) && texts.every((text) => text.includes('credential.'));
+    }, 10_000);
+    const texts = await rows.allInnerTexts();
+    for (const action of ['credential.create', 'credential.update', 'credential.delete']) {
+      const mine = texts.filter((text) => text.includes(action) && text.includes('e2e-api-token'));
+      assert.ok(mine.length > 0 && mine.every((text) => /e2e-admin/.test(text)), `${action} by the admin: ${JSON.stringify(texts)}`);
+    }
+    // Newest first: the delete comes before the create.
+    assert.ok(texts.findIndex((text) => text.includes('credential.delete')) < texts.findIndex((text) => text.includes('credential.create')));
+
+    const create = rows.filter({ hasText: 'credential.create' }).first();
+    const seq = (await create.getAttribute('data-testid')).replace('audit-', '');
+    await page.getByRole('button', { name: `Details of record ${seq}` }).click();
+    const detail = page.locator('dl.audit-detail');
+    await detail.waitFor();
+    assert.match(await detail.innerText(), /Hash\s+\S{16,}/);
+
+    const listed = await api('GET', '/audit?action=credential.&limit=100');
+    const actions = listed.items.map((item) => item.action);
+    for (const action of ['credential.create', 'credential.update', 'credential.delete']) assert.ok(actions.includes(action), `${action} is recorded`);
+    assert.ok(listed.items.every((item, i, all) => i === 0 || all[i - 1].seq > item.seq), 'newest first');
+
+    await button('Verify chain').click();
+    const result = page.getByTestId('verify-result');
+    await result.waitFor();
+    const verified = await api('GET', '/audit/verify');
+    assert.equal(verified.ok, true);
+    assert.match(await result.innerText(), /^Chain intact — [\d,]+ records? checked$/);
+    await shot('27-audit');
   });
 
   // The next three need the engine and validation of the "execution engine complete" issue; against
