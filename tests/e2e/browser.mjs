@@ -614,6 +614,41 @@ describe('browser: sign in, author, version and run a runbook', { timeout: HARD_
     await shot('25-access');
   });
 
+  it('manages a user: its role, a key that follows the role, and deletion revoking the key', async () => {
+    await button('New user').click();
+    const form = page.getByRole('dialog', { name: 'New user' });
+    await form.getByLabel('Name', { exact: true }).fill('e2e-bob');
+    await form.getByLabel('Role', { exact: true }).selectOption('operator');
+    await form.getByRole('button', { name: 'Create user' }).click();
+    const userRow = page.getByTestId('user-e2e-bob');
+    await userRow.waitFor();
+    await userRow.getByLabel('Role of e2e-bob').selectOption('editor');
+    await waitFor('the new role to be stored', async () => (await api('GET', '/users')).items.find((user) => user.name === 'e2e-bob')?.role === 'editor', 5_000);
+
+    // A key owned by the user acts with the user's role.
+    await button('New API key').click();
+    const keyForm = page.getByRole('dialog', { name: 'New API key' });
+    await keyForm.getByLabel('Name', { exact: true }).fill('e2e-bob-key');
+    await keyForm.getByRole('radio', { name: /A user/ }).check();
+    await keyForm.getByLabel('User', { exact: true }).selectOption({ label: 'e2e-bob (editor)' });
+    await keyForm.getByRole('button', { name: 'Create key' }).click();
+    const shown = page.getByRole('dialog', { name: 'API key “e2e-bob-key” created' });
+    const bobToken = await shown.getByLabel('API key token').inputValue();
+    await shown.getByRole('button', { name: /Done/ }).click();
+    const keyRow = page.getByTestId('key-e2e-bob-key');
+    await keyRow.waitFor();
+    assert.match(await keyRow.innerText(), /editor[\s\S]*e2e-bob/);
+    const me = await fetch(`${baseUrl}/me`, { headers: { 'X-API-KEY': bobToken } });
+    assert.equal((await me.json()).role, 'editor');
+
+    await userRow.getByRole('button', { name: 'Delete user e2e-bob' }).click();
+    await page.getByRole('dialog', { name: 'Delete user “e2e-bob”?' }).getByRole('button', { name: 'Delete user' }).click();
+    await userRow.waitFor({ state: 'detached' });
+    await keyRow.filter({ hasText: 'revoked' }).waitFor();
+    assert.equal((await fetch(`${baseUrl}/me`, { headers: { 'X-API-KEY': bobToken } })).status, 401, 'a deleted user\'s key is refused');
+    await shot('25b-users');
+  });
+
   it('keeps an operator out of the admin pages with a clear message', async () => {
     const operator = await api('POST', '/keys', { name: 'e2e-operator', role: 'operator' });
     assert.ok(operator.token, 'POST /keys returns the token');
