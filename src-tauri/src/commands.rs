@@ -1,9 +1,14 @@
 //! Tauri commands: thin adapters from the UI's `invoke` calls to the core service API. Each one
 //! extracts its arguments, calls the core and returns the same JSON as the matching REST endpoint.
 
-use crate::error::{parse_action, parse_id, CommandError};
-use runbook_core::{Actor, ExecutionQuery, Page, RunbookQuery, Service};
-use runbook_domain::{Execution, OutputPage, Runbook, RunbookSummary, VersionInfo};
+use crate::error::{parse_action, parse_id, parse_time, CommandError};
+use runbook_core::{
+    Actor, ApiKeyInfo, AuditQuery, ExecutionQuery, NewApiKey, Page, RunbookQuery, Service,
+    VaultStatus, VerifyReport,
+};
+use runbook_domain::{
+    AuditEntry, CredentialInfo, Execution, OutputPage, Runbook, RunbookSummary, User, VersionInfo,
+};
 use serde::Serialize;
 use serde_json::Value;
 use tauri::State;
@@ -177,4 +182,161 @@ pub async fn retry_execution(
 #[tauri::command]
 pub fn whoami(actor: State<'_, Actor>) -> Actor {
     actor.inner().clone()
+}
+
+// ---- credentials, users, keys, audit (admin) ----
+
+#[tauri::command]
+pub async fn list_credentials(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+) -> CommandResult<Items<CredentialInfo>> {
+    let items = service.list_credentials(&actor).await?;
+    Ok(Items { items })
+}
+
+#[tauri::command]
+pub async fn get_credential(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    id: String,
+) -> CommandResult<CredentialInfo> {
+    Ok(service.get_credential(&actor, parse_id(&id)?).await?)
+}
+
+#[tauri::command]
+pub async fn create_credential(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    body: Value,
+) -> CommandResult<CredentialInfo> {
+    Ok(service.create_credential(&actor, body).await?)
+}
+
+#[tauri::command]
+pub async fn update_credential(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    id: String,
+    body: Value,
+) -> CommandResult<CredentialInfo> {
+    Ok(service
+        .update_credential(&actor, parse_id(&id)?, body)
+        .await?)
+}
+
+#[tauri::command]
+pub async fn delete_credential(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    id: String,
+) -> CommandResult<()> {
+    Ok(service.delete_credential(&actor, parse_id(&id)?).await?)
+}
+
+#[tauri::command]
+pub async fn list_users(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+) -> CommandResult<Items<User>> {
+    let items = service.list_users(&actor).await?;
+    Ok(Items { items })
+}
+
+#[tauri::command]
+pub async fn create_user(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    body: Value,
+) -> CommandResult<User> {
+    Ok(service.create_user(&actor, body).await?)
+}
+
+#[tauri::command]
+pub async fn update_user(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    id: String,
+    body: Value,
+) -> CommandResult<User> {
+    Ok(service.update_user(&actor, parse_id(&id)?, body).await?)
+}
+
+#[tauri::command]
+pub async fn delete_user(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    id: String,
+) -> CommandResult<()> {
+    Ok(service.delete_user(&actor, parse_id(&id)?).await?)
+}
+
+#[tauri::command]
+pub async fn list_api_keys(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+) -> CommandResult<Items<ApiKeyInfo>> {
+    let items = service.list_api_keys(&actor).await?;
+    Ok(Items { items })
+}
+
+#[tauri::command]
+pub async fn create_api_key(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    body: Value,
+) -> CommandResult<NewApiKey> {
+    Ok(service.create_key(&actor, body).await?)
+}
+
+#[tauri::command]
+pub async fn revoke_api_key(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    id: String,
+) -> CommandResult<()> {
+    Ok(service.revoke_api_key(&actor, parse_id(&id)?).await?)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[tauri::command]
+pub async fn list_audit(
+    service: State<'_, Service>,
+    caller: State<'_, Actor>,
+    actor: Option<String>,
+    action: Option<String>,
+    target: Option<String>,
+    outcome: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+) -> CommandResult<Page<AuditEntry>> {
+    let query = AuditQuery {
+        actor,
+        action,
+        target,
+        outcome,
+        since: parse_time(since.as_deref())?,
+        until: parse_time(until.as_deref())?,
+        limit,
+        offset,
+    };
+    Ok(service.list_audit(&caller, query).await?)
+}
+
+#[tauri::command]
+pub async fn verify_audit(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+) -> CommandResult<VerifyReport> {
+    Ok(service.verify_audit(&actor).await?)
+}
+
+#[tauri::command]
+pub fn vault_status(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+) -> CommandResult<VaultStatus> {
+    Ok(service.vault_status(&actor)?)
 }

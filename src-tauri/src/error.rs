@@ -41,3 +41,16 @@ pub fn parse_action(raw: &str) -> Result<ControlAction, CoreError> {
         message: format!("unknown action `{raw}`; expected pause, resume, stop or acknowledge"),
     })
 }
+
+/// Reads an optional RFC 3339 time the UI sent as a string.
+pub fn parse_time(raw: Option<&str>) -> Result<Option<chrono::DateTime<chrono::Utc>>, CoreError> {
+    match raw.filter(|text| !text.trim().is_empty()) {
+        None => Ok(None),
+        Some(text) => chrono::DateTime::parse_from_rfc3339(text.trim())
+            .map(|time| Some(time.with_timezone(&chrono::Utc)))
+            .map_err(|_| CoreError::BadRequest {
+                code: "invalid_query",
+                message: format!("`{text}` is not an RFC 3339 time"),
+            }),
+    }
+}

@@ -7,7 +7,7 @@ mod commands;
 mod error;
 mod events;
 
-use runbook_core::{Actor, Config, Service};
+use runbook_core::{Actor, Config, KeySetting, Service};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use tauri::{App, Builder, Manager, RunEvent, Runtime};
@@ -44,6 +44,12 @@ fn config_from(data_dir: Option<OsString>, database_url: Option<String>) -> Conf
         .unwrap_or_else(Config::default_data_dir);
     Config {
         database_url: database_url.filter(|url| !url.trim().is_empty()),
+        // The desktop keeps its master key in the system keychain; without one, in a
+        // private key file in the data directory (and the UI says so).
+        master_key: KeySetting::Platform {
+            data_dir: data_dir.clone(),
+            keychain: true,
+        },
         ..Config::from_data_dir(data_dir)
     }
 }
@@ -66,6 +72,21 @@ fn with_commands<R: Runtime>(builder: Builder<R>) -> Builder<R> {
         commands::control_execution,
         commands::retry_execution,
         commands::whoami,
+        commands::list_credentials,
+        commands::get_credential,
+        commands::create_credential,
+        commands::update_credential,
+        commands::delete_credential,
+        commands::list_users,
+        commands::create_user,
+        commands::update_user,
+        commands::delete_user,
+        commands::list_api_keys,
+        commands::create_api_key,
+        commands::revoke_api_key,
+        commands::list_audit,
+        commands::verify_audit,
+        commands::vault_status,
     ])
 }
 

@@ -12,6 +12,7 @@ pub enum ErrorKind {
     NotFound,
     Conflict,
     Invalid,
+    TooManyRequests,
     Internal,
 }
 
@@ -37,6 +38,16 @@ pub enum CoreError {
     VersionConflict { based_on: i64, current: i64 },
     #[error("{0}")]
     InvalidState(String),
+    /// A unique name is taken, or the like.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// Too many failed authentications from this client; try again later.
+    #[error("too many failed authentications; try again in {retry_after_secs} s")]
+    TooManyAttempts { retry_after_secs: u64 },
+    /// The service cannot start or act as configured (master key, data directory);
+    /// the message is for the operator.
+    #[error("{0}")]
+    Setup(String),
     /// A fault on our side; the message is logged, never shown.
     #[error("internal error")]
     Internal(String),
@@ -53,6 +64,9 @@ impl CoreError {
             CoreError::NotFound { .. } => "not_found",
             CoreError::VersionConflict { .. } => "version_conflict",
             CoreError::InvalidState(_) => "invalid_state",
+            CoreError::Conflict { code, .. } => code,
+            CoreError::TooManyAttempts { .. } => "too_many_attempts",
+            CoreError::Setup(_) => "setup",
             CoreError::Internal(_) => "internal",
         }
     }
@@ -64,8 +78,11 @@ impl CoreError {
             CoreError::Unauthenticated => ErrorKind::Unauthenticated,
             CoreError::Forbidden { .. } => ErrorKind::Forbidden,
             CoreError::NotFound { .. } => ErrorKind::NotFound,
-            CoreError::VersionConflict { .. } | CoreError::InvalidState(_) => ErrorKind::Conflict,
-            CoreError::Internal(_) => ErrorKind::Internal,
+            CoreError::VersionConflict { .. }
+            | CoreError::InvalidState(_)
+            | CoreError::Conflict { .. } => ErrorKind::Conflict,
+            CoreError::TooManyAttempts { .. } => ErrorKind::TooManyRequests,
+            CoreError::Internal(_) | CoreError::Setup(_) => ErrorKind::Internal,
         }
     }
 
@@ -75,6 +92,9 @@ impl CoreError {
             CoreError::Invalid(errors) => serde_json::to_value(&errors.errors).ok(),
             CoreError::VersionConflict { based_on, current } => Some(serde_json::json!({
                 "based_on": based_on, "current_version": current
+            })),
+            CoreError::TooManyAttempts { retry_after_secs } => Some(serde_json::json!({
+                "retry_after_secs": retry_after_secs
             })),
             _ => None,
         }
@@ -119,6 +139,7 @@ impl From<StoreError> for CoreError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::NotFound => CoreError::NotFound { what: "runbook" },
+            StoreError::Conflict(message) => CoreError::InvalidState(message),
             other => {
                 tracing::error!(error = %other, "storage error");
                 CoreError::Internal(other.to_string())

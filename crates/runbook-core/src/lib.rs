@@ -2,18 +2,20 @@
 //! server and the CLI call. Every operation takes the calling [`Actor`] explicitly and
 //! checks its role here, so no front end can skip or drift from the rules.
 
+mod access;
+mod audit;
+mod credentials;
 mod error;
 mod service;
 mod sink;
 
+pub use access::{ApiKeyInfo, KeyRequest, LockoutPolicy, NewApiKey, NewUser, UserChange};
+pub use audit::{AuditQuery, VerifyReport};
+pub use credentials::{RotationReport, VaultStatus, MAX_VALUE_BYTES};
 pub use error::{CoreError, ErrorKind};
-pub use runbook_engine::{
-    login_environment, Credential, CredentialError, CredentialResolver, EngineConfig,
-    ExecutionEvent, StaticCredentials,
-};
-pub use service::{
-    ApiKeyInfo, Config, ExecuteRequest, ExecutionQuery, NewApiKey, Page, RunbookQuery, Service,
-};
+pub use runbook_engine::{login_environment, EngineConfig, ExecutionEvent};
+pub use runbook_vault::{KeySetting, KeySource};
+pub use service::{Config, ExecuteRequest, ExecutionQuery, Page, RunbookQuery, Service};
 
 use runbook_domain::Role;
 use serde::Serialize;
@@ -23,6 +25,9 @@ use serde::Serialize;
 pub struct Actor {
     pub name: String,
     pub role: Role,
+    /// The request this call belongs to, carried into the audit trail.
+    #[serde(skip)]
+    pub request_id: Option<String>,
 }
 
 impl Actor {
@@ -36,6 +41,7 @@ impl Actor {
         Actor {
             name,
             role: Role::Admin,
+            request_id: None,
         }
     }
 
@@ -44,7 +50,14 @@ impl Actor {
         Actor {
             name: "system".to_string(),
             role: Role::Admin,
+            request_id: None,
         }
+    }
+
+    /// The same caller, for the request `request_id`.
+    pub fn with_request_id(mut self, request_id: impl Into<String>) -> Actor {
+        self.request_id = Some(request_id.into());
+        self
     }
 
     /// Fails unless the actor's role is at least `needed`.

@@ -1,20 +1,20 @@
 //! The use cases: runbooks, versions, executions, output and API keys.
 
+use crate::access::{Lockout, LockoutPolicy};
+use crate::audit::Subject;
+use crate::credentials::VaultState;
 use crate::sink::StoreSink;
 use crate::{Actor, CoreError};
 use chrono::{DateTime, Utc};
-use rand::RngCore;
 use runbook_domain::validation::{parse_draft, parse_update};
 use runbook_domain::{
     ControlAction, Execution, ExecutionStatus, OutputPage, ParamType, Role, Runbook,
     RunbookSummary, StepStatus, VersionInfo,
 };
-use runbook_engine::{
-    ControlError, CredentialResolver, Engine, EngineConfig, ExecutionEvent, NoCredentials,
-};
-use runbook_store::{ApiKeyRecord, ExecutionFilter, RunbookFilter, Store};
+use runbook_engine::{ControlError, Engine, EngineConfig, ExecutionEvent};
+use runbook_store::{ExecutionFilter, RunbookFilter, Store};
+use runbook_vault::{KeyLocation, KeySetting, KeySource, LoadedKey, MasterKey};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,13 +42,25 @@ pub struct Config {
     pub engine: EngineConfig,
     /// A run whose process gave no sign of life for this long is marked `interrupted`.
     pub heartbeat_timeout: Duration,
+    /// Where the master key that encrypts credentials comes from.
+    pub master_key: KeySetting,
+    /// How many failed authentications a client may make before it gets 429.
+    pub lockout: LockoutPolicy,
 }
 
 impl Config {
     /// Settings with everything in `data_dir` and default engine settings.
+    /// The master key is kept in a key file there (no keychain); desktops and servers
+    /// choose their source explicitly.
     pub fn from_data_dir(data_dir: impl Into<PathBuf>) -> Config {
+        let data_dir = data_dir.into();
         Config {
-            data_dir: data_dir.into(),
+            master_key: KeySetting::Platform {
+                data_dir: data_dir.clone(),
+                keychain: false,
+            },
+            lockout: LockoutPolicy::default(),
+            data_dir,
             database_url: None,
             engine: EngineConfig::default(),
             heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
@@ -107,28 +119,12 @@ pub struct ExecuteRequest {
     pub version: Option<i64>,
 }
 
-/// An API key as listed: never its token.
-#[derive(Debug, Clone, Serialize)]
-pub struct ApiKeyInfo {
-    pub id: Uuid,
-    pub name: String,
-    pub role: Role,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: Option<DateTime<Utc>>,
-}
-
-/// A key just created, with its token: the only time the token is seen.
-#[derive(Debug, Clone, Serialize)]
-pub struct NewApiKey {
-    #[serde(flatten)]
-    pub key: ApiKeyInfo,
-    pub token: String,
-}
-
 /// The core service. Cheap to clone.
 #[derive(Clone)]
 pub struct Service {
-    store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) vault: Arc<VaultState>,
+    pub(crate) lockout: Arc<Lockout>,
     engine: Engine,
     /// This process, as the owner of the runs it executes.
     runner: Uuid,
@@ -162,10 +158,23 @@ impl Service {
                 runbook_store::redact_url(&url)
             ))
         })?;
-        Service::with_store(store, config.engine, config.heartbeat_timeout).await
+        let setting = config.master_key.clone();
+        let loaded = tokio::task::spawn_blocking(move || setting.load())
+            .await
+            .map_err(|e| CoreError::Internal(e.to_string()))?
+            .map_err(|e| CoreError::Setup(e.to_string()))?;
+        Service::with_key(
+            store,
+            config.engine,
+            config.heartbeat_timeout,
+            loaded,
+            config.lockout,
+        )
+        .await
     }
 
-    /// A service over an already opened store.
+    /// A service over an already opened store, with a master key of its own (tests,
+    /// benchmarks: a store nothing else opens with another key).
     ///
     /// Runs that no live process owns any more (their heartbeat is older than
     /// `heartbeat_timeout`) become `interrupted` now and whenever the upkeep task
@@ -175,27 +184,35 @@ impl Service {
         engine_config: EngineConfig,
         heartbeat_timeout: Duration,
     ) -> Result<Service, CoreError> {
-        Service::with_credentials(
+        let loaded = LoadedKey {
+            key: MasterKey::generate(),
+            source: KeySource::Environment,
+            location: KeyLocation::Environment,
+            warning: None,
+        };
+        Service::with_key(
             store,
             engine_config,
             heartbeat_timeout,
-            Arc::new(NoCredentials),
+            loaded,
+            LockoutPolicy::default(),
         )
         .await
     }
 
-    /// A service over an already opened store whose runs resolve credentials through
-    /// `credentials`.
-    pub async fn with_credentials(
+    /// A service over an already opened store whose credentials are sealed with `key`.
+    pub async fn with_key(
         store: Arc<dyn Store>,
         engine_config: EngineConfig,
         heartbeat_timeout: Duration,
-        credentials: Arc<dyn CredentialResolver>,
+        key: LoadedKey,
+        lockout: LockoutPolicy,
     ) -> Result<Service, CoreError> {
+        let vault = Arc::new(VaultState::open(store.as_ref(), key).await?);
         let engine = Engine::new(
             engine_config,
             Arc::new(StoreSink(store.clone())),
-            credentials,
+            Service::resolver(store.clone(), vault.clone()),
         );
         interrupt_orphans(store.as_ref(), &engine, heartbeat_timeout).await?;
         reap_leftovers(store.as_ref(), &engine).await;
@@ -203,6 +220,8 @@ impl Service {
         let upkeep = tokio::spawn(upkeep(store.clone(), engine.clone(), heartbeat_timeout));
         Ok(Service {
             store,
+            vault,
+            lockout: Arc::new(Lockout::new(lockout)),
             engine,
             runner,
             _upkeep: Arc::new(Upkeep(upkeep)),
@@ -286,19 +305,34 @@ impl Service {
         actor: &Actor,
         body: serde_json::Value,
     ) -> Result<Runbook, CoreError> {
-        actor.require(Role::Editor)?;
-        let draft = parse_draft(body)?;
-        let now = now();
-        let runbook = Runbook {
-            id: Uuid::new_v4(),
-            draft,
-            version: 1,
-            created_at: now,
-            updated_at: now,
-            updated_by: actor.name.clone(),
-        };
-        self.store.insert_runbook(&runbook, "Created").await?;
-        Ok(runbook)
+        let result = async {
+            actor.require(Role::Editor)?;
+            let draft = parse_draft(body)?;
+            let now = now();
+            let runbook = Runbook {
+                id: Uuid::new_v4(),
+                draft,
+                version: 1,
+                created_at: now,
+                updated_at: now,
+                updated_by: actor.name.clone(),
+            };
+            self.store.insert_runbook(&runbook, "Created").await?;
+            Ok(runbook)
+        }
+        .await;
+        self.audited(
+            actor,
+            "runbook.create",
+            Subject::none(),
+            result,
+            |runbook| {
+                Subject::new(format!("runbook:{}", runbook.id)).with(
+                    serde_json::json!({"name": runbook.draft.name, "version": runbook.version}),
+                )
+            },
+        )
+        .await
     }
 
     pub async fn update_runbook(
@@ -307,21 +341,47 @@ impl Service {
         id: Uuid,
         body: serde_json::Value,
     ) -> Result<Runbook, CoreError> {
-        actor.require(Role::Editor)?;
-        let update = parse_update(body)?;
-        let current = self.load_runbook(id).await?;
-        let message = update.message.unwrap_or_default();
-        self.save_new_version(current, update.draft, update.version, &message, actor)
-            .await
+        let result = async {
+            actor.require(Role::Editor)?;
+            let update = parse_update(body)?;
+            let current = self.load_runbook(id).await?;
+            let message = update.message.unwrap_or_default();
+            self.save_new_version(current, update.draft, update.version, &message, actor)
+                .await
+        }
+        .await;
+        self.audited(
+            actor,
+            "runbook.update",
+            Subject::new(format!("runbook:{id}")),
+            result,
+            |runbook| {
+                Subject::none().with(
+                    serde_json::json!({"name": runbook.draft.name, "version": runbook.version}),
+                )
+            },
+        )
+        .await
     }
 
     pub async fn delete_runbook(&self, actor: &Actor, id: Uuid) -> Result<(), CoreError> {
-        actor.require(Role::Editor)?;
-        if self.store.delete_runbook(id, now()).await? {
-            Ok(())
-        } else {
-            Err(CoreError::NotFound { what: "runbook" })
+        let result = async {
+            actor.require(Role::Editor)?;
+            if self.store.delete_runbook(id, now()).await? {
+                Ok(())
+            } else {
+                Err(CoreError::NotFound { what: "runbook" })
+            }
         }
+        .await;
+        self.audited(
+            actor,
+            "runbook.delete",
+            Subject::new(format!("runbook:{id}")),
+            result,
+            |_| Subject::none(),
+        )
+        .await
     }
 
     pub async fn list_versions(
@@ -358,17 +418,31 @@ impl Service {
         id: Uuid,
         version: i64,
     ) -> Result<Runbook, CoreError> {
-        actor.require(Role::Editor)?;
-        let current = self.load_runbook(id).await?;
-        let old = self
-            .store
-            .get_version(id, version)
-            .await?
-            .ok_or(CoreError::NotFound { what: "version" })?;
-        let based_on = current.version;
-        let message = format!("Rolled back to version {version}");
-        self.save_new_version(current, old.draft, based_on, &message, actor)
-            .await
+        let result = async {
+            actor.require(Role::Editor)?;
+            let current = self.load_runbook(id).await?;
+            let old = self
+                .store
+                .get_version(id, version)
+                .await?
+                .ok_or(CoreError::NotFound { what: "version" })?;
+            let based_on = current.version;
+            let message = format!("Rolled back to version {version}");
+            self.save_new_version(current, old.draft, based_on, &message, actor)
+                .await
+        }
+        .await;
+        self.audited(
+            actor,
+            "runbook.rollback",
+            Subject::new(format!("runbook:{id}")).with(serde_json::json!({"to_version": version})),
+            result,
+            |runbook| {
+                Subject::none()
+                    .with(serde_json::json!({"to_version": version, "version": runbook.version}))
+            },
+        )
+        .await
     }
 
     async fn save_new_version(
@@ -417,81 +491,110 @@ impl Service {
         id: Uuid,
         body: serde_json::Value,
     ) -> Result<Execution, CoreError> {
-        actor.require(Role::Operator)?;
-        let request: ExecuteRequest = if body.is_null() {
-            ExecuteRequest::default()
-        } else {
-            serde_json::from_value(body)
-                .map_err(|e| CoreError::unprocessable("invalid_type", e.to_string()))?
-        };
-        let current = self.load_runbook(id).await?;
-        let runbook = match request.version {
-            None => current,
-            Some(version) if version == current.version => current,
-            Some(version) => self
-                .store
-                .get_version(id, version)
-                .await?
-                .ok_or(CoreError::NotFound { what: "version" })?,
-        };
-        let params = resolve_params(&runbook, request.params)?;
-        let execution = Execution::queued(Uuid::new_v4(), &runbook, params, &actor.name, now());
-        self.launch(execution, runbook).await
+        let result = async {
+            actor.require(Role::Operator)?;
+            let request: ExecuteRequest = if body.is_null() {
+                ExecuteRequest::default()
+            } else {
+                serde_json::from_value(body)
+                    .map_err(|e| CoreError::unprocessable("invalid_type", e.to_string()))?
+            };
+            let current = self.load_runbook(id).await?;
+            let runbook = match request.version {
+                None => current,
+                Some(version) if version == current.version => current,
+                Some(version) => self
+                    .store
+                    .get_version(id, version)
+                    .await?
+                    .ok_or(CoreError::NotFound { what: "version" })?,
+            };
+            let params = resolve_params(&runbook, request.params)?;
+            let execution = Execution::queued(Uuid::new_v4(), &runbook, params, &actor.name, now());
+            self.launch(execution, runbook).await
+        }
+        .await;
+        self.audited(
+            actor,
+            "execution.start",
+            Subject::new(format!("runbook:{id}")),
+            result,
+            |execution| {
+                Subject::new(format!("execution:{}", execution.id)).with(serde_json::json!({
+                    "runbook": execution.runbook_id, "version": execution.runbook_version,
+                }))
+            },
+        )
+        .await
     }
 
     /// Runs a failed, stopped or interrupted execution again from the step that did
     /// not succeed, with the same version and parameters; the results of the steps
     /// before it are carried over (marked `reused`) and the new run links to the old.
     pub async fn retry(&self, actor: &Actor, id: Uuid) -> Result<Execution, CoreError> {
-        actor.require(Role::Operator)?;
-        let previous = self.load_execution(id).await?;
-        if !matches!(
-            previous.status,
-            ExecutionStatus::Failed | ExecutionStatus::Stopped | ExecutionStatus::Interrupted
-        ) {
-            return Err(CoreError::InvalidState(format!(
-                "the execution is {}; only a failed, stopped or interrupted run can be retried",
-                previous.status
-            )));
+        let result = async {
+            actor.require(Role::Operator)?;
+            let previous = self.load_execution(id).await?;
+            if !matches!(
+                previous.status,
+                ExecutionStatus::Failed | ExecutionStatus::Stopped | ExecutionStatus::Interrupted
+            ) {
+                return Err(CoreError::InvalidState(format!(
+                    "the execution is {}; only a failed, stopped or interrupted run can be retried",
+                    previous.status
+                )));
+            }
+            let runbook = self
+                .store
+                .get_version(previous.runbook_id, previous.runbook_version)
+                .await?
+                .ok_or(CoreError::NotFound { what: "runbook" })?;
+            let continues: std::collections::HashMap<&str, bool> = runbook
+                .all_blocks()
+                .into_iter()
+                .map(|block| (block.id(), block.failure_continues()))
+                .collect();
+            let from = previous.steps.iter().position(|step| match step.status {
+                StepStatus::Succeeded | StepStatus::Skipped => false,
+                StepStatus::Failed => !continues
+                    .get(step.block_id.as_str())
+                    .copied()
+                    .unwrap_or(false),
+                _ => true,
+            });
+            let Some(from) = from else {
+                return Err(CoreError::InvalidState(
+                    "every step of the execution succeeded; there is nothing to retry".to_string(),
+                ));
+            };
+            let mut execution = Execution::queued(
+                Uuid::new_v4(),
+                &runbook,
+                previous.params.clone(),
+                &actor.name,
+                now(),
+            );
+            execution.retry_of = Some(previous.id);
+            execution.retry_from = Some(previous.steps[from].block_id.clone());
+            for (step, earlier) in execution.steps.iter_mut().zip(&previous.steps).take(from) {
+                *step = earlier.clone();
+                step.output_bytes = 0;
+                step.detail.reused = true;
+            }
+            self.launch(execution, runbook).await
         }
-        let runbook = self
-            .store
-            .get_version(previous.runbook_id, previous.runbook_version)
-            .await?
-            .ok_or(CoreError::NotFound { what: "runbook" })?;
-        let continues: std::collections::HashMap<&str, bool> = runbook
-            .all_blocks()
-            .into_iter()
-            .map(|block| (block.id(), block.failure_continues()))
-            .collect();
-        let from = previous.steps.iter().position(|step| match step.status {
-            StepStatus::Succeeded | StepStatus::Skipped => false,
-            StepStatus::Failed => !continues
-                .get(step.block_id.as_str())
-                .copied()
-                .unwrap_or(false),
-            _ => true,
-        });
-        let Some(from) = from else {
-            return Err(CoreError::InvalidState(
-                "every step of the execution succeeded; there is nothing to retry".to_string(),
-            ));
-        };
-        let mut execution = Execution::queued(
-            Uuid::new_v4(),
-            &runbook,
-            previous.params.clone(),
-            &actor.name,
-            now(),
-        );
-        execution.retry_of = Some(previous.id);
-        execution.retry_from = Some(previous.steps[from].block_id.clone());
-        for (step, earlier) in execution.steps.iter_mut().zip(&previous.steps).take(from) {
-            *step = earlier.clone();
-            step.output_bytes = 0;
-            step.detail.reused = true;
-        }
-        self.launch(execution, runbook).await
+        .await;
+        self.audited(
+            actor,
+            "execution.retry",
+            Subject::new(format!("execution:{id}")),
+            result,
+            |execution| {
+                Subject::new(format!("execution:{}", execution.id))
+                    .with(serde_json::json!({"retry_of": id, "retry_from": execution.retry_from}))
+            },
+        )
+        .await
     }
 
     /// Stores a queued execution, claims it for this process and starts it.
@@ -588,26 +691,37 @@ impl Service {
         id: Uuid,
         action: ControlAction,
     ) -> Result<Execution, CoreError> {
-        actor.require(Role::Operator)?;
-        let execution = self.load_execution(id).await?;
-        match self.engine.control(id, action) {
-            Ok(_) => {}
-            Err(ControlError::NotRunning) if execution.status.is_finished() => {
-                return Err(CoreError::InvalidState(format!(
-                    "the execution is {}; only a live run can be controlled",
-                    execution.status
-                )))
+        let result = async {
+            actor.require(Role::Operator)?;
+            let execution = self.load_execution(id).await?;
+            match self.engine.control(id, action) {
+                Ok(_) => {}
+                Err(ControlError::NotRunning) if execution.status.is_finished() => {
+                    return Err(CoreError::InvalidState(format!(
+                        "the execution is {}; only a live run can be controlled",
+                        execution.status
+                    )))
+                }
+                Err(ControlError::NotRunning) => {
+                    return Err(CoreError::InvalidState(
+                        "the execution runs in another process (another server or the command line); control it there".to_string(),
+                    ))
+                }
+                Err(error @ ControlError::InvalidState { .. }) => {
+                    return Err(CoreError::InvalidState(error.to_string()))
+                }
             }
-            Err(ControlError::NotRunning) => {
-                return Err(CoreError::InvalidState(
-                    "the execution runs in another process (another server or the command line); control it there".to_string(),
-                ))
-            }
-            Err(error @ ControlError::InvalidState { .. }) => {
-                return Err(CoreError::InvalidState(error.to_string()))
-            }
+            self.load_execution(id).await
         }
-        self.load_execution(id).await
+        .await;
+        self.audited(
+            actor,
+            action.audit_name(),
+            Subject::new(format!("execution:{id}")),
+            result,
+            |_| Subject::none(),
+        )
+        .await
     }
 
     async fn load_execution(&self, id: Uuid) -> Result<Execution, CoreError> {
@@ -630,76 +744,6 @@ impl Service {
 
     fn overlay_live_status(&self, execution: &mut Execution) {
         overlay(execution, self.engine.live_status(execution.id));
-    }
-
-    // ---- API keys ----
-
-    /// Creates an API key; the token is returned once and only its hash is stored.
-    pub async fn create_api_key(
-        &self,
-        actor: &Actor,
-        name: &str,
-        role: Role,
-    ) -> Result<NewApiKey, CoreError> {
-        actor.require(Role::Admin)?;
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-            return Err(CoreError::unprocessable(
-                "invalid_name",
-                "a key needs a name of 1 to 100 characters, without control characters",
-            ));
-        }
-        let mut secret = [0u8; 32];
-        rand::rng().fill_bytes(&mut secret);
-        let token = format!("rbs_{}", hex::encode(secret));
-        let record = ApiKeyRecord {
-            id: Uuid::new_v4(),
-            name: name.to_string(),
-            role,
-            token_hash: hash_token(&token),
-            created_at: now(),
-            last_used_at: None,
-            expires_at: None,
-            revoked_at: None,
-        };
-        self.store.insert_api_key(&record).await?;
-        Ok(NewApiKey {
-            key: ApiKeyInfo {
-                id: record.id,
-                name: record.name,
-                role,
-                created_at: record.created_at,
-                expires_at: None,
-            },
-            token,
-        })
-    }
-
-    /// The actor an API key token stands for.
-    pub async fn authenticate(&self, token: &str) -> Result<Actor, CoreError> {
-        if token.is_empty() || token.len() > 512 {
-            return Err(CoreError::Unauthenticated);
-        }
-        let key = self
-            .store
-            .find_api_key(&hash_token(token))
-            .await?
-            .ok_or(CoreError::Unauthenticated)?;
-        let now = now();
-        if key.revoked_at.is_some() || key.expires_at.is_some_and(|at| at <= now) {
-            return Err(CoreError::Unauthenticated);
-        }
-        // Recording every use would add a write to every read; a minute's precision is enough.
-        if key
-            .last_used_at
-            .is_none_or(|at| now - at > chrono::Duration::minutes(1))
-        {
-            self.store.touch_api_key(key.id, now).await?;
-        }
-        Ok(Actor {
-            name: key.name,
-            role: key.role,
-        })
     }
 }
 
@@ -772,11 +816,7 @@ fn overlay(execution: &mut Execution, live: Option<ExecutionStatus>) {
     }
 }
 
-fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-fn paging(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), CoreError> {
+pub(crate) fn paging(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), CoreError> {
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     let offset = offset.unwrap_or(0);
     if !(1..=MAX_LIMIT).contains(&limit) {

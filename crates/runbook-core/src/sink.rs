@@ -1,14 +1,45 @@
-//! Persists what the engine reports, through the store.
+//! Persists what the engine reports, through the store, and records the end of
+//! every run in the audit trail.
 
+use crate::audit::{append, Subject};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use runbook_domain::{ExecutionStatus, StepResult};
+use runbook_domain::{AuditOutcome, ExecutionStatus, StepResult};
 use runbook_engine::{ExecutionSink, RunRecord};
 use runbook_store::Store;
 use std::sync::Arc;
 use uuid::Uuid;
 
 pub struct StoreSink(pub Arc<dyn Store>);
+
+impl StoreSink {
+    /// Appends `execution.finish` once a run's final state is stored.
+    async fn audit_finish(&self, execution_id: Uuid, status: ExecutionStatus) {
+        if !status.is_finished() {
+            return;
+        }
+        let actor = match self.0.get_execution(execution_id).await {
+            Ok(Some(execution)) => execution.started_by,
+            _ => "unknown".to_string(),
+        };
+        let outcome = if status == ExecutionStatus::Succeeded {
+            AuditOutcome::Success
+        } else {
+            AuditOutcome::Failure
+        };
+        let subject = Subject::new(format!("execution:{execution_id}"))
+            .with(serde_json::json!({"status": status}));
+        append(
+            self.0.as_ref(),
+            &actor,
+            None,
+            "execution.finish",
+            subject,
+            outcome,
+        )
+        .await;
+    }
+}
 
 #[async_trait]
 impl ExecutionSink for StoreSink {
@@ -22,7 +53,9 @@ impl ExecutionSink for StoreSink {
         self.0
             .update_execution_status(execution_id, status, started_at, finished_at)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        self.audit_finish(execution_id, status).await;
+        Ok(())
     }
 
     async fn step(
@@ -38,6 +71,10 @@ impl ExecutionSink for StoreSink {
     }
 
     async fn record(&self, execution_id: Uuid, records: &[RunRecord<'_>]) -> Result<(), String> {
+        let finished = records.iter().find_map(|record| match *record {
+            RunRecord::Status { status, .. } if status.is_finished() => Some(status),
+            _ => None,
+        });
         let records: Vec<runbook_store::RunRecord<'_>> = records
             .iter()
             .map(|record| match *record {
@@ -59,7 +96,11 @@ impl ExecutionSink for StoreSink {
         self.0
             .record_run(execution_id, &records)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        if let Some(status) = finished {
+            self.audit_finish(execution_id, status).await;
+        }
+        Ok(())
     }
 
     async fn output(&self, execution_id: Uuid, offset: u64, data: &[u8]) -> Result<(), String> {

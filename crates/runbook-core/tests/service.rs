@@ -16,6 +16,7 @@ fn actor(name: &str, role: Role) -> Actor {
     Actor {
         name: name.to_string(),
         role,
+        request_id: None,
     }
 }
 
@@ -804,10 +805,13 @@ async fn api_keys_authenticate_as_their_role() {
     assert_eq!(key.key.name, "deploy bot");
     assert_eq!(key.key.role, Role::Operator);
 
-    let caller = service.authenticate(&key.token).await.unwrap();
+    let caller = service.authenticate(&key.token, "test").await.unwrap();
     assert_eq!(caller, actor("deploy bot", Role::Operator));
     // A key keeps working after its first use has been recorded.
-    assert_eq!(service.authenticate(&key.token).await.unwrap(), caller);
+    assert_eq!(
+        service.authenticate(&key.token, "test").await.unwrap(),
+        caller
+    );
 
     // The key's actor may do what an operator may, and no more.
     let id = create(&service, deploy_body("Deploy", "true")).await;
@@ -828,7 +832,7 @@ async fn api_keys_authenticate_as_their_role() {
     for token in [wrong.as_str(), "", "rbs_not-a-key", &"x".repeat(600)] {
         assert!(
             matches!(
-                service.authenticate(token).await,
+                service.authenticate(token, "test").await,
                 Err(CoreError::Unauthenticated)
             ),
             "token {token:?}"

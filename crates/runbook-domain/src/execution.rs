@@ -281,6 +281,18 @@ pub enum ControlAction {
     Acknowledge,
 }
 
+impl ControlAction {
+    /// The action's name in the audit trail.
+    pub fn audit_name(self) -> &'static str {
+        match self {
+            ControlAction::Pause => "execution.pause",
+            ControlAction::Resume => "execution.resume",
+            ControlAction::Stop => "execution.stop",
+            ControlAction::Acknowledge => "execution.acknowledge",
+        }
+    }
+}
+
 /// A page of an execution's console.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutputPage {

@@ -5,6 +5,7 @@ pub mod block;
 pub mod execution;
 pub mod role;
 pub mod runbook;
+pub mod security;
 pub mod template;
 pub mod validation;
 
@@ -19,5 +20,9 @@ pub use execution::{
 pub use role::Role;
 pub use runbook::{
     Param, ParamType, Runbook, RunbookDraft, RunbookSummary, RunbookUpdate, VersionInfo,
+};
+pub use security::{
+    AuditEntry, AuditEvent, AuditOutcome, ChainBreak, ChainVerifier, CredentialInfo,
+    CredentialKind, User,
 };
 pub use validation::{FieldError, ValidationErrors};

@@ -38,10 +38,13 @@ impl From<CoreError> for ApiError {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        if let CoreError::Internal(detail) = &error {
-            tracing::error!(%detail, "internal error");
+        match &error {
+            CoreError::Internal(detail) => tracing::error!(%detail, "internal error"),
+            CoreError::Setup(detail) => tracing::error!(%detail, "configuration error"),
+            _ => {}
         }
         ApiError {
             status,
@@ -55,9 +58,21 @@ impl From<CoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut error = serde_json::json!({"code": self.code, "message": self.message});
-        if let Some(details) = self.details {
+        if let Some(details) = self.details.clone() {
             error["details"] = details;
         }
-        (self.status, Json(serde_json::json!({ "error": error }))).into_response()
+        let retry_after = self
+            .details
+            .as_ref()
+            .and_then(|d| d.get("retry_after_secs"))
+            .and_then(|v| v.as_u64());
+        let mut response =
+            (self.status, Json(serde_json::json!({ "error": error }))).into_response();
+        if let (StatusCode::TOO_MANY_REQUESTS, Some(secs)) = (self.status, retry_after) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }

@@ -11,7 +11,37 @@ use runbook_core::Actor;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-/// The authenticated caller.
+/// The id of the request being served: the client's `X-Request-Id` when it is a
+/// sensible one, else a new UUID. It is echoed in the response and audited.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Gives every request a [`RequestId`] and every response its `x-request-id` header.
+pub async fn request_id(
+    mut request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let given = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| {
+            (1..=100).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_string);
+    let id = given.unwrap_or_else(|| Uuid::new_v4().to_string());
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = next.run(request).await;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// The authenticated caller, carrying the request id.
 pub struct Caller(pub Actor);
 
 impl FromRequestParts<AppState> for Caller {
@@ -30,7 +60,17 @@ impl FromRequestParts<AppState> for Caller {
                 "send an API key in the X-API-KEY header",
             ));
         }
-        Ok(Caller(state.service.authenticate(token.trim()).await?))
+        // The peer address identifies a client for the failed-authentication lockout.
+        let client = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip().to_string())
+            .unwrap_or_else(|| "local".to_string());
+        let actor = state.service.authenticate(token.trim(), &client).await?;
+        Ok(Caller(match parts.extensions.get::<RequestId>() {
+            Some(RequestId(id)) => actor.with_request_id(id.clone()),
+            None => actor,
+        }))
     }
 }
 

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use runbook_core::{Actor, Config, ExecutionEvent, Service};
+use runbook_core::{Actor, Config, ExecutionEvent, KeyRequest, KeySetting, Service};
 use runbook_domain::{ControlAction, ExecutionStatus, Role};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -28,6 +28,14 @@ struct Cli {
     #[arg(long, global = true, env = "RUNBOOK_HEARTBEAT_TIMEOUT", default_value_t = 15,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     heartbeat_timeout: u64,
+    /// File holding the base64 master key that encrypts credentials (created 0600 when
+    /// missing). `RUNBOOK_MASTER_KEY` (base64) takes precedence; with neither, the key
+    /// lives in the system keychain, or in `master.key` in the data directory.
+    #[arg(long, global = true, env = "RUNBOOK_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
+    /// Do not use the system keychain for the master key.
+    #[arg(long, global = true, env = "RUNBOOK_NO_KEYCHAIN")]
+    no_keychain: bool,
     /// Log filter, e.g. `info` or `runbook_server=debug`.
     #[arg(long, global = true, env = "RUNBOOK_LOG", default_value = "info")]
     log_level: String,
@@ -65,10 +73,20 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// Manage API keys.
+    /// Manage API keys and the master key.
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Manage users (who own API keys and hold a role).
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Inspect the audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -80,9 +98,47 @@ enum KeysCommand {
     Create {
         #[arg(long)]
         name: String,
-        #[arg(long, default_value = "viewer")]
+        /// The key's role (viewer, operator, editor, admin); default viewer.
+        #[arg(long, conflicts_with = "user")]
+        role: Option<Role>,
+        /// Let the key act for this user (name or id), with the user's role.
+        #[arg(long)]
+        user: Option<String>,
+        /// Expire the key after this many days.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        expires_in_days: Option<u32>,
+    },
+    /// List keys (never their tokens).
+    List,
+    /// Revoke a key by id.
+    Revoke { id: String },
+    /// Re-encrypt every credential under a new master key, in one transaction, and
+    /// keep the new key where the current one is kept.
+    RotateMaster {
+        /// Where to write the new key when the current one comes from
+        /// RUNBOOK_MASTER_KEY (the file is created 0600; set the variable from it).
+        #[arg(long)]
+        new_key_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Add a user.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
         role: Role,
     },
+    /// List users.
+    List,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain; exits 1 and names the first broken record if it was tampered with.
+    Verify,
 }
 
 fn main() -> std::process::ExitCode {
@@ -105,11 +161,22 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let data_dir = cli.data_dir.unwrap_or_else(Config::default_data_dir);
+    let master_key = match std::env::var("RUNBOOK_MASTER_KEY") {
+        Ok(text) if !text.trim().is_empty() => KeySetting::Environment(text.into()),
+        _ => match cli.master_key_file {
+            Some(path) => KeySetting::File(path),
+            None => KeySetting::Platform {
+                data_dir: data_dir.clone(),
+                keychain: !cli.no_keychain,
+            },
+        },
+    };
     let config = Config {
-        data_dir: cli.data_dir.unwrap_or_else(Config::default_data_dir),
         database_url: cli.database_url,
         heartbeat_timeout: std::time::Duration::from_secs(cli.heartbeat_timeout),
-        ..Config::from_data_dir(".")
+        master_key,
+        ..Config::from_data_dir(data_dir)
     };
     let service = Service::open(config).await.map_err(|e| match e {
         runbook_core::CoreError::Internal(detail) => anyhow::anyhow!(detail),
@@ -137,12 +204,55 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             );
             return follow(&service, &actor, events, retry.id, yes).await;
         }
-        Command::Keys {
-            command: KeysCommand::Create { name, role },
+        Command::Keys { command } => return keys(&service, command).await,
+        Command::Users { command } => users(&service, command).await?,
+        Command::Audit {
+            command: AuditCommand::Verify,
         } => {
-            let key = service
-                .create_api_key(&Actor::system(), &name, role)
-                .await?;
+            let report = service.verify_audit(&Actor::system()).await?;
+            return Ok(match report.broken {
+                None => {
+                    println!(
+                        "The audit trail is intact: {} records checked.",
+                        report.checked
+                    );
+                    std::process::ExitCode::SUCCESS
+                }
+                Some(broken) => {
+                    println!(
+                        "The audit trail is BROKEN at record #{}: {}",
+                        broken.seq, broken.reason
+                    );
+                    std::process::ExitCode::from(1)
+                }
+            });
+        }
+        Command::Migrate => println!("The database is migrated and up to date."),
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn keys(service: &Service, command: KeysCommand) -> anyhow::Result<std::process::ExitCode> {
+    let actor = Actor::system();
+    match command {
+        KeysCommand::Create {
+            name,
+            role,
+            user,
+            expires_in_days,
+        } => {
+            let user_id = match user {
+                Some(user) => Some(find_user(service, &user).await?),
+                None => None,
+            };
+            let request = KeyRequest {
+                name,
+                role: role.or(user_id.is_none().then_some(Role::Viewer)),
+                user_id,
+                expires_at: expires_in_days
+                    .map(|days| chrono::Utc::now() + chrono::Duration::days(days.into())),
+            };
+            let key = service.issue_key(&actor, request).await?;
             println!(
                 "Created API key `{}` ({}, id {}).",
                 key.key.name, key.key.role, key.key.id
@@ -150,9 +260,85 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             println!("Store this token now; it is not shown again:");
             println!("{}", key.token);
         }
-        Command::Migrate => println!("The database is migrated and up to date."),
+        KeysCommand::List => {
+            for key in service.list_api_keys(&actor).await? {
+                let state = match (key.revoked_at, key.expires_at) {
+                    (Some(at), _) => format!("revoked {}", at.format("%Y-%m-%d %H:%M")),
+                    (None, Some(at)) => format!("expires {}", at.format("%Y-%m-%d %H:%M")),
+                    (None, None) => "active".to_string(),
+                };
+                println!(
+                    "{}  {:<8}  {:<24}  {}{}",
+                    key.id,
+                    key.role,
+                    key.name,
+                    state,
+                    key.user_name
+                        .map(|u| format!("  (user {u})"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            let id = id
+                .parse()
+                .with_context(|| format!("`{id}` is not a key id"))?;
+            service.revoke_api_key(&actor, id).await?;
+            println!("Revoked key {id}.");
+        }
+        KeysCommand::RotateMaster { new_key_file } => {
+            let report = service
+                .rotate_master_key(&actor, new_key_file.as_deref())
+                .await?;
+            println!(
+                "Re-encrypted {} credentials under a new master key, now kept in {}.",
+                report.credentials, report.key_location
+            );
+            if new_key_file.is_some() {
+                println!("Set RUNBOOK_MASTER_KEY from that file before the next start.");
+            }
+        }
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn users(service: &Service, command: UsersCommand) -> anyhow::Result<()> {
+    let actor = Actor::system();
+    match command {
+        UsersCommand::Create { name, role } => {
+            let user = service
+                .create_user(&actor, serde_json::json!({"name": name, "role": role}))
+                .await?;
+            println!(
+                "Created user `{}` ({}, id {}).",
+                user.name, user.role, user.id
+            );
+        }
+        UsersCommand::List => {
+            for user in service.list_users(&actor).await? {
+                let state = if user.disabled_at.is_some() {
+                    "disabled"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{}  {:<8}  {:<24}  {}",
+                    user.id, user.role, user.name, state
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A user by id or exact name.
+async fn find_user(service: &Service, user: &str) -> anyhow::Result<uuid::Uuid> {
+    let users = service.list_users(&Actor::system()).await?;
+    users
+        .iter()
+        .find(|u| u.id.to_string() == user || u.name == user)
+        .map(|u| u.id)
+        .with_context(|| format!("no user is named `{user}`"))
 }
 
 async fn serve(service: Service, addr: &str, ui_dir: PathBuf) -> anyhow::Result<()> {
@@ -173,9 +359,12 @@ async fn serve(service: Service, addr: &str, ui_dir: PathBuf) -> anyhow::Result<
         service.shutdown().await;
         let _ = stop_tx.send(true);
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stopping)
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopping)
+    .await?;
     Ok(())
 }
 

@@ -6,9 +6,9 @@ use crate::sse;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use runbook_core::{ExecutionQuery, RunbookQuery, Service};
+use runbook_core::{AuditQuery, ExecutionQuery, RunbookQuery, Service};
 use runbook_domain::ControlAction;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -53,6 +53,23 @@ pub fn app(state: AppState, ui_dir: Option<PathBuf>) -> Router {
         .route("/executions/{id}/events", get(events))
         .route("/executions/{id}/control", post(control))
         .route("/executions/{id}/retry", post(retry))
+        .route(
+            "/credentials",
+            get(list_credentials).post(create_credential),
+        )
+        .route(
+            "/credentials/{id}",
+            get(get_credential)
+                .put(update_credential)
+                .delete(delete_credential),
+        )
+        .route("/users", get(list_users).post(create_user))
+        .route("/users/{id}", put(update_user).delete(delete_user))
+        .route("/keys", get(list_keys).post(create_key))
+        .route("/keys/{id}", delete(revoke_key))
+        .route("/audit", get(list_audit))
+        .route("/audit/verify", get(verify_audit))
+        .route("/vault", get(vault_status))
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -61,6 +78,7 @@ pub fn app(state: AppState, ui_dir: Option<PathBuf>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(crate::extract::request_id))
         .with_state(state);
     let not_found = || async { ApiError::not_found() };
     match ui_dir.filter(|dir| dir.join("index.html").is_file()) {
@@ -266,4 +284,136 @@ async fn retry(
 ) -> ApiResult<Response> {
     let execution = state.service.retry(&actor, parse_id(&id)?).await?;
     Ok((StatusCode::ACCEPTED, Json(execution)).into_response())
+}
+
+// ---- credentials, users, keys, audit (admin) ----
+
+fn items<T: serde::Serialize>(items: Vec<T>) -> Response {
+    Json(serde_json::json!({ "items": items })).into_response()
+}
+
+async fn list_credentials(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+) -> ApiResult<Response> {
+    Ok(items(state.service.list_credentials(&actor).await?))
+}
+
+async fn get_credential(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let credential = state.service.get_credential(&actor, parse_id(&id)?).await?;
+    Ok(Json(credential).into_response())
+}
+
+async fn create_credential(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let credential = state.service.create_credential(&actor, body).await?;
+    Ok((StatusCode::CREATED, Json(credential)).into_response())
+}
+
+async fn update_credential(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let credential = state
+        .service
+        .update_credential(&actor, parse_id(&id)?, body)
+        .await?;
+    Ok(Json(credential).into_response())
+}
+
+async fn delete_credential(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    state
+        .service
+        .delete_credential(&actor, parse_id(&id)?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_users(State(state): State<AppState>, Caller(actor): Caller) -> ApiResult<Response> {
+    Ok(items(state.service.list_users(&actor).await?))
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let user = state.service.create_user(&actor, body).await?;
+    Ok((StatusCode::CREATED, Json(user)).into_response())
+}
+
+async fn update_user(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let user = state
+        .service
+        .update_user(&actor, parse_id(&id)?, body)
+        .await?;
+    Ok(Json(user).into_response())
+}
+
+async fn delete_user(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    state.service.delete_user(&actor, parse_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_keys(State(state): State<AppState>, Caller(actor): Caller) -> ApiResult<Response> {
+    Ok(items(state.service.list_api_keys(&actor).await?))
+}
+
+async fn create_key(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let key = state.service.create_key(&actor, body).await?;
+    Ok((StatusCode::CREATED, Json(key)).into_response())
+}
+
+async fn revoke_key(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    state.service.revoke_api_key(&actor, parse_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_audit(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> ApiResult<Response> {
+    let page = state.service.list_audit(&actor, query).await?;
+    Ok(Json(page).into_response())
+}
+
+async fn verify_audit(State(state): State<AppState>, Caller(actor): Caller) -> ApiResult<Response> {
+    let report = state.service.verify_audit(&actor).await?;
+    Ok(Json(report).into_response())
+}
+
+async fn vault_status(State(state): State<AppState>, Caller(actor): Caller) -> ApiResult<Response> {
+    let status = state.service.vault_status(&actor)?;
+    Ok(Json(status).into_response())
 }

@@ -3,7 +3,9 @@
 //! Each embeds its own migrations and applies them when opened.
 
 mod postgres;
+mod postgres_access;
 mod sqlite;
+mod sqlite_access;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -11,8 +13,8 @@ pub use sqlite::SqliteStore;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use runbook_domain::{
-    Execution, ExecutionStatus, Role, Runbook, RunbookDraft, RunbookSummary, StepDetail,
-    StepResult, VersionInfo,
+    AuditEntry, AuditEvent, AuditOutcome, CredentialInfo, Execution, ExecutionStatus, Role,
+    Runbook, RunbookDraft, RunbookSummary, StepDetail, StepResult, User, VersionInfo,
 };
 use std::sync::Arc;
 use uuid::Uuid;
@@ -44,6 +46,12 @@ pub enum StoreError {
     /// The row the operation applies to does not exist.
     #[error("not found")]
     NotFound,
+    /// A unique name is taken.
+    #[error("the name is already taken")]
+    Duplicate,
+    /// What a multi-row change was based on changed under it; nothing was written.
+    #[error("{0}")]
+    Conflict(String),
     /// The database URL is not one this build understands.
     #[error("unsupported database URL `{0}`; use sqlite://... or postgres://...")]
     UnsupportedUrl(String),
@@ -87,12 +95,82 @@ pub struct ApiKeyRecord {
     pub last_used_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The user the key acts for (with the user's role), if any.
+    pub user_id: Option<Uuid>,
+}
+
+/// A credential as stored: metadata and the sealed value (nonce || ciphertext).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialRecord {
+    pub info: CredentialInfo,
+    pub sealed: Vec<u8>,
+}
+
+/// Filters and paging for the audit trail, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    /// An exact action, or a prefix when it ends with `.` (`credential.`).
+    pub action: Option<String>,
+    pub target: Option<String>,
+    pub outcome: Option<AuditOutcome>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub limit: i64,
+    pub offset: i64,
 }
 
 /// The storage interface every backend implements. Methods are small and
 /// transactional; policy (validation, roles, versions) lives in the core.
+/// Credentials, users, API keys and the audit trail.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait AccessStore: Send + Sync {
+    /// Fails with [`StoreError::Duplicate`] when the name is taken.
+    async fn insert_credential(&self, record: &CredentialRecord) -> Result<(), StoreError>;
+    /// Every credential's metadata, by name.
+    async fn list_credentials(&self) -> Result<Vec<CredentialInfo>, StoreError>;
+    async fn get_credential(&self, id: Uuid) -> Result<Option<CredentialRecord>, StoreError>;
+    async fn find_credential(&self, name: &str) -> Result<Option<CredentialRecord>, StoreError>;
+    /// Replaces the metadata and sealed value; false when there is no such credential.
+    async fn update_credential(&self, record: &CredentialRecord) -> Result<bool, StoreError>;
+    /// Removes the row and its ciphertext; false when there was none.
+    async fn delete_credential(&self, id: Uuid) -> Result<bool, StoreError>;
+    async fn touch_credential(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// The value sealed under the master key the credentials were sealed with.
+    async fn vault_check(&self) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores the check value unless one exists; returns the one in force.
+    async fn init_vault_check(&self, sealed: &[u8]) -> Result<Vec<u8>, StoreError>;
+    /// Replaces every credential's sealed value and the check value in one transaction.
+    /// `resealed` must cover exactly the credentials stored, or nothing is written.
+    async fn reseal_credentials(
+        &self,
+        resealed: &[(Uuid, Vec<u8>)],
+        check: &[u8],
+    ) -> Result<(), StoreError>;
+
+    /// Fails with [`StoreError::Duplicate`] when the name is taken.
+    async fn insert_user(&self, user: &User) -> Result<(), StoreError>;
+    async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+    async fn get_user(&self, id: Uuid) -> Result<Option<User>, StoreError>;
+    async fn update_user(&self, user: &User) -> Result<bool, StoreError>;
+    /// Deletes the user and revokes its keys, in one transaction.
+    async fn delete_user(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Every key, newest first.
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    async fn revoke_api_key(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Appends a record at the end of the chain (serialized with every other writer).
+    async fn append_audit(&self, event: AuditEvent) -> Result<AuditEntry, StoreError>;
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<(Vec<AuditEntry>, i64), StoreError>;
+    /// Up to `limit` records after `after_seq`, in chain order.
+    async fn audit_chain(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError>;
+    /// The last record's position and hash, as the chain's head records them.
+    async fn audit_head(&self) -> Result<(i64, String), StoreError>;
+}
+
+#[async_trait]
+pub trait Store: AccessStore + Send + Sync {
     /// Stores a new runbook as version 1.
     async fn insert_runbook(&self, runbook: &Runbook, message: &str) -> Result<(), StoreError>;
     /// Lists live runbooks by name, with the total matching the filter.
@@ -267,6 +345,56 @@ fn encode_draft(draft: &RunbookDraft) -> String {
 fn encode_detail(detail: &StepDetail) -> Option<String> {
     (detail != &StepDetail::default())
         .then(|| serde_json::to_string(detail).expect("a step detail always serializes"))
+}
+
+/// A unique-constraint violation becomes [`StoreError::Duplicate`].
+fn unique_violation(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Duplicate,
+        _ => StoreError::Database(error),
+    }
+}
+
+/// Appends the audit filter's conditions (after a `WHERE 1=1`).
+fn push_audit_filter<'a, DB>(qb: &mut sqlx::QueryBuilder<'a, DB>, filter: &'a AuditFilter)
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    DateTime<Utc>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    if let Some(actor) = filter.actor.as_deref().filter(|a| !a.is_empty()) {
+        qb.push(" AND actor = ").push_bind(actor);
+    }
+    match filter.action.as_deref().filter(|a| !a.is_empty()) {
+        Some(prefix) if prefix.ends_with('.') => {
+            qb.push(" AND action LIKE ")
+                .push_bind(format!("{}%", like_escape(prefix)))
+                .push(" ESCAPE '\\'");
+        }
+        Some(action) => {
+            qb.push(" AND action = ").push_bind(action);
+        }
+        None => {}
+    }
+    if let Some(target) = filter.target.as_deref().filter(|t| !t.is_empty()) {
+        qb.push(" AND target = ").push_bind(target);
+    }
+    if let Some(outcome) = filter.outcome {
+        qb.push(" AND outcome = ").push_bind(outcome.as_str());
+    }
+    if let Some(since) = filter.since {
+        qb.push(" AND at >= ").push_bind(since);
+    }
+    if let Some(until) = filter.until {
+        qb.push(" AND at < ").push_bind(until);
+    }
+}
+
+fn like_escape(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 fn parse_enum<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, StoreError> {

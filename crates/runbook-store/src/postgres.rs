@@ -110,7 +110,7 @@ struct StepRow {
 }
 
 #[derive(FromRow)]
-struct ApiKeyRow {
+pub(crate) struct ApiKeyRow {
     id: Uuid,
     name: String,
     role: String,
@@ -119,6 +119,23 @@ struct ApiKeyRow {
     last_used_at: Option<DateTime<Utc>>,
     expires_at: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
+    user_id: Option<Uuid>,
+}
+
+impl ApiKeyRow {
+    pub(crate) fn into_record(self) -> Result<ApiKeyRecord, StoreError> {
+        Ok(ApiKeyRecord {
+            id: self.id,
+            name: self.name,
+            role: parse_enum(&self.role, "role")?,
+            token_hash: self.token_hash,
+            created_at: self.created_at,
+            last_used_at: self.last_used_at,
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+            user_id: self.user_id,
+        })
+    }
 }
 
 const EXECUTION_COLUMNS: &str = "id, runbook_id, runbook_version, runbook_name, status, params, started_by, created_at, started_at, finished_at, retry_of, retry_from";
@@ -573,8 +590,8 @@ impl Store for PostgresStore {
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO api_keys (id, name, role, token_hash, created_at, last_used_at, expires_at, revoked_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO api_keys (id, name, role, token_hash, created_at, last_used_at, expires_at, revoked_at, user_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(key.id)
         .bind(&key.name)
@@ -584,6 +601,7 @@ impl Store for PostgresStore {
         .bind(key.last_used_at)
         .bind(key.expires_at)
         .bind(key.revoked_at)
+        .bind(key.user_id)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -594,19 +612,7 @@ impl Store for PostgresStore {
             .bind(token_hash)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| {
-            Ok(ApiKeyRecord {
-                id: r.id,
-                name: r.name,
-                role: parse_enum(&r.role, "role")?,
-                token_hash: r.token_hash,
-                created_at: r.created_at,
-                last_used_at: r.last_used_at,
-                expires_at: r.expires_at,
-                revoked_at: r.revoked_at,
-            })
-        })
-        .transpose()
+        row.map(ApiKeyRow::into_record).transpose()
     }
 
     async fn touch_api_key(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError> {

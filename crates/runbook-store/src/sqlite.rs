@@ -115,7 +115,7 @@ struct StepRow {
 }
 
 #[derive(FromRow)]
-struct ApiKeyRow {
+pub(crate) struct ApiKeyRow {
     id: String,
     name: String,
     role: String,
@@ -124,9 +124,26 @@ struct ApiKeyRow {
     last_used_at: Option<DateTime<Utc>>,
     expires_at: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
+    user_id: Option<String>,
 }
 
-fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
+impl ApiKeyRow {
+    pub(crate) fn into_record(self) -> Result<ApiKeyRecord, StoreError> {
+        Ok(ApiKeyRecord {
+            id: parse_uuid(&self.id)?,
+            name: self.name,
+            role: parse_enum(&self.role, "role")?,
+            token_hash: self.token_hash,
+            created_at: self.created_at,
+            last_used_at: self.last_used_at,
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+            user_id: self.user_id.as_deref().map(parse_uuid).transpose()?,
+        })
+    }
+}
+
+pub(crate) fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(text).map_err(|_| StoreError::Corrupt(format!("bad id `{text}`")))
 }
 
@@ -589,8 +606,8 @@ impl Store for SqliteStore {
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO api_keys (id, name, role, token_hash, created_at, last_used_at, expires_at, revoked_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO api_keys (id, name, role, token_hash, created_at, last_used_at, expires_at, revoked_at, user_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(key.id.to_string())
         .bind(&key.name)
@@ -600,6 +617,7 @@ impl Store for SqliteStore {
         .bind(key.last_used_at)
         .bind(key.expires_at)
         .bind(key.revoked_at)
+        .bind(key.user_id.map(|id| id.to_string()))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -610,19 +628,7 @@ impl Store for SqliteStore {
             .bind(token_hash)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| {
-            Ok(ApiKeyRecord {
-                id: parse_uuid(&r.id)?,
-                name: r.name,
-                role: parse_enum(&r.role, "role")?,
-                token_hash: r.token_hash,
-                created_at: r.created_at,
-                last_used_at: r.last_used_at,
-                expires_at: r.expires_at,
-                revoked_at: r.revoked_at,
-            })
-        })
-        .transpose()
+        row.map(ApiKeyRow::into_record).transpose()
     }
 
     async fn touch_api_key(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError> {

@@ -5,12 +5,13 @@
 
 use chrono::{DateTime, Utc};
 use runbook_domain::{
-    Branch, Execution, ExecutionStatus, HttpResponse, Role, Runbook, RunbookDraft, StepDetail,
-    StepResult, StepStatus,
+    AuditEvent, AuditOutcome, Branch, ChainVerifier, CredentialInfo, CredentialKind, Execution,
+    ExecutionStatus, HttpResponse, Role, Runbook, RunbookDraft, StepDetail, StepResult, StepStatus,
+    User,
 };
 use runbook_store::{
-    ApiKeyRecord, ExecutionFilter, PostgresStore, RunRecord, RunbookFilter, SqliteStore, Store,
-    StoreError,
+    ApiKeyRecord, AuditFilter, CredentialRecord, ExecutionFilter, PostgresStore, RunRecord,
+    RunbookFilter, SqliteStore, Store, StoreError,
 };
 use serde_json::json;
 use sqlx::Connection;
@@ -62,6 +63,11 @@ conformance!(
     interrupting_marks_live_runs_and_leaves_finished_ones,
     runs_with_a_fresh_heartbeat_are_not_interrupted,
     api_keys_are_found_by_hash_and_touched,
+    credentials_round_trip_with_unique_names,
+    resealing_replaces_every_value_or_nothing,
+    users_own_keys_and_deleting_one_revokes_them,
+    audit_records_chain_in_order_even_when_written_at_once,
+    audit_listing_filters_and_pages_newest_first,
 );
 
 // ---- backends ----
@@ -980,6 +986,7 @@ async fn api_keys_are_found_by_hash_and_touched(store: Arc<dyn Store>) {
         last_used_at: None,
         expires_at: Some(at(86_400)),
         revoked_at: None,
+        user_id: None,
     };
     let other = ApiKeyRecord {
         id: Uuid::new_v4(),
@@ -988,6 +995,7 @@ async fn api_keys_are_found_by_hash_and_touched(store: Arc<dyn Store>) {
         token_hash: "b".repeat(64),
         expires_at: None,
         revoked_at: Some(at(5)),
+        user_id: None,
         ..key.clone()
     };
     store.insert_api_key(&key).await.unwrap();
@@ -1028,4 +1036,366 @@ async fn api_keys_are_found_by_hash_and_touched(store: Arc<dyn Store>) {
         store.insert_api_key(&clash).await.is_err(),
         "two keys cannot share a token hash"
     );
+}
+
+// ---- credentials, users, audit ----
+
+fn credential(name: &str, sealed: &[u8]) -> CredentialRecord {
+    CredentialRecord {
+        info: CredentialInfo {
+            id: Uuid::new_v4(),
+            name: name.to_string(),
+            kind: CredentialKind::Basic,
+            description: "db".to_string(),
+            username: Some("app".to_string()),
+            header_name: None,
+            created_at: at(0),
+            updated_at: at(0),
+            last_used_at: None,
+            created_by: "alice".to_string(),
+            updated_by: "alice".to_string(),
+        },
+        sealed: sealed.to_vec(),
+    }
+}
+
+async fn credentials_round_trip_with_unique_names(store: Arc<dyn Store>) {
+    let first = credential("b-cred", &[1, 2, 3]);
+    let second = credential("a-cred", &[0, 255, 7]);
+    store.insert_credential(&first).await.unwrap();
+    store.insert_credential(&second).await.unwrap();
+    assert!(matches!(
+        store.insert_credential(&credential("b-cred", &[9])).await,
+        Err(StoreError::Duplicate)
+    ));
+    assert_eq!(
+        store.get_credential(first.info.id).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        store.find_credential("a-cred").await.unwrap(),
+        Some(second.clone())
+    );
+    let names: Vec<String> = store
+        .list_credentials()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["a-cred", "b-cred"]);
+
+    let mut changed = first.clone();
+    changed.sealed = vec![4, 5, 6];
+    changed.info.description = "rotated".into();
+    changed.info.updated_at = at(10);
+    assert!(store.update_credential(&changed).await.unwrap());
+    store.touch_credential(first.info.id, at(20)).await.unwrap();
+    let stored = store.get_credential(first.info.id).await.unwrap().unwrap();
+    assert_eq!(stored.sealed, [4, 5, 6]);
+    assert_eq!(stored.info.last_used_at, Some(at(20)));
+    assert_eq!(stored.info.description, "rotated");
+
+    assert!(store.delete_credential(first.info.id).await.unwrap());
+    assert!(!store.delete_credential(first.info.id).await.unwrap());
+    assert!(store.get_credential(first.info.id).await.unwrap().is_none());
+    assert!(!store.update_credential(&changed).await.unwrap());
+}
+
+async fn resealing_replaces_every_value_or_nothing(store: Arc<dyn Store>) {
+    assert!(store.vault_check().await.unwrap().is_none());
+    assert_eq!(store.init_vault_check(&[1]).await.unwrap(), [1]);
+    assert_eq!(
+        store.init_vault_check(&[2]).await.unwrap(),
+        [1],
+        "the first check value stays"
+    );
+    let a = credential("a", &[10]);
+    let b = credential("b", &[20]);
+    store.insert_credential(&a).await.unwrap();
+    store.insert_credential(&b).await.unwrap();
+
+    let partial = [(a.info.id, vec![11])];
+    assert!(matches!(
+        store.reseal_credentials(&partial, &[3]).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store
+            .get_credential(a.info.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .sealed,
+        [10]
+    );
+    assert_eq!(store.vault_check().await.unwrap().unwrap(), [1]);
+
+    let all = [(a.info.id, vec![11]), (b.info.id, vec![21])];
+    store.reseal_credentials(&all, &[3]).await.unwrap();
+    assert_eq!(
+        store
+            .get_credential(a.info.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .sealed,
+        [11]
+    );
+    assert_eq!(
+        store
+            .get_credential(b.info.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .sealed,
+        [21]
+    );
+    assert_eq!(store.vault_check().await.unwrap().unwrap(), [3]);
+}
+
+async fn users_own_keys_and_deleting_one_revokes_them(store: Arc<dyn Store>) {
+    let user = User {
+        id: Uuid::new_v4(),
+        name: "bob".into(),
+        role: Role::Operator,
+        created_at: at(0),
+        updated_at: at(0),
+        disabled_at: None,
+    };
+    store.insert_user(&user).await.unwrap();
+    assert!(matches!(
+        store
+            .insert_user(&User {
+                id: Uuid::new_v4(),
+                ..user.clone()
+            })
+            .await,
+        Err(StoreError::Duplicate)
+    ));
+    let changed = User {
+        role: Role::Editor,
+        disabled_at: Some(at(5)),
+        updated_at: at(5),
+        ..user.clone()
+    };
+    assert!(store.update_user(&changed).await.unwrap());
+    assert_eq!(
+        store.get_user(user.id).await.unwrap(),
+        Some(changed.clone())
+    );
+    assert_eq!(store.list_users().await.unwrap(), vec![changed]);
+
+    let key = ApiKeyRecord {
+        id: Uuid::new_v4(),
+        name: "bob's key".into(),
+        role: Role::Operator,
+        token_hash: "d".repeat(64),
+        created_at: at(1),
+        last_used_at: None,
+        expires_at: None,
+        revoked_at: None,
+        user_id: Some(user.id),
+    };
+    let own = ApiKeyRecord {
+        id: Uuid::new_v4(),
+        token_hash: "e".repeat(64),
+        user_id: None,
+        created_at: at(2),
+        ..key.clone()
+    };
+    store.insert_api_key(&key).await.unwrap();
+    store.insert_api_key(&own).await.unwrap();
+    let listed = store.list_api_keys().await.unwrap();
+    assert_eq!(
+        listed.iter().map(|k| k.id).collect::<Vec<_>>(),
+        [own.id, key.id],
+        "newest first"
+    );
+    assert_eq!(listed[1].user_id, Some(user.id));
+
+    assert!(store.delete_user(user.id, at(9)).await.unwrap());
+    assert!(!store.delete_user(user.id, at(9)).await.unwrap());
+    assert_eq!(
+        store
+            .find_api_key(&key.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        Some(at(9))
+    );
+    assert_eq!(
+        store
+            .find_api_key(&own.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        None
+    );
+    assert!(store.revoke_api_key(own.id, at(10)).await.unwrap());
+    assert!(store.revoke_api_key(own.id, at(11)).await.unwrap());
+    assert_eq!(
+        store
+            .find_api_key(&own.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        Some(at(10)),
+        "the first revocation time stays"
+    );
+    assert!(!store.revoke_api_key(Uuid::new_v4(), at(10)).await.unwrap());
+}
+
+fn audit_event(actor: &str, action: &str, outcome: AuditOutcome, second: i64) -> AuditEvent {
+    AuditEvent {
+        at: at(second),
+        actor: actor.into(),
+        action: action.into(),
+        target: Some(format!("runbook:{second}")),
+        outcome,
+        request_id: Some(format!("req-{second}")),
+        detail: Some(json!({"n": second}).to_string()),
+    }
+}
+
+async fn audit_records_chain_in_order_even_when_written_at_once(store: Arc<dyn Store>) {
+    let mut writers = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            store
+                .append_audit(audit_event(
+                    "alice",
+                    "runbook.update",
+                    AuditOutcome::Success,
+                    i,
+                ))
+                .await
+                .unwrap()
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let chain = store.audit_chain(0, 100).await.unwrap();
+    assert_eq!(
+        chain.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=20).collect::<Vec<_>>()
+    );
+    let mut verifier = ChainVerifier::default();
+    assert!(chain.iter().all(|entry| verifier.check(entry)));
+    let head = store.audit_head().await.unwrap();
+    verifier.finish(Some((head.0, &head.1)));
+    assert_eq!(verifier.broken(), None);
+    assert_eq!(head.0, 20);
+    assert_eq!(
+        store
+            .audit_chain(15, 3)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect::<Vec<_>>(),
+        [16, 17, 18]
+    );
+    // What was stored hashes to what was chained: times and details survive the round trip.
+    assert!(chain
+        .iter()
+        .all(|entry| entry.expected_hash() == entry.hash));
+}
+
+async fn audit_listing_filters_and_pages_newest_first(store: Arc<dyn Store>) {
+    let events = [
+        ("alice", "credential.create", AuditOutcome::Success),
+        ("bob", "credential.use", AuditOutcome::Failure),
+        ("alice", "runbook.create", AuditOutcome::Success),
+        ("bob", "credentialXuse", AuditOutcome::Denied),
+        ("carol", "auth.failure", AuditOutcome::Failure),
+    ];
+    for (i, (actor, action, outcome)) in events.into_iter().enumerate() {
+        store
+            .append_audit(audit_event(actor, action, outcome, i as i64 * 10))
+            .await
+            .unwrap();
+    }
+    let page = |filter: AuditFilter| {
+        let store = store.clone();
+        async move {
+            let (items, total) = store
+                .list_audit(&AuditFilter {
+                    limit: 50,
+                    ..filter
+                })
+                .await
+                .unwrap();
+            (items.into_iter().map(|e| e.seq).collect::<Vec<_>>(), total)
+        }
+    };
+    assert_eq!(page(AuditFilter::default()).await, (vec![5, 4, 3, 2, 1], 5));
+    assert_eq!(
+        page(AuditFilter {
+            actor: Some("bob".into()),
+            ..Default::default()
+        })
+        .await,
+        (vec![4, 2], 2)
+    );
+    assert_eq!(
+        page(AuditFilter {
+            action: Some("credential.".into()),
+            ..Default::default()
+        })
+        .await,
+        (vec![2, 1], 2),
+        "a prefix ends at the dot; `_` and `%` are literal"
+    );
+    assert_eq!(
+        page(AuditFilter {
+            action: Some("credential.use".into()),
+            ..Default::default()
+        })
+        .await,
+        (vec![2], 1)
+    );
+    assert_eq!(
+        page(AuditFilter {
+            outcome: Some(AuditOutcome::Failure),
+            ..Default::default()
+        })
+        .await,
+        (vec![5, 2], 2)
+    );
+    assert_eq!(
+        page(AuditFilter {
+            target: Some("runbook:20".into()),
+            ..Default::default()
+        })
+        .await,
+        (vec![3], 1)
+    );
+    assert_eq!(
+        page(AuditFilter {
+            since: Some(at(20)),
+            until: Some(at(40)),
+            ..Default::default()
+        })
+        .await,
+        (vec![4, 3], 2)
+    );
+    let (items, total) = store
+        .list_audit(&AuditFilter {
+            limit: 2,
+            offset: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (items.iter().map(|e| e.seq).collect::<Vec<_>>(), total),
+        (vec![4, 3], 5)
+    );
+    assert_eq!(items[0].detail.as_deref(), Some(r#"{"n":30}"#));
 }

@@ -6,6 +6,10 @@
 //! zeroizing buffers. The master key comes from `RUNBOOK_MASTER_KEY` (base64), a key
 //! file, or (on desktops) the OS keychain.
 
+mod keystore;
+
+pub use keystore::{KeyLocation, KeySetting, KeySource, LoadedKey, KEY_FILE};
+
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
@@ -114,7 +118,7 @@ impl MasterKey {
 }
 
 /// Writes a new file readable by its owner only; an existing file is not replaced.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

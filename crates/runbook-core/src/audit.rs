@@ -1,0 +1,221 @@
+//! The audit trail: every change, run control, credential use, key and user change
+//! and failed authentication is appended to a hash chain; admins read and verify it.
+
+use crate::service::{now, paging};
+use crate::{Actor, CoreError, Page, Service};
+use chrono::{DateTime, Utc};
+use runbook_domain::{AuditEntry, AuditEvent, AuditOutcome, ChainBreak, ChainVerifier, Role};
+use runbook_store::{AuditFilter, Store};
+use serde::{Deserialize, Serialize};
+
+/// Records read per round trip while verifying.
+const VERIFY_BATCH: i64 = 1000;
+
+/// Filters and paging for [`Service::list_audit`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    /// An exact action, or a prefix ending in `.` (`credential.`).
+    pub action: Option<String>,
+    pub target: Option<String>,
+    pub outcome: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+/// The result of walking the whole chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    pub ok: bool,
+    pub checked: u64,
+    pub broken: Option<ChainBreak>,
+}
+
+/// What an audited operation was about.
+pub(crate) struct Subject {
+    pub target: Option<String>,
+    pub detail: Option<serde_json::Value>,
+}
+
+impl Subject {
+    pub fn new(target: impl Into<String>) -> Subject {
+        Subject {
+            target: Some(target.into()),
+            detail: None,
+        }
+    }
+
+    pub fn none() -> Subject {
+        Subject {
+            target: None,
+            detail: None,
+        }
+    }
+
+    pub fn with(mut self, detail: serde_json::Value) -> Subject {
+        self.detail = Some(detail);
+        self
+    }
+}
+
+/// Appends one record. A failure to write it is logged loudly: the operation it
+/// describes has already happened and cannot be undone here.
+pub(crate) async fn append(
+    store: &dyn Store,
+    actor: &str,
+    request_id: Option<&str>,
+    action: &str,
+    subject: Subject,
+    outcome: AuditOutcome,
+) {
+    let event = AuditEvent {
+        at: now(),
+        actor: actor.to_string(),
+        action: action.to_string(),
+        target: subject.target,
+        outcome,
+        request_id: request_id.map(str::to_string),
+        detail: subject.detail.map(|detail| detail.to_string()),
+    };
+    if let Err(error) = store.append_audit(event).await {
+        tracing::error!(%error, action, "could not append to the audit trail");
+    }
+}
+
+impl Service {
+    /// Records `action` by `actor` with the outcome `result` had, and passes `result` on.
+    /// `subject` names the target from the result (a created id) when it succeeded.
+    pub(crate) async fn audited<T>(
+        &self,
+        actor: &Actor,
+        action: &str,
+        before: Subject,
+        result: Result<T, CoreError>,
+        after: impl FnOnce(&T) -> Subject,
+    ) -> Result<T, CoreError> {
+        let (subject, outcome) = match &result {
+            Ok(value) => {
+                let subject = after(value);
+                let subject = Subject {
+                    target: subject.target.or(before.target),
+                    detail: subject.detail.or(before.detail),
+                };
+                (subject, AuditOutcome::Success)
+            }
+            Err(CoreError::Forbidden { .. }) => (before, AuditOutcome::Denied),
+            Err(error) => {
+                let mut detail = before.detail.unwrap_or_else(|| serde_json::json!({}));
+                if let Some(object) = detail.as_object_mut() {
+                    object.insert("error".into(), error.code().into());
+                }
+                (
+                    Subject {
+                        target: before.target,
+                        detail: Some(detail),
+                    },
+                    AuditOutcome::Failure,
+                )
+            }
+        };
+        append(
+            self.store.as_ref(),
+            &actor.name,
+            actor.request_id.as_deref(),
+            action,
+            subject,
+            outcome,
+        )
+        .await;
+        result
+    }
+
+    /// Checks the role for an operation that changes nothing; a refusal is audited.
+    pub(crate) async fn require(
+        &self,
+        actor: &Actor,
+        needed: Role,
+        action: &str,
+    ) -> Result<(), CoreError> {
+        let allowed = actor.require(needed);
+        if allowed.is_err() {
+            append(
+                self.store.as_ref(),
+                &actor.name,
+                actor.request_id.as_deref(),
+                action,
+                Subject::none(),
+                AuditOutcome::Denied,
+            )
+            .await;
+        }
+        allowed
+    }
+
+    /// A page of the audit trail, newest first (admin).
+    pub async fn list_audit(
+        &self,
+        actor: &Actor,
+        query: AuditQuery,
+    ) -> Result<Page<AuditEntry>, CoreError> {
+        self.require(actor, Role::Admin, "audit.read").await?;
+        let (limit, offset) = paging(query.limit, query.offset)?;
+        let outcome = match query.outcome.as_deref().filter(|o| !o.is_empty()) {
+            Some(text) => Some(
+                text.parse::<AuditOutcome>()
+                    .map_err(|message| CoreError::bad_request("invalid_query", message))?,
+            ),
+            None => None,
+        };
+        let texts = [&query.actor, &query.action, &query.target];
+        if texts.into_iter().flatten().any(|t| t.contains('\0')) {
+            return Err(CoreError::bad_request(
+                "invalid_query",
+                "filters may not contain U+0000",
+            ));
+        }
+        let filter = AuditFilter {
+            actor: query.actor,
+            action: query.action,
+            target: query.target,
+            outcome,
+            since: query.since,
+            until: query.until,
+            limit,
+            offset,
+        };
+        let (items, total) = self.store.list_audit(&filter).await?;
+        Ok(Page { items, total })
+    }
+
+    /// Walks the whole chain and reports the first broken link (admin).
+    pub async fn verify_audit(&self, actor: &Actor) -> Result<VerifyReport, CoreError> {
+        self.require(actor, Role::Admin, "audit.verify").await?;
+        // The head first: records appended while the walk runs lie beyond it.
+        let head = self.store.audit_head().await?;
+        let mut verifier = ChainVerifier::default();
+        let mut after = 0;
+        'walk: loop {
+            let batch = self.store.audit_chain(after, VERIFY_BATCH).await?;
+            let Some(last) = batch.last() else { break };
+            after = last.seq;
+            for entry in batch.iter().filter(|entry| entry.seq <= head.0) {
+                if !verifier.check(entry) {
+                    break 'walk;
+                }
+            }
+            if after >= head.0 {
+                break;
+            }
+        }
+        verifier.finish(Some((head.0, &head.1)));
+        let broken = verifier.broken().cloned();
+        Ok(VerifyReport {
+            ok: broken.is_none(),
+            checked: verifier.checked(),
+            broken,
+        })
+    }
+}

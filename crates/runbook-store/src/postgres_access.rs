@@ -1,0 +1,406 @@
+//! Credentials, users, API keys and the audit trail on PostgreSQL.
+
+use crate::postgres::ApiKeyRow;
+use crate::{
+    parse_enum, push_audit_filter, unique_violation, AccessStore, ApiKeyRecord, AuditFilter,
+    CredentialRecord, PostgresStore, StoreError,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use runbook_domain::{AuditEntry, AuditEvent, CredentialInfo, User};
+use sqlx::{FromRow, Postgres, QueryBuilder};
+use uuid::Uuid;
+
+#[derive(FromRow)]
+struct CredentialRow {
+    id: Uuid,
+    name: String,
+    kind: String,
+    description: String,
+    username: Option<String>,
+    header_name: Option<String>,
+    sealed: Vec<u8>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+    created_by: String,
+    updated_by: String,
+}
+
+impl CredentialRow {
+    fn into_record(self) -> Result<CredentialRecord, StoreError> {
+        Ok(CredentialRecord {
+            info: CredentialInfo {
+                id: self.id,
+                name: self.name,
+                kind: parse_enum(&self.kind, "credential kind")?,
+                description: self.description,
+                username: self.username,
+                header_name: self.header_name,
+                created_at: self.created_at,
+                updated_at: self.updated_at,
+                last_used_at: self.last_used_at,
+                created_by: self.created_by,
+                updated_by: self.updated_by,
+            },
+            sealed: self.sealed,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct UserRow {
+    id: Uuid,
+    name: String,
+    role: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    disabled_at: Option<DateTime<Utc>>,
+}
+
+impl UserRow {
+    fn into_user(self) -> Result<User, StoreError> {
+        Ok(User {
+            id: self.id,
+            name: self.name,
+            role: parse_enum(&self.role, "role")?,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            disabled_at: self.disabled_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+struct AuditRow {
+    seq: i64,
+    at: DateTime<Utc>,
+    actor: String,
+    action: String,
+    target: Option<String>,
+    outcome: String,
+    request_id: Option<String>,
+    detail: Option<String>,
+    prev_hash: String,
+    hash: String,
+}
+
+impl AuditRow {
+    fn into_entry(self) -> Result<AuditEntry, StoreError> {
+        Ok(AuditEntry {
+            seq: self.seq,
+            at: self.at,
+            actor: self.actor,
+            action: self.action,
+            target: self.target,
+            outcome: parse_enum(&self.outcome, "audit outcome")?,
+            request_id: self.request_id,
+            detail: self.detail,
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+        })
+    }
+}
+
+const CREDENTIAL_COLUMNS: &str = "id, name, kind, description, username, header_name, sealed, created_at, updated_at, last_used_at, created_by, updated_by";
+const AUDIT_COLUMNS: &str =
+    "seq, at, actor, action, target, outcome, request_id, detail, prev_hash, hash";
+
+#[async_trait]
+impl AccessStore for PostgresStore {
+    async fn insert_credential(&self, record: &CredentialRecord) -> Result<(), StoreError> {
+        let info = &record.info;
+        sqlx::query(
+            "INSERT INTO credentials (id, name, kind, description, username, header_name, sealed, created_at, updated_at, last_used_at, created_by, updated_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(info.id)
+        .bind(&info.name)
+        .bind(info.kind.as_str())
+        .bind(&info.description)
+        .bind(&info.username)
+        .bind(&info.header_name)
+        .bind(&record.sealed)
+        .bind(info.created_at)
+        .bind(info.updated_at)
+        .bind(info.last_used_at)
+        .bind(&info.created_by)
+        .bind(&info.updated_by)
+        .execute(self.pool())
+        .await
+        .map_err(unique_violation)?;
+        Ok(())
+    }
+
+    async fn list_credentials(&self) -> Result<Vec<CredentialInfo>, StoreError> {
+        let rows: Vec<CredentialRow> = sqlx::query_as(&format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM credentials ORDER BY name"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|row| row.into_record().map(|r| r.info))
+            .collect()
+    }
+
+    async fn get_credential(&self, id: Uuid) -> Result<Option<CredentialRecord>, StoreError> {
+        let row: Option<CredentialRow> = sqlx::query_as(&format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(CredentialRow::into_record).transpose()
+    }
+
+    async fn find_credential(&self, name: &str) -> Result<Option<CredentialRecord>, StoreError> {
+        let row: Option<CredentialRow> = sqlx::query_as(&format!(
+            "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(CredentialRow::into_record).transpose()
+    }
+
+    async fn update_credential(&self, record: &CredentialRecord) -> Result<bool, StoreError> {
+        let info = &record.info;
+        let result = sqlx::query(
+            "UPDATE credentials SET description = $1, username = $2, header_name = $3, sealed = $4, updated_at = $5, updated_by = $6
+             WHERE id = $7",
+        )
+        .bind(&info.description)
+        .bind(&info.username)
+        .bind(&info.header_name)
+        .bind(&record.sealed)
+        .bind(info.updated_at)
+        .bind(&info.updated_by)
+        .bind(info.id)
+        .execute(self.pool())
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn delete_credential(&self, id: Uuid) -> Result<bool, StoreError> {
+        let result = sqlx::query("DELETE FROM credentials WHERE id = $1")
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn touch_credential(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE credentials SET last_used_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn vault_check(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT sealed FROM vault_check WHERE id = 1")
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    async fn init_vault_check(&self, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        sqlx::query(
+            "INSERT INTO vault_check (id, sealed) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(sealed)
+        .execute(self.pool())
+        .await?;
+        self.vault_check()
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("the vault check value vanished".into()))
+    }
+
+    async fn reseal_credentials(
+        &self,
+        resealed: &[(Uuid, Vec<u8>)],
+        check: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        // Lock the table against concurrent creates/deletes while the values are replaced.
+        sqlx::query("LOCK TABLE credentials IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM credentials")
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut updated = 0;
+        for (id, sealed) in resealed {
+            updated += sqlx::query("UPDATE credentials SET sealed = $1 WHERE id = $2")
+                .bind(sealed)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        if updated != resealed.len() as u64 || stored != resealed.len() as i64 {
+            return Err(StoreError::Conflict(
+                "credentials were added or removed during the rotation; nothing was changed, run it again".into(),
+            ));
+        }
+        sqlx::query("UPDATE vault_check SET sealed = $1 WHERE id = 1")
+            .bind(check)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_user(&self, user: &User) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO users (id, name, role, created_at, updated_at, disabled_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(user.id)
+        .bind(&user.name)
+        .bind(user.role.as_str())
+        .bind(user.created_at)
+        .bind(user.updated_at)
+        .bind(user.disabled_at)
+        .execute(self.pool())
+        .await
+        .map_err(unique_violation)?;
+        Ok(())
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        let rows: Vec<UserRow> = sqlx::query_as("SELECT * FROM users ORDER BY name")
+            .fetch_all(self.pool())
+            .await?;
+        rows.into_iter().map(UserRow::into_user).collect()
+    }
+
+    async fn get_user(&self, id: Uuid) -> Result<Option<User>, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as("SELECT * FROM users WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(UserRow::into_user).transpose()
+    }
+
+    async fn update_user(&self, user: &User) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE users SET role = $1, updated_at = $2, disabled_at = $3 WHERE id = $4",
+        )
+        .bind(user.role.as_str())
+        .bind(user.updated_at)
+        .bind(user.disabled_at)
+        .bind(user.id)
+        .execute(self.pool())
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn delete_user(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(at)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(deleted == 1)
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let rows: Vec<ApiKeyRow> =
+            sqlx::query_as("SELECT * FROM api_keys ORDER BY created_at DESC, id")
+                .fetch_all(self.pool())
+                .await?;
+        rows.into_iter().map(ApiKeyRow::into_record).collect()
+    }
+
+    async fn revoke_api_key(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let result =
+            sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
+                .bind(at)
+                .bind(id)
+                .execute(self.pool())
+                .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn append_audit(&self, event: AuditEvent) -> Result<AuditEntry, StoreError> {
+        // The row lock on the head makes writers take their turns: each chains onto the last.
+        let mut tx = self.pool().begin().await?;
+        let (seq, hash): (i64, String) =
+            sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+                .fetch_one(&mut *tx)
+                .await?;
+        let entry = event.chain(seq + 1, &hash);
+        sqlx::query(&format!(
+            "INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
+        .bind(entry.seq)
+        .bind(entry.at)
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(entry.outcome.as_str())
+        .bind(&entry.request_id)
+        .bind(&entry.detail)
+        .bind(&entry.prev_hash)
+        .bind(&entry.hash)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            .bind(entry.seq)
+            .bind(&entry.hash)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<(Vec<AuditEntry>, i64), StoreError> {
+        let mut count: QueryBuilder<Postgres> =
+            QueryBuilder::new("SELECT COUNT(*) FROM audit_log WHERE 1 = 1");
+        push_audit_filter(&mut count, filter);
+        let total: i64 = count.build_query_scalar().fetch_one(self.pool()).await?;
+        let mut page: QueryBuilder<Postgres> =
+            QueryBuilder::new(format!("SELECT {AUDIT_COLUMNS} FROM audit_log WHERE 1 = 1"));
+        push_audit_filter(&mut page, filter);
+        page.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(filter.limit)
+            .push(" OFFSET ")
+            .push_bind(filter.offset);
+        let rows: Vec<AuditRow> = page.build_query_as().fetch_all(self.pool()).await?;
+        let items = rows
+            .into_iter()
+            .map(AuditRow::into_entry)
+            .collect::<Result<_, _>>()?;
+        Ok((items, total))
+    }
+
+    async fn audit_chain(&self, after_seq: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows: Vec<AuditRow> = sqlx::query_as(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
+        ))
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter().map(AuditRow::into_entry).collect()
+    }
+
+    async fn audit_head(&self) -> Result<(i64, String), StoreError> {
+        Ok(
+            sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+}
