@@ -23,7 +23,6 @@ const KEY_ERROR_FIELDS: Readonly<Record<string, KeyField>> = {
   invalid_role: 'role',
   unknown_user: 'user_id',
   invalid_expiry: 'expires_at',
-  invalid_expires_at: 'expires_at',
 }
 
 export function CreateApiKeyDialog({ onClose }: { onClose: () => void }) {

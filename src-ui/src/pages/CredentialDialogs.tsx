@@ -150,9 +150,13 @@ type ReplaceField = keyof ReplaceForm
 const REPLACE_FIELDS: readonly ReplaceField[] = ['value', 'username', 'header_name', 'description']
 const REPLACE_ERROR_FIELDS: Readonly<Record<string, ReplaceField>> = {
   missing_value: 'value',
+  invalid_value: 'value',
   value_too_large: 'value',
   missing_username: 'username',
+  invalid_username: 'username',
   missing_header_name: 'header_name',
+  invalid_header_name: 'header_name',
+  invalid_description: 'description',
 }
 
 interface ReplaceValueDialogProps {

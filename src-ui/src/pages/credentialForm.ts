@@ -34,9 +34,13 @@ export const CREDENTIAL_ERROR_FIELDS: Readonly<Record<string, CredentialField>> 
   duplicate_name: 'name',
   invalid_kind: 'kind',
   missing_value: 'value',
+  invalid_value: 'value',
   value_too_large: 'value',
   missing_username: 'username',
+  invalid_username: 'username',
   missing_header_name: 'header_name',
+  invalid_header_name: 'header_name',
+  invalid_description: 'description',
 }
 
 export interface CredentialForm {
