@@ -439,8 +439,9 @@ impl Service {
     /// address) for the lockout: after repeated failures it gets 429 for a while.
     pub async fn authenticate(&self, token: &str, client: &str) -> Result<Actor, CoreError> {
         if let Some(wait) = self.lockout.locked(client) {
+            // Rounded up: a client that waits as told is let in.
             return Err(CoreError::TooManyAttempts {
-                retry_after_secs: wait.as_secs().max(1),
+                retry_after_secs: wait.as_millis().div_ceil(1000).max(1) as u64,
             });
         }
         match self.check_token(token).await {
