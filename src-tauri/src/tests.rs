@@ -308,3 +308,119 @@ fn data_dir_and_database_come_from_the_environment_when_set() {
     assert_eq!(config.data_dir, Config::default_data_dir());
     assert_eq!(config.database_url, None);
 }
+
+#[test]
+fn credentials_are_managed_write_only_and_used_by_runs() {
+    let desktop = Desktop::open();
+    let created = desktop.ok(
+        "create_credential",
+        json!({"body": {"name": "ipc-token", "kind": "secret", "value": "ipc-canary-91", "description": "for tests"}}),
+    );
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["kind"], "secret");
+    let listed = desktop.ok("list_credentials", json!({}));
+    assert_eq!(listed["items"][0]["name"], "ipc-token");
+    for value in [
+        &created,
+        &listed,
+        &desktop.ok("get_credential", json!({"id": id})),
+    ] {
+        assert!(!value.to_string().contains("ipc-canary-91"), "{value}");
+    }
+    let error = desktop.err(
+        "create_credential",
+        json!({"body": {"name": "ipc-token", "kind": "secret", "value": "x"}}),
+    );
+    assert_eq!(error["code"], "duplicate_name");
+    let error = desktop.err(
+        "create_credential",
+        json!({"body": {"name": "other", "kind": "gpg", "value": "x"}}),
+    );
+    assert_eq!(error["code"], "invalid_kind");
+
+    desktop.ok(
+        "update_credential",
+        json!({"id": id, "body": {"value": "ipc-canary-92"}}),
+    );
+    let runbook = desktop.ok(
+        "create_runbook",
+        json!({"body": {"name": "Uses a secret", "blocks": [
+            {"id": "use", "kind": "command", "secrets": {"TOKEN": "ipc-token"},
+             "script": "echo \"got $TOKEN\"; test \"$TOKEN\" = ipc-canary-\"92\""}
+        ]}}),
+    );
+    let execution = desktop.ok(
+        "execute_runbook",
+        json!({"id": runbook["id"], "body": null}),
+    );
+    let done = wait_until_finished(&desktop, execution["id"].as_str().unwrap());
+    assert_eq!(done["status"], "succeeded");
+    let page = desktop.ok(
+        "read_output",
+        json!({"id": execution["id"], "offset": 0, "limit": 65536}),
+    );
+    let console = page["text"].as_str().unwrap();
+    assert!(
+        console.contains("\ngot ***\n") && !console.contains("ipc-canary"),
+        "{console}"
+    );
+    assert!(!desktop.ok("get_credential", json!({"id": id}))["last_used_at"].is_null());
+
+    desktop.ok("delete_credential", json!({"id": id}));
+    let error = desktop.err("get_credential", json!({"id": id}));
+    assert_eq!(error["code"], "not_found");
+}
+
+#[test]
+fn users_keys_and_the_audit_trail_through_ipc() {
+    let desktop = Desktop::open();
+    let user = desktop.ok(
+        "create_user",
+        json!({"body": {"name": "dana", "role": "operator"}}),
+    );
+    let updated = desktop.ok(
+        "update_user",
+        json!({"id": user["id"], "body": {"role": "editor"}}),
+    );
+    assert_eq!(updated["role"], "editor");
+    let key = desktop.ok(
+        "create_api_key",
+        json!({"body": {"name": "dana's laptop", "user_id": user["id"]}}),
+    );
+    assert!(key["token"].as_str().unwrap().starts_with("rbs_"));
+    assert_eq!(key["role"], "editor");
+    let keys = desktop.ok("list_api_keys", json!({}));
+    assert_eq!(keys["items"][0]["user_name"], "dana");
+    assert!(!keys.to_string().contains(key["token"].as_str().unwrap()));
+    desktop.ok("revoke_api_key", json!({"id": key["id"]}));
+    assert!(!desktop.ok("list_api_keys", json!({}))["items"][0]["revoked_at"].is_null());
+    desktop.ok("delete_user", json!({"id": user["id"]}));
+    assert_eq!(desktop.ok("list_users", json!({}))["items"], json!([]));
+
+    let trail = desktop.ok("list_audit", json!({"action": "user.", "limit": 10}));
+    let actions: Vec<&str> = trail["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["user.delete", "user.update", "user.create"]);
+    let by_me = desktop.ok(
+        "list_audit",
+        json!({"actor": desktop.ok("whoami", json!({}))["name"]}),
+    );
+    assert_eq!(by_me["total"], 5);
+    let error = desktop.err("list_audit", json!({"since": "yesterday"}));
+    assert_eq!(error["code"], "invalid_query");
+    let report = desktop.ok("verify_audit", json!({}));
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["checked"], 5);
+
+    // Without a keychain the key lives in a private file, and the UI is told so.
+    let vault = desktop.ok("vault_status", json!({}));
+    assert_eq!(vault["source"], "key_file");
+    assert!(vault["warning"]
+        .as_str()
+        .unwrap()
+        .contains("No system keychain"));
+}

@@ -202,7 +202,7 @@ async function startApp() {
   await session('POST', '/timeouts', { implicit: 0, pageLoad: 30_000, script: 10_000 });
 }
 
-test('desktop: author a runbook with a command block, run it, see its output', async () => {
+test('desktop: author a runbook with a command block, run it, see its output; store a credential and find it in the verified audit trail', async () => {
   await startApp();
   try {
     await waitVisible('the "New runbook" button', named('button', 'New runbook'), 30_000);
@@ -244,6 +244,31 @@ test('desktop: author a runbook with a command block, run it, see its output', a
     assert.ok(step, `no timeline row for block ${blockId}`);
     assert.match(await text(step), /succeeded/i);
     await screenshot('03-run-succeeded');
+
+    // Credentials in the desktop app. Under Xvfb there is no keychain, so the master key
+    // lives in a key file and the app says so.
+    await click('"Credentials" in the sidebar', named('a', 'Credentials'));
+    await waitVisible('the key file warning', '//*[@data-testid="vault-warning" and contains(., "No system keychain")]');
+    await click('"New credential"', named('button', 'New credential'));
+    const field = (label) =>
+      `//*[@role="dialog"]//*[@id=//*[@role="dialog"]//label[normalize-space(.)="${label}"]/@for]`;
+    const secret = `desktop-secret-${process.pid}`;
+    for (const [label, value] of [['Name', 'desktop-token'], ['Value', secret]]) {
+      const input = await waitVisible(`the ${label} field`, field(label));
+      await session('POST', `/element/${input}/value`, { text: value });
+    }
+    await click('"Create credential"', named('button', 'Create credential'));
+    await waitVisible('the new credential in the list', '//*[@data-testid="credential-desktop-token"]', 15_000);
+    await waitGone('the dialog', '//*[@role="dialog"]');
+    const page = String(await session('GET', '/source'));
+    assert.ok(!page.includes(secret), 'the page never holds the value once it is stored');
+    await screenshot('04-credentials');
+
+    await click('"Audit trail" in the sidebar', named('a', 'Audit trail'));
+    await waitVisible('the credential.create record', '//*[normalize-space(.)="credential.create"]', 15_000);
+    await click('"Verify chain"', named('button', 'Verify chain'));
+    await waitVisible('the verdict', '//*[contains(normalize-space(.), "Chain intact")]', 15_000);
+    await screenshot('05-audit');
   } catch (error) {
     await screenshot('99-failure').catch(() => {});
     const source = await session('GET', '/source').catch(() => '');
