@@ -60,6 +60,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A file beside the database (a run's console) could not be read or written.
+    #[error("storage file error: {0}")]
+    Io(String),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }

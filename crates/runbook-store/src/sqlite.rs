@@ -11,16 +11,24 @@ use runbook_domain::{
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqlitePool};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 /// A [`Store`] on an SQLite file.
+///
+/// Run consoles are kept beside it, one append-only file per execution in
+/// `<name>.console/`: writing output once, instead of through the WAL and again into
+/// the database, is what lets capture keep up with a fast producer. A database without
+/// a file (in memory) keeps consoles in its `execution_output` table, as PostgreSQL does.
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    consoles: Option<Arc<Consoles>>,
 }
 
 impl SqliteStore {
@@ -38,10 +46,13 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(SqliteStore { pool })
+        let filename = options.get_filename();
+        let consoles = (!filename.as_os_str().is_empty() && filename != Path::new(":memory:"))
+            .then(|| Arc::new(Consoles::beside(filename)));
+        Ok(SqliteStore { pool, consoles })
     }
 
     /// The connection pool, for tests and tools.
@@ -494,7 +505,10 @@ impl Store for SqliteStore {
         offset: u64,
         data: &[u8],
     ) -> Result<(), StoreError> {
-        write_output(&self.pool, execution_id, offset, data).await
+        match &self.consoles {
+            Some(consoles) => consoles.append(execution_id, &[(offset, data)]),
+            None => write_output(&self.pool, execution_id, offset, data).await,
+        }
     }
 
     async fn record_run(
@@ -502,6 +516,22 @@ impl Store for SqliteStore {
         execution_id: Uuid,
         records: &[RunRecord<'_>],
     ) -> Result<(), StoreError> {
+        if let Some(consoles) = &self.consoles {
+            // Output first: a state stored after it never claims more than is there.
+            let output: Vec<(u64, &[u8])> = records
+                .iter()
+                .filter_map(|record| match *record {
+                    RunRecord::Output { offset, data } => Some((offset, data)),
+                    _ => None,
+                })
+                .collect();
+            if !output.is_empty() {
+                consoles.append(execution_id, &output)?;
+            }
+            if output.len() == records.len() {
+                return Ok(());
+            }
+        }
         let mut tx = self.pool.begin().await?;
         for record in records {
             match *record {
@@ -513,6 +543,7 @@ impl Store for SqliteStore {
                 RunRecord::Step { index, step } => {
                     write_step(&mut *tx, execution_id, index, step).await?
                 }
+                RunRecord::Output { .. } if self.consoles.is_some() => {}
                 RunRecord::Output { offset, data } => {
                     write_output(&mut *tx, execution_id, offset, data).await?
                 }
@@ -528,6 +559,13 @@ impl Store for SqliteStore {
         offset: u64,
         limit: u64,
     ) -> Result<Vec<u8>, StoreError> {
+        if let Some(read) = self
+            .consoles
+            .as_ref()
+            .and_then(|consoles| consoles.read(execution_id, offset, limit).transpose())
+        {
+            return read;
+        }
         let end = offset.saturating_add(limit).min(i64::MAX as u64) as i64;
         let id = execution_id.to_string();
         let chunks: Vec<(i64, Vec<u8>)> = sqlx::query_as(
@@ -722,6 +760,82 @@ async fn write_step<'e>(
     .execute(executor)
     .await?;
     Ok(())
+}
+
+/// Append-only console files, one per execution.
+struct Consoles {
+    dir: PathBuf,
+}
+
+impl Consoles {
+    /// `runbook-studio.db` keeps its consoles in `runbook-studio.console/`.
+    fn beside(database: &Path) -> Consoles {
+        Consoles {
+            dir: database.with_extension("console"),
+        }
+    }
+
+    fn path(&self, execution_id: Uuid) -> PathBuf {
+        self.dir.join(format!("{execution_id}.log"))
+    }
+
+    /// Appends `chunks` in order. A chunk already stored whole (a retried write) is
+    /// skipped; one that would leave a hole or overlap partly refuses the whole call
+    /// before anything is written.
+    fn append(&self, execution_id: Uuid, chunks: &[(u64, &[u8])]) -> Result<(), StoreError> {
+        use std::io::Write;
+        let io = |e: std::io::Error| StoreError::Io(format!("console of {execution_id}: {e}"));
+        std::fs::create_dir_all(&self.dir).map_err(io)?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path(execution_id))
+            .map_err(io)?;
+        let stored = file.metadata().map_err(io)?.len();
+        let mut end = stored;
+        let mut new = Vec::with_capacity(chunks.len());
+        for &(offset, data) in chunks {
+            let chunk_end = offset + data.len() as u64;
+            if chunk_end <= stored {
+                continue;
+            }
+            if offset != end {
+                return Err(StoreError::Conflict(format!(
+                    "output at offset {offset} does not follow the {end} bytes stored"
+                )));
+            }
+            end = chunk_end;
+            new.push(data);
+        }
+        for data in new {
+            file.write_all(data).map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` bytes from `offset`; `None` when the run has no console file.
+    fn read(
+        &self,
+        execution_id: Uuid,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let io = |e: std::io::Error| StoreError::Io(format!("console of {execution_id}: {e}"));
+        let mut file = match std::fs::File::open(self.path(execution_id)) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(e)),
+        };
+        let len = file.metadata().map_err(io)?.len();
+        if offset >= len {
+            return Ok(Some(Vec::new()));
+        }
+        file.seek(SeekFrom::Start(offset)).map_err(io)?;
+        let mut bytes = Vec::with_capacity(limit.min(len - offset) as usize);
+        file.take(limit).read_to_end(&mut bytes).map_err(io)?;
+        Ok(Some(bytes))
+    }
 }
 
 async fn write_output<'e>(
