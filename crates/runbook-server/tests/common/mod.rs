@@ -140,7 +140,18 @@ pub fn with_database(url: &str, database: &str) -> String {
 /// Runs SQL with `psql` and returns its unaligned, tuples-only output; panics on an error.
 pub fn psql(url: &str, sql: &str) -> String {
     let output = Command::new("psql")
-        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+        .args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            url,
+            "-c",
+            sql,
+        ])
         .output()
         .unwrap_or_else(|error| {
             panic!("psql cannot be started ({error}); install the Debian package postgresql-client")
@@ -156,7 +167,18 @@ pub fn psql(url: &str, sql: &str) -> String {
 /// Like [`psql`], but returns the error text instead of panicking when the SQL fails.
 pub fn try_psql(url: &str, sql: &str) -> Result<String, String> {
     let output = Command::new("psql")
-        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+        .args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            url,
+            "-c",
+            sql,
+        ])
         .output()
         .expect("psql starts");
     if output.status.success() {
@@ -200,7 +222,10 @@ impl PgDatabase {
         let mut dump = String::new();
         for table in tables.lines().filter(|t| !t.is_empty()) {
             dump.push_str(&format!("-- {table}\n"));
-            dump.push_str(&psql(&self.url, &format!("SELECT t::text FROM \"{table}\" t")));
+            dump.push_str(&psql(
+                &self.url,
+                &format!("SELECT t::text FROM \"{table}\" t"),
+            ));
         }
         dump
     }
@@ -248,7 +273,11 @@ pub fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -284,7 +313,11 @@ pub fn leak_forms(secret: &str) -> Vec<(String, Vec<u8>)> {
 pub fn find_leaks(what: &str, haystack: &[u8], secret: &str) -> Vec<String> {
     leak_forms(secret)
         .into_iter()
-        .filter(|(_, needle)| haystack.windows(needle.len()).any(|w| w == needle.as_slice()))
+        .filter(|(_, needle)| {
+            haystack
+                .windows(needle.len())
+                .any(|w| w == needle.as_slice())
+        })
         .map(|(form, _)| format!("{what} holds the secret ({form})"))
         .collect()
 }
