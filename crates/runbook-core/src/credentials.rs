@@ -57,15 +57,23 @@ impl VaultState {
             let staged = loaded.location.staged().ok().flatten();
             match staged.map(|key| Vault::new(&key)) {
                 Some(next) if opens(&next) => {
-                    loaded.location.promote().map_err(|e| CoreError::Setup(e.to_string()))?;
+                    loaded
+                        .location
+                        .promote()
+                        .map_err(|e| CoreError::Setup(e.to_string()))?;
                     tracing::warn!("completed a master key rotation that was interrupted");
                     next
                 }
                 _ => {
+                    if loaded.created {
+                        // A key made by this very start (say, with the keychain switched
+                        // off) would shadow the real one at the next start: remove it.
+                        loaded.location.forget_created();
+                    }
                     return Err(CoreError::Setup(format!(
                         "the master key ({}) is not the one this database's credentials were sealed with; nothing was changed. Use the original key (or restore it) and start again",
                         describe(loaded.source)
-                    )))
+                    )));
                 }
             }
         };

@@ -189,6 +189,7 @@ impl Service {
             source: KeySource::Environment,
             location: KeyLocation::Environment,
             warning: None,
+            created: false,
         };
         Service::with_key(
             store,

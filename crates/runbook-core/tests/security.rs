@@ -400,6 +400,14 @@ async fn a_tampered_ciphertext_fails_clearly_and_a_wrong_key_opens_nothing() {
             .contains("not the one this database's credentials were sealed with"),
         "{error}"
     );
+    // A key that this refused start made itself is not left behind to shadow the real one.
+    let stray = dir.path().join("stray.key");
+    let refused = Service::open(config(dir.path(), KeySetting::File(stray.clone()))).await;
+    assert!(matches!(refused, Err(CoreError::Setup(_))));
+    assert!(
+        !stray.exists(),
+        "the key made by a refused start is removed"
+    );
     let sealed_after: Vec<Vec<u8>> =
         sqlx::query_scalar("SELECT sealed FROM credentials ORDER BY name")
             .fetch_all(&pool)

@@ -63,6 +63,8 @@ pub struct LoadedKey {
     pub location: KeyLocation,
     /// Set when the key is less protected than it should be (a key file on a desktop).
     pub warning: Option<String>,
+    /// True when this load made the key (none was kept there before).
+    pub created: bool,
 }
 
 impl KeySetting {
@@ -74,25 +76,31 @@ impl KeySetting {
                 source: KeySource::Environment,
                 location: KeyLocation::Environment,
                 warning: None,
+                created: false,
             }),
-            KeySetting::File(path) => Ok(LoadedKey {
-                key: MasterKey::load_or_create_file(path)?,
-                source: KeySource::MasterKeyFile,
-                location: KeyLocation::File(path.clone()),
-                warning: None,
-            }),
+            KeySetting::File(path) => {
+                let created = !path.exists();
+                Ok(LoadedKey {
+                    key: MasterKey::load_or_create_file(path)?,
+                    source: KeySource::MasterKeyFile,
+                    location: KeyLocation::File(path.clone()),
+                    warning: None,
+                    created,
+                })
+            }
             KeySetting::Platform { data_dir, keychain } => {
                 let path = data_dir.join(KEY_FILE);
                 // A key file already in use stays in use: its credentials were sealed with it.
                 if !path.exists() && *keychain {
                     let account = keychain_account(data_dir);
                     match load_or_create_in_keychain(&account) {
-                        Ok(key) => {
+                        Ok((key, created)) => {
                             return Ok(LoadedKey {
                                 key,
                                 source: KeySource::Keychain,
                                 location: KeyLocation::Keychain { account },
                                 warning: None,
+                                created,
                             })
                         }
                         Err(KeychainError::Unavailable(reason)) => {
@@ -101,9 +109,11 @@ impl KeySetting {
                         Err(KeychainError::Failed(error)) => return Err(error),
                     }
                 }
+                let created = !path.exists();
                 let key = MasterKey::load_or_create_file(&path)?;
                 Ok(LoadedKey {
                     key,
+                    created,
                     source: KeySource::KeyFile,
                     location: KeyLocation::File(path.clone()),
                     warning: Some(format!(
@@ -181,6 +191,18 @@ impl KeyLocation {
         }
     }
 
+    /// Removes a key that a load just made and that turned out to be unwanted (the
+    /// database was sealed under another key): the next start must not find it.
+    pub fn forget_created(&self) {
+        match self {
+            KeyLocation::Environment => {}
+            KeyLocation::File(path) => {
+                let _ = std::fs::remove_file(path);
+            }
+            KeyLocation::Keychain { account } => keychain_delete(account),
+        }
+    }
+
     /// Forgets a staged key (a rotation that did not go through).
     pub fn discard_staged(&self) {
         match self {
@@ -253,9 +275,12 @@ fn keychain_delete(account: &str) {
     }
 }
 
-fn load_or_create_in_keychain(account: &str) -> Result<MasterKey, KeychainError> {
+/// The key in the keychain, and whether it was made just now.
+fn load_or_create_in_keychain(account: &str) -> Result<(MasterKey, bool), KeychainError> {
     if let Some(text) = keychain_get(account)? {
-        return MasterKey::from_base64(&text).map_err(KeychainError::Failed);
+        return MasterKey::from_base64(&text)
+            .map(|key| (key, false))
+            .map_err(KeychainError::Failed);
     }
     let key = MasterKey::generate();
     entry(account)?
@@ -265,7 +290,7 @@ fn load_or_create_in_keychain(account: &str) -> Result<MasterKey, KeychainError>
     match keychain_get(account)? {
         Some(text) if *text == *key.to_base64() => {
             tracing::info!("created the master key in the system keychain");
-            Ok(key)
+            Ok((key, true))
         }
         _ => Err(KeychainError::Unavailable(
             "the keychain did not keep the key".into(),
