@@ -6,10 +6,8 @@
 
 use runbook_core::{Actor, Config, EngineConfig, KeyRequest, LockoutPolicy, Service};
 use runbook_domain::{ExecutionStatus, Role};
-use runbook_server::{app, AppState};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -113,24 +111,7 @@ impl Served {
             ..EngineConfig::default()
         };
         let service = Service::open(config).await.expect("the service opens");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, shutdown) = watch::channel(false);
-        let router = app(
-            AppState {
-                service: service.clone(),
-                shutdown,
-            },
-            None,
-        );
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap()
-        });
+        let (base, stop) = common::serve_in_process(&service).await;
         let mut served = Served {
             service,
             base,

@@ -10,7 +10,7 @@ use runbook_core::{Actor, Config, LockoutPolicy, Service};
 use runbook_domain::{ExecutionStatus, Role};
 use runbook_server::{app, AppState};
 use serde_json::{json, Value};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tower::ServiceExt;
@@ -36,24 +36,7 @@ async fn serve(lockout: LockoutPolicy) -> Served {
         .await
         .unwrap()
         .token;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, shutdown) = watch::channel(false);
-    let router = app(
-        AppState {
-            service: service.clone(),
-            shutdown,
-        },
-        None,
-    );
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap()
-    });
+    let (base, stop) = common::serve_in_process(&service).await;
     Served {
         base,
         admin,

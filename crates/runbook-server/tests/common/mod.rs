@@ -342,3 +342,29 @@ pub fn files_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     files.sort();
     files
 }
+
+/// Serves `service` over real HTTP on a loopback port (client addresses reach the
+/// lockout); returns the base URL and the sender that stops long-lived streams.
+pub async fn serve_in_process(
+    service: &runbook_core::Service,
+) -> (String, tokio::sync::watch::Sender<bool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let router = runbook_server::app(
+        runbook_server::AppState {
+            service: service.clone(),
+            shutdown,
+        },
+        None,
+    );
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
+    (base, stop)
+}
