@@ -193,23 +193,27 @@ impl Service {
     /// Walks the whole chain and reports the first broken link (admin).
     pub async fn verify_audit(&self, actor: &Actor) -> Result<VerifyReport, CoreError> {
         self.require(actor, Role::Admin, "audit.verify").await?;
-        // The head first: records appended while the walk runs lie beyond it.
-        let head = self.store.audit_head().await?;
+        // Walk every stored record, then compare the end with the head. Records appended
+        // meanwhile move the head on: walk on to it. A record beyond the head, or a head
+        // beyond the last record, is a break like any other.
         let mut verifier = ChainVerifier::default();
         let mut after = 0;
-        'walk: loop {
-            let batch = self.store.audit_chain(after, VERIFY_BATCH).await?;
-            let Some(last) = batch.last() else { break };
-            after = last.seq;
-            for entry in batch.iter().filter(|entry| entry.seq <= head.0) {
-                if !verifier.check(entry) {
-                    break 'walk;
+        let head = loop {
+            let walked_to = after;
+            loop {
+                let batch = self.store.audit_chain(after, VERIFY_BATCH).await?;
+                let Some(last) = batch.last() else { break };
+                after = last.seq;
+                if !batch.iter().all(|entry| verifier.check(entry)) {
+                    break;
                 }
             }
-            if after >= head.0 {
-                break;
+            let head = self.store.audit_head().await?;
+            let no_new_records = after == walked_to;
+            if verifier.broken().is_some() || verifier.last_seq() >= head.0 || no_new_records {
+                break head;
             }
-        }
+        };
         verifier.finish(Some((head.0, &head.1)));
         let broken = verifier.broken().cloned();
         Ok(VerifyReport {

@@ -50,16 +50,17 @@ impl VaultState {
         let opens = |vault: &Vault| {
             unseal(vault, Uuid::nil(), &check).is_ok_and(|text| text.as_slice() == CHECK_PLAINTEXT)
         };
+        // A staged key that does not open the check is left alone: it may belong to a
+        // rotation in another process that has not committed yet.
         let vault = if opens(&vault) {
-            loaded.location.discard_staged();
             vault
         } else {
             let staged = loaded.location.staged().ok().flatten();
-            match staged.map(|key| Vault::new(&key)) {
-                Some(next) if opens(&next) => {
+            match staged.map(|key| (Vault::new(&key), key)) {
+                Some((next, key)) if opens(&next) => {
                     loaded
                         .location
-                        .promote()
+                        .promote(&key)
                         .map_err(|e| CoreError::Setup(e.to_string()))?;
                     tracing::warn!("completed a master key rotation that was interrupted");
                     next
@@ -88,6 +89,12 @@ impl VaultState {
 
     fn current(&self) -> Arc<Vault> {
         self.vault.read().expect("vault lock").clone()
+    }
+
+    /// The check value of the key in use; the store writes a sealed value only while
+    /// the database still holds it (another process may have rotated the key).
+    fn check(&self) -> Vec<u8> {
+        self.check.read().expect("vault lock").clone()
     }
 
     /// Fails when another process rotated the key since this one opened the vault:
@@ -356,7 +363,11 @@ impl Service {
                 },
                 sealed: seal(&self.vault.current(), id, value.as_bytes()),
             };
-            match self.store.insert_credential(&record).await {
+            match self
+                .store
+                .insert_credential(&record, &self.vault.check())
+                .await
+            {
                 Ok(()) => Ok(record.info),
                 Err(runbook_store::StoreError::Duplicate) => Err(CoreError::Conflict {
                     code: "duplicate_name",
@@ -411,7 +422,13 @@ impl Service {
             }
             record.info.updated_at = now();
             record.info.updated_by = actor.name.clone();
-            if !self.store.update_credential(&record).await? {
+            // Without a new value the sealed one is left as stored, not written back.
+            let check = change.value.is_some().then(|| self.vault.check());
+            if !self
+                .store
+                .update_credential(&record, check.as_deref())
+                .await?
+            {
                 return Err(CoreError::NotFound { what: "credential" });
             }
             Ok((record.info, change.value.is_some()))
@@ -519,36 +536,33 @@ impl Service {
         location
             .stage(&key)
             .map_err(|e| CoreError::Setup(e.to_string()))?;
-        let mut resealed = Vec::new();
-        let ids: Vec<Uuid> = self
-            .store
-            .list_credentials()
-            .await?
-            .iter()
-            .map(|c| c.id)
-            .collect();
-        for id in ids {
-            let record = self.load_credential(id).await?;
-            let plaintext = unseal(&old, id, &record.sealed).map_err(|_| {
-                CoreError::Setup(format!(
-                    "credential `{}` does not open under the current key; nothing was changed",
-                    record.info.name
-                ))
-            })?;
-            resealed.push((id, seal(&next, id, &plaintext)));
-        }
+        let old_check = self.vault.check();
         let check = seal(&next, Uuid::nil(), CHECK_PLAINTEXT);
-        if let Err(error) = self.store.reseal_credentials(&resealed, &check).await {
-            location.discard_staged();
-            return Err(match error {
-                runbook_store::StoreError::Conflict(message) => CoreError::InvalidState(message),
-                other => other.into(),
-            });
-        }
+        let resealed = self.reseal_all(&old, &next, &old_check, &check).await;
+        let committed = match &resealed {
+            Ok(_) => true,
+            // An error may come after the commit went through (a connection lost during
+            // COMMIT): the check value tells which key the database needs now.
+            Err(_) => matches!(
+                self.store.vault_check().await,
+                Ok(Some(stored)) if unseal(&next, Uuid::nil(), &stored).is_ok()
+            ),
+        };
+        let resealed = match resealed {
+            Ok(ids) => ids,
+            Err(error) if !committed => {
+                location.discard_staged(&key);
+                return Err(error);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the rotation reported an error, yet its commit went through");
+                Vec::new()
+            }
+        };
         // The database now needs the new key; a failure from here on is completed by the
         // next start, which finds the staged key.
         location
-            .promote()
+            .promote(&key)
             .map_err(|e| CoreError::Setup(e.to_string()))?;
         *self.vault.vault.write().expect("vault lock") = Arc::new(next);
         *self.vault.check.write().expect("vault lock") = check;
@@ -560,6 +574,40 @@ impl Service {
                 KeyLocation::Environment => "RUNBOOK_MASTER_KEY".to_string(),
             },
         })
+    }
+
+    /// Re-seals every credential under `next` in one transaction that goes through only
+    /// if nothing changed since it was read (values, the set of credentials, the key).
+    async fn reseal_all(
+        &self,
+        old: &Vault,
+        next: &Vault,
+        old_check: &[u8],
+        check: &[u8],
+    ) -> Result<Vec<Uuid>, CoreError> {
+        let mut resealed = Vec::new();
+        for info in self.store.list_credentials().await? {
+            let record = self.load_credential(info.id).await?;
+            let plaintext = unseal(old, info.id, &record.sealed).map_err(|_| {
+                CoreError::Setup(format!(
+                    "credential `{}` does not open under the current key; nothing was changed",
+                    record.info.name
+                ))
+            })?;
+            let sealed = seal(next, info.id, &plaintext);
+            resealed.push((info.id, record.sealed, sealed));
+        }
+        match self
+            .store
+            .reseal_credentials(&resealed, old_check, check)
+            .await
+        {
+            Ok(()) => Ok(resealed.into_iter().map(|(id, _, _)| id).collect()),
+            Err(runbook_store::StoreError::Conflict(message)) => {
+                Err(CoreError::InvalidState(message))
+            }
+            Err(other) => Err(other.into()),
+        }
     }
 
     /// The resolver runs use: credentials opened from the store as steps need them.

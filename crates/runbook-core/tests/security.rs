@@ -849,4 +849,20 @@ async fn the_audit_chain_catches_an_edited_a_deleted_and_a_swapped_record() {
         .unwrap();
     let report = service.verify_audit(&admin()).await.unwrap();
     assert!(!report.ok, "a deleted last record is caught by the head");
+
+    // Rolling the head back to hide an edit of a later record is caught too.
+    let (service, pool, _dir) = audited_service().await;
+    sqlx::query("UPDATE audit_log SET actor = 'mallory' WHERE seq = 4")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_head SET seq = 3, hash = (SELECT hash FROM audit_log WHERE seq = 3)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let report = service.verify_audit(&admin()).await.unwrap();
+    assert!(
+        !report.ok,
+        "a record beyond the head breaks the trail: {report:?}"
+    );
 }

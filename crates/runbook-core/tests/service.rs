@@ -718,6 +718,20 @@ async fn runs_left_unfinished_are_interrupted_when_a_service_opens() {
     assert!(recovered.finished_at.is_some());
     assert_eq!(recovered.steps[0].status, StepStatus::Succeeded);
     assert_eq!(recovered.steps[1].status, StepStatus::Stopped);
+    // The recovery is in the audit trail as the run's end.
+    let finish = service
+        .list_audit(
+            &admin(),
+            runbook_core::AuditQuery {
+                action: Some("execution.finish".into()),
+                target: Some(format!("execution:{}", orphan.id)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(finish.total, 1);
+    assert_eq!(finish.items[0].actor, "system");
     assert_code(
         service
             .control(&admin(), orphan.id, ControlAction::Stop)

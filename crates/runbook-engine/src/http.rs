@@ -20,17 +20,66 @@ pub struct Request {
     pub timeout: Duration,
 }
 
-/// The shared HTTP client of an engine.
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .user_agent(concat!("runbook-studio/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::limited(10))
-        .build()
-        .expect("the HTTP client builds with the bundled TLS roots")
+/// Redirects followed, at most.
+const MAX_REDIRECTS: usize = 10;
+
+/// The shared HTTP clients of an engine: one for requests without credentials, and one
+/// for requests that carry one, which never follows a redirect to another origin (a
+/// custom header would go along to it, and reqwest strips only its own auth headers).
+#[derive(Clone)]
+pub struct Clients {
+    open: reqwest::Client,
+    credentialed: reqwest::Client,
+}
+
+impl Clients {
+    pub fn new() -> Clients {
+        let build = |policy| {
+            reqwest::Client::builder()
+                .user_agent(concat!("runbook-studio/", env!("CARGO_PKG_VERSION")))
+                .redirect(policy)
+                .build()
+                .expect("the HTTP client builds with the bundled TLS roots")
+        };
+        Clients {
+            open: build(reqwest::redirect::Policy::limited(MAX_REDIRECTS)),
+            credentialed: build(reqwest::redirect::Policy::custom(|attempt| {
+                let first = attempt.previous().first().cloned();
+                if attempt.previous().len() > MAX_REDIRECTS {
+                    attempt.error("too many redirects")
+                } else if first.is_some_and(|first| !same_origin(&first, attempt.url())) {
+                    // The redirect itself is the response: the step sees its status.
+                    attempt.stop()
+                } else {
+                    attempt.follow()
+                }
+            })),
+        }
+    }
+}
+
+impl Default for Clients {
+    fn default() -> Self {
+        Clients::new()
+    }
+}
+
+/// Same host and port; an upgrade from http to https on them counts as the same.
+fn same_origin(from: &reqwest::Url, to: &reqwest::Url) -> bool {
+    let scheme_ok =
+        from.scheme() == to.scheme() || (from.scheme() == "http" && to.scheme() == "https");
+    let port = |url: &reqwest::Url| url.port_or_known_default();
+    scheme_ok
+        && from.host_str() == to.host_str()
+        && (from.scheme() != to.scheme() || port(from) == port(to))
 }
 
 /// Sends the request; an `Err` is a transport problem, described in a sentence.
-pub async fn send(client: &reqwest::Client, request: Request) -> Result<HttpResponse, String> {
+pub async fn send(clients: &Clients, request: Request) -> Result<HttpResponse, String> {
+    let client = match request.credential {
+        Some(_) => &clients.credentialed,
+        None => &clients.open,
+    };
     let method = reqwest::Method::from_bytes(request.method.as_str().as_bytes())
         .expect("every HttpMethod is a valid method");
     let mut builder = client

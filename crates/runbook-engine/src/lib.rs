@@ -181,15 +181,15 @@ struct EngineInner {
     config: EngineConfig,
     sink: Arc<dyn ExecutionSink>,
     credentials: Arc<dyn CredentialResolver>,
-    http: std::sync::OnceLock<reqwest::Client>,
+    http: std::sync::OnceLock<http::Clients>,
     events: broadcast::Sender<ExecutionEvent>,
     runs: Mutex<HashMap<Uuid, Arc<control::RunControl>>>,
     closing: std::sync::atomic::AtomicBool,
 }
 
 impl EngineInner {
-    fn http_client(&self) -> reqwest::Client {
-        self.http.get_or_init(http::client).clone()
+    fn http_clients(&self) -> http::Clients {
+        self.http.get_or_init(http::Clients::new).clone()
     }
 }
 

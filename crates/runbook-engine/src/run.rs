@@ -481,9 +481,9 @@ impl Run {
             credential,
             timeout,
         };
-        let client = self.inner.http_client();
+        let clients = self.inner.http_clients();
         let clock = Instant::now();
-        let send = http::send(&client, request);
+        let send = http::send(&clients, request);
         tokio::pin!(send);
         // A pause lets the request in flight finish; the next step waits. A stop abandons it.
         let result = loop {

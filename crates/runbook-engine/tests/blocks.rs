@@ -122,6 +122,8 @@ async fn respond(
         }))
         .into_response(),
         "/redirect" => (StatusCode::FOUND, [("location", "/health")]).into_response(),
+        // A redirect to wherever the query says (`/away?http://…`).
+        "/away" => (StatusCode::FOUND, [("location", seen.query.clone())]).into_response(),
         "/fail" => (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response(),
         "/slow" => {
             tokio::time::sleep(Duration::from_secs(5)).await;
@@ -590,6 +592,49 @@ async fn credentials_authenticate_requests_and_never_show() {
     assert_eq!(echoed("basic")["headers"]["authorization"], "Basic ***");
     assert_eq!(echoed("header")["headers"]["x-api-key"], "***");
     assert!(text.contains("Bearer ***"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_never_follows_a_redirect_to_another_origin() {
+    let (home, elsewhere) = (TestServer::start().await, TestServer::start().await);
+    let call = |id: &str, url: String, credential: Option<&str>| {
+        block(
+            json!({"id": id, "kind": "api_call", "url": url, "credential": credential,
+                     "on_failure": "continue"}),
+        )
+    };
+    let away = home.url(&format!("/away?{}", elsewhere.url("/echo")));
+    let run = start(
+        vec![
+            call("keyed-away", away.clone(), Some("api-key")),
+            call("keyed-home", home.url("/redirect"), Some("api-key")),
+            call("open-away", away, None),
+        ],
+        Map::new(),
+        credentials([(
+            "api-key",
+            Credential::Header {
+                name: "X-Api-Key".to_string(),
+                value: "key-never-elsewhere".to_string(),
+            },
+        )]),
+    );
+    let record = run.finish().await;
+    // With a credential, the redirect to another origin is where the call ends.
+    let keyed_away = step(&record, "keyed-away");
+    assert_eq!(keyed_away.status, StepStatus::Failed);
+    assert_eq!(keyed_away.http_status, Some(302));
+    // Within its origin, a credentialed call follows redirects as before.
+    assert_eq!(step(&record, "keyed-home").http_status, Some(200));
+    // Without one, redirects anywhere are followed.
+    assert_eq!(step(&record, "open-away").http_status, Some(200));
+    let seen_elsewhere = elsewhere.seen();
+    assert_eq!(
+        seen_elsewhere.len(),
+        1,
+        "only the call without a credential arrived"
+    );
+    assert!(!seen_elsewhere[0].headers.contains_key("x-api-key"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

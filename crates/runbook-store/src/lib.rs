@@ -128,14 +128,25 @@ pub struct AuditFilter {
 /// Credentials, users, API keys and the audit trail.
 #[async_trait]
 pub trait AccessStore: Send + Sync {
-    /// Fails with [`StoreError::Duplicate`] when the name is taken.
-    async fn insert_credential(&self, record: &CredentialRecord) -> Result<(), StoreError>;
+    /// Stores a credential sealed under the key whose check value is `check`; fails with
+    /// [`StoreError::Conflict`] when the database's key is another one by now (rotated),
+    /// [`StoreError::Duplicate`] when the name is taken.
+    async fn insert_credential(
+        &self,
+        record: &CredentialRecord,
+        check: &[u8],
+    ) -> Result<(), StoreError>;
     /// Every credential's metadata, by name.
     async fn list_credentials(&self) -> Result<Vec<CredentialInfo>, StoreError>;
     async fn get_credential(&self, id: Uuid) -> Result<Option<CredentialRecord>, StoreError>;
     async fn find_credential(&self, name: &str) -> Result<Option<CredentialRecord>, StoreError>;
-    /// Replaces the metadata and sealed value; false when there is no such credential.
-    async fn update_credential(&self, record: &CredentialRecord) -> Result<bool, StoreError>;
+    /// Replaces the metadata, and the sealed value too when `check` is given (checked
+    /// like [`AccessStore::insert_credential`]); false when there is no such credential.
+    async fn update_credential(
+        &self,
+        record: &CredentialRecord,
+        check: Option<&[u8]>,
+    ) -> Result<bool, StoreError>;
     /// Removes the row and its ciphertext; false when there was none.
     async fn delete_credential(&self, id: Uuid) -> Result<bool, StoreError>;
     async fn touch_credential(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError>;
@@ -143,11 +154,14 @@ pub trait AccessStore: Send + Sync {
     async fn vault_check(&self) -> Result<Option<Vec<u8>>, StoreError>;
     /// Stores the check value unless one exists; returns the one in force.
     async fn init_vault_check(&self, sealed: &[u8]) -> Result<Vec<u8>, StoreError>;
-    /// Replaces every credential's sealed value and the check value in one transaction.
-    /// `resealed` must cover exactly the credentials stored, or nothing is written.
+    /// Replaces every credential's sealed value (id, value read, new value) and the check
+    /// value in one transaction. Unless the values read, the set of credentials and the
+    /// check value are all still as read, it fails with [`StoreError::Conflict`] and
+    /// writes nothing.
     async fn reseal_credentials(
         &self,
-        resealed: &[(Uuid, Vec<u8>)],
+        resealed: &[(Uuid, Vec<u8>, Vec<u8>)],
+        old_check: &[u8],
         check: &[u8],
     ) -> Result<(), StoreError>;
 
@@ -348,6 +362,21 @@ fn encode_draft(draft: &RunbookDraft) -> String {
 fn encode_detail(detail: &StepDetail) -> Option<String> {
     (detail != &StepDetail::default())
         .then(|| serde_json::to_string(detail).expect("a step detail always serializes"))
+}
+
+/// Why a sealed value was not written: the key changed under the writer.
+pub(crate) fn rotated() -> StoreError {
+    StoreError::Conflict(
+        "the master key was rotated by another process; restart this one to use the new key".into(),
+    )
+}
+
+/// Why a rotation was not written: something it read changed meanwhile.
+pub(crate) fn changed_during_rotation() -> StoreError {
+    StoreError::Conflict(
+        "credentials or the master key changed during the rotation; nothing was changed, run it again"
+            .into(),
+    )
 }
 
 /// A unique-constraint violation becomes [`StoreError::Duplicate`].

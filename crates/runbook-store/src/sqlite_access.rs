@@ -108,8 +108,21 @@ const AUDIT_COLUMNS: &str =
 
 #[async_trait]
 impl AccessStore for SqliteStore {
-    async fn insert_credential(&self, record: &CredentialRecord) -> Result<(), StoreError> {
+    async fn insert_credential(
+        &self,
+        record: &CredentialRecord,
+        check: &[u8],
+    ) -> Result<(), StoreError> {
         let info = &record.info;
+        // The key check and the write in one transaction: a rotation cannot slip between.
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let stored: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT sealed FROM vault_check WHERE id = 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        if stored.as_deref() != Some(check) {
+            return Err(crate::rotated());
+        }
         sqlx::query(
             "INSERT INTO credentials (id, name, kind, description, username, header_name, sealed, created_at, updated_at, last_used_at, created_by, updated_by)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -126,9 +139,10 @@ impl AccessStore for SqliteStore {
         .bind(info.last_used_at)
         .bind(&info.created_by)
         .bind(&info.updated_by)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await
         .map_err(unique_violation)?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -163,21 +177,40 @@ impl AccessStore for SqliteStore {
         row.map(CredentialRow::into_record).transpose()
     }
 
-    async fn update_credential(&self, record: &CredentialRecord) -> Result<bool, StoreError> {
+    async fn update_credential(
+        &self,
+        record: &CredentialRecord,
+        check: Option<&[u8]>,
+    ) -> Result<bool, StoreError> {
         let info = &record.info;
+        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(check) = check {
+            let stored: Option<Vec<u8>> =
+                sqlx::query_scalar("SELECT sealed FROM vault_check WHERE id = 1")
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if stored.as_deref() != Some(check) {
+                return Err(crate::rotated());
+            }
+            sqlx::query("UPDATE credentials SET sealed = ? WHERE id = ?")
+                .bind(&record.sealed)
+                .bind(info.id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
         let result = sqlx::query(
-            "UPDATE credentials SET description = ?, username = ?, header_name = ?, sealed = ?, updated_at = ?, updated_by = ?
+            "UPDATE credentials SET description = ?, username = ?, header_name = ?, updated_at = ?, updated_by = ?
              WHERE id = ?",
         )
         .bind(&info.description)
         .bind(&info.username)
         .bind(&info.header_name)
-        .bind(&record.sealed)
         .bind(info.updated_at)
         .bind(&info.updated_by)
         .bind(info.id.to_string())
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(result.rows_affected() == 1)
     }
 
@@ -218,31 +251,36 @@ impl AccessStore for SqliteStore {
 
     async fn reseal_credentials(
         &self,
-        resealed: &[(Uuid, Vec<u8>)],
+        resealed: &[(Uuid, Vec<u8>, Vec<u8>)],
+        old_check: &[u8],
         check: &[u8],
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let key_kept = sqlx::query("UPDATE vault_check SET sealed = ? WHERE id = 1 AND sealed = ?")
+            .bind(check)
+            .bind(old_check)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM credentials")
             .fetch_one(&mut *tx)
             .await?;
-        let mut updated = 0;
-        for (id, sealed) in resealed {
-            updated += sqlx::query("UPDATE credentials SET sealed = ? WHERE id = ?")
-                .bind(sealed)
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+        if key_kept != 1 || stored != resealed.len() as i64 {
+            return Err(crate::changed_during_rotation());
         }
-        if updated != resealed.len() as u64 || stored != resealed.len() as i64 {
-            return Err(StoreError::Conflict(
-                "credentials were added or removed during the rotation; nothing was changed, run it again".into(),
-            ));
+        for (id, read, sealed) in resealed {
+            let updated =
+                sqlx::query("UPDATE credentials SET sealed = ? WHERE id = ? AND sealed = ?")
+                    .bind(sealed)
+                    .bind(id.to_string())
+                    .bind(read)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            if updated != 1 {
+                return Err(crate::changed_during_rotation());
+            }
         }
-        sqlx::query("UPDATE vault_check SET sealed = ? WHERE id = 1")
-            .bind(check)
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -1062,11 +1062,21 @@ fn credential(name: &str, sealed: &[u8]) -> CredentialRecord {
 async fn credentials_round_trip_with_unique_names(store: Arc<dyn Store>) {
     let first = credential("b-cred", &[1, 2, 3]);
     let second = credential("a-cred", &[0, 255, 7]);
-    store.insert_credential(&first).await.unwrap();
-    store.insert_credential(&second).await.unwrap();
+    let key = store.init_vault_check(b"key-1").await.unwrap();
+    store.insert_credential(&first, &key).await.unwrap();
+    store.insert_credential(&second, &key).await.unwrap();
     assert!(matches!(
-        store.insert_credential(&credential("b-cred", &[9])).await,
+        store
+            .insert_credential(&credential("b-cred", &[9]), &key)
+            .await,
         Err(StoreError::Duplicate)
+    ));
+    // Sealed under a key the database no longer has (rotated elsewhere): refused.
+    assert!(matches!(
+        store
+            .insert_credential(&credential("c-cred", &[9]), b"key-0")
+            .await,
+        Err(StoreError::Conflict(_))
     ));
     assert_eq!(
         store.get_credential(first.info.id).await.unwrap(),
@@ -1089,7 +1099,18 @@ async fn credentials_round_trip_with_unique_names(store: Arc<dyn Store>) {
     changed.sealed = vec![4, 5, 6];
     changed.info.description = "rotated".into();
     changed.info.updated_at = at(10);
-    assert!(store.update_credential(&changed).await.unwrap());
+    // Without a check the metadata changes and the stored value stays as it is.
+    assert!(store.update_credential(&changed, None).await.unwrap());
+    let stored = store.get_credential(first.info.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.sealed.as_slice(), stored.info.description.as_str()),
+        (&[1u8, 2, 3][..], "rotated")
+    );
+    assert!(matches!(
+        store.update_credential(&changed, Some(b"key-0")).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(store.update_credential(&changed, Some(&key)).await.unwrap());
     store.touch_credential(first.info.id, at(20)).await.unwrap();
     let stored = store.get_credential(first.info.id).await.unwrap().unwrap();
     assert_eq!(stored.sealed, [4, 5, 6]);
@@ -1099,7 +1120,7 @@ async fn credentials_round_trip_with_unique_names(store: Arc<dyn Store>) {
     assert!(store.delete_credential(first.info.id).await.unwrap());
     assert!(!store.delete_credential(first.info.id).await.unwrap());
     assert!(store.get_credential(first.info.id).await.unwrap().is_none());
-    assert!(!store.update_credential(&changed).await.unwrap());
+    assert!(!store.update_credential(&changed, None).await.unwrap());
 }
 
 async fn resealing_replaces_every_value_or_nothing(store: Arc<dyn Store>) {
@@ -1112,14 +1133,35 @@ async fn resealing_replaces_every_value_or_nothing(store: Arc<dyn Store>) {
     );
     let a = credential("a", &[10]);
     let b = credential("b", &[20]);
-    store.insert_credential(&a).await.unwrap();
-    store.insert_credential(&b).await.unwrap();
+    store.insert_credential(&a, &[1]).await.unwrap();
+    store.insert_credential(&b, &[1]).await.unwrap();
 
-    let partial = [(a.info.id, vec![11])];
-    assert!(matches!(
-        store.reseal_credentials(&partial, &[3]).await,
-        Err(StoreError::Conflict(_))
-    ));
+    let refusals = [
+        // Not every credential.
+        (vec![(a.info.id, vec![10], vec![11])], vec![1u8]),
+        // A value that changed since it was read.
+        (
+            vec![
+                (a.info.id, vec![99], vec![11]),
+                (b.info.id, vec![20], vec![21]),
+            ],
+            vec![1],
+        ),
+        // A key that another rotation replaced meanwhile.
+        (
+            vec![
+                (a.info.id, vec![10], vec![11]),
+                (b.info.id, vec![20], vec![21]),
+            ],
+            vec![7],
+        ),
+    ];
+    for (resealed, old_check) in refusals {
+        assert!(matches!(
+            store.reseal_credentials(&resealed, &old_check, &[3]).await,
+            Err(StoreError::Conflict(_))
+        ));
+    }
     assert_eq!(
         store
             .get_credential(a.info.id)
@@ -1131,8 +1173,20 @@ async fn resealing_replaces_every_value_or_nothing(store: Arc<dyn Store>) {
     );
     assert_eq!(store.vault_check().await.unwrap().unwrap(), [1]);
 
-    let all = [(a.info.id, vec![11]), (b.info.id, vec![21])];
-    store.reseal_credentials(&all, &[3]).await.unwrap();
+    assert_eq!(
+        store
+            .get_credential(b.info.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .sealed,
+        [20]
+    );
+    let all = [
+        (a.info.id, vec![10], vec![11]),
+        (b.info.id, vec![20], vec![21]),
+    ];
+    store.reseal_credentials(&all, &[1], &[3]).await.unwrap();
     assert_eq!(
         store
             .get_credential(a.info.id)

@@ -169,26 +169,28 @@ impl KeyLocation {
         }
     }
 
-    /// Makes the staged key the current one.
-    pub fn promote(&self) -> Result<(), VaultError> {
+    /// Makes `key` (the one staged) the current key: written whole beside the old one,
+    /// then moved over it. The staged copy goes only if it still holds `key` (a second
+    /// rotation may have staged its own meanwhile).
+    pub fn promote(&self, key: &MasterKey) -> Result<(), VaultError> {
         match self {
-            KeyLocation::Environment => Ok(()),
+            KeyLocation::Environment => {}
             KeyLocation::File(path) => {
-                std::fs::rename(staged_path(path), path).map_err(|e| VaultError::KeyFile {
+                let failure = |e: std::io::Error| VaultError::KeyFile {
                     path: path.display().to_string(),
                     reason: e.to_string(),
-                })
+                };
+                let mut name = path.file_name().unwrap_or_default().to_os_string();
+                name.push(".tmp");
+                let temporary = path.with_file_name(name);
+                let _ = std::fs::remove_file(&temporary);
+                crate::write_private(&temporary, key.to_base64().as_bytes()).map_err(failure)?;
+                std::fs::rename(&temporary, path).map_err(failure)?;
             }
-            KeyLocation::Keychain { account } => {
-                let staged = staged_account(account);
-                let text = keychain_get(&staged)
-                    .map_err(KeychainError::into_vault)?
-                    .ok_or_else(|| VaultError::InvalidKey("the staged key is gone".into()))?;
-                keychain_set(account, &text)?;
-                keychain_delete(&staged);
-                Ok(())
-            }
+            KeyLocation::Keychain { account } => keychain_set(account, &key.to_base64())?,
         }
+        self.discard_staged(key);
+        Ok(())
     }
 
     /// Removes a key that a load just made and that turned out to be unwanted (the
@@ -203,8 +205,14 @@ impl KeyLocation {
         }
     }
 
-    /// Forgets a staged key (a rotation that did not go through).
-    pub fn discard_staged(&self) {
+    /// Forgets the staged key if it is `key` (a rotation that did not go through, or
+    /// one that is complete).
+    pub fn discard_staged(&self, key: &MasterKey) {
+        let ours =
+            matches!(self.staged(), Ok(Some(staged)) if *staged.to_base64() == *key.to_base64());
+        if !ours {
+            return;
+        }
         match self {
             KeyLocation::Environment => {}
             KeyLocation::File(path) => {
@@ -327,13 +335,19 @@ mod tests {
             *current.location.staged().unwrap().unwrap().to_base64(),
             *next.to_base64()
         );
-        current.location.promote().unwrap();
+        current.location.promote(&next).unwrap();
         assert!(current.location.staged().unwrap().is_none());
         let reloaded = KeySetting::File(path.clone()).load().unwrap();
         assert_eq!(*reloaded.key.to_base64(), *next.to_base64());
 
-        current.location.stage(&MasterKey::generate()).unwrap();
-        current.location.discard_staged();
+        let abandoned = MasterKey::generate();
+        current.location.stage(&abandoned).unwrap();
+        current.location.discard_staged(&MasterKey::generate());
+        assert!(
+            current.location.staged().unwrap().is_some(),
+            "another rotation's key stays"
+        );
+        current.location.discard_staged(&abandoned);
         assert!(current.location.staged().unwrap().is_none());
     }
 
