@@ -12,6 +12,8 @@ pub struct ApiError {
     pub code: String,
     pub message: String,
     pub details: Option<serde_json::Value>,
+    /// Seconds for the `Retry-After` header of a 429.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -21,6 +23,7 @@ impl ApiError {
             code: code.to_string(),
             message: message.into(),
             details: None,
+            retry_after: None,
         }
     }
 
@@ -51,6 +54,10 @@ impl From<CoreError> for ApiError {
             code: error.code().to_string(),
             message: error.public_message(),
             details: error.details(),
+            retry_after: match error {
+                CoreError::TooManyAttempts { retry_after_secs } => Some(retry_after_secs),
+                _ => None,
+            },
         }
     }
 }
@@ -58,17 +65,12 @@ impl From<CoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut error = serde_json::json!({"code": self.code, "message": self.message});
-        if let Some(details) = self.details.clone() {
+        if let Some(details) = self.details {
             error["details"] = details;
         }
-        let retry_after = self
-            .details
-            .as_ref()
-            .and_then(|d| d.get("retry_after_secs"))
-            .and_then(|v| v.as_u64());
         let mut response =
             (self.status, Json(serde_json::json!({ "error": error }))).into_response();
-        if let (StatusCode::TOO_MANY_REQUESTS, Some(secs)) = (self.status, retry_after) {
+        if let Some(secs) = self.retry_after {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, secs.into());

@@ -5,13 +5,13 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
-use runbook_core::{Actor, Config, Service};
+use runbook_core::{Actor, Service};
 use runbook_domain::Role;
-use runbook_server::{app, AppState};
 use serde_json::{json, Value};
 use std::time::Duration;
-use tokio::sync::watch;
 use tower::ServiceExt;
+
+mod common;
 
 struct TestApp {
     router: Router,
@@ -22,23 +22,7 @@ struct TestApp {
 
 impl TestApp {
     async fn new() -> TestApp {
-        let dir = tempfile::tempdir().unwrap();
-        let service = Service::open(Config::from_data_dir(dir.path()))
-            .await
-            .unwrap();
-        let admin = service
-            .create_api_key(&Actor::system(), "admin", Role::Admin)
-            .await
-            .unwrap()
-            .token;
-        let (_tx, shutdown) = watch::channel(false);
-        let router = app(
-            AppState {
-                service: service.clone(),
-                shutdown,
-            },
-            None,
-        );
+        let (router, service, admin, dir) = common::in_process_app().await;
         TestApp {
             router,
             service,

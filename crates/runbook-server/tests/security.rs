@@ -8,7 +8,6 @@ use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use runbook_core::{Actor, Config, LockoutPolicy, Service};
 use runbook_domain::{ExecutionStatus, Role};
-use runbook_server::{app, AppState};
 use serde_json::{json, Value};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -183,23 +182,7 @@ struct InProcess {
 
 impl InProcess {
     async fn new() -> InProcess {
-        let dir = tempfile::tempdir().unwrap();
-        let service = Service::open(Config::from_data_dir(dir.path()))
-            .await
-            .unwrap();
-        let admin = service
-            .create_api_key(&Actor::system(), "admin", Role::Admin)
-            .await
-            .unwrap()
-            .token;
-        let (_tx, shutdown) = watch::channel(false);
-        let router = app(
-            AppState {
-                service: service.clone(),
-                shutdown,
-            },
-            None,
-        );
+        let (router, service, admin, dir) = common::in_process_app().await;
         InProcess {
             router,
             service,

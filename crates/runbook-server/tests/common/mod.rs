@@ -368,3 +368,35 @@ pub async fn serve_in_process(
     });
     (base, stop)
 }
+
+/// A service on SQLite in a fresh data directory, its router (called in-process) and
+/// an admin key's token. The directory lives as long as the returned guard.
+pub async fn in_process_app() -> (
+    axum::Router,
+    runbook_core::Service,
+    String,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let service = runbook_core::Service::open(runbook_core::Config::from_data_dir(dir.path()))
+        .await
+        .unwrap();
+    let admin = service
+        .create_api_key(
+            &runbook_core::Actor::system(),
+            "admin",
+            runbook_domain::Role::Admin,
+        )
+        .await
+        .unwrap()
+        .token;
+    let (_tx, shutdown) = tokio::sync::watch::channel(false);
+    let router = runbook_server::app(
+        runbook_server::AppState {
+            service: service.clone(),
+            shutdown,
+        },
+        None,
+    );
+    (router, service, admin, dir)
+}
