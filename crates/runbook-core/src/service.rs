@@ -605,9 +605,8 @@ impl Service {
                 "the service is shutting down and starts no new runs".to_string(),
             ));
         }
-        self.store.insert_execution(&execution).await?;
         self.store
-            .claim_execution(execution.id, self.runner, execution.created_at)
+            .insert_execution(&execution, Some(self.runner))
             .await?;
         self.engine.start(execution.clone(), runbook);
         Ok(execution)

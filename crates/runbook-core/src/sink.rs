@@ -18,8 +18,8 @@ impl StoreSink {
         if !status.is_finished() {
             return;
         }
-        let actor = match self.0.get_execution(execution_id).await {
-            Ok(Some(execution)) => execution.started_by,
+        let actor = match self.0.execution_started_by(execution_id).await {
+            Ok(Some(started_by)) => started_by,
             _ => "unknown".to_string(),
         };
         let outcome = if status == ExecutionStatus::Succeeded {

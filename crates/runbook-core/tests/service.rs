@@ -696,7 +696,7 @@ async fn runs_left_unfinished_are_interrupted_when_a_service_opens() {
         retry_of: None,
         retry_from: None,
     };
-    store.insert_execution(&orphan).await.unwrap();
+    store.insert_execution(&orphan, None).await.unwrap();
     let done = StepResult {
         status: StepStatus::Succeeded,
         started_at: Some(now),

@@ -1,25 +1,32 @@
 //! Write-behind persistence for one run: the run hands state changes and output to a
 //! writer task and goes on at once, so storage latency never sits on a step's path.
-//! Records are applied in order; the bounded queue keeps memory bounded when storage
-//! is slower than the run.
+//! Records are applied in order. The writer gathers records for a short window and
+//! stores them in one transaction; handing one over does not wake it, so a run of
+//! short steps costs the writer one wake-up and one transaction per window. Output
+//! waiting to be stored is bounded in bytes, so memory stays bounded when storage is
+//! slower than the run.
 
 use crate::{ExecutionSink, RunRecord};
 use chrono::{DateTime, Utc};
 use runbook_domain::{ExecutionStatus, StepResult};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
-/// Records waiting for the writer, at most. Output records are at most one flush
-/// batch each, so this bounds the memory a slow store can make the run hold.
-const QUEUE: usize = 16;
+/// Records waiting for the writer, at most (state records are small; output is
+/// bounded by [`OUTPUT_BUDGET`]).
+const QUEUE: usize = 4096;
+/// Output bytes handed over and not yet stored, at most. A larger batch waits for
+/// the whole budget.
+const OUTPUT_BUDGET: usize = 8 * 1024 * 1024;
 /// How often a failed write is tried again, and the pause that grows between tries.
 const RETRIES: u32 = 5;
-/// How long the writer lets records gather before writing them together.
-const GROUP_COMMIT: std::time::Duration = std::time::Duration::from_millis(2);
-/// Records written in one transaction, at most.
-const BATCH: usize = 64;
 const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+/// How long records may gather before they are written together, unless the run's
+/// state changed or someone waits for them.
+const GROUP_COMMIT: std::time::Duration = std::time::Duration::from_millis(20);
+/// Records written in one transaction, at most.
+const BATCH: usize = 512;
 
 enum Record {
     Status {
@@ -35,22 +42,18 @@ enum Record {
     Output {
         offset: u64,
         data: Vec<u8>,
+        /// Its share of the output budget, returned once it is stored.
+        _budget: OwnedSemaphorePermit,
     },
     /// Answered once everything before it is stored.
     Sync(oneshot::Sender<()>),
 }
 
 impl Record {
-    /// True when the run waits until this record is stored.
-    fn is_awaited(&self) -> bool {
-        matches!(
-            self,
-            Record::Sync(_)
-                | Record::Status {
-                    written: Some(_),
-                    ..
-                }
-        )
+    /// A change of the run's state (rare: start, pause, resume, waiting, end), or
+    /// something the run waits for: stored at once, with what was handed over before it.
+    fn is_urgent(&self) -> bool {
+        matches!(self, Record::Status { .. } | Record::Sync(_))
     }
 }
 
@@ -58,14 +61,22 @@ impl Record {
 #[derive(Clone)]
 pub struct Recorder {
     queue: mpsc::Sender<Record>,
+    /// Ends the writer's gathering window early: someone waits, or output is piling up.
+    hurry: Arc<Notify>,
+    output_budget: Arc<Semaphore>,
 }
 
 impl Recorder {
     /// Starts the writer task for `execution_id`.
     pub fn start(sink: Arc<dyn ExecutionSink>, execution_id: Uuid) -> Recorder {
         let (queue, records) = mpsc::channel(QUEUE);
-        tokio::spawn(write(sink, execution_id, records));
-        Recorder { queue }
+        let hurry = Arc::new(Notify::new());
+        tokio::spawn(write(sink, execution_id, records, hurry.clone()));
+        Recorder {
+            queue,
+            hurry,
+            output_budget: Arc::new(Semaphore::new(OUTPUT_BUDGET)),
+        }
     }
 
     pub async fn status(
@@ -112,12 +123,37 @@ impl Recorder {
     }
 
     pub async fn output(&self, offset: u64, data: Vec<u8>) {
-        self.send(Record::Output { offset, data }).await;
+        let share = data.len().clamp(1, OUTPUT_BUDGET) as u32;
+        let budget = match self.output_budget.clone().try_acquire_many_owned(share) {
+            Ok(budget) => budget,
+            Err(_) => {
+                // The writer is behind: let it write what it has, and wait for room.
+                self.hurry.notify_one();
+                match self.output_budget.clone().acquire_many_owned(share).await {
+                    Ok(budget) => budget,
+                    Err(_) => return,
+                }
+            }
+        };
+        let hurry = data.len() * 2 >= OUTPUT_BUDGET;
+        self.send(Record::Output {
+            offset,
+            data,
+            _budget: budget,
+        })
+        .await;
+        if hurry {
+            self.hurry.notify_one();
+        }
     }
 
     async fn send(&self, record: Record) {
+        let urgent = record.is_urgent();
         if self.queue.send(record).await.is_err() {
             tracing::error!("the run's writer has stopped; a record is lost");
+        }
+        if urgent {
+            self.hurry.notify_one();
         }
     }
 }
@@ -126,19 +162,21 @@ async fn write(
     sink: Arc<dyn ExecutionSink>,
     execution_id: Uuid,
     mut records: mpsc::Receiver<Record>,
+    hurry: Arc<Notify>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
-    // Whatever queued up while the last batch was written goes in one transaction.
     while records.recv_many(&mut batch, BATCH).await > 0 {
-        // Group commit: unless someone waits for these records, the next ones get a
-        // moment to join them, so a run of short steps costs few transactions.
-        if !batch.iter().any(Record::is_awaited) {
-            tokio::time::sleep(GROUP_COMMIT).await;
-            while batch.len() < BATCH {
-                match records.try_recv() {
-                    Ok(record) => batch.push(record),
-                    Err(_) => break,
-                }
+        // Group commit: unless something is urgent, later records get a moment to join.
+        if !batch.iter().any(Record::is_urgent) {
+            tokio::select! {
+                _ = tokio::time::sleep(GROUP_COMMIT) => {}
+                _ = hurry.notified() => {}
+            }
+        }
+        while batch.len() < BATCH {
+            match records.try_recv() {
+                Ok(record) => batch.push(record),
+                Err(_) => break,
             }
         }
         let changes = changes_of(&batch);
@@ -158,6 +196,7 @@ async fn write(
                 }
             }
         }
+        drop(changes);
         for record in batch.drain(..) {
             match record {
                 Record::Sync(done) => {
@@ -175,12 +214,20 @@ async fn write(
     }
 }
 
-/// The changes a batch of records makes, in order (every step snapshot included, so
-/// the store sees each state a step went through).
+/// The changes a batch of records makes, in order. A step's state is taken from its
+/// last record in the batch: the batch is stored in one transaction, so the states
+/// before it could never be seen anyway.
 fn changes_of(batch: &[Record]) -> Vec<RunRecord<'_>> {
+    let mut last_of_step = std::collections::HashMap::new();
+    for (position, record) in batch.iter().enumerate() {
+        if let Record::Step { index, .. } = record {
+            last_of_step.insert(*index, position);
+        }
+    }
     batch
         .iter()
-        .filter_map(|record| match record {
+        .enumerate()
+        .filter_map(|(position, record)| match record {
             Record::Status {
                 status,
                 started_at,
@@ -191,15 +238,78 @@ fn changes_of(batch: &[Record]) -> Vec<RunRecord<'_>> {
                 started_at: *started_at,
                 finished_at: *finished_at,
             }),
-            Record::Step { index, step } => Some(RunRecord::Step {
-                index: *index,
-                step,
-            }),
-            Record::Output { offset, data } => Some(RunRecord::Output {
+            Record::Step { index, step } => {
+                (last_of_step.get(index) == Some(&position)).then_some(RunRecord::Step {
+                    index: *index,
+                    step,
+                })
+            }
+            Record::Output { offset, data, .. } => Some(RunRecord::Output {
                 offset: *offset,
                 data,
             }),
             Record::Sync(_) => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runbook_domain::StepStatus;
+
+    fn step(index: usize, status: StepStatus) -> Record {
+        Record::Step {
+            index,
+            step: Box::new(StepResult {
+                status,
+                ..StepResult::pending(format!("b{index}"))
+            }),
+        }
+    }
+
+    #[test]
+    fn a_batch_keeps_each_steps_last_state_and_the_order_of_everything_else() {
+        let budget = Arc::new(Semaphore::new(8));
+        let batch = vec![
+            Record::Status {
+                status: ExecutionStatus::Running,
+                started_at: None,
+                finished_at: None,
+                written: None,
+            },
+            step(0, StepStatus::Running),
+            Record::Output {
+                offset: 0,
+                data: b"out".to_vec(),
+                _budget: budget.clone().try_acquire_many_owned(3).unwrap(),
+            },
+            step(0, StepStatus::Succeeded),
+            step(1, StepStatus::Running),
+            Record::Sync(oneshot::channel().0),
+        ];
+        let changes: Vec<String> = changes_of(&batch)
+            .iter()
+            .map(|change| match change {
+                RunRecord::Status { status, .. } => format!("run {status}"),
+                RunRecord::Step { index, step } => format!("step {index} {}", step.status.as_str()),
+                RunRecord::Output { offset, data } => format!("output {offset}+{}", data.len()),
+            })
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                "run running",
+                "output 0+3",
+                "step 0 succeeded",
+                "step 1 running"
+            ]
+        );
+        drop(batch);
+        assert_eq!(
+            budget.available_permits(),
+            8,
+            "stored output returns its budget"
+        );
+    }
 }

@@ -31,6 +31,8 @@ use tokio::time::{sleep_until, Instant};
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
 /// Most bytes of a step's output file read for published outputs.
 const MAX_OUTPUT_FILE: u64 = 64 * 1024;
+/// Bytes read from a command's stdout or stderr at once.
+const READ_BUFFER: usize = 64 * 1024;
 /// Most bytes of a response body shown in the console (all of it is stored with the step).
 const MAX_BODY_SHOWN: usize = 4096;
 
@@ -56,6 +58,8 @@ pub struct Run {
     secrets: Secrets,
     /// Where steps write their outputs; made when the first command needs it.
     scratch: Option<tempfile::TempDir>,
+    /// Buffers commands' stdout and stderr are read into.
+    read_buffers: (Vec<u8>, Vec<u8>),
 }
 
 impl Run {
@@ -85,6 +89,7 @@ impl Run {
             index_of,
             secrets: Secrets::default(),
             scratch: None,
+            read_buffers: Default::default(),
         }
     }
 
@@ -631,7 +636,10 @@ impl Run {
         let mut stderr = child.stderr.take().expect("stderr is piped");
         let mut out = Stream::new(&self.secrets);
         let mut err = Stream::new(&self.secrets);
-        let (mut out_buf, mut err_buf) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+        // Read buffers are kept from step to step: a run of short steps allocates once.
+        let (mut out_buf, mut err_buf) = std::mem::take(&mut self.read_buffers);
+        out_buf.resize(READ_BUFFER, 0);
+        err_buf.resize(READ_BUFFER, 0);
         let (mut out_open, mut err_open) = (true, true);
         let mut exit = None;
         let mut stopping = false;
@@ -641,7 +649,9 @@ impl Run {
         let mut paused_at: Option<Instant> = None;
         let mut kill_at = far;
         let mut drain_until = far;
-        let mut flush_tick = tokio::time::interval(self.inner.config.flush_interval);
+        let flush_interval = self.inner.config.flush_interval;
+        let mut flush_tick =
+            tokio::time::interval_at(Instant::now() + flush_interval, flush_interval);
 
         while exit.is_none() || out_open || err_open {
             tokio::select! {
@@ -697,6 +707,7 @@ impl Run {
             }
         }
         drop(_group);
+        self.read_buffers = (out_buf, err_buf);
         if stopping {
             // A process that left the group (setsid) still carries the run's mark.
             let id = self.execution.id;
@@ -710,9 +721,11 @@ impl Run {
             step.exit_code = code;
             step.detail.stdout = out.tail;
             step.detail.stderr = err.tail;
-            step.detail.outputs = read_outputs(&output_file, secrets);
+            if let Some(outputs) = read_outputs(&output_file, secrets) {
+                step.detail.outputs = outputs;
+                let _ = std::fs::remove_file(&output_file);
+            }
         }
-        let _ = std::fs::remove_file(&output_file);
         if timed_out {
             let secs = timeout_secs.unwrap_or_default();
             return self
@@ -818,17 +831,16 @@ fn tail_of(text: &str, max: usize) -> &str {
     &text[start..]
 }
 
-/// The `KEY=VALUE` lines a step wrote to its output file (masked); other lines are ignored.
-fn read_outputs(path: &std::path::Path, secrets: &Secrets) -> BTreeMap<String, String> {
+/// The `KEY=VALUE` lines a step wrote to its output file (masked); other lines are
+/// ignored. None when the step wrote no file.
+fn read_outputs(path: &std::path::Path, secrets: &Secrets) -> Option<BTreeMap<String, String>> {
     use std::io::Read;
     let mut bytes = Vec::new();
-    let Ok(file) = std::fs::File::open(path) else {
-        return BTreeMap::new();
-    };
+    let file = std::fs::File::open(path).ok()?;
     if file.take(MAX_OUTPUT_FILE).read_to_end(&mut bytes).is_err() {
-        return BTreeMap::new();
+        return Some(BTreeMap::new());
     }
-    String::from_utf8_lossy(&bytes)
+    let outputs = String::from_utf8_lossy(&bytes)
         .lines()
         .filter_map(|line| line.split_once('='))
         .filter(|(key, _)| {
@@ -838,7 +850,8 @@ fn read_outputs(path: &std::path::Path, secrets: &Secrets) -> BTreeMap<String, S
                 && key.len() <= 64
         })
         .map(|(key, value)| (key.to_string(), secrets.mask(value)))
-        .collect()
+        .collect();
+    Some(outputs)
 }
 
 /// Now, to the microsecond: the precision both databases keep.

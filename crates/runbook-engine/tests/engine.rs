@@ -34,9 +34,15 @@ async fn commands_run_in_order_and_their_output_is_captured_in_order() {
         assert_eq!(step.status, StepStatus::Succeeded);
         assert_eq!(step.exit_code, Some(0));
         assert!(step.started_at.is_some() && step.finished_at.is_some());
-        assert_eq!(
-            record.step_statuses(index),
-            [StepStatus::Running, StepStatus::Succeeded]
+        // The writer stores a step's latest state per batch: a short step's running
+        // state may be stored together with its end.
+        let statuses = record.step_statuses(index);
+        assert!(
+            matches!(
+                statuses.as_slice(),
+                [StepStatus::Succeeded] | [StepStatus::Running, StepStatus::Succeeded]
+            ),
+            "{statuses:?}"
         );
     }
     let text = record.text();

@@ -212,9 +212,16 @@ pub trait Store: AccessStore + Send + Sync {
     /// The content of one version of a live runbook.
     async fn get_version(&self, id: Uuid, version: i64) -> Result<Option<Runbook>, StoreError>;
 
-    /// Stores a new execution with its pending steps.
-    async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError>;
+    /// Stores a new execution with its pending steps; with a runner, claimed by it (see
+    /// [`Store::claim_execution`]) as of its creation.
+    async fn insert_execution(
+        &self,
+        execution: &Execution,
+        runner: Option<Uuid>,
+    ) -> Result<(), StoreError>;
     async fn get_execution(&self, id: Uuid) -> Result<Option<Execution>, StoreError>;
+    /// Who started an execution, without loading its steps.
+    async fn execution_started_by(&self, id: Uuid) -> Result<Option<String>, StoreError>;
     /// Lists executions, newest first, with the total matching the filter.
     async fn list_executions(
         &self,

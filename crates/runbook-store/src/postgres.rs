@@ -362,11 +362,15 @@ impl Store for PostgresStore {
         row.map(RunbookRow::into_runbook).transpose()
     }
 
-    async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError> {
+    async fn insert_execution(
+        &self,
+        execution: &Execution,
+        runner: Option<Uuid>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO executions (id, runbook_id, runbook_version, runbook_name, status, params, started_by, created_at, started_at, finished_at, retry_of, retry_from)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            "INSERT INTO executions (id, runbook_id, runbook_version, runbook_name, status, params, started_by, created_at, started_at, finished_at, retry_of, retry_from, runner_id, heartbeat_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(execution.id)
         .bind(execution.runbook_id)
@@ -380,6 +384,8 @@ impl Store for PostgresStore {
         .bind(execution.finished_at)
         .bind(execution.retry_of)
         .bind(&execution.retry_from)
+        .bind(runner)
+        .bind(runner.map(|_| execution.created_at))
         .execute(&mut *tx)
         .await?;
         // Bind parameters are limited to 65535 a statement: steps go in slices.
@@ -405,6 +411,15 @@ impl Store for PostgresStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn execution_started_by(&self, id: Uuid) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT started_by FROM executions WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn get_execution(&self, id: Uuid) -> Result<Option<Execution>, StoreError> {

@@ -18,6 +18,10 @@ use std::time::Duration;
 use uuid::Uuid;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+/// Steps stored by one INSERT: 11 parameters each, well under SQLite's 32,766.
+const STEPS_PER_INSERT: usize = 1000;
+/// Steps written by one UPDATE: 9 parameters each.
+const STEPS_PER_UPDATE: usize = 1000;
 
 /// A [`Store`] on an SQLite file.
 ///
@@ -36,16 +40,15 @@ impl SqliteStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
-            // Large pages suit what the file mostly holds (console output in chunks of
-            // up to a megabyte): fewer pages per chunk, fewer WAL frames to write.
-            // Takes effect when the file is created.
-            .page_size(65536)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // A connection to a local file does not drop like a network one: no ping
+            // (a round trip to the connection's thread) before every use.
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&pool).await?;
@@ -393,12 +396,16 @@ impl Store for SqliteStore {
         row.map(RunbookRow::into_runbook).transpose()
     }
 
-    async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError> {
+    async fn insert_execution(
+        &self,
+        execution: &Execution,
+        runner: Option<Uuid>,
+    ) -> Result<(), StoreError> {
         let id = execution.id.to_string();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO executions (id, runbook_id, runbook_version, runbook_name, status, params, started_by, created_at, started_at, finished_at, retry_of, retry_from)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO executions (id, runbook_id, runbook_version, runbook_name, status, params, started_by, created_at, started_at, finished_at, retry_of, retry_from, runner_id, heartbeat_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(execution.runbook_id.to_string())
@@ -412,30 +419,42 @@ impl Store for SqliteStore {
         .bind(execution.finished_at)
         .bind(execution.retry_of.map(|id| id.to_string()))
         .bind(&execution.retry_from)
+        .bind(runner.map(|runner| runner.to_string()))
+        .bind(runner.map(|_| execution.created_at))
         .execute(&mut *tx)
         .await?;
-        for (index, step) in execution.steps.iter().enumerate() {
-            sqlx::query(
+        // A statement takes at most 32,766 parameters: steps go in slices.
+        for (slice_index, slice) in execution.steps.chunks(STEPS_PER_INSERT).enumerate() {
+            let mut qb = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO execution_steps (execution_id, idx, block_id, status, exit_code, http_status,
-                     started_at, finished_at, output_bytes, error, detail)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&id)
-            .bind(index as i64)
-            .bind(&step.block_id)
-            .bind(step.status.as_str())
-            .bind(step.exit_code)
-            .bind(step.http_status.map(i64::from))
-            .bind(step.started_at)
-            .bind(step.finished_at)
-            .bind(step.output_bytes as i64)
-            .bind(&step.error)
-            .bind(encode_detail(&step.detail))
-            .execute(&mut *tx)
-            .await?;
+                     started_at, finished_at, output_bytes, error, detail) ",
+            );
+            qb.push_values(slice.iter().enumerate(), |mut row, (index, step)| {
+                row.push_bind(&id)
+                    .push_bind((slice_index * STEPS_PER_INSERT + index) as i64)
+                    .push_bind(&step.block_id)
+                    .push_bind(step.status.as_str())
+                    .push_bind(step.exit_code)
+                    .push_bind(step.http_status.map(i64::from))
+                    .push_bind(step.started_at)
+                    .push_bind(step.finished_at)
+                    .push_bind(step.output_bytes as i64)
+                    .push_bind(&step.error)
+                    .push_bind(encode_detail(&step.detail));
+            });
+            qb.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn execution_started_by(&self, id: Uuid) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT started_by FROM executions WHERE id = ?")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn get_execution(&self, id: Uuid) -> Result<Option<Execution>, StoreError> {
@@ -532,7 +551,19 @@ impl Store for SqliteStore {
                 return Ok(());
             }
         }
+        // Every step changed in the batch is written by one statement, with its last
+        // state: the batch commits as one, so earlier states are never seen anyway.
+        let mut steps = std::collections::BTreeMap::new();
+        for record in records {
+            if let RunRecord::Step { index, step } = *record {
+                steps.insert(index, step);
+            }
+        }
+        let steps: Vec<(usize, &StepResult)> = steps.into_iter().collect();
         let mut tx = self.pool.begin().await?;
+        for slice in steps.chunks(STEPS_PER_UPDATE) {
+            write_steps(&mut *tx, execution_id, slice).await?;
+        }
         for record in records {
             match *record {
                 RunRecord::Status {
@@ -540,9 +571,7 @@ impl Store for SqliteStore {
                     started_at,
                     finished_at,
                 } => write_status(&mut *tx, execution_id, status, started_at, finished_at).await?,
-                RunRecord::Step { index, step } => {
-                    write_step(&mut *tx, execution_id, index, step).await?
-                }
+                RunRecord::Step { .. } => {}
                 RunRecord::Output { .. } if self.consoles.is_some() => {}
                 RunRecord::Output { offset, data } => {
                     write_output(&mut *tx, execution_id, offset, data).await?
@@ -759,6 +788,40 @@ async fn write_step<'e>(
     .bind(index as i64)
     .execute(executor)
     .await?;
+    Ok(())
+}
+
+/// Writes the state of several steps of one execution in one statement.
+async fn write_steps<'e>(
+    executor: impl sqlx::SqliteExecutor<'e>,
+    execution_id: Uuid,
+    steps: &[(usize, &StepResult)],
+) -> Result<(), StoreError> {
+    let mut qb = QueryBuilder::<Sqlite>::new(
+        "WITH changed (idx, status, exit_code, http_status, started_at, finished_at,
+             output_bytes, error, detail) AS (",
+    );
+    qb.push_values(steps, |mut row, (index, step)| {
+        row.push_bind(*index as i64)
+            .push_bind(step.status.as_str())
+            .push_bind(step.exit_code)
+            .push_bind(step.http_status.map(i64::from))
+            .push_bind(step.started_at)
+            .push_bind(step.finished_at)
+            .push_bind(step.output_bytes as i64)
+            .push_bind(step.error.clone())
+            .push_bind(encode_detail(&step.detail));
+    });
+    qb.push(
+        ") UPDATE execution_steps SET status = changed.status, exit_code = changed.exit_code,
+             http_status = changed.http_status, started_at = changed.started_at,
+             finished_at = changed.finished_at, output_bytes = changed.output_bytes,
+             error = changed.error, detail = changed.detail
+         FROM changed WHERE execution_steps.execution_id = ",
+    );
+    qb.push_bind(execution_id.to_string());
+    qb.push(" AND execution_steps.idx = changed.idx");
+    qb.build().execute(executor).await?;
     Ok(())
 }
 

@@ -547,7 +547,7 @@ async fn executions_round_trip_and_list_newest_first_with_filters(store: Arc<dyn
     let middle = execution(cleanup, 10, ExecutionStatus::Failed);
     let newest = execution(deploy, 20, ExecutionStatus::Queued);
     for run in [&middle, &newest, &oldest] {
-        store.insert_execution(run).await.unwrap();
+        store.insert_execution(run, None).await.unwrap();
     }
 
     let loaded = store
@@ -602,7 +602,7 @@ async fn executions_round_trip_and_list_newest_first_with_filters(store: Arc<dyn
 
 async fn status_updates_keep_the_start_time_when_none_is_given(store: Arc<dyn Store>) {
     let run = execution(Uuid::new_v4(), 0, ExecutionStatus::Queued);
-    store.insert_execution(&run).await.unwrap();
+    store.insert_execution(&run, None).await.unwrap();
 
     store
         .update_execution_status(run.id, ExecutionStatus::Running, Some(at(1)), None)
@@ -639,7 +639,7 @@ async fn status_updates_keep_the_start_time_when_none_is_given(store: Arc<dyn St
 
 async fn step_updates_record_the_step_and_touch_no_other(store: Arc<dyn Store>) {
     let run = execution(Uuid::new_v4(), 0, ExecutionStatus::Running);
-    store.insert_execution(&run).await.unwrap();
+    store.insert_execution(&run, None).await.unwrap();
     let failed = StepResult {
         block_id: "check".to_string(),
         status: StepStatus::Failed,
@@ -698,14 +698,14 @@ async fn a_retry_keeps_its_link_and_the_results_it_reuses(store: Arc<dyn Store>)
         },
         ..StepResult::pending("intro")
     };
-    store.insert_execution(&retry).await.unwrap();
+    store.insert_execution(&retry, None).await.unwrap();
     let loaded = store.get_execution(retry.id).await.unwrap().unwrap();
     assert_eq!(loaded, retry);
 }
 
 async fn a_batch_of_run_records_is_applied_in_order(store: Arc<dyn Store>) {
     let run = execution(Uuid::new_v4(), 0, ExecutionStatus::Queued);
-    store.insert_execution(&run).await.unwrap();
+    store.insert_execution(&run, None).await.unwrap();
     let running = StepResult {
         status: StepStatus::Running,
         started_at: Some(at(1)),
@@ -716,6 +716,23 @@ async fn a_batch_of_run_records_is_applied_in_order(store: Arc<dyn Store>) {
         finished_at: Some(at(2)),
         output_bytes: 6,
         ..running.clone()
+    };
+    // Every column of a step survives the batch, and steps do not mix.
+    let failed = StepResult {
+        status: StepStatus::Failed,
+        exit_code: Some(3),
+        http_status: Some(502),
+        started_at: Some(at(2)),
+        finished_at: Some(at(3)),
+        output_bytes: 0,
+        error: Some("exit code 3".to_string()),
+        detail: StepDetail {
+            stdout: "partial".to_string(),
+            stderr: "boom".to_string(),
+            outputs: [("KEY".to_string(), "value".to_string())].into(),
+            ..Default::default()
+        },
+        ..StepResult::pending("check")
     };
     store
         .record_run(
@@ -729,6 +746,10 @@ async fn a_batch_of_run_records_is_applied_in_order(store: Arc<dyn Store>) {
                 RunRecord::Step {
                     index: 0,
                     step: &running,
+                },
+                RunRecord::Step {
+                    index: 1,
+                    step: &failed,
                 },
                 RunRecord::Output {
                     offset: 0,
@@ -758,6 +779,11 @@ async fn a_batch_of_run_records_is_applied_in_order(store: Arc<dyn Store>) {
         (Some(at(1)), Some(at(3)))
     );
     assert_eq!(loaded.steps[0], done);
+    assert_eq!(loaded.steps[1], failed);
+    assert_eq!(
+        loaded.steps[2], run.steps[2],
+        "an untouched step stays as it was"
+    );
     assert_eq!(store.read_output(run.id, 0, 100).await.unwrap(), b"hello\n");
 
     // A batch that fails part-way changes nothing: the same offset twice is refused.
@@ -782,7 +808,7 @@ async fn a_batch_of_run_records_is_applied_in_order(store: Arc<dyn Store>) {
 
 async fn output_windows_span_chunks_and_start_inside_them(store: Arc<dyn Store>) {
     let run = execution(Uuid::new_v4(), 0, ExecutionStatus::Running);
-    store.insert_execution(&run).await.unwrap();
+    store.insert_execution(&run, None).await.unwrap();
     // Bytes, not text: a NUL, an invalid UTF-8 byte and half of a `€` must survive.
     let console: Vec<u8> = b"step one\r\n\x00\xff\xe2\x82 two\r\nthree\r\nfour and more".to_vec();
     let cuts = [0, 9, 13, 14, 23, console.len()];
@@ -822,8 +848,8 @@ async fn output_windows_span_chunks_and_start_inside_them(store: Arc<dyn Store>)
 async fn output_of_executions_does_not_mix(store: Arc<dyn Store>) {
     let first = execution(Uuid::new_v4(), 0, ExecutionStatus::Running);
     let second = execution(Uuid::new_v4(), 1, ExecutionStatus::Running);
-    store.insert_execution(&first).await.unwrap();
-    store.insert_execution(&second).await.unwrap();
+    store.insert_execution(&first, None).await.unwrap();
+    store.insert_execution(&second, None).await.unwrap();
     store.append_output(first.id, 0, b"aaaa").await.unwrap();
     store.append_output(second.id, 0, b"BB").await.unwrap();
     store.append_output(second.id, 2, b"BBBBBB").await.unwrap();
@@ -846,7 +872,7 @@ async fn interrupting_marks_live_runs_and_leaves_finished_ones(store: Arc<dyn St
     let mut runs = Vec::new();
     for (seconds, status) in ExecutionStatus::ALL.into_iter().enumerate() {
         let run = execution(runbook_id, seconds as i64, status);
-        store.insert_execution(&run).await.unwrap();
+        store.insert_execution(&run, None).await.unwrap();
         if status != ExecutionStatus::Queued {
             store
                 .update_execution_status(run.id, status, Some(at(100)), None)
@@ -941,9 +967,15 @@ async fn runs_with_a_fresh_heartbeat_are_not_interrupted(store: Arc<dyn Store>) 
     let (alive, silent) = (Uuid::new_v4(), Uuid::new_v4());
     let live = execution(runbook_id, 1, ExecutionStatus::Running);
     let orphan = execution(runbook_id, 2, ExecutionStatus::Running);
+    // Claimed when stored: alive as of its creation.
+    let just_started = execution(runbook_id, 190, ExecutionStatus::Running);
     for run in [&live, &orphan] {
-        store.insert_execution(run).await.unwrap();
+        store.insert_execution(run, None).await.unwrap();
     }
+    store
+        .insert_execution(&just_started, Some(alive))
+        .await
+        .unwrap();
     store
         .claim_execution(live.id, alive, at(100))
         .await
@@ -956,19 +988,21 @@ async fn runs_with_a_fresh_heartbeat_are_not_interrupted(store: Arc<dyn Store>) 
 
     // Runs silent since before 150 count as orphans.
     assert_eq!(
-        store
-            .interrupt_unfinished(at(210), at(150))
-            .await
-            .unwrap()
-            .len(),
-        1
+        store.interrupt_unfinished(at(210), at(150)).await.unwrap(),
+        vec![orphan.id]
     );
     let status = |id| {
         let store = store.clone();
         async move { store.get_execution(id).await.unwrap().unwrap().status }
     };
     assert_eq!(status(live.id).await, ExecutionStatus::Running);
+    assert_eq!(status(just_started.id).await, ExecutionStatus::Running);
     assert_eq!(status(orphan.id).await, ExecutionStatus::Interrupted);
+    // Its claim ages like any other: silent since 190, it is an orphan after 195.
+    assert_eq!(
+        store.interrupt_unfinished(at(300), at(195)).await.unwrap(),
+        vec![just_started.id]
+    );
     // A finished run is no longer renewed.
     assert_eq!(store.heartbeat(&[orphan.id], at(300)).await.unwrap(), 0);
     assert_eq!(store.heartbeat(&[], at(300)).await.unwrap(), 0);
