@@ -7,6 +7,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use runbook_domain::Shell;
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use tokio::process::{Child, Command};
@@ -26,7 +27,8 @@ const PRIVATE_VARS: [&str; 3] = [
 
 /// What to run.
 pub struct CommandSpec<'a> {
-    pub shell: Shell,
+    /// The shell's executable: a path from [`resolve_shell`], or its bare name.
+    pub program: &'a OsStr,
     pub script: &'a str,
     pub workdir: Option<&'a str>,
     /// The block's variables and injected secrets, in order.
@@ -40,7 +42,7 @@ pub struct CommandSpec<'a> {
 
 /// Starts the script as the leader of its own process group, output piped.
 pub fn spawn(spec: &CommandSpec<'_>) -> std::io::Result<Child> {
-    let mut command = Command::new(spec.shell.program());
+    let mut command = Command::new(spec.program);
     command.arg("-c").arg(spec.script);
     if let Some(base) = spec.base_env {
         command.env_clear().envs(base);
@@ -61,6 +63,22 @@ pub fn spawn(spec: &CommandSpec<'_>) -> std::io::Result<Child> {
         command.current_dir(dir);
     }
     command.spawn()
+}
+
+/// Where `shell` is on the PATH commands get (`base_env`'s, or the app's own), so it
+/// is looked up once for a run rather than at every spawn. Naming the program by path
+/// also lets the process be started with posix_spawn where a PATH of the caller's own
+/// would otherwise make the standard library fall back to fork and exec. None when it
+/// is not on that PATH (the spawn then reports it by name).
+pub fn resolve_shell(shell: Shell, base_env: Option<&HashMap<String, String>>) -> Option<OsString> {
+    let path = match base_env {
+        Some(env) => env.get("PATH").map(OsString::from),
+        None => std::env::var_os("PATH"),
+    }?;
+    which::which_in_global(shell.program(), Some(path))
+        .ok()?
+        .find(|candidate| candidate.is_absolute())
+        .map(OsString::from)
 }
 
 /// Sends `signal` to every process of the group led by `pgid`; a group that is

@@ -17,7 +17,7 @@ use runbook_domain::execution::MAX_CAPTURED_STREAM;
 use runbook_domain::template::is_template;
 use runbook_domain::{
     ApiCallBlock, Block, Branch, CommandBlock, ConditionalBlock, Execution, ExecutionStatus,
-    Runbook, StepStatus,
+    Runbook, Shell, StepStatus,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -60,6 +60,8 @@ pub struct Run {
     scratch: Option<tempfile::TempDir>,
     /// Buffers commands' stdout and stderr are read into.
     read_buffers: (Vec<u8>, Vec<u8>),
+    /// The shells found on the commands' PATH so far.
+    shells: HashMap<Shell, std::ffi::OsString>,
 }
 
 impl Run {
@@ -90,6 +92,7 @@ impl Run {
             secrets: Secrets::default(),
             scratch: None,
             read_buffers: Default::default(),
+            shells: HashMap::new(),
         }
     }
 
@@ -599,8 +602,18 @@ impl Run {
             }
         };
         let base_env = self.inner.config.base_env.clone();
+        let program = match self.shells.get(shell) {
+            Some(program) => program.clone(),
+            None => match command::resolve_shell(*shell, base_env.as_deref()) {
+                Some(program) => {
+                    self.shells.insert(*shell, program.clone());
+                    program
+                }
+                None => shell.program().into(),
+            },
+        };
         let spec = CommandSpec {
-            shell: *shell,
+            program: &program,
             script: &script,
             workdir: workdir.as_deref(),
             env: &vars,

@@ -178,6 +178,69 @@ async fn env_and_workdir_reach_the_process() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_start_from_the_base_environment_and_find_programs_on_its_path() {
+    use std::os::unix::fs::PermissionsExt;
+    // What a desktop gets from the user's login shell: their own PATH and variables.
+    let bin = tempfile::tempdir().unwrap();
+    let probe = bin.path().join("runbook-probe");
+    std::fs::write(&probe, "#!/bin/sh\necho probe-ran\n").unwrap();
+    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let login_path = format!("{}:/usr/bin:/bin", bin.path().display());
+    let base_env: std::collections::HashMap<String, String> = [
+        ("PATH".to_string(), login_path.clone()),
+        ("FROM_PROFILE".to_string(), "yes".to_string()),
+    ]
+    .into();
+    let config = EngineConfig {
+        base_env: Some(Arc::new(base_env)),
+        ..quick_config()
+    };
+    let run = Harness::start_with(
+        config,
+        vec![
+            command(
+                "login-env",
+                "runbook-probe; echo \"profile=$FROM_PROFILE path=$PATH\"; echo \"home=${HOME-unset}\"",
+            ),
+            block(json!({"id": "bash-too", "kind": "command", "shell": "bash",
+                         "script": "runbook-probe; echo \"bash=$BASH_VERSION\""})),
+        ],
+    );
+    let record = run.finish().await;
+    let text = record.text();
+    assert_eq!(record.status(), Some(ExecutionStatus::Succeeded), "{text}");
+    assert_eq!(text.matches("probe-ran\n").count(), 2, "{text:?}");
+    assert!(
+        text.contains(&format!("profile=yes path={login_path}\n")),
+        "{text:?}"
+    );
+    // Only the base environment: the app's own variables stay out.
+    assert!(text.contains("home=unset\n"), "{text:?}");
+    assert!(
+        text.contains("bash=5") || text.contains("bash=4"),
+        "{text:?}"
+    );
+
+    // A shell that is not on that PATH is not taken from the app's own.
+    let run = Harness::start_with(
+        EngineConfig {
+            base_env: Some(Arc::new(
+                [("PATH".to_string(), bin.path().display().to_string())].into(),
+            )),
+            ..quick_config()
+        },
+        vec![command("no-shell", "echo never")],
+    );
+    let record = run.finish().await;
+    assert_eq!(record.status(), Some(ExecutionStatus::Failed));
+    assert!(
+        record.text().contains("could not start sh"),
+        "{}",
+        record.text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_apps_own_secrets_do_not_reach_commands() {
     // The server's database URL (with its password) is in its environment.
     std::env::set_var("DATABASE_URL", "postgres://app:hunter2@db/prod");
