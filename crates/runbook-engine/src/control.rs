@@ -60,6 +60,20 @@ impl RunControl {
         *self.status.lock().expect("run status lock") = status;
     }
 
+    /// Settles the run's final state: `stopped` when a stop was accepted, `outcome`
+    /// otherwise. From then on every action is refused, so none is accepted and then
+    /// ignored while the run stores its end.
+    pub fn finish(&self, outcome: ExecutionStatus) -> ExecutionStatus {
+        let mut status = self.status.lock().expect("run status lock");
+        let settled = if self.requested.borrow().stopped {
+            ExecutionStatus::Stopped
+        } else {
+            outcome
+        };
+        *status = settled;
+        settled
+    }
+
     /// A receiver that sees every request.
     pub fn watch(&self) -> watch::Receiver<Requested> {
         self.requested.subscribe()
@@ -105,6 +119,40 @@ impl RunControl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_finished_run_refuses_every_action_and_a_late_stop_wins() {
+        let control = RunControl::new(ExecutionStatus::Running);
+        assert_eq!(
+            control.finish(ExecutionStatus::Succeeded),
+            ExecutionStatus::Succeeded
+        );
+        for action in [
+            ControlAction::Pause,
+            ControlAction::Resume,
+            ControlAction::Stop,
+            ControlAction::Acknowledge,
+        ] {
+            assert_eq!(
+                control.apply(action),
+                Err(ControlError::InvalidState {
+                    action: action_name(action),
+                    status: ExecutionStatus::Succeeded
+                })
+            );
+        }
+
+        // A stop accepted before the run settles its end makes it `stopped`.
+        let control = RunControl::new(ExecutionStatus::Running);
+        assert_eq!(
+            control.apply(ControlAction::Stop),
+            Ok(ExecutionStatus::Running)
+        );
+        assert_eq!(
+            control.finish(ExecutionStatus::Succeeded),
+            ExecutionStatus::Stopped
+        );
+    }
 
     #[test]
     fn actions_follow_the_state_machine() {

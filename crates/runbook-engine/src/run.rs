@@ -151,14 +151,11 @@ impl Run {
                 }
             }
         }
-        if self.requested.borrow().stopped {
-            outcome = ExecutionStatus::Stopped;
-        }
+        let outcome = self.control.finish(outcome);
         self.skip_pending().await;
         self.console.flush().await;
         // Clients that see the final state can read everything the run stored.
         self.recorder.finish(outcome, now()).await;
-        self.control.set_status(outcome);
         let _ = self.inner.events.send(ExecutionEvent::Status {
             execution_id: self.execution.id,
             status: outcome,

@@ -62,6 +62,13 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+
+    /// A transaction that writes. It takes the write lock at its start, so it waits
+    /// its turn behind another writer instead of failing when that writer commits
+    /// after this one has read (SQLITE_BUSY_SNAPSHOT).
+    pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
 }
 
 #[derive(FromRow)]
@@ -220,7 +227,7 @@ impl Store for SqliteStore {
         let id = runbook.id.to_string();
         let content = encode_draft(&runbook.draft);
         let tags = serde_json::to_string(&runbook.draft.tags).expect("tags serialize");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO runbooks (id, name, description, tags, search_text, content, version, created_at, updated_at, updated_by)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -299,7 +306,7 @@ impl Store for SqliteStore {
         let id = runbook.id.to_string();
         let content = encode_draft(&runbook.draft);
         let tags = serde_json::to_string(&runbook.draft.tags).expect("tags serialize");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let updated = sqlx::query(
             "UPDATE runbooks SET name = ?, description = ?, tags = ?, search_text = ?, content = ?,
                  version = ?, updated_at = ?, updated_by = ?
@@ -340,7 +347,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_runbook(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let done =
             sqlx::query("UPDATE runbooks SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL")
                 .bind(at)
@@ -402,7 +409,7 @@ impl Store for SqliteStore {
         runner: Option<Uuid>,
     ) -> Result<(), StoreError> {
         let id = execution.id.to_string();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO executions (id, runbook_id, runbook_version, runbook_name, status, params, started_by, created_at, started_at, finished_at, retry_of, retry_from, runner_id, heartbeat_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -560,7 +567,7 @@ impl Store for SqliteStore {
             }
         }
         let steps: Vec<(usize, &StepResult)> = steps.into_iter().collect();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for slice in steps.chunks(STEPS_PER_UPDATE) {
             write_steps(&mut *tx, execution_id, slice).await?;
         }
@@ -650,7 +657,7 @@ impl Store for SqliteStore {
         const ORPHANS: &str = "SELECT id FROM executions
              WHERE status IN ('queued', 'running', 'paused', 'waiting')
                AND COALESCE(heartbeat_at, created_at) < ?";
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(&format!(
             "UPDATE execution_steps SET status = 'stopped', finished_at = ?
              WHERE status IN ('running', 'paused', 'waiting') AND execution_id IN ({ORPHANS})"

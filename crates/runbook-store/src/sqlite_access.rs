@@ -115,7 +115,7 @@ impl AccessStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let info = &record.info;
         // The key check and the write in one transaction: a rotation cannot slip between.
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         let stored: Option<Vec<u8>> =
             sqlx::query_scalar("SELECT sealed FROM vault_check WHERE id = 1")
                 .fetch_optional(&mut *tx)
@@ -183,7 +183,7 @@ impl AccessStore for SqliteStore {
         check: Option<&[u8]>,
     ) -> Result<bool, StoreError> {
         let info = &record.info;
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         if let Some(check) = check {
             let stored: Option<Vec<u8>> =
                 sqlx::query_scalar("SELECT sealed FROM vault_check WHERE id = 1")
@@ -255,7 +255,7 @@ impl AccessStore for SqliteStore {
         old_check: &[u8],
         check: &[u8],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         let key_kept = sqlx::query("UPDATE vault_check SET sealed = ? WHERE id = 1 AND sealed = ?")
             .bind(check)
             .bind(old_check)
@@ -329,7 +329,7 @@ impl AccessStore for SqliteStore {
     }
 
     async fn delete_user(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.write_tx().await?;
         sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL")
             .bind(at)
             .bind(id.to_string())
@@ -363,8 +363,8 @@ impl AccessStore for SqliteStore {
     }
 
     async fn append_audit(&self, event: AuditEvent) -> Result<AuditEntry, StoreError> {
-        // IMMEDIATE takes the write lock first, so two writers never chain onto the same head.
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        // The write lock first, so two writers never chain onto the same head.
+        let mut tx = self.write_tx().await?;
         let (seq, hash): (i64, String) =
             sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
                 .fetch_one(&mut *tx)
