@@ -439,15 +439,8 @@ impl Store for SqliteStore {
             qb.push_values(slice.iter().enumerate(), |mut row, (index, step)| {
                 row.push_bind(&id)
                     .push_bind((slice_index * STEPS_PER_INSERT + index) as i64)
-                    .push_bind(&step.block_id)
-                    .push_bind(step.status.as_str())
-                    .push_bind(step.exit_code)
-                    .push_bind(step.http_status.map(i64::from))
-                    .push_bind(step.started_at)
-                    .push_bind(step.finished_at)
-                    .push_bind(step.output_bytes as i64)
-                    .push_bind(&step.error)
-                    .push_bind(encode_detail(&step.detail));
+                    .push_bind(&step.block_id);
+                push_step_state(&mut row, step);
             });
             qb.build().execute(&mut *tx).await?;
         }
@@ -522,7 +515,7 @@ impl Store for SqliteStore {
         index: usize,
         step: &StepResult,
     ) -> Result<(), StoreError> {
-        write_step(&self.pool, execution_id, index, step).await
+        write_steps(&self.pool, execution_id, &[(index, step)]).await
     }
 
     async fn append_output(
@@ -772,30 +765,20 @@ async fn write_status<'e>(
     Ok(())
 }
 
-async fn write_step<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
-    execution_id: Uuid,
-    index: usize,
+/// Binds the columns of a step's state, in the order `status, exit_code, http_status,
+/// started_at, finished_at, output_bytes, error, detail`.
+fn push_step_state(
+    row: &mut sqlx::query_builder::Separated<'_, '_, Sqlite, &'static str>,
     step: &StepResult,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE execution_steps SET status = ?, exit_code = ?, http_status = ?, started_at = ?,
-             finished_at = ?, output_bytes = ?, error = ?, detail = ?
-         WHERE execution_id = ? AND idx = ?",
-    )
-    .bind(step.status.as_str())
-    .bind(step.exit_code)
-    .bind(step.http_status.map(i64::from))
-    .bind(step.started_at)
-    .bind(step.finished_at)
-    .bind(step.output_bytes as i64)
-    .bind(&step.error)
-    .bind(encode_detail(&step.detail))
-    .bind(execution_id.to_string())
-    .bind(index as i64)
-    .execute(executor)
-    .await?;
-    Ok(())
+) {
+    row.push_bind(step.status.as_str())
+        .push_bind(step.exit_code)
+        .push_bind(step.http_status.map(i64::from))
+        .push_bind(step.started_at)
+        .push_bind(step.finished_at)
+        .push_bind(step.output_bytes as i64)
+        .push_bind(step.error.clone())
+        .push_bind(encode_detail(&step.detail));
 }
 
 /// Writes the state of several steps of one execution in one statement.
@@ -809,15 +792,8 @@ async fn write_steps<'e>(
              output_bytes, error, detail) AS (",
     );
     qb.push_values(steps, |mut row, (index, step)| {
-        row.push_bind(*index as i64)
-            .push_bind(step.status.as_str())
-            .push_bind(step.exit_code)
-            .push_bind(step.http_status.map(i64::from))
-            .push_bind(step.started_at)
-            .push_bind(step.finished_at)
-            .push_bind(step.output_bytes as i64)
-            .push_bind(step.error.clone())
-            .push_bind(encode_detail(&step.detail));
+        row.push_bind(*index as i64);
+        push_step_state(&mut row, step);
     });
     qb.push(
         ") UPDATE execution_steps SET status = changed.status, exit_code = changed.exit_code,
