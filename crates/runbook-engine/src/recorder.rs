@@ -18,7 +18,10 @@ use uuid::Uuid;
 const QUEUE: usize = 4096;
 /// Output bytes handed over and not yet stored, at most. A larger batch waits for
 /// the whole budget.
-const OUTPUT_BUDGET: usize = 8 * 1024 * 1024;
+const OUTPUT_BUDGET: usize = 16 * 1024 * 1024;
+/// Output bytes written in one transaction, at most: a quarter of the budget, so the run
+/// keeps reading into the rest while a batch is written.
+const BATCH_BYTES: usize = OUTPUT_BUDGET / 4;
 /// How often a failed write is tried again, and the pause that grows between tries.
 const RETRIES: u32 = 5;
 const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
@@ -54,6 +57,13 @@ impl Record {
     /// something the run waits for: stored at once, with what was handed over before it.
     fn is_urgent(&self) -> bool {
         matches!(self, Record::Status { .. } | Record::Sync(_))
+    }
+
+    fn output_len(&self) -> usize {
+        match self {
+            Record::Output { data, .. } => data.len(),
+            _ => 0,
+        }
     }
 }
 
@@ -135,7 +145,9 @@ impl Recorder {
                 }
             }
         };
-        let hurry = data.len() * 2 >= OUTPUT_BUDGET;
+        // A batch's worth waiting: no reason to let more gather.
+        let in_flight = OUTPUT_BUDGET - self.output_budget.available_permits();
+        let hurry = in_flight >= BATCH_BYTES;
         self.send(Record::Output {
             offset,
             data,
@@ -165,17 +177,22 @@ async fn write(
     hurry: Arc<Notify>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
-    while records.recv_many(&mut batch, BATCH).await > 0 {
+    while let Some(first) = records.recv().await {
         // Group commit: unless something is urgent, later records get a moment to join.
-        if !batch.iter().any(Record::is_urgent) {
+        if !first.is_urgent() {
             tokio::select! {
                 _ = tokio::time::sleep(GROUP_COMMIT) => {}
                 _ = hurry.notified() => {}
             }
         }
-        while batch.len() < BATCH {
+        let mut bytes = first.output_len();
+        batch.push(first);
+        while batch.len() < BATCH && bytes < BATCH_BYTES {
             match records.try_recv() {
-                Ok(record) => batch.push(record),
+                Ok(record) => {
+                    bytes += record.output_len();
+                    batch.push(record);
+                }
                 Err(_) => break,
             }
         }
