@@ -177,9 +177,12 @@ async fn write(
     hurry: Arc<Notify>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
+    // True when the last batch was cut at its limits: records are waiting already.
+    let mut behind = false;
     while let Some(first) = records.recv().await {
-        // Group commit: unless something is urgent, later records get a moment to join.
-        if !first.is_urgent() {
+        // Group commit: unless something is urgent or the writer is behind (a burst of
+        // instant steps), later records get a moment to join.
+        if !first.is_urgent() && !behind {
             tokio::select! {
                 _ = tokio::time::sleep(GROUP_COMMIT) => {}
                 _ = hurry.notified() => {}
@@ -187,13 +190,17 @@ async fn write(
         }
         let mut bytes = first.output_len();
         batch.push(first);
+        behind = true;
         while batch.len() < BATCH && bytes < BATCH_BYTES {
             match records.try_recv() {
                 Ok(record) => {
                     bytes += record.output_len();
                     batch.push(record);
                 }
-                Err(_) => break,
+                Err(_) => {
+                    behind = false;
+                    break;
+                }
             }
         }
         let changes = changes_of(&batch);

@@ -610,6 +610,32 @@ async fn output_events_are_contiguous_and_match_the_persisted_console() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_instant_steps_is_stored_whole_and_in_order() {
+    // Instructions finish at once: far more records than one batch takes arrive together.
+    let blocks: Vec<_> = (0..1500)
+        .map(|i| block(json!({"id": format!("note-{i}"), "kind": "instruction", "text": format!("line {i}")})))
+        .collect();
+    let run = Harness::start(blocks);
+    let record = run.finish().await;
+    assert_eq!(record.status(), Some(ExecutionStatus::Succeeded));
+    for index in 0..1500 {
+        assert_eq!(
+            record.step(index).status,
+            StepStatus::Succeeded,
+            "step {index}"
+        );
+        assert_eq!(
+            record.step_statuses(index).last(),
+            Some(&StepStatus::Succeeded)
+        );
+    }
+    let text = record.text();
+    assert!(text.find("line 0\r\n").unwrap() < text.find("line 1499\r\n").unwrap());
+    let total: u64 = (0..1500).map(|i| record.step(i).output_bytes).sum();
+    assert_eq!(total, record.output.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_output_is_persisted_completely_in_batches() {
     const BYTES: usize = 20_000_000;
     let run = Harness::start(vec![command("flood", &format!("yes | head -c {BYTES}"))]);
