@@ -85,6 +85,24 @@ pub(crate) async fn append(
     }
 }
 
+/// Records the end of a run in `status`, on behalf of `actor` (who started it, or
+/// `system` for a run found interrupted).
+pub(crate) async fn execution_finished(
+    store: &dyn Store,
+    actor: &str,
+    execution_id: uuid::Uuid,
+    status: runbook_domain::ExecutionStatus,
+) {
+    let outcome = if status == runbook_domain::ExecutionStatus::Succeeded {
+        AuditOutcome::Success
+    } else {
+        AuditOutcome::Failure
+    };
+    let subject = Subject::new(format!("execution:{execution_id}"))
+        .with(serde_json::json!({"status": status}));
+    append(store, actor, None, "execution.finish", subject, outcome).await;
+}
+
 impl Service {
     /// Records `action` by `actor` with the outcome `result` had, and passes `result` on.
     /// `subject` names the target from the result (a created id) when it succeeded.

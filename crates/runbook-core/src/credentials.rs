@@ -649,8 +649,8 @@ impl CredentialResolver for StoreCredentials {
             .await
             .map_err(|_| unavailable("the credential store could not be read"))?
             .ok_or_else(|| CredentialError::NotFound(name.to_string()))?;
-        let actor = match self.store.get_execution(execution_id).await {
-            Ok(Some(execution)) => execution.started_by,
+        let actor = match self.store.execution_started_by(execution_id).await {
+            Ok(Some(started_by)) => started_by,
             _ => "unknown".to_string(),
         };
         let subject = Subject::new(format!("credential:{name}")).with(serde_json::json!({

@@ -763,17 +763,7 @@ async fn interrupt_orphans(
     let stale_before = now - chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
     let interrupted = store.interrupt_unfinished(now, stale_before).await?;
     for id in &interrupted {
-        let subject = Subject::new(format!("execution:{id}"))
-            .with(serde_json::json!({"status": ExecutionStatus::Interrupted}));
-        crate::audit::append(
-            store,
-            "system",
-            None,
-            "execution.finish",
-            subject,
-            runbook_domain::AuditOutcome::Failure,
-        )
-        .await;
+        crate::audit::execution_finished(store, "system", *id, ExecutionStatus::Interrupted).await;
     }
     if !interrupted.is_empty() {
         let killed = engine.reap(&interrupted);

@@ -1,10 +1,10 @@
 //! Persists what the engine reports, through the store, and records the end of
 //! every run in the audit trail.
 
-use crate::audit::{append, Subject};
+use crate::audit::execution_finished;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use runbook_domain::{AuditOutcome, ExecutionStatus, StepResult};
+use runbook_domain::{ExecutionStatus, StepResult};
 use runbook_engine::{ExecutionSink, RunRecord};
 use runbook_store::Store;
 use std::sync::Arc;
@@ -22,22 +22,7 @@ impl StoreSink {
             Ok(Some(started_by)) => started_by,
             _ => "unknown".to_string(),
         };
-        let outcome = if status == ExecutionStatus::Succeeded {
-            AuditOutcome::Success
-        } else {
-            AuditOutcome::Failure
-        };
-        let subject = Subject::new(format!("execution:{execution_id}"))
-            .with(serde_json::json!({"status": status}));
-        append(
-            self.0.as_ref(),
-            &actor,
-            None,
-            "execution.finish",
-            subject,
-            outcome,
-        )
-        .await;
+        execution_finished(self.0.as_ref(), &actor, execution_id, status).await;
     }
 }
 

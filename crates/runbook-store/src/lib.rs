@@ -4,6 +4,7 @@
 
 mod postgres;
 mod postgres_access;
+mod rows;
 mod sqlite;
 mod sqlite_access;
 

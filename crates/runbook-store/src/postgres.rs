@@ -109,34 +109,7 @@ struct StepRow {
     detail: Option<sqlx::types::Json<StepDetail>>,
 }
 
-#[derive(FromRow)]
-pub(crate) struct ApiKeyRow {
-    id: Uuid,
-    name: String,
-    role: String,
-    token_hash: String,
-    created_at: DateTime<Utc>,
-    last_used_at: Option<DateTime<Utc>>,
-    expires_at: Option<DateTime<Utc>>,
-    revoked_at: Option<DateTime<Utc>>,
-    user_id: Option<Uuid>,
-}
-
-impl ApiKeyRow {
-    pub(crate) fn into_record(self) -> Result<ApiKeyRecord, StoreError> {
-        Ok(ApiKeyRecord {
-            id: self.id,
-            name: self.name,
-            role: parse_enum(&self.role, "role")?,
-            token_hash: self.token_hash,
-            created_at: self.created_at,
-            last_used_at: self.last_used_at,
-            expires_at: self.expires_at,
-            revoked_at: self.revoked_at,
-            user_id: self.user_id,
-        })
-    }
-}
+type ApiKeyRow = crate::rows::ApiKeyRow<Uuid>;
 
 const EXECUTION_COLUMNS: &str = "id, runbook_id, runbook_version, runbook_name, status, params, started_by, created_at, started_at, finished_at, retry_of, retry_from";
 

@@ -1,110 +1,19 @@
 //! Credentials, users, API keys and the audit trail on PostgreSQL.
 
-use crate::postgres::ApiKeyRow;
+use crate::rows::{self, AuditRow, AUDIT_COLUMNS, CREDENTIAL_COLUMNS};
 use crate::{
-    parse_enum, push_audit_filter, unique_violation, AccessStore, ApiKeyRecord, AuditFilter,
-    CredentialRecord, PostgresStore, StoreError,
+    push_audit_filter, unique_violation, AccessStore, ApiKeyRecord, AuditFilter, CredentialRecord,
+    PostgresStore, StoreError,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use runbook_domain::{AuditEntry, AuditEvent, CredentialInfo, User};
-use sqlx::{FromRow, Postgres, QueryBuilder};
+use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
-#[derive(FromRow)]
-struct CredentialRow {
-    id: Uuid,
-    name: String,
-    kind: String,
-    description: String,
-    username: Option<String>,
-    header_name: Option<String>,
-    sealed: Vec<u8>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    last_used_at: Option<DateTime<Utc>>,
-    created_by: String,
-    updated_by: String,
-}
-
-impl CredentialRow {
-    fn into_record(self) -> Result<CredentialRecord, StoreError> {
-        Ok(CredentialRecord {
-            info: CredentialInfo {
-                id: self.id,
-                name: self.name,
-                kind: parse_enum(&self.kind, "credential kind")?,
-                description: self.description,
-                username: self.username,
-                header_name: self.header_name,
-                created_at: self.created_at,
-                updated_at: self.updated_at,
-                last_used_at: self.last_used_at,
-                created_by: self.created_by,
-                updated_by: self.updated_by,
-            },
-            sealed: self.sealed,
-        })
-    }
-}
-
-#[derive(FromRow)]
-struct UserRow {
-    id: Uuid,
-    name: String,
-    role: String,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    disabled_at: Option<DateTime<Utc>>,
-}
-
-impl UserRow {
-    fn into_user(self) -> Result<User, StoreError> {
-        Ok(User {
-            id: self.id,
-            name: self.name,
-            role: parse_enum(&self.role, "role")?,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-            disabled_at: self.disabled_at,
-        })
-    }
-}
-
-#[derive(FromRow)]
-struct AuditRow {
-    seq: i64,
-    at: DateTime<Utc>,
-    actor: String,
-    action: String,
-    target: Option<String>,
-    outcome: String,
-    request_id: Option<String>,
-    detail: Option<String>,
-    prev_hash: String,
-    hash: String,
-}
-
-impl AuditRow {
-    fn into_entry(self) -> Result<AuditEntry, StoreError> {
-        Ok(AuditEntry {
-            seq: self.seq,
-            at: self.at,
-            actor: self.actor,
-            action: self.action,
-            target: self.target,
-            outcome: parse_enum(&self.outcome, "audit outcome")?,
-            request_id: self.request_id,
-            detail: self.detail,
-            prev_hash: self.prev_hash,
-            hash: self.hash,
-        })
-    }
-}
-
-const CREDENTIAL_COLUMNS: &str = "id, name, kind, description, username, header_name, sealed, created_at, updated_at, last_used_at, created_by, updated_by";
-const AUDIT_COLUMNS: &str =
-    "seq, at, actor, action, target, outcome, request_id, detail, prev_hash, hash";
+type CredentialRow = rows::CredentialRow<Uuid>;
+type UserRow = rows::UserRow<Uuid>;
+type ApiKeyRow = rows::ApiKeyRow<Uuid>;
 
 #[async_trait]
 impl AccessStore for PostgresStore {

@@ -1,5 +1,6 @@
 //! The SQLite store: the embedded default, one file in the data directory.
 
+use crate::rows::parse_uuid;
 use crate::{
     decode_draft, encode_detail, encode_draft, parse_enum, search_text, ApiKeyRecord,
     ExecutionFilter, RunRecord, RunbookFilter, Store, StoreError,
@@ -135,38 +136,7 @@ struct StepRow {
     detail: Option<String>,
 }
 
-#[derive(FromRow)]
-pub(crate) struct ApiKeyRow {
-    id: String,
-    name: String,
-    role: String,
-    token_hash: String,
-    created_at: DateTime<Utc>,
-    last_used_at: Option<DateTime<Utc>>,
-    expires_at: Option<DateTime<Utc>>,
-    revoked_at: Option<DateTime<Utc>>,
-    user_id: Option<String>,
-}
-
-impl ApiKeyRow {
-    pub(crate) fn into_record(self) -> Result<ApiKeyRecord, StoreError> {
-        Ok(ApiKeyRecord {
-            id: parse_uuid(&self.id)?,
-            name: self.name,
-            role: parse_enum(&self.role, "role")?,
-            token_hash: self.token_hash,
-            created_at: self.created_at,
-            last_used_at: self.last_used_at,
-            expires_at: self.expires_at,
-            revoked_at: self.revoked_at,
-            user_id: self.user_id.as_deref().map(parse_uuid).transpose()?,
-        })
-    }
-}
-
-pub(crate) fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
-    Uuid::parse_str(text).map_err(|_| StoreError::Corrupt(format!("bad id `{text}`")))
-}
+type ApiKeyRow = crate::rows::ApiKeyRow<String>;
 
 impl StepRow {
     fn into_step(self) -> Result<StepResult, StoreError> {

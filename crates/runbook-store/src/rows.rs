@@ -1,0 +1,153 @@
+//! Rows of the access tables as both databases return them. Only ids differ: TEXT on
+//! SQLite, UUID on PostgreSQL; [`RowId`] turns either into a [`Uuid`].
+
+use crate::{parse_enum, ApiKeyRecord, CredentialRecord, StoreError};
+use chrono::{DateTime, Utc};
+use runbook_domain::{AuditEntry, CredentialInfo, User};
+use sqlx::FromRow;
+use uuid::Uuid;
+
+pub(crate) const CREDENTIAL_COLUMNS: &str = "id, name, kind, description, username, header_name, sealed, created_at, updated_at, last_used_at, created_by, updated_by";
+pub(crate) const AUDIT_COLUMNS: &str =
+    "seq, at, actor, action, target, outcome, request_id, detail, prev_hash, hash";
+
+/// An id column as a database returns it.
+pub(crate) trait RowId {
+    fn into_uuid(self) -> Result<Uuid, StoreError>;
+}
+
+impl RowId for String {
+    fn into_uuid(self) -> Result<Uuid, StoreError> {
+        parse_uuid(&self)
+    }
+}
+
+impl RowId for Uuid {
+    fn into_uuid(self) -> Result<Uuid, StoreError> {
+        Ok(self)
+    }
+}
+
+pub(crate) fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(text).map_err(|_| StoreError::Corrupt(format!("bad id `{text}`")))
+}
+
+#[derive(FromRow)]
+pub(crate) struct CredentialRow<I> {
+    id: I,
+    name: String,
+    kind: String,
+    description: String,
+    username: Option<String>,
+    header_name: Option<String>,
+    sealed: Vec<u8>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+    created_by: String,
+    updated_by: String,
+}
+
+impl<I: RowId> CredentialRow<I> {
+    pub(crate) fn into_record(self) -> Result<CredentialRecord, StoreError> {
+        Ok(CredentialRecord {
+            info: CredentialInfo {
+                id: self.id.into_uuid()?,
+                name: self.name,
+                kind: parse_enum(&self.kind, "credential kind")?,
+                description: self.description,
+                username: self.username,
+                header_name: self.header_name,
+                created_at: self.created_at,
+                updated_at: self.updated_at,
+                last_used_at: self.last_used_at,
+                created_by: self.created_by,
+                updated_by: self.updated_by,
+            },
+            sealed: self.sealed,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(crate) struct UserRow<I> {
+    id: I,
+    name: String,
+    role: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    disabled_at: Option<DateTime<Utc>>,
+}
+
+impl<I: RowId> UserRow<I> {
+    pub(crate) fn into_user(self) -> Result<User, StoreError> {
+        Ok(User {
+            id: self.id.into_uuid()?,
+            name: self.name,
+            role: parse_enum(&self.role, "role")?,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            disabled_at: self.disabled_at,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(crate) struct ApiKeyRow<I> {
+    id: I,
+    name: String,
+    role: String,
+    token_hash: String,
+    created_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    user_id: Option<I>,
+}
+
+impl<I: RowId> ApiKeyRow<I> {
+    pub(crate) fn into_record(self) -> Result<ApiKeyRecord, StoreError> {
+        Ok(ApiKeyRecord {
+            id: self.id.into_uuid()?,
+            name: self.name,
+            role: parse_enum(&self.role, "role")?,
+            token_hash: self.token_hash,
+            created_at: self.created_at,
+            last_used_at: self.last_used_at,
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+            user_id: self.user_id.map(RowId::into_uuid).transpose()?,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(crate) struct AuditRow {
+    seq: i64,
+    at: DateTime<Utc>,
+    actor: String,
+    action: String,
+    target: Option<String>,
+    outcome: String,
+    request_id: Option<String>,
+    detail: Option<String>,
+    prev_hash: String,
+    hash: String,
+}
+
+impl AuditRow {
+    pub(crate) fn into_entry(self) -> Result<AuditEntry, StoreError> {
+        Ok(AuditEntry {
+            seq: self.seq,
+            at: self.at,
+            actor: self.actor,
+            action: self.action,
+            target: self.target,
+            outcome: parse_enum(&self.outcome, "audit outcome")?,
+            request_id: self.request_id,
+            detail: self.detail,
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+        })
+    }
+}
