@@ -61,6 +61,25 @@ impl Subject {
     }
 }
 
+/// One record, stamped now.
+pub(crate) fn event(
+    actor: &str,
+    request_id: Option<&str>,
+    action: &str,
+    subject: Subject,
+    outcome: AuditOutcome,
+) -> AuditEvent {
+    AuditEvent {
+        at: now(),
+        actor: actor.to_string(),
+        action: action.to_string(),
+        target: subject.target,
+        outcome,
+        request_id: request_id.map(str::to_string),
+        detail: subject.detail.map(|detail| detail.to_string()),
+    }
+}
+
 /// Appends one record. A failure to write it is logged loudly: the operation it
 /// describes has already happened and cannot be undone here.
 pub(crate) async fn append(
@@ -71,28 +90,19 @@ pub(crate) async fn append(
     subject: Subject,
     outcome: AuditOutcome,
 ) {
-    let event = AuditEvent {
-        at: now(),
-        actor: actor.to_string(),
-        action: action.to_string(),
-        target: subject.target,
-        outcome,
-        request_id: request_id.map(str::to_string),
-        detail: subject.detail.map(|detail| detail.to_string()),
-    };
+    let event = event(actor, request_id, action, subject, outcome);
     if let Err(error) = store.append_audit(event).await {
         tracing::error!(%error, action, "could not append to the audit trail");
     }
 }
 
-/// Records the end of a run in `status`, on behalf of `actor` (who started it, or
+/// The record of a run's end in `status`, on behalf of `actor` (who started it, or
 /// `system` for a run found interrupted).
-pub(crate) async fn execution_finished(
-    store: &dyn Store,
+pub(crate) fn finish_event(
     actor: &str,
     execution_id: uuid::Uuid,
     status: runbook_domain::ExecutionStatus,
-) {
+) -> AuditEvent {
     let outcome = if status == runbook_domain::ExecutionStatus::Succeeded {
         AuditOutcome::Success
     } else {
@@ -100,7 +110,7 @@ pub(crate) async fn execution_finished(
     };
     let subject = Subject::new(format!("execution:{execution_id}"))
         .with(serde_json::json!({"status": status}));
-    append(store, actor, None, "execution.finish", subject, outcome).await;
+    event(actor, None, "execution.finish", subject, outcome)
 }
 
 impl Service {
@@ -148,6 +158,24 @@ impl Service {
         )
         .await;
         result
+    }
+
+    /// Records `action` by `actor` when it failed or was refused; its success was
+    /// recorded in the transaction that made the change.
+    pub(crate) async fn audited_failure<T>(
+        &self,
+        actor: &Actor,
+        action: &str,
+        before: Subject,
+        result: Result<T, CoreError>,
+    ) -> Result<T, CoreError> {
+        match result {
+            Ok(value) => Ok(value),
+            Err(error) => {
+                self.audited(actor, action, before, Err(error), |_: &T| Subject::none())
+                    .await
+            }
+        }
     }
 
     /// Checks the role for an operation that changes nothing; a refusal is audited.

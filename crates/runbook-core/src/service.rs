@@ -8,7 +8,7 @@ use crate::{Actor, CoreError};
 use chrono::{DateTime, Utc};
 use runbook_domain::validation::{parse_draft, parse_update};
 use runbook_domain::{
-    ControlAction, Execution, ExecutionStatus, OutputPage, ParamType, Role, Runbook,
+    AuditOutcome, ControlAction, Execution, ExecutionStatus, OutputPage, ParamType, Role, Runbook,
     RunbookSummary, StepStatus, VersionInfo,
 };
 use runbook_engine::{ControlError, Engine, EngineConfig, ExecutionEvent};
@@ -512,19 +512,18 @@ impl Service {
             };
             let params = resolve_params(&runbook, request.params)?;
             let execution = Execution::queued(Uuid::new_v4(), &runbook, params, &actor.name, now());
-            self.launch(execution, runbook).await
+            let detail = serde_json::json!({
+                "runbook": execution.runbook_id, "version": execution.runbook_version,
+            });
+            self.launch(actor, "execution.start", detail, execution, runbook)
+                .await
         }
         .await;
-        self.audited(
+        self.audited_failure(
             actor,
             "execution.start",
             Subject::new(format!("runbook:{id}")),
             result,
-            |execution| {
-                Subject::new(format!("execution:{}", execution.id)).with(serde_json::json!({
-                    "runbook": execution.runbook_id, "version": execution.runbook_version,
-                }))
-            },
         )
         .await
     }
@@ -582,31 +581,44 @@ impl Service {
                 step.output_bytes = 0;
                 step.detail.reused = true;
             }
-            self.launch(execution, runbook).await
+            let detail = serde_json::json!({"retry_of": id, "retry_from": execution.retry_from});
+            self.launch(actor, "execution.retry", detail, execution, runbook)
+                .await
         }
         .await;
-        self.audited(
+        self.audited_failure(
             actor,
             "execution.retry",
             Subject::new(format!("execution:{id}")),
             result,
-            |execution| {
-                Subject::new(format!("execution:{}", execution.id))
-                    .with(serde_json::json!({"retry_of": id, "retry_from": execution.retry_from}))
-            },
         )
         .await
     }
 
-    /// Stores a queued execution, claims it for this process and starts it.
-    async fn launch(&self, execution: Execution, runbook: Runbook) -> Result<Execution, CoreError> {
+    /// Stores a queued execution, claims it for this process and starts it. The
+    /// record of `action` (with `detail`) commits with the execution.
+    async fn launch(
+        &self,
+        actor: &Actor,
+        action: &str,
+        detail: serde_json::Value,
+        execution: Execution,
+        runbook: Runbook,
+    ) -> Result<Execution, CoreError> {
         if self.engine.is_closing() {
             return Err(CoreError::InvalidState(
                 "the service is shutting down and starts no new runs".to_string(),
             ));
         }
+        let audit = crate::audit::event(
+            &actor.name,
+            actor.request_id.as_deref(),
+            action,
+            Subject::new(format!("execution:{}", execution.id)).with(detail),
+            AuditOutcome::Success,
+        );
         self.store
-            .insert_execution(&execution, Some(self.runner))
+            .insert_execution(&execution, Some(self.runner), Some(&audit))
             .await?;
         self.engine.start(execution.clone(), runbook);
         Ok(execution)
@@ -763,7 +775,10 @@ async fn interrupt_orphans(
     let stale_before = now - chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
     let interrupted = store.interrupt_unfinished(now, stale_before).await?;
     for id in &interrupted {
-        crate::audit::execution_finished(store, "system", *id, ExecutionStatus::Interrupted).await;
+        let event = crate::audit::finish_event("system", *id, ExecutionStatus::Interrupted);
+        if let Err(error) = store.append_audit(event).await {
+            tracing::error!(%error, "could not append to the audit trail");
+        }
     }
     if !interrupted.is_empty() {
         let killed = engine.reap(&interrupted);

@@ -3,7 +3,9 @@
 //! control of finished runs, crash recovery when a service opens, and API keys.
 
 use runbook_core::{Actor, Config, CoreError, EngineConfig, ErrorKind, RunbookQuery, Service};
-use runbook_domain::{ControlAction, Execution, ExecutionStatus, Role, StepResult, StepStatus};
+use runbook_domain::{
+    AuditOutcome, ControlAction, Execution, ExecutionStatus, Role, StepResult, StepStatus,
+};
 use runbook_store::{SqliteStore, Store};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -420,6 +422,60 @@ async fn executing_checks_parameters() {
         "defaults are filled in"
     );
     wait_until_finished(&service, run.id).await;
+
+    // Each refusal is in the audit trail with its code; the start and the end of the
+    // run that happened are there with it.
+    let starts = audit_of(&service, "execution.start").await;
+    let outcomes: Vec<(AuditOutcome, String)> = starts
+        .iter()
+        .rev()
+        .map(|entry| (entry.outcome, entry.target.clone().unwrap_or_default()))
+        .collect();
+    let refused = (AuditOutcome::Failure, format!("runbook:{id}"));
+    let started = (AuditOutcome::Success, format!("execution:{}", run.id));
+    assert_eq!(
+        outcomes,
+        [
+            refused.clone(),
+            refused.clone(),
+            refused.clone(),
+            refused,
+            started
+        ]
+    );
+    assert!(starts[4]
+        .detail
+        .as_deref()
+        .unwrap()
+        .contains("missing_param"));
+    assert!(starts[0]
+        .detail
+        .as_deref()
+        .unwrap()
+        .contains(&id.to_string()));
+    let finishes = audit_of(&service, "execution.finish").await;
+    assert_eq!(finishes.len(), 1);
+    assert_eq!(
+        finishes[0].target.as_deref(),
+        Some(format!("execution:{}", run.id).as_str())
+    );
+    assert_eq!(finishes[0].outcome, AuditOutcome::Success);
+    assert_eq!(finishes[0].actor, "alice");
+}
+
+/// The audit records of `action`, newest first.
+async fn audit_of(service: &Service, action: &str) -> Vec<runbook_domain::AuditEntry> {
+    service
+        .list_audit(
+            &admin(),
+            runbook_core::AuditQuery {
+                action: Some(action.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .items
 }
 
 #[tokio::test]
@@ -475,6 +531,34 @@ async fn a_failed_run_is_retried_from_the_failed_step_reusing_earlier_results() 
         ErrorKind::Conflict,
         "invalid_state",
     );
+    let retries = audit_of(&service, "execution.retry").await;
+    let seen: Vec<(&str, AuditOutcome, Option<String>)> = retries
+        .iter()
+        .rev()
+        .map(|entry| (entry.actor.as_str(), entry.outcome, entry.target.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "vic",
+                AuditOutcome::Denied,
+                Some(format!("execution:{}", first.id))
+            ),
+            (
+                "olga",
+                AuditOutcome::Success,
+                Some(format!("execution:{}", retry.id))
+            ),
+            (
+                "alice",
+                AuditOutcome::Failure,
+                Some(format!("execution:{}", retry.id))
+            ),
+        ]
+    );
+    let detail: Value = serde_json::from_str(retries[1].detail.as_deref().unwrap()).unwrap();
+    assert_eq!(detail, json!({"retry_of": first.id, "retry_from": "two"}));
 }
 
 // ---- output ----
@@ -696,7 +780,7 @@ async fn runs_left_unfinished_are_interrupted_when_a_service_opens() {
         retry_of: None,
         retry_from: None,
     };
-    store.insert_execution(&orphan, None).await.unwrap();
+    store.insert_execution(&orphan, None, None).await.unwrap();
     let done = StepResult {
         status: StepStatus::Succeeded,
         started_at: Some(now),

@@ -32,40 +32,17 @@ use uuid::Uuid;
 /// Where the engine persists what happens. The core implements it over the store.
 #[async_trait]
 pub trait ExecutionSink: Send + Sync + 'static {
-    /// The run changed state.
-    async fn status(
-        &self,
-        execution_id: Uuid,
-        status: ExecutionStatus,
-        started_at: Option<DateTime<Utc>>,
-        finished_at: Option<DateTime<Utc>>,
-    ) -> Result<(), String>;
-    /// The step at `index` changed.
-    async fn step(&self, execution_id: Uuid, index: usize, step: &StepResult)
-        -> Result<(), String>;
-    /// A batch of console output starting at byte `offset`.
-    async fn output(&self, execution_id: Uuid, offset: u64, data: &[u8]) -> Result<(), String>;
-    /// Several changes at once, in order; a sink that can should apply them in one
-    /// transaction (all or nothing).
-    async fn record(&self, execution_id: Uuid, records: &[RunRecord<'_>]) -> Result<(), String> {
-        for record in records {
-            match *record {
-                RunRecord::Status {
-                    status,
-                    started_at,
-                    finished_at,
-                } => {
-                    self.status(execution_id, status, started_at, finished_at)
-                        .await?
-                }
-                RunRecord::Step { index, step } => self.step(execution_id, index, step).await?,
-                RunRecord::Output { offset, data } => {
-                    self.output(execution_id, offset, data).await?
-                }
-            }
-        }
-        Ok(())
-    }
+    /// Changes of one run, in order; a sink that can should apply them in one
+    /// transaction (all or nothing). A batch with the run's final state is the last.
+    async fn record(&self, run: RunRef<'_>, records: &[RunRecord<'_>]) -> Result<(), String>;
+}
+
+/// The run a batch of records belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct RunRef<'a> {
+    pub execution_id: Uuid,
+    /// Who started the run.
+    pub started_by: &'a str,
 }
 
 /// One change of a run, as handed to [`ExecutionSink::record`].

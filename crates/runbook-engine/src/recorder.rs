@@ -6,7 +6,7 @@
 //! waiting to be stored is bounded in bytes, so memory stays bounded when storage is
 //! slower than the run.
 
-use crate::{ExecutionSink, RunRecord};
+use crate::{ExecutionSink, RunRecord, RunRef};
 use chrono::{DateTime, Utc};
 use runbook_domain::{ExecutionStatus, StepResult};
 use std::sync::Arc;
@@ -77,11 +77,17 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Starts the writer task for `execution_id`.
-    pub fn start(sink: Arc<dyn ExecutionSink>, execution_id: Uuid) -> Recorder {
+    /// Starts the writer task for the run `execution_id`, started by `started_by`.
+    pub fn start(sink: Arc<dyn ExecutionSink>, execution_id: Uuid, started_by: String) -> Recorder {
         let (queue, records) = mpsc::channel(QUEUE);
         let hurry = Arc::new(Notify::new());
-        tokio::spawn(write(sink, execution_id, records, hurry.clone()));
+        tokio::spawn(write(
+            sink,
+            execution_id,
+            started_by,
+            records,
+            hurry.clone(),
+        ));
         Recorder {
             queue,
             hurry,
@@ -173,6 +179,7 @@ impl Recorder {
 async fn write(
     sink: Arc<dyn ExecutionSink>,
     execution_id: Uuid,
+    started_by: String,
     mut records: mpsc::Receiver<Record>,
     hurry: Arc<Notify>,
 ) {
@@ -207,7 +214,11 @@ async fn write(
         // A passing storage fault (a lock, a dropped connection) must not lose the records.
         let mut attempt = 0;
         loop {
-            match sink.record(execution_id, &changes).await {
+            let run = RunRef {
+                execution_id,
+                started_by: &started_by,
+            };
+            match sink.record(run, &changes).await {
                 Ok(()) => break,
                 Err(error) if attempt < RETRIES => {
                     attempt += 1;

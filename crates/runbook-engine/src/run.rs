@@ -72,7 +72,11 @@ impl Run {
         control: Arc<RunControl>,
     ) -> Self {
         let requested = control.watch();
-        let recorder = Recorder::start(inner.sink.clone(), execution.id);
+        let recorder = Recorder::start(
+            inner.sink.clone(),
+            execution.id,
+            execution.started_by.clone(),
+        );
         let console = Console::new(inner.clone(), recorder.clone(), execution.id);
         let index_of = execution
             .steps

@@ -36,6 +36,8 @@ pub enum RunRecord<'a> {
         offset: u64,
         data: &'a [u8],
     },
+    /// An audit record of the run (its end), committed with the changes it describes.
+    Audit(&'a AuditEvent),
 }
 
 /// Errors of the storage layer.
@@ -214,11 +216,13 @@ pub trait Store: AccessStore + Send + Sync {
     async fn get_version(&self, id: Uuid, version: i64) -> Result<Option<Runbook>, StoreError>;
 
     /// Stores a new execution with its pending steps; with a runner, claimed by it (see
-    /// [`Store::claim_execution`]) as of its creation.
+    /// [`Store::claim_execution`]) as of its creation. `audit` (the run's start) is
+    /// appended to the audit trail in the same transaction.
     async fn insert_execution(
         &self,
         execution: &Execution,
         runner: Option<Uuid>,
+        audit: Option<&AuditEvent>,
     ) -> Result<(), StoreError>;
     async fn get_execution(&self, id: Uuid) -> Result<Option<Execution>, StoreError>;
     /// Who started an execution, without loading its steps.

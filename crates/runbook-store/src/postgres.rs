@@ -7,7 +7,8 @@ use crate::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use runbook_domain::{
-    Execution, ExecutionStatus, Runbook, RunbookSummary, StepDetail, StepResult, VersionInfo,
+    AuditEvent, Execution, ExecutionStatus, Runbook, RunbookSummary, StepDetail, StepResult,
+    VersionInfo,
 };
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{FromRow, Postgres, QueryBuilder};
@@ -339,6 +340,7 @@ impl Store for PostgresStore {
         &self,
         execution: &Execution,
         runner: Option<Uuid>,
+        audit: Option<&AuditEvent>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
@@ -381,6 +383,9 @@ impl Store for PostgresStore {
                     .push_bind(detail_json(&step.detail));
             });
             qb.build().execute(&mut *tx).await?;
+        }
+        if let Some(event) = audit {
+            crate::postgres_access::chain_audit(&mut tx, event.clone()).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -484,6 +489,9 @@ impl Store for PostgresStore {
                 }
                 RunRecord::Output { offset, data } => {
                     write_output(&mut *tx, execution_id, offset, data).await?
+                }
+                RunRecord::Audit(event) => {
+                    crate::postgres_access::chain_audit(&mut tx, event.clone()).await?;
                 }
             }
         }

@@ -8,7 +8,7 @@ use crate::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use runbook_domain::{AuditEntry, AuditEvent, CredentialInfo, User};
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 type CredentialRow = rows::CredentialRow<Uuid>;
@@ -282,33 +282,8 @@ impl AccessStore for PostgresStore {
     }
 
     async fn append_audit(&self, event: AuditEvent) -> Result<AuditEntry, StoreError> {
-        // The row lock on the head makes writers take their turns: each chains onto the last.
         let mut tx = self.pool().begin().await?;
-        let (seq, hash): (i64, String) =
-            sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
-                .fetch_one(&mut *tx)
-                .await?;
-        let entry = event.chain(seq + 1, &hash);
-        sqlx::query(&format!(
-            "INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        ))
-        .bind(entry.seq)
-        .bind(entry.at)
-        .bind(&entry.actor)
-        .bind(&entry.action)
-        .bind(&entry.target)
-        .bind(entry.outcome.as_str())
-        .bind(&entry.request_id)
-        .bind(&entry.detail)
-        .bind(&entry.prev_hash)
-        .bind(&entry.hash)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-            .bind(entry.seq)
-            .bind(&entry.hash)
-            .execute(&mut *tx)
-            .await?;
+        let entry = chain_audit(&mut tx, event).await?;
         tx.commit().await?;
         Ok(entry)
     }
@@ -351,4 +326,39 @@ impl AccessStore for PostgresStore {
                 .await?,
         )
     }
+}
+
+/// Appends `event` at the end of the chain within the caller's transaction, so a
+/// change and the record of it commit together. The row lock on the head makes
+/// writers take their turns: each chains onto the last.
+pub(crate) async fn chain_audit(
+    conn: &mut PgConnection,
+    event: AuditEvent,
+) -> Result<AuditEntry, StoreError> {
+    let (seq, hash): (i64, String) =
+        sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut *conn)
+            .await?;
+    let entry = event.chain(seq + 1, &hash);
+    sqlx::query(&format!(
+        "INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    ))
+    .bind(entry.seq)
+    .bind(entry.at)
+    .bind(&entry.actor)
+    .bind(&entry.action)
+    .bind(&entry.target)
+    .bind(entry.outcome.as_str())
+    .bind(&entry.request_id)
+    .bind(&entry.detail)
+    .bind(&entry.prev_hash)
+    .bind(&entry.hash)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(entry.seq)
+        .bind(&entry.hash)
+        .execute(&mut *conn)
+        .await?;
+    Ok(entry)
 }

@@ -8,7 +8,8 @@ use crate::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use runbook_domain::{
-    Execution, ExecutionStatus, Runbook, RunbookSummary, StepDetail, StepResult, VersionInfo,
+    AuditEvent, Execution, ExecutionStatus, Runbook, RunbookSummary, StepDetail, StepResult,
+    VersionInfo,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqlitePool};
@@ -377,6 +378,7 @@ impl Store for SqliteStore {
         &self,
         execution: &Execution,
         runner: Option<Uuid>,
+        audit: Option<&AuditEvent>,
     ) -> Result<(), StoreError> {
         let id = execution.id.to_string();
         let mut tx = self.write_tx().await?;
@@ -413,6 +415,9 @@ impl Store for SqliteStore {
                 push_step_state(&mut row, step);
             });
             qb.build().execute(&mut *tx).await?;
+        }
+        if let Some(event) = audit {
+            crate::sqlite_access::chain_audit(&mut tx, event.clone()).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -545,6 +550,9 @@ impl Store for SqliteStore {
                 RunRecord::Output { .. } if self.consoles.is_some() => {}
                 RunRecord::Output { offset, data } => {
                     write_output(&mut *tx, execution_id, offset, data).await?
+                }
+                RunRecord::Audit(event) => {
+                    crate::sqlite_access::chain_audit(&mut tx, event.clone()).await?;
                 }
             }
         }

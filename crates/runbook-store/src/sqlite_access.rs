@@ -8,7 +8,7 @@ use crate::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use runbook_domain::{AuditEntry, AuditEvent, CredentialInfo, User};
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 type CredentialRow = rows::CredentialRow<String>;
@@ -274,31 +274,7 @@ impl AccessStore for SqliteStore {
     async fn append_audit(&self, event: AuditEvent) -> Result<AuditEntry, StoreError> {
         // The write lock first, so two writers never chain onto the same head.
         let mut tx = self.write_tx().await?;
-        let (seq, hash): (i64, String) =
-            sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
-                .fetch_one(&mut *tx)
-                .await?;
-        let entry = event.chain(seq + 1, &hash);
-        sqlx::query(&format!(
-            "INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(entry.seq)
-        .bind(entry.at)
-        .bind(&entry.actor)
-        .bind(&entry.action)
-        .bind(&entry.target)
-        .bind(entry.outcome.as_str())
-        .bind(&entry.request_id)
-        .bind(&entry.detail)
-        .bind(&entry.prev_hash)
-        .bind(&entry.hash)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1")
-            .bind(entry.seq)
-            .bind(&entry.hash)
-            .execute(&mut *tx)
-            .await?;
+        let entry = chain_audit(&mut tx, event).await?;
         tx.commit().await?;
         Ok(entry)
     }
@@ -341,4 +317,38 @@ impl AccessStore for SqliteStore {
                 .await?,
         )
     }
+}
+
+/// Appends `event` at the end of the chain within the caller's write transaction, so
+/// a change and the record of it commit together.
+pub(crate) async fn chain_audit(
+    conn: &mut SqliteConnection,
+    event: AuditEvent,
+) -> Result<AuditEntry, StoreError> {
+    let (seq, hash): (i64, String) =
+        sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&mut *conn)
+            .await?;
+    let entry = event.chain(seq + 1, &hash);
+    sqlx::query(&format!(
+        "INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ))
+    .bind(entry.seq)
+    .bind(entry.at)
+    .bind(&entry.actor)
+    .bind(&entry.action)
+    .bind(&entry.target)
+    .bind(entry.outcome.as_str())
+    .bind(&entry.request_id)
+    .bind(&entry.detail)
+    .bind(&entry.prev_hash)
+    .bind(&entry.hash)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1")
+        .bind(entry.seq)
+        .bind(&entry.hash)
+        .execute(&mut *conn)
+        .await?;
+    Ok(entry)
 }

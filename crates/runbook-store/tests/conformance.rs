@@ -58,6 +58,7 @@ conformance!(
     step_updates_record_the_step_and_touch_no_other,
     a_retry_keeps_its_link_and_the_results_it_reuses,
     a_batch_of_run_records_is_applied_in_order,
+    a_runs_audit_records_commit_with_its_start_and_its_end,
     output_windows_span_chunks_and_start_inside_them,
     output_of_executions_does_not_mix,
     interrupting_marks_live_runs_and_leaves_finished_ones,
@@ -547,7 +548,7 @@ async fn executions_round_trip_and_list_newest_first_with_filters(store: Arc<dyn
     let middle = execution(cleanup, 10, ExecutionStatus::Failed);
     let newest = execution(deploy, 20, ExecutionStatus::Queued);
     for run in [&middle, &newest, &oldest] {
-        store.insert_execution(run, None).await.unwrap();
+        store.insert_execution(run, None, None).await.unwrap();
     }
 
     let loaded = store
@@ -602,7 +603,7 @@ async fn executions_round_trip_and_list_newest_first_with_filters(store: Arc<dyn
 
 async fn status_updates_keep_the_start_time_when_none_is_given(store: Arc<dyn Store>) {
     let run = execution(Uuid::new_v4(), 0, ExecutionStatus::Queued);
-    store.insert_execution(&run, None).await.unwrap();
+    store.insert_execution(&run, None, None).await.unwrap();
 
     store
         .update_execution_status(run.id, ExecutionStatus::Running, Some(at(1)), None)
@@ -639,7 +640,7 @@ async fn status_updates_keep_the_start_time_when_none_is_given(store: Arc<dyn St
 
 async fn step_updates_record_the_step_and_touch_no_other(store: Arc<dyn Store>) {
     let run = execution(Uuid::new_v4(), 0, ExecutionStatus::Running);
-    store.insert_execution(&run, None).await.unwrap();
+    store.insert_execution(&run, None, None).await.unwrap();
     let failed = StepResult {
         block_id: "check".to_string(),
         status: StepStatus::Failed,
@@ -698,14 +699,14 @@ async fn a_retry_keeps_its_link_and_the_results_it_reuses(store: Arc<dyn Store>)
         },
         ..StepResult::pending("intro")
     };
-    store.insert_execution(&retry, None).await.unwrap();
+    store.insert_execution(&retry, None, None).await.unwrap();
     let loaded = store.get_execution(retry.id).await.unwrap().unwrap();
     assert_eq!(loaded, retry);
 }
 
 async fn a_batch_of_run_records_is_applied_in_order(store: Arc<dyn Store>) {
     let run = execution(Uuid::new_v4(), 0, ExecutionStatus::Queued);
-    store.insert_execution(&run, None).await.unwrap();
+    store.insert_execution(&run, None, None).await.unwrap();
     let running = StepResult {
         status: StepStatus::Running,
         started_at: Some(at(1)),
@@ -808,7 +809,7 @@ async fn a_batch_of_run_records_is_applied_in_order(store: Arc<dyn Store>) {
 
 async fn output_windows_span_chunks_and_start_inside_them(store: Arc<dyn Store>) {
     let run = execution(Uuid::new_v4(), 0, ExecutionStatus::Running);
-    store.insert_execution(&run, None).await.unwrap();
+    store.insert_execution(&run, None, None).await.unwrap();
     // Bytes, not text: a NUL, an invalid UTF-8 byte and half of a `€` must survive.
     let console: Vec<u8> = b"step one\r\n\x00\xff\xe2\x82 two\r\nthree\r\nfour and more".to_vec();
     let cuts = [0, 9, 13, 14, 23, console.len()];
@@ -848,8 +849,8 @@ async fn output_windows_span_chunks_and_start_inside_them(store: Arc<dyn Store>)
 async fn output_of_executions_does_not_mix(store: Arc<dyn Store>) {
     let first = execution(Uuid::new_v4(), 0, ExecutionStatus::Running);
     let second = execution(Uuid::new_v4(), 1, ExecutionStatus::Running);
-    store.insert_execution(&first, None).await.unwrap();
-    store.insert_execution(&second, None).await.unwrap();
+    store.insert_execution(&first, None, None).await.unwrap();
+    store.insert_execution(&second, None, None).await.unwrap();
     store.append_output(first.id, 0, b"aaaa").await.unwrap();
     store.append_output(second.id, 0, b"BB").await.unwrap();
     store.append_output(second.id, 2, b"BBBBBB").await.unwrap();
@@ -872,7 +873,7 @@ async fn interrupting_marks_live_runs_and_leaves_finished_ones(store: Arc<dyn St
     let mut runs = Vec::new();
     for (seconds, status) in ExecutionStatus::ALL.into_iter().enumerate() {
         let run = execution(runbook_id, seconds as i64, status);
-        store.insert_execution(&run, None).await.unwrap();
+        store.insert_execution(&run, None, None).await.unwrap();
         if status != ExecutionStatus::Queued {
             store
                 .update_execution_status(run.id, status, Some(at(100)), None)
@@ -970,10 +971,10 @@ async fn runs_with_a_fresh_heartbeat_are_not_interrupted(store: Arc<dyn Store>) 
     // Claimed when stored: alive as of its creation.
     let just_started = execution(runbook_id, 190, ExecutionStatus::Running);
     for run in [&live, &orphan] {
-        store.insert_execution(run, None).await.unwrap();
+        store.insert_execution(run, None, None).await.unwrap();
     }
     store
-        .insert_execution(&just_started, Some(alive))
+        .insert_execution(&just_started, Some(alive), None)
         .await
         .unwrap();
     store
@@ -1347,6 +1348,55 @@ fn audit_event(actor: &str, action: &str, outcome: AuditOutcome, second: i64) ->
         request_id: Some(format!("req-{second}")),
         detail: Some(json!({"n": second}).to_string()),
     }
+}
+
+async fn a_runs_audit_records_commit_with_its_start_and_its_end(store: Arc<dyn Store>) {
+    let run = execution(Uuid::new_v4(), 0, ExecutionStatus::Queued);
+    let start = audit_event("bob", "execution.start", AuditOutcome::Success, 1);
+    store
+        .insert_execution(&run, None, Some(&start))
+        .await
+        .unwrap();
+    // A start that is not stored leaves no record of itself.
+    let again = audit_event("bob", "execution.start", AuditOutcome::Success, 2);
+    assert!(store
+        .insert_execution(&run, None, Some(&again))
+        .await
+        .is_err());
+    let end = audit_event("bob", "execution.finish", AuditOutcome::Failure, 3);
+    store
+        .record_run(
+            run.id,
+            &[
+                RunRecord::Status {
+                    status: ExecutionStatus::Failed,
+                    started_at: None,
+                    finished_at: Some(at(3)),
+                },
+                RunRecord::Audit(&end),
+            ],
+        )
+        .await
+        .unwrap();
+
+    let stored = store.get_execution(run.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, ExecutionStatus::Failed);
+    let chain = store.audit_chain(0, 10).await.unwrap();
+    assert_eq!(
+        chain
+            .iter()
+            .map(|entry| (entry.seq, entry.action.as_str(), entry.at))
+            .collect::<Vec<_>>(),
+        [
+            (1, "execution.start", at(1)),
+            (2, "execution.finish", at(3))
+        ]
+    );
+    let mut verifier = ChainVerifier::default();
+    assert!(chain.iter().all(|entry| verifier.check(entry)));
+    let head = store.audit_head().await.unwrap();
+    verifier.finish(Some((head.0, &head.1)));
+    assert_eq!(verifier.broken(), None);
 }
 
 async fn audit_records_chain_in_order_even_when_written_at_once(store: Arc<dyn Store>) {

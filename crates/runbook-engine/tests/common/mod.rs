@@ -9,7 +9,7 @@ use runbook_domain::{
 };
 use runbook_engine::{
     ControlError, CredentialResolver, Engine, EngineConfig, ExecutionEvent, ExecutionSink,
-    NoCredentials,
+    NoCredentials, RunRecord, RunRef,
 };
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -105,52 +105,43 @@ impl MemorySink {
 
 #[async_trait]
 impl ExecutionSink for MemorySink {
-    async fn status(
-        &self,
-        execution_id: Uuid,
-        status: ExecutionStatus,
-        started_at: Option<DateTime<Utc>>,
-        finished_at: Option<DateTime<Utc>>,
-    ) -> Result<(), String> {
+    async fn record(&self, run: RunRef<'_>, records: &[RunRecord<'_>]) -> Result<(), String> {
         let mut record = self.record.lock().unwrap();
-        self.check_id(&mut record, execution_id);
-        record.statuses.push(status);
-        record.started_at = started_at.or(record.started_at);
-        record.finished_at = finished_at.or(record.finished_at);
-        Ok(())
-    }
-
-    async fn step(
-        &self,
-        execution_id: Uuid,
-        index: usize,
-        step: &StepResult,
-    ) -> Result<(), String> {
-        let mut record = self.record.lock().unwrap();
-        self.check_id(&mut record, execution_id);
-        if record.steps.len() <= index {
-            record.steps.resize(index + 1, None);
+        self.check_id(&mut record, run.execution_id);
+        for change in records {
+            match *change {
+                RunRecord::Status {
+                    status,
+                    started_at,
+                    finished_at,
+                } => {
+                    record.statuses.push(status);
+                    record.started_at = started_at.or(record.started_at);
+                    record.finished_at = finished_at.or(record.finished_at);
+                }
+                RunRecord::Step { index, step } => {
+                    if record.steps.len() <= index {
+                        record.steps.resize(index + 1, None);
+                    }
+                    record.steps[index] = Some(step.clone());
+                    record.step_history.push((index, step.status));
+                }
+                RunRecord::Output { offset, data } => {
+                    if offset != record.output.len() as u64 {
+                        let problem = format!(
+                            "output batch at offset {offset}, but {} bytes were persisted",
+                            record.output.len()
+                        );
+                        record.problems.push(problem);
+                    }
+                    if data.is_empty() {
+                        record.problems.push("an empty output batch".to_string());
+                    }
+                    record.output.extend_from_slice(data);
+                    record.output_calls += 1;
+                }
+            }
         }
-        record.steps[index] = Some(step.clone());
-        record.step_history.push((index, step.status));
-        Ok(())
-    }
-
-    async fn output(&self, execution_id: Uuid, offset: u64, data: &[u8]) -> Result<(), String> {
-        let mut record = self.record.lock().unwrap();
-        self.check_id(&mut record, execution_id);
-        if offset != record.output.len() as u64 {
-            let problem = format!(
-                "output batch at offset {offset}, but {} bytes were persisted",
-                record.output.len()
-            );
-            record.problems.push(problem);
-        }
-        if data.is_empty() {
-            record.problems.push("an empty output batch".to_string());
-        }
-        record.output.extend_from_slice(data);
-        record.output_calls += 1;
         Ok(())
     }
 }
