@@ -773,13 +773,10 @@ async fn interrupt_orphans(
 ) -> Result<usize, CoreError> {
     let now = now();
     let stale_before = now - chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
-    let interrupted = store.interrupt_unfinished(now, stale_before).await?;
-    for id in &interrupted {
-        let event = crate::audit::finish_event("system", *id, ExecutionStatus::Interrupted);
-        if let Err(error) = store.append_audit(event).await {
-            tracing::error!(%error, "could not append to the audit trail");
-        }
-    }
+    let audit = |id| crate::audit::finish_event("system", id, ExecutionStatus::Interrupted);
+    let interrupted = store
+        .interrupt_unfinished(now, stale_before, Some(&audit))
+        .await?;
     if !interrupted.is_empty() {
         let killed = engine.reap(&interrupted);
         tracing::warn!(

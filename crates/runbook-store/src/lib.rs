@@ -278,11 +278,13 @@ pub trait Store: AccessStore + Send + Sync {
     async fn heartbeat(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<u64, StoreError>;
     /// Marks `interrupted` every unfinished execution (and its unfinished steps) whose
     /// runner gave no sign of life since `stale_before` (an unclaimed one counts from its
-    /// creation); returns the runs that changed.
+    /// creation); returns the runs that changed. `audit` gives the record of each such
+    /// run's end, appended in the same transaction.
     async fn interrupt_unfinished(
         &self,
         at: DateTime<Utc>,
         stale_before: DateTime<Utc>,
+        audit: Option<&(dyn Fn(Uuid) -> AuditEvent + Sync)>,
     ) -> Result<Vec<Uuid>, StoreError>;
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;

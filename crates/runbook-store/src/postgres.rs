@@ -551,6 +551,7 @@ impl Store for PostgresStore {
         &self,
         at: DateTime<Utc>,
         stale_before: DateTime<Utc>,
+        audit: Option<&(dyn Fn(Uuid) -> AuditEvent + Sync)>,
     ) -> Result<Vec<Uuid>, StoreError> {
         let mut tx = self.pool.begin().await?;
         // Locks the orphans, so two instances sweeping at once interrupt each run once.
@@ -558,6 +559,7 @@ impl Store for PostgresStore {
             "SELECT id FROM executions
              WHERE status IN ('queued', 'running', 'paused', 'waiting')
                AND COALESCE(heartbeat_at, created_at) < $1
+             ORDER BY id
              FOR UPDATE SKIP LOCKED",
         )
         .bind(stale_before)
@@ -579,6 +581,11 @@ impl Store for PostgresStore {
             .bind(&orphans)
             .execute(&mut *tx)
             .await?;
+            if let Some(audit) = audit {
+                for id in &orphans {
+                    crate::postgres_access::chain_audit(&mut tx, audit(*id)).await?;
+                }
+            }
         }
         tx.commit().await?;
         Ok(orphans)

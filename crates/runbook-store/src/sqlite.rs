@@ -623,6 +623,7 @@ impl Store for SqliteStore {
         &self,
         at: DateTime<Utc>,
         stale_before: DateTime<Utc>,
+        audit: Option<&(dyn Fn(Uuid) -> AuditEvent + Sync)>,
     ) -> Result<Vec<Uuid>, StoreError> {
         // Writes first, so the transaction holds the write lock from its first statement.
         const ORPHANS: &str = "SELECT id FROM executions
@@ -645,8 +646,18 @@ impl Store for SqliteStore {
         .bind(stale_before)
         .fetch_all(&mut *tx)
         .await?;
+        let mut done = done
+            .iter()
+            .map(|id| parse_uuid(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        done.sort();
+        if let Some(audit) = audit {
+            for id in &done {
+                crate::sqlite_access::chain_audit(&mut tx, audit(*id)).await?;
+            }
+        }
         tx.commit().await?;
-        done.iter().map(|id| parse_uuid(id)).collect()
+        Ok(done)
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {

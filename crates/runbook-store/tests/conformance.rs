@@ -920,8 +920,28 @@ async fn interrupting_marks_live_runs_and_leaves_finished_ones(store: Arc<dyn St
         loaded
     };
 
-    let mut changed = store.interrupt_unfinished(at(500), at(500)).await.unwrap();
+    // Each run's end is recorded with it.
+    let end = |id: Uuid| AuditEvent {
+        target: Some(format!("execution:{id}")),
+        ..audit_event("system", "execution.finish", AuditOutcome::Failure, 500)
+    };
+    let mut changed = store
+        .interrupt_unfinished(at(500), at(500), Some(&end))
+        .await
+        .unwrap();
     changed.sort();
+    let recorded: Vec<Option<String>> = store
+        .audit_chain(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.target)
+        .collect();
+    let expected: Vec<Option<String>> = changed
+        .iter()
+        .map(|id| Some(format!("execution:{id}")))
+        .collect();
+    assert_eq!(recorded, expected);
     let mut unfinished: Vec<Uuid> = runs
         .iter()
         .filter(|run| !run.status.is_finished())
@@ -958,8 +978,16 @@ async fn interrupting_marks_live_runs_and_leaves_finished_ones(store: Arc<dyn St
     }
 
     assert_eq!(
-        store.interrupt_unfinished(at(600), at(600)).await.unwrap(),
+        store
+            .interrupt_unfinished(at(600), at(600), Some(&end))
+            .await
+            .unwrap(),
         Vec::<Uuid>::new()
+    );
+    assert_eq!(
+        store.audit_head().await.unwrap().0,
+        4,
+        "nothing more recorded"
     );
 }
 
@@ -989,7 +1017,10 @@ async fn runs_with_a_fresh_heartbeat_are_not_interrupted(store: Arc<dyn Store>) 
 
     // Runs silent since before 150 count as orphans.
     assert_eq!(
-        store.interrupt_unfinished(at(210), at(150)).await.unwrap(),
+        store
+            .interrupt_unfinished(at(210), at(150), None)
+            .await
+            .unwrap(),
         vec![orphan.id]
     );
     let status = |id| {
@@ -1001,7 +1032,10 @@ async fn runs_with_a_fresh_heartbeat_are_not_interrupted(store: Arc<dyn Store>) 
     assert_eq!(status(orphan.id).await, ExecutionStatus::Interrupted);
     // Its claim ages like any other: silent since 190, it is an orphan after 195.
     assert_eq!(
-        store.interrupt_unfinished(at(300), at(195)).await.unwrap(),
+        store
+            .interrupt_unfinished(at(300), at(195), None)
+            .await
+            .unwrap(),
         vec![just_started.id]
     );
     // A finished run is no longer renewed.
