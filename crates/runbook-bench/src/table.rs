@@ -34,7 +34,8 @@ pub fn print(rows: &[Row]) {
                 row.measured.clone(),
                 row.baseline_name.clone(),
                 row.baseline.clone(),
-                format!("{:.2}×", row.ratio),
+                // Three decimals: a ratio just over its target must not print as the target.
+                format!("{:.3}×", row.ratio),
                 row.target.clone(),
                 if row.met { "met" } else { "MISSED" }.to_string(),
             ]
