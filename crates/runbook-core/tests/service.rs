@@ -498,7 +498,7 @@ async fn a_failed_run_is_retried_from_the_failed_step_reusing_earlier_results() 
     assert_eq!(first.status, ExecutionStatus::Failed);
     assert_eq!(first.steps[0].detail.outputs["COUNT"], "7");
 
-    let operator = actor("olga", Role::Operator);
+    let operator = actor("olga", Role::Operator).with_request_id("req-retry");
     assert_code(
         service.retry(&actor("vic", Role::Viewer), first.id).await,
         ErrorKind::Forbidden,
@@ -559,6 +559,17 @@ async fn a_failed_run_is_retried_from_the_failed_step_reusing_earlier_results() 
     );
     let detail: Value = serde_json::from_str(retries[1].detail.as_deref().unwrap()).unwrap();
     assert_eq!(detail, json!({"retry_of": first.id, "retry_from": "two"}));
+    assert_eq!(retries[1].request_id.as_deref(), Some("req-retry"));
+    // The retry's end is recorded for the one who retried it.
+    let finish = audit_of(&service, "execution.finish")
+        .await
+        .into_iter()
+        .find(|entry| entry.target == Some(format!("execution:{}", retry.id)))
+        .expect("the retry's end is recorded");
+    assert_eq!(
+        (finish.actor.as_str(), finish.outcome),
+        ("olga", AuditOutcome::Success)
+    );
 }
 
 // ---- output ----

@@ -36,7 +36,8 @@ pub enum RunRecord<'a> {
         offset: u64,
         data: &'a [u8],
     },
-    /// An audit record of the run (its end), committed with the changes it describes.
+    /// An audit record of the run (its end), committed with the changes it describes;
+    /// appended after every other change of the batch.
     Audit(&'a AuditEvent),
 }
 

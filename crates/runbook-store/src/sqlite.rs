@@ -551,9 +551,13 @@ impl Store for SqliteStore {
                 RunRecord::Output { offset, data } => {
                     write_output(&mut *tx, execution_id, offset, data).await?
                 }
-                RunRecord::Audit(event) => {
-                    crate::sqlite_access::chain_audit(&mut tx, event.clone()).await?;
-                }
+                RunRecord::Audit(_) => {}
+            }
+        }
+        // Audit records last: the chain's head is the last lock a writer takes.
+        for record in records {
+            if let RunRecord::Audit(event) = *record {
+                crate::sqlite_access::chain_audit(&mut tx, event.clone()).await?;
             }
         }
         tx.commit().await?;
