@@ -340,21 +340,12 @@ pub(crate) async fn chain_audit(
             .fetch_one(&mut *conn)
             .await?;
     let entry = event.chain(seq + 1, &hash);
-    sqlx::query(&format!(
+    let insert = format!(
         "INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-    ))
-    .bind(entry.seq)
-    .bind(entry.at)
-    .bind(&entry.actor)
-    .bind(&entry.action)
-    .bind(&entry.target)
-    .bind(entry.outcome.as_str())
-    .bind(&entry.request_id)
-    .bind(&entry.detail)
-    .bind(&entry.prev_hash)
-    .bind(&entry.hash)
-    .execute(&mut *conn)
-    .await?;
+    );
+    rows::bind_audit(sqlx::query(&insert), &entry)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
         .bind(entry.seq)
         .bind(&entry.hash)

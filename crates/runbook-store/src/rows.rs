@@ -4,12 +4,39 @@
 use crate::{parse_enum, ApiKeyRecord, CredentialRecord, StoreError};
 use chrono::{DateTime, Utc};
 use runbook_domain::{AuditEntry, CredentialInfo, User};
-use sqlx::FromRow;
+use sqlx::query::Query;
+use sqlx::{Database, Encode, FromRow, Type};
 use uuid::Uuid;
 
 pub(crate) const CREDENTIAL_COLUMNS: &str = "id, name, kind, description, username, header_name, sealed, created_at, updated_at, last_used_at, created_by, updated_by";
 pub(crate) const AUDIT_COLUMNS: &str =
     "seq, at, actor, action, target, outcome, request_id, detail, prev_hash, hash";
+
+/// Binds an audit record's values in [`AUDIT_COLUMNS`] order, for either database.
+pub(crate) fn bind_audit<'q, DB>(
+    query: Query<'q, DB, <DB as Database>::Arguments<'q>>,
+    entry: &'q AuditEntry,
+) -> Query<'q, DB, <DB as Database>::Arguments<'q>>
+where
+    DB: Database,
+    i64: Encode<'q, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'q, DB> + Type<DB>,
+    String: Encode<'q, DB> + Type<DB>,
+    Option<String>: Encode<'q, DB> + Type<DB>,
+    &'q str: Encode<'q, DB> + Type<DB>,
+{
+    query
+        .bind(entry.seq)
+        .bind(entry.at)
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(entry.outcome.as_str())
+        .bind(&entry.request_id)
+        .bind(&entry.detail)
+        .bind(&entry.prev_hash)
+        .bind(&entry.hash)
+}
 
 /// An id column as a database returns it.
 pub(crate) trait RowId {

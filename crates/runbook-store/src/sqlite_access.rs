@@ -330,21 +330,11 @@ pub(crate) async fn chain_audit(
             .fetch_one(&mut *conn)
             .await?;
     let entry = event.chain(seq + 1, &hash);
-    sqlx::query(&format!(
-        "INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    ))
-    .bind(entry.seq)
-    .bind(entry.at)
-    .bind(&entry.actor)
-    .bind(&entry.action)
-    .bind(&entry.target)
-    .bind(entry.outcome.as_str())
-    .bind(&entry.request_id)
-    .bind(&entry.detail)
-    .bind(&entry.prev_hash)
-    .bind(&entry.hash)
-    .execute(&mut *conn)
-    .await?;
+    let insert =
+        format!("INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    rows::bind_audit(sqlx::query(&insert), &entry)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1")
         .bind(entry.seq)
         .bind(&entry.hash)
