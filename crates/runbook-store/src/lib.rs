@@ -240,21 +240,34 @@ pub trait Store: AccessStore + Send + Sync {
         status: ExecutionStatus,
         started_at: Option<DateTime<Utc>>,
         finished_at: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        let status = RunRecord::Status {
+            status,
+            started_at,
+            finished_at,
+        };
+        self.record_run(id, &[status]).await
+    }
     /// Records the state of the step at `index`.
     async fn update_step(
         &self,
         execution_id: Uuid,
         index: usize,
         step: &StepResult,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        self.record_run(execution_id, &[RunRecord::Step { index, step }])
+            .await
+    }
     /// Appends a chunk of console output that starts at byte `offset`.
     async fn append_output(
         &self,
         execution_id: Uuid,
         offset: u64,
         data: &[u8],
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        self.record_run(execution_id, &[RunRecord::Output { offset, data }])
+            .await
+    }
     /// Applies several changes of one run, in order, in one transaction.
     async fn record_run(
         &self,

@@ -474,37 +474,6 @@ impl Store for SqliteStore {
         Ok((items, total))
     }
 
-    async fn update_execution_status(
-        &self,
-        id: Uuid,
-        status: ExecutionStatus,
-        started_at: Option<DateTime<Utc>>,
-        finished_at: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
-        write_status(&self.pool, id, status, started_at, finished_at).await
-    }
-
-    async fn update_step(
-        &self,
-        execution_id: Uuid,
-        index: usize,
-        step: &StepResult,
-    ) -> Result<(), StoreError> {
-        write_steps(&self.pool, execution_id, &[(index, step)]).await
-    }
-
-    async fn append_output(
-        &self,
-        execution_id: Uuid,
-        offset: u64,
-        data: &[u8],
-    ) -> Result<(), StoreError> {
-        match &self.consoles {
-            Some(consoles) => consoles.append(execution_id, &[(offset, data)]),
-            None => write_output(&self.pool, execution_id, offset, data).await,
-        }
-    }
-
     async fn record_run(
         &self,
         execution_id: Uuid,
