@@ -60,7 +60,8 @@ pub struct Run {
     scratch: Option<tempfile::TempDir>,
     /// Buffers commands' stdout and stderr are read into.
     read_buffers: (Vec<u8>, Vec<u8>),
-    /// The shells found on the commands' PATH so far.
+    /// The program started for each shell used so far: its path on the commands' PATH,
+    /// or its bare name when it is not there.
     shells: HashMap<Shell, std::ffi::OsString>,
 }
 
@@ -603,16 +604,14 @@ impl Run {
             }
         };
         let base_env = self.inner.config.base_env.clone();
-        let program = match self.shells.get(shell) {
-            Some(program) => program.clone(),
-            None => match command::resolve_shell(*shell, base_env.as_deref()) {
-                Some(program) => {
-                    self.shells.insert(*shell, program.clone());
-                    program
-                }
-                None => shell.program().into(),
-            },
-        };
+        let program = self
+            .shells
+            .entry(*shell)
+            .or_insert_with(|| {
+                command::resolve_shell(*shell, base_env.as_deref())
+                    .unwrap_or_else(|| shell.program().into())
+            })
+            .clone();
         let spec = CommandSpec {
             program: &program,
             script: &script,
