@@ -7,6 +7,7 @@ mod postgres_access;
 mod rows;
 mod sqlite;
 mod sqlite_access;
+mod sqlite_run;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

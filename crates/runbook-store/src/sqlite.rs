@@ -1,15 +1,15 @@
 //! The SQLite store: the embedded default, one file in the data directory.
 
 use crate::rows::parse_uuid;
+use crate::sqlite_run::{Change, RunWriter};
 use crate::{
-    decode_draft, encode_detail, encode_draft, parse_enum, search_text, ApiKeyRecord,
-    ExecutionFilter, RunRecord, RunbookFilter, Store, StoreError,
+    decode_draft, encode_draft, parse_enum, search_text, ApiKeyRecord, ExecutionFilter, RunRecord,
+    RunbookFilter, Store, StoreError,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use runbook_domain::{
-    AuditEvent, Execution, ExecutionStatus, Runbook, RunbookSummary, StepDetail, StepResult,
-    VersionInfo,
+    AuditEvent, Execution, Runbook, RunbookSummary, StepDetail, StepResult, VersionInfo,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{FromRow, QueryBuilder, Sqlite, SqlitePool};
@@ -20,10 +20,6 @@ use std::time::Duration;
 use uuid::Uuid;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
-/// Steps stored by one INSERT: 11 parameters each, well under SQLite's 32,766.
-const STEPS_PER_INSERT: usize = 1000;
-/// Steps written by one UPDATE: 9 parameters each.
-const STEPS_PER_UPDATE: usize = 1000;
 
 /// A [`Store`] on an SQLite file.
 ///
@@ -34,6 +30,9 @@ const STEPS_PER_UPDATE: usize = 1000;
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Run changes (a run's start, its state, its audit records) go through a
+    /// connection of their own, a batch per round trip.
+    runs: RunWriter,
     consoles: Option<Arc<Consoles>>,
 }
 
@@ -54,10 +53,15 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&pool).await?;
+        let runs = RunWriter::open(&options).await?;
         let filename = options.get_filename();
         let consoles = (!filename.as_os_str().is_empty() && filename != Path::new(":memory:"))
             .then(|| Arc::new(Consoles::beside(filename)));
-        Ok(SqliteStore { pool, consoles })
+        Ok(SqliteStore {
+            pool,
+            runs,
+            consoles,
+        })
     }
 
     /// The connection pool, for tests and tools.
@@ -380,47 +384,12 @@ impl Store for SqliteStore {
         runner: Option<Uuid>,
         audit: Option<&AuditEvent>,
     ) -> Result<(), StoreError> {
-        let id = execution.id.to_string();
-        let mut tx = self.write_tx().await?;
-        sqlx::query(
-            "INSERT INTO executions (id, runbook_id, runbook_version, runbook_name, status, params, started_by, created_at, started_at, finished_at, retry_of, retry_from, runner_id, heartbeat_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&id)
-        .bind(execution.runbook_id.to_string())
-        .bind(execution.runbook_version)
-        .bind(&execution.runbook_name)
-        .bind(execution.status.as_str())
-        .bind(serde_json::Value::Object(execution.params.clone()).to_string())
-        .bind(&execution.started_by)
-        .bind(execution.created_at)
-        .bind(execution.started_at)
-        .bind(execution.finished_at)
-        .bind(execution.retry_of.map(|id| id.to_string()))
-        .bind(&execution.retry_from)
-        .bind(runner.map(|runner| runner.to_string()))
-        .bind(runner.map(|_| execution.created_at))
-        .execute(&mut *tx)
-        .await?;
-        // A statement takes at most 32,766 parameters: steps go in slices.
-        for (slice_index, slice) in execution.steps.chunks(STEPS_PER_INSERT).enumerate() {
-            let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO execution_steps (execution_id, idx, block_id, status, exit_code, http_status,
-                     started_at, finished_at, output_bytes, error, detail) ",
-            );
-            qb.push_values(slice.iter().enumerate(), |mut row, (index, step)| {
-                row.push_bind(&id)
-                    .push_bind((slice_index * STEPS_PER_INSERT + index) as i64)
-                    .push_bind(&step.block_id);
-                push_step_state(&mut row, step);
-            });
-            qb.build().execute(&mut *tx).await?;
-        }
-        if let Some(event) = audit {
-            crate::sqlite_access::chain_audit(&mut tx, event.clone()).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let mut changes = vec![Change::Execution {
+            execution: execution.clone(),
+            runner,
+        }];
+        changes.extend(audit.map(|event| Change::Audit(event.clone())));
+        self.runs.write(execution.id, changes).await
     }
 
     async fn execution_started_by(&self, id: Uuid) -> Result<Option<String>, StoreError> {
@@ -495,42 +464,32 @@ impl Store for SqliteStore {
                 return Ok(());
             }
         }
-        // Every step changed in the batch is written by one statement, with its last
-        // state: the batch commits as one, so earlier states are never seen anyway.
-        let mut steps = std::collections::BTreeMap::new();
-        for record in records {
-            if let RunRecord::Step { index, step } = *record {
-                steps.insert(index, step);
-            }
-        }
-        let steps: Vec<(usize, &StepResult)> = steps.into_iter().collect();
-        let mut tx = self.write_tx().await?;
-        for slice in steps.chunks(STEPS_PER_UPDATE) {
-            write_steps(&mut *tx, execution_id, slice).await?;
-        }
+        let mut steps = Vec::new();
+        let mut changes = Vec::with_capacity(records.len());
         for record in records {
             match *record {
                 RunRecord::Status {
                     status,
                     started_at,
                     finished_at,
-                } => write_status(&mut *tx, execution_id, status, started_at, finished_at).await?,
-                RunRecord::Step { .. } => {}
+                } => changes.push(Change::Status {
+                    status,
+                    started_at,
+                    finished_at,
+                }),
+                RunRecord::Step { index, step } => steps.push((index, step.clone())),
                 RunRecord::Output { .. } if self.consoles.is_some() => {}
-                RunRecord::Output { offset, data } => {
-                    write_output(&mut *tx, execution_id, offset, data).await?
-                }
-                RunRecord::Audit(_) => {}
+                RunRecord::Output { offset, data } => changes.push(Change::Output {
+                    offset,
+                    data: data.to_vec(),
+                }),
+                RunRecord::Audit(event) => changes.push(Change::Audit(event.clone())),
             }
         }
-        // Audit records last: the chain's head is the last lock a writer takes.
-        for record in records {
-            if let RunRecord::Audit(event) = *record {
-                crate::sqlite_access::chain_audit(&mut tx, event.clone()).await?;
-            }
+        if !steps.is_empty() {
+            changes.push(Change::Steps(steps));
         }
-        tx.commit().await?;
-        Ok(())
+        self.runs.write(execution_id, changes).await
     }
 
     async fn read_output(
@@ -707,69 +666,6 @@ async fn insert_version(
     Ok(())
 }
 
-async fn write_status<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
-    id: Uuid,
-    status: ExecutionStatus,
-    started_at: Option<DateTime<Utc>>,
-    finished_at: Option<DateTime<Utc>>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE executions SET status = ?, started_at = COALESCE(?, started_at),
-             finished_at = COALESCE(?, finished_at) WHERE id = ?",
-    )
-    .bind(status.as_str())
-    .bind(started_at)
-    .bind(finished_at)
-    .bind(id.to_string())
-    .execute(executor)
-    .await?;
-    Ok(())
-}
-
-/// Binds the columns of a step's state, in the order `status, exit_code, http_status,
-/// started_at, finished_at, output_bytes, error, detail`.
-fn push_step_state(
-    row: &mut sqlx::query_builder::Separated<'_, '_, Sqlite, &'static str>,
-    step: &StepResult,
-) {
-    row.push_bind(step.status.as_str())
-        .push_bind(step.exit_code)
-        .push_bind(step.http_status.map(i64::from))
-        .push_bind(step.started_at)
-        .push_bind(step.finished_at)
-        .push_bind(step.output_bytes as i64)
-        .push_bind(step.error.clone())
-        .push_bind(encode_detail(&step.detail));
-}
-
-/// Writes the state of several steps of one execution in one statement.
-async fn write_steps<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
-    execution_id: Uuid,
-    steps: &[(usize, &StepResult)],
-) -> Result<(), StoreError> {
-    let mut qb = QueryBuilder::<Sqlite>::new(
-        "WITH changed (idx, status, exit_code, http_status, started_at, finished_at,
-             output_bytes, error, detail) AS (",
-    );
-    qb.push_values(steps, |mut row, (index, step)| {
-        row.push_bind(*index as i64);
-        push_step_state(&mut row, step);
-    });
-    qb.push(
-        ") UPDATE execution_steps SET status = changed.status, exit_code = changed.exit_code,
-             http_status = changed.http_status, started_at = changed.started_at,
-             finished_at = changed.finished_at, output_bytes = changed.output_bytes,
-             error = changed.error, detail = changed.detail
-         FROM changed WHERE execution_steps.execution_id = ",
-    );
-    qb.push_bind(execution_id.to_string());
-    qb.push(" AND execution_steps.idx = changed.idx");
-    qb.build().execute(executor).await?;
-    Ok(())
-}
-
 /// Append-only console files, one per execution.
 struct Consoles {
     dir: PathBuf,
@@ -844,19 +740,4 @@ impl Consoles {
         file.take(limit).read_to_end(&mut bytes).map_err(io)?;
         Ok(Some(bytes))
     }
-}
-
-async fn write_output<'e>(
-    executor: impl sqlx::SqliteExecutor<'e>,
-    execution_id: Uuid,
-    offset: u64,
-    data: &[u8],
-) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO execution_output (execution_id, byte_offset, data) VALUES (?, ?, ?)")
-        .bind(execution_id.to_string())
-        .bind(offset as i64)
-        .bind(data)
-        .execute(executor)
-        .await?;
-    Ok(())
 }

@@ -59,6 +59,7 @@ conformance!(
     a_retry_keeps_its_link_and_the_results_it_reuses,
     a_batch_of_run_records_is_applied_in_order,
     a_runs_audit_records_commit_with_its_start_and_its_end,
+    run_audit_records_chain_with_other_writers,
     output_windows_span_chunks_and_start_inside_them,
     output_of_executions_does_not_mix,
     interrupting_marks_live_runs_and_leaves_finished_ones,
@@ -1431,6 +1432,92 @@ async fn a_runs_audit_records_commit_with_its_start_and_its_end(store: Arc<dyn S
     let head = store.audit_head().await.unwrap();
     verifier.finish(Some((head.0, &head.1)));
     assert_eq!(verifier.broken(), None);
+}
+
+async fn run_audit_records_chain_with_other_writers(store: Arc<dyn Store>) {
+    let success = AuditOutcome::Success;
+    // One after the other: a run's end is chained after a record written in between.
+    let run = execution(Uuid::new_v4(), 0, ExecutionStatus::Queued);
+    let start = audit_event("bob", "execution.start", success, 1);
+    store
+        .insert_execution(&run, None, Some(&start))
+        .await
+        .unwrap();
+    store
+        .append_audit(audit_event("alice", "runbook.update", success, 2))
+        .await
+        .unwrap();
+    let end = audit_event("bob", "execution.finish", success, 3);
+    store
+        .record_run(
+            run.id,
+            &[
+                RunRecord::Status {
+                    status: ExecutionStatus::Succeeded,
+                    started_at: Some(at(1)),
+                    finished_at: Some(at(3)),
+                },
+                RunRecord::Audit(&end),
+            ],
+        )
+        .await
+        .unwrap();
+    // All at once: runs starting while other records are written.
+    let mut writers = Vec::new();
+    for i in 0..10 {
+        let runs = store.clone();
+        writers.push(tokio::spawn(async move {
+            let run = execution(Uuid::new_v4(), 10 + i, ExecutionStatus::Queued);
+            let start = audit_event("carol", "execution.start", AuditOutcome::Success, 10 + i);
+            runs.insert_execution(&run, None, Some(&start))
+                .await
+                .unwrap();
+        }));
+        let others = store.clone();
+        writers.push(tokio::spawn(async move {
+            let update = audit_event("alice", "runbook.update", AuditOutcome::Success, 30 + i);
+            others.append_audit(update).await.unwrap();
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+
+    let chain = store.audit_chain(0, 100).await.unwrap();
+    assert_eq!(
+        chain.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=23).collect::<Vec<_>>()
+    );
+    let count = |action: &str| chain.iter().filter(|e| e.action == action).count();
+    assert_eq!(
+        (
+            count("execution.start"),
+            count("runbook.update"),
+            count("execution.finish")
+        ),
+        (11, 11, 1)
+    );
+    let mut verifier = ChainVerifier::default();
+    assert!(chain.iter().all(|entry| verifier.check(entry)));
+    let head = store.audit_head().await.unwrap();
+    verifier.finish(Some((head.0, &head.1)));
+    assert_eq!(verifier.broken(), None);
+    assert_eq!(head.0, 23);
+    let stored = store.get_execution(run.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status, stored.started_at, stored.finished_at),
+        (ExecutionStatus::Succeeded, Some(at(1)), Some(at(3)))
+    );
+    let (_, total) = store
+        .list_executions(&ExecutionFilter {
+            runbook_id: None,
+            status: None,
+            limit: 100,
+            offset: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(total, 11);
 }
 
 async fn audit_records_chain_in_order_even_when_written_at_once(store: Arc<dyn Store>) {
