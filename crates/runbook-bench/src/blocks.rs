@@ -12,7 +12,7 @@ use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 /// (blocks, repetitions): fewer repetitions where one takes seconds.
-const SIZES: [(usize, usize); 3] = [(20, 11), (200, 7), (2_000, 5)];
+const SIZES: [(usize, usize); 3] = [(20, 41), (200, 15), (2_000, 7)];
 /// Engine time over raw spawn time, at most.
 const TARGET_RATIO: f64 = 1.1;
 
