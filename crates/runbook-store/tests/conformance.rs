@@ -5,9 +5,9 @@
 
 use chrono::{DateTime, Utc};
 use runbook_domain::{
-    AuditEvent, AuditOutcome, Branch, ChainVerifier, CredentialInfo, CredentialKind, Execution,
-    ExecutionStatus, HttpResponse, Role, Runbook, RunbookDraft, StepDetail, StepResult, StepStatus,
-    User,
+    AuditEntry, AuditEvent, AuditOutcome, Branch, ChainVerifier, CredentialInfo, CredentialKind,
+    Execution, ExecutionStatus, HttpResponse, Role, Runbook, RunbookDraft, StepDetail, StepResult,
+    StepStatus, User,
 };
 use runbook_store::{
     ApiKeyRecord, AuditFilter, CredentialRecord, ExecutionFilter, PostgresStore, RunRecord,
@@ -1385,6 +1385,16 @@ fn audit_event(actor: &str, action: &str, outcome: AuditOutcome, second: i64) ->
     }
 }
 
+/// Checks that `chain` (the whole trail) links up and ends at the stored head; returns it.
+async fn assert_chain_intact(store: &dyn Store, chain: &[AuditEntry]) -> (i64, String) {
+    let mut verifier = ChainVerifier::default();
+    assert!(chain.iter().all(|entry| verifier.check(entry)));
+    let head = store.audit_head().await.unwrap();
+    verifier.finish(Some((head.0, &head.1)));
+    assert_eq!(verifier.broken(), None);
+    head
+}
+
 async fn a_runs_audit_records_commit_with_its_start_and_its_end(store: Arc<dyn Store>) {
     let run = execution(Uuid::new_v4(), 0, ExecutionStatus::Queued);
     let start = audit_event("bob", "execution.start", AuditOutcome::Success, 1);
@@ -1427,11 +1437,7 @@ async fn a_runs_audit_records_commit_with_its_start_and_its_end(store: Arc<dyn S
             (2, "execution.finish", at(3))
         ]
     );
-    let mut verifier = ChainVerifier::default();
-    assert!(chain.iter().all(|entry| verifier.check(entry)));
-    let head = store.audit_head().await.unwrap();
-    verifier.finish(Some((head.0, &head.1)));
-    assert_eq!(verifier.broken(), None);
+    assert_chain_intact(store.as_ref(), &chain).await;
 }
 
 async fn run_audit_records_chain_with_other_writers(store: Arc<dyn Store>) {
@@ -1497,11 +1503,7 @@ async fn run_audit_records_chain_with_other_writers(store: Arc<dyn Store>) {
         ),
         (11, 11, 1)
     );
-    let mut verifier = ChainVerifier::default();
-    assert!(chain.iter().all(|entry| verifier.check(entry)));
-    let head = store.audit_head().await.unwrap();
-    verifier.finish(Some((head.0, &head.1)));
-    assert_eq!(verifier.broken(), None);
+    let head = assert_chain_intact(store.as_ref(), &chain).await;
     assert_eq!(head.0, 23);
     let stored = store.get_execution(run.id).await.unwrap().unwrap();
     assert_eq!(
@@ -1544,11 +1546,7 @@ async fn audit_records_chain_in_order_even_when_written_at_once(store: Arc<dyn S
         chain.iter().map(|e| e.seq).collect::<Vec<_>>(),
         (1..=20).collect::<Vec<_>>()
     );
-    let mut verifier = ChainVerifier::default();
-    assert!(chain.iter().all(|entry| verifier.check(entry)));
-    let head = store.audit_head().await.unwrap();
-    verifier.finish(Some((head.0, &head.1)));
-    assert_eq!(verifier.broken(), None);
+    let head = assert_chain_intact(store.as_ref(), &chain).await;
     assert_eq!(head.0, 20);
     assert_eq!(
         store
