@@ -17,6 +17,7 @@ use serde_json::json;
 use sqlx::Connection;
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use uuid::Uuid;
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -60,6 +61,7 @@ conformance!(
     a_batch_of_run_records_is_applied_in_order,
     a_runs_audit_records_commit_with_its_start_and_its_end,
     run_audit_records_chain_with_other_writers,
+    a_run_write_dropped_midway_leaves_the_store_whole_and_writable,
     output_windows_span_chunks_and_start_inside_them,
     output_of_executions_does_not_mix,
     interrupting_marks_live_runs_and_leaves_finished_ones,
@@ -1520,6 +1522,48 @@ async fn run_audit_records_chain_with_other_writers(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(total, 11);
+}
+
+async fn a_run_write_dropped_midway_leaves_the_store_whole_and_writable(store: Arc<dyn Store>) {
+    let mut runs = Vec::new();
+    for i in 0..8 {
+        let run = execution(Uuid::new_v4(), i, ExecutionStatus::Queued);
+        let start = audit_event("bob", "execution.start", AuditOutcome::Success, i);
+        // Polled a few times, the database working in between, then dropped (a client
+        // that went away): the write may be anywhere in its transaction.
+        let mut write = Box::pin(store.insert_execution(&run, None, Some(&start)));
+        for _ in 0..=i {
+            let poll = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx).is_ready()));
+            if poll.await {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(150));
+        }
+        drop(write);
+        // Another writer still gets the database, at once rather than after a lock
+        // timeout, and so does the next run.
+        let update = audit_event("alice", "runbook.update", AuditOutcome::Success, 10 + i);
+        store.append_audit(update).await.unwrap();
+        let end = audit_event("bob", "execution.finish", AuditOutcome::Success, 20 + i);
+        let ended = store.record_run(run.id, &[RunRecord::Audit(&end)]).await;
+        runs.push((run.id, ended.is_ok()));
+    }
+
+    let chain = store.audit_chain(0, 100).await.unwrap();
+    assert_chain_intact(store.as_ref(), &chain).await;
+    let count = |action: &str| chain.iter().filter(|e| e.action == action).count();
+    assert_eq!(count("runbook.update"), 8);
+    // Each run is there whole, with its start recorded, or not at all.
+    let mut stored = 0;
+    for (id, _) in &runs {
+        if let Some(execution) = store.get_execution(*id).await.unwrap() {
+            assert_eq!(execution.steps.len(), 3);
+            stored += 1;
+        }
+    }
+    assert_eq!(count("execution.start"), stored);
+    let ended = runs.iter().filter(|(_, ended)| *ended).count();
+    assert_eq!(count("execution.finish"), ended);
 }
 
 async fn audit_records_chain_in_order_even_when_written_at_once(store: Arc<dyn Store>) {
