@@ -82,7 +82,63 @@ pub async fn run() -> anyhow::Result<Vec<Row>> {
         target: format!("≤ {TARGET_RATIO}× (flat)"),
         met: ratio <= TARGET_RATIO,
     });
+    rows.push(capture_floor().await?);
     Ok(rows)
+}
+
+/// For reference, what capturing output costs by itself: the raw spawns again, each
+/// with stdout and stderr piped and read to their end as a step's are, against plain
+/// raw spawns timed just before. The engine's ratios include this cost.
+async fn capture_floor() -> anyhow::Result<Row> {
+    const SPAWNS: usize = 200;
+    let (mut raw, mut piped, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..15 {
+        let plain = raw_spawns(SPAWNS).await?;
+        let captured = piped_spawns(SPAWNS).await?;
+        ratios.push(captured.as_secs_f64() / plain.as_secs_f64());
+        raw.push(plain);
+        piped.push(captured);
+    }
+    ratios.sort_by(f64::total_cmp);
+    Ok(Row {
+        benchmark: format!(
+            "reference: {SPAWNS} raw spawns with stdout and stderr piped and read (median of 15 paired ratios)"
+        ),
+        measured: total_and_per_block(median(&piped), SPAWNS),
+        baseline_name: "raw `sh -c true` spawns".to_string(),
+        baseline: total_and_per_block(median(&raw), SPAWNS),
+        ratio: ratios[ratios.len() / 2],
+        target: String::new(),
+        met: true,
+    })
+}
+
+/// Time for `count` sequential `sh -c true` processes whose output is piped and read
+/// until both streams end, each awaited.
+async fn piped_spawns(count: usize) -> anyhow::Result<Duration> {
+    use tokio::io::AsyncReadExt;
+    let start = Instant::now();
+    let (mut out_buf, mut err_buf) = (vec![0; 64 * 1024], vec![0; 64 * 1024]);
+    for _ in 0..count {
+        let mut child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg("true")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let mut stdout = child.stdout.take().expect("piped");
+        let mut stderr = child.stderr.take().expect("piped");
+        let (mut out_open, mut err_open, mut exit) = (true, true, None);
+        while out_open || err_open || exit.is_none() {
+            tokio::select! {
+                read = stdout.read(&mut out_buf), if out_open => out_open = matches!(read, Ok(n) if n > 0),
+                read = stderr.read(&mut err_buf), if err_open => err_open = matches!(read, Ok(n) if n > 0),
+                status = child.wait(), if exit.is_none() => exit = Some(status?),
+            }
+        }
+        anyhow::ensure!(exit.is_some_and(|status| status.success()));
+    }
+    Ok(start.elapsed())
 }
 
 /// Stores a runbook of `blocks` `true` commands straight through the store: the

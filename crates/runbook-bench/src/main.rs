@@ -66,7 +66,8 @@ async fn run_all() -> anyhow::Result<()> {
     println!();
     table::print(&rows);
     let missed = rows.iter().filter(|row| !row.met).count();
-    println!("\n{} figures, {missed} missed their target.", rows.len());
+    let targeted = rows.iter().filter(|row| !row.target.is_empty()).count();
+    println!("\n{targeted} figures with a target, {missed} missed it.");
     // Other work on the machine skews every figure; say how busy it was.
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(

@@ -11,6 +11,7 @@ pub struct Row {
     pub baseline: String,
     /// Measured divided by baseline.
     pub ratio: f64,
+    /// Empty for a reference figure, which has no target (and counts as met).
     pub target: String,
     pub met: bool,
 }
@@ -37,7 +38,12 @@ pub fn print(rows: &[Row]) {
                 // Three decimals: a ratio just over its target must not print as the target.
                 format!("{:.3}×", row.ratio),
                 row.target.clone(),
-                if row.met { "met" } else { "MISSED" }.to_string(),
+                match (row.target.is_empty(), row.met) {
+                    (true, _) => "—",
+                    (false, true) => "met",
+                    (false, false) => "MISSED",
+                }
+                .to_string(),
             ]
         })
         .collect();
