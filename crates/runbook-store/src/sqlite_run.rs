@@ -151,9 +151,9 @@ impl WriterState {
 }
 
 /// The script applying `changes` (beginning its transaction if `begin`), and the
-/// audit chain's head after it. Steps changed
-/// more than once are written once, with their last state, before everything else;
-/// audit records go last (the chain's head is the last lock a writer takes).
+/// audit chain's head after it. Steps changed more than once are written once, with
+/// their last state, before everything else; audit records go last (the chain's head
+/// is the last lock a writer takes), their values in `AUDIT_COLUMNS` order.
 fn script(
     execution_id: Uuid,
     changes: &[Change],
