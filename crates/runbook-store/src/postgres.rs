@@ -449,6 +449,12 @@ impl Store for PostgresStore {
         records: &[RunRecord<'_>],
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        // The run's row first, then its steps, as a sweep locks them: a late write and
+        // a sweep of the same run then wait for each other in turn, never in a cycle.
+        sqlx::query("SELECT 1 FROM executions WHERE id = $1 FOR UPDATE")
+            .bind(execution_id)
+            .execute(&mut *tx)
+            .await?;
         for record in records {
             match *record {
                 RunRecord::Status {

@@ -66,6 +66,7 @@ conformance!(
     output_of_executions_does_not_mix,
     interrupting_marks_live_runs_and_leaves_finished_ones,
     runs_with_a_fresh_heartbeat_are_not_interrupted,
+    a_sweep_and_a_late_write_of_the_same_run_both_complete,
     api_keys_are_found_by_hash_and_touched,
     credentials_round_trip_with_unique_names,
     resealing_replaces_every_value_or_nothing,
@@ -1047,6 +1048,81 @@ async fn runs_with_a_fresh_heartbeat_are_not_interrupted(store: Arc<dyn Store>) 
 }
 
 // ---- API keys ----
+
+// A runner that was silent too long (its heartbeat lapsed) writes again just as a
+// sweep takes its run for an orphan: both lock the run's row and its steps, in the
+// same order, so neither waits on the other in a cycle; one of them goes first.
+async fn a_sweep_and_a_late_write_of_the_same_run_both_complete(store: Arc<dyn Store>) {
+    let runbook_id = Uuid::new_v4();
+    let running = StepResult {
+        status: StepStatus::Running,
+        started_at: Some(at(2)),
+        ..StepResult::pending("check")
+    };
+    let done = StepResult {
+        status: StepStatus::Succeeded,
+        started_at: Some(at(1)),
+        finished_at: Some(at(2)),
+        ..StepResult::pending("intro")
+    };
+    for round in 0..12 {
+        let mut run = execution(runbook_id, 1, ExecutionStatus::Running);
+        run.steps[0].status = StepStatus::Running;
+        store.insert_execution(&run, None, None).await.unwrap();
+        let writer = {
+            let (store, done, running) = (store.clone(), done.clone(), running.clone());
+            tokio::spawn(async move {
+                store
+                    .record_run(
+                        run.id,
+                        &[
+                            RunRecord::Step {
+                                index: 0,
+                                step: &done,
+                            },
+                            RunRecord::Step {
+                                index: 1,
+                                step: &running,
+                            },
+                            RunRecord::Output {
+                                offset: 0,
+                                data: b"late\n",
+                            },
+                            RunRecord::Status {
+                                status: ExecutionStatus::Failed,
+                                started_at: None,
+                                finished_at: Some(at(3)),
+                            },
+                        ],
+                    )
+                    .await
+            })
+        };
+        let sweeper = {
+            let store = store.clone();
+            tokio::spawn(async move { store.interrupt_unfinished(at(500), at(500), None).await })
+        };
+        let (written, swept) = (writer.await.unwrap(), sweeper.await.unwrap());
+        written.unwrap_or_else(|error| panic!("round {round}: the run's write failed: {error}"));
+        let swept =
+            swept.unwrap_or_else(|error| panic!("round {round}: the sweep failed: {error}"));
+        let stored = store.get_execution(run.id).await.unwrap().unwrap();
+        // Whichever went last decided the run's state; each left it whole.
+        if swept.contains(&run.id) {
+            assert!(
+                matches!(
+                    stored.status,
+                    ExecutionStatus::Interrupted | ExecutionStatus::Failed
+                ),
+                "round {round}: {}",
+                stored.status
+            );
+        } else {
+            assert_eq!(stored.status, ExecutionStatus::Failed, "round {round}");
+        }
+        assert_eq!(store.read_output(run.id, 0, 100).await.unwrap(), b"late\n");
+    }
+}
 
 async fn api_keys_are_found_by_hash_and_touched(store: Arc<dyn Store>) {
     let key = ApiKeyRecord {
