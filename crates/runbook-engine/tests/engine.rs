@@ -57,6 +57,10 @@ async fn commands_run_in_order_and_their_output_is_captured_in_order() {
     assert!(position("err-2") < position("second step"));
     assert!(position("▶ first") < position("out-1"));
     assert!(position("▶ second") > position("out-3"));
+    // A step's footer closes it before the next step's header opens.
+    assert!(position("out-3") < position("✔ first"));
+    assert!(position("✔ first") < position("▶ second"));
+    assert!(position("second step") < position("✔ second"));
     assert_eq!(
         record.step(0).output_bytes + record.step(1).output_bytes,
         record.output.len() as u64,
@@ -257,20 +261,43 @@ async fn the_apps_own_secrets_do_not_reach_commands() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_workdir_fails_the_step_with_a_message() {
     let run = Harness::start(vec![
+        command("before", "echo fine"),
         block(json!({"id": "lost", "kind": "command", "script": "echo hi",
                      "workdir": "/nonexistent/runbook-studio-test"})),
         command("after", "echo never"),
     ]);
     let record = run.finish().await;
     assert_eq!(record.status(), Some(ExecutionStatus::Failed));
-    let step = record.step(0);
+    let step = record.step(1);
     assert_eq!(step.status, StepStatus::Failed);
     assert!(step
         .error
         .as_deref()
         .unwrap_or("")
         .contains("could not start"));
-    assert_eq!(record.step(1).status, StepStatus::Skipped);
+    assert_eq!(record.step(2).status, StepStatus::Skipped);
+    // The console tells the story in order, though the step never had a process.
+    let text = record.text();
+    let order = [
+        "▶ before",
+        "fine",
+        "✔ before",
+        "▶ lost",
+        "could not start",
+        "✘ lost",
+    ];
+    let positions: Vec<usize> = order
+        .iter()
+        .map(|needle| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("`{needle}` is missing from {text:?}"))
+        })
+        .collect();
+    assert!(
+        positions.windows(2).all(|pair| pair[0] < pair[1]),
+        "{text:?}"
+    );
+    assert!(!text.contains("▶ after"), "{text:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
