@@ -81,6 +81,17 @@ pub fn resolve_shell(shell: Shell, base_env: Option<&HashMap<String, String>>) -
         .map(OsString::from)
 }
 
+/// Capacity a command's output pipe gets once the command writes in bulk.
+pub const BULK_PIPE: usize = 1024 * 1024;
+
+/// Gives the pipe behind `pipe` room for `bytes`, so a command writing in bulk is not
+/// stopped at every 64 KiB (Linux's default) until the reader catches up. Best
+/// effort: where a system limit on pipe memory refuses, the pipe stays as it was.
+pub fn widen_pipe(pipe: impl std::os::fd::AsFd, bytes: usize) {
+    let size = i32::try_from(bytes).unwrap_or(i32::MAX);
+    let _ = nix::fcntl::fcntl(pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(size));
+}
+
 /// Sends `signal` to every process of the group led by `pgid`; a group that is
 /// already gone is not an error.
 pub fn signal_group(pgid: u32, signal: Signal) {

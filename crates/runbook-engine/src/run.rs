@@ -33,6 +33,9 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
 const MAX_OUTPUT_FILE: u64 = 64 * 1024;
 /// Bytes read from a command's stdout or stderr at once.
 const READ_BUFFER: usize = 64 * 1024;
+/// Bytes a stream carries before its pipe is widened to [`command::BULK_PIPE`]: only
+/// commands that write in bulk pay for the larger pipe.
+const BULK_AFTER: u64 = 1024 * 1024;
 /// Most bytes of a response body shown in the console (all of it is stored with the step).
 const MAX_BODY_SHOWN: usize = 4096;
 
@@ -671,14 +674,24 @@ impl Run {
                 read = stdout.read(&mut out_buf), if out_open => {
                     let text = match read {
                         Ok(0) | Err(_) => { out_open = false; out.finish() }
-                        Ok(n) => out.push(&out_buf[..n]),
+                        Ok(n) => {
+                            if out.count(n) {
+                                command::widen_pipe(&stdout, command::BULK_PIPE);
+                            }
+                            out.push(&out_buf[..n])
+                        }
                     };
                     self.count_output(index, block_id, &text).await;
                 },
                 read = stderr.read(&mut err_buf), if err_open => {
                     let text = match read {
                         Ok(0) | Err(_) => { err_open = false; err.finish() }
-                        Ok(n) => err.push(&err_buf[..n]),
+                        Ok(n) => {
+                            if err.count(n) {
+                                command::widen_pipe(&stderr, command::BULK_PIPE);
+                            }
+                            err.push(&err_buf[..n])
+                        }
                     };
                     self.count_output(index, block_id, &text).await;
                 },
@@ -791,6 +804,8 @@ struct Stream {
     masker: StreamMasker,
     text: Utf8Stream,
     tail: String,
+    /// Bytes read so far.
+    read: u64,
 }
 
 impl Stream {
@@ -799,7 +814,15 @@ impl Stream {
             masker: secrets.stream(),
             text: Utf8Stream::default(),
             tail: String::new(),
+            read: 0,
         }
+    }
+
+    /// Counts `n` bytes read; true once, when they make the stream a bulk one.
+    fn count(&mut self, n: usize) -> bool {
+        let before = self.read;
+        self.read += n as u64;
+        before < BULK_AFTER && self.read >= BULK_AFTER
     }
 
     fn push(&mut self, bytes: &[u8]) -> String {

@@ -324,6 +324,59 @@ async fn a_timeout_kills_the_command_and_fails_the_step() {
     wait_until_gone(&sleeper).await;
 }
 
+/// The capacity of the pipe a process has as its descriptor `fd`.
+fn pipe_capacity(pid: u32, fd: u32) -> i32 {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Opening /proc/<pid>/fd/<n> of a pipe opens that same pipe; non-blocking, so
+    // the open never waits for the other end.
+    let pipe = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(format!("/proc/{pid}/fd/{fd}"))
+        .unwrap_or_else(|error| panic!("open fd {fd} of process {pid}: {error}"));
+    nix::fcntl::fcntl(&pipe, nix::fcntl::FcntlArg::F_GETPIPE_SZ).expect("F_GETPIPE_SZ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_written_in_bulk_gets_a_wider_pipe_and_a_quiet_one_keeps_its_own() {
+    let sleeper = marker(300);
+    let run = Harness::start(vec![command(
+        "bulk",
+        &format!("head -c 3000000 /dev/zero | tr '\\0' x; echo; echo quiet >&2; sleep {sleeper}"),
+    )]);
+    // The shell and the sleep share the step's pipes; the sleep runs once the bulk
+    // output is all written.
+    let is_sleep = |pid: u32| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|cmdline| cmdline.starts_with(b"sleep"))
+    };
+    wait_for_processes(&sleeper, "the sleep after the bulk output", |found| {
+        found.iter().any(|(pid, _)| is_sleep(*pid))
+    })
+    .await;
+    let (pid, _) = processes_with(&sleeper)
+        .into_iter()
+        .find(|(pid, _)| is_sleep(*pid))
+        .expect("the sleep runs");
+    assert_eq!(
+        pipe_capacity(pid, 1),
+        1024 * 1024,
+        "stdout carried megabytes: its pipe was widened"
+    );
+    assert_eq!(
+        pipe_capacity(pid, 2),
+        64 * 1024,
+        "stderr carried a line: its pipe is the default"
+    );
+    run.control(ControlAction::Stop).unwrap();
+    let record = run.finish().await;
+    assert_eq!(record.status(), Some(ExecutionStatus::Stopped));
+    let text = record.text();
+    assert_eq!(text.matches('x').count(), 3_000_000, "no byte lost");
+    assert!(text.contains("quiet"));
+    wait_until_gone(&sleeper).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_kills_the_whole_process_group() {
     let sleeper = marker(301);
