@@ -325,6 +325,7 @@ async fn a_timeout_kills_the_command_and_fails_the_step() {
 }
 
 /// The capacity of the pipe a process has as its descriptor `fd`.
+#[cfg(target_os = "linux")]
 fn pipe_capacity(pid: u32, fd: u32) -> i32 {
     use std::os::unix::fs::OpenOptionsExt;
     // Opening /proc/<pid>/fd/<n> of a pipe opens that same pipe; non-blocking, so
@@ -337,6 +338,7 @@ fn pipe_capacity(pid: u32, fd: u32) -> i32 {
     nix::fcntl::fcntl(&pipe, nix::fcntl::FcntlArg::F_GETPIPE_SZ).expect("F_GETPIPE_SZ")
 }
 
+#[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_written_in_bulk_gets_a_wider_pipe_and_a_quiet_one_keeps_its_own() {
     let sleeper = marker(300);
