@@ -18,6 +18,8 @@ fn main() {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        // Logs in colour on a terminal only: plain when the desktop starts the app.
+        .with_ansi(anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never)
         .init();
     let config = config_from(
         std::env::var_os("RUNBOOK_DATA_DIR"),

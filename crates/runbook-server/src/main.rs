@@ -33,8 +33,10 @@ struct Cli {
     /// lives in the system keychain, or in `master.key` in the data directory.
     #[arg(long, global = true, env = "RUNBOOK_MASTER_KEY_FILE")]
     master_key_file: Option<PathBuf>,
-    /// Do not use the system keychain for the master key.
-    #[arg(long, global = true, env = "RUNBOOK_NO_KEYCHAIN")]
+    /// Do not use the system keychain for the master key (the variable takes true/false,
+    /// 1/0, yes/no or on/off).
+    #[arg(long, global = true, env = "RUNBOOK_NO_KEYCHAIN",
+          value_parser = clap::builder::BoolishValueParser::new())]
     no_keychain: bool,
     /// Log filter, e.g. `info` or `runbook_server=debug`.
     #[arg(long, global = true, env = "RUNBOOK_LOG", default_value = "info")]
@@ -149,6 +151,8 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Logs in colour on a terminal only: plain in a file, a pipe or the journal.
+        .with_ansi(anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never)
         .init();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match runtime.block_on(dispatch(cli)) {
@@ -408,8 +412,9 @@ async fn run(
     follow(&service, &actor, events, execution.id, yes).await
 }
 
-/// Streams a run's console to the terminal until it ends: Ctrl+C stops it, Ctrl+Z
-/// pauses and resumes it, confirmations are asked for (or given with `--yes`).
+/// Streams a run's console to the terminal until it ends (in colour on a terminal only):
+/// Ctrl+C stops it, Ctrl+Z pauses and resumes it, confirmations are asked for (or given
+/// with `--yes`).
 async fn follow(
     service: &Service,
     actor: &Actor,
@@ -419,7 +424,9 @@ async fn follow(
 ) -> anyhow::Result<std::process::ExitCode> {
     use tokio::signal::unix::{signal, SignalKind};
     let actor = actor.clone();
-    let mut stdout = std::io::stdout();
+    // Colours reach a terminal; a pipe or a file gets plain text (NO_COLOR and
+    // CLICOLOR_FORCE are honoured). Escapes split across chunks are stripped whole.
+    let mut stdout = anstream::AutoStream::auto(std::io::stdout());
     let mut interrupt = std::pin::pin!(shutdown_signal());
     let mut suspend = signal(SignalKind::from_raw(nix::libc::SIGTSTP))?;
     loop {

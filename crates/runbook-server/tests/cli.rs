@@ -34,9 +34,36 @@ fn keys_create_prints_the_token_alone_on_the_last_line() {
 #[test]
 fn migrate_creates_the_database_in_the_data_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let status = cli(dir.path()).arg("migrate").status().unwrap();
-    assert!(status.success());
+    let output = cli(dir.path()).arg("migrate").output().unwrap();
+    assert!(output.status.success(), "{output:?}");
     assert!(dir.path().join("runbook-studio.db").is_file());
+    // Its log (the master key kept in a file) is plain text when it is not a terminal.
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("no keychain"), "{log}");
+    assert!(!log.contains('\x1b'), "{log:?}");
+}
+
+#[test]
+fn boolean_variables_take_the_usual_spellings() {
+    let dir = tempfile::tempdir().unwrap();
+    for value in ["1", "yes", "on", "true", "TRUE"] {
+        let output = cli(dir.path())
+            .env("RUNBOOK_NO_KEYCHAIN", value)
+            .arg("migrate")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "RUNBOOK_NO_KEYCHAIN={value}: {output:?}"
+        );
+    }
+    let output = cli(dir.path())
+        .env("RUNBOOK_NO_KEYCHAIN", "maybe")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("maybe"));
 }
 
 #[test]
@@ -72,6 +99,16 @@ fn run_streams_the_console_and_exits_non_zero_on_failure() {
     let stdout = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success(), "{ok:?}");
     assert!(stdout.contains("hello-42"), "{stdout}");
+    // Into a pipe the console is plain text; colours only where they are asked for.
+    assert!(stdout.contains("▶ main (command)\n"), "{stdout:?}");
+    assert!(!stdout.contains('\x1b'), "{stdout:?}");
+    let forced = cli(dir.path())
+        .env("CLICOLOR_FORCE", "1")
+        .args(["run", "Greets"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&forced.stdout);
+    assert!(stdout.contains("\x1b[1;36m▶ main\x1b[0m"), "{stdout:?}");
 
     let failed = cli(dir.path()).args(["run", "Breaks"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&failed.stdout);

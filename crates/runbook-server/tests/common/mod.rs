@@ -14,7 +14,11 @@ pub fn cli(data_dir: &std::path::Path) -> Command {
         .env("RUNBOOK_DATA_DIR", data_dir)
         // Tests never touch the keychain of the machine they run on.
         .env("RUNBOOK_NO_KEYCHAIN", "true")
-        .env("RUNBOOK_LOG", "warn");
+        .env("RUNBOOK_LOG", "warn")
+        // Colour follows the terminal alone, whatever the environment running the tests asks.
+        .env_remove("CLICOLOR_FORCE")
+        .env_remove("CLICOLOR")
+        .env_remove("NO_COLOR");
     command
 }
 
