@@ -1,6 +1,8 @@
 //! Per-block overhead: runbooks of 20, 200 and 2,000 `true` command blocks executed
 //! through the core service (SQLite in a temporary directory), each against the same
-//! number of sequential raw `sh -c true` spawns timed in the same repetition.
+//! number of sequential raw `sh -c true` spawns timed in the same repetition. For one
+//! size, the CPU time of both is split between this process and the shells it waited
+//! for, which shows where the difference is spent.
 
 use crate::table::{median, thousands, Row};
 use runbook_core::{Actor, Config, ExecutionEvent, Service};
@@ -15,6 +17,8 @@ use uuid::Uuid;
 const SIZES: [(usize, usize); 3] = [(20, 41), (200, 15), (2_000, 7)];
 /// Engine time over raw spawn time, at most.
 const TARGET_RATIO: f64 = 1.1;
+/// The size whose CPU time is shown, split between this process and its shells.
+const CPU_SIZE: usize = 200;
 
 pub async fn run() -> anyhow::Result<Vec<Row>> {
     let dir = tempfile::tempdir()?;
@@ -28,15 +32,22 @@ pub async fn run() -> anyhow::Result<Vec<Row>> {
 
     let mut rows = Vec::new();
     let mut per_block = Vec::new();
+    let mut cpu_row = None;
     for (blocks, repetitions) in SIZES {
         let runbook = store_runbook(store.as_ref(), blocks).await?;
         let (mut raw, mut engine, mut starts, mut ratios) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut raw_cpu, mut engine_cpu) = (Cpu::default(), Cpu::default());
         // Each repetition pairs a run with raw spawns measured just before it, so the
         // machine's drift between repetitions (other guests, frequency) cancels out.
         for _ in 0..repetitions {
+            let before = Cpu::used()?;
             let spawns = raw_spawns(blocks).await?;
+            let between = Cpu::used()?;
             let run = execute(&service, runbook).await?;
+            let after = Cpu::used()?;
+            raw_cpu = raw_cpu.plus(between.minus(before));
+            engine_cpu = engine_cpu.plus(after.minus(between));
             ratios.push(run.total.as_secs_f64() / spawns.as_secs_f64());
             raw.push(spawns);
             engine.push(run.total);
@@ -62,6 +73,21 @@ pub async fn run() -> anyhow::Result<Vec<Row>> {
             met: ratio <= TARGET_RATIO,
         });
         per_block.push((blocks, per_ms(engine, blocks), per_ms(raw, blocks)));
+        if blocks == CPU_SIZE {
+            let spawned = blocks * repetitions;
+            cpu_row = Some(Row {
+                benchmark: format!(
+                    "reference: CPU per block at {} blocks, this process + its shells",
+                    thousands(blocks)
+                ),
+                measured: engine_cpu.per_block(spawned),
+                baseline_name: "the same for raw spawns".to_string(),
+                baseline: raw_cpu.per_block(spawned),
+                ratio: engine_cpu.total().as_secs_f64() / raw_cpu.total().as_secs_f64(),
+                target: String::new(),
+                met: true,
+            });
+        }
     }
 
     // A flat cost per block: the largest run costs per block what the smallest does.
@@ -82,8 +108,60 @@ pub async fn run() -> anyhow::Result<Vec<Row>> {
         target: format!("≤ {TARGET_RATIO}× (flat)"),
         met: ratio <= TARGET_RATIO,
     });
+    rows.extend(cpu_row);
     rows.push(capture_floor().await?);
     Ok(rows)
+}
+
+/// CPU time (user + system) of this process, all threads, and of its children that
+/// have been waited for: the shells, whether raw or started by the engine.
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    own: Duration,
+    children: Duration,
+}
+
+impl Cpu {
+    fn used() -> anyhow::Result<Cpu> {
+        use nix::sys::resource::{getrusage, Usage, UsageWho};
+        let time = |usage: Usage| {
+            let micros = |t: nix::sys::time::TimeVal| {
+                Duration::from_micros(t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64)
+            };
+            micros(usage.user_time()) + micros(usage.system_time())
+        };
+        Ok(Cpu {
+            own: time(getrusage(UsageWho::RUSAGE_SELF)?),
+            children: time(getrusage(UsageWho::RUSAGE_CHILDREN)?),
+        })
+    }
+
+    fn minus(self, earlier: Cpu) -> Cpu {
+        Cpu {
+            own: self.own.saturating_sub(earlier.own),
+            children: self.children.saturating_sub(earlier.children),
+        }
+    }
+
+    fn plus(self, other: Cpu) -> Cpu {
+        Cpu {
+            own: self.own + other.own,
+            children: self.children + other.children,
+        }
+    }
+
+    fn total(self) -> Duration {
+        self.own + self.children
+    }
+
+    fn per_block(self, blocks: usize) -> String {
+        let micros = |time: Duration| time.as_secs_f64() * 1e6 / blocks as f64;
+        format!(
+            "{:.0} + {:.0} µs/block",
+            micros(self.own),
+            micros(self.children)
+        )
+    }
 }
 
 /// For reference, what capturing output costs by itself: the raw spawns again, each
