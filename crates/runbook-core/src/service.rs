@@ -617,9 +617,22 @@ impl Service {
             Subject::new(format!("execution:{}", execution.id)).with(detail),
             AuditOutcome::Success,
         );
-        self.store
+        match self
+            .store
             .insert_execution(&execution, Some(self.runner), Some(&audit))
-            .await?;
+            .await
+        {
+            Ok(()) => {}
+            Err(runbook_store::StoreError::Duplicate) if execution.retry_of.is_some() => {
+                return Err(CoreError::Conflict {
+                    code: "retry_in_progress",
+                    message: "this run is being retried already; stop that retry or wait for \
+                              it to end before retrying again"
+                        .to_string(),
+                });
+            }
+            Err(error) => return Err(error.into()),
+        }
         self.engine.start(execution.clone(), runbook);
         Ok(execution)
     }

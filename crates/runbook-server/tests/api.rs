@@ -541,6 +541,69 @@ async fn a_failed_run_is_retried_over_rest_and_bad_retries_are_refused() {
 }
 
 #[tokio::test]
+async fn a_run_has_one_live_retry_at_a_time() {
+    let app = TestApp::new().await;
+    let flag = app._dir.path().join("failed-once");
+    // Fails the first time; retried, it runs until stopped.
+    let runbook = app
+        .create(json!({"name": "slow fix", "blocks": [
+            {"id": "fix", "kind": "command",
+             "script": format!("[ -f '{0}' ] || {{ touch '{0}'; exit 4; }}; sleep 300", flag.display())}
+        ]}))
+        .await;
+    let (_, run) = app
+        .send(
+            Method::POST,
+            &format!("/runbooks/{}/execute", runbook["id"].as_str().unwrap()),
+            Some("{}"),
+        )
+        .await;
+    let failed = finished(&app, run["id"].as_str().unwrap()).await;
+    assert_eq!(failed["status"], "failed");
+    let retry_uri = format!("/executions/{}/retry", failed["id"].as_str().unwrap());
+
+    let (status, first) = app.send(Method::POST, &retry_uri, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let (status, error) = app.send(Method::POST, &retry_uri, None).await;
+    assert_eq!(
+        (status, error_code(&error)),
+        (StatusCode::CONFLICT, "retry_in_progress"),
+        "{error}"
+    );
+    let (_, listed) = app.send(Method::GET, "/executions?limit=100", None).await;
+    let retries = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|execution| execution["retry_of"] == failed["id"])
+        .count();
+    assert_eq!(retries, 1, "the refused retry stored nothing: {listed}");
+
+    // Once that retry has ended, the run can be retried again.
+    let stop = json!({"action": "stop"}).to_string();
+    let first_id = first["id"].as_str().unwrap();
+    let (status, _) = app
+        .send(
+            Method::POST,
+            &format!("/executions/{first_id}/control"),
+            Some(&stop),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(finished(&app, first_id).await["status"], "stopped");
+    let (status, second) = app.send(Method::POST, &retry_uri, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{second}");
+    let second_id = second["id"].as_str().unwrap();
+    app.send(
+        Method::POST,
+        &format!("/executions/{second_id}/control"),
+        Some(&stop),
+    )
+    .await;
+    assert_eq!(finished(&app, second_id).await["status"], "stopped");
+}
+
+#[tokio::test]
 async fn openapi_document_lists_every_route() {
     let app = TestApp::new().await;
     let response = app

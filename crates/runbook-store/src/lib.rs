@@ -219,7 +219,9 @@ pub trait Store: AccessStore + Send + Sync {
 
     /// Stores a new execution with its pending steps; with a runner, claimed by it (see
     /// [`Store::claim_execution`]) as of its creation. `audit` (the run's start) is
-    /// appended to the audit trail in the same transaction.
+    /// appended to the audit trail in the same transaction. A retry of a run that
+    /// another live retry (queued, running, paused or waiting) retries already fails
+    /// with [`StoreError::Duplicate`], and nothing is stored.
     async fn insert_execution(
         &self,
         execution: &Execution,
@@ -409,7 +411,7 @@ pub(crate) fn changed_during_rotation() -> StoreError {
 }
 
 /// A unique-constraint violation becomes [`StoreError::Duplicate`].
-fn unique_violation(error: sqlx::Error) -> StoreError {
+pub(crate) fn unique_violation(error: sqlx::Error) -> StoreError {
     match &error {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Duplicate,
         _ => StoreError::Database(error),

@@ -362,7 +362,8 @@ impl Store for PostgresStore {
         .bind(runner)
         .bind(runner.map(|_| execution.created_at))
         .execute(&mut *tx)
-        .await?;
+        .await
+        .map_err(crate::unique_violation)?;
         // Bind parameters are limited to 65535 a statement: steps go in slices.
         for (slice_index, slice) in execution.steps.chunks(1000).enumerate() {
             let mut qb = QueryBuilder::<Postgres>::new(

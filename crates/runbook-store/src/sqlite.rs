@@ -389,7 +389,13 @@ impl Store for SqliteStore {
             runner,
         }];
         changes.extend(audit.map(|event| Change::Audit(event.clone())));
-        self.runs.write(execution.id, changes).await
+        self.runs
+            .write(execution.id, changes)
+            .await
+            .map_err(|error| match error {
+                StoreError::Database(error) => crate::unique_violation(error),
+                other => other,
+            })
     }
 
     async fn execution_started_by(&self, id: Uuid) -> Result<Option<String>, StoreError> {

@@ -58,6 +58,7 @@ conformance!(
     status_updates_keep_the_start_time_when_none_is_given,
     step_updates_record_the_step_and_touch_no_other,
     a_retry_keeps_its_link_and_the_results_it_reuses,
+    a_run_has_one_live_retry_at_a_time,
     a_batch_of_run_records_is_applied_in_order,
     a_runs_audit_records_commit_with_its_start_and_its_end,
     run_audit_records_chain_with_other_writers,
@@ -706,6 +707,104 @@ async fn a_retry_keeps_its_link_and_the_results_it_reuses(store: Arc<dyn Store>)
     store.insert_execution(&retry, None, None).await.unwrap();
     let loaded = store.get_execution(retry.id).await.unwrap().unwrap();
     assert_eq!(loaded, retry);
+}
+
+async fn a_run_has_one_live_retry_at_a_time(store: Arc<dyn Store>) {
+    let runbook_id = Uuid::new_v4();
+    let failed = execution(runbook_id, 1, ExecutionStatus::Failed);
+    let other = execution(runbook_id, 2, ExecutionStatus::Stopped);
+    for run in [&failed, &other] {
+        store.insert_execution(run, None, None).await.unwrap();
+    }
+    let retry_of = |run: &Execution, created: i64| Execution {
+        retry_of: Some(run.id),
+        retry_from: Some("check".to_string()),
+        ..execution(runbook_id, created, ExecutionStatus::Queued)
+    };
+    let first = retry_of(&failed, 10);
+    store
+        .insert_execution(
+            &first,
+            None,
+            Some(&audit_event(
+                "bob",
+                "execution.retry",
+                AuditOutcome::Success,
+                10,
+            )),
+        )
+        .await
+        .unwrap();
+    let head = store.audit_head().await.unwrap();
+
+    // A second retry while the first is live is refused, and leaves nothing behind.
+    let second = retry_of(&failed, 11);
+    let refused = store
+        .insert_execution(
+            &second,
+            None,
+            Some(&audit_event(
+                "bob",
+                "execution.retry",
+                AuditOutcome::Success,
+                11,
+            )),
+        )
+        .await;
+    assert!(matches!(refused, Err(StoreError::Duplicate)), "{refused:?}");
+    assert_eq!(store.get_execution(second.id).await.unwrap(), None);
+    assert_eq!(
+        store.audit_head().await.unwrap(),
+        head,
+        "no audit record appended"
+    );
+    // Another run's retry is not held up.
+    store
+        .insert_execution(&retry_of(&other, 12), None, None)
+        .await
+        .unwrap();
+
+    // Once the first retry has ended, whatever its outcome, the run can be retried again.
+    for status in [ExecutionStatus::Running, ExecutionStatus::Paused] {
+        store
+            .record_run(
+                first.id,
+                &[RunRecord::Status {
+                    status,
+                    started_at: Some(at(10)),
+                    finished_at: None,
+                }],
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .insert_execution(&retry_of(&failed, 13), None, None)
+                .await,
+            Err(StoreError::Duplicate)
+        ));
+    }
+    store
+        .record_run(
+            first.id,
+            &[RunRecord::Status {
+                status: ExecutionStatus::Failed,
+                started_at: None,
+                finished_at: Some(at(14)),
+            }],
+        )
+        .await
+        .unwrap();
+    store.insert_execution(&second, None, None).await.unwrap();
+    assert_eq!(
+        store
+            .get_execution(second.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .retry_of,
+        Some(failed.id)
+    );
 }
 
 async fn a_batch_of_run_records_is_applied_in_order(store: Arc<dyn Store>) {
