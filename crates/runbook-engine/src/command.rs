@@ -82,20 +82,17 @@ pub fn resolve_shell(shell: Shell, base_env: Option<&HashMap<String, String>>) -
 }
 
 /// Capacity a command's output pipe gets once the command writes in bulk.
-pub const BULK_PIPE: usize = 1024 * 1024;
+const BULK_PIPE: i32 = 1024 * 1024;
 
-/// Gives the pipe behind `pipe` room for `bytes`, so a command writing in bulk is not
-/// stopped at every 64 KiB (Linux's default) until the reader catches up. Best
-/// effort: where a system limit on pipe memory refuses, the pipe stays as it was;
+/// Gives the pipe behind `pipe` room for [`BULK_PIPE`] bytes, so a command writing in
+/// bulk is not stopped at every 64 KiB (Linux's default) until the reader catches up.
+/// Best effort: where a system limit on pipe memory refuses, the pipe stays as it was;
 /// systems other than Linux keep their own pipe sizes.
-pub fn widen_pipe(pipe: impl std::os::fd::AsFd, bytes: usize) {
+pub fn widen_pipe(pipe: impl std::os::fd::AsFd) {
     #[cfg(target_os = "linux")]
-    {
-        let size = i32::try_from(bytes).unwrap_or(i32::MAX);
-        let _ = nix::fcntl::fcntl(pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(size));
-    }
+    let _ = nix::fcntl::fcntl(pipe, nix::fcntl::FcntlArg::F_SETPIPE_SZ(BULK_PIPE));
     #[cfg(not(target_os = "linux"))]
-    let _ = (pipe, bytes);
+    let _ = pipe;
 }
 
 /// Sends `signal` to every process of the group led by `pgid`; a group that is

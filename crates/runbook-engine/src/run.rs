@@ -33,7 +33,7 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
 const MAX_OUTPUT_FILE: u64 = 64 * 1024;
 /// Bytes read from a command's stdout or stderr at once.
 const READ_BUFFER: usize = 64 * 1024;
-/// Bytes a stream carries before its pipe is widened to [`command::BULK_PIPE`]: only
+/// Bytes a stream carries before its pipe is widened (`command::widen_pipe`): only
 /// commands that write in bulk pay for the larger pipe.
 const BULK_AFTER: u64 = 1024 * 1024;
 /// Most bytes of a response body shown in the console (all of it is stored with the step).
@@ -676,7 +676,7 @@ impl Run {
                         Ok(0) | Err(_) => { out_open = false; out.finish() }
                         Ok(n) => {
                             if out.count(n) {
-                                command::widen_pipe(&stdout, command::BULK_PIPE);
+                                command::widen_pipe(&stdout);
                             }
                             out.push(&out_buf[..n])
                         }
@@ -688,7 +688,7 @@ impl Run {
                         Ok(0) | Err(_) => { err_open = false; err.finish() }
                         Ok(n) => {
                             if err.count(n) {
-                                command::widen_pipe(&stderr, command::BULK_PIPE);
+                                command::widen_pipe(&stderr);
                             }
                             err.push(&err_buf[..n])
                         }
