@@ -29,6 +29,8 @@ const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 500;
 /// Largest output page, in bytes.
 const MAX_OUTPUT_PAGE: u64 = 1024 * 1024;
+/// How often [`Service::wait_for_end`] reads a run that another instance executes.
+const ELSEWHERE_POLL: Duration = Duration::from_millis(250);
 /// How long a run's process may stay silent before its run counts as interrupted.
 pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -640,6 +642,35 @@ impl Service {
     pub async fn get_execution(&self, actor: &Actor, id: Uuid) -> Result<Execution, CoreError> {
         actor.require(Role::Viewer)?;
         self.load_execution(id).await
+    }
+
+    /// Waits, at most `patience`, until the run has ended, and returns it as stored
+    /// then (still unfinished when the patience ran out). A run this process executes
+    /// is awaited until its final state and all its output are stored; a run executed
+    /// by another instance is read every [`ELSEWHERE_POLL`].
+    pub async fn wait_for_end(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        patience: Duration,
+    ) -> Result<Execution, CoreError> {
+        actor.require(Role::Viewer)?;
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            if self.is_live_here(id)
+                && tokio::time::timeout_at(deadline, self.engine.ended(id))
+                    .await
+                    .is_err()
+            {
+                return self.get_execution(actor, id).await;
+            }
+            let execution = self.get_execution(actor, id).await?;
+            let now = tokio::time::Instant::now();
+            if execution.status.is_finished() || now >= deadline {
+                return Ok(execution);
+            }
+            tokio::time::sleep_until(deadline.min(now + ELSEWHERE_POLL)).await;
+        }
     }
 
     pub async fn list_executions(

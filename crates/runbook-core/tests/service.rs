@@ -68,18 +68,12 @@ async fn create(service: &Service, body: Value) -> Uuid {
 }
 
 async fn wait_until_finished(service: &Service, id: Uuid) -> Execution {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let execution = service.get_execution(&admin(), id).await.unwrap();
-        if execution.status.is_finished() {
-            return execution;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the run never finished: {execution:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let execution = service.wait_for_end(&admin(), id, PATIENCE).await.unwrap();
+    assert!(
+        execution.status.is_finished(),
+        "the run never finished: {execution:#?}"
+    );
+    execution
 }
 
 async fn wait_until_step_runs(service: &Service, id: Uuid, index: usize) {
@@ -681,6 +675,89 @@ async fn a_running_execution_reports_incomplete_output() {
         .unwrap();
     let finished = wait_until_finished(&service, run.id).await;
     assert_eq!(finished.status, ExecutionStatus::Stopped);
+}
+
+#[tokio::test]
+async fn waiting_for_a_run_returns_it_once_everything_is_stored() {
+    let (service, _dir) = service().await;
+    let viewer = actor("vera", Role::Viewer);
+    let id = create(
+        &service,
+        deploy_body("Slow end", "sleep 0.3; echo last line"),
+    )
+    .await;
+    let run = service.execute(&admin(), id, Value::Null).await.unwrap();
+    let ended = service
+        .wait_for_end(&viewer, run.id, PATIENCE)
+        .await
+        .unwrap();
+    assert_eq!(ended.status, ExecutionStatus::Succeeded);
+    assert!(ended.finished_at.is_some());
+    assert!(
+        ended
+            .steps
+            .iter()
+            .all(|step| step.status == StepStatus::Succeeded),
+        "{:#?}",
+        ended.steps
+    );
+    let console = service
+        .read_output(&viewer, run.id, 0, 1 << 20)
+        .await
+        .unwrap();
+    assert!(console.complete);
+    assert!(console.text.contains("last line\n"), "{:?}", console.text);
+
+    // Patience that runs out returns the run as it is, still going.
+    let id = create(&service, deploy_body("Long", "exec sleep 20")).await;
+    let run = service.execute(&admin(), id, Value::Null).await.unwrap();
+    let asked = Instant::now();
+    let live = service
+        .wait_for_end(&viewer, run.id, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert!(asked.elapsed() >= Duration::from_millis(300));
+    assert!(!live.status.is_finished(), "{:?}", live.status);
+
+    service
+        .control(&admin(), run.id, ControlAction::Stop)
+        .await
+        .unwrap();
+    let stopped = service
+        .wait_for_end(&viewer, run.id, PATIENCE)
+        .await
+        .unwrap();
+    assert_eq!(stopped.status, ExecutionStatus::Stopped);
+    assert_eq!(stopped.steps[1].status, StepStatus::Stopped);
+    // An ended run is returned at once.
+    let again = service
+        .wait_for_end(&viewer, run.id, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(again.status, ExecutionStatus::Stopped);
+
+    assert_code(
+        service
+            .wait_for_end(&viewer, Uuid::new_v4(), PATIENCE)
+            .await,
+        ErrorKind::NotFound,
+        "not_found",
+    );
+}
+
+#[tokio::test]
+async fn shutting_down_stops_live_runs_and_returns_once_they_are_stored() {
+    let (service, _dir) = service().await;
+    let id = create(&service, deploy_body("Long", "echo started; exec sleep 20")).await;
+    let run = service.execute(&admin(), id, Value::Null).await.unwrap();
+    wait_until_step_runs(&service, run.id, 1).await;
+
+    service.shutdown().await;
+    assert!(!service.is_live_here(run.id));
+    let stopped = service.get_execution(&admin(), run.id).await.unwrap();
+    assert_eq!(stopped.status, ExecutionStatus::Stopped);
+    assert_eq!(stopped.steps[1].status, StepStatus::Stopped);
+    assert!(stopped.finished_at.is_some());
 }
 
 // ---- control ----

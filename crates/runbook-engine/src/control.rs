@@ -32,6 +32,8 @@ pub struct Requested {
 pub struct RunControl {
     status: Mutex<ExecutionStatus>,
     requested: watch::Sender<Requested>,
+    /// True once the run has stored its final state and left the engine.
+    ended: watch::Sender<bool>,
 }
 
 fn action_name(action: ControlAction) -> &'static str {
@@ -48,6 +50,7 @@ impl RunControl {
         RunControl {
             status: Mutex::new(status),
             requested: watch::Sender::new(Requested::default()),
+            ended: watch::Sender::new(false),
         }
     }
 
@@ -72,6 +75,18 @@ impl RunControl {
         };
         *status = settled;
         settled
+    }
+
+    /// Marks the run as ended: its final state is stored and it has left the engine.
+    pub fn end(&self) {
+        self.ended.send_replace(true);
+    }
+
+    /// Returns once [`RunControl::end`] has been called.
+    pub async fn ended(&self) {
+        let mut ended = self.ended.subscribe();
+        // The sender lives as long as `self`, so the wait cannot fail.
+        let _ = ended.wait_for(|ended| *ended).await;
     }
 
     /// A receiver that sees every request.

@@ -209,7 +209,7 @@ impl Engine {
         let engine = self.clone();
         tokio::spawn(async move {
             let id = execution.id;
-            run::Run::new(engine.inner.clone(), execution, runbook, control)
+            run::Run::new(engine.inner.clone(), execution, runbook, control.clone())
                 .execute()
                 .await;
             engine
@@ -218,7 +218,16 @@ impl Engine {
                 .lock()
                 .expect("run registry lock")
                 .remove(&id);
+            control.end();
         });
+    }
+
+    /// Returns once the run `id` has ended and its final state is stored, at once when
+    /// this engine does not execute it (any more).
+    pub async fn ended(&self, id: Uuid) {
+        if let Some(control) = self.run(id) {
+            control.ended().await;
+        }
     }
 
     /// The runs this engine is executing now.
@@ -272,15 +281,14 @@ impl Engine {
         }
         let deadline =
             tokio::time::Instant::now() + self.inner.config.stop_grace + Duration::from_secs(1);
-        while tokio::time::Instant::now() < deadline
-            && !self
-                .inner
-                .runs
-                .lock()
-                .expect("run registry lock")
-                .is_empty()
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        // The runs wind down together: waiting for each in turn takes as long as the slowest.
+        for control in &runs {
+            if tokio::time::timeout_at(deadline, control.ended())
+                .await
+                .is_err()
+            {
+                break;
+            }
         }
     }
 
