@@ -858,8 +858,19 @@ async fn upkeep(store: Arc<dyn Store>, engine: Engine, timeout: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(error) = store.heartbeat(&engine.live_ids(), now()).await {
-            tracing::error!(%error, "could not renew the heartbeat of live runs");
+        let live = engine.live_ids();
+        match store.heartbeat(&live, now()).await {
+            // A live run storage no longer has as unfinished was marked interrupted by
+            // another instance while this one was silent (suspended, cut off): it may
+            // have been retried there already, so it must not go on here.
+            Ok(renewed) => {
+                let ended: Vec<Uuid> = live
+                    .into_iter()
+                    .filter(|id| !renewed.contains(id))
+                    .collect();
+                engine.fence(&ended);
+            }
+            Err(error) => tracing::error!(%error, "could not renew the heartbeat of live runs"),
         }
         let _ = interrupt_orphans(store.as_ref(), &engine, timeout).await;
     }

@@ -4,15 +4,15 @@
 
 use crate::audit::finish_event;
 use async_trait::async_trait;
-use runbook_engine::{ExecutionSink, RunRecord, RunRef};
-use runbook_store::Store;
+use runbook_engine::{ExecutionSink, RunRecord, RunRef, SinkError};
+use runbook_store::{Store, StoreError};
 use std::sync::Arc;
 
 pub struct StoreSink(pub Arc<dyn Store>);
 
 #[async_trait]
 impl ExecutionSink for StoreSink {
-    async fn record(&self, run: RunRef<'_>, records: &[RunRecord<'_>]) -> Result<(), String> {
+    async fn record(&self, run: RunRef<'_>, records: &[RunRecord<'_>]) -> Result<(), SinkError> {
         let finished = records.iter().find_map(|record| match *record {
             RunRecord::Status { status, .. } if status.is_finished() => Some(status),
             _ => None,
@@ -40,6 +40,9 @@ impl ExecutionSink for StoreSink {
         self.0
             .record_run(run.execution_id, &records)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|error| match error {
+                StoreError::Ended => SinkError::Ended,
+                other => SinkError::Failed(other.to_string()),
+            })
     }
 }

@@ -913,6 +913,103 @@ async fn runs_left_unfinished_are_interrupted_when_a_service_opens() {
     );
 }
 
+/// Pids of processes carrying the run's mark in their environment.
+fn processes_of_run(id: Uuid) -> Vec<String> {
+    let mark = format!("{}={id}", runbook_engine::EXECUTION_ID_VAR);
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|entry| {
+            std::fs::read(entry.path().join("environ"))
+                .is_ok_and(|environ| environ.split(|b| *b == 0).any(|var| var == mark.as_bytes()))
+        })
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Runs `body`'s runbook until its console shows `started`, lets another instance mark
+/// it interrupted while it is live (as one does when this runner's heartbeat lapsed),
+/// and returns the run as stored once it has ended here.
+async fn swept_while_live(body: Value, started: &str, heartbeat_timeout: Duration) -> Execution {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    // Heartbeats come every third of it.
+    config.heartbeat_timeout = heartbeat_timeout;
+    let service = Service::open(config.clone()).await.unwrap();
+    let id = create(&service, body).await;
+    let run = service.execute(&admin(), id, Value::Null).await.unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let console = service
+            .read_output(&admin(), run.id, 0, 1 << 20)
+            .await
+            .unwrap();
+        if console.text.contains(started) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run never got going: {:?}",
+            console.text
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!processes_of_run(run.id).is_empty());
+
+    let elsewhere = SqliteStore::connect(&config.effective_database_url())
+        .await
+        .unwrap();
+    let future = chrono::Utc::now() + chrono::Duration::hours(1);
+    let swept = elsewhere
+        .interrupt_unfinished(chrono::Utc::now(), future, None)
+        .await
+        .unwrap();
+    assert_eq!(swept, vec![run.id]);
+
+    let ended = service
+        .wait_for_end(&admin(), run.id, PATIENCE)
+        .await
+        .unwrap();
+    assert!(!service.is_live_here(run.id), "the run has stopped here");
+    assert!(
+        processes_of_run(run.id).is_empty(),
+        "no process of the run is left"
+    );
+    assert!(
+        audit_of(&service, "execution.finish").await.is_empty(),
+        "the runner appended no end of its own"
+    );
+    ended
+}
+
+#[tokio::test]
+async fn a_busy_run_marked_interrupted_elsewhere_stops_at_its_next_write() {
+    let body = deploy_body(
+        "Ticking",
+        "for i in $(seq 1 2000); do echo tick $i; sleep 0.05; done",
+    );
+    // Its next heartbeat is 100 s away: only its own writes can tell it in time.
+    let ended = swept_while_live(body, "tick 3\n", Duration::from_secs(300)).await;
+    assert_eq!(ended.status, ExecutionStatus::Interrupted);
+    assert_eq!(ended.steps[1].status, StepStatus::Stopped);
+}
+
+#[tokio::test]
+async fn a_quiet_run_marked_interrupted_elsewhere_stops_at_its_next_heartbeat() {
+    let body = json!({
+        "name": "Waiting",
+        "blocks": [
+            {"id": "intro", "kind": "instruction", "text": "Heads up"},
+            {"id": "run", "kind": "command", "script": "exec sleep 60"}
+        ]
+    });
+    // Silent, it learns at its next heartbeat, 300 ms away at most.
+    let ended = swept_while_live(body, "▶ run", Duration::from_millis(900)).await;
+    assert_eq!(ended.status, ExecutionStatus::Interrupted);
+    assert_eq!(ended.steps[1].status, StepStatus::Stopped);
+}
+
 #[test]
 fn a_run_whose_process_died_is_interrupted_on_the_next_start() {
     let dir = tempfile::tempdir().unwrap();

@@ -31,6 +31,8 @@ pub struct Requested {
 /// Shared between the engine's API and one run task.
 pub struct RunControl {
     status: Mutex<ExecutionStatus>,
+    /// Set when storage says the run has ended already; read under `status`'s lock.
+    fenced: std::sync::atomic::AtomicBool,
     requested: watch::Sender<Requested>,
     /// True once the run has stored its final state and left the engine.
     ended: watch::Sender<bool>,
@@ -49,6 +51,7 @@ impl RunControl {
     pub fn new(status: ExecutionStatus) -> Self {
         RunControl {
             status: Mutex::new(status),
+            fenced: std::sync::atomic::AtomicBool::new(false),
             requested: watch::Sender::new(Requested::default()),
             ended: watch::Sender::new(false),
         }
@@ -68,13 +71,32 @@ impl RunControl {
     /// ignored while the run stores its end.
     pub fn finish(&self, outcome: ExecutionStatus) -> ExecutionStatus {
         let mut status = self.status.lock().expect("run status lock");
-        let settled = if self.requested.borrow().stopped {
+        let settled = if self.is_fenced() {
+            ExecutionStatus::Interrupted
+        } else if self.requested.borrow().stopped {
             ExecutionStatus::Stopped
         } else {
             outcome
         };
         *status = settled;
         settled
+    }
+
+    /// Stops a run that storage says has ended already; it will end `interrupted`.
+    /// False when the run had settled its end before (nothing changes then).
+    pub fn fence(&self) -> bool {
+        let status = self.status.lock().expect("run status lock");
+        if status.is_finished() || self.is_fenced() {
+            return false;
+        }
+        self.fenced.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.requested.send_modify(|r| r.stopped = true);
+        true
+    }
+
+    /// True once [`RunControl::fence`] has stopped the run.
+    pub fn is_fenced(&self) -> bool {
+        self.fenced.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Marks the run as ended: its final state is stored and it has left the engine.
@@ -167,6 +189,27 @@ mod tests {
             control.finish(ExecutionStatus::Succeeded),
             ExecutionStatus::Stopped
         );
+    }
+
+    #[test]
+    fn a_fenced_run_stops_and_ends_interrupted_unless_it_settled_first() {
+        let control = RunControl::new(ExecutionStatus::Running);
+        assert!(control.fence());
+        assert!(control.watch().borrow().stopped, "the run is told to stop");
+        assert!(!control.fence(), "fencing twice changes nothing");
+        assert!(control.apply(ControlAction::Resume).is_err());
+        assert_eq!(
+            control.finish(ExecutionStatus::Succeeded),
+            ExecutionStatus::Interrupted
+        );
+
+        let control = RunControl::new(ExecutionStatus::Running);
+        assert_eq!(
+            control.finish(ExecutionStatus::Failed),
+            ExecutionStatus::Failed
+        );
+        assert!(!control.fence(), "a run that settled its end keeps it");
+        assert!(!control.watch().borrow().stopped);
     }
 
     #[test]

@@ -34,7 +34,19 @@ use uuid::Uuid;
 pub trait ExecutionSink: Send + Sync + 'static {
     /// Changes of one run, in order; a sink that can should apply them in one
     /// transaction (all or nothing). A batch with the run's final state is the last.
-    async fn record(&self, run: RunRef<'_>, records: &[RunRecord<'_>]) -> Result<(), String>;
+    async fn record(&self, run: RunRef<'_>, records: &[RunRecord<'_>]) -> Result<(), SinkError>;
+}
+
+/// Why a sink did not store a batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    /// The run is stored as ended already: another instance found its runner silent
+    /// and marked it interrupted, and may have retried it. The run must not go on.
+    #[error("the run has already ended in storage")]
+    Ended,
+    /// Anything else; worth trying again.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// The run a batch of records belongs to.
@@ -227,6 +239,20 @@ impl Engine {
     pub async fn ended(&self, id: Uuid) {
         if let Some(control) = self.run(id) {
             control.ended().await;
+        }
+    }
+
+    /// Ends the given runs, which storage says have ended already (interrupted by
+    /// another instance while this one was silent): their processes are stopped as by
+    /// a stop, nothing more of them is stored, and they end as `interrupted`. Runs that
+    /// have settled their own end are left alone.
+    pub fn fence(&self, ids: &[Uuid]) {
+        for id in ids {
+            if let Some(control) = self.run(*id) {
+                if control.fence() {
+                    tracing::warn!(execution = %id, "the run was marked interrupted elsewhere; stopping it");
+                }
+            }
         }
     }
 

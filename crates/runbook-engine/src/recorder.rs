@@ -6,7 +6,8 @@
 //! waiting to be stored is bounded in bytes, so memory stays bounded when storage is
 //! slower than the run.
 
-use crate::{ExecutionSink, RunRecord, RunRef};
+use crate::control::RunControl;
+use crate::{ExecutionSink, RunRecord, RunRef, SinkError};
 use chrono::{DateTime, Utc};
 use runbook_domain::{ExecutionStatus, StepResult};
 use std::sync::Arc;
@@ -78,13 +79,22 @@ pub struct Recorder {
 
 impl Recorder {
     /// Starts the writer task for the run `execution_id`, started by `started_by`.
-    pub fn start(sink: Arc<dyn ExecutionSink>, execution_id: Uuid, started_by: String) -> Recorder {
+    /// The run is fenced through `control` when storage says it has ended already.
+    pub fn start(
+        sink: Arc<dyn ExecutionSink>,
+        execution_id: Uuid,
+        started_by: String,
+        control: Arc<RunControl>,
+    ) -> Recorder {
         let (queue, records) = mpsc::channel(QUEUE);
         let hurry = Arc::new(Notify::new());
         tokio::spawn(write(
             sink,
-            execution_id,
-            started_by,
+            Writer {
+                execution_id,
+                started_by,
+                control,
+            },
             records,
             hurry.clone(),
         ));
@@ -176,14 +186,23 @@ impl Recorder {
     }
 }
 
-async fn write(
-    sink: Arc<dyn ExecutionSink>,
+/// Whose records the writer stores.
+struct Writer {
     execution_id: Uuid,
     started_by: String,
+    control: Arc<RunControl>,
+}
+
+async fn write(
+    sink: Arc<dyn ExecutionSink>,
+    writer: Writer,
     mut records: mpsc::Receiver<Record>,
     hurry: Arc<Notify>,
 ) {
+    let execution_id = writer.execution_id;
     let mut batch = Vec::with_capacity(BATCH);
+    // Set once storage refused the run as ended: later records are dropped unwritten.
+    let mut ended = false;
     // True when the last batch was cut at its limits: records are waiting already.
     let mut behind = false;
     while let Some(first) = records.recv().await {
@@ -213,13 +232,17 @@ async fn write(
         let changes = changes_of(&batch);
         // A passing storage fault (a lock, a dropped connection) must not lose the records.
         let mut attempt = 0;
-        loop {
+        while !ended {
             let run = RunRef {
                 execution_id,
-                started_by: &started_by,
+                started_by: &writer.started_by,
             };
             match sink.record(run, &changes).await {
                 Ok(()) => break,
+                Err(SinkError::Ended) => {
+                    ended = true;
+                    writer.control.fence();
+                }
                 Err(error) if attempt < RETRIES => {
                     attempt += 1;
                     tracing::warn!(execution = %execution_id, %error, attempt, "retrying run records");

@@ -80,6 +80,7 @@ impl Run {
             inner.sink.clone(),
             execution.id,
             execution.started_by.clone(),
+            control.clone(),
         );
         let console = Console::new(inner.clone(), recorder.clone(), execution.id);
         let index_of = execution
@@ -160,6 +161,11 @@ impl Run {
             }
         }
         let outcome = self.control.finish(outcome);
+        if self.control.is_fenced() {
+            let line = "\x1b[33mthis run was marked interrupted elsewhere while this app was \
+                        silent; it was stopped, and nothing more of it is stored\x1b[0m\r\n";
+            self.console.write("", line).await;
+        }
         self.skip_pending().await;
         self.console.flush().await;
         // Clients that see the final state can read everything the run stored.

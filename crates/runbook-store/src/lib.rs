@@ -54,6 +54,10 @@ pub enum StoreError {
     /// A unique name is taken.
     #[error("the name is already taken")]
     Duplicate,
+    /// The run has ended already (a sweep found its runner silent and marked it
+    /// interrupted, say); what its runner sends late is refused.
+    #[error("the execution has already ended")]
+    Ended,
     /// What a multi-row change was based on changed under it; nothing was written.
     #[error("{0}")]
     Conflict(String),
@@ -271,7 +275,8 @@ pub trait Store: AccessStore + Send + Sync {
         self.record_run(execution_id, &[RunRecord::Output { offset, data }])
             .await
     }
-    /// Applies several changes of one run, in order, in one transaction.
+    /// Applies several changes of one run, in order, in one transaction. A run stored
+    /// as ended refuses them all with [`StoreError::Ended`]: its last state stands.
     async fn record_run(
         &self,
         execution_id: Uuid,
@@ -291,8 +296,9 @@ pub trait Store: AccessStore + Send + Sync {
         runner: Uuid,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
-    /// Renews the sign of life of the given unfinished executions.
-    async fn heartbeat(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Renews the sign of life of those of the given executions that are unfinished;
+    /// returns them (a run missing from the answer has ended, or is gone).
+    async fn heartbeat(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError>;
     /// Marks `interrupted` every unfinished execution (and its unfinished steps) whose
     /// runner gave no sign of life since `stale_before` (an unclaimed one counts from its
     /// creation); returns the runs that changed. `audit` gives the record of each such
@@ -527,4 +533,12 @@ mod stitch_tests {
         assert_eq!(stitch(chunks.clone(), 0, 100), b"abc");
         assert_eq!(stitch(chunks, 10, 100), b"xyz");
     }
+}
+
+/// True when a stored execution status names an ended run. An unreadable one counts
+/// as live: refusing a run's records is for runs known to have ended.
+pub(crate) fn status_has_ended(status: &str) -> bool {
+    status
+        .parse::<runbook_domain::ExecutionStatus>()
+        .is_ok_and(|status| status.is_finished())
 }

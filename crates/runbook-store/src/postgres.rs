@@ -452,10 +452,14 @@ impl Store for PostgresStore {
         let mut tx = self.pool.begin().await?;
         // The run's row first, then its steps, as a sweep locks them: a late write and
         // a sweep of the same run then wait for each other in turn, never in a cycle.
-        sqlx::query("SELECT 1 FROM executions WHERE id = $1 FOR UPDATE")
-            .bind(execution_id)
-            .execute(&mut *tx)
-            .await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM executions WHERE id = $1 FOR UPDATE")
+                .bind(execution_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if status.is_some_and(|status| crate::status_has_ended(&status)) {
+            return Err(StoreError::Ended);
+        }
         for record in records {
             match *record {
                 RunRecord::Status {
@@ -518,16 +522,19 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn heartbeat(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<u64, StoreError> {
-        let done = sqlx::query(
+    async fn heartbeat(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_scalar(
             "UPDATE executions SET heartbeat_at = $1
-             WHERE id = ANY($2) AND status IN ('queued', 'running', 'paused', 'waiting')",
+             WHERE id = ANY($2) AND status IN ('queued', 'running', 'paused', 'waiting')
+             RETURNING id",
         )
         .bind(at)
         .bind(ids)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn interrupt_unfinished(

@@ -454,6 +454,13 @@ impl Store for SqliteStore {
         execution_id: Uuid,
         records: &[RunRecord<'_>],
     ) -> Result<(), StoreError> {
+        // A sweep in this process waits for this turn; one in another process (rare: it
+        // needs this runner silent for the whole heartbeat timeout) could only slip into
+        // the moment between the check and the write.
+        let _turn = self.runs.turn().await;
+        if self.runs.has_ended(execution_id).await? {
+            return Err(StoreError::Ended);
+        }
         if let Some(consoles) = &self.consoles {
             // Output first: a state stored after it never claims more than is there.
             let output: Vec<(u64, &[u8])> = records
@@ -542,9 +549,9 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn heartbeat(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn heartbeat(&self, ids: &[Uuid], at: DateTime<Utc>) -> Result<Vec<Uuid>, StoreError> {
         if ids.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let mut qb = QueryBuilder::<Sqlite>::new("UPDATE executions SET heartbeat_at = ");
         qb.push_bind(at)
@@ -553,8 +560,9 @@ impl Store for SqliteStore {
         for id in ids {
             ids_list.push_bind(id.to_string());
         }
-        qb.push(")");
-        Ok(qb.build().execute(&self.pool).await?.rows_affected())
+        qb.push(") RETURNING id");
+        let renewed: Vec<String> = qb.build_query_scalar().fetch_all(&self.pool).await?;
+        renewed.iter().map(|id| parse_uuid(id)).collect()
     }
 
     async fn interrupt_unfinished(
@@ -563,6 +571,7 @@ impl Store for SqliteStore {
         stale_before: DateTime<Utc>,
         audit: Option<&(dyn Fn(Uuid) -> AuditEvent + Sync)>,
     ) -> Result<Vec<Uuid>, StoreError> {
+        let _turn = self.runs.turn().await;
         // Writes first, so the transaction holds the write lock from its first statement.
         const ORPHANS: &str = "SELECT id FROM executions
              WHERE status IN ('queued', 'running', 'paused', 'waiting')

@@ -53,6 +53,9 @@ pub(crate) enum Change {
 #[derive(Clone)]
 pub(crate) struct RunWriter {
     state: Arc<Mutex<WriterState>>,
+    /// Held by a run's write from its check that the run has not ended until its
+    /// changes are stored, and by a sweep: in this process, neither slips into the other.
+    turn: Arc<Mutex<()>>,
 }
 
 struct WriterState {
@@ -72,7 +75,24 @@ impl RunWriter {
         let conn = options.connect().await?;
         Ok(RunWriter {
             state: Arc::new(Mutex::new(WriterState { conn, head: None })),
+            turn: Arc::new(Mutex::new(())),
         })
+    }
+
+    /// Waits for the turn to check and change runs' states.
+    pub(crate) async fn turn(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.turn.clone().lock_owned().await
+    }
+
+    /// True when the run `execution_id` is stored as ended.
+    pub(crate) async fn has_ended(&self, execution_id: Uuid) -> Result<bool, StoreError> {
+        let mut state = self.state.lock().await;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM executions WHERE id = ?")
+                .bind(execution_id.to_string())
+                .fetch_optional(&mut state.conn)
+                .await?;
+        Ok(status.is_some_and(|status| crate::status_has_ended(&status)))
     }
 
     /// Applies `changes` to the run `execution_id` in one transaction.

@@ -67,7 +67,8 @@ conformance!(
     output_of_executions_does_not_mix,
     interrupting_marks_live_runs_and_leaves_finished_ones,
     runs_with_a_fresh_heartbeat_are_not_interrupted,
-    a_sweep_and_a_late_write_of_the_same_run_both_complete,
+    a_sweep_and_a_late_write_of_the_same_run_never_deadlock_and_the_first_wins,
+    a_run_stored_as_ended_refuses_further_records,
     api_keys_are_found_by_hash_and_touched,
     credentials_round_trip_with_unique_names,
     resealing_replaces_every_value_or_nothing,
@@ -973,47 +974,34 @@ async fn output_of_executions_does_not_mix(store: Arc<dyn Store>) {
 
 async fn interrupting_marks_live_runs_and_leaves_finished_ones(store: Arc<dyn Store>) {
     let runbook_id = Uuid::new_v4();
-    let mut runs = Vec::new();
-    for (seconds, status) in ExecutionStatus::ALL.into_iter().enumerate() {
-        let run = execution(runbook_id, seconds as i64, status);
-        store.insert_execution(&run, None, None).await.unwrap();
-        if status != ExecutionStatus::Queued {
-            store
-                .update_execution_status(run.id, status, Some(at(100)), None)
-                .await
-                .unwrap();
-        }
-        if status.is_finished() {
-            store
-                .update_execution_status(run.id, status, None, Some(at(200)))
-                .await
-                .unwrap();
-        }
-        runs.push(run);
-    }
     // Every run has a finished first step and a second step in the state matching the run
-    // (a finished run's stray `running` step belongs to its history and stays).
+    // (a finished run's stray `running` step belongs to its history and stays). Finished
+    // runs are stored so from the start: a run stored as ended takes no more records.
     let step = |block: &str, status| StepResult {
         block_id: block.to_string(),
         status,
         started_at: Some(at(101)),
         ..StepResult::pending(block)
     };
-    for run in &runs {
-        let second = match run.status {
+    let mut runs = Vec::new();
+    for (seconds, status) in ExecutionStatus::ALL.into_iter().enumerate() {
+        let mut run = execution(runbook_id, seconds as i64, status);
+        if status != ExecutionStatus::Queued {
+            run.started_at = Some(at(100));
+        }
+        if status.is_finished() {
+            run.finished_at = Some(at(200));
+        }
+        let second = match status {
             ExecutionStatus::Queued => StepStatus::Pending,
             ExecutionStatus::Paused => StepStatus::Paused,
             ExecutionStatus::Waiting => StepStatus::Waiting,
             _ => StepStatus::Running,
         };
-        store
-            .update_step(run.id, 0, &step("intro", StepStatus::Succeeded))
-            .await
-            .unwrap();
-        store
-            .update_step(run.id, 1, &step("check", second))
-            .await
-            .unwrap();
+        run.steps[0] = step("intro", StepStatus::Succeeded);
+        run.steps[1] = step("check", second);
+        store.insert_execution(&run, None, None).await.unwrap();
+        runs.push(run);
     }
     let before: Vec<Execution> = {
         let mut loaded = Vec::new();
@@ -1116,7 +1104,10 @@ async fn runs_with_a_fresh_heartbeat_are_not_interrupted(store: Arc<dyn Store>) 
         .claim_execution(orphan.id, silent, at(100))
         .await
         .unwrap();
-    assert_eq!(store.heartbeat(&[live.id], at(200)).await.unwrap(), 1);
+    assert_eq!(
+        store.heartbeat(&[live.id], at(200)).await.unwrap(),
+        vec![live.id]
+    );
 
     // Runs silent since before 150 count as orphans.
     assert_eq!(
@@ -1142,16 +1133,23 @@ async fn runs_with_a_fresh_heartbeat_are_not_interrupted(store: Arc<dyn Store>) 
         vec![just_started.id]
     );
     // A finished run is no longer renewed.
-    assert_eq!(store.heartbeat(&[orphan.id], at(300)).await.unwrap(), 0);
-    assert_eq!(store.heartbeat(&[], at(300)).await.unwrap(), 0);
+    assert!(store
+        .heartbeat(&[orphan.id], at(300))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.heartbeat(&[], at(300)).await.unwrap().is_empty());
 }
 
 // ---- API keys ----
 
 // A runner that was silent too long (its heartbeat lapsed) writes again just as a
 // sweep takes its run for an orphan: both lock the run's row and its steps, in the
-// same order, so neither waits on the other in a cycle; one of them goes first.
-async fn a_sweep_and_a_late_write_of_the_same_run_both_complete(store: Arc<dyn Store>) {
+// same order, so neither waits on the other in a cycle. The first decides: a write
+// that comes second is refused, since the run may have been retried meanwhile.
+async fn a_sweep_and_a_late_write_of_the_same_run_never_deadlock_and_the_first_wins(
+    store: Arc<dyn Store>,
+) {
     let runbook_id = Uuid::new_v4();
     let running = StepResult {
         status: StepStatus::Running,
@@ -1202,25 +1200,100 @@ async fn a_sweep_and_a_late_write_of_the_same_run_both_complete(store: Arc<dyn S
             tokio::spawn(async move { store.interrupt_unfinished(at(500), at(500), None).await })
         };
         let (written, swept) = (writer.await.unwrap(), sweeper.await.unwrap());
-        written.unwrap_or_else(|error| panic!("round {round}: the run's write failed: {error}"));
         let swept =
             swept.unwrap_or_else(|error| panic!("round {round}: the sweep failed: {error}"));
         let stored = store.get_execution(run.id).await.unwrap().unwrap();
-        // Whichever went last decided the run's state; each left it whole.
+        let output = store.read_output(run.id, 0, 100).await.unwrap();
         if swept.contains(&run.id) {
             assert!(
-                matches!(
-                    stored.status,
-                    ExecutionStatus::Interrupted | ExecutionStatus::Failed
-                ),
-                "round {round}: {}",
-                stored.status
+                matches!(written, Err(StoreError::Ended)),
+                "round {round}: a write after the sweep is refused: {written:?}"
             );
+            assert_eq!(stored.status, ExecutionStatus::Interrupted, "round {round}");
+            assert_eq!(stored.steps[0].status, StepStatus::Stopped, "round {round}");
+            assert!(output.is_empty(), "round {round}: {output:?}");
         } else {
+            written
+                .unwrap_or_else(|error| panic!("round {round}: the run's write failed: {error}"));
             assert_eq!(stored.status, ExecutionStatus::Failed, "round {round}");
+            assert_eq!(
+                stored.steps[0].status,
+                StepStatus::Succeeded,
+                "round {round}"
+            );
+            assert_eq!(output, b"late\n", "round {round}");
         }
-        assert_eq!(store.read_output(run.id, 0, 100).await.unwrap(), b"late\n");
     }
+}
+
+// Once a run is stored as ended, nothing its runner sends changes it: its steps,
+// output, state and audit trail stay as they were.
+async fn a_run_stored_as_ended_refuses_further_records(store: Arc<dyn Store>) {
+    let runbook_id = Uuid::new_v4();
+    let mut run = execution(runbook_id, 1, ExecutionStatus::Running);
+    run.steps[0].status = StepStatus::Running;
+    store.insert_execution(&run, None, None).await.unwrap();
+    store
+        .record_run(
+            run.id,
+            &[RunRecord::Output {
+                offset: 0,
+                data: b"before\n",
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .interrupt_unfinished(at(500), at(500), None)
+            .await
+            .unwrap(),
+        vec![run.id]
+    );
+    let swept = store.get_execution(run.id).await.unwrap().unwrap();
+    let (_, audit_before) = store.list_audit(&AuditFilter::default()).await.unwrap();
+
+    let done = StepResult {
+        status: StepStatus::Succeeded,
+        finished_at: Some(at(600)),
+        ..StepResult::pending("intro")
+    };
+    let finish = audit_event("alice", "execution.finish", AuditOutcome::Success, 600);
+    let late: [&[RunRecord<'_>]; 4] = [
+        &[RunRecord::Output {
+            offset: 7,
+            data: b"after\n",
+        }],
+        &[RunRecord::Step {
+            index: 0,
+            step: &done,
+        }],
+        &[RunRecord::Status {
+            status: ExecutionStatus::Succeeded,
+            started_at: None,
+            finished_at: Some(at(600)),
+        }],
+        &[RunRecord::Audit(&finish)],
+    ];
+    for records in late {
+        let refused = store.record_run(run.id, records).await;
+        assert!(matches!(refused, Err(StoreError::Ended)), "{refused:?}");
+    }
+    let after = store.get_execution(run.id).await.unwrap().unwrap();
+    assert_eq!(after.status, ExecutionStatus::Interrupted);
+    assert_eq!(after.steps, swept.steps);
+    assert_eq!(after.finished_at, swept.finished_at);
+    assert_eq!(
+        store.read_output(run.id, 0, 100).await.unwrap(),
+        b"before\n"
+    );
+    let (_, audit_after) = store.list_audit(&AuditFilter::default()).await.unwrap();
+    assert_eq!(audit_after, audit_before, "no audit record was appended");
+    assert!(store
+        .heartbeat(&[run.id], at(700))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn api_keys_are_found_by_hash_and_touched(store: Arc<dyn Store>) {

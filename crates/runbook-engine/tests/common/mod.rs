@@ -9,7 +9,7 @@ use runbook_domain::{
 };
 use runbook_engine::{
     ControlError, CredentialResolver, Engine, EngineConfig, ExecutionEvent, ExecutionSink,
-    NoCredentials, RunRecord, RunRef,
+    NoCredentials, RunRecord, RunRef, SinkError,
 };
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -105,7 +105,7 @@ impl MemorySink {
 
 #[async_trait]
 impl ExecutionSink for MemorySink {
-    async fn record(&self, run: RunRef<'_>, records: &[RunRecord<'_>]) -> Result<(), String> {
+    async fn record(&self, run: RunRef<'_>, records: &[RunRecord<'_>]) -> Result<(), SinkError> {
         let mut record = self.record.lock().unwrap();
         self.check_id(&mut record, run.execution_id);
         for change in records {
