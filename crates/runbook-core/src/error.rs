@@ -140,6 +140,9 @@ impl From<StoreError> for CoreError {
         match error {
             StoreError::NotFound => CoreError::NotFound { what: "runbook" },
             StoreError::Conflict(message) => CoreError::InvalidState(message),
+            StoreError::Ended => {
+                CoreError::InvalidState("the execution has already ended".to_string())
+            }
             other => {
                 tracing::error!(error = %other, "storage error");
                 CoreError::Internal(other.to_string())

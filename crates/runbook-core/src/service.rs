@@ -646,8 +646,8 @@ impl Service {
 
     /// Waits, at most `patience`, until the run has ended, and returns it as stored
     /// then (still unfinished when the patience ran out). A run this process executes
-    /// is awaited until its final state and all its output are stored; a run executed
-    /// by another instance is read every [`ELSEWHERE_POLL`].
+    /// is awaited until it has left the engine with its final state and all its output
+    /// stored; a run executed by another instance is read every [`ELSEWHERE_POLL`].
     pub async fn wait_for_end(
         &self,
         actor: &Actor,
@@ -655,7 +655,11 @@ impl Service {
         patience: Duration,
     ) -> Result<Execution, CoreError> {
         actor.require(Role::Viewer)?;
-        let deadline = tokio::time::Instant::now() + patience;
+        let now = tokio::time::Instant::now();
+        // A patience too large to add counts as a day: far beyond any caller's.
+        let deadline = now
+            .checked_add(patience)
+            .unwrap_or(now + Duration::from_secs(86_400));
         loop {
             if self.is_live_here(id)
                 && tokio::time::timeout_at(deadline, self.engine.ended(id))

@@ -34,7 +34,8 @@ pub struct RunControl {
     /// Set when storage says the run has ended already; read under `status`'s lock.
     fenced: std::sync::atomic::AtomicBool,
     requested: watch::Sender<Requested>,
-    /// True once the run has stored its final state and left the engine.
+    /// True once the run has left the engine, its final state stored (or refused, the
+    /// run having ended in storage already).
     ended: watch::Sender<bool>,
 }
 
@@ -83,7 +84,8 @@ impl RunControl {
     }
 
     /// Stops a run that storage says has ended already; it will end `interrupted`.
-    /// False when the run had settled its end before (nothing changes then).
+    /// False when the run had settled its end before: nothing changes here then, and
+    /// the run learns from its final write being refused.
     pub fn fence(&self) -> bool {
         let status = self.status.lock().expect("run status lock");
         if status.is_finished() || self.is_fenced() {
@@ -99,7 +101,7 @@ impl RunControl {
         self.fenced.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Marks the run as ended: its final state is stored and it has left the engine.
+    /// Marks the run as ended: it has left the engine.
     pub fn end(&self) {
         self.ended.send_replace(true);
     }

@@ -160,6 +160,22 @@ impl Default for EngineConfig {
     }
 }
 
+/// Takes a run out of the engine when its task ends, however it ends.
+struct Leaving {
+    engine: Engine,
+    id: Uuid,
+    control: Arc<control::RunControl>,
+}
+
+impl Drop for Leaving {
+    fn drop(&mut self) {
+        if let Ok(mut runs) = self.engine.inner.runs.lock() {
+            runs.remove(&self.id);
+        }
+        self.control.end();
+    }
+}
+
 /// Runs executions. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -220,22 +236,22 @@ impl Engine {
             .insert(execution.id, control.clone());
         let engine = self.clone();
         tokio::spawn(async move {
-            let id = execution.id;
-            run::Run::new(engine.inner.clone(), execution, runbook, control.clone())
+            // Even if the run panics, it leaves the registry and its waiters are woken
+            // (its heartbeat then lapses, and a sweep marks it interrupted).
+            let _leaving = Leaving {
+                engine: engine.clone(),
+                id: execution.id,
+                control: control.clone(),
+            };
+            run::Run::new(engine.inner.clone(), execution, runbook, control)
                 .execute()
                 .await;
-            engine
-                .inner
-                .runs
-                .lock()
-                .expect("run registry lock")
-                .remove(&id);
-            control.end();
         });
     }
 
-    /// Returns once the run `id` has ended and its final state is stored, at once when
-    /// this engine does not execute it (any more).
+    /// Returns once the run `id` has ended here (its final state stored, or refused
+    /// because the run had ended in storage already), at once when this engine does not
+    /// execute it (any more).
     pub async fn ended(&self, id: Uuid) {
         if let Some(control) = self.run(id) {
             control.ended().await;

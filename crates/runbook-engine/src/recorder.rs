@@ -37,7 +37,8 @@ enum Record {
         status: ExecutionStatus,
         started_at: Option<DateTime<Utc>>,
         finished_at: Option<DateTime<Utc>>,
-        written: Option<oneshot::Sender<()>>,
+        /// Told whether the state was stored (false: refused, the run had ended).
+        written: Option<oneshot::Sender<bool>>,
     },
     Step {
         index: usize,
@@ -120,8 +121,10 @@ impl Recorder {
         .await;
     }
 
-    /// Records the final state and waits until it and everything before it is stored.
-    pub async fn finish(&self, status: ExecutionStatus, finished_at: DateTime<Utc>) {
+    /// Records the final state and waits until it and everything before it is stored;
+    /// false when storage refused it because the run had ended there already (another
+    /// instance marked it interrupted).
+    pub async fn finish(&self, status: ExecutionStatus, finished_at: DateTime<Utc>) -> bool {
         let (written, stored) = oneshot::channel();
         self.send(Record::Status {
             status,
@@ -130,7 +133,7 @@ impl Recorder {
             written: Some(written),
         })
         .await;
-        let _ = stored.await;
+        stored.await.unwrap_or(true)
     }
 
     /// Waits until everything recorded so far is stored.
@@ -264,7 +267,7 @@ async fn write(
                     written: Some(written),
                     ..
                 } => {
-                    let _ = written.send(());
+                    let _ = written.send(!ended);
                 }
                 _ => {}
             }

@@ -169,7 +169,12 @@ impl Run {
         self.skip_pending().await;
         self.console.flush().await;
         // Clients that see the final state can read everything the run stored.
-        self.recorder.finish(outcome, now()).await;
+        let outcome = if self.recorder.finish(outcome, now()).await {
+            outcome
+        } else {
+            // Marked interrupted elsewhere just as it ended: that is what is stored.
+            ExecutionStatus::Interrupted
+        };
         let _ = self.inner.events.send(ExecutionEvent::Status {
             execution_id: self.execution.id,
             status: outcome,

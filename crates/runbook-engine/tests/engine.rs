@@ -597,6 +597,77 @@ async fn a_confirmation_waits_for_an_acknowledgement() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_told_by_storage_that_it_ended_stops_its_processes_and_ends_interrupted() {
+    let sleeper = marker(30);
+    let run = Harness::start(vec![
+        command(
+            "loop",
+            &format!("sleep {sleeper} & while true; do echo tick; sleep 0.05; done"),
+        ),
+        command("after", "echo never"),
+    ]);
+    let before = run
+        .wait_for("the loop to tick", |r| r.text().contains("tick"))
+        .await;
+    wait_for_processes(&sleeper, "the background sleep", |found| !found.is_empty()).await;
+
+    // Another instance marked the run interrupted: its next write is refused.
+    run.refuse(Refuse::Everything);
+    assert_eq!(run.announced_end().await, ExecutionStatus::Interrupted);
+    wait_until_gone(&sleeper).await;
+    assert!(processes_of_run(run.execution_id).is_empty());
+    let after = run.record();
+    assert!(!after.is_finished(), "nothing more was stored: {after:#?}");
+    assert_eq!(after.step_status(1), None, "the next step never started");
+    assert!(after.output.len() < before.output.len() + 64 * 1024);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_run_is_fenced_through_the_engine() {
+    let sleeper = marker(30);
+    let run = Harness::start(vec![command(
+        "wait",
+        &format!("echo started; sleep {sleeper}"),
+    )]);
+    run.wait_for("the command to start", |r| r.text().contains("started"))
+        .await;
+    run.refuse(Refuse::Everything);
+    run.engine.fence(&[run.execution_id, Uuid::new_v4()]);
+    assert_eq!(run.announced_end().await, ExecutionStatus::Interrupted);
+    wait_until_gone(&sleeper).await;
+    assert!(matches!(
+        run.control(ControlAction::Stop),
+        Err(ControlError::NotRunning)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_end_is_refused_announces_the_interrupted_state_storage_has() {
+    let run = Harness::start(vec![
+        block(json!({"id": "check", "kind": "instruction", "text": "ok?", "confirm": true})),
+        command("act", "echo acting"),
+    ]);
+    run.wait_for("the confirmation", |r| {
+        r.status() == Some(ExecutionStatus::Waiting)
+    })
+    .await;
+    // Marked interrupted elsewhere just as the run ends: only its end is refused.
+    run.refuse(Refuse::TheEnd);
+    run.control(ControlAction::Acknowledge).unwrap();
+    assert_eq!(run.announced_end().await, ExecutionStatus::Interrupted);
+    assert!(
+        run.events
+            .lock()
+            .unwrap()
+            .items
+            .iter()
+            .any(|e| matches!(e, ExecutionEvent::Output { text, .. } if text.contains("acting"))),
+        "the last step ran"
+    );
+    assert!(!run.record().is_finished(), "the refused end is not stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timer_waits_its_seconds() {
     let run = Harness::start(vec![
         block(json!({"id": "breathe", "kind": "timer", "seconds": 1})),
@@ -758,6 +829,7 @@ async fn control_of_an_unknown_run_is_refused() {
         Arc::new(MemorySink {
             execution_id: Uuid::nil(),
             record: Mutex::new(Record::default()),
+            refuse: Mutex::new(Refuse::Nothing),
         }),
         Arc::new(runbook_engine::NoCredentials),
     );

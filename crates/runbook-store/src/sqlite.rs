@@ -390,7 +390,7 @@ impl Store for SqliteStore {
         }];
         changes.extend(audit.map(|event| Change::Audit(event.clone())));
         self.runs
-            .write(execution.id, changes)
+            .write(execution.id, changes, false)
             .await
             .map_err(|error| match error {
                 StoreError::Database(error) => crate::unique_violation(error),
@@ -454,13 +454,11 @@ impl Store for SqliteStore {
         execution_id: Uuid,
         records: &[RunRecord<'_>],
     ) -> Result<(), StoreError> {
-        // A sweep in this process waits for this turn; one in another process (rare: it
-        // needs this runner silent for the whole heartbeat timeout) could only slip into
-        // the moment between the check and the write.
+        // Database changes check in their own transaction that the run has not ended.
+        // Console files are outside it: they are checked just before, on a turn that a
+        // sweep in this process waits for (one in another process, which needs this
+        // runner silent for the whole heartbeat timeout, could slip in between).
         let _turn = self.runs.turn().await;
-        if self.runs.has_ended(execution_id).await? {
-            return Err(StoreError::Ended);
-        }
         if let Some(consoles) = &self.consoles {
             // Output first: a state stored after it never claims more than is there.
             let output: Vec<(u64, &[u8])> = records
@@ -471,6 +469,9 @@ impl Store for SqliteStore {
                 })
                 .collect();
             if !output.is_empty() {
+                if self.runs.has_ended(execution_id).await? {
+                    return Err(StoreError::Ended);
+                }
                 consoles.append(execution_id, &output)?;
             }
             if output.len() == records.len() {
@@ -502,7 +503,7 @@ impl Store for SqliteStore {
         if !steps.is_empty() {
             changes.push(Change::Steps(steps));
         }
-        self.runs.write(execution_id, changes).await
+        self.runs.write(execution_id, changes, true).await
     }
 
     async fn read_output(

@@ -1,10 +1,12 @@
-//! Run changes on SQLite, each batch in one round trip.
+//! Run changes on SQLite, each batch in as few round trips as it can be.
 //!
 //! sqlx runs an SQLite connection on a thread of its own, and every statement is a
 //! round trip to that thread: a run's start (begin, the execution, its steps, the
 //! audit chain's head, the audit record, the new head, commit) took seven of them. Here
-//! a batch is one script, `BEGIN IMMEDIATE; ...; COMMIT`, sent to a connection kept
-//! for run changes alone. The audit chain's head is remembered between batches instead
+//! a run's start is one script, `BEGIN IMMEDIATE; ...; COMMIT`, sent to a connection
+//! kept for run changes alone. A later batch first reads, inside its transaction, that
+//! the run has not ended (a run stored as ended takes no more records), then sends the
+//! rest as one script: three round trips. The audit chain's head is remembered between batches instead
 //! of read inside each: the record a script appends checks, in its own statement, that
 //! the head is still the one remembered (a stale one leaves its link NULL, which the
 //! column refuses), so a head moved by another writer fails the script; it is then
@@ -86,25 +88,21 @@ impl RunWriter {
 
     /// True when the run `execution_id` is stored as ended.
     pub(crate) async fn has_ended(&self, execution_id: Uuid) -> Result<bool, StoreError> {
-        let mut state = self.state.lock().await;
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM executions WHERE id = ?")
-                .bind(execution_id.to_string())
-                .fetch_optional(&mut state.conn)
-                .await?;
-        Ok(status.is_some_and(|status| crate::status_has_ended(&status)))
+        self.state.lock().await.has_ended(execution_id).await
     }
 
-    /// Applies `changes` to the run `execution_id` in one transaction.
+    /// Applies `changes` to the run `execution_id` in one transaction; when `guarded`,
+    /// only if the run is not stored as ended ([`StoreError::Ended`] otherwise).
     pub(crate) async fn write(
         &self,
         execution_id: Uuid,
         changes: Vec<Change>,
+        guarded: bool,
     ) -> Result<(), StoreError> {
         let state = self.state.clone();
         let task = tokio::spawn(async move {
             let mut state = state.lock().await;
-            state.apply(execution_id, &changes).await
+            state.apply(execution_id, &changes, guarded).await
         });
         match task.await {
             Ok(result) => result,
@@ -117,7 +115,21 @@ impl RunWriter {
 }
 
 impl WriterState {
-    async fn apply(&mut self, execution_id: Uuid, changes: &[Change]) -> Result<(), StoreError> {
+    async fn has_ended(&mut self, execution_id: Uuid) -> Result<bool, StoreError> {
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM executions WHERE id = ?")
+                .bind(execution_id.to_string())
+                .fetch_optional(&mut self.conn)
+                .await?;
+        Ok(status.is_some_and(|status| crate::status_has_ended(&status)))
+    }
+
+    async fn apply(
+        &mut self,
+        execution_id: Uuid,
+        changes: &[Change],
+        guarded: bool,
+    ) -> Result<(), StoreError> {
         let audited = changes
             .iter()
             .any(|change| matches!(change, Change::Audit(_)));
@@ -125,7 +137,7 @@ impl WriterState {
         // lock: such a write cannot find it stale.
         let mut locked = audited && self.head.is_none();
         loop {
-            match self.write(execution_id, changes, locked).await {
+            match self.write(execution_id, changes, locked, guarded).await {
                 Ok(head) => {
                     self.head = head;
                     return Ok(());
@@ -135,7 +147,7 @@ impl WriterState {
                     // itself failed) the rollback fails, harmlessly.
                     let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
                     self.head = None;
-                    if locked || !audited {
+                    if locked || !audited || matches!(error, StoreError::Ended) {
                         return Err(error);
                     }
                     // The remembered head may have gone stale: once more, under the lock.
@@ -151,11 +163,18 @@ impl WriterState {
         execution_id: Uuid,
         changes: &[Change],
         locked: bool,
+        guarded: bool,
     ) -> Result<Option<Head>, StoreError> {
-        let head = if locked {
+        let begun = locked || guarded;
+        if begun {
             sqlx::query("BEGIN IMMEDIATE")
                 .execute(&mut self.conn)
                 .await?;
+        }
+        if guarded && self.has_ended(execution_id).await? {
+            return Err(StoreError::Ended);
+        }
+        let head = if locked {
             let (seq, hash): (i64, String) =
                 sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
                     .fetch_one(&mut self.conn)
@@ -164,7 +183,7 @@ impl WriterState {
         } else {
             self.head.clone()
         };
-        let (mut script, head) = script(execution_id, changes, !locked, head);
+        let (mut script, head) = script(execution_id, changes, !begun, head);
         script.build().execute(&mut self.conn).await?;
         Ok(head)
     }

@@ -91,6 +91,17 @@ impl Record {
 pub struct MemorySink {
     pub execution_id: Uuid,
     pub record: Mutex<Record>,
+    /// What storage refuses, as a store does once another instance marked the run
+    /// interrupted: nothing yet, every batch, or batches with the run's final state.
+    pub refuse: Mutex<Refuse>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Refuse {
+    #[default]
+    Nothing,
+    Everything,
+    TheEnd,
 }
 
 impl MemorySink {
@@ -106,6 +117,14 @@ impl MemorySink {
 #[async_trait]
 impl ExecutionSink for MemorySink {
     async fn record(&self, run: RunRef<'_>, records: &[RunRecord<'_>]) -> Result<(), SinkError> {
+        let ends = records.iter().any(
+            |change| matches!(change, RunRecord::Status { status, .. } if status.is_finished()),
+        );
+        match *self.refuse.lock().unwrap() {
+            Refuse::Everything => return Err(SinkError::Ended),
+            Refuse::TheEnd if ends => return Err(SinkError::Ended),
+            _ => {}
+        }
         let mut record = self.record.lock().unwrap();
         self.check_id(&mut record, run.execution_id);
         for change in records {
@@ -221,6 +240,7 @@ impl Harness {
         let sink = Arc::new(MemorySink {
             execution_id: execution.id,
             record: Mutex::new(Record::default()),
+            refuse: Mutex::new(Refuse::Nothing),
         });
         let engine = Engine::new(config, sink.clone(), credentials);
         let events = Arc::new(Mutex::new(Events::default()));
@@ -251,6 +271,36 @@ impl Harness {
 
     pub fn record(&self) -> Record {
         self.sink.record.lock().unwrap().clone()
+    }
+
+    /// From now on, storage refuses what `refuse` names, as ended.
+    pub fn refuse(&self, refuse: Refuse) {
+        *self.sink.refuse.lock().unwrap() = refuse;
+    }
+
+    /// Waits for the run's final status event and for it to leave the engine; returns
+    /// the announced status.
+    pub async fn announced_end(&self) -> ExecutionStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let last = self
+                .events
+                .lock()
+                .unwrap()
+                .items
+                .iter()
+                .find_map(|e| match e {
+                    ExecutionEvent::Status { status, .. } if status.is_finished() => Some(*status),
+                    _ => None,
+                });
+            if let Some(status) = last {
+                if self.engine.live_status(self.execution_id).is_none() {
+                    return status;
+                }
+            }
+            assert!(Instant::now() < deadline, "the run never ended");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     pub fn control(&self, action: ControlAction) -> Result<ExecutionStatus, ControlError> {
