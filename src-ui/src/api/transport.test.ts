@@ -6,7 +6,7 @@ vi.mock('@tauri-apps/api/core', () => ({ invoke: (...args: unknown[]) => invoke(
 vi.mock('@tauri-apps/api/event', () => ({ listen: (...args: unknown[]) => listen(...args) }))
 
 import { ApiError } from './errors'
-import { call, setApiKey, subscribeExecutionEvents } from './transport'
+import { call, setApiKey, SSE_RECONNECT_MS, subscribeExecutionEvents } from './transport'
 import type { ExecutionEvent } from './types'
 
 function jsonResponse(status: number, body: unknown): Response {
@@ -142,6 +142,51 @@ describe('browser transport', () => {
       { type: 'status', execution_id: 'e1', status: 'succeeded' },
     ])
     expect(fetchMock.mock.calls[0][0]).toBe('executions/e1/events')
+  })
+
+  it('follows a run again when the server ends its stream before the run ends', async () => {
+    fetchMock
+      .mockResolvedValueOnce(
+        sseResponse([
+          'event: status\ndata: {"type":"status","execution_id":"e1","status":"running"}\n\n',
+          'event: output\ndata: {"type":"output","execution_id":"e1","block_id":"a","offset":0,"text":"one\\n"}\n\n',
+        ]),
+      )
+      .mockResolvedValueOnce(
+        sseResponse([
+          'event: status\ndata: {"type":"status","execution_id":"e1","status":"running"}\n\n',
+          'event: output\ndata: {"type":"output","execution_id":"e1","block_id":"a","offset":900,"text":"two\\n"}\n\n',
+          'event: status\ndata: {"type":"status","execution_id":"e1","status":"succeeded"}\n\n',
+        ]),
+      )
+    const events: ExecutionEvent[] = []
+    let errors = 0
+    await new Promise<void>((resolve) => {
+      subscribeExecutionEvents('e1', {
+        onEvent: (event) => {
+          events.push(event)
+          if (event.type === 'status' && event.status === 'succeeded') resolve()
+        },
+        onError: () => errors++,
+      })
+    })
+    expect(events.filter((event) => event.type === 'output').map((event) => event.offset)).toEqual([0, 900])
+    expect(fetchMock).toHaveBeenCalledTimes(2)
+    // The run has ended: no third connection, and no error reported.
+    await new Promise((resolve) => setTimeout(resolve, 2 * SSE_RECONNECT_MS[0]))
+    expect(fetchMock).toHaveBeenCalledTimes(2)
+    expect(errors).toBe(0)
+  })
+
+  it('stops following when unsubscribed between connections', async () => {
+    fetchMock.mockImplementation(() =>
+      Promise.resolve(sseResponse(['event: status\ndata: {"type":"status","execution_id":"e1","status":"running"}\n\n'])),
+    )
+    const stop = subscribeExecutionEvents('e1', { onEvent: () => {} })
+    await vi.waitFor(() => expect(fetchMock).toHaveBeenCalledTimes(1))
+    stop()
+    await new Promise((resolve) => setTimeout(resolve, 3 * SSE_RECONNECT_MS[0]))
+    expect(fetchMock).toHaveBeenCalledTimes(1)
   })
 
   it('reports a refused event stream', async () => {

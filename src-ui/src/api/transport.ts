@@ -34,6 +34,7 @@ import type {
   VaultStatus,
   VersionInfo,
 } from './types'
+import { isFinished } from './types'
 
 /** Every command: its arguments (camelCase keys, as Tauri expects) and its result. */
 export interface Commands {
@@ -269,15 +270,21 @@ function subscribeTauri(executionId: string, { onEvent, onError }: EventSubscrip
   }
 }
 
+/** First pause before following a stream the server ended while the run goes on; it doubles up to the last. */
+export const SSE_RECONNECT_MS = [250, 5000] as const
+
 function subscribeSse(executionId: string, { onEvent, onError }: EventSubscription): () => void {
   const abort = new AbortController()
-  const run = async () => {
+  let ended = false
+  // One connection: resolves when the server ends the stream; true if it carried a run's change.
+  const follow = async (): Promise<boolean> => {
     const response = await fetch(buildUrl(`executions/${enc(executionId)}/events`), {
       headers: { Accept: 'text/event-stream', ...authHeaders() },
       signal: abort.signal,
     })
     if (!response.ok) throw errorFromHttp(response.status, await response.text(), response.statusText)
     if (!response.body) throw new ApiError('no_stream', 'The server sent no event stream.')
+    let news = false
     await readSse(response.body, (message) => {
       let data: unknown
       try {
@@ -286,8 +293,25 @@ function subscribeSse(executionId: string, { onEvent, onError }: EventSubscripti
         return
       }
       const event = parseExecutionEvent(data)
-      if (event && event.execution_id === executionId) onEvent(event)
+      if (!event || event.execution_id !== executionId) return
+      if (event.type === 'status') ended = isFinished(event.status)
+      else news = true
+      onEvent(event)
     })
+    return news
+  }
+  const run = async () => {
+    let pause: number = SSE_RECONNECT_MS[0]
+    for (;;) {
+      const news = await follow()
+      if (ended || abort.signal.aborted) return
+      // The server ends a stream that fell behind (what it missed is in the stored console) and
+      // the stream of a run another instance executes: follow again, sooner after news.
+      if (news) pause = SSE_RECONNECT_MS[0]
+      await new Promise((resolve) => setTimeout(resolve, pause))
+      if (abort.signal.aborted) return
+      pause = Math.min(pause * 2, SSE_RECONNECT_MS[1])
+    }
   }
   run().catch((error: unknown) => {
     if (!abort.signal.aborted) onError?.(normalizeError(error))
