@@ -429,6 +429,9 @@ async fn follow(
     let mut stdout = anstream::AutoStream::auto(std::io::stdout());
     let mut interrupt = std::pin::pin!(shutdown_signal());
     let mut suspend = signal(SignalKind::from_raw(nix::libc::SIGTSTP))?;
+    // Console bytes written so far. Events skipped while the terminal was slower than the
+    // run leave a gap: it is filled from the stored console before the next event's text.
+    let mut printed: u64 = 0;
     loop {
         let received = tokio::select! {
             received = events.recv() => received,
@@ -457,9 +460,9 @@ async fn follow(
             Ok(event) if event.execution_id() == execution_id => event,
             Ok(_) => continue,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(skipped)) => {
-                // Output was skipped on the terminal; the state is read back so no
-                // confirmation or end of run is missed.
-                eprintln!("({skipped} events skipped; the full console is stored with the run)");
+                // The state is read back so no confirmation or end of run is missed; the
+                // skipped output is read back from the stored console.
+                tracing::debug!(skipped, "console events skipped; reading them back");
                 let current = service.get_execution(&actor, execution_id).await?;
                 ExecutionEvent::Status {
                     execution_id,
@@ -469,9 +472,29 @@ async fn follow(
             Err(_) => bail!("the engine stopped"),
         };
         match event {
-            ExecutionEvent::Output { text, .. } => {
-                stdout.write_all(text.replace("\r\n", "\n").as_bytes())?;
-                stdout.flush()?;
+            ExecutionEvent::Output { offset, text, .. } => {
+                if offset > printed {
+                    printed = print_stored(
+                        service,
+                        &actor,
+                        execution_id,
+                        printed,
+                        Some(offset),
+                        &mut stdout,
+                    )
+                    .await?;
+                }
+                let end = offset + text.len() as u64;
+                if end > printed {
+                    // Whole characters on both sides: events and pages never split one.
+                    let fresh = usize::try_from(printed.saturating_sub(offset))
+                        .ok()
+                        .and_then(|skip| text.get(skip..))
+                        .unwrap_or(&text);
+                    stdout.write_all(fresh.replace("\r\n", "\n").as_bytes())?;
+                    stdout.flush()?;
+                    printed = end;
+                }
             }
             ExecutionEvent::Status {
                 status: ExecutionStatus::Waiting,
@@ -492,6 +515,8 @@ async fn follow(
                 }
             }
             ExecutionEvent::Status { status, .. } if status.is_finished() => {
+                // Everything is stored by now: whatever the terminal has not shown yet.
+                print_stored(service, &actor, execution_id, printed, None, &mut stdout).await?;
                 eprintln!("run {} {status}", execution_id);
                 if status != ExecutionStatus::Succeeded {
                     eprintln!(
@@ -504,6 +529,44 @@ async fn follow(
             _ => {}
         }
     }
+}
+
+/// Writes the stored console of the run from byte `from` up to `to`, or to its end when
+/// `to` is None (the run has ended: all of it is stored). Bytes a live run has not
+/// stored yet are waited for a little. Returns the offset reached.
+async fn print_stored(
+    service: &Service,
+    actor: &Actor,
+    execution_id: uuid::Uuid,
+    mut from: u64,
+    to: Option<u64>,
+    stdout: &mut impl Write,
+) -> anyhow::Result<u64> {
+    const PAGE: u64 = 1024 * 1024;
+    let patience = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while to.is_none_or(|to| from < to) {
+        let limit = to.map_or(PAGE, |to| (to - from).min(PAGE));
+        let page = service
+            .read_output(actor, execution_id, from, limit)
+            .await?;
+        if page.next_offset > from {
+            stdout.write_all(page.text.replace("\r\n", "\n").as_bytes())?;
+            from = page.next_offset;
+            continue;
+        }
+        if page.complete {
+            break;
+        }
+        if std::time::Instant::now() > patience {
+            eprintln!(
+                "(the console from byte {from} on is not stored yet; it will be kept with the run)"
+            );
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    stdout.flush()?;
+    Ok(from)
 }
 
 fn exit_code_for(status: ExecutionStatus) -> std::process::ExitCode {

@@ -126,6 +126,55 @@ fn run_streams_the_console_and_exits_non_zero_on_failure() {
 }
 
 #[test]
+fn run_prints_the_whole_console_even_when_the_terminal_falls_behind() {
+    const BYTES: usize = 100_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let service = Service::open(Config::from_data_dir(dir.path()))
+            .await
+            .unwrap();
+        let script = format!("head -c {BYTES} /dev/zero | tr '\\0' x; echo; echo end-marker");
+        service
+            .create_runbook(
+                &Actor::system(),
+                json!({"name": "Floods", "blocks": [
+                    {"id": "flood", "kind": "command", "script": script}
+                ]}),
+            )
+            .await
+            .unwrap();
+    });
+    drop(runtime);
+
+    let child = cli(dir.path())
+        .args(["run", "Floods"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Nobody reads for a while: the pipe fills, and the run races far ahead of the
+    // terminal, beyond the events the CLI can hold.
+    std::thread::sleep(Duration::from_secs(2));
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{:?}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = output.stdout;
+    assert_eq!(
+        stdout.iter().filter(|byte| **byte == b'x').count(),
+        BYTES,
+        "every byte reaches the terminal once"
+    );
+    let tail = String::from_utf8_lossy(&stdout[stdout.len() - 200..]);
+    assert!(tail.contains("\nend-marker\n"), "{tail:?}");
+    let head = String::from_utf8_lossy(&stdout[..64]);
+    assert!(head.starts_with("▶ flood (command)\nxxx"), "{head:?}");
+}
+
+#[test]
 fn serve_answers_with_a_key_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let token = create_key(dir.path(), "ops", "viewer");
