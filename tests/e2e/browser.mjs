@@ -747,6 +747,17 @@ describe('browser: sign in, author, version and run a runbook', { timeout: HARD_
     await shot('13-retry');
     await link.click();
     await page.waitForURL(new RegExp(`${first.id}$`));
+    // The first run names its retry; retrying it again after that retry succeeded asks first.
+    const retriedAs = page.getByTestId('retried-as');
+    await retriedAs.filter({ hasText: 'succeeded' }).waitFor();
+    assert.match((await retriedAs.innerText()).replace(/\s+/g, ' '), new RegExp(`retried as ${retryId.slice(0, 8)}`));
+    await button('Retry from failed step').click();
+    const again = page.getByRole('dialog', { name: 'Retry this run again?' });
+    await again.waitFor();
+    await shot('13b-retry-again');
+    await again.getByRole('button', { name: 'Cancel' }).click();
+    await again.waitFor({ state: 'detached' });
+    assert.match(page.url(), new RegExp(`${first.id}$`), 'cancelling starts no retry');
     await page.goto(`${baseUrl}/#/runbooks/${runbook.id}?tab=runs`);
     await page.getByTestId(`execution-${retryId}`).getByRole('link', { name: new RegExp(first.id.slice(0, 8)) }).waitFor();
   });

@@ -88,9 +88,10 @@ export interface ExecutionFilter {
   offset?: number
 }
 
-export function useExecutions(filter: ExecutionFilter) {
+export function useExecutions(filter: ExecutionFilter, { enabled = true }: { enabled?: boolean } = {}) {
   const { runbookId, status, limit, offset = 0 } = filter
   return useQuery({
+    enabled,
     queryKey: keys.executionList(filter),
     queryFn: () => call('list_executions', { runbookId, status, limit, offset }),
     placeholderData: keepPreviousData,

@@ -86,6 +86,8 @@ function execution(patch: Partial<Execution>): Execution {
 }
 
 let current: Execution
+/** The runbook's history, as `list_executions` returns it. */
+let history: Execution[] = []
 
 function renderRun(initial: Execution) {
   current = initial
@@ -99,6 +101,8 @@ function renderRun(initial: Execution) {
         return current
       case 'retry_execution':
         return { ...current, id: 'run-2', status: 'queued' }
+      case 'list_executions':
+        return { items: history, total: history.length }
       default:
         throw new Error(`unexpected ${command}`)
     }
@@ -118,6 +122,7 @@ const calls = (command: string) => call.mock.calls.filter(([c]) => c === command
 
 beforeEach(() => {
   call.mockReset()
+  history = []
 })
 
 describe('RunView', () => {
@@ -194,6 +199,39 @@ describe('RunView', () => {
     const link = await screen.findByTestId('retry-of')
     expect(link).toHaveTextContent('retry of run-1 from restart')
     expect(link).toHaveAttribute('href', '/executions/run-1')
+  })
+
+  it('shows the retries of a run and asks before retrying one whose retry succeeded', async () => {
+    const user = userEvent.setup()
+    const failed = execution({ status: 'failed', finished_at: at(5) })
+    history = [
+      execution({ id: 'run-9', status: 'succeeded', retry_of: 'run-1', retry_from: 'wait' }),
+      execution({ id: 'run-8', status: 'failed', retry_of: 'run-1', retry_from: 'wait' }),
+      execution({ id: 'run-7', status: 'succeeded', retry_of: 'someone-else' }),
+    ]
+    renderRun(failed)
+    await screen.findByTestId('step-wait')
+    const links = await screen.findAllByTestId('retried-as')
+    expect(links.map((link) => link.textContent?.trim())).toEqual(['retried as run-9 succeeded', 'retried as run-8 failed'])
+    expect(links[0]).toHaveAttribute('href', '/executions/run-9')
+
+    await user.click(button('Retry from failed step'))
+    const dialog = screen.getByRole('dialog', { name: 'Retry this run again?' })
+    expect(dialog).toHaveTextContent('run-9 succeeded')
+    await user.click(within(dialog).getByRole('button', { name: 'Cancel' }))
+    expect(calls('retry_execution')).toHaveLength(0)
+
+    await user.click(button('Retry from failed step'))
+    await user.click(within(screen.getByRole('dialog')).getByRole('button', { name: 'Retry again' }))
+    expect(calls('retry_execution')[0][1]).toEqual({ id: 'run-1' })
+  })
+
+  it('offers no second retry while one is running', async () => {
+    history = [execution({ id: 'run-9', status: 'running', retry_of: 'run-1', retry_from: 'wait' })]
+    renderRun(execution({ status: 'stopped', finished_at: at(5) }))
+    await screen.findByTestId('retried-as')
+    expect(button('Retry from failed step')).toBeDisabled()
+    expect(button('Retry from failed step')).toHaveAttribute('title', 'A retry of this run is running: run-9')
   })
 
   it('marks the steps a retry reused', async () => {

@@ -6,7 +6,7 @@ import { ArrowLeft, Check, Pause, Play, RotateCw, Square } from 'lucide-react'
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react'
 import { Link, useNavigate, useParams } from 'react-router'
 import { normalizeError } from '../api/errors'
-import { keys, useControl, useExecution, useRetry, useVersion } from '../api/queries'
+import { keys, useControl, useExecution, useExecutions, useRetry, useVersion } from '../api/queries'
 import type { ControlAction, Execution, ExecutionEvent } from '../api/types'
 import { isFinished, isRetryable } from '../api/types'
 import { Console } from '../components/Console'
@@ -27,6 +27,9 @@ const CONTROLS: { action: ControlAction; label: string; icon: typeof Pause; clas
   { action: 'stop', label: 'Stop', icon: Square, className: 'btn-danger' },
   { action: 'acknowledge', label: 'Acknowledge', icon: Check, className: 'btn-primary' },
 ]
+
+/** Runs of a runbook searched for retries of the one shown, newest first. */
+const RETRY_LOOKBACK = 100
 
 export function RunView() {
   const { id = '' } = useParams()
@@ -60,7 +63,14 @@ function RunDetail({ execution }: { execution: Execution }) {
   const version = useVersion(execution.runbook_id, execution.runbook_version)
   const control = useControl(execution.id)
   const retry = useRetry(execution.id)
+  const retryable = isRetryable(execution.status)
+  // Retries are recent runs of the same runbook: the latest page of its history holds them.
+  const history = useExecutions({ runbookId: execution.runbook_id, limit: RETRY_LOOKBACK }, { enabled: retryable })
+  const retries = (history.data?.items ?? []).filter((run) => run.retry_of === execution.id)
+  const liveRetry = retries.find((run) => !isFinished(run.status))
+  const succeededRetry = retries.find((run) => run.status === 'succeeded')
   const [confirmStop, setConfirmStop] = useState(false)
+  const [confirmRetry, setConfirmRetry] = useState(false)
   const [countdowns, setCountdowns] = useState<Record<string, CountdownSeen>>({})
   const finished = isFinished(execution.status)
   const rows = useMemo(() => timelineRows(execution, version.data?.blocks), [execution, version.data])
@@ -86,7 +96,7 @@ function RunDetail({ execution }: { execution: Execution }) {
       if (action === 'stop') setConfirmStop(true)
       else control.mutate(action)
     },
-    [control],
+    [control, setConfirmStop],
   )
 
   // Keyboard shortcuts, unless the key is typed into a field or a dialog is open.
@@ -109,6 +119,8 @@ function RunDetail({ execution }: { execution: Execution }) {
   }, [])
 
   const startRetry = () => retry.mutate(undefined, { onSuccess: (next) => navigate(`/executions/${next.id}`) })
+  // Running the remaining steps again after a retry already did them deserves a second thought.
+  const askRetry = () => (succeededRetry ? setConfirmRetry(true) : startRetry())
   const retryError = retry.error ? normalizeError(retry.error) : null
 
   return (
@@ -140,6 +152,12 @@ function RunDetail({ execution }: { execution: Execution }) {
                 )}
               </Link>
             )}
+            {retries.map((run) => (
+              <Link key={run.id} to={`/executions/${run.id}`} className="retry-link" data-testid="retried-as">
+                <RotateCw size={12} aria-hidden /> retried as <span className="mono">{shortId(run.id)}</span>{' '}
+                <StatusBadge status={run.status} />
+              </Link>
+            ))}
             {Object.entries(execution.params ?? {}).map(([key, value]) => (
               <span key={key} className="chip chip-param">
                 {key}={String(value)}
@@ -148,13 +166,19 @@ function RunDetail({ execution }: { execution: Execution }) {
           </div>
         </div>
         <div className="page-actions controls" role="group" aria-label="Run controls">
-          {isRetryable(execution.status) && (
+          {retryable && (
             <button
               type="button"
               className="btn btn-primary"
-              disabled={retry.isPending}
-              title={retryFrom ? `Start a new run that reuses the steps before “${retryFrom}” and runs again from there` : undefined}
-              onClick={startRetry}
+              disabled={retry.isPending || liveRetry !== undefined}
+              title={
+                liveRetry
+                  ? `A retry of this run is ${liveRetry.status}: ${shortId(liveRetry.id)}`
+                  : retryFrom
+                    ? `Start a new run that reuses the steps before “${retryFrom}” and runs again from there`
+                    : undefined
+              }
+              onClick={askRetry}
             >
               <RotateCw size={16} aria-hidden /> {retry.isPending ? 'Retrying…' : 'Retry from failed step'}
             </button>
@@ -195,6 +219,38 @@ function RunDetail({ execution }: { execution: Execution }) {
         <StepTimeline rows={rows} countdowns={countdowns} />
         <Console executionId={execution.id} finished={finished} onEvent={onEvent} initialBytes={consoleBytes(execution)} />
       </div>
+      {confirmRetry && succeededRetry && (
+        <Modal
+          title="Retry this run again?"
+          onClose={() => setConfirmRetry(false)}
+          footer={
+            <>
+              <button type="button" className="btn btn-ghost" data-autofocus onClick={() => setConfirmRetry(false)}>
+                Cancel
+              </button>
+              <button
+                type="button"
+                className="btn btn-primary"
+                disabled={retry.isPending}
+                onClick={() => {
+                  setConfirmRetry(false)
+                  startRetry()
+                }}
+              >
+                <RotateCw size={16} aria-hidden /> Retry again
+              </button>
+            </>
+          }
+        >
+          <p>
+            This run was retried already, and{' '}
+            <Link to={`/executions/${succeededRetry.id}`} className="mono">
+              {shortId(succeededRetry.id)}
+            </Link>{' '}
+            succeeded. Retrying again runs the steps from “{retryFrom ?? 'the first unfinished step'}” once more.
+          </p>
+        </Modal>
+      )}
       {confirmStop && (
         <Modal
           title="Stop this run?"
