@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { mergeChunk, OutputStream, utf8Length, type Subscribe } from './output'
-import type { ExecutionEvent, OutputPage } from './types'
+import type { ExecutionEvent, ExecutionStatus, OutputPage } from './types'
 
 describe('mergeChunk', () => {
   it('appends a chunk that starts where the console ends', () => {
@@ -53,6 +53,7 @@ function harness(stored: string, pageSize = 4) {
     reads,
     shown,
     emit: (offset: number, text: string) => emit({ type: 'output', execution_id: 'e1', offset, text }),
+    statusEvent: (status: ExecutionStatus) => emit({ type: 'status', execution_id: 'e1', status }),
     hold: () => {
       gate = new Promise((resolve) => (release = resolve))
     },
@@ -101,6 +102,17 @@ describe('OutputStream', () => {
     h.emit(10, 'k')
     expect(h.shown.join('')).toBe('abcdefghijk')
     expect(h.stream.length).toBe(utf8Length('abcdefghijk'))
+  })
+
+  it('reads what it missed when the stream reports a status, without waiting for more output', async () => {
+    const h = harness('abc')
+    h.stream.start()
+    await settle()
+    // The stream broke and came back while the run went quiet (paused, waiting, or run elsewhere).
+    h.backend.stored = 'abcdefg'
+    h.statusEvent('paused')
+    await settle()
+    expect(h.shown.join('')).toBe('abcdefg')
   })
 
   it('stops showing output after close', async () => {

@@ -135,6 +135,10 @@ export class OutputStream {
       this.held.push({ offset: event.offset, text: event.text })
       if (!this.loading) this.flushHeld()
     }
+    // A stream opens (and opens again) with the run's status: output missed while it was
+    // away, or written by a run another instance executes, is read now rather than when
+    // the next live chunk shows the gap.
+    if (event.type === 'status') void this.catchUp()
     this.options.onEvent?.(event)
   }
 
