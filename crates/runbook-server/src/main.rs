@@ -463,6 +463,17 @@ async fn follow(
                 // The state is read back so no confirmation or end of run is missed; the
                 // skipped output is read back from the stored console.
                 tracing::debug!(skipped, "console events skipped; reading them back");
+                // What is stored comes first, so a confirmation is asked after the output
+                // that led up to it.
+                printed = print_stored(
+                    service,
+                    &actor,
+                    execution_id,
+                    printed,
+                    Until::Stored,
+                    &mut stdout,
+                )
+                .await?;
                 let current = service.get_execution(&actor, execution_id).await?;
                 ExecutionEvent::Status {
                     execution_id,
@@ -479,7 +490,7 @@ async fn follow(
                         &actor,
                         execution_id,
                         printed,
-                        Some(offset),
+                        Until::Offset(offset),
                         &mut stdout,
                     )
                     .await?;
@@ -516,7 +527,15 @@ async fn follow(
             }
             ExecutionEvent::Status { status, .. } if status.is_finished() => {
                 // Everything is stored by now: whatever the terminal has not shown yet.
-                print_stored(service, &actor, execution_id, printed, None, &mut stdout).await?;
+                print_stored(
+                    service,
+                    &actor,
+                    execution_id,
+                    printed,
+                    Until::End,
+                    &mut stdout,
+                )
+                .await?;
                 eprintln!("run {} {status}", execution_id);
                 if status != ExecutionStatus::Succeeded {
                     eprintln!(
@@ -531,21 +550,35 @@ async fn follow(
     }
 }
 
-/// Writes the stored console of the run from byte `from` up to `to`, or to its end when
-/// `to` is None (the run has ended: all of it is stored). Bytes a live run has not
-/// stored yet are waited for a little. Returns the offset reached.
+/// How far [`print_stored`] reads.
+#[derive(Clone, Copy)]
+enum Until {
+    /// Up to this offset, waiting a little for bytes a live run has not stored yet.
+    Offset(u64),
+    /// Up to what is stored now.
+    Stored,
+    /// To the end: the run has ended, so all of it is stored.
+    End,
+}
+
+/// Writes the stored console of the run from byte `from` on, as far as `until` says.
+/// Returns the offset reached.
 async fn print_stored(
     service: &Service,
     actor: &Actor,
     execution_id: uuid::Uuid,
     mut from: u64,
-    to: Option<u64>,
+    until: Until,
     stdout: &mut impl Write,
 ) -> anyhow::Result<u64> {
     const PAGE: u64 = 1024 * 1024;
     let patience = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while to.is_none_or(|to| from < to) {
-        let limit = to.map_or(PAGE, |to| (to - from).min(PAGE));
+    loop {
+        let limit = match until {
+            Until::Offset(to) if from >= to => break,
+            Until::Offset(to) => (to - from).min(PAGE),
+            Until::Stored | Until::End => PAGE,
+        };
         let page = service
             .read_output(actor, execution_id, from, limit)
             .await?;
@@ -554,7 +587,7 @@ async fn print_stored(
             from = page.next_offset;
             continue;
         }
-        if page.complete {
+        if page.complete || matches!(until, Until::Stored) {
             break;
         }
         if std::time::Instant::now() > patience {
