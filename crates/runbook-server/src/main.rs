@@ -422,40 +422,23 @@ async fn follow(
     execution_id: uuid::Uuid,
     yes: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
-    use tokio::signal::unix::{signal, SignalKind};
     let actor = actor.clone();
     // Colours reach a terminal; a pipe or a file gets plain text (NO_COLOR and
     // CLICOLOR_FORCE are honoured). Escapes split across chunks are stripped whole.
     let mut stdout = anstream::AutoStream::auto(std::io::stdout());
-    let mut interrupt = std::pin::pin!(shutdown_signal());
-    let mut suspend = signal(SignalKind::from_raw(nix::libc::SIGTSTP))?;
+    // Ctrl+C and Ctrl+Z act at once, whatever this loop is busy with (writing a long
+    // backlog to a slow terminal, asking for a confirmation).
+    let controls = tokio::spawn(operator_controls(
+        service.clone(),
+        actor.clone(),
+        execution_id,
+    ));
+    let _controls = AbortOnDrop(controls);
     // Console bytes written so far. Events skipped while the terminal was slower than the
     // run leave a gap: it is filled from the stored console before the next event's text.
     let mut printed: u64 = 0;
     loop {
-        let received = tokio::select! {
-            received = events.recv() => received,
-            _ = &mut interrupt => {
-                eprintln!("stopping the run (its whole process tree)…");
-                let _ = service.control(&actor, execution_id, ControlAction::Stop).await;
-                interrupt.set(shutdown_signal());
-                continue;
-            }
-            _ = suspend.recv() => {
-                let current = service.get_execution(&actor, execution_id).await?;
-                let action = if current.status == ExecutionStatus::Paused {
-                    ControlAction::Resume
-                } else {
-                    ControlAction::Pause
-                };
-                match service.control(&actor, execution_id, action).await {
-                    Ok(now) => eprintln!("\nrun {} (Ctrl+Z again to {})", now.status,
-                        if now.status == ExecutionStatus::Paused { "resume" } else { "pause" }),
-                    Err(error) => eprintln!("\n{error}"),
-                }
-                continue;
-            }
-        };
+        let received = events.recv().await;
         let event = match received {
             Ok(event) if event.execution_id() == execution_id => event,
             Ok(_) => continue,
@@ -546,6 +529,54 @@ async fn follow(
                 return Ok(exit_code_for(status));
             }
             _ => {}
+        }
+    }
+}
+
+/// Ends a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Ctrl+C (or SIGTERM) stops the run, its whole process tree; Ctrl+Z pauses it, and
+/// resumes it when pressed again.
+async fn operator_controls(service: Service, actor: Actor, execution_id: uuid::Uuid) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut suspend = signal(SignalKind::from_raw(nix::libc::SIGTSTP))
+        .inspect_err(|error| tracing::warn!(%error, "Ctrl+Z cannot pause the run"))
+        .ok();
+    loop {
+        tokio::select! {
+            _ = shutdown_signal() => {
+                eprintln!("stopping the run (its whole process tree)…");
+                if let Err(error) = service.control(&actor, execution_id, ControlAction::Stop).await {
+                    tracing::debug!(%error, "stop");
+                }
+            }
+            _ = async {
+                match suspend.as_mut() {
+                    Some(suspend) => suspend.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let paused = match service.get_execution(&actor, execution_id).await {
+                    Ok(current) => current.status == ExecutionStatus::Paused,
+                    Err(error) => {
+                        eprintln!("\n{error}");
+                        continue;
+                    }
+                };
+                let action = if paused { ControlAction::Resume } else { ControlAction::Pause };
+                match service.control(&actor, execution_id, action).await {
+                    Ok(now) => eprintln!("\nrun {} (Ctrl+Z again to {})", now.status,
+                        if now.status == ExecutionStatus::Paused { "resume" } else { "pause" }),
+                    Err(error) => eprintln!("\n{error}"),
+                }
+            }
         }
     }
 }

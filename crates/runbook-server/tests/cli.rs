@@ -174,6 +174,94 @@ fn run_prints_the_whole_console_even_when_the_terminal_falls_behind() {
     assert!(head.starts_with("▶ flood (command)\nxxx"), "{head:?}");
 }
 
+/// Collects a child's pipe in the background.
+fn collect(
+    mut pipe: impl std::io::Read + Send + 'static,
+) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = text.clone();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buffer[..n]));
+        }
+    });
+    text
+}
+
+fn wait_for_text(text: &std::sync::Mutex<String>, wanted: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !text.lock().unwrap().contains(wanted) {
+        assert!(
+            Instant::now() < deadline,
+            "never saw {wanted:?} in {:?}",
+            text.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn ctrl_z_pauses_and_resumes_the_run_and_ctrl_c_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let service = Service::open(Config::from_data_dir(dir.path()))
+            .await
+            .unwrap();
+        service
+            .create_runbook(
+                &Actor::system(),
+                json!({"name": "Naps", "blocks": [
+                    {"id": "nap", "kind": "command", "script": "echo started; sleep 30; echo woke"}
+                ]}),
+            )
+            .await
+            .unwrap();
+    });
+    drop(runtime);
+
+    let mut child = cli(dir.path())
+        .args(["run", "Naps"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = collect(child.stdout.take().unwrap());
+    let stderr = collect(child.stderr.take().unwrap());
+    wait_for_text(&stdout, "started\n");
+    let cli_pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let send = |signal| nix::sys::signal::kill(cli_pid, signal).unwrap();
+
+    send(nix::sys::signal::Signal::SIGTSTP);
+    wait_for_text(&stderr, "run paused (Ctrl+Z again to resume)");
+    send(nix::sys::signal::Signal::SIGTSTP);
+    wait_for_text(&stderr, "run running (Ctrl+Z again to pause)");
+    send(nix::sys::signal::Signal::SIGINT);
+    wait_for_text(&stderr, "stopping the run");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the CLI did not end: {:?}",
+            stderr.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1), "{:?}", stderr.lock().unwrap());
+    wait_for_text(&stderr, " stopped\n");
+    assert!(!stdout.lock().unwrap().contains("woke"));
+}
+
 #[test]
 fn serve_answers_with_a_key_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
