@@ -66,34 +66,38 @@ fn boolean_variables_take_the_usual_spellings() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("maybe"));
 }
 
-#[test]
-fn run_streams_the_console_and_exits_non_zero_on_failure() {
-    let dir = tempfile::tempdir().unwrap();
+/// Stores runbooks in the data directory `dir`, as the app would.
+fn create_runbooks(dir: &std::path::Path, runbooks: &[serde_json::Value]) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let service = Service::open(Config::from_data_dir(dir.path()))
-            .await
-            .unwrap();
-        let admin = Actor::system();
-        for (name, script) in [
-            ("Greets", "echo hello-$((40 + 2))"),
-            ("Breaks", "echo partial; exit 7"),
-            ("Twin", "true"),
-            ("Twin", "true"),
-        ] {
+        let service = Service::open(Config::from_data_dir(dir)).await.unwrap();
+        for body in runbooks {
             service
-                .create_runbook(
-                    &admin,
-                    json!({"name": name, "blocks": [
-                        {"id": "main", "kind": "command", "script": script},
-                        {"id": "after", "kind": "command", "script": "echo never-on-failure"}
-                    ]}),
-                )
+                .create_runbook(&Actor::system(), body.clone())
                 .await
                 .unwrap();
         }
     });
-    drop(runtime);
+}
+
+#[test]
+fn run_streams_the_console_and_exits_non_zero_on_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let runbooks: Vec<_> = [
+        ("Greets", "echo hello-$((40 + 2))"),
+        ("Breaks", "echo partial; exit 7"),
+        ("Twin", "true"),
+        ("Twin", "true"),
+    ]
+    .into_iter()
+    .map(|(name, script)| {
+        json!({"name": name, "blocks": [
+            {"id": "main", "kind": "command", "script": script},
+            {"id": "after", "kind": "command", "script": "echo never-on-failure"}
+        ]})
+    })
+    .collect();
+    create_runbooks(dir.path(), &runbooks);
 
     let ok = cli(dir.path()).args(["run", "Greets"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&ok.stdout);
@@ -129,23 +133,13 @@ fn run_streams_the_console_and_exits_non_zero_on_failure() {
 fn run_prints_the_whole_console_even_when_the_terminal_falls_behind() {
     const BYTES: usize = 100_000_000;
     let dir = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let service = Service::open(Config::from_data_dir(dir.path()))
-            .await
-            .unwrap();
-        let script = format!("head -c {BYTES} /dev/zero | tr '\\0' x; echo; echo end-marker");
-        service
-            .create_runbook(
-                &Actor::system(),
-                json!({"name": "Floods", "blocks": [
-                    {"id": "flood", "kind": "command", "script": script}
-                ]}),
-            )
-            .await
-            .unwrap();
-    });
-    drop(runtime);
+    let script = format!("head -c {BYTES} /dev/zero | tr '\\0' x; echo; echo end-marker");
+    create_runbooks(
+        dir.path(),
+        &[json!({"name": "Floods", "blocks": [
+            {"id": "flood", "kind": "command", "script": script}
+        ]})],
+    );
 
     let child = cli(dir.path())
         .args(["run", "Floods"])
@@ -209,22 +203,12 @@ fn wait_for_text(text: &std::sync::Mutex<String>, wanted: &str) {
 #[test]
 fn ctrl_z_pauses_and_resumes_the_run_and_ctrl_c_stops_it() {
     let dir = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let service = Service::open(Config::from_data_dir(dir.path()))
-            .await
-            .unwrap();
-        service
-            .create_runbook(
-                &Actor::system(),
-                json!({"name": "Naps", "blocks": [
-                    {"id": "nap", "kind": "command", "script": "echo started; sleep 30; echo woke"}
-                ]}),
-            )
-            .await
-            .unwrap();
-    });
-    drop(runtime);
+    create_runbooks(
+        dir.path(),
+        &[json!({"name": "Naps", "blocks": [
+            {"id": "nap", "kind": "command", "script": "echo started; sleep 30; echo woke"}
+        ]})],
+    );
 
     let mut child = cli(dir.path())
         .args(["run", "Naps"])
