@@ -31,7 +31,7 @@ pub struct Requested {
 /// Shared between the engine's API and one run task.
 pub struct RunControl {
     status: Mutex<ExecutionStatus>,
-    /// Set when storage says the run has ended already; read under `status`'s lock.
+    /// Set (under `status`'s lock) when storage says the run has ended already.
     fenced: std::sync::atomic::AtomicBool,
     requested: watch::Sender<Requested>,
     /// True once the run has left the engine, its final state stored (or refused, the

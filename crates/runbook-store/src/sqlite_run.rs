@@ -6,11 +6,11 @@
 //! a run's start is one script, `BEGIN IMMEDIATE; ...; COMMIT`, sent to a connection
 //! kept for run changes alone. A later batch first reads, inside its transaction, that
 //! the run has not ended (a run stored as ended takes no more records), then sends the
-//! rest as one script: three round trips. The audit chain's head is remembered between batches instead
-//! of read inside each: the record a script appends checks, in its own statement, that
-//! the head is still the one remembered (a stale one leaves its link NULL, which the
-//! column refuses), so a head moved by another writer fails the script; it is then
-//! rolled back and written again in a transaction that reads the head first.
+//! rest as one script: three round trips. The audit chain's head is remembered between
+//! batches instead of read inside each: the record a script appends checks, in its own
+//! statement, that the head is still the one remembered (a stale one leaves its link
+//! NULL, which the column refuses), so a head moved by another writer fails the script;
+//! it is then rolled back and written again in a transaction that reads the head first.
 //!
 //! A batch is written by a task of its own: once begun it ends in a commit or a
 //! rollback, even if its caller is dropped, so the connection is never left inside a
