@@ -15,7 +15,7 @@ pub use credentials::{RotationReport, VaultStatus, MAX_VALUE_BYTES};
 pub use error::{CoreError, ErrorKind};
 pub use runbook_engine::{login_environment, EngineConfig, ExecutionEvent};
 pub use runbook_vault::{KeySetting, KeySource};
-pub use service::{Config, ExecuteRequest, ExecutionQuery, Page, RunbookQuery, Service};
+pub use service::{Config, ExecuteRequest, ExecutionQuery, Following, Page, RunbookQuery, Service};
 
 use runbook_domain::Role;
 use serde::Serialize;

@@ -644,6 +644,19 @@ impl Service {
         self.load_execution(id).await
     }
 
+    /// The run `id` as it is now and, while this process executes it, its events from
+    /// that moment on: subscribed before the run is read, so no event falls between
+    /// the two. Only this run's events arrive, however busy other runs are. No events
+    /// for a run that has finished or that another instance executes: its state and
+    /// console are read from storage instead.
+    pub async fn follow_execution(&self, actor: &Actor, id: Uuid) -> Result<Following, CoreError> {
+        actor.require(Role::Viewer)?;
+        let events = self.engine.subscribe_run(id);
+        let execution = self.load_execution(id).await?;
+        let events = events.filter(|_| !execution.status.is_finished());
+        Ok(Following { execution, events })
+    }
+
     /// Waits, at most `patience`, until the run has ended, and returns it as stored
     /// then (still unfinished when the patience ran out). A run this process executes
     /// is awaited until it has left the engine with its final state and all its output
@@ -805,6 +818,14 @@ impl Service {
     fn overlay_live_status(&self, execution: &mut Execution) {
         overlay(execution, self.engine.live_status(execution.id));
     }
+}
+
+/// What [`Service::follow_execution`] returns.
+pub struct Following {
+    pub execution: Execution,
+    /// The run's events after `execution` was read, up to its final status; None when
+    /// this process does not execute the run.
+    pub events: Option<broadcast::Receiver<ExecutionEvent>>,
 }
 
 /// Now, to the microsecond: the precision both databases keep.

@@ -745,6 +745,99 @@ async fn waiting_for_a_run_returns_it_once_everything_is_stored() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_a_run_hears_only_it_however_much_another_run_writes() {
+    use runbook_core::ExecutionEvent;
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    let (service, _dir) = service().await;
+    let viewer = actor("vera", Role::Viewer);
+    let quiet = create(
+        &service,
+        json!({"name": "Quiet", "blocks": [
+            {"id": "ask", "kind": "instruction", "text": "go on?", "confirm": true},
+            {"id": "say", "kind": "command", "script": "echo quiet done"}
+        ]}),
+    )
+    .await;
+    // Far more reads (64 KiB at most each) than a subscriber may fall behind by.
+    let loud = create(
+        &service,
+        deploy_body("Loud", "head -c 200000000 /dev/zero | tr '\\0' x"),
+    )
+    .await;
+    let quiet_run = service.execute(&admin(), quiet, Value::Null).await.unwrap();
+    let mut following = service
+        .follow_execution(&viewer, quiet_run.id)
+        .await
+        .unwrap();
+    assert_eq!(following.execution.id, quiet_run.id);
+    let mut quiet_events = following.events.take().expect("the run is live here");
+    let mut every_run = service.subscribe();
+
+    let loud_run = service.execute(&admin(), loud, Value::Null).await.unwrap();
+    let loud_run = wait_until_finished(&service, loud_run.id).await;
+    assert_eq!(loud_run.status, ExecutionStatus::Succeeded);
+    // The flood was big enough to overrun a subscriber to every run that did not read.
+    assert!(
+        matches!(every_run.try_recv(), Err(TryRecvError::Lagged(_))),
+        "the loud run sent fewer events than a subscriber may miss"
+    );
+
+    service
+        .control(&admin(), quiet_run.id, ControlAction::Acknowledge)
+        .await
+        .unwrap();
+    let mut heard = Vec::new();
+    loop {
+        match tokio::time::timeout(PATIENCE, quiet_events.recv()).await {
+            Ok(Ok(event)) => heard.push(event),
+            Ok(Err(RecvError::Closed)) => break,
+            Ok(Err(RecvError::Lagged(missed))) => {
+                panic!("the quiet run's follower missed {missed} events")
+            }
+            Err(_) => panic!("the quiet run's events never closed; heard {heard:#?}"),
+        }
+    }
+    assert!(
+        heard.iter().all(|e| e.execution_id() == quiet_run.id),
+        "{heard:#?}"
+    );
+    let console: String = heard
+        .iter()
+        .filter_map(|e| match e {
+            ExecutionEvent::Output { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(console.contains("quiet done"), "{console:?}");
+    assert!(
+        matches!(
+            heard.last(),
+            Some(ExecutionEvent::Status {
+                status: ExecutionStatus::Succeeded,
+                ..
+            })
+        ),
+        "the last event is the final status: {heard:#?}"
+    );
+
+    // A finished run has no events to follow; an unknown one is not found.
+    let finished = service
+        .follow_execution(&viewer, quiet_run.id)
+        .await
+        .unwrap();
+    assert_eq!(finished.execution.status, ExecutionStatus::Succeeded);
+    assert!(finished.events.is_none());
+    assert_code(
+        service
+            .follow_execution(&viewer, Uuid::new_v4())
+            .await
+            .map(|f| f.execution),
+        ErrorKind::NotFound,
+        "not_found",
+    );
+}
+
 #[tokio::test]
 async fn shutting_down_stops_live_runs_and_returns_once_they_are_stored() {
     let (service, _dir) = service().await;

@@ -2,6 +2,7 @@
 //! at once, and handed to the sink in batches (by size or age) so memory stays bounded
 //! and a crash loses at most one flush interval of output.
 
+use crate::events::Announcer;
 use crate::recorder::Recorder;
 use crate::{EngineInner, ExecutionEvent};
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use uuid::Uuid;
 
 pub struct Console {
     inner: Arc<EngineInner>,
+    events: Announcer,
     recorder: Recorder,
     execution_id: Uuid,
     /// Bytes written so far: the offset of the next byte.
@@ -20,9 +22,15 @@ pub struct Console {
 }
 
 impl Console {
-    pub fn new(inner: Arc<EngineInner>, recorder: Recorder, execution_id: Uuid) -> Self {
+    pub fn new(
+        inner: Arc<EngineInner>,
+        events: Announcer,
+        recorder: Recorder,
+        execution_id: Uuid,
+    ) -> Self {
         Console {
             inner,
+            events,
             recorder,
             execution_id,
             offset: 0,
@@ -36,8 +44,8 @@ impl Console {
         if text.is_empty() {
             return 0;
         }
-        if self.inner.events.receiver_count() > 0 {
-            let _ = self.inner.events.send(ExecutionEvent::Output {
+        if self.events.is_heard() {
+            self.events.send(ExecutionEvent::Output {
                 execution_id: self.execution_id,
                 block_id: block_id.to_string(),
                 offset: self.offset,

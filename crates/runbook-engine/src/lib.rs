@@ -7,6 +7,7 @@ mod command;
 mod console;
 mod control;
 mod credentials;
+mod events;
 mod http;
 mod mask;
 mod recorder;
@@ -167,6 +168,12 @@ struct Leaving {
     control: Arc<control::RunControl>,
 }
 
+/// A run this engine executes: its controls and its own event channel.
+struct Live {
+    control: Arc<control::RunControl>,
+    events: broadcast::Sender<ExecutionEvent>,
+}
+
 impl Drop for Leaving {
     fn drop(&mut self) {
         if let Ok(mut runs) = self.engine.inner.runs.lock() {
@@ -188,7 +195,7 @@ struct EngineInner {
     credentials: Arc<dyn CredentialResolver>,
     http: std::sync::OnceLock<http::Clients>,
     events: broadcast::Sender<ExecutionEvent>,
-    runs: Mutex<HashMap<Uuid, Arc<control::RunControl>>>,
+    runs: Mutex<HashMap<Uuid, Live>>,
     closing: std::sync::atomic::AtomicBool,
 }
 
@@ -205,9 +212,7 @@ impl Engine {
         sink: Arc<dyn ExecutionSink>,
         credentials: Arc<dyn CredentialResolver>,
     ) -> Self {
-        // Output events carry at most one read (64 KiB): a subscriber that stops reading
-        // holds at most this many of them before it lags.
-        let (events, _) = broadcast::channel(1024);
+        let (events, _) = broadcast::channel(events::CAPACITY);
         Engine {
             inner: Arc::new(EngineInner {
                 config,
@@ -226,14 +231,29 @@ impl Engine {
         self.inner.events.subscribe()
     }
 
-    /// Starts running `execution` (stored already, status queued) of `runbook` in the background.
-    pub fn start(&self, execution: Execution, runbook: Runbook) {
-        let control = Arc::new(control::RunControl::new(execution.status));
+    /// Events of the run `id` from now on, up to its final status (the channel closes
+    /// after it); None when this engine does not execute that run (any more). Other
+    /// runs' events never reach this channel, however many they send.
+    pub fn subscribe_run(&self, id: Uuid) -> Option<broadcast::Receiver<ExecutionEvent>> {
         self.inner
             .runs
             .lock()
             .expect("run registry lock")
-            .insert(execution.id, control.clone());
+            .get(&id)
+            .map(|live| live.events.subscribe())
+    }
+
+    /// Starts running `execution` (stored already, status queued) of `runbook` in the background.
+    pub fn start(&self, execution: Execution, runbook: Runbook) {
+        let control = Arc::new(control::RunControl::new(execution.status));
+        let events = events::Announcer::new(self.inner.events.clone());
+        self.inner.runs.lock().expect("run registry lock").insert(
+            execution.id,
+            Live {
+                control: control.clone(),
+                events: events.own().clone(),
+            },
+        );
         let engine = self.clone();
         tokio::spawn(async move {
             // Even if the run panics, it leaves the registry and its waiters are woken
@@ -243,7 +263,7 @@ impl Engine {
                 id: execution.id,
                 control: control.clone(),
             };
-            run::Run::new(engine.inner.clone(), execution, runbook, control)
+            run::Run::new(engine.inner.clone(), execution, runbook, control, events)
                 .execute()
                 .await;
         });
@@ -316,7 +336,7 @@ impl Engine {
             .lock()
             .expect("run registry lock")
             .values()
-            .cloned()
+            .map(|live| live.control.clone())
             .collect();
         for control in &runs {
             let _ = control.apply(ControlAction::Stop);
@@ -363,6 +383,6 @@ impl Engine {
             .lock()
             .expect("run registry lock")
             .get(&id)
-            .cloned()
+            .map(|live| live.control.clone())
     }
 }

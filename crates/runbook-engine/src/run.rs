@@ -6,6 +6,7 @@ use crate::command::{self, CommandSpec};
 use crate::console::{Console, Utf8Stream};
 use crate::control::{Requested, RunControl};
 use crate::credentials::Credential;
+use crate::events::Announcer;
 use crate::http;
 use crate::mask::{Secrets, StreamMasker};
 use crate::recorder::Recorder;
@@ -52,6 +53,7 @@ pub struct Run {
     execution: Execution,
     runbook: Runbook,
     control: Arc<RunControl>,
+    events: Announcer,
     requested: watch::Receiver<Requested>,
     recorder: Recorder,
     console: Console,
@@ -74,6 +76,7 @@ impl Run {
         execution: Execution,
         runbook: Runbook,
         control: Arc<RunControl>,
+        events: Announcer,
     ) -> Self {
         let requested = control.watch();
         let recorder = Recorder::start(
@@ -82,7 +85,12 @@ impl Run {
             execution.started_by.clone(),
             control.clone(),
         );
-        let console = Console::new(inner.clone(), recorder.clone(), execution.id);
+        let console = Console::new(
+            inner.clone(),
+            events.clone(),
+            recorder.clone(),
+            execution.id,
+        );
         let index_of = execution
             .steps
             .iter()
@@ -94,6 +102,7 @@ impl Run {
             execution,
             runbook,
             control,
+            events,
             requested,
             recorder,
             console,
@@ -175,7 +184,7 @@ impl Run {
             // Marked interrupted elsewhere just as it ended: that is what is stored.
             ExecutionStatus::Interrupted
         };
-        let _ = self.inner.events.send(ExecutionEvent::Status {
+        self.events.send(ExecutionEvent::Status {
             execution_id: self.execution.id,
             status: outcome,
         });
@@ -191,7 +200,7 @@ impl Run {
         self.control.set_status(status);
         self.execution.status = status;
         self.recorder.status(status, started_at, finished_at).await;
-        let _ = self.inner.events.send(ExecutionEvent::Status {
+        self.events.send(ExecutionEvent::Status {
             execution_id: self.execution.id,
             status,
         });
@@ -241,7 +250,7 @@ impl Run {
             step.started_at = Some(started);
         }
         self.save_step(index).await;
-        let _ = self.inner.events.send(ExecutionEvent::StepStarted {
+        self.events.send(ExecutionEvent::StepStarted {
             execution_id: self.execution.id,
             block_id: block_id.clone(),
         });
@@ -281,7 +290,7 @@ impl Run {
             step.finished_at = Some(now());
         }
         self.save_step(index).await;
-        let _ = self.inner.events.send(ExecutionEvent::StepFinished {
+        self.events.send(ExecutionEvent::StepFinished {
             execution_id: self.execution.id,
             block_id,
             status,
@@ -365,7 +374,7 @@ impl Run {
     }
 
     fn countdown(&self, block_id: &str, remaining: Duration, total: Duration, paused: bool) {
-        let _ = self.inner.events.send(ExecutionEvent::Countdown {
+        self.events.send(ExecutionEvent::Countdown {
             execution_id: self.execution.id,
             block_id: block_id.to_string(),
             remaining_ms: remaining.as_millis() as u64,

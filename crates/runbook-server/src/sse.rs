@@ -16,36 +16,26 @@ pub async fn execution_events(
     actor: Actor,
     id: Uuid,
 ) -> Result<Response, ApiError> {
-    // Subscribe before reading the state, so nothing falls between the two.
-    let receiver = state.service.subscribe();
-    let execution = state.service.get_execution(&actor, id).await?;
+    let following = state.service.follow_execution(&actor, id).await?;
     let first = ExecutionEvent::Status {
         execution_id: id,
-        status: execution.status,
+        status: following.execution.status,
     };
     // A run executed by another process sends no events here: the first status is all
     // this stream can say, and the client follows the run by reading it.
-    let finished = execution.status.is_finished() || !state.service.is_live_here(id);
-    let live = stream::unfold(
-        (receiver, finished),
-        move |(mut receiver, done)| async move {
-            if done {
-                return None;
+    let live = stream::unfold(following.events, |receiver| async move {
+        let mut receiver = receiver?;
+        match receiver.recv().await {
+            Ok(event) => {
+                let ends =
+                    matches!(&event, ExecutionEvent::Status { status, .. } if status.is_finished());
+                Some((event, (!ends).then_some(receiver)))
             }
-            loop {
-                match receiver.recv().await {
-                    Ok(event) if event.execution_id() == id => {
-                        let ends = matches!(&event, ExecutionEvent::Status { status, .. } if status.is_finished());
-                        return Some((event, (receiver, ends)));
-                    }
-                    Ok(_) => continue,
-                    // Missed events cannot be replayed: end the stream, and the client
-                    // reads the stored console and state from where it is.
-                    Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return None,
-                }
-            }
-        },
-    );
+            // Missed events cannot be replayed: end the stream, and the client reads the
+            // stored console and state from where it is.
+            Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => None,
+        }
+    });
     let mut shutdown = state.shutdown.clone();
     let stopping = async move {
         if shutdown.wait_for(|stop| *stop).await.is_err() {
