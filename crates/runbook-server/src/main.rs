@@ -425,7 +425,7 @@ async fn follow(
     let actor = actor.clone();
     // Colours reach a terminal; a pipe or a file gets plain text (NO_COLOR and
     // CLICOLOR_FORCE are honoured). Escapes split across chunks are stripped whole.
-    let mut stdout = anstream::AutoStream::auto(std::io::stdout());
+    let mut stdout = Terminal::new(anstream::AutoStream::auto(std::io::stdout()));
     // Ctrl+C and Ctrl+Z act at once, whatever this loop is busy with (writing a long
     // backlog to a slow terminal, asking for a confirmation).
     let controls = tokio::spawn(operator_controls(
@@ -485,7 +485,7 @@ async fn follow(
                         .ok()
                         .and_then(|skip| text.get(skip..))
                         .unwrap_or(&text);
-                    stdout.write_all(fresh.replace("\r\n", "\n").as_bytes())?;
+                    stdout.write_text(fresh)?;
                     stdout.flush()?;
                     printed = end;
                 }
@@ -519,6 +519,7 @@ async fn follow(
                     &mut stdout,
                 )
                 .await?;
+                stdout.finish()?;
                 eprintln!("run {} {status}", execution_id);
                 if status != ExecutionStatus::Succeeded {
                     eprintln!(
@@ -600,7 +601,7 @@ async fn print_stored(
     execution_id: uuid::Uuid,
     mut from: u64,
     until: Until,
-    stdout: &mut impl Write,
+    stdout: &mut Terminal<impl Write>,
 ) -> anyhow::Result<u64> {
     const PAGE: u64 = 1024 * 1024;
     let patience = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -614,7 +615,7 @@ async fn print_stored(
             .read_output(actor, execution_id, from, limit)
             .await?;
         if page.next_offset > from {
-            stdout.write_all(page.text.replace("\r\n", "\n").as_bytes())?;
+            stdout.write_text(&page.text)?;
             from = page.next_offset;
             continue;
         }
@@ -631,6 +632,54 @@ async fn print_stored(
     }
     stdout.flush()?;
     Ok(from)
+}
+
+/// Where the console goes. Its `\r\n` line ends (written for terminal emulators)
+/// become `\n`, also when one is split between two pieces of text; a lone `\r` (a
+/// progress line redrawn) is kept.
+struct Terminal<W: Write> {
+    out: W,
+    /// A `\r` ended the last piece: it is written once the next piece shows whether a
+    /// `\n` follows.
+    held_cr: bool,
+}
+
+impl<W: Write> Terminal<W> {
+    fn new(out: W) -> Self {
+        Terminal {
+            out,
+            held_cr: false,
+        }
+    }
+
+    fn write_text(&mut self, text: &str) -> std::io::Result<()> {
+        if text.is_empty() {
+            return Ok(());
+        }
+        if std::mem::take(&mut self.held_cr) && !text.starts_with('\n') {
+            self.out.write_all(b"\r")?;
+        }
+        let text = match text.strip_suffix('\r') {
+            Some(body) => {
+                self.held_cr = true;
+                body
+            }
+            None => text,
+        };
+        self.out.write_all(text.replace("\r\n", "\n").as_bytes())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+
+    /// Writes what is held back; the console has ended.
+    fn finish(&mut self) -> std::io::Result<()> {
+        if std::mem::take(&mut self.held_cr) {
+            self.out.write_all(b"\r")?;
+        }
+        self.out.flush()
+    }
 }
 
 fn exit_code_for(status: ExecutionStatus) -> std::process::ExitCode {
@@ -650,4 +699,32 @@ fn confirm_on_tty() -> anyhow::Result<bool> {
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Terminal;
+
+    fn written(pieces: &[&str]) -> String {
+        let mut terminal = Terminal::new(Vec::new());
+        for piece in pieces {
+            terminal.write_text(piece).unwrap();
+        }
+        terminal.finish().unwrap();
+        String::from_utf8(terminal.out).unwrap()
+    }
+
+    #[test]
+    fn line_ends_become_newlines_even_when_split_between_pieces() {
+        assert_eq!(written(&["a\r\nb\r\n"]), "a\nb\n");
+        assert_eq!(written(&["a\r", "\nb\r", "\n"]), "a\nb\n");
+        assert_eq!(written(&["a\r", "", "\nb"]), "a\nb");
+    }
+
+    #[test]
+    fn a_lone_carriage_return_is_kept() {
+        assert_eq!(written(&["50%\r", "60%\r", "done\n"]), "50%\r60%\rdone\n");
+        assert_eq!(written(&["working\r"]), "working\r");
+        assert_eq!(written(&["\r\r", "\n"]), "\r\n");
+    }
 }
