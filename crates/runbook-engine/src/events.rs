@@ -5,9 +5,14 @@
 use crate::ExecutionEvent;
 use tokio::sync::broadcast;
 
-/// Events a subscriber that stops reading may fall behind by before it lags. Output
-/// events carry at most one read (64 KiB).
+/// Events a subscriber to every run may fall behind by before it lags. Output events
+/// carry at most one read (64 KiB), so a subscriber that stops reading holds up to
+/// 64 MiB.
 pub(crate) const CAPACITY: usize = 1024;
+/// The same for a subscriber to one run (16 MiB at most): any viewer may follow runs,
+/// so each run's own channel is kept smaller. A follower that lags reads what it
+/// missed from the stored console.
+pub(crate) const RUN_CAPACITY: usize = 256;
 
 /// Sends one run's events to both channels.
 #[derive(Clone)]
@@ -19,7 +24,7 @@ pub(crate) struct Announcer {
 impl Announcer {
     /// An announcer with a new channel of the run's own beside `all`.
     pub fn new(all: broadcast::Sender<ExecutionEvent>) -> Self {
-        let (own, _) = broadcast::channel(CAPACITY);
+        let (own, _) = broadcast::channel(RUN_CAPACITY);
         Announcer { all, own }
     }
 
@@ -33,19 +38,11 @@ impl Announcer {
         self.all.receiver_count() > 0 || self.own.receiver_count() > 0
     }
 
+    /// Sends to both channels, whoever listens: a subscriber that arrives just before
+    /// the send still hears it. (Output events are built only when [`Self::is_heard`];
+    /// a follower fills any gap in the console from storage by offset.)
     pub fn send(&self, event: ExecutionEvent) {
-        match (self.all.receiver_count() > 0, self.own.receiver_count() > 0) {
-            (true, true) => {
-                let _ = self.own.send(event.clone());
-                let _ = self.all.send(event);
-            }
-            (true, false) => {
-                let _ = self.all.send(event);
-            }
-            (false, true) => {
-                let _ = self.own.send(event);
-            }
-            (false, false) => {}
-        }
+        let _ = self.own.send(event.clone());
+        let _ = self.all.send(event);
     }
 }
