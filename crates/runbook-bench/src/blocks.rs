@@ -280,8 +280,8 @@ struct Timing {
 enum Watcher {
     /// A caller awaiting the end alone, as a REST client or a script would.
     End,
-    /// A subscriber receiving every event of the run as it happens (the CLI's console,
-    /// the desktop app, an SSE client), woken for each.
+    /// A subscriber to every run's events, woken for each event of the run as it
+    /// happens, as the CLI's console and the desktop app are.
     Follower,
 }
 

@@ -644,11 +644,13 @@ impl Service {
         self.load_execution(id).await
     }
 
-    /// The run `id` as it is now and, while this process executes it, its events from
-    /// that moment on: subscribed before the run is read, so no event falls between
-    /// the two. Only this run's events arrive, however busy other runs are. No events
-    /// for a run that has finished or that another instance executes: its state and
-    /// console are read from storage instead.
+    /// The run `id` as it is now and, while this process executes it, its events:
+    /// subscribed just before the run is read, so no change of the run's state is
+    /// missed in between (some events may repeat what the read already shows; output
+    /// events carry their offset, so a console skips what it has). Only this run's
+    /// events arrive, however busy other runs are. No events for a run that had
+    /// finished when read or that another instance executes: its state and console
+    /// are read from storage instead.
     pub async fn follow_execution(&self, actor: &Actor, id: Uuid) -> Result<Following, CoreError> {
         actor.require(Role::Viewer)?;
         let events = self.engine.subscribe_run(id);
@@ -823,8 +825,10 @@ impl Service {
 /// What [`Service::follow_execution`] returns.
 pub struct Following {
     pub execution: Execution,
-    /// The run's events after `execution` was read, up to its final status; None when
-    /// this process does not execute the run.
+    /// The run's events from just before `execution` was read, up to its final status;
+    /// None when the run had finished or this process does not execute it. A channel
+    /// that lags or closes without a final status (the run's task failed) means: read
+    /// the stored state and console.
     pub events: Option<broadcast::Receiver<ExecutionEvent>>,
 }
 

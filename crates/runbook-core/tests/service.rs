@@ -762,7 +762,7 @@ async fn following_a_run_hears_only_it_however_much_another_run_writes() {
     // Far more reads (64 KiB at most each) than a subscriber may fall behind by.
     let loud = create(
         &service,
-        deploy_body("Loud", "head -c 200000000 /dev/zero | tr '\\0' x"),
+        deploy_body("Loud", "head -c 80000000 /dev/zero | tr '\\0' x"),
     )
     .await;
     let quiet_run = service.execute(&admin(), quiet, Value::Null).await.unwrap();
