@@ -464,6 +464,73 @@ async fn finished(app: &TestApp, id: &str) -> Value {
     }
 }
 
+/// Starts a run of `runbook`; returns its id.
+async fn start(app: &TestApp, runbook: &Value) -> String {
+    let uri = format!("/runbooks/{}/execute", runbook["id"].as_str().unwrap());
+    let (status, execution) = app.send(Method::POST, &uri, Some("{}")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{execution}");
+    execution["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runs_event_stream_carries_it_to_its_end_while_another_run_floods_its_console() {
+    let app = TestApp::new().await;
+    let base = serve(&app).await;
+    let client = reqwest::Client::new();
+    let quiet = app
+        .create(json!({"name": "quiet", "blocks": [
+            {"id": "ask", "kind": "instruction", "text": "go on?", "confirm": true},
+            {"id": "say", "kind": "command", "script": "echo quiet done"}
+        ]}))
+        .await;
+    // Far more reads (64 KiB at most each) than an event subscriber may fall behind by.
+    let loud = app
+        .create(json!({"name": "loud", "blocks": [
+            {"id": "flood", "kind": "command", "script": "head -c 80000000 /dev/zero | tr '\\0' x"}
+        ]}))
+        .await;
+    let quiet_id = start(&app, &quiet).await;
+    let events = client
+        .get(format!("{base}/executions/{quiet_id}/events"))
+        .header("x-api-key", &app.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    let body = tokio::spawn(events.text());
+
+    let loud_id = start(&app, &loud).await;
+    assert_eq!(finished(&app, &loud_id).await["status"], "succeeded");
+    let (status, _) = app
+        .send(
+            Method::POST,
+            &format!("/executions/{quiet_id}/control"),
+            Some(r#"{"action": "acknowledge"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let body = tokio::time::timeout(Duration::from_secs(30), body)
+        .await
+        .expect("the event stream ends when its run finishes")
+        .unwrap()
+        .unwrap();
+    assert!(body.contains("quiet done"), "{body}");
+    assert!(
+        !body.contains(&loud_id),
+        "only the quiet run's events: {body}"
+    );
+    let last = body
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("data: "))
+        .unwrap_or_default();
+    assert!(
+        last.contains(r#""status":"succeeded""#),
+        "the stream lasts to the run's final status: {body}"
+    );
+}
+
 #[tokio::test]
 async fn a_failed_run_is_retried_over_rest_and_bad_retries_are_refused() {
     let app = TestApp::new().await;
