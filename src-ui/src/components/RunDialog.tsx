@@ -1,9 +1,9 @@
 // The parameter form shown before a run starts.
 
 import { Play } from 'lucide-react'
-import { useState, type FormEvent } from 'react'
+import { useId, useState, type FormEvent } from 'react'
 import type { Param, ParamValue } from '../api/types'
-import { coerceParam } from '../editor/draft'
+import { runParams } from '../editor/draft'
 import { ErrorBanner } from './ErrorBanner'
 import { Field } from './Field'
 import { Modal } from './Modal'
@@ -23,14 +23,22 @@ function initialValues(params: Param[]): Record<string, string> {
   return Object.fromEntries(params.map((p) => [p.name, p.default === null || p.default === undefined ? '' : String(p.default)]))
 }
 
+/** The description, then "Required" for a value that must be given. */
+function paramHint(param: Param): string | undefined {
+  const parts = [param.description?.trim(), param.required ? 'Required' : undefined].filter(Boolean)
+  return parts.length > 0 ? parts.join(' · ') : undefined
+}
+
 export function RunDialog({ runbookName, version, params, unsavedChanges, starting, error, onRun, onClose }: RunDialogProps) {
   const [values, setValues] = useState(() => initialValues(params))
+  const hintId = useId()
   const missing = params.filter((p) => p.required && p.type !== 'boolean' && (values[p.name] ?? '').trim() === '')
+  const missingHint = missing.length > 0 ? `Fill in ${missing.map((p) => p.name).join(', ')} to start.` : undefined
 
   const submit = (e: FormEvent) => {
     e.preventDefault()
     if (missing.length > 0) return
-    onRun(Object.fromEntries(params.map((p) => [p.name, coerceParam(p.type ?? 'string', values[p.name] ?? '')])))
+    onRun(runParams(params, values))
   }
 
   return (
@@ -43,7 +51,7 @@ export function RunDialog({ runbookName, version, params, unsavedChanges, starti
         )}
         {params.length === 0 && <p className="muted">This runbook has no parameters.</p>}
         {params.map((param) => (
-          <Field key={param.name} label={param.name} hint={param.description || (param.required ? 'Required' : undefined)}>
+          <Field key={param.name} label={param.name} hint={paramHint(param)}>
             {(id) =>
               param.type === 'boolean' ? (
                 <select
@@ -70,10 +78,21 @@ export function RunDialog({ runbookName, version, params, unsavedChanges, starti
         ))}
         {error !== null && error !== undefined && <ErrorBanner error={error} title="The run did not start" />}
         <div className="modal-footer">
+          {missingHint && (
+            <span className="modal-footer-hint" id={hintId}>
+              {missingHint}
+            </span>
+          )}
           <button type="button" className="btn btn-ghost" onClick={onClose}>
             Cancel
           </button>
-          <button type="submit" className="btn btn-run" disabled={starting || missing.length > 0}>
+          <button
+            type="submit"
+            className="btn btn-run"
+            disabled={starting || missing.length > 0}
+            title={missingHint}
+            aria-describedby={missingHint ? hintId : undefined}
+          >
             <Play size={16} aria-hidden /> {starting ? 'Starting…' : 'Start run'}
           </button>
         </div>

@@ -217,6 +217,21 @@ export function coerceParam(type: ParamType, text: string): ParamValue {
   return text
 }
 
+/**
+ * The parameters a run starts with, from the run form's text. A blank field (not a boolean's
+ * select) is left out, so the server applies the default or reports the missing value.
+ */
+export function runParams(params: Param[], values: Record<string, string>): Record<string, ParamValue> {
+  const given: Record<string, ParamValue> = {}
+  for (const param of params) {
+    const type = param.type ?? 'string'
+    const text = values[param.name] ?? ''
+    if (type !== 'boolean' && text.trim() === '') continue
+    given[param.name] = coerceParam(type, text)
+  }
+  return given
+}
+
 export function newParam(params: Param[]): Param {
   const names = new Set(params.map((param) => param.name))
   let n = params.length + 1
