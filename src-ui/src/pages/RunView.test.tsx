@@ -3,6 +3,7 @@ import { act, render, screen, within } from '@testing-library/react'
 import userEvent from '@testing-library/user-event'
 import { createMemoryRouter, RouterProvider } from 'react-router'
 import { beforeEach, describe, expect, it, vi } from 'vitest'
+import { ApiError } from '../api/errors'
 import type { Execution, ExecutionEvent, Runbook } from '../api/types'
 
 const call = vi.fn()
@@ -86,6 +87,8 @@ function execution(patch: Partial<Execution>): Execution {
 }
 
 let current: Execution
+/** True while the server cannot be reached. */
+let offline = false
 /** The runbook's history, as `list_executions` returns it. */
 let history: Execution[] = []
 
@@ -94,6 +97,7 @@ function renderRun(initial: Execution) {
   call.mockImplementation(async (command: string, args: { id: string; action?: string }) => {
     switch (command) {
       case 'get_execution':
+        if (offline) throw new ApiError('network_error', 'Could not reach the server (Failed to fetch).')
         return args.id === current.id ? current : execution({ id: args.id, status: 'queued', retry_of: 'run-1', retry_from: 'restart' })
       case 'get_version':
         return runbook
@@ -123,6 +127,7 @@ const calls = (command: string) => call.mock.calls.filter(([c]) => c === command
 beforeEach(() => {
   call.mockReset()
   history = []
+  offline = false
 })
 
 describe('RunView', () => {
@@ -173,6 +178,22 @@ describe('RunView', () => {
     await user.keyboard('s')
     expect(screen.queryByRole('dialog')).toBeNull()
     field.remove()
+  })
+
+  it('keeps the run and its controls on screen while the server is briefly unreachable', async () => {
+    renderRun(execution({}))
+    await screen.findByTestId('step-wait')
+    offline = true
+    const banner = await screen.findByTestId('connection-banner', {}, { timeout: 3000 })
+    expect(banner).toHaveTextContent('Connection lost — retrying…')
+    expect(screen.getByTestId('execution-status')).toHaveTextContent('running')
+    expect(button('Pause')).toBeEnabled()
+    expect(button('Stop')).toBeEnabled()
+    expect(screen.queryByText('Could not load this run')).toBeNull()
+
+    offline = false
+    await vi.waitFor(() => expect(screen.queryByTestId('connection-banner')).toBeNull(), { timeout: 3000 })
+    expect(button('Pause')).toBeEnabled()
   })
 
   it('freezes the countdown from the engine\'s event while paused', async () => {

@@ -3,12 +3,13 @@
 
 import { useQueryClient } from '@tanstack/react-query'
 import { ArrowLeft, Check, Pause, Play, RotateCw, Square } from 'lucide-react'
-import { useCallback, useEffect, useMemo, useRef, useState } from 'react'
+import { useCallback, useEffect, useMemo, useRef, useState, type ReactNode } from 'react'
 import { Link, useNavigate, useParams } from 'react-router'
 import { normalizeError } from '../api/errors'
 import { keys, useControl, useExecution, useExecutions, useRetry, useVersion } from '../api/queries'
 import type { ControlAction, Execution, ExecutionEvent } from '../api/types'
 import { isFinished, isRetryable } from '../api/types'
+import { ConnectionBanner } from '../components/ConnectionBanner'
 import { Console } from '../components/Console'
 import { ErrorBanner } from '../components/ErrorBanner'
 import { Markdown } from '../components/Markdown'
@@ -35,15 +36,24 @@ export function RunView() {
   const { id = '' } = useParams()
   const execution = useExecution(id)
   if (execution.isPending) return <div className="page loading">Loading run…</div>
-  if (execution.isError) {
+  if (execution.data === undefined) {
     return (
       <div className="page">
         <ErrorBanner error={execution.error} title="Could not load this run" />
       </div>
     )
   }
+  // A failed refresh keeps the run and its controls on screen; a live run keeps polling.
+  const refreshError = execution.isError ? (
+    <ConnectionBanner
+      error={execution.error}
+      retrying={!isFinished(execution.data.status)}
+      fetching={execution.isFetching}
+      onRetry={() => void execution.refetch()}
+    />
+  ) : null
   // A new run (a retry) starts with fresh countdowns and console.
-  return <RunDetail key={execution.data.id} execution={execution.data} />
+  return <RunDetail key={execution.data.id} execution={execution.data} refreshError={refreshError} />
 }
 
 function RunDuration({ execution }: { execution: Execution }) {
@@ -57,7 +67,7 @@ function consoleBytes(execution: Execution): number {
   return (execution.steps ?? []).reduce((sum, step) => sum + (step.output_bytes ?? 0), 0)
 }
 
-function RunDetail({ execution }: { execution: Execution }) {
+function RunDetail({ execution, refreshError }: { execution: Execution; refreshError: ReactNode }) {
   const client = useQueryClient()
   const navigate = useNavigate()
   const version = useVersion(execution.runbook_id, execution.runbook_version)
@@ -201,6 +211,7 @@ function RunDetail({ execution }: { execution: Execution }) {
           ))}
         </div>
       </header>
+      {refreshError}
       {control.isError && (
         <ErrorBanner error={control.error} title={normalizeError(control.error).code === 'invalid_state' ? 'Not possible right now' : 'The action failed'} />
       )}

@@ -2,12 +2,13 @@
 
 import { useQueryClient } from '@tanstack/react-query'
 import { Play, Trash2 } from 'lucide-react'
-import { useCallback, useEffect, useReducer, useRef, useState } from 'react'
+import { useCallback, useEffect, useReducer, useRef, useState, type ReactNode } from 'react'
 import { useNavigate, useParams, useSearchParams } from 'react-router'
 import { normalizeError } from '../api/errors'
 import { keys, useDeleteRunbook, useExecute, useRunbook, useUpdateRunbook } from '../api/queries'
 import { call } from '../api/transport'
 import type { ParamValue, Runbook } from '../api/types'
+import { ConnectionBanner } from '../components/ConnectionBanner'
 import { ErrorBanner } from '../components/ErrorBanner'
 import { Modal } from '../components/Modal'
 import { RunDialog } from '../components/RunDialog'
@@ -29,7 +30,7 @@ export function RunbookPage() {
   const { id = '' } = useParams()
   const runbook = useRunbook(id)
   if (runbook.isPending) return <div className="page loading">Loading runbook…</div>
-  if (runbook.isError) {
+  if (runbook.data === undefined) {
     const error = normalizeError(runbook.error)
     return (
       <div className="page">
@@ -37,10 +38,14 @@ export function RunbookPage() {
       </div>
     )
   }
-  return <RunbookWorkspace key={id} runbook={runbook.data} />
+  // A failed refresh keeps the editor, and any unsaved edits, on screen.
+  const refreshError = runbook.isError ? (
+    <ConnectionBanner error={runbook.error} retrying={false} fetching={runbook.isFetching} onRetry={() => void runbook.refetch()} />
+  ) : null
+  return <RunbookWorkspace key={id} runbook={runbook.data} refreshError={refreshError} />
 }
 
-function RunbookWorkspace({ runbook }: { runbook: Runbook }) {
+function RunbookWorkspace({ runbook, refreshError }: { runbook: Runbook; refreshError: ReactNode }) {
   const [state, dispatch] = useReducer(editorReducer, runbook, openDraft)
   const [searchParams, setSearchParams] = useSearchParams()
   const tab: TabId = TABS.find((t) => t.id === searchParams.get('tab'))?.id ?? 'editor'
@@ -140,6 +145,7 @@ function RunbookWorkspace({ runbook }: { runbook: Runbook }) {
           </button>
         </div>
       </header>
+      {refreshError}
       {execute.isError && !runDialog && <ErrorBanner error={execute.error} title="The run did not start" />}
 
       <div className="tabs" role="tablist" aria-label="Runbook sections">
