@@ -19,10 +19,27 @@ pub enum Quoting {
 }
 
 fn environment(quoting: Quoting) -> Environment<'static> {
-    let mut env = Environment::new();
+    let mut env = runbook_domain::template::environment();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(TEMPLATE_FUEL));
     if quoting == Quoting::Shell {
+        // Only `| safe` inserts a value raw. MiniJinja's `tojson` and `escape` mark what
+        // they return as safe (for HTML), which in a script would let a value holding
+        // `$(…)` run: here they return plain text, which is shell-quoted like any value.
+        env.add_filter(
+            "tojson",
+            |value: &minijinja::Value,
+             indent: Option<minijinja::Value>,
+             args: minijinja::value::Kwargs| {
+                minijinja::filters::tojson(value, indent, args)
+                    .map(|json| minijinja::Value::from(json.to_string()))
+            },
+        );
+        for name in ["escape", "e"] {
+            env.add_filter(name, |value: &minijinja::Value| {
+                minijinja::Value::from(value.to_string())
+            });
+        }
         env.set_formatter(|out, _state, value| {
             let text = if value.is_none() {
                 String::new()
@@ -173,6 +190,40 @@ mod tests {
         assert_eq!(
             render("run {{ params.flag | safe }}", &ctx, Quoting::Shell).unwrap(),
             "run --force"
+        );
+        // `{#` is shell syntax (lengths, counts), not the start of a Jinja comment.
+        assert_eq!(
+            render(
+                "n=${#HOSTS[@]}; echo {# kept #} {{ params.n }} ${#}",
+                &ctx,
+                Quoting::Shell
+            )
+            .unwrap(),
+            "n=${#HOSTS[@]}; echo {# kept #} 3 ${#}"
+        );
+        // Filters that mark their result safe for HTML do not make it raw in a script.
+        let hostile = json!({"params": {"msg": "a; id", "doc": {"x": "$(id)"}}});
+        assert_eq!(
+            render(
+                "echo {{ params.msg | e }} {{ params.msg | escape }}",
+                &hostile,
+                Quoting::Shell
+            )
+            .unwrap(),
+            "echo 'a; id' 'a; id'"
+        );
+        assert_eq!(
+            render(
+                "curl -d {{ params.doc | tojson }}",
+                &hostile,
+                Quoting::Shell
+            )
+            .unwrap(),
+            r#"curl -d '{"x": "$(id)"}'"#
+        );
+        assert_eq!(
+            render("{{ params.doc | tojson }}", &hostile, Quoting::Raw).unwrap(),
+            r#"{"x": "$(id)"}"#
         );
         assert_eq!(
             render("https://x/{{ params.n }}", &ctx, Quoting::Raw).unwrap(),
