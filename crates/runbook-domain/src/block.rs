@@ -27,6 +27,13 @@ pub struct InstructionBlock {
     pub confirm: bool,
 }
 
+/// The variable naming the run a command's processes belong to (set by the engine).
+pub const EXECUTION_ID_VAR: &str = "RUNBOOK_EXECUTION_ID";
+/// The variable naming the file a step writes `KEY=VALUE` outputs to (set by the engine).
+pub const OUTPUT_VAR: &str = "RUNBOOK_OUTPUT";
+/// Variables the engine sets for every command, which a block may not set itself.
+pub const RESERVED_ENV: [&str; 2] = [EXECUTION_ID_VAR, OUTPUT_VAR];
+
 /// A shell script run on a host.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommandBlock {

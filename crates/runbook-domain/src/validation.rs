@@ -493,6 +493,12 @@ impl Validator {
                                 truncate(name, 40)
                             ),
                         );
+                    } else if crate::block::RESERVED_ENV.contains(&name.as_str()) {
+                        self.push(
+                            format!("{path}.env"),
+                            "reserved_env_name",
+                            format!("`{name}` is set by Runbook Studio for every command and cannot be set by a block"),
+                        );
                     }
                 }
                 if expect_exit_codes.is_empty()
@@ -781,6 +787,17 @@ mod tests {
             codes(parse_draft(value)),
             ["invalid_block_id", "invalid_env_name", "invalid_exit_codes"]
         );
+        // The engine's own variables mark a run's processes and its outputs file.
+        let reserved = with_blocks(json!([
+            {"id": "a", "kind": "command", "script": "true", "env": {"RUNBOOK_EXECUTION_ID": "x"}},
+            {"id": "b", "kind": "command", "script": "true", "secrets": {"RUNBOOK_OUTPUT": "token"}}
+        ]));
+        let err = parse_draft(reserved).unwrap_err();
+        assert_eq!(
+            codes(Err(err.clone())),
+            ["reserved_env_name", "reserved_env_name"]
+        );
+        assert_eq!(err.errors[1].path, "blocks[1].env");
     }
 
     #[test]

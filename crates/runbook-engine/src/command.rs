@@ -13,10 +13,7 @@ use std::process::{ExitStatus, Stdio};
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
-/// The variable naming the run a process belongs to.
-pub const EXECUTION_ID_VAR: &str = "RUNBOOK_EXECUTION_ID";
-/// The variable naming the file a step writes `KEY=VALUE` outputs to.
-pub const OUTPUT_VAR: &str = "RUNBOOK_OUTPUT";
+pub use runbook_domain::block::{EXECUTION_ID_VAR, OUTPUT_VAR};
 
 /// Variables of the app itself that no command may see.
 const PRIVATE_VARS: [&str; 3] = [
@@ -50,10 +47,12 @@ pub fn spawn(spec: &CommandSpec<'_>) -> std::io::Result<Child> {
     for name in PRIVATE_VARS {
         command.env_remove(name);
     }
+    // The run's own variables come last: they mark the processes the run must be able
+    // to find and end, whatever a block sets (validation refuses those names too).
     command
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .env(EXECUTION_ID_VAR, spec.execution_id.to_string())
         .env(OUTPUT_VAR, spec.output_file)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
