@@ -4,15 +4,37 @@
 
 /// True when `text` holds template syntax (and so is rendered before use).
 pub fn is_template(text: &str) -> bool {
-    text.contains("{{") || text.contains("{%") || text.contains("{#")
+    text.contains("{{") || text.contains("{%")
 }
+
+/// The template syntax runbooks use: Jinja's, without `{# … #}` comments. Shell scripts
+/// are full of `{#` (`${#HOSTS[@]}`, `${#}`), which Jinja would read as the start of a
+/// comment; a script has comments of its own. (The comment markers are set to text
+/// holding a NUL character, which no saved text may hold, so they never match.)
+pub fn syntax() -> minijinja::syntax::SyntaxConfig {
+    minijinja::syntax::SyntaxConfig::builder()
+        .comment_delimiters("{#\0", "\0#}")
+        .build()
+        .expect("the template syntax is valid")
+}
+
+/// A template environment with the runbooks' syntax.
+pub fn environment() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    env.set_syntax(syntax());
+    env
+}
+
+/// What a syntax error message adds: how to keep Jinja's markers as plain text.
+const RAW_HINT: &str =
+    "to keep `{{` or `{%` as plain text (Go templates, say), wrap it in {% raw %}…{% endraw %}";
 
 /// Checks a template's syntax; the error names the line.
 pub fn check_template(source: &str) -> Result<(), String> {
     if !is_template(source) {
         return Ok(());
     }
-    let env = minijinja::Environment::new();
+    let env = environment();
     match env.template_from_str(source) {
         Ok(_) => Ok(()),
         Err(error) => {
@@ -21,8 +43,10 @@ pub fn check_template(source: &str) -> Result<(), String> {
                 .map(str::to_string)
                 .unwrap_or_else(|| error.kind().to_string());
             Err(match error.line() {
-                Some(line) => format!("template syntax error on line {line}: {detail}"),
-                None => format!("template syntax error: {detail}"),
+                Some(line) => {
+                    format!("template syntax error on line {line}: {detail}; {RAW_HINT}")
+                }
+                None => format!("template syntax error: {detail}; {RAW_HINT}"),
             })
         }
     }
@@ -60,6 +84,17 @@ mod tests {
     fn reports_template_errors_with_their_line() {
         let error = check_template("echo ok\necho {{ params.x ").unwrap_err();
         assert!(error.contains("line 2"), "{error}");
+        // Go templates collide with Jinja's markers: the message says how to keep them.
+        let error = check_template("docker ps --format '{{.Names}}'").unwrap_err();
+        assert!(error.contains("{% raw %}"), "{error}");
+        assert!(check_template("docker ps --format '{% raw %}{{.Names}}{% endraw %}'").is_ok());
+    }
+
+    #[test]
+    fn shell_lengths_and_counts_are_not_comments() {
+        assert!(!is_template("echo ${#HOSTS[@]} ${#} ${#name}"));
+        assert!(check_template("n=${#HOSTS[@]}; echo {{ params.x }} of $n; echo ${#}").is_ok());
+        assert!(check_template("echo {# not a comment #} {{ params.x }}").is_ok());
     }
 
     #[test]
