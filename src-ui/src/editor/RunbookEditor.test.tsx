@@ -36,7 +36,17 @@ const branchy: Runbook = {
 
 let lastState: ReturnType<typeof initEditor> | null = null
 
-function Harness({ saveError = null, onSave = () => {}, runbook = saved }: { saveError?: ApiError | null; onSave?: () => void; runbook?: Runbook }) {
+function Harness({
+  saveError = null,
+  onSave = () => {},
+  runbook = saved,
+  saving = false,
+}: {
+  saveError?: ApiError | null
+  onSave?: () => void
+  runbook?: Runbook
+  saving?: boolean
+}) {
   const [state, dispatch] = useReducer(editorReducer, runbook, initEditor)
   useEffect(() => {
     lastState = state
@@ -46,7 +56,7 @@ function Harness({ saveError = null, onSave = () => {}, runbook = saved }: { sav
       state={state}
       dispatch={dispatch}
       dirty={isDirty(state)}
-      saving={false}
+      saving={saving}
       saveError={saveError}
       message=""
       onMessageChange={() => {}}
@@ -79,6 +89,25 @@ describe('RunbookEditor', () => {
     expect(blockOrder()).toEqual(['block-step-2', 'block-intro'])
 
     await user.click(screen.getByRole('button', { name: 'Save' }))
+    expect(onSave).toHaveBeenCalledTimes(1)
+  })
+
+  it('saves with Enter in the change note only when there is something to save and no save is under way', async () => {
+    const user = userEvent.setup()
+    const onSave = vi.fn()
+    const { rerender } = render(<Harness onSave={onSave} />)
+    const note = screen.getByLabelText('Change note')
+    await user.type(note, '{Enter}')
+    expect(onSave).not.toHaveBeenCalled()
+
+    await user.type(screen.getByLabelText('Name'), ' now')
+    rerender(<Harness onSave={onSave} saving />)
+    expect(screen.getByRole('button', { name: 'Saving…' })).toBeDisabled()
+    await user.type(note, '{Enter}')
+    expect(onSave).not.toHaveBeenCalled()
+
+    rerender(<Harness onSave={onSave} />)
+    await user.type(note, '{Enter}')
     expect(onSave).toHaveBeenCalledTimes(1)
   })
 

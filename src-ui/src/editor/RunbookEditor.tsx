@@ -36,6 +36,11 @@ export function RunbookEditor(props: RunbookEditorProps) {
   const fieldErrors = useMemo(() => saveError?.fieldErrors ?? [], [saveError])
   const idCounts = useMemo(() => blockIdCounts(draft.blocks), [draft.blocks])
   const conflict = saveError?.code === 'version_conflict'
+  // The Save button, Enter in the change note and Ctrl+S all save only a changed draft, once at a time.
+  const canSave = dirty && !saving
+  const save = () => {
+    if (canSave) props.onSave()
+  }
 
   return (
     <div className="editor">
@@ -51,9 +56,9 @@ export function RunbookEditor(props: RunbookEditorProps) {
           placeholder="Describe this change (optional)"
           value={props.message}
           onChange={(e) => props.onMessageChange(e.target.value)}
-          onKeyDown={(e) => e.key === 'Enter' && props.onSave()}
+          onKeyDown={(e) => e.key === 'Enter' && save()}
         />
-        <button type="button" className="btn btn-primary" onClick={props.onSave} disabled={saving || !dirty} title="Save (Ctrl+S)">
+        <button type="button" className="btn btn-primary" onClick={save} disabled={!canSave} title="Save (Ctrl+S)">
           <Save size={16} aria-hidden /> {saving ? 'Saving…' : 'Save'}
         </button>
       </div>
