@@ -70,6 +70,25 @@ describe('editorReducer', () => {
     expect(isDirty(editorReducer(start, { type: 'set_field', field: 'tagsText', value: ' payments , ' }))).toBe(false)
   })
 
+  it('after a save, keeps edits made meanwhile and takes the server\'s copy otherwise', () => {
+    const param = { name: 'service', type: 'string' as const, default: null, required: false }
+    const start = initEditor({ ...runbook([intro]), params: [param] })
+    const sent = editorReducer(start, { type: 'set_field', field: 'name', value: 'Restart payments now' })
+    // The server adds what the client left out (a parameter's description).
+    const stored = { ...runbook([intro]), params: [{ ...param, description: '' }], name: 'Restart payments now', version: 4 }
+
+    const clean = editorReducer(sent, { type: 'saved', runbook: stored, sent: sent.draft })
+    expect(clean.base.version).toBe(4)
+    expect(isDirty(clean)).toBe(false)
+
+    const typedMeanwhile = editorReducer(sent, { type: 'set_field', field: 'name', value: 'Restart payments now!' })
+    const kept = editorReducer(typedMeanwhile, { type: 'saved', runbook: stored, sent: sent.draft })
+    expect(kept.base.version).toBe(4)
+    expect(kept.draft.name).toBe('Restart payments now!')
+    expect(isDirty(kept)).toBe(true)
+    expect(toUpdate(kept, '').version).toBe(4)
+  })
+
   it('builds an update based on the version it started from', () => {
     let state = initEditor(runbook([intro]))
     state = editorReducer(state, { type: 'set_field', field: 'tagsText', value: 'payments, db, payments' })

@@ -29,6 +29,7 @@ export const TOP_LEVEL: ListPath = []
 /** Block actions act on the list at `list` (the top level when absent). */
 export type EditorAction =
   | { type: 'reset'; runbook: Runbook }
+  | { type: 'saved'; runbook: Runbook; sent: EditableDraft }
   | { type: 'set_field'; field: 'name' | 'description' | 'tagsText'; value: string }
   | { type: 'add_block'; kind: BlockKind; list?: ListPath }
   | { type: 'update_block'; index: number; block: Block; list?: ListPath }
@@ -251,6 +252,15 @@ export function initEditor(runbook: Runbook): EditorState {
   return { base: runbook, draft: toEditable(runbook) }
 }
 
+/**
+ * The editor once `saved` is stored from the draft `sent`: edits typed while the save was under
+ * way stay (and stay unsaved); without any, the server's copy is taken as it came back.
+ */
+function afterSave(state: EditorState, saved: Runbook, sent: EditableDraft): EditorState {
+  const unchanged = JSON.stringify(toDraft(state.draft)) === JSON.stringify(toDraft(sent))
+  return unchanged ? initEditor(saved) : { base: saved, draft: state.draft }
+}
+
 export function editorReducer(state: EditorState, action: EditorAction): EditorState {
   const { blocks, params } = state.draft
   const inList = (list: ListPath | undefined, change: (list: Block[]) => Block[]) =>
@@ -258,6 +268,8 @@ export function editorReducer(state: EditorState, action: EditorAction): EditorS
   switch (action.type) {
     case 'reset':
       return initEditor(action.runbook)
+    case 'saved':
+      return afterSave(state, action.runbook, action.sent)
     case 'set_field':
       return withDraft(state, { [action.field]: action.value })
     case 'add_block': {

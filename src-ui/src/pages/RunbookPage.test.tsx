@@ -5,7 +5,7 @@ import { createMemoryRouter, RouterProvider } from 'react-router'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { ApiError } from '../api/errors'
 import { keys } from '../api/queries'
-import type { Runbook } from '../api/types'
+import type { Runbook, RunbookUpdate } from '../api/types'
 import { forgetDraft } from '../editor/draftCache'
 
 const call = vi.fn()
@@ -28,13 +28,22 @@ const stored: Runbook = {
 
 /** What `get_runbook` answers, or the error it fails with. */
 let server: { runbook: Runbook; down: boolean }
+/** Saves not answered yet: resolving one stores the body it was sent with. */
+let pendingSaves: (() => void)[] = []
+const saves = () => call.mock.calls.filter(([command]) => command === 'update_runbook').map(([, args]) => args as { body: RunbookUpdate })
 
 function renderPage() {
-  call.mockImplementation(async (command: string) => {
+  call.mockImplementation(async (command: string, args: { body?: RunbookUpdate }) => {
     switch (command) {
       case 'get_runbook':
         if (server.down) throw new ApiError('network_error', 'Could not reach the server (Failed to fetch).')
         return server.runbook
+      case 'update_runbook': {
+        const { version: _basedOn, message: _message, ...content } = args.body as RunbookUpdate
+        await new Promise<void>((resolve) => pendingSaves.push(resolve))
+        server.runbook = { ...server.runbook, ...content, version: server.runbook.version + 1 }
+        return server.runbook
+      }
       default:
         throw new Error(`unexpected ${command}`)
     }
@@ -52,6 +61,7 @@ function renderPage() {
 beforeEach(() => {
   call.mockReset()
   server = { runbook: stored, down: false }
+  pendingSaves = []
 })
 
 afterEach(() => forgetDraft('rb'))
@@ -75,5 +85,28 @@ describe('RunbookPage', () => {
     await user.click(screen.getByRole('button', { name: 'Try again' }))
     await vi.waitFor(() => expect(screen.queryByTestId('connection-banner')).toBeNull())
     expect(screen.getByLabelText('Name')).toHaveValue('Restart payments now')
+  })
+
+  it('keeps what is typed while a save is under way, unsaved, and saves it next', async () => {
+    const user = userEvent.setup()
+    renderPage()
+    const name = await screen.findByLabelText('Name')
+    await user.type(name, ' now')
+    await user.click(screen.getByRole('button', { name: 'Save' }))
+    expect(screen.getByRole('button', { name: 'Saving…' })).toBeDisabled()
+    await user.type(name, ' please')
+
+    await act(async () => pendingSaves.shift()?.())
+    await screen.findByText('v3')
+    expect(name).toHaveValue('Restart payments now please')
+    expect(screen.getByTestId('dirty-indicator')).toHaveTextContent('Unsaved changes')
+
+    await user.click(screen.getByRole('button', { name: 'Save' }))
+    await act(async () => pendingSaves.shift()?.())
+    await screen.findByText('Saved · version 4')
+    expect(saves().map(({ body }) => [body.version, body.name])).toEqual([
+      [2, 'Restart payments now'],
+      [3, 'Restart payments now please'],
+    ])
   })
 })

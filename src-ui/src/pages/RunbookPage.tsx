@@ -72,9 +72,10 @@ function RunbookWorkspace({ runbook, refreshError }: { runbook: Runbook; refresh
     (basedOn?: number) => {
       const body = toUpdate(state, message)
       if (basedOn !== undefined) body.version = basedOn
+      const sent = state.draft
       update.mutate(body, {
         onSuccess: (saved) => {
-          dispatch({ type: 'reset', runbook: saved })
+          dispatch({ type: 'saved', runbook: saved, sent })
           setMessage('')
         },
       })
@@ -88,13 +89,17 @@ function RunbookWorkspace({ runbook, refreshError }: { runbook: Runbook; refresh
     update.reset()
     dispatch({ type: 'reset', runbook: fresh })
   }
-  const overwrite = async () => save((await latest()).version)
 
   // Ctrl+S / Cmd+S saves while the editor is shown.
   const saveRef = useRef(save)
   useEffect(() => {
     saveRef.current = save
   }, [save])
+  // Saves what is in the editor once the latest version is known, edits typed meanwhile included.
+  const overwrite = async () => {
+    const { version } = await latest()
+    saveRef.current(version)
+  }
   const canSave = tab === 'editor' && dirty && !update.isPending
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
