@@ -107,6 +107,41 @@ pub fn signal_group(pgid: u32, signal: Signal) {
     }
 }
 
+/// True while a process of the group led by `pgid` is alive (zombies, which only wait
+/// to be reaped, do not count).
+pub fn group_alive(pgid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pgid) else {
+        return false;
+    };
+    if killpg(Pid::from_raw(raw), None).is_err() {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        // No /proc: a group that answers a signal is alive.
+        return true;
+    };
+    entries.flatten().any(|entry| {
+        let is_pid = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit()));
+        if !is_pid {
+            return false;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // `pid (comm) state ppid pgrp …`; comm may hold spaces and parentheses.
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            return false;
+        };
+        let mut fields = rest.split(' ');
+        let state = fields.next();
+        let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
+        pgrp == Some(raw) && state != Some("Z") && state != Some("X")
+    })
+}
+
 /// Kills the process group it names when dropped.
 pub struct GroupGuard(pub u32);
 

@@ -30,6 +30,9 @@ use tokio::time::{sleep_until, Instant};
 /// Longest time output is still read after a command's shell has exited (from
 /// background processes holding its pipes) before the group is killed.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
+/// How often a stopped command's process group is checked for survivors during its
+/// grace period, once its shell has exited.
+const GRACE_POLL: Duration = Duration::from_millis(20);
 /// Most bytes of a step's output file read for published outputs.
 const MAX_OUTPUT_FILE: u64 = 64 * 1024;
 /// Bytes read from a command's stdout or stderr at once.
@@ -749,7 +752,16 @@ impl Run {
                     command::signal_group(pgid, Signal::SIGKILL);
                     kill_at = far;
                 }
-                _ = sleep_until(drain_until) => break,
+                // Once stopping, what the shell started gets the whole grace period.
+                _ = sleep_until(drain_until), if !stopping => break,
+            }
+        }
+        if stopping && kill_at != far {
+            // The shell has gone (a shell dies of SIGTERM at once) while what it started
+            // may still be cleaning up after it: the group gets the rest of its grace
+            // period before the SIGKILL below.
+            while Instant::now() < kill_at && command::group_alive(pgid) {
+                tokio::time::sleep(GRACE_POLL).await;
             }
         }
         drop(_group);

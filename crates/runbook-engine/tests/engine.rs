@@ -442,6 +442,46 @@ async fn a_command_ignoring_sigterm_is_killed_after_the_grace_period() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_cleaning_up_after_sigterm_gets_the_grace_period_after_its_shell_dies() {
+    let sleeper = marker(303);
+    let dir = tempfile::tempdir().unwrap();
+    let done = dir.path().join("cleaned");
+    // The shell dies of SIGTERM at once; the worker it started (output redirected, so
+    // the step's pipes close with the shell) traps SIGTERM and needs a while to clean up.
+    let worker = format!(
+        "trap 'sleep 1.5; echo cleaned > {}; exit 0' TERM; while true; do sleep {sleeper}; done",
+        done.display()
+    );
+    let run = Harness::start_with(
+        EngineConfig {
+            stop_grace: Duration::from_secs(10),
+            ..EngineConfig::default()
+        },
+        vec![command(
+            "migrate",
+            &format!("sh -c \"{worker}\" >/dev/null 2>&1 & wait"),
+        )],
+    );
+    wait_for_processes(&sleeper, "the worker's sleep", |found| !found.is_empty()).await;
+
+    let stopped_at = Instant::now();
+    run.control(ControlAction::Stop).unwrap();
+    let record = run.finish().await;
+    let took = stopped_at.elapsed();
+    assert_eq!(record.status(), Some(ExecutionStatus::Stopped));
+    assert_eq!(
+        std::fs::read_to_string(&done).unwrap_or_default(),
+        "cleaned\n",
+        "the worker finished its clean-up before any SIGKILL (the stop took {took:?})"
+    );
+    assert!(
+        took < Duration::from_secs(8),
+        "the step ended once its group was gone, not at the end of the grace period: {took:?}"
+    );
+    wait_until_gone(&sleeper).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_suspends_the_process_group_and_resume_continues_it() {
     let dir = tempfile::tempdir().unwrap();
     let sleeper = marker(303);
