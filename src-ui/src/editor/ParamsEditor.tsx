@@ -1,8 +1,44 @@
 // The runbook's parameters: name, type, default and whether a value is required.
 
 import { Plus, Trash2 } from 'lucide-react'
-import type { Param, ParamType } from '../api/types'
-import { coerceParam, type EditorAction } from './draft'
+import { useState } from 'react'
+import type { Param, ParamType, ParamValue } from '../api/types'
+import { defaultFromText, type EditorAction } from './draft'
+
+function formatDefault(value: ParamValue | undefined): string {
+  return value === null || value === undefined ? '' : String(value)
+}
+
+interface DefaultInputProps {
+  label: string
+  type: ParamType
+  value: ParamValue | undefined
+  onChange: (value: ParamValue) => void
+}
+
+/**
+ * A string or number default. The text stays as typed ("0." on the way to "0.5") while it means
+ * the stored default; a default changed elsewhere (a reset, a type change) shows as it is.
+ */
+function DefaultInput({ label, type, value, onChange }: DefaultInputProps) {
+  const [text, setText] = useState(() => formatDefault(value))
+  const shown = defaultFromText(type, text) === (value ?? null) ? text : formatDefault(value)
+  const notANumber = type === 'number' && typeof value === 'string'
+  return (
+    <input
+      className="input"
+      aria-label={label}
+      inputMode={type === 'number' ? 'decimal' : undefined}
+      aria-invalid={notANumber || undefined}
+      title={notANumber ? 'Not a number' : undefined}
+      value={shown}
+      onChange={(e) => {
+        setText(e.target.value)
+        onChange(defaultFromText(type, e.target.value))
+      }}
+    />
+  )
+}
 
 export function ParamsEditor({ params, dispatch }: { params: Param[]; dispatch: (action: EditorAction) => void }) {
   const update = (index: number, param: Param) => dispatch({ type: 'update_param', index, param })
@@ -38,7 +74,7 @@ export function ParamsEditor({ params, dispatch }: { params: Param[]; dispatch: 
                     value={param.type ?? 'string'}
                     onChange={(e) => {
                       const type = e.target.value as ParamType
-                      update(index, { ...param, type, default: coerceParam(type, String(param.default ?? '')) })
+                      update(index, { ...param, type, default: defaultFromText(type, String(param.default ?? '')) })
                     }}
                   >
                     <option value="string">string</option>
@@ -58,11 +94,11 @@ export function ParamsEditor({ params, dispatch }: { params: Param[]; dispatch: 
                       <option value="true">true</option>
                     </select>
                   ) : (
-                    <input
-                      className="input"
-                      aria-label={`Parameter ${index + 1} default`}
-                      value={param.default === null || param.default === undefined ? '' : String(param.default)}
-                      onChange={(e) => update(index, { ...param, default: coerceParam(param.type, e.target.value) })}
+                    <DefaultInput
+                      label={`Parameter ${index + 1} default`}
+                      type={param.type ?? 'string'}
+                      value={param.default}
+                      onChange={(value) => update(index, { ...param, default: value })}
                     />
                   )}
                 </td>

@@ -111,6 +111,31 @@ describe('RunbookEditor', () => {
     expect(onSave).toHaveBeenCalledTimes(1)
   })
 
+  it('takes a decimal number parameter default as typed and leaves an empty default out', async () => {
+    const user = userEvent.setup()
+    render(<Harness />)
+    await user.click(screen.getByRole('button', { name: 'Add parameter' }))
+    expect(lastState?.draft.params[0]).toEqual({ name: 'param1', type: 'string', default: null, required: false })
+
+    await user.selectOptions(screen.getByLabelText('Parameter 1 type'), 'number')
+    expect(lastState?.draft.params[0].default).toBeNull()
+    const defaultField = screen.getByLabelText('Parameter 1 default')
+    await user.type(defaultField, '0.5')
+    expect(defaultField).toHaveValue('0.5')
+    expect(lastState?.draft.params[0].default).toBe(0.5)
+
+    await user.clear(defaultField)
+    expect(lastState?.draft.params[0].default).toBeNull()
+    await user.type(defaultField, '-1.')
+    expect(defaultField).toHaveValue('-1.')
+    expect(defaultField).not.toHaveAttribute('aria-invalid')
+    expect(lastState?.draft.params[0].default).toBe(-1)
+
+    await user.clear(defaultField)
+    await user.type(defaultField, 'ten')
+    expect(defaultField).toHaveAttribute('aria-invalid', 'true')
+  })
+
   it('renames through the Name field and previews instruction markdown', async () => {
     const user = userEvent.setup()
     render(<Harness />)

@@ -233,11 +233,21 @@ export function runParams(params: Param[], values: Record<string, string>): Reco
   return given
 }
 
+/**
+ * A parameter's default from the text typed for it. Blank is no default (null), which the server
+ * accepts for every type; text that is not a number stays text, for the server to point out.
+ */
+export function defaultFromText(type: ParamType, text: string): ParamValue {
+  if (type === 'boolean') return text === 'true'
+  if (type === 'number') return text.trim() === '' ? null : coerceParam(type, text)
+  return text === '' ? null : text
+}
+
 export function newParam(params: Param[]): Param {
   const names = new Set(params.map((param) => param.name))
   let n = params.length + 1
   while (names.has(`param${n}`)) n += 1
-  return { name: `param${n}`, type: 'string', default: '', required: false }
+  return { name: `param${n}`, type: 'string', default: null, required: false }
 }
 
 function replaceAt<T>(list: T[], index: number, item: T): T[] {
