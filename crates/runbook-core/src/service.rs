@@ -556,8 +556,12 @@ impl Service {
                 .into_iter()
                 .map(|block| (block.id(), block.failure_continues()))
                 .collect();
+            // Skipped steps inside a branch the run did not take are done with; skipped
+            // steps the run never reached (it was stopped between steps) are not.
+            let untaken = untaken_blocks(&runbook, &previous);
             let from = previous.steps.iter().position(|step| match step.status {
-                StepStatus::Succeeded | StepStatus::Skipped => false,
+                StepStatus::Succeeded => false,
+                StepStatus::Skipped => !untaken.contains(step.block_id.as_str()),
                 StepStatus::Failed => !continues
                     .get(step.block_id.as_str())
                     .copied()
@@ -820,6 +824,54 @@ impl Service {
     fn overlay_live_status(&self, execution: &mut Execution) {
         overlay(execution, self.engine.live_status(execution.id));
     }
+}
+
+/// Ids of the blocks inside conditional branches `execution` did not take (nested
+/// ones included), as its conditionals' recorded branches say.
+fn untaken_blocks<'a>(
+    runbook: &'a Runbook,
+    execution: &Execution,
+) -> std::collections::HashSet<&'a str> {
+    use runbook_domain::{Block, Branch};
+    fn all<'a>(blocks: &'a [Block], out: &mut std::collections::HashSet<&'a str>) {
+        for block in blocks {
+            out.insert(block.id());
+            if let Block::Conditional(conditional) = block {
+                all(&conditional.then, out);
+                all(&conditional.otherwise, out);
+            }
+        }
+    }
+    fn walk<'a>(
+        blocks: &'a [Block],
+        branches: &std::collections::HashMap<&str, Branch>,
+        out: &mut std::collections::HashSet<&'a str>,
+    ) {
+        for block in blocks {
+            if let Block::Conditional(conditional) = block {
+                match branches.get(conditional.id.as_str()) {
+                    Some(Branch::Then) => {
+                        all(&conditional.otherwise, out);
+                        walk(&conditional.then, branches, out);
+                    }
+                    Some(Branch::Else) => {
+                        all(&conditional.then, out);
+                        walk(&conditional.otherwise, branches, out);
+                    }
+                    // Never decided: the run did not get that far.
+                    None => {}
+                }
+            }
+        }
+    }
+    let branches = execution
+        .steps
+        .iter()
+        .filter_map(|step| Some((step.block_id.as_str(), step.detail.branch?)))
+        .collect();
+    let mut out = std::collections::HashSet::new();
+    walk(&runbook.draft.blocks, &branches, &mut out);
+    out
 }
 
 /// What [`Service::follow_execution`] returns.

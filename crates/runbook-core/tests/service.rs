@@ -473,6 +473,89 @@ async fn audit_of(service: &Service, action: &str) -> Vec<runbook_domain::AuditE
 }
 
 #[tokio::test]
+async fn a_run_stopped_between_steps_is_retried_from_the_first_step_it_never_reached() {
+    use runbook_domain::Branch;
+    let (service, dir) = service().await;
+    let id = create(
+        &service,
+        json!({"name": "Branchy", "blocks": [
+            {"id": "one", "kind": "command", "script": "true"},
+            {"id": "check", "kind": "conditional", "expr": "true",
+             "then": [{"id": "yes", "kind": "command", "script": "true"}],
+             "else": [{"id": "no", "kind": "command", "script": "true"}]},
+            {"id": "last", "kind": "command", "script": "true"}
+        ]}),
+    )
+    .await;
+    let store = SqliteStore::connect(&config(dir.path()).effective_database_url())
+        .await
+        .unwrap();
+    // Runs stopped while paused between steps, as stored: what they never reached is
+    // skipped, like the branch a conditional did not take.
+    let stopped = |statuses: [StepStatus; 5], branch: Option<Branch>| {
+        let now = chrono::Utc::now();
+        let ids = ["one", "check", "yes", "no", "last"];
+        let steps = ids
+            .iter()
+            .zip(statuses)
+            .map(|(block, status)| {
+                let mut step = StepResult {
+                    status,
+                    ..StepResult::pending(*block)
+                };
+                if *block == "check" {
+                    step.detail.branch = branch;
+                }
+                step
+            })
+            .collect();
+        Execution {
+            id: Uuid::new_v4(),
+            runbook_id: id,
+            runbook_version: 1,
+            runbook_name: "Branchy".to_string(),
+            status: ExecutionStatus::Stopped,
+            params: Default::default(),
+            started_by: "alice".to_string(),
+            created_at: now,
+            started_at: Some(now),
+            finished_at: Some(now),
+            steps,
+            retry_of: None,
+            retry_from: None,
+        }
+    };
+    use StepStatus::{Skipped, Succeeded};
+    let before_the_branch = stopped([Succeeded, Skipped, Skipped, Skipped, Skipped], None);
+    let after_the_branch = stopped(
+        [Succeeded, Succeeded, Succeeded, Skipped, Skipped],
+        Some(Branch::Then),
+    );
+    for (previous, from, reused) in [
+        (&before_the_branch, "check", 1),
+        (&after_the_branch, "last", 4),
+    ] {
+        store.insert_execution(previous, None, None).await.unwrap();
+        let retry = service.retry(&admin(), previous.id).await.unwrap();
+        assert_eq!(retry.retry_from.as_deref(), Some(from));
+        assert_eq!(
+            retry.steps.iter().filter(|s| s.detail.reused).count(),
+            reused,
+            "{:#?}",
+            retry.steps
+        );
+        let retry = wait_until_finished(&service, retry.id).await;
+        assert_eq!(retry.status, ExecutionStatus::Succeeded, "{retry:#?}");
+        assert_eq!(retry.steps[4].status, StepStatus::Succeeded);
+        assert_eq!(
+            retry.steps[3].status,
+            StepStatus::Skipped,
+            "the else branch"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_failed_run_is_retried_from_the_failed_step_reusing_earlier_results() {
     let (service, dir) = service().await;
     let work = dir.path().display().to_string();
