@@ -196,6 +196,37 @@ describe('RunView', () => {
     expect(button('Pause')).toBeEnabled()
   })
 
+  it('closes the stop question when the run finishes before it is answered', async () => {
+    const user = userEvent.setup()
+    renderRun(execution({}))
+    await screen.findByTestId('step-wait')
+    await user.click(button('Stop'))
+    expect(screen.getByRole('dialog', { name: 'Stop this run?' })).toBeInTheDocument()
+
+    current = execution({ status: 'succeeded', finished_at: at(9) })
+    await act(async () => emit({ type: 'status', execution_id: 'run-1', status: 'succeeded' }))
+    await vi.waitFor(() => expect(screen.getByTestId('execution-status')).toHaveTextContent('succeeded'))
+    expect(screen.queryByRole('dialog')).toBeNull()
+    expect(calls('control_execution')).toHaveLength(0)
+  })
+
+  it('clears a control\'s error once the run\'s status changes', async () => {
+    const user = userEvent.setup()
+    renderRun(execution({}))
+    const answer = call.getMockImplementation()
+    call.mockImplementation(async (command: string, args: { id: string; action?: string }) => {
+      if (command === 'control_execution') throw new ApiError('invalid_state', 'The run is not running.', 409)
+      return answer?.(command, args)
+    })
+    await screen.findByTestId('step-wait')
+    await user.click(button('Pause'))
+    expect(await screen.findByText('Not possible right now')).toBeInTheDocument()
+
+    current = execution({ status: 'paused' })
+    await vi.waitFor(() => expect(screen.getByTestId('execution-status')).toHaveTextContent('paused'), { timeout: 3000 })
+    expect(screen.queryByText('Not possible right now')).toBeNull()
+  })
+
   it('freezes the countdown from the engine\'s event while paused', async () => {
     renderRun(execution({}))
     await screen.findByTestId('countdown-wait')

@@ -82,6 +82,16 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
   const [confirmStop, setConfirmStop] = useState(false)
   const [confirmRetry, setConfirmRetry] = useState(false)
   const [countdowns, setCountdowns] = useState<Record<string, CountdownSeen>>({})
+  // A new status closes a stop question that no longer applies and retires a control's error
+  // (the one sent at `clearedControlError`), which was about the state before.
+  const [seenStatus, setSeenStatus] = useState(execution.status)
+  const [clearedControlError, setClearedControlError] = useState<number | null>(null)
+  if (execution.status !== seenStatus) {
+    setSeenStatus(execution.status)
+    if (!controlEnabled('stop', execution.status)) setConfirmStop(false)
+    if (control.isError) setClearedControlError(control.submittedAt)
+  }
+  const controlError = control.isError && control.submittedAt !== clearedControlError ? control.error : null
   const finished = isFinished(execution.status)
   const rows = useMemo(() => timelineRows(execution, version.data?.blocks), [execution, version.data])
   const name = execution.runbook_name ?? version.data?.name ?? 'Run'
@@ -212,8 +222,8 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
         </div>
       </header>
       {refreshError}
-      {control.isError && (
-        <ErrorBanner error={control.error} title={normalizeError(control.error).code === 'invalid_state' ? 'Not possible right now' : 'The action failed'} />
+      {controlError && (
+        <ErrorBanner error={controlError} title={normalizeError(controlError).code === 'invalid_state' ? 'Not possible right now' : 'The action failed'} />
       )}
       {retryError && (
         <ErrorBanner error={retryError} title="The retry did not start" />
