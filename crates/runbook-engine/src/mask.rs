@@ -40,6 +40,18 @@ impl Secrets {
         }
     }
 
+    /// `text`, which was cut short (a response body kept up to a bound), with every
+    /// secret replaced, and an end that could be the start of a secret cut off by the
+    /// bound replaced too.
+    pub fn mask_cut(&self, text: &str) -> String {
+        let mut stream = self.stream();
+        let mut out = stream.push(text.as_bytes());
+        if !stream.carry.is_empty() {
+            out.extend_from_slice(MASK.as_bytes());
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     /// A masker for one byte stream.
     pub fn stream(&self) -> StreamMasker {
         StreamMasker {
@@ -151,6 +163,15 @@ mod tests {
                 "pieces of {size}"
             );
         }
+    }
+
+    #[test]
+    fn a_text_cut_inside_a_secret_does_not_keep_its_start() {
+        let s = secrets(&["s3cr3t-value"]);
+        assert_eq!(s.mask_cut("a s3cr3t-value b s3cr3t-va"), "a *** b ***");
+        assert_eq!(s.mask_cut("ends with s"), "ends with ***");
+        assert_eq!(s.mask_cut("nothing secret"), "nothing secret");
+        assert_eq!(Secrets::default().mask_cut("s3cr3t"), "s3cr3t");
     }
 
     #[test]

@@ -537,7 +537,12 @@ impl Run {
             Ok(response) => response,
             Err(error) => return self.fail_step(index, block_id, error).await,
         };
-        response.body = self.secrets.mask(&response.body);
+        // A body kept up to its bound may end inside a secret: that start is masked too.
+        response.body = if response.truncated {
+            self.secrets.mask_cut(&response.body)
+        } else {
+            self.secrets.mask(&response.body)
+        };
         for value in response.headers.values_mut() {
             *value = self.secrets.mask(value);
         }
