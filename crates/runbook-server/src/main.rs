@@ -437,6 +437,8 @@ async fn follow(
     // Console bytes written so far. Events skipped while the terminal was slower than the
     // run leave a gap: it is filled from the stored console before the next event's text.
     let mut printed: u64 = 0;
+    // Lines typed on the terminal, read by a thread once a confirmation is first asked.
+    let mut terminal_lines = None;
     loop {
         let received = events.recv().await;
         let event = match received {
@@ -494,18 +496,22 @@ async fn follow(
                 status: ExecutionStatus::Waiting,
                 ..
             } => {
-                if !(yes || confirm_on_tty()?) {
-                    service
-                        .control(&actor, execution_id, ControlAction::Stop)
-                        .await?;
-                    continue;
-                }
-                // A confirmation already given (seen twice after skipped events) is fine.
-                if let Err(error) = service
-                    .control(&actor, execution_id, ControlAction::Acknowledge)
-                    .await
-                {
-                    tracing::debug!(%error, "acknowledge");
+                let answer = if yes {
+                    Answer::Yes
+                } else {
+                    confirm_on_tty(service, &actor, execution_id, &mut terminal_lines).await?
+                };
+                let action = match answer {
+                    Answer::Yes => ControlAction::Acknowledge,
+                    Answer::No => ControlAction::Stop,
+                    // Stopped with Ctrl+C, or acknowledged elsewhere, while asking.
+                    Answer::Moot => continue,
+                };
+                // The run may have moved on meanwhile (a confirmation given elsewhere, a
+                // stop, the same wait seen twice after skipped events): its own events
+                // tell what happened next.
+                if let Err(error) = service.control(&actor, execution_id, action).await {
+                    tracing::debug!(%error, ?action, "control after the confirmation prompt");
                 }
             }
             ExecutionEvent::Status { status, .. } if status.is_finished() => {
@@ -690,15 +696,73 @@ fn exit_code_for(status: ExecutionStatus) -> std::process::ExitCode {
     }
 }
 
-fn confirm_on_tty() -> anyhow::Result<bool> {
+/// What the operator answered at the confirmation prompt.
+#[derive(Debug, PartialEq)]
+enum Answer {
+    Yes,
+    No,
+    /// The run stopped waiting before an answer came (Ctrl+C stopped it, or the
+    /// confirmation was given elsewhere).
+    Moot,
+}
+
+/// How often the run is read while the prompt waits for an answer.
+const PROMPT_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Lines read from stdin by a thread of their own.
+type Lines = tokio::sync::mpsc::UnboundedReceiver<std::io::Result<String>>;
+
+/// Asks on the terminal whether the waiting run may go on. Stdin is read on a thread
+/// of its own, so a run that stops waiting meanwhile (Ctrl+C stopped it, or it was
+/// acknowledged elsewhere) ends the question at once instead of leaving the CLI
+/// blocked on stdin. One thread serves every prompt of the run, so no answer is read
+/// by a question that is over.
+async fn confirm_on_tty(
+    service: &Service,
+    actor: &Actor,
+    execution_id: uuid::Uuid,
+    lines: &mut Option<Lines>,
+) -> anyhow::Result<Answer> {
     if !std::io::stdin().is_terminal() {
         eprintln!("this step needs a confirmation and stdin is not a terminal; pass --yes to acknowledge automatically");
-        return Ok(false);
+        return Ok(Answer::No);
     }
+    let lines = lines.get_or_insert_with(|| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        // A plain thread: a read still blocked on stdin when the CLI exits must not
+        // hold the exit up, as a task of the runtime's blocking pool would.
+        std::thread::spawn(move || loop {
+            let mut line = String::new();
+            let read = std::io::stdin().read_line(&mut line);
+            let end = matches!(read, Ok(0) | Err(_));
+            if tx.send(read.map(|_| line)).is_err() || end {
+                break;
+            }
+        });
+        rx
+    });
+    // What was typed before the question is not an answer to it.
+    while lines.try_recv().is_ok() {}
     eprint!("Continue? [y/N] ");
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+    loop {
+        tokio::select! {
+            line = lines.recv() => {
+                let answer = match line {
+                    Some(Ok(line)) => line,
+                    Some(Err(error)) => return Err(error.into()),
+                    None => String::new(),
+                };
+                return Ok(if matches!(answer.trim(), "y" | "Y" | "yes") { Answer::Yes } else { Answer::No });
+            }
+            _ = tokio::time::sleep(PROMPT_POLL) => {
+                let current = service.get_execution(actor, execution_id).await?;
+                if current.status != ExecutionStatus::Waiting {
+                    eprintln!();
+                    return Ok(Answer::Moot);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

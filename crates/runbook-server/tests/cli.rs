@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{cli, create_key, free_port};
+use common::{cli, create_key, free_port, BIN};
 
 #[test]
 fn keys_create_prints_the_token_alone_on_the_last_line() {
@@ -244,6 +244,81 @@ fn ctrl_z_pauses_and_resumes_the_run_and_ctrl_c_stops_it() {
     assert_eq!(status.code(), Some(1), "{:?}", stderr.lock().unwrap());
     wait_for_text(&stderr, " stopped\n");
     assert!(!stdout.lock().unwrap().contains("woke"));
+}
+
+/// Runs `runbook-studio run NAME` on a terminal of its own (util-linux `script` gives
+/// it one): what the test writes to the child's stdin is typed on that terminal, and
+/// what the terminal shows comes out of its stdout.
+fn run_on_a_terminal(dir: &std::path::Path, name: &str) -> std::process::Child {
+    let plain = cli(dir);
+    let mut command = std::process::Command::new("script");
+    for (key, value) in plain.get_envs() {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    command
+        .args(["-qfec", &format!("'{BIN}' run '{name}'"), "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn exit_within(
+    child: &mut std::process::Child,
+    patience: Duration,
+    output: &std::sync::Mutex<String>,
+) -> i32 {
+    let deadline = Instant::now() + patience;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the CLI did not end: {:?}", output.lock().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_confirmation_is_asked_on_the_terminal_and_ctrl_c_at_the_prompt_stops_the_run() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    create_runbooks(
+        dir.path(),
+        &[json!({"name": "Ask", "blocks": [
+            {"id": "ask", "kind": "instruction", "text": "Drain the node?", "confirm": true},
+            {"id": "after", "kind": "command", "script": "echo drained-$((6 * 7))"}
+        ]})],
+    );
+
+    // Answered yes: the run goes on.
+    let mut child = run_on_a_terminal(dir.path(), "Ask");
+    let shown = collect(child.stdout.take().unwrap());
+    wait_for_text(&shown, "Continue? [y/N]");
+    child.stdin.as_mut().unwrap().write_all(b"y\n").unwrap();
+    assert_eq!(exit_within(&mut child, Duration::from_secs(20), &shown), 0);
+    assert!(
+        shown.lock().unwrap().contains("drained-42"),
+        "{:?}",
+        shown.lock().unwrap()
+    );
+
+    // Ctrl+C while the question waits: the run stops at once, with no Enter needed.
+    let mut child = run_on_a_terminal(dir.path(), "Ask");
+    let shown = collect(child.stdout.take().unwrap());
+    wait_for_text(&shown, "Continue? [y/N]");
+    child.stdin.as_mut().unwrap().write_all(b"\x03").unwrap();
+    assert_eq!(exit_within(&mut child, Duration::from_secs(20), &shown), 1);
+    let shown = shown.lock().unwrap().clone();
+    assert!(shown.contains(" stopped"), "{shown:?}");
+    assert!(!shown.contains("drained-42"), "{shown:?}");
+    assert!(!shown.contains("error"), "{shown:?}");
 }
 
 #[test]
