@@ -321,6 +321,102 @@ fn a_confirmation_is_asked_on_the_terminal_and_ctrl_c_at_the_prompt_stops_the_ru
     assert!(!shown.contains("error"), "{shown:?}");
 }
 
+/// An HTTPS server on loopback whose certificate (for 127.0.0.1) is signed by a
+/// certificate authority of its own, made here; returns its port and that authority's
+/// certificate in PEM. Every request gets `trusted-answer`.
+fn https_server() -> (u16, String) {
+    use std::io::{Read, Write};
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Runbook Studio test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+    )
+    .unwrap();
+    let config = std::sync::Arc::new(config);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let connection = rustls::ServerConnection::new(config).unwrap();
+                let mut tls = rustls::StreamOwned::new(connection, stream);
+                let (mut request, mut buffer) = (Vec::new(), [0u8; 1024]);
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buffer) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let body = "trusted-answer";
+                let _ = write!(
+                    tls,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            });
+        }
+    });
+    (port, ca.pem())
+}
+
+#[test]
+fn api_calls_trust_the_certificate_authorities_of_the_system_store() {
+    let (port, ca) = https_server();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("company-ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    create_runbooks(
+        dir.path(),
+        &[json!({"name": "Internal", "blocks": [
+            {"id": "health", "kind": "api_call", "method": "GET",
+             "url": format!("https://127.0.0.1:{port}/health")}
+        ]})],
+    );
+
+    // An authority no trust store holds: the call is refused.
+    let untrusted = cli(dir.path())
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .args(["run", "Internal"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&untrusted.stdout);
+    assert_eq!(untrusted.status.code(), Some(1), "{untrusted:?}");
+    assert!(shown.contains("certificate"), "{shown}");
+    assert!(!shown.contains("trusted-answer"), "{shown}");
+
+    // The same authority in the system's trust store (SSL_CERT_FILE names the bundle
+    // there, as on a machine whose company installs its own authority): trusted.
+    let trusted = cli(dir.path())
+        .env("SSL_CERT_FILE", &ca_file)
+        .args(["run", "Internal"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&trusted.stdout);
+    assert!(trusted.status.success(), "{trusted:?}");
+    assert!(shown.contains("trusted-answer"), "{shown}");
+}
+
 #[test]
 fn serve_answers_with_a_key_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
