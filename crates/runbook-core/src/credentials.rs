@@ -631,6 +631,23 @@ struct StoreCredentials {
     vault: Arc<VaultState>,
 }
 
+/// The credential a decrypted value makes, by its kind.
+fn credential_of(info: &CredentialInfo, value: String) -> Credential {
+    match info.kind {
+        CredentialKind::Bearer => Credential::Bearer { token: value },
+        CredentialKind::Basic => Credential::Basic {
+            username: info.username.clone().unwrap_or_default(),
+            password: value,
+        },
+        CredentialKind::Header => Credential::Header {
+            name: info.header_name.clone().unwrap_or_default(),
+            value,
+        },
+        CredentialKind::Secret => Credential::Secret { value },
+        CredentialKind::SshKey => Credential::SshKey { key: value },
+    }
+}
+
 #[async_trait]
 impl CredentialResolver for StoreCredentials {
     async fn resolve(
@@ -686,18 +703,24 @@ impl CredentialResolver for StoreCredentials {
             AuditOutcome::Success,
         )
         .await;
-        Ok(match record.info.kind {
-            CredentialKind::Bearer => Credential::Bearer { token: value },
-            CredentialKind::Basic => Credential::Basic {
-                username: record.info.username.unwrap_or_default(),
-                password: value,
-            },
-            CredentialKind::Header => Credential::Header {
-                name: record.info.header_name.unwrap_or_default(),
-                value,
-            },
-            CredentialKind::Secret => Credential::Secret { value },
-            CredentialKind::SshKey => Credential::SshKey { key: value },
-        })
+        Ok(credential_of(&record.info, value))
+    }
+
+    async fn masking_forms(&self, names: &[String]) -> Vec<String> {
+        let mut forms = Vec::new();
+        for name in names {
+            let Ok(Some(record)) = self.store.find_credential(name).await else {
+                continue;
+            };
+            let Ok(plaintext) = unseal(&self.vault.current(), record.info.id, &record.sealed)
+            else {
+                continue;
+            };
+            let Ok(value) = std::str::from_utf8(&plaintext) else {
+                continue;
+            };
+            forms.extend(credential_of(&record.info, value.to_string()).secret_forms());
+        }
+        forms
     }
 }

@@ -202,6 +202,63 @@ async fn credentials_are_write_only_sealed_at_rest_used_masked_and_audited() {
 }
 
 #[tokio::test]
+async fn a_secret_printed_before_its_credential_is_used_is_masked_too() {
+    let (service, dir) = service().await;
+    const VALUE: &str = "early-s3cret-7731";
+    add_secret(&service, "db-password", VALUE).await;
+    // The value also sits in a file on the host, shown before the step that uses it.
+    let config = dir.path().join("app.conf");
+    std::fs::write(&config, format!("password={VALUE}\n")).unwrap();
+    let runbook = service
+        .create_runbook(
+            &admin(),
+            json!({"name": "Shows config first", "blocks": [
+                {"id": "show", "kind": "command", "script": format!("cat {}", config.display())},
+                {"id": "use", "kind": "command", "script": "test -n \"$PW\"",
+                 "secrets": {"PW": "db-password"}},
+                {"id": "unused", "kind": "conditional", "expr": "false",
+                 "then": [{"id": "never", "kind": "command", "script": "true",
+                           "secrets": {"PW": "no-such-credential"}}]}
+            ]}),
+        )
+        .await
+        .unwrap();
+    let run = service
+        .execute(&admin(), runbook.id, Value::Null)
+        .await
+        .unwrap();
+    let execution = service
+        .wait_for_end(&admin(), run.id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        execution.status,
+        ExecutionStatus::Succeeded,
+        "{execution:#?}"
+    );
+    let output = service
+        .read_output(&admin(), run.id, 0, 1 << 20)
+        .await
+        .unwrap()
+        .text;
+    assert!(output.contains("password=***"), "{output}");
+    assert!(!output.contains(VALUE), "{output}");
+    assert_eq!(execution.steps[0].detail.stdout, "password=***\n");
+    // Reading values to mask them is not a use: only the step that used it is audited.
+    let uses = service
+        .list_audit(
+            &admin(),
+            runbook_core::AuditQuery {
+                action: Some("credential.use".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(uses.total, 1, "{:#?}", uses.items);
+}
+
+#[tokio::test]
 async fn bad_credential_input_is_refused_and_changes_nothing() {
     let (service, _dir) = service().await;
     let id = add_secret(&service, "db-password", CANARY).await;

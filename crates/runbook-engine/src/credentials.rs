@@ -77,6 +77,16 @@ pub trait CredentialResolver: Send + Sync + 'static {
         execution_id: uuid::Uuid,
         block_id: &str,
     ) -> Result<Credential, CredentialError>;
+
+    /// Every form in which the values of the credentials `names` could show up in
+    /// output, for masking only. A run reads them when it starts, so a value printed
+    /// before the step that uses its credential (a config file shown, a secret read
+    /// from elsewhere) is masked too. This is not a use of the credentials: nothing is
+    /// audited, and names that cannot be read are left out.
+    async fn masking_forms(&self, names: &[String]) -> Vec<String> {
+        let _ = names;
+        Vec::new()
+    }
 }
 
 /// A resolver that knows no credentials (a store without a vault).
@@ -110,5 +120,13 @@ impl CredentialResolver for StaticCredentials {
             .get(name)
             .cloned()
             .ok_or_else(|| CredentialError::NotFound(name.to_string()))
+    }
+
+    async fn masking_forms(&self, names: &[String]) -> Vec<String> {
+        names
+            .iter()
+            .filter_map(|name| self.0.get(name))
+            .flat_map(Credential::secret_forms)
+            .collect()
     }
 }

@@ -118,6 +118,12 @@ impl Run {
     }
 
     pub async fn execute(mut self) {
+        // Every credential the runbook names is masked from the first line of output.
+        let names = credential_names(&self.runbook);
+        if !names.is_empty() {
+            let forms = self.inner.credentials.masking_forms(&names).await;
+            self.secrets.add(forms);
+        }
         let started = now();
         self.set_status(ExecutionStatus::Running, Some(started), None)
             .await;
@@ -834,6 +840,23 @@ impl Run {
             }
         }
     }
+}
+
+/// The credentials a runbook's blocks name (nested ones included), each once.
+fn credential_names(runbook: &Runbook) -> Vec<String> {
+    let mut names: Vec<String> = runbook
+        .draft
+        .all_blocks()
+        .into_iter()
+        .flat_map(|block| match block {
+            Block::Command(command) => command.secrets.values().cloned().collect(),
+            Block::ApiCall(call) => call.credential.iter().cloned().collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// One output stream of a command: masked, decoded, and its tail kept for later steps.
