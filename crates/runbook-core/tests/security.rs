@@ -99,6 +99,20 @@ async fn run_with_secret(
     (execution.status, output, execution.steps[0].error.clone())
 }
 
+/// The audit trail's `credential.use` records.
+async fn credential_uses(service: &Service) -> runbook_core::Page<runbook_domain::AuditEntry> {
+    service
+        .list_audit(
+            &admin(),
+            runbook_core::AuditQuery {
+                action: Some("credential.use".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+}
+
 fn file_contains(path: &Path, needle: &str) -> bool {
     std::fs::read(path)
         .map(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
@@ -143,16 +157,7 @@ async fn credentials_are_write_only_sealed_at_rest_used_masked_and_audited() {
 
     let used = service.get_credential(&admin(), id).await.unwrap();
     assert!(used.last_used_at.is_some());
-    let uses = service
-        .list_audit(
-            &admin(),
-            runbook_core::AuditQuery {
-                action: Some("credential.use".into()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let uses = credential_uses(&service).await;
     assert_eq!(uses.total, 1);
     assert_eq!(
         uses.items[0].target.as_deref(),
@@ -245,16 +250,7 @@ async fn a_secret_printed_before_its_credential_is_used_is_masked_too() {
     assert!(!output.contains(VALUE), "{output}");
     assert_eq!(execution.steps[0].detail.stdout, "password=***\n");
     // Reading values to mask them is not a use: only the step that used it is audited.
-    let uses = service
-        .list_audit(
-            &admin(),
-            runbook_core::AuditQuery {
-                action: Some("credential.use".into()),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let uses = credential_uses(&service).await;
     assert_eq!(uses.total, 1, "{:#?}", uses.items);
 }
 
