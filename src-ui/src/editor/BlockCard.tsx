@@ -9,7 +9,7 @@ import { KindIcon } from '../components/KindIcon'
 import { formatSeconds } from '../util/format'
 import { AddBlockMenu } from './AddBlockMenu'
 import { BlockBody } from './BlockEditors'
-import { BLOCK_LABELS, blockPath, type EditorAction, type ListPath } from './draft'
+import { BLOCK_LABELS, blockPath, type BlockKey, type EditorAction, type ListPath } from './draft'
 import { errorsAt, SHOWN_FIELDS } from './fieldErrors'
 
 /** Deepest list that may still hold blocks (the runbook's own list is depth 1). */
@@ -27,6 +27,8 @@ interface SharedProps {
 
 interface BlockListProps extends SharedProps {
   blocks: Block[]
+  /** The editor's key of each block, so a card stays with its block when blocks move. */
+  keys: BlockKey[]
   /** What the add button is called inside a branch, e.g. "Add block to then of check". */
   addLabel?: string
   emptyText?: string
@@ -35,7 +37,7 @@ interface BlockListProps extends SharedProps {
 /** The block being dragged, if any: only drops into the same list reorder. */
 let dragged: { listKey: string; index: number } | null = null
 
-export function BlockList({ blocks, addLabel, emptyText, ...shared }: BlockListProps) {
+export function BlockList({ blocks, keys, addLabel, emptyText, ...shared }: BlockListProps) {
   const { list, dispatch, depth } = shared
   const nested = list.length > 0
   return (
@@ -44,8 +46,8 @@ export function BlockList({ blocks, addLabel, emptyText, ...shared }: BlockListP
       {blocks.length > 0 && (
         <ol className="block-list">
           {blocks.map((block, index) => (
-            <li key={index}>
-              <BlockCard block={block} index={index} count={blocks.length} {...shared} />
+            <li key={keys[index]?.key ?? `at-${index}`}>
+              <BlockCard block={block} blockKey={keys[index]} index={index} count={blocks.length} {...shared} />
             </li>
           ))}
         </ol>
@@ -61,6 +63,7 @@ export function BlockList({ blocks, addLabel, emptyText, ...shared }: BlockListP
 
 interface BlockCardProps extends SharedProps {
   block: Block
+  blockKey: BlockKey | undefined
   index: number
   count: number
 }
@@ -82,7 +85,7 @@ function summary(block: Block): string {
   }
 }
 
-export function BlockCard({ block, index, count, ...shared }: BlockCardProps) {
+export function BlockCard({ block, blockKey, index, count, ...shared }: BlockCardProps) {
   const { list, errors, idCounts, dispatch, depth } = shared
   const [collapsed, setCollapsed] = useState(false)
   const [dragArmed, setDragArmed] = useState(false)
@@ -214,6 +217,7 @@ export function BlockCard({ block, index, count, ...shared }: BlockCardProps) {
                 <BlockList
                   {...shared}
                   blocks={block[branch] ?? []}
+                  keys={blockKey?.[branch] ?? []}
                   list={[...list, { index, branch }]}
                   depth={depth + 1}
                   addLabel={`Add block to ${branch} of ${block.id}`}

@@ -255,6 +255,40 @@ describe('RunbookEditor', () => {
     expect(expr).toHaveAttribute('aria-invalid', 'true')
   })
 
+  it('keeps each card\'s collapsed state and unsaved rows with its block when blocks move or are deleted', async () => {
+    const user = userEvent.setup()
+    const restart = { ...branchy.blocks[0], id: 'restart', script: 'systemctl restart payments' } as const
+    render(<Harness runbook={{ ...branchy, blocks: [branchy.blocks[0], restart, branchy.blocks[1]] }} />)
+    const check = () => screen.getByRole('region', { name: 'Command block check' })
+    const restartCard = () => screen.getByRole('region', { name: 'Command block restart' })
+    // A half-typed environment row (no name yet) lives only in the card.
+    const env = within(restartCard()).getByRole('group', { name: 'Environment' })
+    await user.click(within(env).getByRole('button', { name: 'Add variable' }))
+    await user.click(within(check()).getByRole('button', { name: 'Collapse block' }))
+
+    await user.click(within(check()).getByRole('button', { name: 'Move down' }))
+    expect(blockOrder().slice(0, 2)).toEqual(['block-restart', 'block-check'])
+    expect(within(check()).getByRole('button', { name: 'Expand block' })).toBeInTheDocument()
+    expect(within(check()).getByText('curl -fsS localhost/health')).toBeInTheDocument()
+    expect(within(restartCard()).getByRole('button', { name: 'Collapse block' })).toBeInTheDocument()
+    expect(within(restartCard()).getByLabelText('Variable 1 name')).toHaveValue('')
+
+    await user.click(within(restartCard()).getByRole('button', { name: 'Delete block' }))
+    expect(within(check()).getByRole('button', { name: 'Expand block' })).toBeInTheDocument()
+
+    // The same inside a conditional's branch.
+    const thenBranch = screen.getByRole('group', { name: 'then branch of branch' })
+    await user.click(within(thenBranch).getByRole('button', { name: 'Add block to then of branch' }))
+    await user.click(screen.getByRole('menuitem', { name: /Timer/ }))
+    const wait = within(thenBranch).getByRole('region', { name: 'Timer block wait' })
+    await user.click(within(wait).getByRole('button', { name: 'Collapse block' }))
+    await user.click(within(wait).getByRole('button', { name: 'Move down' }))
+    const moved = within(thenBranch).getByRole('region', { name: 'Timer block wait' })
+    expect(within(moved).getByRole('button', { name: 'Expand block' })).toBeInTheDocument()
+    const added = within(thenBranch).getAllByRole('region').find((card) => card !== moved)
+    expect(within(added!).getByRole('button', { name: 'Collapse block' })).toBeInTheDocument()
+  })
+
   it('explains a version conflict instead of a generic error', () => {
     render(<Harness saveError={new ApiError('version_conflict', 'Version 3 is current.', 409)} />)
     expect(screen.getByRole('alert')).toHaveTextContent('someone else saved a newer version')

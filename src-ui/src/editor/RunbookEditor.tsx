@@ -122,6 +122,7 @@ export function RunbookEditor(props: RunbookEditorProps) {
       </div>
       <BlockList
         blocks={draft.blocks}
+        keys={state.keys}
         list={TOP_LEVEL}
         errors={fieldErrors}
         idCounts={idCounts}

@@ -142,6 +142,29 @@ describe('nested branches', () => {
     expect(isDirty(state)).toBe(true)
   })
 
+  it('keeps each block\'s editor key with it through moves, deletes and saves, and never sends it', () => {
+    const keyOf = (state: EditorState, path: typeof then, index: number) =>
+      path.reduce((keys, step) => keys[step.index][step.branch], state.keys)[index].key
+    let state = initEditor(runbook([intro, branchy]))
+    const introKey = keyOf(state, [], 0)
+    const aKey = keyOf(state, then, 0)
+    const innerKey = keyOf(state, then, 1)
+    state = editorReducer(state, { type: 'move_block', index: 0, delta: 1 })
+    expect(keyOf(state, [], 1)).toBe(introKey)
+    state = editorReducer(state, { type: 'move_block', index: 0, delta: 1, list: [{ index: 0, branch: 'then' }] })
+    expect([keyOf(state, [{ index: 0, branch: 'then' }], 0), keyOf(state, [{ index: 0, branch: 'then' }], 1)]).toEqual([innerKey, aKey])
+    state = editorReducer(state, { type: 'delete_block', index: 0, list: [{ index: 0, branch: 'then' }] })
+    expect(keyOf(state, [{ index: 0, branch: 'then' }], 0)).toBe(aKey)
+    state = editorReducer(state, { type: 'add_block', kind: 'timer', list: [{ index: 0, branch: 'then' }] })
+    const addedKey = keyOf(state, [{ index: 0, branch: 'then' }], 1)
+    expect([aKey, innerKey, introKey]).not.toContain(addedKey)
+
+    const update = toUpdate(state, '')
+    expect(JSON.stringify(update)).not.toContain(introKey)
+    const saved = editorReducer(state, { type: 'saved', runbook: { ...runbook(update.blocks ?? []), version: 4 }, sent: state.draft })
+    expect(saved.keys).toEqual(state.keys)
+  })
+
   it('ignores actions on lists that do not exist and moves past either end', () => {
     const start = initEditor(runbook([intro, branchy]))
     expect(editorReducer(start, { type: 'add_block', kind: 'timer', list: [{ index: 0, branch: 'then' }] })).toBe(start)

@@ -16,6 +16,18 @@ export interface EditorState {
   /** The server copy the draft started from; its version is sent with the save. */
   base: Runbook
   draft: EditableDraft
+  /**
+   * A key for each block of `draft.blocks`, in the same places (branches included), that follows
+   * the block through moves and deletes so its card keeps its own editor state. Never saved.
+   */
+  keys: BlockKey[]
+}
+
+/** The client-side key of one block and those of a conditional's branches. */
+export interface BlockKey {
+  key: string
+  then: BlockKey[]
+  else: BlockKey[]
 }
 
 /**
@@ -250,6 +262,38 @@ export function newParam(params: Param[]): Param {
   return { name: `param${n}`, type: 'string', default: null, required: false }
 }
 
+let lastKey = 0
+
+function newKey(): BlockKey {
+  lastKey += 1
+  return { key: `block-${lastKey}`, then: [], else: [] }
+}
+
+/**
+ * Keys for `blocks`: those of `keys` where a block sits at the same place, new ones for the
+ * rest, so the keys always match the blocks one to one.
+ */
+export function alignKeys(blocks: Block[], keys: BlockKey[] = []): BlockKey[] {
+  return blocks.map((block, i) => {
+    const known = keys[i] ?? newKey()
+    if (block.kind !== 'conditional') return known.then.length || known.else.length ? { ...known, then: [], else: [] } : known
+    const thenKeys = alignKeys(block.then ?? [], known.then)
+    const elseKeys = alignKeys(block.else ?? [], known.else)
+    return sameItems(thenKeys, known.then) && sameItems(elseKeys, known.else) ? known : { ...known, then: thenKeys, else: elseKeys }
+  })
+}
+
+function sameItems<T>(a: T[], b: T[]): boolean {
+  return a.length === b.length && a.every((item, i) => item === b[i])
+}
+
+/** `keys` with the list at `path` replaced by `change(list)`, as `changeList` does for blocks. */
+function changeKeys(keys: BlockKey[], path: ListPath, change: (list: BlockKey[]) => BlockKey[]): BlockKey[] {
+  if (path.length === 0) return change(keys)
+  const [{ index, branch }, ...rest] = path
+  return keys.map((node, i) => (i === index ? { ...node, [branch]: changeKeys(node[branch], rest, change) } : node))
+}
+
 function replaceAt<T>(list: T[], index: number, item: T): T[] {
   return list.map((existing, i) => (i === index ? item : existing))
 }
@@ -259,7 +303,8 @@ function withDraft(state: EditorState, patch: Partial<EditableDraft>): EditorSta
 }
 
 export function initEditor(runbook: Runbook): EditorState {
-  return { base: runbook, draft: toEditable(runbook) }
+  const draft = toEditable(runbook)
+  return { base: runbook, draft, keys: alignKeys(draft.blocks) }
 }
 
 /**
@@ -268,13 +313,20 @@ export function initEditor(runbook: Runbook): EditorState {
  */
 function afterSave(state: EditorState, saved: Runbook, sent: EditableDraft): EditorState {
   const unchanged = JSON.stringify(toDraft(state.draft)) === JSON.stringify(toDraft(sent))
-  return unchanged ? initEditor(saved) : { base: saved, draft: state.draft }
+  if (!unchanged) return { ...state, base: saved }
+  const draft = toEditable(saved)
+  // The cards stay the same cards: the stored blocks are the ones that were sent.
+  return { base: saved, draft, keys: alignKeys(draft.blocks, state.keys) }
 }
 
 export function editorReducer(state: EditorState, action: EditorAction): EditorState {
   const { blocks, params } = state.draft
-  const inList = (list: ListPath | undefined, change: (list: Block[]) => Block[]) =>
-    withDraft(state, { blocks: changeList(blocks, list ?? TOP_LEVEL, change) })
+  // The same change is made to the list of blocks and to the list of their keys.
+  const inList = (list: ListPath | undefined, change: <T>(list: T[]) => T[]) => {
+    const path = list ?? TOP_LEVEL
+    const next = changeList(blocks, path, change)
+    return { ...withDraft(state, { blocks: next }), keys: alignKeys(next, changeKeys(state.keys, path, change)) }
+  }
   switch (action.type) {
     case 'reset':
       return initEditor(action.runbook)
@@ -285,10 +337,14 @@ export function editorReducer(state: EditorState, action: EditorAction): EditorS
     case 'add_block': {
       if (!listAt(blocks, action.list ?? TOP_LEVEL)) return state
       const block = newBlock(action.kind, uniqueBlockId(blocks))
-      return inList(action.list, (list) => [...list, block])
+      const path = action.list ?? TOP_LEVEL
+      const next = changeList(blocks, path, (list) => [...list, block])
+      return { ...withDraft(state, { blocks: next }), keys: alignKeys(next, changeKeys(state.keys, path, (list) => [...list, newKey()])) }
     }
-    case 'update_block':
-      return inList(action.list, (list) => replaceAt(list, action.index, action.block))
+    case 'update_block': {
+      const next = changeList(blocks, action.list ?? TOP_LEVEL, (list) => replaceAt(list, action.index, action.block))
+      return { ...withDraft(state, { blocks: next }), keys: alignKeys(next, state.keys) }
+    }
     case 'move_block': {
       const target = action.index + action.delta
       const length = listAt(blocks, action.list ?? TOP_LEVEL)?.length ?? 0
