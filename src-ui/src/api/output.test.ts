@@ -115,6 +115,25 @@ describe('OutputStream', () => {
     expect(h.shown.join('')).toBe('abcdefg')
   })
 
+  it('reports a failed read and, after a catch-up that reads to the end, a successful one', async () => {
+    const events: string[] = []
+    let fail = true
+    const stream = new OutputStream({
+      read: async (offset) => {
+        if (fail) throw new Error('store unavailable')
+        return { offset, next_offset: offset + 2, complete: true, text: 'ok' }
+      },
+      subscribe: () => () => {},
+      onText: (text) => events.push(`text ${text}`),
+      onReadError: (error) => events.push(`error ${(error as Error).message}`),
+      onRead: () => events.push('read'),
+    })
+    await stream.catchUp()
+    fail = false
+    await stream.catchUp()
+    expect(events).toEqual(['error store unavailable', 'text ok', 'read'])
+  })
+
   it('stops showing output after close', async () => {
     const h = harness('')
     h.stream.start()

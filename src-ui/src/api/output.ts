@@ -47,6 +47,8 @@ export interface OutputStreamOptions {
   onStreamError?: () => void
   /** Called when reading a page failed; the caller may retry with `catchUp()`. */
   onReadError?: (error: unknown) => void
+  /** Called when a catch-up read the console to its current end. */
+  onRead?: () => void
   pageSize?: number
   gapRetryMs?: number
   /** Awaited before each further page: lets a slow consumer (the terminal) hold reading back. */
@@ -106,6 +108,7 @@ export class OutputStream {
         this.again = false
         await this.readToEnd()
       } while (this.again && !this.closed)
+      if (!this.closed) this.options.onRead?.()
     } catch (error) {
       this.options.onReadError?.(error)
     } finally {
@@ -180,7 +183,7 @@ export class OutputStream {
 /** An OutputStream wired to the real transport. */
 export function executionOutput(
   executionId: string,
-  handlers: Pick<OutputStreamOptions, 'onText' | 'onEvent' | 'onStreamError' | 'onReadError' | 'backpressure' | 'startOffset'>,
+  handlers: Pick<OutputStreamOptions, 'onText' | 'onEvent' | 'onStreamError' | 'onReadError' | 'onRead' | 'backpressure' | 'startOffset'>,
 ): OutputStream {
   return new OutputStream({
     ...handlers,

@@ -10,6 +10,7 @@ import { Terminal, type ITheme } from '@xterm/xterm'
 import '@xterm/xterm/css/xterm.css'
 import { Search } from 'lucide-react'
 import { useEffect, useRef, useState, type KeyboardEvent } from 'react'
+import { normalizeError, type ApiError } from '../api/errors'
 import { executionOutput, type OutputStream } from '../api/output'
 import type { ExecutionEvent } from '../api/types'
 import { readTheme, useTheme, type Theme } from '../theme'
@@ -85,6 +86,9 @@ export function Console({ executionId, finished, onEvent, initialBytes = 0 }: Co
   }, [onEvent])
   const [stats, setStats] = useState({ bytes: 0, lines: 0 })
   const [streamBroken, setStreamBroken] = useState(false)
+  /** Why the stored output could not be read, until a read succeeds. */
+  const [readError, setReadError] = useState<ApiError | null>(null)
+  const [retrying, setRetrying] = useState(false)
   const [theme] = useTheme()
   // Decided once per run: later growth of a live console is followed, not skipped.
   const [tailStart] = useState(() => (initialBytes > TAIL_THRESHOLD ? initialBytes - TAIL_BYTES : 0))
@@ -156,6 +160,8 @@ export function Console({ executionId, finished, onEvent, initialBytes = 0 }: Co
       backpressure: () => batcher.drained(),
       onEvent: (event) => onEventRef.current?.(event),
       onStreamError: () => setStreamBroken(true),
+      onReadError: (error) => setReadError(normalizeError(error)),
+      onRead: () => setReadError(null),
       startOffset,
     })
     stream.current = output
@@ -169,6 +175,7 @@ export function Console({ executionId, finished, onEvent, initialBytes = 0 }: Co
       terminal.current = null
       stream.current = null
       search.current = null
+      setReadError(null)
       if (pre) pre.textContent = ''
     }
   }, [executionId, startOffset])
@@ -188,6 +195,17 @@ export function Console({ executionId, finished, onEvent, initialBytes = 0 }: Co
     const timer = setInterval(() => void stream.current?.catchUp(), 1000)
     return () => clearInterval(timer)
   }, [streamBroken, finished])
+
+  const retryRead = async () => {
+    const output = stream.current
+    if (!output) return
+    setRetrying(true)
+    try {
+      await output.catchUp()
+    } finally {
+      setRetrying(false)
+    }
+  }
 
   const find = (term: string, backwards = false) => {
     const addon = search.current
@@ -232,6 +250,16 @@ export function Console({ executionId, finished, onEvent, initialBytes = 0 }: Co
             </span>
             <button type="button" className="console-btn" onClick={() => setFromStart(true)} title="Read the whole console from its first byte">
               Load all
+            </button>
+          </>
+        )}
+        {readError && (
+          <>
+            <span className="console-meta console-error" role="alert" title={readError.message}>
+              Output could not be read: {readError.message}
+            </span>
+            <button type="button" className="console-btn" onClick={() => void retryRead()} disabled={retrying} title="Read the stored output again">
+              {retrying ? 'Retrying…' : 'Retry'}
             </button>
           </>
         )}
