@@ -6,6 +6,7 @@ import { History, KeyRound, LogOut, Moon, Plus, ScrollText, Search, Sun, Users, 
 import { useState, useSyncExternalStore } from 'react'
 import { NavLink, useNavigate } from 'react-router'
 import { useCreateRunbook, useMe, useRunbookList } from '../api/queries'
+import { useRoleRefusal } from '../api/roles'
 import { isTauri, setApiKey } from '../api/transport'
 import { NEW_RUNBOOK } from '../editor/draft'
 import { dirtyRunbookIds, onDraftsChange } from '../editor/draftCache'
@@ -17,6 +18,7 @@ export function Sidebar() {
   const q = useDebounced(search.trim(), 200)
   const list = useRunbookList(q)
   const create = useCreateRunbook()
+  const createRefusal = useRoleRefusal('editor')
   const navigate = useNavigate()
   const dirty = useSyncExternalStore(onDraftsChange, dirtyRunbookIds)
 
@@ -31,7 +33,8 @@ export function Sidebar() {
       <button
         type="button"
         className="btn btn-new"
-        disabled={create.isPending}
+        disabled={create.isPending || createRefusal !== null}
+        title={createRefusal ?? undefined}
         onClick={() => create.mutate(NEW_RUNBOOK, { onSuccess: (runbook) => navigate(`/runbooks/${runbook.id}`) })}
       >
         <Plus size={16} aria-hidden /> New runbook

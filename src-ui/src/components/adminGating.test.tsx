@@ -43,6 +43,28 @@ describe('admin links in the sidebar', () => {
   })
 })
 
+describe('New runbook in the sidebar', () => {
+  it('is disabled below the editor role, naming the role it needs', async () => {
+    for (const me of [OPERATOR, { name: 'vi', role: 'viewer' as const }]) {
+      const { unmount } = renderWithClient(<Sidebar />, { me, path: '/' })
+      const button = screen.getByRole('button', { name: 'New runbook' })
+      expect(button).toBeDisabled()
+      expect(button).toHaveAttribute('title', `Needs the editor role or higher; you are signed in as ${me.role}.`)
+      await screen.findByText('No runbooks yet.')
+      unmount()
+    }
+  })
+
+  it('is enabled for editors and admins', async () => {
+    for (const me of [ADMIN, { name: 'ed', role: 'editor' as const }]) {
+      const { unmount } = renderWithClient(<Sidebar />, { me, path: '/' })
+      expect(screen.getByRole('button', { name: 'New runbook' })).toBeEnabled()
+      await screen.findByText('No runbooks yet.')
+      unmount()
+    }
+  })
+})
+
 describe('VaultBanner', () => {
   const WARNING = 'No system keychain was found; the master key is stored in a key file (~/.local/share/runbook-studio/master.key).'
 

@@ -16,6 +16,8 @@ interface RunbookEditorProps {
   dispatch: (action: EditorAction) => void
   dirty: boolean
   saving: boolean
+  /** Why this user may not save (their role), or null when they may. */
+  saveRefusal?: string | null
   saveError: ApiError | null
   message: string
   onMessageChange: (message: string) => void
@@ -31,13 +33,13 @@ function topLevelMessage(errors: FieldError[], field: string): string | undefine
 }
 
 export function RunbookEditor(props: RunbookEditorProps) {
-  const { state, dispatch, dirty, saving, saveError } = props
+  const { state, dispatch, dirty, saving, saveError, saveRefusal = null } = props
   const { draft } = state
   const fieldErrors = useMemo(() => saveError?.fieldErrors ?? [], [saveError])
   const idCounts = useMemo(() => blockIdCounts(draft.blocks), [draft.blocks])
   const conflict = saveError?.code === 'version_conflict'
   // The Save button, Enter in the change note and Ctrl+S all save only a changed draft, once at a time.
-  const canSave = dirty && !saving
+  const canSave = dirty && !saving && saveRefusal === null
   const save = () => {
     if (canSave) props.onSave()
   }
@@ -58,7 +60,7 @@ export function RunbookEditor(props: RunbookEditorProps) {
           onChange={(e) => props.onMessageChange(e.target.value)}
           onKeyDown={(e) => e.key === 'Enter' && save()}
         />
-        <button type="button" className="btn btn-primary" onClick={save} disabled={!canSave} title="Save (Ctrl+S)">
+        <button type="button" className="btn btn-primary" onClick={save} disabled={!canSave} title={saveRefusal ?? 'Save (Ctrl+S)'}>
           <Save size={16} aria-hidden /> {saving ? 'Saving…' : 'Save'}
         </button>
       </div>

@@ -5,6 +5,7 @@ import { diffLines } from 'diff'
 import { RotateCcw } from 'lucide-react'
 import { useMemo, useState } from 'react'
 import { useRollback, useVersion, useVersions } from '../api/queries'
+import { useRoleRefusal } from '../api/roles'
 import type { Runbook } from '../api/types'
 import { ErrorBanner } from '../components/ErrorBanner'
 import { formatDateTime, formatRelative } from '../util/format'
@@ -71,6 +72,7 @@ export function HistoryTab({ runbook, unsavedChanges, onRolledBack }: HistoryTab
 function VersionDetail({ runbook, version, unsavedChanges, onRolledBack }: HistoryTabProps & { version: number }) {
   const detail = useVersion(runbook.id, version)
   const rollback = useRollback(runbook.id)
+  const rollbackRefusal = useRoleRefusal('editor')
   const [mode, setMode] = useState<'changes' | 'content'>('changes')
   const isCurrent = version === runbook.version
   const text = useMemo(() => (detail.data ? runbookText(detail.data) : ''), [detail.data])
@@ -93,7 +95,8 @@ function VersionDetail({ runbook, version, unsavedChanges, onRolledBack }: Histo
         <button
           type="button"
           className="btn btn-secondary"
-          disabled={isCurrent || rollback.isPending || !detail.data}
+          disabled={isCurrent || rollback.isPending || !detail.data || rollbackRefusal !== null}
+          title={rollbackRefusal ?? undefined}
           onClick={() => rollback.mutate(version, { onSuccess: onRolledBack })}
         >
           <RotateCcw size={16} aria-hidden /> Roll back to this version

@@ -1,10 +1,10 @@
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query'
-import { act, render, screen, within } from '@testing-library/react'
+import { act, cleanup, render, screen, within } from '@testing-library/react'
 import userEvent from '@testing-library/user-event'
 import { createMemoryRouter, RouterProvider } from 'react-router'
 import { beforeEach, describe, expect, it, vi } from 'vitest'
 import { ApiError } from '../api/errors'
-import type { Execution, ExecutionEvent, Runbook } from '../api/types'
+import type { Execution, ExecutionEvent, Me, Runbook } from '../api/types'
 
 const call = vi.fn()
 vi.mock('../api/transport', () => ({ call: (...args: unknown[]) => call(...args) }))
@@ -89,6 +89,8 @@ function execution(patch: Partial<Execution>): Execution {
 let current: Execution
 /** True while the server cannot be reached. */
 let offline = false
+/** Who `whoami` says is signed in; unknown (an error) when null. */
+let me: Me | null = null
 /** The runbook's history, as `list_executions` returns it. */
 let history: Execution[] = []
 
@@ -101,6 +103,9 @@ function renderRun(initial: Execution) {
         return args.id === current.id ? current : execution({ id: args.id, status: 'queued', retry_of: 'run-1', retry_from: 'restart' })
       case 'get_version':
         return runbook
+      case 'whoami':
+        if (!me) throw new Error('unexpected whoami')
+        return me
       case 'control_execution':
         return current
       case 'retry_execution':
@@ -128,6 +133,7 @@ beforeEach(() => {
   call.mockReset()
   history = []
   offline = false
+  me = null
 })
 
 describe('RunView', () => {
@@ -292,5 +298,37 @@ describe('RunView', () => {
     renderRun(retried)
     expect(await screen.findByTestId('step-health')).toHaveTextContent('reused')
     expect(screen.getByTestId('step-wait')).not.toHaveTextContent('reused')
+  })
+
+  it('disables the controls, their keys and retry for a viewer, naming the role they need', async () => {
+    const user = userEvent.setup()
+    me = { name: 'vi', role: 'viewer' }
+    renderRun(execution({}))
+    await screen.findByTestId('step-wait')
+    await vi.waitFor(() => expect(button('Pause')).toBeDisabled())
+    for (const name of ['Pause', 'Resume', 'Stop', 'Acknowledge']) {
+      expect(button(name)).toBeDisabled()
+      expect(button(name)).toHaveAttribute('title', 'Needs the operator role or higher; you are signed in as viewer.')
+    }
+    await user.keyboard('ps')
+    expect(screen.queryByRole('dialog')).toBeNull()
+    expect(calls('control_execution')).toEqual([])
+  })
+
+  it('disables retrying a failed run for a viewer and allows it for an operator', async () => {
+    const failed = execution({ status: 'failed', finished_at: at(5) })
+    me = { name: 'vi', role: 'viewer' }
+    renderRun(failed)
+    await vi.waitFor(() => expect(button('Retry from failed step')).toBeDisabled())
+    expect(button('Retry from failed step')).toHaveAttribute('title', 'Needs the operator role or higher; you are signed in as viewer.')
+    cleanup()
+
+    me = { name: 'oscar', role: 'operator' }
+    renderRun(failed)
+    await screen.findByTestId('step-wait')
+    await vi.waitFor(() => expect(call).toHaveBeenCalledWith('whoami', {}))
+    await act(async () => new Promise((resolve) => setTimeout(resolve, 0)))
+    expect(button('Retry from failed step')).toBeEnabled()
+    expect(button('Retry from failed step')).not.toHaveAttribute('title', expect.stringContaining('role'))
   })
 })

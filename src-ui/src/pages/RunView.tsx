@@ -7,6 +7,7 @@ import { useCallback, useEffect, useMemo, useRef, useState, type ReactNode } fro
 import { Link, useNavigate, useParams } from 'react-router'
 import { normalizeError } from '../api/errors'
 import { keys, useControl, useExecution, useExecutions, useRetry, useVersion } from '../api/queries'
+import { useRoleRefusal } from '../api/roles'
 import type { ControlAction, Execution, ExecutionEvent } from '../api/types'
 import { isFinished, isRetryable } from '../api/types'
 import { ConnectionBanner } from '../components/ConnectionBanner'
@@ -73,6 +74,8 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
   const version = useVersion(execution.runbook_id, execution.runbook_version)
   const control = useControl(execution.id)
   const retry = useRetry(execution.id)
+  // Controlling and retrying a run need an operator.
+  const operatorRefusal = useRoleRefusal('operator')
   const retryable = isRetryable(execution.status)
   // Retries are recent runs of the same runbook: the latest page of its history holds them.
   const history = useExecutions({ runbookId: execution.runbook_id, limit: RETRY_LOOKBACK }, { enabled: retryable })
@@ -120,15 +123,16 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
   )
 
   // Keyboard shortcuts, unless the key is typed into a field or a dialog is open.
-  const shortcut = useRef({ status: execution.status, act, busy: control.isPending, dialog: confirmStop })
+  const refused = operatorRefusal !== null
+  const shortcut = useRef({ status: execution.status, act, busy: control.isPending, dialog: confirmStop, refused })
   useEffect(() => {
-    shortcut.current = { status: execution.status, act, busy: control.isPending, dialog: confirmStop }
-  }, [execution.status, act, control.isPending, confirmStop])
+    shortcut.current = { status: execution.status, act, busy: control.isPending, dialog: confirmStop, refused }
+  }, [execution.status, act, control.isPending, confirmStop, refused])
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
       if (e.ctrlKey || e.metaKey || e.altKey || e.repeat || isTypingTarget(e.target)) return
-      const { status, act: run, busy, dialog } = shortcut.current
-      if (dialog || busy || document.querySelector('[role="dialog"]')) return
+      const { status, act: run, busy, dialog, refused: notAllowed } = shortcut.current
+      if (notAllowed || dialog || busy || document.querySelector('[role="dialog"]')) return
       const action = shortcutAction(e.key.toLowerCase(), status)
       if (!action) return
       e.preventDefault()
@@ -190,13 +194,14 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
             <button
               type="button"
               className="btn btn-primary"
-              disabled={retry.isPending || liveRetry !== undefined}
+              disabled={retry.isPending || liveRetry !== undefined || refused}
               title={
-                liveRetry
+                operatorRefusal ??
+                (liveRetry
                   ? `A retry of this run is ${liveRetry.status}: ${shortId(liveRetry.id)}`
                   : retryFrom
                     ? `Start a new run that reuses the steps before “${retryFrom}” and runs again from there`
-                    : undefined
+                    : undefined)
               }
               onClick={askRetry}
             >
@@ -208,9 +213,9 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
               key={action}
               type="button"
               className={`btn ${className}`}
-              disabled={!controlEnabled(action, execution.status) || control.isPending}
-              aria-keyshortcuts={CONTROL_KEYS[action]}
-              title={`${label} (${CONTROL_KEYS[action].toUpperCase()})`}
+              disabled={!controlEnabled(action, execution.status) || control.isPending || refused}
+              aria-keyshortcuts={refused ? undefined : CONTROL_KEYS[action]}
+              title={operatorRefusal ?? `${label} (${CONTROL_KEYS[action].toUpperCase()})`}
               onClick={() => act(action)}
             >
               <Icon size={16} aria-hidden /> {label}

@@ -5,7 +5,7 @@ import { createMemoryRouter, RouterProvider } from 'react-router'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { ApiError } from '../api/errors'
 import { keys } from '../api/queries'
-import type { Runbook, RunbookUpdate } from '../api/types'
+import type { Me, Runbook, RunbookUpdate } from '../api/types'
 import { forgetDraft } from '../editor/draftCache'
 
 const call = vi.fn()
@@ -28,6 +28,8 @@ const stored: Runbook = {
 
 /** What `get_runbook` answers, or the error it fails with. */
 let server: { runbook: Runbook; down: boolean }
+/** Who `whoami` says is signed in; null while it has not answered. */
+let me: Me | null = null
 /** Saves not answered yet: resolving one stores the body it was sent with. */
 let pendingSaves: (() => void)[] = []
 const saves = () => call.mock.calls.filter(([command]) => command === 'update_runbook').map(([, args]) => args as { body: RunbookUpdate })
@@ -35,6 +37,12 @@ const saves = () => call.mock.calls.filter(([command]) => command === 'update_ru
 function renderPage() {
   call.mockImplementation(async (command: string, args: { body?: RunbookUpdate }) => {
     switch (command) {
+      case 'whoami':
+        return me ?? new Promise<never>(() => {})
+      case 'list_versions':
+        return { items: [1, 2].map((version) => ({ version, created_at: stored.created_at, created_by: 'alice', message: '' })) }
+      case 'get_version':
+        return { ...stored, version: (args as { version: number }).version }
       case 'get_runbook':
         if (server.down) throw new ApiError('network_error', 'Could not reach the server (Failed to fetch).')
         return server.runbook
@@ -62,6 +70,7 @@ beforeEach(() => {
   call.mockReset()
   server = { runbook: stored, down: false }
   pendingSaves = []
+  me = null
 })
 
 afterEach(() => forgetDraft('rb'))
@@ -108,5 +117,57 @@ describe('RunbookPage', () => {
       [2, 'Restart payments now'],
       [3, 'Restart payments now please'],
     ])
+  })
+
+  it('disables what the signed-in role may not do, naming the role it needs', async () => {
+    const user = userEvent.setup()
+    me = { name: 'vi', role: 'viewer' }
+    renderPage()
+    const name = await screen.findByLabelText('Name')
+    const run = screen.getByRole('button', { name: 'Run' })
+    await vi.waitFor(() => expect(run).toBeDisabled())
+    expect(run).toHaveAttribute('title', 'Needs the operator role or higher; you are signed in as viewer.')
+    const remove = screen.getByRole('button', { name: 'Delete' })
+    expect(remove).toBeDisabled()
+    expect(remove).toHaveAttribute('title', 'Needs the editor role or higher; you are signed in as viewer.')
+
+    await user.type(name, ' now')
+    const save = screen.getByRole('button', { name: 'Save' })
+    expect(save).toBeDisabled()
+    expect(save).toHaveAttribute('title', 'Needs the editor role or higher; you are signed in as viewer.')
+    await user.keyboard('{Control>}s{/Control}')
+    await user.type(screen.getByLabelText('Change note'), '{Enter}')
+    expect(saves()).toEqual([])
+  })
+
+  it('disables rolling back for an operator, naming the role it needs', async () => {
+    const user = userEvent.setup()
+    me = { name: 'oscar', role: 'operator' }
+    renderPage()
+    await screen.findByLabelText('Name')
+    await user.click(screen.getByRole('tab', { name: 'History' }))
+    await user.click(await screen.findByTestId('version-1'))
+    const rollback = await screen.findByRole('button', { name: 'Roll back to this version' })
+    await vi.waitFor(() => expect(rollback).toHaveAttribute('title', 'Needs the editor role or higher; you are signed in as operator.'))
+    expect(rollback).toBeDisabled()
+  })
+
+  it('lets an operator run but not save or delete', async () => {
+    me = { name: 'oscar', role: 'operator' }
+    renderPage()
+    await screen.findByLabelText('Name')
+    await vi.waitFor(() => expect(screen.getByRole('button', { name: 'Delete' })).toBeDisabled())
+    expect(screen.getByRole('button', { name: 'Run' })).toBeEnabled()
+    expect(screen.getByRole('button', { name: 'Delete' })).toHaveAttribute('title', 'Needs the editor role or higher; you are signed in as operator.')
+  })
+
+  it('leaves every action enabled while the role is still loading', async () => {
+    const user = userEvent.setup()
+    renderPage()
+    const name = await screen.findByLabelText('Name')
+    await user.type(name, ' now')
+    expect(screen.getByRole('button', { name: 'Run' })).toBeEnabled()
+    expect(screen.getByRole('button', { name: 'Delete' })).toBeEnabled()
+    expect(screen.getByRole('button', { name: 'Save' })).toBeEnabled()
   })
 })

@@ -6,6 +6,7 @@ import { useCallback, useEffect, useReducer, useRef, useState, type ReactNode } 
 import { useNavigate, useParams, useSearchParams } from 'react-router'
 import { normalizeError } from '../api/errors'
 import { keys, useDeleteRunbook, useExecute, useRunbook, useUpdateRunbook } from '../api/queries'
+import { useRoleRefusal } from '../api/roles'
 import { call } from '../api/transport'
 import type { ParamValue, Runbook } from '../api/types'
 import { ConnectionBanner } from '../components/ConnectionBanner'
@@ -58,6 +59,9 @@ function RunbookWorkspace({ runbook, refreshError }: { runbook: Runbook; refresh
   const client = useQueryClient()
   const navigate = useNavigate()
   const dirty = isDirty(state)
+  // Running needs an operator; saving, deleting and rolling back need an editor.
+  const runRefusal = useRoleRefusal('operator')
+  const editRefusal = useRoleRefusal('editor')
 
   useEffect(() => storeDraft(runbook.id, state), [runbook.id, state])
 
@@ -100,7 +104,7 @@ function RunbookWorkspace({ runbook, refreshError }: { runbook: Runbook; refresh
     const { version } = await latest()
     saveRef.current(version)
   }
-  const canSave = tab === 'editor' && dirty && !update.isPending
+  const canSave = tab === 'editor' && dirty && !update.isPending && editRefusal === null
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
       if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === 's') {
@@ -142,10 +146,22 @@ function RunbookWorkspace({ runbook, refreshError }: { runbook: Runbook; refresh
           </div>
         </div>
         <div className="page-actions">
-          <button type="button" className="btn btn-ghost" onClick={() => setConfirmDelete(true)}>
+          <button
+            type="button"
+            className="btn btn-ghost"
+            disabled={editRefusal !== null}
+            title={editRefusal ?? undefined}
+            onClick={() => setConfirmDelete(true)}
+          >
             <Trash2 size={16} aria-hidden /> Delete
           </button>
-          <button type="button" className="btn btn-run btn-lg" onClick={onRun} disabled={execute.isPending}>
+          <button
+            type="button"
+            className="btn btn-run btn-lg"
+            onClick={onRun}
+            disabled={execute.isPending || runRefusal !== null}
+            title={runRefusal ?? undefined}
+          >
             <Play size={18} aria-hidden /> Run
           </button>
         </div>
@@ -178,6 +194,7 @@ function RunbookWorkspace({ runbook, refreshError }: { runbook: Runbook; refresh
           dispatch={dispatch}
           dirty={dirty}
           saving={update.isPending}
+          saveRefusal={editRefusal}
           saveError={update.error ? normalizeError(update.error) : null}
           message={message}
           onMessageChange={setMessage}
