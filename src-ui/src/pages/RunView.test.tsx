@@ -315,6 +315,26 @@ describe('RunView', () => {
     expect(calls('control_execution')).toEqual([])
   })
 
+  it('tells a viewer that a waiting step needs someone with the operator role, and an operator to acknowledge it', async () => {
+    const waiting = execution({ status: 'waiting' })
+    waiting.steps = waiting.steps.map((step) => (step.block_id === 'wait' ? { ...step, status: 'waiting' } : step))
+    me = { name: 'vi', role: 'viewer' }
+    renderRun(waiting)
+    await vi.waitFor(() => expect(button('Acknowledge')).toBeDisabled())
+    const banner = screen.getByText(/^Step “wait” waits/).closest('.banner') as HTMLElement
+    expect(banner).toHaveTextContent('Step “wait” waits for someone with the operator role or higher to acknowledge it.')
+    expect(banner).not.toHaveTextContent('Acknowledge (A)')
+    cleanup()
+
+    me = { name: 'oscar', role: 'operator' }
+    renderRun(waiting)
+    await vi.waitFor(() => expect(call).toHaveBeenCalledWith('whoami', {}))
+    await act(async () => new Promise((resolve) => setTimeout(resolve, 0)))
+    const own = screen.getByText(/^Step “wait” waits/).closest('.banner') as HTMLElement
+    expect(own).toHaveTextContent('Step “wait” waits for you. Do what it says, then press Acknowledge (A).')
+    expect(button('Acknowledge')).toBeEnabled()
+  })
+
   it('disables retrying a failed run for a viewer and allows it for an operator', async () => {
     const failed = execution({ status: 'failed', finished_at: at(5) })
     me = { name: 'vi', role: 'viewer' }

@@ -236,7 +236,14 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
       {waitingRow && (
         <div className="banner banner-waiting" role="status">
           <div className="banner-body">
-            <strong>Step “{waitingRow.blockId}” waits for you.</strong> Do what it says, then press Acknowledge (A).
+            {refused ? (
+              // This user cannot acknowledge: the run waits for someone who can.
+              <strong>Step “{waitingRow.blockId}” waits for someone with the operator role or higher to acknowledge it.</strong>
+            ) : (
+              <>
+                <strong>Step “{waitingRow.blockId}” waits for you.</strong> Do what it says, then press Acknowledge (A).
+              </>
+            )}
             {waitingRow.block?.kind === 'instruction' && waitingRow.block.text && <Markdown text={waitingRow.block.text} />}
           </div>
         </div>
