@@ -326,8 +326,10 @@ describe('RunView', () => {
     expect(banner).not.toHaveTextContent('Acknowledge (A)')
     cleanup()
 
+    call.mockClear() // the viewer's whoami does not count
     me = { name: 'oscar', role: 'operator' }
     renderRun(waiting)
+    await screen.findByTestId('step-wait')
     await vi.waitFor(() => expect(call).toHaveBeenCalledWith('whoami', {}))
     await act(async () => new Promise((resolve) => setTimeout(resolve, 0)))
     const own = screen.getByText(/^Step “wait” waits/).closest('.banner') as HTMLElement
