@@ -1,9 +1,9 @@
 // The Editor tab: details, parameters and block cards of the draft, with the save bar on top.
 
-import { Save } from 'lucide-react'
+import { Eye, Save } from 'lucide-react'
 import { useMemo } from 'react'
 import type { ApiError } from '../api/errors'
-import type { FieldError } from '../api/types'
+import type { FieldError, Role } from '../api/types'
 import { ErrorBanner } from '../components/ErrorBanner'
 import { Field } from '../components/Field'
 import { MarkdownField } from '../components/Markdown'
@@ -18,6 +18,8 @@ interface RunbookEditorProps {
   saving: boolean
   /** Why this user may not save (their role), or null when they may. */
   saveRefusal?: string | null
+  /** The signed-in role when it is known and below editor: edits can be tried but not saved. */
+  readOnlyRole?: Role | null
   saveError: ApiError | null
   message: string
   onMessageChange: (message: string) => void
@@ -33,7 +35,7 @@ function topLevelMessage(errors: FieldError[], field: string): string | undefine
 }
 
 export function RunbookEditor(props: RunbookEditorProps) {
-  const { state, dispatch, dirty, saving, saveError, saveRefusal = null } = props
+  const { state, dispatch, dirty, saving, saveError, saveRefusal = null, readOnlyRole = null } = props
   const { draft } = state
   const fieldErrors = useMemo(() => saveError?.fieldErrors ?? [], [saveError])
   const idCounts = useMemo(() => blockIdCounts(draft.blocks), [draft.blocks])
@@ -65,6 +67,14 @@ export function RunbookEditor(props: RunbookEditorProps) {
         </button>
       </div>
 
+      {readOnlyRole && (
+        <div className="banner banner-warning" role="status" data-testid="read-only-notice">
+          <Eye size={18} aria-hidden className="banner-icon" />
+          <div className="banner-body">
+            You can read this runbook and try changes; saving needs the editor role or higher (you are signed in as {readOnlyRole}).
+          </div>
+        </div>
+      )}
       {saveError && conflict && (
         <ErrorBanner error={saveError} title="Not saved: someone else saved a newer version">
           <p>Your edits are based on version {state.base.version}. Nothing was overwritten.</p>

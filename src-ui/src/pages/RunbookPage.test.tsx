@@ -1,5 +1,5 @@
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query'
-import { act, render, screen } from '@testing-library/react'
+import { act, cleanup, render, screen } from '@testing-library/react'
 import userEvent from '@testing-library/user-event'
 import { createMemoryRouter, RouterProvider } from 'react-router'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
@@ -159,6 +159,37 @@ describe('RunbookPage', () => {
     await vi.waitFor(() => expect(screen.getByRole('button', { name: 'Delete' })).toBeDisabled())
     expect(screen.getByRole('button', { name: 'Run' })).toBeEnabled()
     expect(screen.getByRole('button', { name: 'Delete' })).toHaveAttribute('title', 'Needs the editor role or higher; you are signed in as operator.')
+  })
+
+  it('tells a role below editor, near the save bar, that it can try changes but not save them', async () => {
+    const user = userEvent.setup()
+    me = { name: 'vi', role: 'viewer' }
+    renderPage()
+    const name = await screen.findByLabelText('Name')
+    const notice = await screen.findByTestId('read-only-notice')
+    expect(notice).toHaveTextContent(
+      'You can read this runbook and try changes; saving needs the editor role or higher (you are signed in as viewer).',
+    )
+    expect(notice).toBeVisible()
+    // The notice blocks nothing: typing still works.
+    await user.type(name, ' now')
+    expect(name).toHaveValue('Restart payments now')
+  })
+
+  it('shows no read-only notice while the role is still loading, nor to an editor', async () => {
+    renderPage()
+    await screen.findByLabelText('Name')
+    await act(async () => new Promise((resolve) => setTimeout(resolve, 0)))
+    expect(screen.queryByTestId('read-only-notice')).toBeNull()
+    cleanup()
+
+    call.mockClear() // the first whoami does not count
+    me = { name: 'eve', role: 'editor' }
+    renderPage()
+    await screen.findByLabelText('Name')
+    await vi.waitFor(() => expect(call).toHaveBeenCalledWith('whoami', {}))
+    await act(async () => new Promise((resolve) => setTimeout(resolve, 0)))
+    expect(screen.queryByTestId('read-only-notice')).toBeNull()
   })
 
   it('leaves every action enabled while the role is still loading', async () => {

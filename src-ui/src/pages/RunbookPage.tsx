@@ -5,8 +5,8 @@ import { Play, Trash2 } from 'lucide-react'
 import { useCallback, useEffect, useReducer, useRef, useState, type ReactNode } from 'react'
 import { useNavigate, useParams, useSearchParams } from 'react-router'
 import { normalizeError } from '../api/errors'
-import { keys, useDeleteRunbook, useExecute, useRunbook, useUpdateRunbook } from '../api/queries'
-import { useRoleRefusal } from '../api/roles'
+import { keys, useDeleteRunbook, useExecute, useMe, useRunbook, useUpdateRunbook } from '../api/queries'
+import { roleAtLeast, useRoleRefusal } from '../api/roles'
 import { call } from '../api/transport'
 import type { ParamValue, Runbook } from '../api/types'
 import { ConnectionBanner } from '../components/ConnectionBanner'
@@ -62,6 +62,9 @@ function RunbookWorkspace({ runbook, refreshError }: { runbook: Runbook; refresh
   // Running needs an operator; saving, deleting and rolling back need an editor.
   const runRefusal = useRoleRefusal('operator')
   const editRefusal = useRoleRefusal('editor')
+  // A role known to be below editor may try changes in the editor but never save them.
+  const role = useMe().data?.role
+  const readOnlyRole = role !== undefined && !roleAtLeast(role, 'editor') ? role : null
 
   useEffect(() => storeDraft(runbook.id, state), [runbook.id, state])
 
@@ -195,6 +198,7 @@ function RunbookWorkspace({ runbook, refreshError }: { runbook: Runbook; refresh
           dirty={dirty}
           saving={update.isPending}
           saveRefusal={editRefusal}
+          readOnlyRole={readOnlyRole}
           saveError={update.error ? normalizeError(update.error) : null}
           message={message}
           onMessageChange={setMessage}
