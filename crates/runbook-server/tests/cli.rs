@@ -229,19 +229,8 @@ fn ctrl_z_pauses_and_resumes_the_run_and_ctrl_c_stops_it() {
     send(nix::sys::signal::Signal::SIGINT);
     wait_for_text(&stderr, "stopping the run");
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the CLI did not end: {:?}",
-            stderr.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(1), "{:?}", stderr.lock().unwrap());
+    let code = exit_within(&mut child, Duration::from_secs(20), &stderr);
+    assert_eq!(code, 1, "{:?}", stderr.lock().unwrap());
     wait_for_text(&stderr, " stopped\n");
     assert!(!stdout.lock().unwrap().contains("woke"));
 }
