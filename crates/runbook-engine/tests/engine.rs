@@ -462,7 +462,12 @@ async fn a_process_cleaning_up_after_sigterm_gets_the_grace_period_after_its_she
             &format!("sh -c \"{worker}\" >/dev/null 2>&1 & wait"),
         )],
     );
-    wait_for_processes(&sleeper, "the worker's sleep", |found| !found.is_empty()).await;
+    // The marker is in the command lines of both shells and the sleep: the sleep runs
+    // only once the worker has set its trap.
+    wait_for_processes(&sleeper, "both shells and the worker's sleep", |found| {
+        found.len() >= 3
+    })
+    .await;
 
     let stopped_at = Instant::now();
     run.control(ControlAction::Stop).unwrap();
