@@ -198,6 +198,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let id = execution
                 .parse()
                 .with_context(|| format!("`{execution}` is not an execution id"))?;
+            // Caught before the run starts, so Ctrl+C at any moment stops it.
+            let signals = OperatorSignals::install()?;
             // Subscribed before the run starts, so no line of it is missed.
             let events = service.subscribe();
             let retry = service.retry(&actor, id).await?;
@@ -206,7 +208,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 retry.retry_from.as_deref().unwrap_or("?"),
                 retry.id
             );
-            return follow(&service, &actor, events, retry.id, yes).await;
+            return follow(&service, &actor, signals, events, retry.id, yes).await;
         }
         Command::Keys { command } => return keys(&service, command).await,
         Command::Users { command } => users(&service, command).await?,
@@ -357,8 +359,10 @@ async fn serve(service: Service, addr: &str, ui_dir: PathBuf) -> anyhow::Result<
     let app = runbook_server::app(state, Some(ui_dir))
         .layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!("listening on http://{}", listener.local_addr()?);
+    // Caught from here on: a signal that comes while the server starts is not lost.
+    let mut shutdown = ShutdownSignals::install()?;
     let stopping = async move {
-        shutdown_signal().await;
+        shutdown.recv().await;
         tracing::info!("shutting down: stopping live runs");
         service.shutdown().await;
         let _ = stop_tx.send(true);
@@ -372,12 +376,28 @@ async fn serve(service: Service, addr: &str, ui_dir: PathBuf) -> anyhow::Result<
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// Ctrl+C (SIGINT) and SIGTERM, caught from the moment [`ShutdownSignals::install`]
+/// returns: their default action (ending the process at once) no longer applies, however
+/// late the task that waits for them first runs.
+struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(ShutdownSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
     }
 }
 
@@ -404,12 +424,14 @@ async fn run(
             serde_json::Value::String(value.to_string()),
         );
     }
+    // Caught before the run starts, so Ctrl+C at any moment stops it.
+    let signals = OperatorSignals::install()?;
     // Subscribed before the run starts, so no line of it is missed.
     let events = service.subscribe();
     let execution = service
         .execute(&actor, id, serde_json::json!({ "params": values }))
         .await?;
-    follow(&service, &actor, events, execution.id, yes).await
+    follow(&service, &actor, signals, events, execution.id, yes).await
 }
 
 /// Streams a run's console to the terminal until it ends (in colour on a terminal only):
@@ -418,6 +440,7 @@ async fn run(
 async fn follow(
     service: &Service,
     actor: &Actor,
+    signals: OperatorSignals,
     mut events: tokio::sync::broadcast::Receiver<ExecutionEvent>,
     execution_id: uuid::Uuid,
     yes: bool,
@@ -428,7 +451,10 @@ async fn follow(
     let mut stdout = Terminal::new(anstream::AutoStream::auto(std::io::stdout()));
     // Ctrl+C and Ctrl+Z act at once, whatever this loop is busy with (writing a long
     // backlog to a slow terminal, asking for a confirmation).
+    // The signals were caught before the run started: a Ctrl+C pressed before this task
+    // first runs (at a confirmation asked right at the start) stops the run too.
     let controls = tokio::spawn(operator_controls(
+        signals,
         service.clone(),
         actor.clone(),
         execution_id,
@@ -549,16 +575,40 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// The signals a followed run answers to, caught from the moment they are installed.
+struct OperatorSignals {
+    shutdown: ShutdownSignals,
+    /// Ctrl+Z; none where it cannot be caught (the run then cannot be paused from here).
+    suspend: Option<tokio::signal::unix::Signal>,
+}
+
+impl OperatorSignals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(OperatorSignals {
+            shutdown: ShutdownSignals::install()?,
+            suspend: signal(SignalKind::from_raw(nix::libc::SIGTSTP))
+                .inspect_err(|error| tracing::warn!(%error, "Ctrl+Z cannot pause the run"))
+                .ok(),
+        })
+    }
+}
+
 /// Ctrl+C (or SIGTERM) stops the run, its whole process tree; Ctrl+Z pauses it, and
 /// resumes it when pressed again.
-async fn operator_controls(service: Service, actor: Actor, execution_id: uuid::Uuid) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut suspend = signal(SignalKind::from_raw(nix::libc::SIGTSTP))
-        .inspect_err(|error| tracing::warn!(%error, "Ctrl+Z cannot pause the run"))
-        .ok();
+async fn operator_controls(
+    signals: OperatorSignals,
+    service: Service,
+    actor: Actor,
+    execution_id: uuid::Uuid,
+) {
+    let OperatorSignals {
+        mut shutdown,
+        mut suspend,
+    } = signals;
     loop {
         tokio::select! {
-            _ = shutdown_signal() => {
+            _ = shutdown.recv() => {
                 eprintln!("stopping the run (its whole process tree)…");
                 if let Err(error) = service.control(&actor, execution_id, ControlAction::Stop).await {
                     tracing::debug!(%error, "stop");
