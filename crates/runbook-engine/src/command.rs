@@ -7,10 +7,12 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use runbook_domain::Shell;
 use std::collections::HashMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
-use tokio::process::{Child, Command};
+use tokio::net::unix::pipe;
+use tokio::process::Command;
 use uuid::Uuid;
 
 pub use runbook_domain::block::{EXECUTION_ID_VAR, OUTPUT_VAR};
@@ -22,6 +24,67 @@ const PRIVATE_VARS: [&str; 3] = [
     "RUNBOOK_TEST_POSTGRES_URL",
 ];
 
+/// The environment every command of a run starts from: the base environment (the
+/// user's login-shell environment on desktops, else the app's own) without the app's
+/// private variables, and the run's id. Built once for the run, so starting a step
+/// only adds the step's own variables.
+pub struct RunEnv {
+    /// Base variables as (name, value, `NAME=value`), in a stable order.
+    base: Vec<(OsString, OsString, CString)>,
+    /// `RUNBOOK_EXECUTION_ID=…`.
+    execution_id: CString,
+    execution_id_value: String,
+}
+
+impl RunEnv {
+    pub fn new(base: Option<&HashMap<String, String>>, execution_id: Uuid) -> RunEnv {
+        let vars: Vec<(OsString, OsString)> = match base {
+            Some(base) => base
+                .iter()
+                .map(|(name, value)| (name.into(), value.into()))
+                .collect(),
+            None => std::env::vars_os().collect(),
+        };
+        let mut base: Vec<_> = vars
+            .into_iter()
+            .filter(|(name, _)| {
+                !PRIVATE_VARS.iter().any(|private| name == private)
+                    && name != EXECUTION_ID_VAR
+                    && name != OUTPUT_VAR
+            })
+            // A name or value no C string can hold cannot be passed on (the standard
+            // library refuses to start the command at all).
+            .filter_map(|(name, value)| {
+                let entry = env_entry(&name, &value).ok()?;
+                Some((name, value, entry))
+            })
+            .collect();
+        base.sort_by(|a, b| a.0.cmp(&b.0));
+        let execution_id_value = execution_id.to_string();
+        RunEnv {
+            base,
+            execution_id: env_entry(EXECUTION_ID_VAR.as_ref(), execution_id_value.as_ref())
+                .expect("a uuid holds no NUL"),
+            execution_id_value,
+        }
+    }
+}
+
+/// `NAME=value` as a C string.
+fn env_entry(name: &OsStr, value: &OsStr) -> std::io::Result<CString> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut entry = Vec::with_capacity(name.len() + value.len() + 1);
+    entry.extend_from_slice(name.as_bytes());
+    entry.push(b'=');
+    entry.extend_from_slice(value.as_bytes());
+    CString::new(entry).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("the variable {} holds a NUL byte", name.to_string_lossy()),
+        )
+    })
+}
+
 /// What to run.
 pub struct CommandSpec<'a> {
     /// The shell's executable: a path from [`resolve_shell`], or its bare name.
@@ -30,28 +93,48 @@ pub struct CommandSpec<'a> {
     pub workdir: Option<&'a str>,
     /// The block's variables and injected secrets, in order.
     pub env: &'a [(String, String)],
-    /// The environment commands start from instead of the app's own (the user's
-    /// login-shell environment on desktops).
-    pub base_env: Option<&'a HashMap<String, String>>,
-    pub execution_id: Uuid,
+    /// The environment of the run the command belongs to.
+    pub run_env: &'a RunEnv,
     pub output_file: &'a Path,
 }
 
-/// Starts the script as the leader of its own process group, output piped.
-pub fn spawn(spec: &CommandSpec<'_>) -> std::io::Result<Child> {
+/// A started command: its pid (which also names its process group), its output, and
+/// its end.
+pub struct Started {
+    pub pid: u32,
+    pub stdout: pipe::Receiver,
+    pub stderr: pipe::Receiver,
+    pub exit: Exit,
+}
+
+/// Starts the script as the leader of its own process group, stdin on `/dev/null`,
+/// stdout and stderr piped. The process is killed if [`Exit`] is dropped before it
+/// ends.
+pub fn spawn(spec: &CommandSpec<'_>) -> std::io::Result<Started> {
+    #[cfg(target_os = "linux")]
+    if spec.workdir.is_none() && direct::supported() {
+        return direct::spawn(spec);
+    }
+    spawn_with_tokio(spec)
+}
+
+/// Through the standard library (by way of tokio), which can also start the command
+/// in a working directory of its own.
+fn spawn_with_tokio(spec: &CommandSpec<'_>) -> std::io::Result<Started> {
     let mut command = Command::new(spec.program);
-    command.arg("-c").arg(spec.script);
-    if let Some(base) = spec.base_env {
-        command.env_clear().envs(base);
-    }
-    for name in PRIVATE_VARS {
-        command.env_remove(name);
-    }
+    command.arg("-c").arg(spec.script).env_clear();
+    command.envs(
+        spec.run_env
+            .base
+            .iter()
+            .filter(|(name, _, _)| !spec.env.iter().any(|(own, _)| name == own.as_str()))
+            .map(|(name, value, _)| (name, value)),
+    );
     // The run's own variables come last: they mark the processes the run must be able
     // to find and end, whatever a block sets (validation refuses those names too).
     command
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .env(EXECUTION_ID_VAR, spec.execution_id.to_string())
+        .env(EXECUTION_ID_VAR, &spec.run_env.execution_id_value)
         .env(OUTPUT_VAR, spec.output_file)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -61,7 +144,235 @@ pub fn spawn(spec: &CommandSpec<'_>) -> std::io::Result<Child> {
     if let Some(dir) = spec.workdir {
         command.current_dir(dir);
     }
-    command.spawn()
+    let mut child = command.spawn()?;
+    let pid = child
+        .id()
+        .ok_or_else(|| std::io::Error::other("the process vanished at start"))?;
+    let stdout = receiver(child.stdout.take().expect("piped").into_owned_fd()?)?;
+    let stderr = receiver(child.stderr.take().expect("piped").into_owned_fd()?)?;
+    Ok(Started {
+        pid,
+        stdout,
+        stderr,
+        exit: Exit(ExitInner::Child(child)),
+    })
+}
+
+/// The read end of an output pipe, for the runtime.
+fn receiver(fd: OwnedFd) -> std::io::Result<pipe::Receiver> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    fcntl(&fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+    pipe::Receiver::from_owned_fd_unchecked(fd)
+}
+
+/// The end of a started command.
+pub struct Exit(ExitInner);
+
+enum ExitInner {
+    Child(tokio::process::Child),
+    #[cfg(target_os = "linux")]
+    Pidfd(direct::Reaper),
+}
+
+impl Exit {
+    /// Waits for the command to end; cancel-safe, and once it has ended, returns the
+    /// same status again.
+    pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        match &mut self.0 {
+            ExitInner::Child(child) => child.wait().await,
+            #[cfg(target_os = "linux")]
+            ExitInner::Pidfd(reaper) => reaper.wait().await,
+        }
+    }
+}
+
+/// Starting commands with posix_spawn from an environment built once per run, a
+/// `/dev/null` opened once, and waiting for them through a pidfd: what the standard
+/// library does for every spawn (copying the whole environment into a map and out
+/// again, opening `/dev/null`) is most of what a step of a trivial command costs beyond
+/// the spawn itself.
+#[cfg(target_os = "linux")]
+mod direct {
+    use super::{receiver, CommandSpec, Exit, ExitInner, Started, EXECUTION_ID_VAR, OUTPUT_VAR};
+    use nix::spawn::{posix_spawn, PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags};
+    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    use nix::unistd::Pid;
+    use std::ffi::{CStr, CString};
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::ExitStatus;
+    use std::sync::OnceLock;
+    use tokio::io::unix::AsyncFd;
+
+    /// Whether this kernel gives pidfds (Linux 5.3 and later); commands are started
+    /// through the standard library where it does not.
+    pub fn supported() -> bool {
+        static SUPPORTED: OnceLock<bool> = OnceLock::new();
+        *SUPPORTED.get_or_init(|| {
+            rustix::process::pidfd_open(
+                rustix::process::getpid(),
+                rustix::process::PidfdFlags::NONBLOCK,
+            )
+            .is_ok()
+        })
+    }
+
+    /// `/dev/null`, opened once, read-only, for every command's stdin.
+    fn dev_null() -> std::io::Result<&'static std::fs::File> {
+        static NULL: OnceLock<std::fs::File> = OnceLock::new();
+        if let Some(file) = NULL.get() {
+            return Ok(file);
+        }
+        let file = std::fs::File::open("/dev/null")?;
+        Ok(NULL.get_or_init(|| file))
+    }
+
+    fn io(errno: nix::errno::Errno) -> std::io::Error {
+        std::io::Error::from_raw_os_error(errno as i32)
+    }
+
+    fn c_string(text: impl Into<Vec<u8>>) -> std::io::Result<CString> {
+        CString::new(text).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the script or a path holds a NUL byte",
+            )
+        })
+    }
+
+    pub fn spawn(spec: &CommandSpec<'_>) -> std::io::Result<Started> {
+        use std::os::unix::ffi::OsStrExt;
+        let run_env = spec.run_env;
+        let own: Vec<CString> = spec
+            .env
+            .iter()
+            .filter(|(name, _)| name != EXECUTION_ID_VAR && name != OUTPUT_VAR)
+            .map(|(name, value)| super::env_entry(name.as_ref(), value.as_ref()))
+            .collect::<Result<_, _>>()?;
+        let output = super::env_entry(OUTPUT_VAR.as_ref(), spec.output_file.as_os_str())?;
+        let mut envp: Vec<&CStr> = Vec::with_capacity(run_env.base.len() + own.len() + 2);
+        envp.extend(
+            run_env
+                .base
+                .iter()
+                .filter(|(name, _, _)| !spec.env.iter().any(|(own, _)| name == own.as_str()))
+                .map(|(_, _, entry)| entry.as_c_str()),
+        );
+        // The run's own variables come last: they mark the processes the run must be
+        // able to find and end, whatever a block sets (validation refuses those names).
+        envp.extend(own.iter().map(CString::as_c_str));
+        envp.push(&run_env.execution_id);
+        envp.push(&output);
+
+        let program = c_string(spec.program.as_bytes())?;
+        let args = [program.as_c_str(), c"-c", &c_string(spec.script)?];
+
+        let (out_read, out_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io)?;
+        let (err_read, err_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io)?;
+        let mut actions = PosixSpawnFileActions::init().map_err(io)?;
+        actions
+            .add_dup2(dev_null()?.as_raw_fd(), 0)
+            .and_then(|()| actions.add_dup2(out_write.as_raw_fd(), 1))
+            .and_then(|()| actions.add_dup2(err_write.as_raw_fd(), 2))
+            .map_err(io)?;
+        // As the standard library starts processes: no signal blocked, SIGPIPE (which
+        // Rust programs ignore) back to its default, and here a process group of its own.
+        let mut attr = PosixSpawnAttr::init().map_err(io)?;
+        attr.set_pgroup(Pid::from_raw(0)).map_err(io)?;
+        attr.set_sigmask(&SigSet::empty()).map_err(io)?;
+        attr.set_sigdefault(&SigSet::from(Signal::SIGPIPE))
+            .map_err(io)?;
+        attr.set_flags(
+            PosixSpawnFlags::POSIX_SPAWN_SETPGROUP
+                | PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK
+                | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
+        )
+        .map_err(io)?;
+        let pid = posix_spawn(program.as_c_str(), &actions, &attr, &args, &envp).map_err(io)?;
+        drop((out_write, err_write));
+
+        let reaper = match Reaper::new(pid) {
+            Ok(reaper) => reaper,
+            Err(error) => {
+                // Not expected once pidfds are supported; the process must not be left.
+                let _ = nix::sys::signal::killpg(pid, Signal::SIGKILL);
+                let _ = waitpid(pid, None);
+                return Err(error);
+            }
+        };
+        Ok(Started {
+            pid: pid.as_raw() as u32,
+            stdout: receiver(out_read)?,
+            stderr: receiver(err_read)?,
+            exit: Exit(ExitInner::Pidfd(reaper)),
+        })
+    }
+
+    /// Waits for a child through its pidfd, which becomes readable when it ends, and
+    /// reaps it. Dropped before then, it kills the child and reaps it on a thread.
+    pub struct Reaper {
+        pid: Pid,
+        pidfd: AsyncFd<OwnedFd>,
+        status: Option<ExitStatus>,
+    }
+
+    impl Reaper {
+        fn new(pid: Pid) -> std::io::Result<Reaper> {
+            let raw = rustix::process::Pid::from_raw(pid.as_raw())
+                .ok_or_else(|| std::io::Error::other("posix_spawn gave pid 0"))?;
+            let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::NONBLOCK)?;
+            // Deprecated because an arbitrary `AsRawFd` may close or swap its descriptor
+            // while registered (tokio#8587); an `OwnedFd` owned by the `AsyncFd` cannot.
+            #[allow(deprecated)]
+            Ok(Reaper {
+                pid,
+                pidfd: AsyncFd::with_interest(pidfd, tokio::io::Interest::READABLE)?,
+                status: None,
+            })
+        }
+
+        pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+            loop {
+                if let Some(status) = self.status {
+                    return Ok(status);
+                }
+                let mut ready = self.pidfd.readable().await?;
+                match waitpid(self.pid, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(_, code)) => {
+                        self.status = Some(ExitStatus::from_raw((code & 0xff) << 8));
+                    }
+                    Ok(WaitStatus::Signaled(_, signal, core)) => {
+                        let core = if core { 0x80 } else { 0 };
+                        self.status = Some(ExitStatus::from_raw(signal as i32 | core));
+                    }
+                    Ok(_) => ready.clear_ready(),
+                    Err(nix::errno::Errno::EINTR) => {}
+                    Err(errno) => return Err(io(errno)),
+                }
+            }
+        }
+    }
+
+    impl Drop for Reaper {
+        fn drop(&mut self) {
+            if self.status.is_some() {
+                return;
+            }
+            let pid = self.pid;
+            if matches!(
+                waitpid(pid, Some(WaitPidFlag::WNOHANG)),
+                Ok(WaitStatus::StillAlive)
+            ) {
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                // Reaped off this thread: a process in uninterruptible sleep takes a
+                // moment to die of SIGKILL.
+                let _ = std::thread::Builder::new()
+                    .name("reap".into())
+                    .spawn(move || waitpid(pid, None));
+            }
+        }
+    }
 }
 
 /// Where `shell` is on the PATH commands get (`base_env`'s, or the app's own), so it

@@ -71,6 +71,8 @@ pub struct Run {
     /// The program started for each shell used so far: its path on the commands' PATH,
     /// or its bare name when it is not there.
     shells: HashMap<Shell, std::ffi::OsString>,
+    /// The environment its commands start from, built at its first command.
+    run_env: Option<command::RunEnv>,
 }
 
 impl Run {
@@ -114,6 +116,7 @@ impl Run {
             scratch: None,
             read_buffers: Default::default(),
             shells: HashMap::new(),
+            run_env: None,
         }
     }
 
@@ -649,16 +652,18 @@ impl Run {
                     .unwrap_or_else(|| shell.program().into())
             })
             .clone();
+        let execution_id = self.execution.id;
         let spec = CommandSpec {
             program: &program,
             script: &script,
             workdir: workdir.as_deref(),
             env: &vars,
-            base_env: base_env.as_deref(),
-            execution_id: self.execution.id,
+            run_env: self
+                .run_env
+                .get_or_insert_with(|| command::RunEnv::new(base_env.as_deref(), execution_id)),
             output_file: &output_file,
         };
-        let mut child = match command::spawn(&spec) {
+        let started = match command::spawn(&spec) {
             Ok(child) => child,
             Err(error) => {
                 let place = match &workdir {
@@ -675,15 +680,14 @@ impl Run {
             }
         };
         drop(vars);
-        let Some(pgid) = child.id() else {
-            return self
-                .fail_step(index, block_id, "the process vanished at start".to_string())
-                .await;
-        };
+        let command::Started {
+            pid: pgid,
+            mut stdout,
+            mut stderr,
+            exit: mut child,
+        } = started;
         // Nothing the command started outlives its step, even if this task is dropped.
         let _group = command::GroupGuard(pgid);
-        let mut stdout = child.stdout.take().expect("stdout is piped");
-        let mut stderr = child.stderr.take().expect("stderr is piped");
         let mut out = Stream::new(&self.secrets);
         let mut err = Stream::new(&self.secrets);
         // Read buffers are kept from step to step: a run of short steps allocates once.
