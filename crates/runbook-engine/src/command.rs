@@ -68,6 +68,17 @@ impl RunEnv {
             execution_id_value,
         }
     }
+
+    /// The base variables a command with the block's variables `own` keeps: those the
+    /// block does not set itself.
+    fn base_under<'a>(
+        &'a self,
+        own: &'a [(String, String)],
+    ) -> impl Iterator<Item = &'a (OsString, OsString, CString)> {
+        self.base
+            .iter()
+            .filter(|(name, _, _)| !own.iter().any(|(own, _)| name == own.as_str()))
+    }
 }
 
 /// `NAME=value` as a C string.
@@ -125,9 +136,7 @@ fn spawn_with_tokio(spec: &CommandSpec<'_>) -> std::io::Result<Started> {
     command.arg("-c").arg(spec.script).env_clear();
     command.envs(
         spec.run_env
-            .base
-            .iter()
-            .filter(|(name, _, _)| !spec.env.iter().any(|(own, _)| name == own.as_str()))
+            .base_under(spec.env)
             .map(|(name, value, _)| (name, value)),
     );
     // The run's own variables come last: they mark the processes the run must be able
@@ -228,10 +237,6 @@ mod direct {
         Ok(NULL.get_or_init(|| file))
     }
 
-    fn io(errno: nix::errno::Errno) -> std::io::Error {
-        std::io::Error::from_raw_os_error(errno as i32)
-    }
-
     fn c_string(text: impl Into<Vec<u8>>) -> std::io::Result<CString> {
         CString::new(text).map_err(|_| {
             std::io::Error::new(
@@ -254,9 +259,7 @@ mod direct {
         let mut envp: Vec<&CStr> = Vec::with_capacity(run_env.base.len() + own.len() + 2);
         envp.extend(
             run_env
-                .base
-                .iter()
-                .filter(|(name, _, _)| !spec.env.iter().any(|(own, _)| name == own.as_str()))
+                .base_under(spec.env)
                 .map(|(_, _, entry)| entry.as_c_str()),
         );
         // The run's own variables come last: they mark the processes the run must be
@@ -268,28 +271,24 @@ mod direct {
         let program = c_string(spec.program.as_bytes())?;
         let args = [program.as_c_str(), c"-c", &c_string(spec.script)?];
 
-        let (out_read, out_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io)?;
-        let (err_read, err_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io)?;
-        let mut actions = PosixSpawnFileActions::init().map_err(io)?;
-        actions
-            .add_dup2(dev_null()?.as_raw_fd(), 0)
-            .and_then(|()| actions.add_dup2(out_write.as_raw_fd(), 1))
-            .and_then(|()| actions.add_dup2(err_write.as_raw_fd(), 2))
-            .map_err(io)?;
+        let (out_read, out_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let (err_read, err_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let mut actions = PosixSpawnFileActions::init()?;
+        actions.add_dup2(dev_null()?.as_raw_fd(), 0)?;
+        actions.add_dup2(out_write.as_raw_fd(), 1)?;
+        actions.add_dup2(err_write.as_raw_fd(), 2)?;
         // As the standard library starts processes: no signal blocked, SIGPIPE (which
         // Rust programs ignore) back to its default, and here a process group of its own.
-        let mut attr = PosixSpawnAttr::init().map_err(io)?;
-        attr.set_pgroup(Pid::from_raw(0)).map_err(io)?;
-        attr.set_sigmask(&SigSet::empty()).map_err(io)?;
-        attr.set_sigdefault(&SigSet::from(Signal::SIGPIPE))
-            .map_err(io)?;
+        let mut attr = PosixSpawnAttr::init()?;
+        attr.set_pgroup(Pid::from_raw(0))?;
+        attr.set_sigmask(&SigSet::empty())?;
+        attr.set_sigdefault(&SigSet::from(Signal::SIGPIPE))?;
         attr.set_flags(
             PosixSpawnFlags::POSIX_SPAWN_SETPGROUP
                 | PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK
                 | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
-        )
-        .map_err(io)?;
-        let pid = posix_spawn(program.as_c_str(), &actions, &attr, &args, &envp).map_err(io)?;
+        )?;
+        let pid = posix_spawn(program.as_c_str(), &actions, &attr, &args, &envp)?;
         drop((out_write, err_write));
 
         let reaper = match Reaper::new(pid) {
@@ -348,7 +347,7 @@ mod direct {
                     }
                     Ok(_) => ready.clear_ready(),
                     Err(nix::errno::Errno::EINTR) => {}
-                    Err(errno) => return Err(io(errno)),
+                    Err(errno) => return Err(errno.into()),
                 }
             }
         }

@@ -450,9 +450,8 @@ async fn follow(
     // CLICOLOR_FORCE are honoured). Escapes split across chunks are stripped whole.
     let mut stdout = Terminal::new(anstream::AutoStream::auto(std::io::stdout()));
     // Ctrl+C and Ctrl+Z act at once, whatever this loop is busy with (writing a long
-    // backlog to a slow terminal, asking for a confirmation).
-    // The signals were caught before the run started: a Ctrl+C pressed before this task
-    // first runs (at a confirmation asked right at the start) stops the run too.
+    // backlog to a slow terminal, asking for a confirmation); they were caught before
+    // the run started, so one pressed before this task first runs counts too.
     let controls = tokio::spawn(operator_controls(
         signals,
         service.clone(),
