@@ -237,7 +237,9 @@ fn ctrl_z_pauses_and_resumes_the_run_and_ctrl_c_stops_it() {
 
 /// Runs `runbook-studio run NAME` on a terminal of its own (util-linux `script` gives
 /// it one): what the test writes to the child's stdin is typed on that terminal, and
-/// what the terminal shows comes out of its stdout.
+/// what the terminal shows comes out of its stdout. `script` starts the command through
+/// a shell, which `exec` replaces: a shell left waiting in between (dash does not exec
+/// a lone command by itself) would be killed by the Ctrl+C typed for the CLI.
 fn run_on_a_terminal(dir: &std::path::Path, name: &str) -> std::process::Child {
     let plain = cli(dir);
     let mut command = std::process::Command::new("script");
@@ -248,7 +250,8 @@ fn run_on_a_terminal(dir: &std::path::Path, name: &str) -> std::process::Child {
         };
     }
     command
-        .args(["-qfec", &format!("'{BIN}' run '{name}'"), "/dev/null"])
+        .env("SHELL", "/bin/sh")
+        .args(["-qfec", &format!("exec '{BIN}' run '{name}'"), "/dev/null"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
