@@ -4,6 +4,7 @@
 import { Plus, X } from 'lucide-react'
 import { useState } from 'react'
 import { recordRows, rowsRecord, sameRecord, type KeyValueRow } from '../util/lists'
+import { useReadOnly } from './readOnly'
 
 interface KeyValueEditorProps {
   /** What one entry is called, for labels: "Variable", "Header", "Secret". */
@@ -18,6 +19,7 @@ interface KeyValueEditorProps {
 }
 
 export function KeyValueEditor({ noun, value, onChange, keyPlaceholder, valuePlaceholder, keyPattern, monoValues = true }: KeyValueEditorProps) {
+  const readOnly = useReadOnly()
   const [rows, setRows] = useState<KeyValueRow[]>(() => recordRows(value))
   const [seen, setSeen] = useState(value)
   // The value changed from outside (a reset, a rollback): show it, unless the rows already say so.
@@ -51,6 +53,7 @@ export function KeyValueEditor({ noun, value, onChange, keyPlaceholder, valuePla
               value={row.key}
               placeholder={keyPlaceholder}
               spellCheck={false}
+              readOnly={readOnly}
               onChange={(e) => update(rows.map((r, j) => (j === i ? { ...r, key: e.target.value } : r)))}
             />
             <span className="kv-sep" aria-hidden>
@@ -62,23 +65,29 @@ export function KeyValueEditor({ noun, value, onChange, keyPlaceholder, valuePla
               value={row.value}
               placeholder={valuePlaceholder}
               spellCheck={false}
+              readOnly={readOnly}
               onChange={(e) => update(rows.map((r, j) => (j === i ? { ...r, value: e.target.value } : r)))}
             />
-            <button
-              type="button"
-              className="icon-btn icon-btn-danger"
-              aria-label={`Remove ${lower} ${name || i + 1}`}
-              title={`Remove ${lower}`}
-              onClick={() => update(rows.filter((_, j) => j !== i))}
-            >
-              <X size={14} />
-            </button>
+            {!readOnly && (
+              <button
+                type="button"
+                className="icon-btn icon-btn-danger"
+                aria-label={`Remove ${lower} ${name || i + 1}`}
+                title={`Remove ${lower}`}
+                onClick={() => update(rows.filter((_, j) => j !== i))}
+              >
+                <X size={14} />
+              </button>
+            )}
           </div>
         )
       })}
-      <button type="button" className="btn btn-ghost btn-sm kv-add" onClick={() => setRows([...rows, { key: '', value: '' }])}>
-        <Plus size={14} aria-hidden /> Add {lower}
-      </button>
+      {readOnly && rows.length === 0 && <p className="muted kv-none">None</p>}
+      {!readOnly && (
+        <button type="button" className="btn btn-ghost btn-sm kv-add" onClick={() => setRows([...rows, { key: '', value: '' }])}>
+          <Plus size={14} aria-hidden /> Add {lower}
+        </button>
+      )}
     </div>
   )
 }

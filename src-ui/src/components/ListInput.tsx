@@ -2,6 +2,7 @@
 
 import { useState } from 'react'
 import { parseNumberList } from '../util/lists'
+import { useReadOnly } from './readOnly'
 
 interface ListInputProps {
   id?: string
@@ -11,6 +12,7 @@ interface ListInputProps {
 }
 
 export function NumberListInput({ id, value, onChange, placeholder }: ListInputProps) {
+  const readOnly = useReadOnly()
   const joined = value.join(', ')
   const [text, setText] = useState(joined)
   const [seen, setSeen] = useState(joined)
@@ -27,6 +29,7 @@ export function NumberListInput({ id, value, onChange, placeholder }: ListInputP
       value={text}
       placeholder={placeholder}
       aria-invalid={invalid}
+      readOnly={readOnly}
       onChange={(e) => {
         setText(e.target.value)
         const parsed = parseNumberList(e.target.value)

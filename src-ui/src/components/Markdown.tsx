@@ -1,7 +1,9 @@
-// Markdown rendering (no raw HTML) and a textarea with an Edit/Preview toggle.
+// Markdown rendering (no raw HTML) and a textarea with an Edit/Preview toggle (Source/Preview when
+// read only).
 
 import { useId, useState } from 'react'
 import ReactMarkdown from 'react-markdown'
+import { useReadOnly } from './readOnly'
 
 export function Markdown({ text }: { text: string }) {
   return (
@@ -22,7 +24,11 @@ interface MarkdownFieldProps {
 }
 
 export function MarkdownField({ label, value, onChange, placeholder, rows = 4, error }: MarkdownFieldProps) {
-  const [preview, setPreview] = useState(false)
+  const readOnly = useReadOnly()
+  // Until the user picks a mode, text that cannot be edited is shown rendered. Read-only may
+  // arrive after mount (the role loads later), so it is not baked into the initial state.
+  const [picked, setPreview] = useState<boolean | null>(null)
+  const preview = picked ?? readOnly
   const id = useId()
   return (
     <div className={`field${error ? ' field-invalid' : ''}`}>
@@ -32,7 +38,7 @@ export function MarkdownField({ label, value, onChange, placeholder, rows = 4, e
         </label>
         <div className="segmented" role="group" aria-label={`${label} mode`}>
           <button type="button" aria-pressed={!preview} onClick={() => setPreview(false)}>
-            Edit
+            {readOnly ? 'Source' : 'Edit'}
           </button>
           <button type="button" aria-pressed={preview} onClick={() => setPreview(true)}>
             Preview
@@ -50,6 +56,7 @@ export function MarkdownField({ label, value, onChange, placeholder, rows = 4, e
           value={value}
           rows={rows}
           placeholder={placeholder}
+          readOnly={readOnly}
           onChange={(e) => onChange(e.target.value)}
         />
       )}

@@ -1,11 +1,13 @@
 // A list of block cards (the runbook's own, or a conditional's branch) and the card of one block:
 // kind, editable id, drag handle, collapse, reorder/delete buttons and the kind's inline editor.
-// A conditional's card holds its branches as nested lists with the same controls.
+// A conditional's card holds its branches as nested lists with the same controls. Read only, only
+// collapsing is left.
 
 import { ArrowDown, ArrowUp, ChevronDown, ChevronRight, GripVertical, Trash2 } from 'lucide-react'
 import { useState, type DragEvent } from 'react'
 import type { Block, FieldError } from '../api/types'
 import { KindIcon } from '../components/KindIcon'
+import { useReadOnly } from '../components/readOnly'
 import { formatSeconds } from '../util/format'
 import { AddBlockMenu } from './AddBlockMenu'
 import { BlockBody } from './BlockEditors'
@@ -39,6 +41,7 @@ let dragged: { listKey: string; index: number } | null = null
 
 export function BlockList({ blocks, keys, addLabel, emptyText, ...shared }: BlockListProps) {
   const { list, dispatch, depth } = shared
+  const readOnly = useReadOnly()
   const nested = list.length > 0
   return (
     <div className={nested ? 'block-list-nested' : undefined}>
@@ -52,7 +55,7 @@ export function BlockList({ blocks, keys, addLabel, emptyText, ...shared }: Bloc
           ))}
         </ol>
       )}
-      {depth <= MAX_DEPTH && (
+      {depth <= MAX_DEPTH && !readOnly && (
         <div className={nested ? 'add-block-row add-block-row-nested' : 'add-block-row'}>
           <AddBlockMenu ariaLabel={addLabel} compact={nested} onAdd={(kind) => dispatch({ type: 'add_block', kind, list })} />
         </div>
@@ -87,6 +90,7 @@ function summary(block: Block): string {
 
 export function BlockCard({ block, blockKey, index, count, ...shared }: BlockCardProps) {
   const { list, errors, idCounts, dispatch, depth } = shared
+  const readOnly = useReadOnly()
   const [collapsed, setCollapsed] = useState(false)
   const [dragArmed, setDragArmed] = useState(false)
   const [dropTarget, setDropTarget] = useState(false)
@@ -100,12 +104,14 @@ export function BlockCard({ block, blockKey, index, count, ...shared }: BlockCar
   const listKey = JSON.stringify(list)
 
   const onDragStart = (e: DragEvent) => {
+    // A drag started inside a read-only card (selected text, say) moves no block.
+    if (readOnly) return
     dragged = { listKey, index }
     e.dataTransfer.effectAllowed = 'move'
     e.dataTransfer.setData('text/plain', block.id)
     e.stopPropagation()
   }
-  const canDrop = () => dragged !== null && dragged.listKey === listKey && dragged.index !== index
+  const canDrop = () => !readOnly && dragged !== null && dragged.listKey === listKey && dragged.index !== index
   const onDragOver = (e: DragEvent) => {
     if (!canDrop()) return
     e.preventDefault()
@@ -126,7 +132,7 @@ export function BlockCard({ block, blockKey, index, count, ...shared }: BlockCar
       className={`card block-card${invalid ? ' block-card-invalid' : ''}${dropTarget ? ' block-card-drop' : ''}${depth > 1 ? ' block-card-nested' : ''}`}
       aria-label={`${label} block ${block.id}`}
       data-testid={`block-${block.id}`}
-      draggable={dragArmed}
+      draggable={dragArmed && !readOnly}
       onDragStart={onDragStart}
       onDragEnd={() => {
         dragged = null
@@ -137,15 +143,17 @@ export function BlockCard({ block, blockKey, index, count, ...shared }: BlockCar
       onDrop={onDrop}
     >
       <header className="block-header">
-        <span
-          className="drag-handle"
-          title="Drag to reorder"
-          aria-hidden
-          onMouseDown={() => setDragArmed(true)}
-          onMouseUp={() => setDragArmed(false)}
-        >
-          <GripVertical size={14} />
-        </span>
+        {!readOnly && (
+          <span
+            className="drag-handle"
+            title="Drag to reorder"
+            aria-hidden
+            onMouseDown={() => setDragArmed(true)}
+            onMouseUp={() => setDragArmed(false)}
+          >
+            <GripVertical size={14} />
+          </span>
+        )}
         <button
           type="button"
           className="icon-btn icon-btn-sm"
@@ -164,39 +172,44 @@ export function BlockCard({ block, blockKey, index, count, ...shared }: BlockCar
           aria-label="Block id"
           value={block.id}
           spellCheck={false}
+          readOnly={readOnly}
           onChange={(e) => dispatch({ type: 'update_block', index, list, block: { ...block, id: e.target.value } })}
         />
         {collapsed && <span className="block-summary">{summary(block)}</span>}
         <span className="spacer" />
-        <button
-          type="button"
-          className="icon-btn"
-          aria-label="Move up"
-          title="Move up"
-          disabled={index === 0}
-          onClick={() => dispatch({ type: 'move_block', index, delta: -1, list })}
-        >
-          <ArrowUp size={16} />
-        </button>
-        <button
-          type="button"
-          className="icon-btn"
-          aria-label="Move down"
-          title="Move down"
-          disabled={index === count - 1}
-          onClick={() => dispatch({ type: 'move_block', index, delta: 1, list })}
-        >
-          <ArrowDown size={16} />
-        </button>
-        <button
-          type="button"
-          className="icon-btn icon-btn-danger"
-          aria-label="Delete block"
-          title="Delete block"
-          onClick={() => dispatch({ type: 'delete_block', index, list })}
-        >
-          <Trash2 size={16} />
-        </button>
+        {!readOnly && (
+          <>
+            <button
+              type="button"
+              className="icon-btn"
+              aria-label="Move up"
+              title="Move up"
+              disabled={index === 0}
+              onClick={() => dispatch({ type: 'move_block', index, delta: -1, list })}
+            >
+              <ArrowUp size={16} />
+            </button>
+            <button
+              type="button"
+              className="icon-btn"
+              aria-label="Move down"
+              title="Move down"
+              disabled={index === count - 1}
+              onClick={() => dispatch({ type: 'move_block', index, delta: 1, list })}
+            >
+              <ArrowDown size={16} />
+            </button>
+            <button
+              type="button"
+              className="icon-btn icon-btn-danger"
+              aria-label="Delete block"
+              title="Delete block"
+              onClick={() => dispatch({ type: 'delete_block', index, list })}
+            >
+              <Trash2 size={16} />
+            </button>
+          </>
+        )}
       </header>
       {(duplicateId || cardErrors.length > 0) && (
         <ul className="block-errors" role="alert">

@@ -19,6 +19,7 @@ import { Field } from '../components/Field'
 import { KeyValueEditor } from '../components/KeyValueEditor'
 import { NumberListInput } from '../components/ListInput'
 import { MarkdownField } from '../components/Markdown'
+import { useReadOnly } from '../components/readOnly'
 import { formatSeconds } from '../util/format'
 import { numberOrNull } from '../util/lists'
 import { expressionProblem } from './expression'
@@ -46,6 +47,7 @@ function useFreshError(error: string | undefined, value: string): string | undef
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 
 export function InstructionEditor({ block, onChange, errors }: EditorProps<InstructionBlock>) {
+  const readOnly = useReadOnly()
   return (
     <>
       <MarkdownField
@@ -57,7 +59,12 @@ export function InstructionEditor({ block, onChange, errors }: EditorProps<Instr
         onChange={(text) => onChange({ ...block, text })}
       />
       <label className="checkbox">
-        <input type="checkbox" checked={block.confirm} onChange={(e) => onChange({ ...block, confirm: e.target.checked })} />
+        <input
+          type="checkbox"
+          checked={block.confirm}
+          disabled={readOnly}
+          onChange={(e) => onChange({ ...block, confirm: e.target.checked })}
+        />
         Wait for a person to acknowledge this step
       </label>
     </>
@@ -65,10 +72,11 @@ export function InstructionEditor({ block, onChange, errors }: EditorProps<Instr
 }
 
 function FailureSelect({ value, onChange, error }: { value: FailurePolicy; onChange: (v: FailurePolicy) => void; error?: string }) {
+  const readOnly = useReadOnly()
   return (
     <Field label="On failure" error={error}>
       {(id) => (
-        <select id={id} className="input" value={value} onChange={(e) => onChange(e.target.value as FailurePolicy)}>
+        <select id={id} className="input" value={value} disabled={readOnly} onChange={(e) => onChange(e.target.value as FailurePolicy)}>
           <option value="stop">Stop the run</option>
           <option value="continue">Continue</option>
         </select>
@@ -78,6 +86,7 @@ function FailureSelect({ value, onChange, error }: { value: FailurePolicy; onCha
 }
 
 function TimeoutField({ value, onChange, error }: { value: number | null; onChange: (v: number | null) => void; error?: string }) {
+  const readOnly = useReadOnly()
   return (
     <Field label="Timeout (seconds)" className="w-sm" error={error}>
       {(id) => (
@@ -88,6 +97,7 @@ function TimeoutField({ value, onChange, error }: { value: number | null; onChan
           min={1}
           value={value ?? ''}
           placeholder="none"
+          readOnly={readOnly}
           onChange={(e) => onChange(numberOrNull(e.target.value))}
         />
       )}
@@ -104,6 +114,7 @@ function OptionalTextField(props: {
   error?: string
   className?: string
 }) {
+  const readOnly = useReadOnly()
   return (
     <Field label={props.label} error={props.error} className={props.className}>
       {(id) => (
@@ -113,6 +124,7 @@ function OptionalTextField(props: {
           value={props.value ?? ''}
           placeholder={props.placeholder}
           spellCheck={false}
+          readOnly={readOnly}
           onChange={(e) => props.onChange(e.target.value === '' ? null : e.target.value)}
         />
       )}
@@ -131,6 +143,7 @@ function ScriptHint() {
 }
 
 export function CommandEditor({ block, onChange, errors }: EditorProps<CommandBlock>) {
+  const readOnly = useReadOnly()
   const scriptError = useFreshError(fieldMessage(errors, 'script'), block.script)
   return (
     <>
@@ -149,7 +162,13 @@ export function CommandEditor({ block, onChange, errors }: EditorProps<CommandBl
       <div className="field-row">
         <Field label="Shell" className="w-xs" error={fieldMessage(errors, 'shell')}>
           {(id) => (
-            <select id={id} className="input" value={block.shell} onChange={(e) => onChange({ ...block, shell: e.target.value as Shell })}>
+            <select
+              id={id}
+              className="input"
+              value={block.shell}
+              disabled={readOnly}
+              onChange={(e) => onChange({ ...block, shell: e.target.value as Shell })}
+            >
               <option value="sh">sh</option>
               <option value="bash">bash</option>
               <option value="zsh">zsh</option>
@@ -233,6 +252,7 @@ function GroupField({ label, hint, error, children }: { label: string; hint?: Re
 const METHODS: HttpMethod[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']
 
 export function ApiCallEditor({ block, onChange, errors }: EditorProps<ApiCallBlock>) {
+  const readOnly = useReadOnly()
   const urlError = useFreshError(fieldMessage(errors, 'url'), block.url)
   const bodyless = block.method === 'GET' || block.method === 'HEAD'
   const bodyError = fieldMessage(errors, 'body')
@@ -241,7 +261,13 @@ export function ApiCallEditor({ block, onChange, errors }: EditorProps<ApiCallBl
       <div className="request-line">
         <Field label="Method" className="w-xs" error={fieldMessage(errors, 'method')}>
           {(id) => (
-            <select id={id} className="input method" value={block.method} onChange={(e) => onChange({ ...block, method: e.target.value as HttpMethod })}>
+            <select
+              id={id}
+              className="input method"
+              value={block.method}
+              disabled={readOnly}
+              onChange={(e) => onChange({ ...block, method: e.target.value as HttpMethod })}
+            >
               {METHODS.map((method) => (
                 <option key={method}>{method}</option>
               ))}
@@ -256,6 +282,7 @@ export function ApiCallEditor({ block, onChange, errors }: EditorProps<ApiCallBl
               value={block.url}
               placeholder="https://api.example.com/health"
               spellCheck={false}
+              readOnly={readOnly}
               onChange={(e) => onChange({ ...block, url: e.target.value })}
             />
           )}
@@ -280,6 +307,7 @@ export function ApiCallEditor({ block, onChange, errors }: EditorProps<ApiCallBl
               value={block.body ?? ''}
               placeholder='{"service": "{{ params.service }}"}'
               spellCheck={false}
+              readOnly={readOnly}
               onChange={(e) => onChange({ ...block, body: e.target.value === '' ? null : e.target.value })}
             />
           )}
@@ -328,6 +356,7 @@ interface ConditionalEditorProps extends EditorProps<ConditionalBlock> {
 }
 
 export function ConditionalEditor({ block, onChange, errors, renderBranch }: ConditionalEditorProps) {
+  const readOnly = useReadOnly()
   const serverError = useFreshError(fieldMessage(errors, 'expr'), block.expr)
   const problem = expressionProblem(block.expr)
   const error = serverError ?? problem ?? undefined
@@ -342,6 +371,7 @@ export function ConditionalEditor({ block, onChange, errors, renderBranch }: Con
             aria-invalid={error !== undefined}
             placeholder="steps.health.status == 200"
             spellCheck={false}
+            readOnly={readOnly}
             onChange={(e) => onChange({ ...block, expr: e.target.value })}
           />
         )}
@@ -367,6 +397,7 @@ export function ConditionalEditor({ block, onChange, errors, renderBranch }: Con
 }
 
 export function TimerEditor({ block, onChange, errors }: EditorProps<TimerBlock>) {
+  const readOnly = useReadOnly()
   return (
     <div className="field-row">
       <Field label="Seconds" className="w-timer" error={fieldMessage(errors, 'seconds')} hint={`Waits ${formatSeconds(block.seconds)}; pausing the run freezes it.`}>
@@ -377,6 +408,7 @@ export function TimerEditor({ block, onChange, errors }: EditorProps<TimerBlock>
             type="number"
             min={1}
             value={Number.isFinite(block.seconds) ? block.seconds : ''}
+            readOnly={readOnly}
             onChange={(e) => onChange({ ...block, seconds: numberOrNull(e.target.value) ?? 0 })}
           />
         )}

@@ -3,6 +3,7 @@
 import { Plus, Trash2 } from 'lucide-react'
 import { useState } from 'react'
 import type { Param, ParamType, ParamValue } from '../api/types'
+import { useReadOnly } from '../components/readOnly'
 import { defaultFromText, type EditorAction } from './draft'
 
 function formatDefault(value: ParamValue | undefined): string {
@@ -21,6 +22,7 @@ interface DefaultInputProps {
  * the stored default; a default changed elsewhere (a reset, a type change) shows as it is.
  */
 function DefaultInput({ label, type, value, onChange }: DefaultInputProps) {
+  const readOnly = useReadOnly()
   const [text, setText] = useState(() => formatDefault(value))
   const shown = defaultFromText(type, text) === (value ?? null) ? text : formatDefault(value)
   const notANumber = type === 'number' && typeof value === 'string'
@@ -32,6 +34,7 @@ function DefaultInput({ label, type, value, onChange }: DefaultInputProps) {
       aria-invalid={notANumber || undefined}
       title={notANumber ? 'Not a number' : undefined}
       value={shown}
+      readOnly={readOnly}
       onChange={(e) => {
         setText(e.target.value)
         onChange(defaultFromText(type, e.target.value))
@@ -41,10 +44,15 @@ function DefaultInput({ label, type, value, onChange }: DefaultInputProps) {
 }
 
 export function ParamsEditor({ params, dispatch }: { params: Param[]; dispatch: (action: EditorAction) => void }) {
+  const readOnly = useReadOnly()
   const update = (index: number, param: Param) => dispatch({ type: 'update_param', index, param })
   return (
     <div className="params">
-      {params.length === 0 && <p className="muted">No parameters. Add one to ask for a value (like a service name) when the runbook runs.</p>}
+      {params.length === 0 && (
+        <p className="muted">
+          {readOnly ? 'No parameters.' : 'No parameters. Add one to ask for a value (like a service name) when the runbook runs.'}
+        </p>
+      )}
       {params.length > 0 && (
         <table className="params-table">
           <thead>
@@ -64,6 +72,7 @@ export function ParamsEditor({ params, dispatch }: { params: Param[]; dispatch: 
                     className="input mono"
                     aria-label={`Parameter ${index + 1} name`}
                     value={param.name}
+                    readOnly={readOnly}
                     onChange={(e) => update(index, { ...param, name: e.target.value })}
                   />
                 </td>
@@ -72,6 +81,7 @@ export function ParamsEditor({ params, dispatch }: { params: Param[]; dispatch: 
                     className="input"
                     aria-label={`Parameter ${index + 1} type`}
                     value={param.type ?? 'string'}
+                    disabled={readOnly}
                     onChange={(e) => {
                       const type = e.target.value as ParamType
                       update(index, { ...param, type, default: defaultFromText(type, String(param.default ?? '')) })
@@ -88,6 +98,7 @@ export function ParamsEditor({ params, dispatch }: { params: Param[]; dispatch: 
                       className="input"
                       aria-label={`Parameter ${index + 1} default`}
                       value={String(param.default === true)}
+                      disabled={readOnly}
                       onChange={(e) => update(index, { ...param, default: e.target.value === 'true' })}
                     >
                       <option value="false">false</option>
@@ -107,27 +118,32 @@ export function ParamsEditor({ params, dispatch }: { params: Param[]; dispatch: 
                     type="checkbox"
                     aria-label={`Parameter ${index + 1} required`}
                     checked={param.required ?? false}
+                    disabled={readOnly}
                     onChange={(e) => update(index, { ...param, required: e.target.checked })}
                   />
                 </td>
                 <td>
-                  <button
-                    type="button"
-                    className="icon-btn icon-btn-danger"
-                    aria-label={`Remove parameter ${param.name}`}
-                    onClick={() => dispatch({ type: 'delete_param', index })}
-                  >
-                    <Trash2 size={16} />
-                  </button>
+                  {!readOnly && (
+                    <button
+                      type="button"
+                      className="icon-btn icon-btn-danger"
+                      aria-label={`Remove parameter ${param.name}`}
+                      onClick={() => dispatch({ type: 'delete_param', index })}
+                    >
+                      <Trash2 size={16} />
+                    </button>
+                  )}
                 </td>
               </tr>
             ))}
           </tbody>
         </table>
       )}
-      <button type="button" className="btn btn-ghost btn-sm" onClick={() => dispatch({ type: 'add_param' })}>
-        <Plus size={14} aria-hidden /> Add parameter
-      </button>
+      {!readOnly && (
+        <button type="button" className="btn btn-ghost btn-sm" onClick={() => dispatch({ type: 'add_param' })}>
+          <Plus size={14} aria-hidden /> Add parameter
+        </button>
+      )}
     </div>
   )
 }

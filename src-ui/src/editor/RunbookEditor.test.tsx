@@ -1,9 +1,10 @@
+import { EditorView } from '@codemirror/view'
 import { fireEvent, render, screen, within } from '@testing-library/react'
 import userEvent from '@testing-library/user-event'
 import { useEffect, useReducer } from 'react'
 import { describe, expect, it, vi } from 'vitest'
 import { ApiError } from '../api/errors'
-import type { Runbook } from '../api/types'
+import type { Role, Runbook } from '../api/types'
 import { editorReducer, initEditor, isDirty } from './draft'
 import { RunbookEditor } from './RunbookEditor'
 
@@ -34,6 +35,29 @@ const branchy: Runbook = {
   ],
 }
 
+/** One block of each kind, a parameter, env and headers: every control the editor has. */
+const everything: Runbook = {
+  ...branchy,
+  params: [{ name: 'service', type: 'string', default: 'payments', required: true }],
+  blocks: [
+    saved.blocks[0],
+    { ...branchy.blocks[0], env: { REGION: 'eu' } } as Runbook['blocks'][number],
+    {
+      id: 'ping',
+      kind: 'api_call',
+      method: 'POST',
+      url: 'https://example.com/ping',
+      headers: { Accept: 'application/json' },
+      body: '{}',
+      credential: null,
+      timeout_secs: null,
+      expect_status: [200],
+      on_failure: 'stop',
+    },
+    branchy.blocks[1],
+  ],
+}
+
 let lastState: ReturnType<typeof initEditor> | null = null
 
 function Harness({
@@ -41,11 +65,13 @@ function Harness({
   onSave = () => {},
   runbook = saved,
   saving = false,
+  readOnlyRole = null,
 }: {
   saveError?: ApiError | null
   onSave?: () => void
   runbook?: Runbook
   saving?: boolean
+  readOnlyRole?: Role | null
 }) {
   const [state, dispatch] = useReducer(editorReducer, runbook, initEditor)
   useEffect(() => {
@@ -57,6 +83,7 @@ function Harness({
       dispatch={dispatch}
       dirty={isDirty(state)}
       saving={saving}
+      readOnlyRole={readOnlyRole}
       saveError={saveError}
       message=""
       onMessageChange={() => {}}
@@ -287,6 +314,87 @@ describe('RunbookEditor', () => {
     expect(within(moved).getByRole('button', { name: 'Expand block' })).toBeInTheDocument()
     const added = within(thenBranch).getAllByRole('region').find((card) => card !== moved)
     expect(within(added!).getByRole('button', { name: 'Collapse block' })).toBeInTheDocument()
+  })
+
+  it('is read only for a role below editor: nothing changes the draft, collapsing and previews still work', async () => {
+    const user = userEvent.setup()
+    render(<Harness runbook={everything} readOnlyRole="viewer" />)
+    const before = lastState?.draft
+    expect(screen.getByTestId('dirty-indicator')).toHaveTextContent('Read only · version 2')
+    expect(screen.queryByRole('button', { name: 'Save' })).toBeNull()
+    expect(screen.queryByLabelText('Change note')).toBeNull()
+
+    // Text stays focusable and selectable, but typing goes nowhere.
+    const name = screen.getByLabelText('Name')
+    await user.type(name, ' now')
+    expect(name).toHaveValue('Restart payments')
+    expect(name).toHaveFocus()
+    for (const field of [name, screen.getByLabelText('Tags'), screen.getByLabelText('Parameter 1 name'), screen.getByLabelText('Expression')]) {
+      expect(field).toHaveAttribute('readonly')
+    }
+    await user.type(screen.getByLabelText('Parameter 1 default'), 'x')
+    await user.type(screen.getByLabelText('Variable 1 value'), 'x')
+    await user.type(screen.getByLabelText('Seconds'), '5')
+    expect(screen.getByLabelText('Parameter 1 type')).toBeDisabled()
+    expect(screen.getByLabelText('Parameter 1 required')).toBeDisabled()
+    expect(screen.getByLabelText('Method')).toBeDisabled()
+    expect(screen.getByLabelText('Shell')).toBeDisabled()
+    expect(screen.getByRole('checkbox', { name: /acknowledge/ })).toBeDisabled()
+
+    // No control that adds, removes or moves anything.
+    for (const label of [/^Add /, /^Remove /, 'Move up', 'Move down', 'Delete block']) {
+      expect(screen.queryAllByRole('button', { name: label })).toEqual([])
+    }
+    expect(screen.queryAllByTitle('Drag to reorder')).toEqual([])
+    const dataTransfer = { setData: () => {}, effectAllowed: '' }
+    const conditional = screen.getByTestId('block-branch')
+    expect(conditional).not.toHaveAttribute('draggable', 'true')
+    fireEvent.dragStart(conditional, { dataTransfer })
+    fireEvent.dragOver(screen.getByTestId('block-intro'), { dataTransfer })
+    fireEvent.drop(screen.getByTestId('block-intro'), { dataTransfer })
+    expect(blockOrder()).toEqual(['block-intro', 'block-check', 'block-ping', 'block-branch', 'block-wait'])
+
+    // The script editor refuses edits through CodeMirror's read-only state, not by looking so.
+    const script = document.querySelector<HTMLElement>('.cm-content')!
+    expect(script).toHaveAttribute('aria-readonly', 'true')
+    expect(EditorView.findFromDOM(script)?.state.readOnly).toBe(true)
+
+    // Markdown shows rendered; its source can still be read.
+    const intro = screen.getByRole('region', { name: 'Instruction block intro' })
+    expect(within(intro).getByRole('heading', { name: 'Check the dashboard' })).toBeInTheDocument()
+    await user.click(within(intro).getByRole('button', { name: 'Source' }))
+    const text = within(intro).getByRole('textbox', { name: 'Instructions' })
+    expect(text).toHaveValue('## Check the dashboard')
+    expect(text).toHaveAttribute('readonly')
+
+    const check = screen.getByRole('region', { name: 'Command block check' })
+    await user.click(within(check).getByRole('button', { name: 'Collapse block' }))
+    expect(within(check).getByText('curl -fsS localhost/health')).toBeInTheDocument()
+    await user.click(within(check).getByRole('button', { name: 'Expand block' }))
+    expect(within(check).getByRole('group', { name: 'Environment' })).toBeInTheDocument()
+
+    expect(lastState?.draft).toBe(before)
+  })
+
+  it('leaves everything editable for an editor', async () => {
+    const user = userEvent.setup()
+    render(<Harness runbook={everything} />)
+    expect(screen.queryByTestId('read-only-notice')).toBeNull()
+    expect(screen.getByLabelText('Name')).not.toHaveAttribute('readonly')
+    expect(screen.getByLabelText('Method')).toBeEnabled()
+    expect(screen.getAllByRole('button', { name: 'Delete block' })).toHaveLength(5)
+    expect(screen.getAllByTitle('Drag to reorder')).toHaveLength(5)
+    expect(screen.getByRole('button', { name: 'Add parameter' })).toBeInTheDocument()
+    const script = document.querySelector<HTMLElement>('.cm-content')!
+    expect(script).not.toHaveAttribute('aria-readonly')
+    expect(EditorView.findFromDOM(script)?.state.readOnly).toBe(false)
+    // Markdown opens as source to edit.
+    const intro = screen.getByRole('region', { name: 'Instruction block intro' })
+    await user.type(within(intro).getByRole('textbox', { name: 'Instructions' }), '!')
+    expect(lastState?.draft.blocks[0]).toMatchObject({ text: '## Check the dashboard!' })
+    await user.type(screen.getByLabelText('Variable 1 value'), 'x')
+    expect(lastState?.draft.blocks[1]).toMatchObject({ env: { REGION: 'eux' } })
+    expect(screen.getByText('Unsaved changes')).toBeInTheDocument()
   })
 
   it('explains a version conflict instead of a generic error', () => {

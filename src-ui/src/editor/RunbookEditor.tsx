@@ -1,4 +1,5 @@
 // The Editor tab: details, parameters and block cards of the draft, with the save bar on top.
+// For a role that may not save, the whole editor is read only (see ReadOnlyContext).
 
 import { Eye, Save } from 'lucide-react'
 import { useMemo } from 'react'
@@ -7,6 +8,7 @@ import type { FieldError, Role } from '../api/types'
 import { ErrorBanner } from '../components/ErrorBanner'
 import { Field } from '../components/Field'
 import { MarkdownField } from '../components/Markdown'
+import { ReadOnlyContext } from '../components/readOnly'
 import { BlockList } from './BlockCard'
 import { blockIdCounts, TOP_LEVEL, type EditorAction, type EditorState } from './draft'
 import { ParamsEditor } from './ParamsEditor'
@@ -18,7 +20,7 @@ interface RunbookEditorProps {
   saving: boolean
   /** Why this user may not save (their role), or null when they may. */
   saveRefusal?: string | null
-  /** The signed-in role when it is known and below editor: edits can be tried but not saved. */
+  /** The signed-in role when it is known and below editor: the editor is read only. */
   readOnlyRole?: Role | null
   saveError: ApiError | null
   message: string
@@ -40,108 +42,125 @@ export function RunbookEditor(props: RunbookEditorProps) {
   const fieldErrors = useMemo(() => saveError?.fieldErrors ?? [], [saveError])
   const idCounts = useMemo(() => blockIdCounts(draft.blocks), [draft.blocks])
   const conflict = saveError?.code === 'version_conflict'
+  // Nothing that cannot be saved should be editable: trying changes only to lose them misleads.
+  const readOnly = readOnlyRole !== null
   // The Save button, Enter in the change note and Ctrl+S all save only a changed draft, once at a time.
-  const canSave = dirty && !saving && saveRefusal === null
+  const canSave = dirty && !saving && saveRefusal === null && !readOnly
   const save = () => {
     if (canSave) props.onSave()
   }
 
+  // Edits typed before the role was known stay on screen, marked, though they cannot be saved.
+  const status = readOnly
+    ? `Read only · ${dirty ? 'unsaved changes' : `version ${state.base.version}`}`
+    : dirty
+      ? 'Unsaved changes'
+      : `Saved · version ${state.base.version}`
+
   return (
-    <div className="editor">
-      <div className="save-bar">
-        <span className={`dirty-indicator${dirty ? ' is-dirty' : ''}`} data-testid="dirty-indicator">
-          <span className="dot" aria-hidden />
-          {dirty ? 'Unsaved changes' : `Saved · version ${state.base.version}`}
-        </span>
-        <span className="spacer" />
-        <input
-          className="input save-message"
-          aria-label="Change note"
-          placeholder="Describe this change (optional)"
-          value={props.message}
-          onChange={(e) => props.onMessageChange(e.target.value)}
-          onKeyDown={(e) => e.key === 'Enter' && save()}
-        />
-        <button type="button" className="btn btn-primary" onClick={save} disabled={!canSave} title={saveRefusal ?? 'Save (Ctrl+S)'}>
-          <Save size={16} aria-hidden /> {saving ? 'Saving…' : 'Save'}
-        </button>
-      </div>
-
-      {readOnlyRole && (
-        <div className="banner banner-warning" role="status" data-testid="read-only-notice">
-          <Eye size={18} aria-hidden className="banner-icon" />
-          <div className="banner-body">
-            You can read this runbook and try changes; saving needs the editor role or higher (you are signed in as {readOnlyRole}).
-          </div>
+    <ReadOnlyContext value={readOnly}>
+      <div className="editor">
+        <div className="save-bar">
+          <span className={`dirty-indicator${dirty ? ' is-dirty' : ''}`} data-testid="dirty-indicator">
+            <span className="dot" aria-hidden />
+            {status}
+          </span>
+          <span className="spacer" />
+          {!readOnly && (
+            <>
+              <input
+                className="input save-message"
+                aria-label="Change note"
+                placeholder="Describe this change (optional)"
+                value={props.message}
+                onChange={(e) => props.onMessageChange(e.target.value)}
+                onKeyDown={(e) => e.key === 'Enter' && save()}
+              />
+              <button type="button" className="btn btn-primary" onClick={save} disabled={!canSave} title={saveRefusal ?? 'Save (Ctrl+S)'}>
+                <Save size={16} aria-hidden /> {saving ? 'Saving…' : 'Save'}
+              </button>
+            </>
+          )}
         </div>
-      )}
-      {saveError && conflict && (
-        <ErrorBanner error={saveError} title="Not saved: someone else saved a newer version">
-          <p>Your edits are based on version {state.base.version}. Nothing was overwritten.</p>
-          <div className="banner-actions">
-            <button type="button" className="btn btn-secondary btn-sm" onClick={props.onLoadLatest}>
-              Discard my edits and load the latest
-            </button>
-            <button type="button" className="btn btn-danger btn-sm" onClick={props.onOverwrite}>
-              Save my version over it
-            </button>
+
+        {readOnlyRole && (
+          <div className="banner banner-warning" role="status" data-testid="read-only-notice">
+            <Eye size={18} aria-hidden className="banner-icon" />
+            <div className="banner-body">
+              Read only: editing needs the editor role or higher (you are signed in as {readOnlyRole}).
+            </div>
           </div>
-        </ErrorBanner>
-      )}
-      {saveError && !conflict && <ErrorBanner error={saveError} title="The runbook was not saved" />}
+        )}
+        {saveError && conflict && (
+          <ErrorBanner error={saveError} title="Not saved: someone else saved a newer version">
+            <p>Your edits are based on version {state.base.version}. Nothing was overwritten.</p>
+            <div className="banner-actions">
+              <button type="button" className="btn btn-secondary btn-sm" onClick={props.onLoadLatest}>
+                Discard my edits and load the latest
+              </button>
+              <button type="button" className="btn btn-danger btn-sm" onClick={props.onOverwrite}>
+                Save my version over it
+              </button>
+            </div>
+          </ErrorBanner>
+        )}
+        {saveError && !conflict && <ErrorBanner error={saveError} title="The runbook was not saved" />}
 
-      <section className="card">
-        <h2 className="card-title">Details</h2>
-        <Field label="Name" error={topLevelMessage(fieldErrors, 'name')}>
-          {(id) => (
-            <input
-              id={id}
-              className="input input-lg"
-              value={draft.name}
-              onChange={(e) => dispatch({ type: 'set_field', field: 'name', value: e.target.value })}
-            />
-          )}
-        </Field>
-        <Field label="Tags" hint="Comma separated" error={topLevelMessage(fieldErrors, 'tags')}>
-          {(id) => (
-            <input
-              id={id}
-              className="input"
-              value={draft.tagsText}
-              placeholder="payments, database"
-              onChange={(e) => dispatch({ type: 'set_field', field: 'tagsText', value: e.target.value })}
-            />
-          )}
-        </Field>
-        <MarkdownField
-          label="Description"
-          value={draft.description}
-          rows={3}
-          placeholder="What this runbook is for and when to use it (markdown)"
-          error={topLevelMessage(fieldErrors, 'description')}
-          onChange={(value) => dispatch({ type: 'set_field', field: 'description', value })}
+        <section className="card">
+          <h2 className="card-title">Details</h2>
+          <Field label="Name" error={topLevelMessage(fieldErrors, 'name')}>
+            {(id) => (
+              <input
+                id={id}
+                className="input input-lg"
+                value={draft.name}
+                readOnly={readOnly}
+                onChange={(e) => dispatch({ type: 'set_field', field: 'name', value: e.target.value })}
+              />
+            )}
+          </Field>
+          <Field label="Tags" hint="Comma separated" error={topLevelMessage(fieldErrors, 'tags')}>
+            {(id) => (
+              <input
+                id={id}
+                className="input"
+                value={draft.tagsText}
+                placeholder="payments, database"
+                readOnly={readOnly}
+                onChange={(e) => dispatch({ type: 'set_field', field: 'tagsText', value: e.target.value })}
+              />
+            )}
+          </Field>
+          <MarkdownField
+            label="Description"
+            value={draft.description}
+            rows={3}
+            placeholder="What this runbook is for and when to use it (markdown)"
+            error={topLevelMessage(fieldErrors, 'description')}
+            onChange={(value) => dispatch({ type: 'set_field', field: 'description', value })}
+          />
+        </section>
+
+        <section className="card">
+          <h2 className="card-title">Parameters</h2>
+          <ParamsEditor params={draft.params} dispatch={dispatch} />
+        </section>
+
+        <div className="blocks-heading">
+          <h2>Blocks</h2>
+          <span className="count">{draft.blocks.length}</span>
+        </div>
+        <BlockList
+          blocks={draft.blocks}
+          keys={state.keys}
+          list={TOP_LEVEL}
+          errors={fieldErrors}
+          idCounts={idCounts}
+          dispatch={dispatch}
+          depth={1}
+          emptyText={readOnly ? 'No blocks yet.' : 'No blocks yet. Add the first step below.'}
         />
-      </section>
-
-      <section className="card">
-        <h2 className="card-title">Parameters</h2>
-        <ParamsEditor params={draft.params} dispatch={dispatch} />
-      </section>
-
-      <div className="blocks-heading">
-        <h2>Blocks</h2>
-        <span className="count">{draft.blocks.length}</span>
       </div>
-      <BlockList
-        blocks={draft.blocks}
-        keys={state.keys}
-        list={TOP_LEVEL}
-        errors={fieldErrors}
-        idCounts={idCounts}
-        dispatch={dispatch}
-        depth={1}
-        emptyText="No blocks yet. Add the first step below."
-      />
-    </div>
+    </ReadOnlyContext>
   )
 }

@@ -5,12 +5,16 @@ import { shell } from '@codemirror/legacy-modes/mode/shell'
 import { EditorView } from '@codemirror/view'
 import CodeMirror from '@uiw/react-codemirror'
 import { useMemo } from 'react'
+import { useReadOnly } from '../components/readOnly'
 import { useTheme } from '../theme'
 
 const shellLanguage = StreamLanguage.define(shell)
 
 export function ScriptEditor({ value, onChange, label }: { value: string; onChange: (v: string) => void; label: string }) {
   const [theme] = useTheme()
+  // Read only sets the state's readOnly facet: every edit is refused, yet the editor keeps its
+  // focus, cursor, selection and copy (making it not editable would lose keyboard selection).
+  const readOnly = useReadOnly()
   const extensions = useMemo(
     () => [shellLanguage, EditorView.lineWrapping, EditorView.contentAttributes.of({ 'aria-label': label })],
     [label],
@@ -22,6 +26,7 @@ export function ScriptEditor({ value, onChange, label }: { value: string; onChan
         onChange={onChange}
         extensions={extensions}
         theme={theme}
+        readOnly={readOnly}
         minHeight="72px"
         maxHeight="420px"
         placeholder="echo 'hello'"

@@ -1,5 +1,5 @@
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query'
-import { act, cleanup, render, screen } from '@testing-library/react'
+import { act, cleanup, render, screen, within } from '@testing-library/react'
 import userEvent from '@testing-library/user-event'
 import { createMemoryRouter, RouterProvider } from 'react-router'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
@@ -30,6 +30,8 @@ const stored: Runbook = {
 let server: { runbook: Runbook; down: boolean }
 /** Who `whoami` says is signed in; null while it has not answered. */
 let me: Me | null = null
+/** Answers a `whoami` that was asked while `me` was null. */
+let answerWhoami: (who: Me) => void = () => {}
 /** Saves not answered yet: resolving one stores the body it was sent with. */
 let pendingSaves: (() => void)[] = []
 const saves = () => call.mock.calls.filter(([command]) => command === 'update_runbook').map(([, args]) => args as { body: RunbookUpdate })
@@ -38,7 +40,7 @@ function renderPage() {
   call.mockImplementation(async (command: string, args: { body?: RunbookUpdate }) => {
     switch (command) {
       case 'whoami':
-        return me ?? new Promise<never>(() => {})
+        return me ?? new Promise<Me>((resolve) => (answerWhoami = resolve))
       case 'list_versions':
         return { items: [1, 2].map((version) => ({ version, created_at: stored.created_at, created_by: 'alice', message: '' })) }
       case 'get_version':
@@ -71,6 +73,7 @@ beforeEach(() => {
   server = { runbook: stored, down: false }
   pendingSaves = []
   me = null
+  answerWhoami = () => {}
 })
 
 afterEach(() => forgetDraft('rb'))
@@ -131,12 +134,12 @@ describe('RunbookPage', () => {
     expect(remove).toBeDisabled()
     expect(remove).toHaveAttribute('title', 'Needs the editor role or higher; you are signed in as viewer.')
 
+    // Saving is not offered at all: the editor is read only.
     await user.type(name, ' now')
-    const save = screen.getByRole('button', { name: 'Save' })
-    expect(save).toBeDisabled()
-    expect(save).toHaveAttribute('title', 'Needs the editor role or higher; you are signed in as viewer.')
+    expect(name).toHaveValue('Restart payments')
+    expect(screen.queryByRole('button', { name: 'Save' })).toBeNull()
+    expect(screen.queryByLabelText('Change note')).toBeNull()
     await user.keyboard('{Control>}s{/Control}')
-    await user.type(screen.getByLabelText('Change note'), '{Enter}')
     expect(saves()).toEqual([])
   })
 
@@ -161,19 +164,42 @@ describe('RunbookPage', () => {
     expect(screen.getByRole('button', { name: 'Delete' })).toHaveAttribute('title', 'Needs the editor role or higher; you are signed in as operator.')
   })
 
-  it('tells a role below editor, near the save bar, that it can try changes but not save them', async () => {
+  it('tells a role below editor, near the save bar, that the editor is read only', async () => {
     const user = userEvent.setup()
     me = { name: 'vi', role: 'viewer' }
     renderPage()
     const name = await screen.findByLabelText('Name')
     const notice = await screen.findByTestId('read-only-notice')
-    expect(notice).toHaveTextContent(
-      'You can read this runbook and try changes; saving needs the editor role or higher (you are signed in as viewer).',
-    )
+    expect(notice).toHaveTextContent('Read only: editing needs the editor role or higher (you are signed in as viewer).')
     expect(notice).toBeVisible()
-    // The notice blocks nothing: typing still works.
+    expect(screen.getByTestId('dirty-indicator')).toHaveTextContent('Read only · version 2')
+    // Typing changes nothing, but the text can still be focused to select and copy it.
     await user.type(name, ' now')
+    expect(name).toHaveValue('Restart payments')
+    expect(name).toHaveFocus()
+    expect(screen.getByRole('tab', { name: 'Editor' })).not.toHaveTextContent('unsaved')
+  })
+
+  it('turns the editor read only once the role is known, keeping (but never saving) edits typed before', async () => {
+    const user = userEvent.setup()
+    renderPage()
+    const name = await screen.findByLabelText('Name')
+    await user.type(name, ' now')
+    const card = screen.getByRole('region', { name: 'Instruction block intro' })
+    expect(within(card).getByRole('textbox', { name: 'Instructions' })).toBeInTheDocument()
+
+    await act(async () => answerWhoami({ name: 'oscar', role: 'operator' }))
+    await screen.findByTestId('read-only-notice')
     expect(name).toHaveValue('Restart payments now')
+    expect(name).toHaveAttribute('readonly')
+    expect(screen.getByTestId('dirty-indicator')).toHaveTextContent('Read only · unsaved changes')
+    // The instruction now shows rendered, as it cannot be edited.
+    expect(within(card).queryByRole('textbox', { name: 'Instructions' })).toBeNull()
+    expect(within(card).getByText('Check the dashboard')).toBeInTheDocument()
+    expect(within(card).queryByRole('button', { name: 'Delete block' })).toBeNull()
+    expect(screen.queryByRole('button', { name: 'Save' })).toBeNull()
+    await user.keyboard('{Control>}s{/Control}')
+    expect(saves()).toEqual([])
   })
 
   it('shows no read-only notice while the role is still loading, nor to an editor', async () => {

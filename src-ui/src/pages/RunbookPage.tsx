@@ -62,7 +62,7 @@ function RunbookWorkspace({ runbook, refreshError }: { runbook: Runbook; refresh
   // Running needs an operator; saving, deleting and rolling back need an editor.
   const runRefusal = useRoleRefusal('operator')
   const editRefusal = useRoleRefusal('editor')
-  // A role known to be below editor may try changes in the editor but never save them.
+  // A role known to be below editor sees the editor read only.
   const role = useMe().data?.role
   const readOnlyRole = role !== undefined && !roleAtLeast(role, 'editor') ? role : null
 
@@ -107,7 +107,8 @@ function RunbookWorkspace({ runbook, refreshError }: { runbook: Runbook; refresh
     const { version } = await latest()
     saveRef.current(version)
   }
-  const canSave = tab === 'editor' && dirty && !update.isPending && editRefusal === null
+  // Read only, Ctrl+S still keeps the browser from saving the page, and saves nothing.
+  const canSave = tab === 'editor' && dirty && !update.isPending && editRefusal === null && readOnlyRole === null
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
       if ((e.ctrlKey || e.metaKey) && e.key.toLowerCase() === 's') {
