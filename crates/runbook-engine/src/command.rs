@@ -116,22 +116,72 @@ pub struct Started {
     pub stdout: pipe::Receiver,
     pub stderr: pipe::Receiver,
     pub exit: Exit,
+    /// The app's own copies of the pipes' write ends, to be closed once the command
+    /// has exited (see [`Writers`]).
+    pub writers: Writers,
+}
+
+/// Copies of a command's stdout and stderr write ends, held by the app while the
+/// command runs. Without them, the pipes would hang up while the exiting shell closes
+/// its descriptors, a moment before its exit is visible: the app would be woken
+/// twice, and the first time on the CPU where the shell is still exiting, delaying
+/// it. Held, the exit comes first; the copies are then dropped and the pipes are
+/// read to their end at once.
+pub struct Writers(#[allow(dead_code)] Option<(OwnedFd, OwnedFd)>);
+
+impl Writers {
+    /// Closes the copies: the pipes end once no process of the command holds them.
+    pub fn close(&mut self) {
+        self.0 = None;
+    }
+}
+
+/// The pipes for a command's stdout and stderr, each as (read end, write end). A run
+/// makes the next command's while the current one runs, so starting a step does not
+/// wait for them.
+pub struct OutputPipes {
+    out: (OwnedFd, OwnedFd),
+    err: (OwnedFd, OwnedFd),
+}
+
+impl OutputPipes {
+    pub fn new() -> std::io::Result<OutputPipes> {
+        let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC);
+        Ok(OutputPipes {
+            out: pipe()?,
+            err: pipe()?,
+        })
+    }
+}
+
+/// Reads what `pipe` holds now, without waiting: none when it is empty and still
+/// open; `Ok(0)` at its end.
+pub fn read_now(pipe: &pipe::Receiver, buf: &mut [u8]) -> Option<std::io::Result<usize>> {
+    use std::os::fd::AsFd;
+    loop {
+        match nix::unistd::read(pipe.as_fd(), buf) {
+            Ok(n) => return Some(Ok(n)),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EAGAIN) => return None,
+            Err(errno) => return Some(Err(errno.into())),
+        }
+    }
 }
 
 /// Starts the script as the leader of its own process group, stdin on `/dev/null`,
 /// stdout and stderr piped. The process is killed if [`Exit`] is dropped before it
 /// ends.
-pub fn spawn(spec: &CommandSpec<'_>) -> std::io::Result<Started> {
+pub fn spawn(spec: &CommandSpec<'_>, pipes: OutputPipes) -> std::io::Result<Started> {
     #[cfg(target_os = "linux")]
     if spec.workdir.is_none() && direct::supported() {
-        return direct::spawn(spec);
+        return direct::spawn(spec, pipes);
     }
-    spawn_with_tokio(spec)
+    spawn_with_tokio(spec, pipes)
 }
 
 /// Through the standard library (by way of tokio), which can also start the command
 /// in a working directory of its own.
-fn spawn_with_tokio(spec: &CommandSpec<'_>) -> std::io::Result<Started> {
+fn spawn_with_tokio(spec: &CommandSpec<'_>, pipes: OutputPipes) -> std::io::Result<Started> {
     let mut command = Command::new(spec.program);
     command.arg("-c").arg(spec.script).env_clear();
     command.envs(
@@ -144,26 +194,32 @@ fn spawn_with_tokio(spec: &CommandSpec<'_>) -> std::io::Result<Started> {
     command
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .env(EXECUTION_ID_VAR, &spec.run_env.execution_id_value)
-        .env(OUTPUT_VAR, spec.output_file)
+        .env(OUTPUT_VAR, spec.output_file);
+    let OutputPipes {
+        out: (out_read, out_write),
+        err: (err_read, err_write),
+    } = pipes;
+    command
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::from(out_write.try_clone()?))
+        .stderr(Stdio::from(err_write.try_clone()?))
         .process_group(0)
         .kill_on_drop(true);
     if let Some(dir) = spec.workdir {
         command.current_dir(dir);
     }
-    let mut child = command.spawn()?;
+    let child = command.spawn()?;
+    // `command` holds the copies of the write ends it passed on: only ours must stay.
+    drop(command);
     let pid = child
         .id()
         .ok_or_else(|| std::io::Error::other("the process vanished at start"))?;
-    let stdout = receiver(child.stdout.take().expect("piped").into_owned_fd()?)?;
-    let stderr = receiver(child.stderr.take().expect("piped").into_owned_fd()?)?;
     Ok(Started {
         pid,
-        stdout,
-        stderr,
+        stdout: receiver(out_read)?,
+        stderr: receiver(err_read)?,
         exit: Exit(ExitInner::Child(child)),
+        writers: Writers(Some((out_write, err_write))),
     })
 }
 
@@ -202,7 +258,9 @@ impl Exit {
 /// the spawn itself.
 #[cfg(target_os = "linux")]
 mod direct {
-    use super::{receiver, CommandSpec, Exit, ExitInner, Started, EXECUTION_ID_VAR, OUTPUT_VAR};
+    use super::{
+        receiver, CommandSpec, Exit, ExitInner, OutputPipes, Started, EXECUTION_ID_VAR, OUTPUT_VAR,
+    };
     use nix::spawn::{posix_spawn, PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags};
     use nix::sys::signal::{SigSet, Signal};
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -246,7 +304,7 @@ mod direct {
         })
     }
 
-    pub fn spawn(spec: &CommandSpec<'_>) -> std::io::Result<Started> {
+    pub fn spawn(spec: &CommandSpec<'_>, pipes: OutputPipes) -> std::io::Result<Started> {
         use std::os::unix::ffi::OsStrExt;
         let run_env = spec.run_env;
         let own: Vec<CString> = spec
@@ -271,8 +329,10 @@ mod direct {
         let program = c_string(spec.program.as_bytes())?;
         let args = [program.as_c_str(), c"-c", &c_string(spec.script)?];
 
-        let (out_read, out_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        let (err_read, err_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let OutputPipes {
+            out: (out_read, out_write),
+            err: (err_read, err_write),
+        } = pipes;
         let mut actions = PosixSpawnFileActions::init()?;
         actions.add_dup2(dev_null()?.as_raw_fd(), 0)?;
         actions.add_dup2(out_write.as_raw_fd(), 1)?;
@@ -289,7 +349,6 @@ mod direct {
                 | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF,
         )?;
         let pid = posix_spawn(program.as_c_str(), &actions, &attr, &args, &envp)?;
-        drop((out_write, err_write));
 
         let reaper = match Reaper::new(pid) {
             Ok(reaper) => reaper,
@@ -305,6 +364,7 @@ mod direct {
             stdout: receiver(out_read)?,
             stderr: receiver(err_read)?,
             exit: Exit(ExitInner::Pidfd(reaper)),
+            writers: super::Writers(Some((out_write, err_write))),
         })
     }
 

@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe::Receiver;
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 
@@ -73,6 +74,12 @@ pub struct Run {
     shells: HashMap<Shell, std::ffi::OsString>,
     /// The environment its commands start from, built at its first command.
     run_env: Option<command::RunEnv>,
+    /// The pipes and pidfd of the last command that ended, let go once the next one
+    /// has started: unregistering them takes longer than anything else between two
+    /// commands.
+    retired: Option<(Receiver, Receiver, command::Exit)>,
+    /// Pipes for the next command, made while the last one ran.
+    spare_pipes: Option<command::OutputPipes>,
 }
 
 impl Run {
@@ -117,6 +124,8 @@ impl Run {
             read_buffers: Default::default(),
             shells: HashMap::new(),
             run_env: None,
+            retired: None,
+            spare_pipes: None,
         }
     }
 
@@ -663,7 +672,11 @@ impl Run {
                 .get_or_insert_with(|| command::RunEnv::new(base_env.as_deref(), execution_id)),
             output_file: &output_file,
         };
-        let started = match command::spawn(&spec) {
+        let pipes = match self.spare_pipes.take() {
+            Some(pipes) => Ok(pipes),
+            None => command::OutputPipes::new(),
+        };
+        let started = match pipes.and_then(|pipes| command::spawn(&spec, pipes)) {
             Ok(child) => child,
             Err(error) => {
                 let place = match &workdir {
@@ -680,11 +693,15 @@ impl Run {
             }
         };
         drop(vars);
+        // While the command runs: the last one's pipes go, the next one's are made.
+        self.retired = None;
+        self.spare_pipes = command::OutputPipes::new().ok();
         let command::Started {
             pid: pgid,
             mut stdout,
             mut stderr,
             exit: mut child,
+            mut writers,
         } = started;
         // Nothing the command started outlives its step, even if this task is dropped.
         let _group = command::GroupGuard(pgid);
@@ -710,32 +727,29 @@ impl Run {
         while exit.is_none() || out_open || err_open {
             tokio::select! {
                 read = stdout.read(&mut out_buf), if out_open => {
-                    let text = match read {
-                        Ok(0) | Err(_) => { out_open = false; out.finish() }
-                        Ok(n) => {
-                            if out.count(n) {
-                                command::widen_pipe(&stdout);
-                            }
-                            out.push(&out_buf[..n])
-                        }
-                    };
+                    let text = out.take(read, &stdout, &out_buf, &mut out_open);
                     self.count_output(index, block_id, &text).await;
                 },
                 read = stderr.read(&mut err_buf), if err_open => {
-                    let text = match read {
-                        Ok(0) | Err(_) => { err_open = false; err.finish() }
-                        Ok(n) => {
-                            if err.count(n) {
-                                command::widen_pipe(&stderr);
-                            }
-                            err.push(&err_buf[..n])
-                        }
-                    };
+                    let text = err.take(read, &stderr, &err_buf, &mut err_open);
                     self.count_output(index, block_id, &text).await;
                 },
                 status = child.wait(), if exit.is_none() => {
                     exit = Some(status);
                     drain_until = Instant::now() + DRAIN_AFTER_EXIT;
+                    // Unless a process the shell left holds them, the pipes end now,
+                    // and what they hold is read without waiting.
+                    writers.close();
+                    while out_open {
+                        let Some(read) = command::read_now(&stdout, &mut out_buf) else { break };
+                        let text = out.take(read, &stdout, &out_buf, &mut out_open);
+                        self.count_output(index, block_id, &text).await;
+                    }
+                    while err_open {
+                        let Some(read) = command::read_now(&stderr, &mut err_buf) else { break };
+                        let text = err.take(read, &stderr, &err_buf, &mut err_open);
+                        self.count_output(index, block_id, &text).await;
+                    }
                 }
                 _ = flush_tick.tick() => self.console.flush().await,
                 changed = self.requested.changed(), if !stopping => {
@@ -781,6 +795,7 @@ impl Run {
         }
         drop(_group);
         self.read_buffers = (out_buf, err_buf);
+        self.retired = Some((stdout, stderr, child));
         if stopping {
             // A process that left the group (setsid) still carries the run's mark.
             let id = self.execution.id;
@@ -879,6 +894,29 @@ impl Stream {
             text: Utf8Stream::default(),
             tail: String::new(),
             read: 0,
+        }
+    }
+
+    /// The text of one read from `pipe` into `buf`; at the pipe's end (or a failed
+    /// read), whatever is held back, and `open` becomes false.
+    fn take(
+        &mut self,
+        read: std::io::Result<usize>,
+        pipe: &Receiver,
+        buf: &[u8],
+        open: &mut bool,
+    ) -> String {
+        match read {
+            Ok(0) | Err(_) => {
+                *open = false;
+                self.finish()
+            }
+            Ok(n) => {
+                if self.count(n) {
+                    command::widen_pipe(pipe);
+                }
+                self.push(&buf[..n])
+            }
         }
     }
 
