@@ -670,6 +670,23 @@ describe('browser: sign in, author, version and run a runbook', { timeout: HARD_
       if (hash === '#/credentials') await shot('26-admin-only');
     }
 
+    // Below editor, the runbook editor is read only: readable and copyable, never changed.
+    await page.goto(runbookUrl);
+    await page.getByTestId('read-only-notice').waitFor();
+    assert.match(await page.getByTestId('read-only-notice').innerText(), /Read only: editing needs the editor role or higher \(you are signed in as operator\)/);
+    const name = page.getByLabel('Name', { exact: true });
+    assert.equal(await name.getAttribute('readonly'), '');
+    await name.click();
+    await page.keyboard.type('changed');
+    assert.equal(await name.inputValue(), 'E2E smoke check');
+    const card = page.getByRole('region', { name: 'Command block step-2' });
+    assert.equal(await card.locator('.cm-content').getAttribute('aria-readonly'), 'true');
+    assert.equal(await button('Save').count(), 0, 'no Save button');
+    assert.equal(await button('Add block').count(), 0, 'no Add block button');
+    assert.equal(await card.getByRole('button', { name: 'Delete block' }).count(), 0, 'no Delete block button');
+    await page.getByTestId('dirty-indicator').filter({ hasText: 'Read only · version' }).waitFor();
+    await shot('27-read-only-editor');
+
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByLabel('API key').fill(token);
     await button('Sign in').click();
