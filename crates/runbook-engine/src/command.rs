@@ -146,7 +146,11 @@ pub struct OutputPipes {
 
 impl OutputPipes {
     pub fn new() -> std::io::Result<OutputPipes> {
-        let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC);
+        // Close-on-exec on every platform: only the command gets the write ends.
+        let pipe = || -> std::io::Result<(OwnedFd, OwnedFd)> {
+            let (read, write) = std::io::pipe()?;
+            Ok((read.into(), write.into()))
+        };
         Ok(OutputPipes {
             out: pipe()?,
             err: pipe()?,
