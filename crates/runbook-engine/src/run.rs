@@ -38,6 +38,9 @@ const GRACE_POLL: Duration = Duration::from_millis(20);
 const MAX_OUTPUT_FILE: u64 = 64 * 1024;
 /// Bytes read from a command's stdout or stderr at once.
 const READ_BUFFER: usize = 64 * 1024;
+/// Reads made at once from each stream when a command has exited: enough to empty a
+/// widened pipe.
+const READS_AT_EXIT: usize = 16;
 /// Bytes a stream carries before its pipe is widened (`command::widen_pipe`): only
 /// commands that write in bulk pay for the larger pipe.
 const BULK_AFTER: u64 = 1024 * 1024;
@@ -738,14 +741,17 @@ impl Run {
                     exit = Some(status);
                     drain_until = Instant::now() + DRAIN_AFTER_EXIT;
                     // Unless a process the shell left holds them, the pipes end now,
-                    // and what they hold is read without waiting.
+                    // and what they hold is read without waiting (a process left writing
+                    // is read on by this loop, within the drain period).
                     writers.close();
-                    while out_open {
+                    for _ in 0..READS_AT_EXIT {
+                        if !out_open { break }
                         let Some(read) = command::read_now(&stdout, &mut out_buf) else { break };
                         let text = out.take(read, &stdout, &out_buf, &mut out_open);
                         self.count_output(index, block_id, &text).await;
                     }
-                    while err_open {
+                    for _ in 0..READS_AT_EXIT {
+                        if !err_open { break }
                         let Some(read) = command::read_now(&stderr, &mut err_buf) else { break };
                         let text = err.take(read, &stderr, &err_buf, &mut err_open);
                         self.count_output(index, block_id, &text).await;

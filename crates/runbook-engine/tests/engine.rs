@@ -378,6 +378,30 @@ async fn a_timeout_kills_the_command_and_fails_the_step() {
     wait_until_gone(&sleeper).await;
 }
 
+// A shell that ends while a process it left keeps writing to its stdout: the step
+// still ends once the drain period is over, with what was written meanwhile, and the
+// writer goes with the step's process group.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_ends_while_a_process_it_left_keeps_writing() {
+    let mark = marker(309);
+    let run = Harness::start(vec![
+        command(
+            "flood",
+            &format!(": {mark}; (while :; do echo tick; done) & echo started"),
+        ),
+        command("after", "echo after-ran"),
+    ]);
+    let record = tokio::time::timeout(Duration::from_secs(60), run.finish())
+        .await
+        .expect("the step ended although its output never went quiet");
+    assert_eq!(record.status(), Some(ExecutionStatus::Succeeded));
+    let text = record.text();
+    assert!(text.contains("started"), "{text:.200}");
+    assert!(text.contains("tick"), "what the writer wrote is kept");
+    assert!(text.contains("after-ran"));
+    wait_until_gone(&mark).await;
+}
+
 /// The capacity of the pipe a process has as its descriptor `fd`.
 #[cfg(target_os = "linux")]
 fn pipe_capacity(pid: u32, fd: u32) -> i32 {
