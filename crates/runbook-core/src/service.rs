@@ -666,7 +666,8 @@ impl Service {
     /// Waits, at most `patience`, until the run has ended, and returns it as stored
     /// then (still unfinished when the patience ran out). A run this process executes
     /// is awaited until it has left the engine with its final state and all its output
-    /// stored; a run executed by another instance is read every [`ELSEWHERE_POLL`].
+    /// stored, and is returned as the engine stored it, without reading it back; a run
+    /// executed by another instance is read every [`ELSEWHERE_POLL`].
     pub async fn wait_for_end(
         &self,
         actor: &Actor,
@@ -680,12 +681,12 @@ impl Service {
             .checked_add(patience)
             .unwrap_or(now + Duration::from_secs(86_400));
         loop {
-            if self.is_live_here(id)
-                && tokio::time::timeout_at(deadline, self.engine.ended(id))
-                    .await
-                    .is_err()
-            {
-                return self.get_execution(actor, id).await;
+            if self.is_live_here(id) {
+                match tokio::time::timeout_at(deadline, self.engine.ended(id)).await {
+                    Err(_) => return self.get_execution(actor, id).await,
+                    Ok(Some(stored)) => return Ok(stored),
+                    Ok(None) => {}
+                }
             }
             let execution = self.get_execution(actor, id).await?;
             let now = tokio::time::Instant::now();

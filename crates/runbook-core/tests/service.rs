@@ -67,11 +67,18 @@ async fn create(service: &Service, body: Value) -> Uuid {
         .id
 }
 
+/// Waits for the run's end, and checks that it is returned exactly as it is stored.
 async fn wait_until_finished(service: &Service, id: Uuid) -> Execution {
     let execution = service.wait_for_end(&admin(), id, PATIENCE).await.unwrap();
     assert!(
         execution.status.is_finished(),
         "the run never finished: {execution:#?}"
+    );
+    let stored = service.get_execution(&admin(), id).await.unwrap();
+    assert_eq!(
+        serde_json::to_value(&execution).unwrap(),
+        serde_json::to_value(&stored).unwrap(),
+        "the run awaited differs from the run stored"
     );
     execution
 }
@@ -758,6 +765,126 @@ async fn a_running_execution_reports_incomplete_output() {
         .unwrap();
     let finished = wait_until_finished(&service, run.id).await;
     assert_eq!(finished.status, ExecutionStatus::Stopped);
+}
+
+/// Answers every HTTP request on loopback with a small JSON body; returns its URL.
+fn json_server() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/status", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let body = r#"{"healthy": true, "zone": "eu-1", "replicas": [3, 4]}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Served-By: test\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_run_awaited_to_its_end_is_returned_exactly_as_stored_on_sqlite() {
+    let (service, _dir) = service().await;
+    every_kind_is_returned_as_stored(&service).await;
+}
+
+#[tokio::test]
+async fn a_run_awaited_to_its_end_is_returned_exactly_as_stored_on_postgres() {
+    use sqlx::Connection;
+    let admin_url = std::env::var("RUNBOOK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    let name = format!("rbs_core_{}", Uuid::new_v4().simple());
+    let mut admin_conn = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|error| {
+            panic!(
+                "PostgreSQL is unreachable at {admin_url} ({error}): start it, or point \
+                 RUNBOOK_TEST_POSTGRES_URL at a server where this user may CREATE DATABASE"
+            )
+        });
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin_conn)
+        .await
+        .unwrap();
+    let (base, query) = match admin_url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (admin_url.as_str(), String::new()),
+    };
+    let url = format!("{}/{name}{query}", &base[..base.rfind('/').unwrap()]);
+    let store = runbook_store::connect(&url).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    let service = Service::with_store(store, config.engine, config.heartbeat_timeout)
+        .await
+        .unwrap();
+    every_kind_is_returned_as_stored(&service).await;
+    drop(service);
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin_conn)
+        .await;
+}
+
+/// Runs every kind of block (outputs, a failure that continues, an HTTP response with
+/// its parsed body, a branch taken and one skipped, a failure that ends the run) and a
+/// retry of it: each run awaited is the run stored.
+async fn every_kind_is_returned_as_stored(service: &Service) {
+    let url = json_server();
+    let id = create(
+        service,
+        json!({
+            "name": "Every kind",
+            "params": [{"name": "who", "type": "string", "default": "ops"}],
+            "blocks": [
+                {"id": "read", "kind": "instruction", "text": "Hello {{ params.who }}"},
+                {"id": "publish", "kind": "command",
+                 "script": "echo out; echo err >&2; echo VERSION=42 >> \"$RUNBOOK_OUTPUT\"",
+                 "env": {"GREETING": "hi"}},
+                {"id": "flaky", "kind": "command", "script": "exit 3", "on_failure": "continue"},
+                {"id": "probe", "kind": "api_call", "method": "GET", "url": url},
+                {"id": "check", "kind": "conditional",
+                 "expr": "steps.probe.json.healthy && steps.publish.exit_code == 0",
+                 "then": [{"id": "wait", "kind": "timer", "seconds": 1}],
+                 "else": [{"id": "never", "kind": "command", "script": "echo never"}]},
+                {"id": "fail", "kind": "command", "script": "echo bye; exit 2"},
+                {"id": "after", "kind": "command", "script": "true"}
+            ]
+        }),
+    )
+    .await;
+    let run = service.execute(&admin(), id, Value::Null).await.unwrap();
+    let ended = wait_until_finished(service, run.id).await;
+    assert_eq!(ended.status, ExecutionStatus::Failed);
+    let statuses: Vec<_> = ended.steps.iter().map(|step| step.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            StepStatus::Succeeded,
+            StepStatus::Succeeded,
+            StepStatus::Failed,
+            StepStatus::Succeeded,
+            StepStatus::Succeeded,
+            StepStatus::Succeeded,
+            StepStatus::Skipped,
+            StepStatus::Failed,
+            StepStatus::Skipped,
+        ]
+    );
+    assert!(ended.started_at.is_some() && ended.finished_at.is_some());
+    assert_eq!(ended.steps[1].detail.outputs["VERSION"], "42");
+    assert_eq!(ended.steps[3].http_status, Some(200));
+
+    // A retry reuses what succeeded and is returned as stored too.
+    let retry = service.retry(&admin(), run.id).await.unwrap();
+    let retried = wait_until_finished(service, retry.id).await;
+    assert_eq!(retried.retry_of, Some(run.id));
+    assert!(retried.steps[0].detail.reused);
 }
 
 #[tokio::test]

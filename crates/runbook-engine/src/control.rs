@@ -1,8 +1,8 @@
 //! Control of a live run: the state an operator asks for (pause, resume, stop,
 //! acknowledge) and the state the run is in, kept under one lock so they cannot disagree.
 
-use runbook_domain::{ControlAction, ExecutionStatus};
-use std::sync::Mutex;
+use runbook_domain::{ControlAction, Execution, ExecutionStatus};
+use std::sync::{Mutex, OnceLock};
 use tokio::sync::watch;
 
 /// Why a control action was refused.
@@ -37,6 +37,8 @@ pub struct RunControl {
     /// True once the run has left the engine, its final state stored (or refused, the
     /// run having ended in storage already).
     ended: watch::Sender<bool>,
+    /// The run as it was stored at its end, when everything it recorded was stored.
+    stored_end: OnceLock<Execution>,
 }
 
 fn action_name(action: ControlAction) -> &'static str {
@@ -55,6 +57,7 @@ impl RunControl {
             fenced: std::sync::atomic::AtomicBool::new(false),
             requested: watch::Sender::new(Requested::default()),
             ended: watch::Sender::new(false),
+            stored_end: OnceLock::new(),
         }
     }
 
@@ -101,16 +104,24 @@ impl RunControl {
         self.fenced.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Keeps the run as it was stored at its end, for those waiting for the end:
+    /// only when the final state and everything recorded before it were stored.
+    pub fn keep_stored_end(&self, execution: Execution) {
+        let _ = self.stored_end.set(execution);
+    }
+
     /// Marks the run as ended: it has left the engine.
     pub fn end(&self) {
         self.ended.send_replace(true);
     }
 
-    /// Returns once [`RunControl::end`] has been called.
-    pub async fn ended(&self) {
+    /// Returns once [`RunControl::end`] has been called, with the run as stored at its
+    /// end if [`RunControl::keep_stored_end`] kept it.
+    pub async fn ended(&self) -> Option<Execution> {
         let mut ended = self.ended.subscribe();
         // The sender lives as long as `self`, so the wait cannot fail.
         let _ = ended.wait_for(|ended| *ended).await;
+        self.stored_end.get().cloned()
     }
 
     /// A receiver that sees every request.

@@ -25,6 +25,7 @@ use chrono::{DateTime, Utc};
 use runbook_domain::{ControlAction, Execution, ExecutionStatus, Runbook, StepResult, StepStatus};
 use serde::Serialize;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -197,11 +198,29 @@ struct EngineInner {
     events: broadcast::Sender<ExecutionEvent>,
     runs: Mutex<HashMap<Uuid, Live>>,
     closing: std::sync::atomic::AtomicBool,
+    /// Where steps write the outputs they publish: made at the first command, removed
+    /// with the engine (or at its shutdown). One directory for all runs, so a run does
+    /// not make and remove one of its own.
+    scratch: Mutex<Option<tempfile::TempDir>>,
 }
 
 impl EngineInner {
     fn http_clients(&self) -> http::Clients {
         self.http.get_or_init(http::Clients::new).clone()
+    }
+
+    /// The file a step of a run publishes its outputs in (removed once read).
+    fn output_file(&self, execution_id: Uuid, index: usize) -> std::io::Result<PathBuf> {
+        let mut scratch = self.scratch.lock().expect("scratch directory lock");
+        let dir = match &mut *scratch {
+            Some(dir) => dir,
+            none => none.insert(
+                tempfile::Builder::new()
+                    .prefix("runbook-steps-")
+                    .tempdir()?,
+            ),
+        };
+        Ok(dir.path().join(format!("{execution_id}-{index}.env")))
     }
 }
 
@@ -222,6 +241,7 @@ impl Engine {
                 events,
                 runs: Mutex::new(HashMap::new()),
                 closing: std::sync::atomic::AtomicBool::new(false),
+                scratch: Mutex::new(None),
             }),
         }
     }
@@ -263,18 +283,30 @@ impl Engine {
                 id: execution.id,
                 control: control.clone(),
             };
-            run::Run::new(engine.inner.clone(), execution, runbook, control, events)
-                .execute()
-                .await;
+            let stored_end = run::Run::new(
+                engine.inner.clone(),
+                execution,
+                runbook,
+                control.clone(),
+                events,
+            )
+            .execute()
+            .await;
+            if let Some(execution) = stored_end {
+                control.keep_stored_end(execution);
+            }
         });
     }
 
     /// Returns once the run `id` has ended here (its final state stored, or refused
     /// because the run had ended in storage already), at once when this engine does not
-    /// execute it (any more).
-    pub async fn ended(&self, id: Uuid) {
-        if let Some(control) = self.run(id) {
-            control.ended().await;
+    /// execute it (any more). With the run as stored at its end, when this engine ran it
+    /// to an end it stored with everything before it; None otherwise (read it from
+    /// storage then).
+    pub async fn ended(&self, id: Uuid) -> Option<Execution> {
+        match self.run(id) {
+            Some(control) => control.ended().await,
+            None => None,
         }
     }
 
@@ -349,8 +381,13 @@ impl Engine {
                 .await
                 .is_err()
             {
-                break;
+                return;
             }
+        }
+        // No run is left to write there: an app that exits without dropping the engine
+        // leaves no directory behind.
+        if let Ok(mut scratch) = self.inner.scratch.lock() {
+            scratch.take();
         }
     }
 

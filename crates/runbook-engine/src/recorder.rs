@@ -37,8 +37,10 @@ enum Record {
         status: ExecutionStatus,
         started_at: Option<DateTime<Utc>>,
         finished_at: Option<DateTime<Utc>>,
-        /// Told whether the state was stored (false: refused, the run had ended).
-        written: Option<oneshot::Sender<bool>>,
+        /// Told what became of the state.
+        written: Option<oneshot::Sender<Finished>>,
+        /// Stored at once rather than with the records gathering behind it.
+        urgent: bool,
     },
     Step {
         index: usize,
@@ -55,10 +57,10 @@ enum Record {
 }
 
 impl Record {
-    /// A change of the run's state (rare: start, pause, resume, waiting, end), or
-    /// something the run waits for: stored at once, with what was handed over before it.
+    /// A change of the run's state (rare: pause, resume, waiting, end), or something
+    /// the run waits for: stored at once, with what was handed over before it.
     fn is_urgent(&self) -> bool {
-        matches!(self, Record::Status { .. } | Record::Sync(_))
+        matches!(self, Record::Status { urgent: true, .. } | Record::Sync(_))
     }
 
     fn output_len(&self) -> usize {
@@ -67,6 +69,18 @@ impl Record {
             _ => 0,
         }
     }
+}
+
+/// What became of a run's final state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// Stored, and everything recorded before it.
+    Stored,
+    /// Refused: storage says the run had ended there already (another instance marked
+    /// it interrupted).
+    Refused,
+    /// Stored or not, some records before it could not be stored: storage kept failing.
+    Incomplete,
 }
 
 /// The run's side of the queue. Cheap to clone.
@@ -106,34 +120,45 @@ impl Recorder {
         }
     }
 
-    pub async fn status(
-        &self,
-        status: ExecutionStatus,
-        started_at: Option<DateTime<Utc>>,
-        finished_at: Option<DateTime<Utc>>,
-    ) {
+    /// Records a change of the run's state, stored at once.
+    pub async fn status(&self, status: ExecutionStatus) {
         self.send(Record::Status {
             status,
-            started_at,
-            finished_at,
+            started_at: None,
+            finished_at: None,
             written: None,
+            urgent: true,
         })
         .await;
     }
 
-    /// Records the final state and waits until it and everything before it is stored;
-    /// false when storage refused it because the run had ended there already (another
-    /// instance marked it interrupted).
-    pub async fn finish(&self, status: ExecutionStatus, finished_at: DateTime<Utc>) -> bool {
+    /// Records that the run has started: stored with its first steps' records rather
+    /// than at once, so that storing it does not compete with its first command (the
+    /// engine shows a run that has started as running whatever storage says).
+    pub async fn started(&self, started_at: DateTime<Utc>) {
+        self.send(Record::Status {
+            status: ExecutionStatus::Running,
+            started_at: Some(started_at),
+            finished_at: None,
+            written: None,
+            urgent: false,
+        })
+        .await;
+    }
+
+    /// Records the final state and waits until it and everything before it is stored
+    /// (or could not be).
+    pub async fn finish(&self, status: ExecutionStatus, finished_at: DateTime<Utc>) -> Finished {
         let (written, stored) = oneshot::channel();
         self.send(Record::Status {
             status,
             started_at: None,
             finished_at: Some(finished_at),
             written: Some(written),
+            urgent: true,
         })
         .await;
-        stored.await.unwrap_or(true)
+        stored.await.unwrap_or(Finished::Incomplete)
     }
 
     /// Waits until everything recorded so far is stored.
@@ -206,6 +231,8 @@ async fn write(
     let mut batch = Vec::with_capacity(BATCH);
     // Set once storage refused the run as ended: later records are dropped unwritten.
     let mut ended = false;
+    // Set once a batch could not be stored, however often it was tried.
+    let mut lost = false;
     // True when the last batch was cut at its limits: records are waiting already.
     let mut behind = false;
     while let Some(first) = records.recv().await {
@@ -253,6 +280,7 @@ async fn write(
                 }
                 Err(error) => {
                     tracing::error!(execution = %execution_id, %error, "could not persist the run");
+                    lost = true;
                     break;
                 }
             }
@@ -267,7 +295,13 @@ async fn write(
                     written: Some(written),
                     ..
                 } => {
-                    let _ = written.send(!ended);
+                    let _ = written.send(if ended {
+                        Finished::Refused
+                    } else if lost {
+                        Finished::Incomplete
+                    } else {
+                        Finished::Stored
+                    });
                 }
                 _ => {}
             }
@@ -338,6 +372,7 @@ mod tests {
                 started_at: None,
                 finished_at: None,
                 written: None,
+                urgent: true,
             },
             step(0, StepStatus::Running),
             Record::Output {

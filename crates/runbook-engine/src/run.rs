@@ -9,7 +9,7 @@ use crate::credentials::Credential;
 use crate::events::Announcer;
 use crate::http;
 use crate::mask::{Secrets, StreamMasker};
-use crate::recorder::Recorder;
+use crate::recorder::{Finished, Recorder};
 use crate::template::{self, Quoting};
 use crate::{EngineInner, ExecutionEvent};
 use chrono::Utc;
@@ -68,8 +68,6 @@ pub struct Run {
     index_of: HashMap<String, usize>,
     /// Every secret resolved so far, masked in all output.
     secrets: Secrets,
-    /// Where steps write their outputs; made when the first command needs it.
-    scratch: Option<tempfile::TempDir>,
     /// Buffers commands' stdout and stderr are read into.
     read_buffers: (Vec<u8>, Vec<u8>),
     /// The program started for each shell used so far: its path on the commands' PATH,
@@ -123,7 +121,6 @@ impl Run {
             console,
             index_of,
             secrets: Secrets::default(),
-            scratch: None,
             read_buffers: Default::default(),
             shells: HashMap::new(),
             run_env: None,
@@ -132,7 +129,9 @@ impl Run {
         }
     }
 
-    pub async fn execute(mut self) {
+    /// Runs to the end; returns the run as stored at its end, unless its end was
+    /// refused or not all of it could be stored.
+    pub async fn execute(mut self) -> Option<Execution> {
         // Every credential the runbook names is masked from the first line of output.
         let names = credential_names(&self.runbook);
         if !names.is_empty() {
@@ -140,8 +139,14 @@ impl Run {
             self.secrets.add(forms);
         }
         let started = now();
-        self.set_status(ExecutionStatus::Running, Some(started), None)
-            .await;
+        self.control.set_status(ExecutionStatus::Running);
+        self.execution.status = ExecutionStatus::Running;
+        self.execution.started_at = Some(started);
+        self.recorder.started(started).await;
+        self.events.send(ExecutionEvent::Status {
+            execution_id: self.execution.id,
+            status: ExecutionStatus::Running,
+        });
         if let Some(from) = self.execution.retry_from.clone() {
             let line =
                 format!("\x1b[2mretrying from step {from}; earlier results reused\x1b[0m\r\n");
@@ -202,28 +207,30 @@ impl Run {
         self.skip_pending().await;
         self.console.flush().await;
         // Clients that see the final state can read everything the run stored.
-        let outcome = if self.recorder.finish(outcome, now()).await {
-            outcome
-        } else {
+        let finished_at = now();
+        let finished = self.recorder.finish(outcome, finished_at).await;
+        let outcome = match finished {
             // Marked interrupted elsewhere just as it ended: that is what is stored.
-            ExecutionStatus::Interrupted
+            Finished::Refused => ExecutionStatus::Interrupted,
+            Finished::Stored | Finished::Incomplete => outcome,
         };
         self.events.send(ExecutionEvent::Status {
             execution_id: self.execution.id,
             status: outcome,
         });
+        if finished != Finished::Stored || self.control.is_fenced() {
+            return None;
+        }
+        self.execution.status = outcome;
+        self.execution.finished_at = Some(finished_at);
+        Some(self.execution)
     }
 
-    /// Records and announces a new run state.
-    async fn set_status(
-        &mut self,
-        status: ExecutionStatus,
-        started_at: Option<chrono::DateTime<Utc>>,
-        finished_at: Option<chrono::DateTime<Utc>>,
-    ) {
+    /// Records and announces a new run state (times are set at its start and end only).
+    async fn set_status(&mut self, status: ExecutionStatus) {
         self.control.set_status(status);
         self.execution.status = status;
-        self.recorder.status(status, started_at, finished_at).await;
+        self.recorder.status(status).await;
         self.events.send(ExecutionEvent::Status {
             execution_id: self.execution.id,
             status,
@@ -250,13 +257,13 @@ impl Run {
             }
             if !requested.paused {
                 if self.execution.status == ExecutionStatus::Paused {
-                    self.set_status(ExecutionStatus::Running, None, None).await;
+                    self.set_status(ExecutionStatus::Running).await;
                 }
                 return true;
             }
             if self.execution.status != ExecutionStatus::Paused {
                 self.console.flush().await;
-                self.set_status(ExecutionStatus::Paused, None, None).await;
+                self.set_status(ExecutionStatus::Paused).await;
             }
             if self.requested.changed().await.is_err() {
                 return false;
@@ -381,14 +388,14 @@ impl Run {
         self.recorder.sync().await;
         let seen = self.requested.borrow_and_update().acknowledgements;
         self.set_step_status(index, StepStatus::Waiting).await;
-        self.set_status(ExecutionStatus::Waiting, None, None).await;
+        self.set_status(ExecutionStatus::Waiting).await;
         loop {
             let requested = *self.requested.borrow_and_update();
             if requested.stopped {
                 return StepEnd::Stopped;
             }
             if requested.acknowledgements > seen {
-                self.set_status(ExecutionStatus::Running, None, None).await;
+                self.set_status(ExecutionStatus::Running).await;
                 return StepEnd::Succeeded;
             }
             if self.requested.changed().await.is_err() {
@@ -463,14 +470,14 @@ impl Run {
         if self.execution.steps[index].status != StepStatus::Paused {
             self.console.flush().await;
             self.set_step_status(index, StepStatus::Paused).await;
-            self.set_status(ExecutionStatus::Paused, None, None).await;
+            self.set_status(ExecutionStatus::Paused).await;
         }
     }
 
     async fn resume_step(&mut self, index: usize) {
         if self.execution.steps[index].status == StepStatus::Paused {
             self.set_step_status(index, StepStatus::Running).await;
-            self.set_status(ExecutionStatus::Running, None, None).await;
+            self.set_status(ExecutionStatus::Running).await;
         }
     }
 
@@ -601,14 +608,6 @@ impl Run {
         }
     }
 
-    fn output_file(&mut self, index: usize) -> std::io::Result<std::path::PathBuf> {
-        if self.scratch.is_none() {
-            self.scratch = Some(tempfile::Builder::new().prefix("runbook-run-").tempdir()?);
-        }
-        let dir = self.scratch.as_ref().expect("made above").path();
-        Ok(dir.join(format!("step-{index}.env")))
-    }
-
     async fn command(&mut self, index: usize, block: &CommandBlock) -> StepEnd {
         let CommandBlock {
             id: block_id,
@@ -643,7 +642,7 @@ impl Run {
                 Err(error) => return self.fail_step(index, block_id, error).await,
             }
         }
-        let output_file = match self.output_file(index) {
+        let output_file = match self.inner.output_file(self.execution.id, index) {
             Ok(path) => path,
             Err(error) => {
                 return self
