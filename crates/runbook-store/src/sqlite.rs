@@ -1,7 +1,7 @@
 //! The SQLite store: the embedded default, one file in the data directory.
 
 use crate::rows::parse_uuid;
-use crate::sqlite_run::{Change, RunWriter};
+use crate::sqlite_run::{Change, InTransaction, RunWriter};
 use crate::{
     decode_draft, encode_draft, parse_enum, search_text, ApiKeyRecord, ExecutionFilter, RunRecord,
     RunbookFilter, Store, StoreError,
@@ -390,7 +390,7 @@ impl Store for SqliteStore {
         }];
         changes.extend(audit.map(|event| Change::Audit(event.clone())));
         self.runs
-            .write(execution.id, changes, false)
+            .write(execution.id, changes)
             .await
             .map_err(|error| match error {
                 StoreError::Database(error) => crate::unique_violation(error),
@@ -454,11 +454,13 @@ impl Store for SqliteStore {
         execution_id: Uuid,
         records: &[RunRecord<'_>],
     ) -> Result<(), StoreError> {
-        // Database changes check in their own transaction that the run has not ended.
-        // Console files are outside it: they are checked just before, on a turn that a
-        // sweep in this process waits for (one in another process, which needs this
-        // runner silent for the whole heartbeat timeout, could slip in between).
+        // Database changes check in their own transaction that the run has not ended,
+        // and the batch's output is appended to the console file inside it, after the
+        // check. A batch of output alone is checked on its own, on a turn that a sweep
+        // in this process waits for (one in another process, which needs this runner
+        // silent for the whole heartbeat timeout, could slip in between).
         let _turn = self.runs.turn().await;
+        let mut console: Option<InTransaction> = None;
         if let Some(consoles) = &self.consoles {
             // Output first: a state stored after it never claims more than is there.
             let output: Vec<(u64, &[u8])> = records
@@ -468,14 +470,30 @@ impl Store for SqliteStore {
                     _ => None,
                 })
                 .collect();
-            if !output.is_empty() {
-                if self.runs.has_ended(execution_id).await? {
-                    return Err(StoreError::Ended);
-                }
-                consoles.append(execution_id, &output)?;
-            }
             if output.len() == records.len() {
+                if !output.is_empty() {
+                    if self.runs.has_ended(execution_id).await? {
+                        return Err(StoreError::Ended);
+                    }
+                    consoles.append(execution_id, &output)?;
+                }
                 return Ok(());
+            }
+            if !output.is_empty() {
+                // Appended inside the transaction storing the rest, once it has found
+                // the run not ended: one check serves both.
+                let owned: Vec<(u64, Vec<u8>)> = output
+                    .iter()
+                    .map(|&(offset, data)| (offset, data.to_vec()))
+                    .collect();
+                let consoles = consoles.clone();
+                console = Some(Arc::new(move || {
+                    let chunks: Vec<(u64, &[u8])> = owned
+                        .iter()
+                        .map(|(offset, data)| (*offset, data.as_slice()))
+                        .collect();
+                    consoles.append(execution_id, &chunks)
+                }));
             }
         }
         let mut steps = Vec::new();
@@ -503,7 +521,9 @@ impl Store for SqliteStore {
         if !steps.is_empty() {
             changes.push(Change::Steps(steps));
         }
-        self.runs.write(execution_id, changes, true).await
+        self.runs
+            .write_guarded(execution_id, changes, console)
+            .await
     }
 
     async fn read_output(
@@ -685,6 +705,8 @@ async fn insert_version(
 /// Append-only console files, one per execution.
 struct Consoles {
     dir: PathBuf,
+    /// The file last appended to, kept open: a run appends batch after batch to its own.
+    last: std::sync::Mutex<Option<(Uuid, std::fs::File)>>,
 }
 
 impl Consoles {
@@ -692,6 +714,7 @@ impl Consoles {
     fn beside(database: &Path) -> Consoles {
         Consoles {
             dir: database.with_extension("console"),
+            last: std::sync::Mutex::new(None),
         }
     }
 
@@ -705,12 +728,22 @@ impl Consoles {
     fn append(&self, execution_id: Uuid, chunks: &[(u64, &[u8])]) -> Result<(), StoreError> {
         use std::io::Write;
         let io = |e: std::io::Error| StoreError::Io(format!("console of {execution_id}: {e}"));
-        std::fs::create_dir_all(&self.dir).map_err(io)?;
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.path(execution_id))
-            .map_err(io)?;
+        let mut last = self
+            .last
+            .lock()
+            .map_err(|_| StoreError::Io("the console files' lock is poisoned".to_string()))?;
+        let file = match &mut *last {
+            Some((id, file)) if *id == execution_id => file,
+            other => {
+                std::fs::create_dir_all(&self.dir).map_err(io)?;
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.path(execution_id))
+                    .map_err(io)?;
+                &mut other.insert((execution_id, file)).1
+            }
+        };
         let stored = file.metadata().map_err(io)?.len();
         let mut end = stored;
         let mut new = Vec::with_capacity(chunks.len());

@@ -5,8 +5,9 @@
 //! audit chain's head, the audit record, the new head, commit) took seven of them. Here
 //! a run's start is one script, `BEGIN IMMEDIATE; ...; COMMIT`, sent to a connection
 //! kept for run changes alone. A later batch first reads, inside its transaction, that
-//! the run has not ended (a run stored as ended takes no more records), then sends the
-//! rest as one script: three round trips. The audit chain's head is remembered between
+//! the run has not ended (a run stored as ended takes no more records), appends the
+//! batch's output to the run's console file, then sends the rest as one script: three
+//! round trips, and no second check for the console. The audit chain's head is remembered between
 //! batches instead of read inside each: the record a script appends checks, in its own
 //! statement, that the head is still the one remembered (a stale one leaves its link
 //! NULL, which the column refuses), so a head moved by another writer fails the script;
@@ -51,6 +52,11 @@ pub(crate) enum Change {
     Audit(AuditEvent),
 }
 
+/// Done inside a guarded write's transaction, once the run is found not to have ended
+/// and before its changes: appending the batch's output to the run's console file. Done
+/// again if the write is tried again, so it must be idempotent (appends are).
+pub(crate) type InTransaction = Arc<dyn Fn() -> Result<(), StoreError> + Send + Sync>;
+
 /// The connection run changes are written through. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct RunWriter {
@@ -91,18 +97,38 @@ impl RunWriter {
         self.state.lock().await.has_ended(execution_id).await
     }
 
-    /// Applies `changes` to the run `execution_id` in one transaction; when `guarded`,
-    /// only if the run is not stored as ended ([`StoreError::Ended`] otherwise).
+    /// Applies `changes` to the run `execution_id` in one transaction.
     pub(crate) async fn write(
         &self,
         execution_id: Uuid,
         changes: Vec<Change>,
-        guarded: bool,
+    ) -> Result<(), StoreError> {
+        self.spawn_write(execution_id, changes, None).await
+    }
+
+    /// Applies `changes` to the run `execution_id` in one transaction, only if the run
+    /// is not stored as ended ([`StoreError::Ended`] otherwise); `first` is done once
+    /// it is known not to have ended, before the changes.
+    pub(crate) async fn write_guarded(
+        &self,
+        execution_id: Uuid,
+        changes: Vec<Change>,
+        first: Option<InTransaction>,
+    ) -> Result<(), StoreError> {
+        let guard = Guard { first };
+        self.spawn_write(execution_id, changes, Some(guard)).await
+    }
+
+    async fn spawn_write(
+        &self,
+        execution_id: Uuid,
+        changes: Vec<Change>,
+        guard: Option<Guard>,
     ) -> Result<(), StoreError> {
         let state = self.state.clone();
         let task = tokio::spawn(async move {
             let mut state = state.lock().await;
-            state.apply(execution_id, &changes, guarded).await
+            state.apply(execution_id, &changes, guard.as_ref()).await
         });
         match task.await {
             Ok(result) => result,
@@ -112,6 +138,11 @@ impl RunWriter {
             )),
         }
     }
+}
+
+/// What a guarded write does besides its changes.
+struct Guard {
+    first: Option<InTransaction>,
 }
 
 impl WriterState {
@@ -128,7 +159,7 @@ impl WriterState {
         &mut self,
         execution_id: Uuid,
         changes: &[Change],
-        guarded: bool,
+        guard: Option<&Guard>,
     ) -> Result<(), StoreError> {
         let audited = changes
             .iter()
@@ -137,7 +168,7 @@ impl WriterState {
         // lock: such a write cannot find it stale.
         let mut locked = audited && self.head.is_none();
         loop {
-            match self.write(execution_id, changes, locked, guarded).await {
+            match self.write(execution_id, changes, locked, guard).await {
                 Ok(head) => {
                     self.head = head;
                     return Ok(());
@@ -163,16 +194,21 @@ impl WriterState {
         execution_id: Uuid,
         changes: &[Change],
         locked: bool,
-        guarded: bool,
+        guard: Option<&Guard>,
     ) -> Result<Option<Head>, StoreError> {
-        let begun = locked || guarded;
+        let begun = locked || guard.is_some();
         if begun {
             sqlx::query("BEGIN IMMEDIATE")
                 .execute(&mut self.conn)
                 .await?;
         }
-        if guarded && self.has_ended(execution_id).await? {
-            return Err(StoreError::Ended);
+        if let Some(guard) = guard {
+            if self.has_ended(execution_id).await? {
+                return Err(StoreError::Ended);
+            }
+            if let Some(first) = &guard.first {
+                first()?;
+            }
         }
         let head = if locked {
             let (seq, hash): (i64, String) =
