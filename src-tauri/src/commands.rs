@@ -11,6 +11,7 @@ use runbook_domain::{
 };
 use serde::Serialize;
 use serde_json::Value;
+use std::path::PathBuf;
 use tauri::State;
 
 type CommandResult<T> = Result<T, CommandError>;
@@ -156,6 +157,44 @@ pub async fn read_output(
     Ok(service
         .read_output(&actor, parse_id(&id)?, offset, limit)
         .await?)
+}
+
+/// Where the desktop saves exported run reports: the user's Downloads directory (else
+/// `exports` in the data directory).
+pub struct ExportDir(pub PathBuf);
+
+/// A run report the desktop saved.
+#[derive(Serialize)]
+pub struct SavedReport {
+    path: String,
+    file_name: String,
+    truncated: bool,
+}
+
+/// Saves the run's report (what `GET /executions/{id}/export` returns) as a file and
+/// tells where.
+#[tauri::command]
+pub async fn export_execution(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    exports: State<'_, ExportDir>,
+    id: String,
+) -> CommandResult<SavedReport> {
+    let report = service.export_execution(&actor, parse_id(&id)?).await?;
+    let path = exports.0.join(&report.file_name);
+    std::fs::create_dir_all(&exports.0)
+        .and_then(|()| std::fs::write(&path, report.text.as_bytes()))
+        .map_err(|error| {
+            runbook_core::CoreError::Setup(format!(
+                "could not save the report in {}: {error}",
+                exports.0.display()
+            ))
+        })?;
+    Ok(SavedReport {
+        path: path.display().to_string(),
+        file_name: report.file_name,
+        truncated: report.truncated,
+    })
 }
 
 #[tauri::command]

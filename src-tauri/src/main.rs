@@ -71,6 +71,7 @@ fn with_commands<R: Runtime>(builder: Builder<R>) -> Builder<R> {
         commands::get_execution,
         commands::list_executions,
         commands::read_output,
+        commands::export_execution,
         commands::control_execution,
         commands::retry_execution,
         commands::whoami,
@@ -105,6 +106,12 @@ fn open_service<R: Runtime>(
             "could not read the login shell's environment; commands inherit the app's"
         ),
     }
+    let exports = app
+        .path()
+        .download_dir()
+        .unwrap_or_else(|_| config.data_dir.join("exports"));
+    // Kept if set already (tests save elsewhere).
+    app.manage(commands::ExportDir(exports));
     let data_dir = config.data_dir.display().to_string();
     let service = tauri::async_runtime::block_on(Service::open(config))
         // Debug, not Display: an internal error's Display hides its cause.

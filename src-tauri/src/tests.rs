@@ -12,13 +12,15 @@ use std::time::Duration;
 use tauri::ipc::{CallbackFn, InvokeBody};
 use tauri::test::{mock_builder, mock_context, noop_assets, MockRuntime, INVOKE_KEY};
 use tauri::webview::InvokeRequest;
-use tauri::{App, Listener, WebviewWindow, WebviewWindowBuilder};
+use tauri::{App, Listener, Manager, WebviewWindow, WebviewWindowBuilder};
 use tempfile::TempDir;
 
 struct Desktop {
     app: App<MockRuntime>,
     webview: WebviewWindow<MockRuntime>,
     _data_dir: TempDir,
+    /// Where exported reports go (instead of the user's Downloads directory).
+    exports: TempDir,
 }
 
 impl Desktop {
@@ -27,6 +29,8 @@ impl Desktop {
         let mut app = with_commands(mock_builder())
             .build(mock_context(noop_assets()))
             .unwrap();
+        let exports = tempfile::tempdir().unwrap();
+        app.manage(crate::commands::ExportDir(exports.path().join("Downloads")));
         // The real app runs this in `setup`, which only an event loop triggers.
         open_service(&mut app, Config::from_data_dir(data_dir.path())).unwrap();
         let webview = WebviewWindowBuilder::new(&app, "main", Default::default())
@@ -36,6 +40,7 @@ impl Desktop {
             app,
             webview,
             _data_dir: data_dir,
+            exports,
         }
     }
 
@@ -231,6 +236,44 @@ fn a_run_streams_its_events_to_the_webview_and_keeps_its_output() {
         json!({"id": execution_id, "action": "pause"}),
     );
     assert_eq!(error["code"], "invalid_state");
+}
+
+#[test]
+fn a_run_is_exported_as_a_report_saved_in_the_downloads_directory() {
+    let desktop = Desktop::open();
+    let runbook = desktop.create("Nightly backup", "printf '\\033[32mbackup done\\033[0m\\n'");
+    let execution = desktop.ok(
+        "execute_runbook",
+        json!({"id": runbook["id"], "body": {"params": {}, "version": null}}),
+    );
+    let id = execution["id"].as_str().unwrap();
+    wait_until_finished(&desktop, id);
+
+    let saved = desktop.ok("export_execution", json!({"id": id}));
+    let file_name = saved["file_name"].as_str().unwrap();
+    assert!(file_name.starts_with("nightly-backup-") && file_name.ends_with(".md"));
+    assert_eq!(saved["truncated"], false);
+    let path = PathBuf::from(saved["path"].as_str().unwrap());
+    assert_eq!(
+        path,
+        desktop.exports.path().join("Downloads").join(file_name)
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.starts_with("# Run report: Nightly backup (version 1)"),
+        "{text}"
+    );
+    assert!(text.contains("- Status: **succeeded**"), "{text}");
+    assert!(text.contains("\nbackup done\n"), "{text}");
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+
+    let error = desktop.err("export_execution", json!({"id": "../../etc/passwd"}));
+    assert_eq!(error["code"], "invalid_id");
+    let error = desktop.err(
+        "export_execution",
+        json!({"id": "00000000-0000-4000-8000-000000000000"}),
+    );
+    assert_eq!(error["code"], "not_found");
 }
 
 /// Polls `get_execution` until the run has finished.

@@ -6,6 +6,7 @@ mod access;
 mod audit;
 mod credentials;
 mod error;
+mod export;
 mod service;
 mod sink;
 
@@ -13,6 +14,7 @@ pub use access::{ApiKeyInfo, KeyRequest, LockoutPolicy, NewApiKey, NewUser, User
 pub use audit::{AuditQuery, VerifyReport};
 pub use credentials::{RotationReport, VaultStatus, MAX_VALUE_BYTES};
 pub use error::{CoreError, ErrorKind};
+pub use export::{RunReport, MAX_EXPORTED_CONSOLE};
 pub use runbook_engine::{login_environment, EngineConfig, ExecutionEvent};
 pub use runbook_vault::{KeySetting, KeySource};
 pub use service::{Config, ExecuteRequest, ExecutionQuery, Following, Page, RunbookQuery, Service};

@@ -50,6 +50,7 @@ pub fn app(state: AppState, ui_dir: Option<PathBuf>) -> Router {
         .route("/executions", get(list_executions))
         .route("/executions/{id}", get(get_execution))
         .route("/executions/{id}/output", get(read_output))
+        .route("/executions/{id}/export", get(export_execution))
         .route("/executions/{id}/events", get(events))
         .route("/executions/{id}/control", post(control))
         .route("/executions/{id}/retry", post(retry))
@@ -250,6 +251,41 @@ async fn read_output(
         )
         .await?;
     Ok(Json(page).into_response())
+}
+
+/// The run as a Markdown report, to save as a file.
+async fn export_execution(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    use axum::http::header::{HeaderName, HeaderValue, CONTENT_DISPOSITION, CONTENT_TYPE};
+    let report = state
+        .service
+        .export_execution(&actor, parse_id(&id)?)
+        .await?;
+    // The name is made of ASCII letters, digits, `-` and `.` only: safe in the header.
+    let disposition =
+        HeaderValue::from_str(&format!("attachment; filename=\"{}\"", report.file_name))
+            .unwrap_or_else(|_| HeaderValue::from_static("attachment; filename=\"run.md\""));
+    let mut response = (
+        [
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/markdown; charset=utf-8"),
+            ),
+            (CONTENT_DISPOSITION, disposition),
+        ],
+        report.text,
+    )
+        .into_response();
+    if report.truncated {
+        response.headers_mut().insert(
+            HeaderName::from_static("x-console-truncated"),
+            HeaderValue::from_static("true"),
+        );
+    }
+    Ok(response)
 }
 
 async fn events(

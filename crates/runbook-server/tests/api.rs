@@ -472,6 +472,95 @@ async fn start(app: &TestApp, runbook: &Value) -> String {
     execution["id"].as_str().unwrap().to_string()
 }
 
+#[tokio::test]
+async fn a_run_is_exported_as_a_markdown_report_with_its_steps_and_plain_console() {
+    let app = TestApp::new().await;
+    let (status, _) = app
+        .send(
+            Method::POST,
+            "/credentials",
+            Some(
+                &json!({"name": "deploy-token", "kind": "secret", "value": "s3cr3t-v4lue"})
+                    .to_string(),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let runbook = app
+        .create(json!({
+            "name": "Restart payments | EU",
+            "params": [{"name": "region", "type": "string", "default": "eu-1"}],
+            "blocks": [
+                {"id": "say", "kind": "command",
+                 "script": "printf '\\033[31mred alert\\033[0m in %s\\n' {{ params.region }}; echo \"token=$TOKEN\"",
+                 "secrets": {"TOKEN": "deploy-token"}},
+                {"id": "fail", "kind": "command", "script": "echo 'bad | thing' >&2; exit 4"}
+            ]
+        }))
+        .await;
+    let id = start(&app, &runbook).await;
+    let execution = finished(&app, &id).await;
+    assert_eq!(execution["status"], "failed");
+
+    let viewer = app.key(Role::Viewer).await;
+    let request = Request::get(format!("/executions/{id}/export"))
+        .header("x-api-key", &viewer)
+        .body(Body::empty())
+        .unwrap();
+    let response = app.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "text/markdown; charset=utf-8");
+    let short = &id.replace('-', "")[..8];
+    assert_eq!(
+        headers["content-disposition"],
+        format!("attachment; filename=\"restart-payments-eu-{short}.md\"").as_str()
+    );
+    assert!(headers.get("x-console-truncated").is_none());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(
+        text.starts_with("# Run report: Restart payments | EU (version 1)\n"),
+        "{text}"
+    );
+    assert!(text.contains("- Status: **failed**"), "{text}");
+    assert!(text.contains("  - `region` = `eu-1`"), "{text}");
+    assert!(text.contains("| 1 | `say` | succeeded | 0 |"), "{text}");
+    assert!(text.contains("| 2 | `fail` | failed | 4 |"), "{text}");
+    assert!(
+        text.contains("\nred alert in eu-1\n"),
+        "colours removed: {text}"
+    );
+    assert!(text.contains("\nbad | thing\n"), "{text}");
+    assert!(text.contains("token=***"), "{text}");
+    assert!(
+        !text.contains("s3cr3t-v4lue"),
+        "the secret stays masked: {text}"
+    );
+    assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
+
+    // Unknown, malformed and unauthenticated requests get their usual errors.
+    let missing = uuid::Uuid::new_v4();
+    let (status, error) = app
+        .send(Method::GET, &format!("/executions/{missing}/export"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&error), "not_found");
+    let (status, error) = app
+        .send(Method::GET, "/executions/..%2Fetc/export", None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    let (status, _) = app
+        .send_as(
+            "not-a-key",
+            Method::GET,
+            &format!("/executions/{id}/export"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runs_event_stream_carries_it_to_its_end_while_another_run_floods_its_console() {
     let app = TestApp::new().await;

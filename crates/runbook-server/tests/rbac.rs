@@ -45,6 +45,7 @@ const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/executions", Viewer),
     ("GET", "/executions/{id}", Viewer),
     ("GET", "/executions/{id}/output", Viewer),
+    ("GET", "/executions/{id}/export", Viewer),
     ("GET", "/executions/{id}/events", Viewer),
     ("POST", "/executions/{id}/control", Operator),
     ("POST", "/executions/{id}/retry", Operator),
@@ -278,6 +279,7 @@ impl Served {
                 format!("/executions/{finished}/output?offset=0&limit=100"),
                 None,
             ),
+            ("GET", "/executions/{id}/export") => (format!("/executions/{finished}/export"), None),
             ("GET", "/executions/{id}/events") => (format!("/executions/{finished}/events"), None),
             ("POST", "/executions/{id}/control") => {
                 let run = if allowed {

@@ -1,0 +1,252 @@
+//! A run written out for its postmortem: what ran and with what, who ran it, each
+//! step's outcome, and the console as plain text, in one Markdown file.
+
+use crate::{Actor, CoreError, Service};
+use chrono::{DateTime, Utc};
+use runbook_domain::{Execution, Role, StepResult};
+use serde::Serialize;
+use std::fmt::Write;
+use uuid::Uuid;
+
+/// Most console bytes a report holds; a longer console is cut there, with a note on
+/// how to read the rest.
+pub const MAX_EXPORTED_CONSOLE: u64 = 16 * 1024 * 1024;
+
+/// A run's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// A name to save it under: the runbook's name and the run's id, in ASCII letters,
+    /// digits and `-`, safe as a file name and in a header.
+    pub file_name: String,
+    /// The report, Markdown.
+    pub text: String,
+    /// True when the console was cut at [`MAX_EXPORTED_CONSOLE`] bytes.
+    pub truncated: bool,
+}
+
+impl Service {
+    /// The run `id` as a Markdown report: its summary, its steps and its console
+    /// (colours removed; secrets were masked when it was written).
+    pub async fn export_execution(&self, actor: &Actor, id: Uuid) -> Result<RunReport, CoreError> {
+        actor.require(Role::Viewer)?;
+        let execution = self.get_execution(actor, id).await?;
+        let mut console = self
+            .store
+            .read_output(id, 0, MAX_EXPORTED_CONSOLE + 1)
+            .await?;
+        let truncated = console.len() as u64 > MAX_EXPORTED_CONSOLE;
+        console.truncate(MAX_EXPORTED_CONSOLE as usize);
+        let console = plain_text(&console);
+        Ok(RunReport {
+            file_name: file_name(&execution),
+            text: report(&execution, &console, truncated),
+            truncated,
+        })
+    }
+}
+
+/// Console bytes as text a file can hold: escape sequences (colours, cursor moves)
+/// removed, line ends made `\n`, a character cut at the end dropped.
+fn plain_text(console: &[u8]) -> String {
+    let stripped = strip_ansi_escapes::strip(console);
+    String::from_utf8_lossy(&stripped)
+        .trim_end_matches('\u{FFFD}')
+        .replace("\r\n", "\n")
+}
+
+fn file_name(execution: &Execution) -> String {
+    let mut name: String = execution
+        .runbook_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    name = name
+        .split('-')
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    name.truncate(name.char_indices().nth(60).map_or(name.len(), |(at, _)| at));
+    if name.is_empty() {
+        name.push_str("run");
+    }
+    let id = execution.id.simple().to_string();
+    format!("{name}-{}.md", &id[..8])
+}
+
+fn time(at: Option<DateTime<Utc>>) -> String {
+    at.map_or("—".to_string(), |at| {
+        at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    })
+}
+
+fn duration(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> String {
+    match (from, to) {
+        (Some(from), Some(to)) => {
+            let millis = (to - from).num_milliseconds().max(0);
+            if millis < 1000 {
+                format!("{millis} ms")
+            } else {
+                format!("{:.1} s", millis as f64 / 1000.0)
+            }
+        }
+        _ => "—".to_string(),
+    }
+}
+
+/// A table cell: one line, pipes escaped.
+fn cell(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
+}
+
+fn step_row(position: usize, step: &StepResult) -> String {
+    let code = step
+        .exit_code
+        .map_or(String::new(), |code| code.to_string());
+    let http = step
+        .http_status
+        .map_or(String::new(), |status| status.to_string());
+    let mut status = step.status.as_str().to_string();
+    if step.detail.reused {
+        status.push_str(" (reused)");
+    }
+    format!(
+        "| {position} | `{}` | {status} | {code} | {http} | {} | {} |\n",
+        cell(&step.block_id),
+        duration(step.started_at, step.finished_at),
+        cell(step.error.as_deref().unwrap_or("")),
+    )
+}
+
+fn report(execution: &Execution, console: &str, truncated: bool) -> String {
+    let mut text = String::with_capacity(console.len() + 4096);
+    let _ = writeln!(
+        text,
+        "# Run report: {} (version {})\n",
+        execution.runbook_name.trim(),
+        execution.runbook_version
+    );
+    let _ = writeln!(text, "- Run: `{}`", execution.id);
+    let _ = writeln!(text, "- Status: **{}**", execution.status);
+    let _ = writeln!(text, "- Started by: {}", execution.started_by);
+    let _ = writeln!(text, "- Created: {}", time(Some(execution.created_at)));
+    let _ = writeln!(text, "- Started: {}", time(execution.started_at));
+    let _ = writeln!(text, "- Finished: {}", time(execution.finished_at));
+    let _ = writeln!(
+        text,
+        "- Duration: {}",
+        duration(execution.started_at, execution.finished_at)
+    );
+    if let Some(previous) = execution.retry_of {
+        let _ = writeln!(
+            text,
+            "- Retry of: `{previous}`, from step `{}`",
+            execution.retry_from.as_deref().unwrap_or("?")
+        );
+    }
+    if execution.params.is_empty() {
+        let _ = writeln!(text, "- Parameters: none");
+    } else {
+        let _ = writeln!(text, "- Parameters:");
+        for (name, value) in &execution.params {
+            let value = match value {
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            let _ = writeln!(text, "  - `{name}` = `{}`", cell(&value));
+        }
+    }
+    text.push_str("\n## Steps\n\n");
+    text.push_str("| # | block | status | exit code | HTTP | duration | error |\n");
+    text.push_str("|---|---|---|---|---|---|---|\n");
+    for (position, step) in execution.steps.iter().enumerate() {
+        text.push_str(&step_row(position + 1, step));
+    }
+    text.push_str("\n## Console\n\n");
+    if truncated {
+        let _ = writeln!(
+            text,
+            "The console is longer than the {} MiB shown here; the rest is paged by \
+             `GET /executions/{}/output`.\n",
+            MAX_EXPORTED_CONSOLE / (1024 * 1024),
+            execution.id
+        );
+    }
+    // A fence longer than any run of backticks in the console cannot be closed by it.
+    let longest = console.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    let _ = writeln!(text, "{fence}text");
+    text.push_str(console);
+    if !console.is_empty() && !console.ends_with('\n') {
+        text.push('\n');
+    }
+    let _ = writeln!(text, "{fence}");
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_text_loses_its_colours_and_carriage_returns() {
+        let raw = b"\x1b[1;36m\xe2\x96\xb6 build\x1b[0m (command)\r\nok\r\n\x1b[32m\xe2\x9c\x94 build\x1b[0m 3 ms\r\n";
+        assert_eq!(plain_text(raw), "▶ build (command)\nok\n✔ build 3 ms\n");
+        // A character cut by the size limit is dropped, not shown as garbage.
+        assert_eq!(plain_text(b"caf\xc3"), "caf");
+    }
+
+    #[test]
+    fn file_names_are_safe_whatever_the_runbook_is_called() {
+        let mut execution: Execution = serde_json::from_value(serde_json::json!({
+            "id": "0b1e7c4a-0000-4000-8000-000000000000",
+            "runbook_id": "0b1e7c4a-0000-4000-8000-000000000001",
+            "runbook_version": 1,
+            "runbook_name": "../../etc/Restart Payments: EU/US!",
+            "status": "failed",
+            "params": {},
+            "started_by": "alice",
+            "created_at": "2026-11-28T10:00:00Z",
+            "started_at": null,
+            "finished_at": null,
+            "steps": []
+        }))
+        .unwrap();
+        assert_eq!(
+            file_name(&execution),
+            "etc-restart-payments-eu-us-0b1e7c4a.md"
+        );
+        execution.runbook_name = "///".to_string();
+        assert_eq!(file_name(&execution), "run-0b1e7c4a.md");
+    }
+
+    #[test]
+    fn a_console_with_backticks_cannot_close_its_fence() {
+        let execution: Execution = serde_json::from_value(serde_json::json!({
+            "id": "0b1e7c4a-0000-4000-8000-000000000000",
+            "runbook_id": "0b1e7c4a-0000-4000-8000-000000000001",
+            "runbook_version": 3,
+            "runbook_name": "Docs",
+            "status": "succeeded",
+            "params": {"env": "prod", "replicas": 3},
+            "started_by": "alice",
+            "created_at": "2026-11-28T10:00:00Z",
+            "started_at": "2026-11-28T10:00:01Z",
+            "finished_at": "2026-11-28T10:00:03.500Z",
+            "steps": []
+        }))
+        .unwrap();
+        let text = report(&execution, "````\nhi\n", false);
+        assert!(text.contains("\n`````text\n````\nhi\n`````\n"), "{text}");
+        assert!(text.contains("- Duration: 2.5 s"), "{text}");
+        assert!(text.contains("  - `replicas` = `3`"), "{text}");
+    }
+}
