@@ -19,7 +19,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -285,6 +285,20 @@ describe('browser: sign in, author, version and run a runbook', { timeout: HARD_
     // Reopening the finished run loads the whole console from stored output.
     await page.reload();
     await waitFor('the console after reload', async () => (await page.getByTestId('console-text').textContent())?.includes(MARKER), 15_000);
+  });
+
+  it('exports the finished run as a Markdown report with its steps and plain console', async () => {
+    const [download] = await Promise.all([page.waitForEvent('download'), button('Export report').click()]);
+    assert.match(download.suggestedFilename(), /^e2e-smoke-check-[0-9a-f]{8}\.md$/);
+    const report = readFileSync(await download.path(), 'utf8');
+    assert.match(report, /^# Run report: E2E smoke check \(version \d+\)\n/);
+    assert.match(report, /- Status: \*\*succeeded\*\*/);
+    assert.match(report, /## Steps\n/);
+    assert.match(report, /\| `step-2` \| succeeded \|/);
+    assert.ok(report.includes(MARKER), 'the console is in the report');
+    assert.ok(!report.includes('\x1b'), 'the console has no escape codes');
+    await page.getByTestId('export-notice').filter({ hasText: `Report downloaded as ${download.suggestedFilename()}` }).waitFor();
+    await shot('03b-run-exported');
   });
 
   it('lists the run on the runbook\'s Runs tab', async () => {

@@ -6,7 +6,7 @@ vi.mock('@tauri-apps/api/core', () => ({ invoke: (...args: unknown[]) => invoke(
 vi.mock('@tauri-apps/api/event', () => ({ listen: (...args: unknown[]) => listen(...args) }))
 
 import { ApiError } from './errors'
-import { call, setApiKey, SSE_RECONNECT_MS, subscribeExecutionEvents } from './transport'
+import { attachmentName, call, exportExecution, setApiKey, SSE_RECONNECT_MS, subscribeExecutionEvents } from './transport'
 import type { ExecutionEvent } from './types'
 
 function jsonResponse(status: number, body: unknown): Response {
@@ -195,6 +195,58 @@ describe('browser transport', () => {
       subscribeExecutionEvents('e1', { onEvent: () => {}, onError: resolve })
     })
     expect(error.code).toBe('forbidden')
+  })
+})
+
+describe('run reports', () => {
+  it('downloads the report in a browser under the name the server gives', async () => {
+    setApiKey('secret-key')
+    const clicked: { name: string; href: string }[] = []
+    const click = vi.spyOn(HTMLAnchorElement.prototype, 'click').mockImplementation(function (this: HTMLAnchorElement) {
+      clicked.push({ name: this.download, href: this.href })
+    })
+    vi.stubGlobal('URL', Object.assign(URL, { createObjectURL: vi.fn(() => 'blob:report'), revokeObjectURL: vi.fn() }))
+    fetchMock.mockResolvedValueOnce(
+      new Response('# Run report: x', {
+        status: 200,
+        headers: {
+          'Content-Type': 'text/markdown; charset=utf-8',
+          'Content-Disposition': 'attachment; filename="restart-payments-0b1e7c4a.md"',
+          'X-Console-Truncated': 'true',
+        },
+      }),
+    )
+    const saved = await exportExecution('run/1')
+    const [url, init] = fetchMock.mock.calls[0]
+    expect(url).toBe('executions/run%2F1/export')
+    expect(new Headers(init?.headers).get('X-API-KEY')).toBe('secret-key')
+    expect(saved).toEqual({ fileName: 'restart-payments-0b1e7c4a.md', path: null, truncated: true })
+    expect(clicked).toEqual([{ name: 'restart-payments-0b1e7c4a.md', href: 'blob:report' }])
+    click.mockRestore()
+  })
+
+  it('turns a refused export into the API error and downloads nothing', async () => {
+    const click = vi.spyOn(HTMLAnchorElement.prototype, 'click')
+    fetchMock.mockResolvedValueOnce(jsonResponse(404, { error: { code: 'not_found', message: 'execution not found' } }))
+    const error = await exportExecution('missing').catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(ApiError)
+    expect((error as ApiError).code).toBe('not_found')
+    expect(click).not.toHaveBeenCalled()
+    click.mockRestore()
+  })
+
+  it('reads the file name of an attachment', () => {
+    expect(attachmentName('attachment; filename="a-1.md"')).toBe('a-1.md')
+    expect(attachmentName(null)).toBeNull()
+    expect(attachmentName('inline')).toBeNull()
+  })
+
+  it('has the desktop save the report and return where', async () => {
+    ;(window as unknown as Record<string, unknown>).__TAURI_INTERNALS__ = {}
+    invoke.mockResolvedValueOnce({ path: '/home/a/Downloads/x-1.md', file_name: 'x-1.md', truncated: false })
+    expect(await exportExecution('e1')).toEqual({ fileName: 'x-1.md', path: '/home/a/Downloads/x-1.md', truncated: false })
+    expect(invoke).toHaveBeenCalledWith('export_execution', { id: 'e1' })
+    expect(fetchMock).not.toHaveBeenCalled()
   })
 })
 

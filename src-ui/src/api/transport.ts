@@ -217,6 +217,56 @@ export async function call<K extends CommandName>(command: K, args: Args<K>): Pr
   return (await httpCall(route(args))) as Commands[K]['result']
 }
 
+// ---- Run reports ----
+
+/** A run's report, saved: by the desktop in the Downloads directory (`path`), by a browser as a download. */
+export interface SavedReport {
+  fileName: string
+  /** Where the desktop saved it; a browser does not tell. */
+  path: string | null
+  /** The console was cut at 16 MiB. */
+  truncated: boolean
+}
+
+/** The file name a `Content-Disposition: attachment; filename="…"` header gives, if any. */
+export function attachmentName(disposition: string | null): string | null {
+  const match = /filename="([^"]+)"/.exec(disposition ?? '')
+  return match ? match[1] : null
+}
+
+/** Saves the run's Markdown report (summary, steps, console as plain text) as a file. */
+export async function exportExecution(id: string): Promise<SavedReport> {
+  if (isTauri()) {
+    try {
+      const saved = await invoke<{ path: string; file_name: string; truncated: boolean }>('export_execution', { id })
+      return { fileName: saved.file_name, path: saved.path, truncated: saved.truncated }
+    } catch (error) {
+      throw normalizeError(error)
+    }
+  }
+  let response: Response
+  try {
+    response = await fetch(buildUrl(`executions/${enc(id)}/export`), { headers: authHeaders() })
+  } catch (error) {
+    throw normalizeError(error)
+  }
+  if (!response.ok) throw errorFromHttp(response.status, await response.text(), response.statusText)
+  const fileName = attachmentName(response.headers.get('Content-Disposition')) ?? `run-${id}.md`
+  const url = URL.createObjectURL(await response.blob())
+  try {
+    const link = document.createElement('a')
+    link.href = url
+    link.download = fileName
+    document.body.appendChild(link)
+    link.click()
+    link.remove()
+  } finally {
+    // Revoked after the click has handed the file to the browser.
+    setTimeout(() => URL.revokeObjectURL(url), 0)
+  }
+  return { fileName, path: null, truncated: response.headers.get('X-Console-Truncated') === 'true' }
+}
+
 // ---- Events ----
 
 export interface EventSubscription {

@@ -7,7 +7,11 @@ import { ApiError } from '../api/errors'
 import type { Execution, ExecutionEvent, Me, Runbook } from '../api/types'
 
 const call = vi.fn()
-vi.mock('../api/transport', () => ({ call: (...args: unknown[]) => call(...args) }))
+const exportExecution = vi.fn()
+vi.mock('../api/transport', () => ({
+  call: (...args: unknown[]) => call(...args),
+  exportExecution: (...args: unknown[]) => exportExecution(...args),
+}))
 
 // The console (xterm) needs a real layout; here it only hands events to the view.
 let emit: (event: ExecutionEvent) => void = () => {}
@@ -131,12 +135,44 @@ const calls = (command: string) => call.mock.calls.filter(([c]) => c === command
 
 beforeEach(() => {
   call.mockReset()
+  exportExecution.mockReset()
   history = []
   offline = false
   me = null
 })
 
 describe('RunView', () => {
+  it('exports the run as a report and says where the desktop saved it', async () => {
+    const user = userEvent.setup()
+    let saved: (report: unknown) => void = () => {}
+    exportExecution.mockReturnValueOnce(new Promise((resolve) => (saved = resolve)))
+    renderRun(execution({ status: 'failed', finished_at: at(5) }))
+    await user.click(await screen.findByRole('button', { name: 'Export report' }))
+    expect(exportExecution).toHaveBeenCalledWith('run-1')
+    expect(button('Exporting…')).toBeDisabled()
+    await act(async () => saved({ fileName: 'restart-payments-run1.md', path: '/home/alice/Downloads/restart-payments-run1.md', truncated: true }))
+    const notice = await screen.findByTestId('export-notice')
+    expect(notice).toHaveTextContent('Report saved to /home/alice/Downloads/restart-payments-run1.md')
+    expect(notice).toHaveTextContent('cut at 16 MiB')
+    expect(button('Export report')).toBeEnabled()
+  })
+
+  it('says a browser downloaded the report, and shows why an export failed', async () => {
+    const user = userEvent.setup()
+    exportExecution.mockResolvedValueOnce({ fileName: 'restart-payments-run1.md', path: null, truncated: false })
+    renderRun(execution({ status: 'succeeded', finished_at: at(5) }))
+    await user.click(await screen.findByRole('button', { name: 'Export report' }))
+    const notice = await screen.findByTestId('export-notice')
+    expect(notice).toHaveTextContent('Report downloaded as restart-payments-run1.md')
+    expect(notice).not.toHaveTextContent('16 MiB')
+
+    exportExecution.mockRejectedValueOnce(new ApiError('not_found', 'execution not found', 404))
+    await user.click(button('Export report'))
+    const alert = await screen.findByRole('alert')
+    expect(alert).toHaveTextContent('The report could not be exported')
+    expect(screen.queryByTestId('export-notice')).toBeNull()
+  })
+
   it('lists every step with its branch, status, HTTP status, outputs and response', async () => {
     renderRun(execution({}))
     await screen.findAllByText(/then of branch/) // the runbook version has loaded

@@ -2,12 +2,13 @@
 // console of one execution.
 
 import { useQueryClient } from '@tanstack/react-query'
-import { ArrowLeft, Check, Pause, Play, RotateCw, Square } from 'lucide-react'
+import { ArrowLeft, Check, FileDown, Pause, Play, RotateCw, Square } from 'lucide-react'
 import { useCallback, useEffect, useMemo, useRef, useState, type ReactNode } from 'react'
 import { Link, useNavigate, useParams } from 'react-router'
 import { normalizeError } from '../api/errors'
 import { keys, useControl, useExecution, useExecutions, useRetry, useVersion } from '../api/queries'
 import { useRoleRefusal } from '../api/roles'
+import { exportExecution, type SavedReport } from '../api/transport'
 import type { ControlAction, Execution, ExecutionEvent } from '../api/types'
 import { isFinished, isRetryable } from '../api/types'
 import { ConnectionBanner } from '../components/ConnectionBanner'
@@ -147,6 +148,18 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
   const askRetry = () => (succeededRetry ? setConfirmRetry(true) : startRetry())
   const retryError = retry.error ? normalizeError(retry.error) : null
 
+  const [exporting, setExporting] = useState(false)
+  const [exported, setExported] = useState<SavedReport | null>(null)
+  const [exportError, setExportError] = useState<unknown>(null)
+  const saveReport = () => {
+    setExporting(true)
+    setExported(null)
+    setExportError(null)
+    exportExecution(execution.id)
+      .then(setExported, setExportError)
+      .finally(() => setExporting(false))
+  }
+
   return (
     <div className="page run-page">
       <header className="page-header">
@@ -190,6 +203,15 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
           </div>
         </div>
         <div className="page-actions controls" role="group" aria-label="Run controls">
+          <button
+            type="button"
+            className="btn btn-ghost"
+            disabled={exporting}
+            title="Save this run as a Markdown report for its postmortem: summary, steps and console"
+            onClick={saveReport}
+          >
+            <FileDown size={16} aria-hidden /> {exporting ? 'Exporting…' : 'Export report'}
+          </button>
           {retryable && (
             <button
               type="button"
@@ -232,6 +254,24 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
       )}
       {retryError && (
         <ErrorBanner error={retryError} title="The retry did not start" />
+      )}
+      {exportError !== null && <ErrorBanner error={exportError} title="The report could not be exported" />}
+      {exported && (
+        <div className="banner banner-info" role="status" data-testid="export-notice">
+          <FileDown size={18} aria-hidden className="banner-icon" />
+          <div className="banner-body">
+            {exported.path ? (
+              <>
+                Report saved to <span className="mono">{exported.path}</span>
+              </>
+            ) : (
+              <>
+                Report downloaded as <span className="mono">{exported.fileName}</span>
+              </>
+            )}
+            {exported.truncated && ' (its console is cut at 16 MiB; the rest stays readable in the run view)'}
+          </div>
+        </div>
       )}
       {waitingRow && (
         <div className="banner banner-waiting" role="status">
