@@ -25,8 +25,17 @@ fn main() {
         std::env::var_os("RUNBOOK_DATA_DIR"),
         std::env::var("DATABASE_URL").ok(),
     );
+    // Where exported run reports are saved; the Downloads directory when unset.
+    let export_dir = std::env::var_os("RUNBOOK_EXPORT_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map(PathBuf::from);
     let app = with_commands(tauri::Builder::default())
-        .setup(move |app| open_service(app, config))
+        .setup(move |app| {
+            if let Some(dir) = export_dir {
+                app.manage(commands::ExportDir(dir));
+            }
+            open_service(app, config)
+        })
         .build(tauri::generate_context!());
     match app {
         Ok(app) => app.run(shut_down_on_exit),

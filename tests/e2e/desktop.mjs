@@ -9,7 +9,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, createWriteStream, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, createWriteStream, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { delimiter, dirname, join, resolve } from 'node:path';
@@ -184,7 +184,7 @@ async function startApp() {
   // Screenshots of an earlier run must not pass for this one's.
   for (const old of readdirSync(SCREENSHOTS).filter((f) => f.startsWith('desktop-'))) rmSync(join(SCREENSHOTS, old));
   const log = createWriteStream(join(ARTIFACTS, 'desktop-driver.log'));
-  const env = { ...process.env, RUNBOOK_DATA_DIR: dataDir };
+  const env = { ...process.env, RUNBOOK_DATA_DIR: dataDir, RUNBOOK_EXPORT_DIR: join(dataDir, 'reports') };
   delete env.DATABASE_URL; // always the embedded SQLite database of the temp data dir
   driver = spawn(
     findTauriDriver(),
@@ -244,6 +244,18 @@ test('desktop: author a runbook with a command block, run it, see its output; st
     assert.ok(step, `no timeline row for block ${blockId}`);
     assert.match(await text(step), /succeeded/i);
     await screenshot('03-run-succeeded');
+
+    // The run's report for its postmortem is saved as a file, and the view says where.
+    await click('"Export report"', named('button', 'Export report'));
+    const notice = await waitVisible('the saved report notice', '//*[@data-testid="export-notice" and contains(., "Report saved to")]', 15_000);
+    const saved = (await text(notice)).replace(/^.*Report saved to\s*/s, '').trim();
+    assert.ok(saved.startsWith(join(dataDir, 'reports') + '/'), `the report is saved in the export directory: ${saved}`);
+    const report = readFileSync(saved, 'utf8');
+    assert.match(report, /^# Run report: /);
+    assert.match(report, /## Steps\n/);
+    assert.ok(report.includes(MARKER), 'the console is in the report');
+    assert.ok(!report.includes('\x1b'), 'the console has no escape codes');
+    await screenshot('03b-report-saved');
 
     // Credentials in the desktop app. Under Xvfb there is no keychain, so the master key
     // lives in a key file and the app says so.
