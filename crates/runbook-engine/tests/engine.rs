@@ -652,7 +652,9 @@ async fn pause_suspends_the_process_group_and_resume_continues_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_a_paused_command_ends_the_run() {
     let sleeper = marker(304);
-    let run = Harness::start(vec![command("held", &format!("sleep {sleeper}"))]);
+    // `exec`: a shell that started the sleep itself could be paused while waiting in
+    // vfork for the sleep to start, and would then show `D`, not `T`, until resumed.
+    let run = Harness::start(vec![command("held", &format!("exec sleep {sleeper}"))]);
     wait_for_processes(&sleeper, "the sleep", |found| !found.is_empty()).await;
     run.control(ControlAction::Pause).unwrap();
     wait_for_processes(&sleeper, "the sleep to be stopped (T)", |found| {
