@@ -296,6 +296,8 @@ describe('browser: sign in, author, version and run a runbook', { timeout: HARD_
     assert.match(report, /## Steps\n/);
     assert.match(report, /\| `step-2` \| succeeded \|/);
     assert.ok(report.includes(MARKER), 'the console is in the report');
+    // The engine colours each step's header line: it is there, with its colours removed.
+    assert.ok(report.includes('▶ step-2 (command)\n'), 'the coloured step header is in the report as plain text');
     assert.ok(!report.includes('\x1b'), 'the console has no escape codes');
     await page.getByTestId('export-notice').filter({ hasText: `Report downloaded as ${download.suggestedFilename()}` }).waitFor();
     await shot('03b-run-exported');

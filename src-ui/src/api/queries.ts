@@ -1,7 +1,7 @@
 // TanStack Query keys and hooks: all server state of the UI goes through here.
 
 import { keepPreviousData, useMutation, useQuery, useQueryClient } from '@tanstack/react-query'
-import { call } from './transport'
+import { call, exportExecution } from './transport'
 import type {
   ApiKeyCreate,
   AuditFilter,
@@ -183,6 +183,11 @@ export function useControl(executionId: string) {
       void client.invalidateQueries({ queryKey: keys.executions })
     },
   })
+}
+
+/** Saves the run's Markdown report: a download in a browser, a file in Downloads on the desktop. */
+export function useExportReport(executionId: string) {
+  return useMutation({ mutationFn: () => exportExecution(executionId) })
 }
 
 // ---- Security (admin pages) ----

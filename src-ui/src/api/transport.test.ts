@@ -199,21 +199,37 @@ describe('browser transport', () => {
 })
 
 describe('run reports', () => {
-  it('downloads the report in a browser under the name the server gives', async () => {
-    setApiKey('secret-key')
-    const clicked: { name: string; href: string }[] = []
-    const click = vi.spyOn(HTMLAnchorElement.prototype, 'click').mockImplementation(function (this: HTMLAnchorElement) {
+  let clicked: { name: string; href: string }[] = []
+  let revoke: ReturnType<typeof vi.spyOn>
+
+  beforeEach(() => {
+    clicked = []
+    vi.spyOn(HTMLAnchorElement.prototype, 'click').mockImplementation(function (this: HTMLAnchorElement) {
       clicked.push({ name: this.download, href: this.href })
     })
-    vi.stubGlobal('URL', Object.assign(URL, { createObjectURL: vi.fn(() => 'blob:report'), revokeObjectURL: vi.fn() }))
+    vi.spyOn(URL, 'createObjectURL').mockReturnValue('blob:report')
+    revoke = vi.spyOn(URL, 'revokeObjectURL').mockImplementation(() => {})
+  })
+
+  afterEach(() => {
+    vi.useRealTimers()
+    vi.restoreAllMocks()
+  })
+
+  function reportResponse(headers: Record<string, string>): Response {
+    return new Response('# Run report: x', {
+      status: 200,
+      headers: { 'Content-Type': 'text/markdown; charset=utf-8', ...headers },
+    })
+  }
+
+  it('downloads the report in a browser under the name the server gives', async () => {
+    vi.useFakeTimers()
+    setApiKey('secret-key')
     fetchMock.mockResolvedValueOnce(
-      new Response('# Run report: x', {
-        status: 200,
-        headers: {
-          'Content-Type': 'text/markdown; charset=utf-8',
-          'Content-Disposition': 'attachment; filename="restart-payments-0b1e7c4a.md"',
-          'X-Console-Truncated': 'true',
-        },
+      reportResponse({
+        'Content-Disposition': 'attachment; filename="restart-payments-0b1e7c4a.md"',
+        'X-Console-Truncated': 'true',
       }),
     )
     const saved = await exportExecution('run/1')
@@ -222,17 +238,24 @@ describe('run reports', () => {
     expect(new Headers(init?.headers).get('X-API-KEY')).toBe('secret-key')
     expect(saved).toEqual({ fileName: 'restart-payments-0b1e7c4a.md', path: null, truncated: true })
     expect(clicked).toEqual([{ name: 'restart-payments-0b1e7c4a.md', href: 'blob:report' }])
-    click.mockRestore()
+    // The link is gone from the page, and the blob is let go once the browser has it.
+    expect(document.querySelector('a[download]')).toBeNull()
+    vi.runAllTimers()
+    expect(revoke).toHaveBeenCalledWith('blob:report')
+  })
+
+  it('names the download after the run when the server gives no name', async () => {
+    fetchMock.mockResolvedValueOnce(reportResponse({}))
+    expect(await exportExecution('e7')).toEqual({ fileName: 'run-e7.md', path: null, truncated: false })
+    expect(clicked).toEqual([{ name: 'run-e7.md', href: 'blob:report' }])
   })
 
   it('turns a refused export into the API error and downloads nothing', async () => {
-    const click = vi.spyOn(HTMLAnchorElement.prototype, 'click')
     fetchMock.mockResolvedValueOnce(jsonResponse(404, { error: { code: 'not_found', message: 'execution not found' } }))
     const error = await exportExecution('missing').catch((e: unknown) => e)
     expect(error).toBeInstanceOf(ApiError)
     expect((error as ApiError).code).toBe('not_found')
-    expect(click).not.toHaveBeenCalled()
-    click.mockRestore()
+    expect(clicked).toEqual([])
   })
 
   it('reads the file name of an attachment', () => {
@@ -247,6 +270,15 @@ describe('run reports', () => {
     expect(await exportExecution('e1')).toEqual({ fileName: 'x-1.md', path: '/home/a/Downloads/x-1.md', truncated: false })
     expect(invoke).toHaveBeenCalledWith('export_execution', { id: 'e1' })
     expect(fetchMock).not.toHaveBeenCalled()
+    expect(clicked).toEqual([])
+  })
+
+  it('turns a desktop failure into the API error', async () => {
+    ;(window as unknown as Record<string, unknown>).__TAURI_INTERNALS__ = {}
+    invoke.mockRejectedValueOnce({ code: 'not_found', message: 'execution not found' })
+    const error = await exportExecution('gone').catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(ApiError)
+    expect((error as ApiError).code).toBe('not_found')
   })
 })
 

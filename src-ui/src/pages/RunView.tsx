@@ -6,9 +6,8 @@ import { ArrowLeft, Check, FileDown, Pause, Play, RotateCw, Square } from 'lucid
 import { useCallback, useEffect, useMemo, useRef, useState, type ReactNode } from 'react'
 import { Link, useNavigate, useParams } from 'react-router'
 import { normalizeError } from '../api/errors'
-import { keys, useControl, useExecution, useExecutions, useRetry, useVersion } from '../api/queries'
+import { keys, useControl, useExecution, useExecutions, useExportReport, useRetry, useVersion } from '../api/queries'
 import { useRoleRefusal } from '../api/roles'
-import { exportExecution, type SavedReport } from '../api/transport'
 import type { ControlAction, Execution, ExecutionEvent } from '../api/types'
 import { isFinished, isRetryable } from '../api/types'
 import { ConnectionBanner } from '../components/ConnectionBanner'
@@ -148,17 +147,8 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
   const askRetry = () => (succeededRetry ? setConfirmRetry(true) : startRetry())
   const retryError = retry.error ? normalizeError(retry.error) : null
 
-  const [exporting, setExporting] = useState(false)
-  const [exported, setExported] = useState<SavedReport | null>(null)
-  const [exportError, setExportError] = useState<unknown>(null)
-  const saveReport = () => {
-    setExporting(true)
-    setExported(null)
-    setExportError(null)
-    exportExecution(execution.id)
-      .then(setExported, setExportError)
-      .finally(() => setExporting(false))
-  }
+  const exportReport = useExportReport(execution.id)
+  const exported = exportReport.data
 
   return (
     <div className="page run-page">
@@ -206,11 +196,11 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
           <button
             type="button"
             className="btn btn-ghost"
-            disabled={exporting}
+            disabled={exportReport.isPending}
             title="Save this run as a Markdown report for its postmortem: summary, steps and console"
-            onClick={saveReport}
+            onClick={() => exportReport.mutate()}
           >
-            <FileDown size={16} aria-hidden /> {exporting ? 'Exporting…' : 'Export report'}
+            <FileDown size={16} aria-hidden /> {exportReport.isPending ? 'Exporting…' : 'Export report'}
           </button>
           {retryable && (
             <button
@@ -255,7 +245,7 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
       {retryError && (
         <ErrorBanner error={retryError} title="The retry did not start" />
       )}
-      {exportError !== null && <ErrorBanner error={exportError} title="The report could not be exported" />}
+      {exportReport.error && <ErrorBanner error={exportReport.error} title="The report could not be exported" />}
       {exported && (
         <div className="banner banner-info" role="status" data-testid="export-notice">
           <FileDown size={18} aria-hidden className="banner-icon" />
