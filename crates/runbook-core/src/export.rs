@@ -55,23 +55,15 @@ fn plain_text(console: &[u8]) -> String {
 }
 
 fn file_name(execution: &Execution) -> String {
-    let mut name: String = execution
-        .runbook_name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    name = name
-        .split('-')
+    let lower = execution.runbook_name.to_ascii_lowercase();
+    // ASCII letters and digits, every other run of characters one `-`, at most 60 bytes.
+    let mut name = lower
+        .split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|part| !part.is_empty())
         .collect::<Vec<_>>()
         .join("-");
-    name.truncate(name.char_indices().nth(60).map_or(name.len(), |(at, _)| at));
+    name.truncate(60);
+    name.truncate(name.trim_end_matches('-').len());
     if name.is_empty() {
         name.push_str("run");
     }
@@ -226,6 +218,12 @@ mod tests {
         );
         execution.runbook_name = "///".to_string();
         assert_eq!(file_name(&execution), "run-0b1e7c4a.md");
+        // A long name is cut at 60 bytes, never ending in `-`.
+        execution.runbook_name = format!("{} tail", "a".repeat(59));
+        assert_eq!(
+            file_name(&execution),
+            format!("{}-0b1e7c4a.md", "a".repeat(59))
+        );
     }
 
     #[test]
