@@ -81,6 +81,9 @@ pub struct Run {
     retired: Option<(Receiver, Receiver, command::Exit)>,
     /// Pipes for the next command, made while the last one ran.
     spare_pipes: Option<command::OutputPipes>,
+    /// The step begun last, as (index, kind), while its start is not yet stored,
+    /// announced or shown: a command's start is, once its process has started.
+    unannounced: Option<(usize, &'static str)>,
 }
 
 impl Run {
@@ -126,6 +129,7 @@ impl Run {
             run_env: None,
             retired: None,
             spare_pipes: None,
+            unannounced: None,
         }
     }
 
@@ -280,13 +284,12 @@ impl Run {
             step.status = StepStatus::Running;
             step.started_at = Some(started);
         }
-        self.save_step(index).await;
-        self.events.send(ExecutionEvent::StepStarted {
-            execution_id: self.execution.id,
-            block_id: block_id.clone(),
-        });
-        let header = format!("\x1b[1;36m▶ {block_id}\x1b[0m ({})\r\n", block.kind());
-        self.count_output(index, &block_id, &header).await;
+        self.unannounced = Some((index, block.kind()));
+        // A command's start is stored and announced once its process has started, so
+        // that this runs beside the command rather than before it.
+        if !matches!(block, Block::Command(_)) {
+            self.announce_start().await;
+        }
 
         let end = match block {
             Block::Instruction(instruction) => {
@@ -299,6 +302,7 @@ impl Run {
             Block::Conditional(conditional) => self.conditional(index, conditional).await,
         };
 
+        self.announce_start().await;
         let status = match end {
             StepEnd::Succeeded => StepStatus::Succeeded,
             StepEnd::Failed => StepStatus::Failed,
@@ -331,12 +335,29 @@ impl Run {
         end
     }
 
+    /// Stores and announces the start of the step begun last, and shows its header,
+    /// unless that is done already; before anything else of the step is shown.
+    async fn announce_start(&mut self) {
+        let Some((index, kind)) = self.unannounced.take() else {
+            return;
+        };
+        self.save_step(index).await;
+        let block_id = self.execution.steps[index].block_id.clone();
+        self.events.send(ExecutionEvent::StepStarted {
+            execution_id: self.execution.id,
+            block_id: block_id.clone(),
+        });
+        let header = format!("\x1b[1;36m▶ {block_id}\x1b[0m ({kind})\r\n");
+        self.count_output(index, &block_id, &header).await;
+    }
+
     async fn count_output(&mut self, index: usize, block_id: &str, text: &str) {
         let written = self.console.write(block_id, text).await;
         self.execution.steps[index].output_bytes += written;
     }
 
     async fn fail_step(&mut self, index: usize, block_id: &str, error: String) -> StepEnd {
+        self.announce_start().await;
         let error = self.secrets.mask(&error);
         self.count_output(index, block_id, &format!("\x1b[31m{error}\x1b[0m\r\n"))
             .await;
@@ -636,6 +657,10 @@ impl Run {
             Ok(parts) => parts,
             Err(error) => return self.fail_step(index, block_id, error).await,
         };
+        if !secrets.is_empty() {
+            // Resolving credentials may take a while: the step shows as started meanwhile.
+            self.announce_start().await;
+        }
         for (name, credential_name) in secrets {
             match self.credential(credential_name, block_id).await {
                 Ok(credential) => vars.push((name.clone(), credential.env_value().to_string())),
@@ -695,6 +720,7 @@ impl Run {
             }
         };
         drop(vars);
+        self.announce_start().await;
         // While the command runs: the last one's pipes go, the next one's are made.
         self.retired = None;
         self.spare_pipes = command::OutputPipes::new().ok();
