@@ -17,7 +17,9 @@ pub use error::{CoreError, ErrorKind};
 pub use export::{RunReport, MAX_EXPORTED_CONSOLE};
 pub use runbook_engine::{login_environment, EngineConfig, ExecutionEvent};
 pub use runbook_vault::{KeySetting, KeySource};
-pub use service::{Config, ExecuteRequest, ExecutionQuery, Following, Page, RunbookQuery, Service};
+pub use service::{
+    Config, ExecuteRequest, ExecutionQuery, Following, Page, RunbookQuery, Service, WaitingStep,
+};
 
 use runbook_domain::Role;
 use serde::Serialize;

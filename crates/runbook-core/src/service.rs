@@ -110,6 +110,16 @@ pub struct Page<T> {
     pub total: i64,
 }
 
+/// A step of a run that waits for a person to acknowledge it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WaitingStep {
+    pub execution_id: Uuid,
+    pub runbook_name: String,
+    pub block_id: String,
+    /// The step's instructions (markdown).
+    pub text: String,
+}
+
 /// The body of an execute request.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -646,6 +656,41 @@ impl Service {
     pub async fn get_execution(&self, actor: &Actor, id: Uuid) -> Result<Execution, CoreError> {
         actor.require(Role::Viewer)?;
         self.load_execution(id).await
+    }
+
+    /// The step `block_id` of the run `id` as a person asked to acknowledge it sees it:
+    /// the runbook's name and the step's instructions, from the version the run executes.
+    pub async fn waiting_step(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        block_id: &str,
+    ) -> Result<WaitingStep, CoreError> {
+        actor.require(Role::Viewer)?;
+        let execution = self.load_execution(id).await?;
+        let runbook = self
+            .store
+            .get_version(execution.runbook_id, execution.runbook_version)
+            .await?
+            .ok_or(CoreError::NotFound { what: "version" })?;
+        let text = runbook
+            .all_blocks()
+            .into_iter()
+            .find_map(|block| match block {
+                runbook_domain::Block::Instruction(instruction) if instruction.id == block_id => {
+                    Some(instruction.text.clone())
+                }
+                _ => None,
+            })
+            .ok_or(CoreError::NotFound {
+                what: "instruction step",
+            })?;
+        Ok(WaitingStep {
+            execution_id: execution.id,
+            runbook_name: execution.runbook_name,
+            block_id: block_id.to_string(),
+            text,
+        })
     }
 
     /// The run `id` as it is now and, while this process executes it, its events:
