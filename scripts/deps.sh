@@ -11,7 +11,7 @@ sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 build_pkgs=(build-essential pkg-config curl file libssl-dev)
 desktop_pkgs=(libxdo-dev libwebkit2gtk-4.1-dev libjavascriptcoregtk-4.1-dev libsoup-3.0-dev
   libayatana-appindicator3-dev librsvg2-dev libdbus-1-dev)
-test_pkgs=(xvfb xauth webkit2gtk-driver chromium postgresql-client sqlite3 gnome-keyring dbus-daemon libsecret-tools)
+test_pkgs=(xvfb xauth webkit2gtk-driver chromium postgresql-client sqlite3 gnome-keyring dbus-daemon dbus-bin libsecret-tools)
 
 case "$purpose" in
   serve) wanted=("${build_pkgs[@]}") ;;

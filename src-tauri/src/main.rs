@@ -30,6 +30,8 @@ fn main() {
         .filter(|dir| !dir.is_empty())
         .map(PathBuf::from);
     let app = with_commands(tauri::Builder::default())
+        // Desktop notifications: a run that waits for an acknowledgement says so.
+        .plugin(tauri_plugin_notification::init())
         .setup(move |app| {
             if let Some(dir) = export_dir {
                 app.manage(commands::ExportDir(dir));
@@ -127,9 +129,15 @@ fn open_service<R: Runtime>(
         .map_err(|error| format!("cannot open the data store in {data_dir}: {error:?}"))?;
     tracing::info!(data_dir, "data store open");
     // Subscribe before any run can start, so the UI misses no event.
-    events::forward(app.handle().clone(), service.subscribe());
+    let actor = Actor::local_admin();
+    events::forward(
+        app.handle().clone(),
+        service.clone(),
+        actor.clone(),
+        service.subscribe(),
+    );
     app.manage(service);
-    app.manage(Actor::local_admin());
+    app.manage(actor);
     Ok(())
 }
 

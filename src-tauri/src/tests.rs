@@ -467,3 +467,27 @@ fn users_keys_and_the_audit_trail_through_ipc() {
         .unwrap()
         .contains("No system keychain"));
 }
+
+#[test]
+fn a_waiting_run_is_announced_with_its_runbook_step_and_first_line_of_instructions() {
+    use crate::events::waiting_notice;
+    use runbook_core::WaitingStep;
+    let step = |text: &str| WaitingStep {
+        execution_id: uuid::Uuid::new_v4(),
+        runbook_name: "Drain a node".to_string(),
+        block_id: "drain".to_string(),
+        text: text.to_string(),
+    };
+    let (title, body) = waiting_notice(&step("\n## Drain node-7\nMove its pods first."));
+    assert_eq!(title, "“Drain a node” waits for you");
+    assert_eq!(
+        body,
+        "Step “drain” needs your acknowledgement: Drain node-7"
+    );
+    // Long instructions are cut (on a character, not a byte), and say so.
+    let (_, body) = waiting_notice(&step(&"é".repeat(300)));
+    assert!(body.ends_with(&format!("{}…", "é".repeat(140))), "{body}");
+    // None at all: the step alone.
+    let (_, body) = waiting_notice(&step("  \n"));
+    assert_eq!(body, "Step “drain” needs your acknowledgement.");
+}

@@ -1,5 +1,6 @@
 //! Desktop end-to-end test: drives the real Tauri app through tauri-driver (W3C WebDriver over
-//! WebKitWebDriver) — create a runbook with a command block, save it, run it, read the console.
+//! WebKitWebDriver) — create a runbook with a command block, save it, run it, read the console;
+//! a run that waits for an acknowledgement sends a desktop notification over a private D-Bus.
 //!
 //! Run (needs a display; the Makefile wraps it):
 //!   xvfb-run -a -s "-screen 0 1280x800x24" node --test tests/e2e/desktop.mjs
@@ -29,6 +30,47 @@ const ELEMENT = 'element-6066-11e4-a52e-4f735466cecf';
 const dataDir = mkdtempSync(join(tmpdir(), 'runbook-desktop-e2e-'));
 let driver = null;
 let sessionUrl = null;
+/** A private D-Bus session bus for the app, and a monitor recording what is sent on it. */
+let bus = null;
+let busMonitor = null;
+let busLog = '';
+
+/**
+ * Starts a session bus of the test's own (no services to activate: no keychain, no
+ * notification daemon) and records every call to the desktop notification service made on
+ * it, as `dbus-monitor` prints them. Returns the bus address.
+ */
+async function startBus() {
+  const config = join(dataDir, 'session-bus.conf');
+  writeFileSync(config, `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:dir=${dataDir}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+`);
+  bus = spawn('dbus-daemon', [`--config-file=${config}`, '--nofork', '--print-address=1'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let printed = '';
+  bus.stdout.on('data', (chunk) => { printed += chunk; });
+  const address = await waitFor('the session bus address', () => printed.includes('\n') && printed.trim(), 10_000);
+  busMonitor = spawn('dbus-monitor', ['--address', address, "interface='org.freedesktop.Notifications'"], { stdio: ['ignore', 'pipe', 'inherit'] });
+  busMonitor.stdout.on('data', (chunk) => { busLog += chunk; });
+  // The monitor is in place once the bus has told it its name.
+  await waitFor('the bus monitor', () => busLog.includes('NameAcquired'), 10_000);
+  return address;
+}
+
+function stopBus() {
+  for (const child of [busMonitor, bus]) {
+    if (child && child.exitCode === null) child.kill('SIGTERM');
+  }
+}
 
 function findTauriDriver() {
   if (process.env.TAURI_DRIVER) return process.env.TAURI_DRIVER;
@@ -154,6 +196,7 @@ async function cleanup() {
     sessionUrl = null;
   }
   stopDriver();
+  stopBus();
   rmSync(dataDir, { recursive: true, force: true });
 }
 
@@ -161,6 +204,7 @@ async function cleanup() {
 function abort(reason, exitCode) {
   console.error(`desktop e2e: ${reason}`);
   stopDriver();
+  stopBus();
   rmSync(dataDir, { recursive: true, force: true });
   process.exit(exitCode);
 }
@@ -184,7 +228,12 @@ async function startApp() {
   // Screenshots of an earlier run must not pass for this one's.
   for (const old of readdirSync(SCREENSHOTS).filter((f) => f.startsWith('desktop-'))) rmSync(join(SCREENSHOTS, old));
   const log = createWriteStream(join(ARTIFACTS, 'desktop-driver.log'));
-  const env = { ...process.env, RUNBOOK_DATA_DIR: dataDir, RUNBOOK_EXPORT_DIR: join(dataDir, 'reports') };
+  const env = {
+    ...process.env,
+    RUNBOOK_DATA_DIR: dataDir,
+    RUNBOOK_EXPORT_DIR: join(dataDir, 'reports'),
+    DBUS_SESSION_BUS_ADDRESS: await startBus(),
+  };
   delete env.DATABASE_URL; // always the embedded SQLite database of the temp data dir
   driver = spawn(
     findTauriDriver(),
@@ -281,6 +330,26 @@ test('desktop: author a runbook with a command block, run it, see its output; st
     await click('"Verify chain"', named('button', 'Verify chain'));
     await waitVisible('the verdict', '//*[contains(normalize-space(.), "Chain intact")]', 15_000);
     await screenshot('05-audit');
+
+    // A run that waits for an acknowledgement raises a desktop notification (sent over the
+    // session bus to the notification service), and Acknowledge lets it go on.
+    await click('"New runbook"', named('button', 'New runbook'));
+    await waitVisible('the new runbook in the editor', '//*[@data-testid="dirty-indicator" and contains(.,"version 1")]');
+    await click('"Wait for a person to acknowledge this step"', '//label[contains(normalize-space(.), "Wait for a person to acknowledge this step")]');
+    await click('"Save"', named('button', 'Save'));
+    await waitVisible('the save to finish', '//*[@data-testid="dirty-indicator" and contains(.,"Saved") and contains(.,"version 2")]', 15_000);
+    await click('"Run"', named('button', 'Run'));
+    await waitVisible('the execution status "waiting"', '//*[@data-testid="execution-status" and normalize-space(.)="waiting"]', 30_000);
+    const notified = await waitFor('the notification on the session bus', () => {
+      const call = busLog.split(/(?=method call )/).find((m) => m.includes('member=Notify'));
+      return call ?? null;
+    }, 15_000);
+    assert.ok(notified.includes('string "“Untitled runbook” waits for you"'), notified);
+    assert.ok(notified.includes('string "Step “step-1” needs your acknowledgement: Describe the first step here."'), notified);
+    await screenshot('06-waiting');
+    // Its accessible name is "Acknowledge"; its text also holds the shortcut key.
+    await click('"Acknowledge"', '//*[@aria-label="Run controls"]//button[starts-with(normalize-space(.), "Acknowledge")]');
+    await waitVisible('the execution status "succeeded"', '//*[@data-testid="execution-status" and normalize-space(.)="succeeded"]', 30_000);
   } catch (error) {
     await screenshot('99-failure').catch(() => {});
     const source = await session('GET', '/source').catch(() => '');
