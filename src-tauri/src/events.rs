@@ -60,6 +60,8 @@ pub fn forward<R: Runtime>(
                 // The console catches up from the stored output (`read_output`).
                 Err(RecvError::Lagged(skipped)) => {
                     tracing::warn!(skipped, "execution events dropped: the webview fell behind");
+                    // A step start may be among them: better no notification than a wrong one.
+                    current.clear();
                 }
                 Err(RecvError::Closed) => break,
             }
