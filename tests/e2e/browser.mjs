@@ -169,6 +169,19 @@ describe('browser: sign in, author, version and run a runbook', { timeout: HARD_
       viewport: { width: 1440, height: 900 },
     });
     context.setDefaultTimeout(15_000);
+    // Notifications are allowed for the app, and every one the page shows is recorded.
+    await context.grantPermissions(['notifications'], { origin: baseUrl });
+    await context.addInitScript(() => {
+      window.__notifications = [];
+      const Real = window.Notification;
+      if (!Real) return;
+      window.Notification = class extends Real {
+        constructor(title, options) {
+          window.__notifications.push({ title, body: options?.body ?? '', tag: options?.tag ?? '' });
+          super(title, options);
+        }
+      };
+    });
     page = context.pages()[0] ?? (await context.newPage());
     const consoleLog = createWriteStream(join(ARTIFACTS, 'browser-console.log'));
     page.on('console', (message) => consoleLog.write(`[${message.type()}] ${message.text()}\n`));
@@ -813,6 +826,32 @@ describe('browser: sign in, author, version and run a runbook', { timeout: HARD_
     await page.getByTestId('step-no').filter({ hasText: /skipped/i }).waitFor();
     await waitFor('the then-branch output', async () => (await page.getByTestId('console-text').textContent())?.includes('took-then'), 10_000);
     await shot('14-api-call-and-branch');
+  });
+
+  it('raises a browser notification when the run shown starts waiting for an acknowledgement', async () => {
+    const runbook = await createRunbook('E2E acknowledge', [
+      command('prepare', 'sleep 1'),
+      { id: 'drain', kind: 'instruction', text: '## Drain node-7\nMove its pods first.', confirm: true },
+      command('after', 'echo drained'),
+    ]);
+    await page.goto(`${baseUrl}/#/runbooks/${runbook.id}`);
+    await button('Run').click();
+    await page.waitForURL(/#\/executions\/[0-9a-f-]+/);
+    const executionId = page.url().split('/').at(-1);
+    await page.getByTestId('execution-status').filter({ hasText: 'waiting' }).waitFor({ timeout: 30_000 });
+    const shown = await waitFor('the notification', async () => {
+      const list = await page.evaluate(() => window.__notifications);
+      return list.length > 0 ? list : null;
+    }, 10_000);
+    assert.deepEqual(shown, [{
+      title: '“E2E acknowledge” waits for you',
+      body: 'Step “drain” needs your acknowledgement: Drain node-7',
+      tag: `runbook-studio-${executionId}-drain`,
+    }]);
+    await shot('14b-waiting');
+    await button('Acknowledge').click();
+    await page.getByTestId('execution-status').filter({ hasText: 'succeeded' }).waitFor({ timeout: 30_000 });
+    assert.equal((await page.evaluate(() => window.__notifications)).length, 1, 'one notification for one wait');
   });
 
   it('shows the server\'s template and expression errors on their fields', async () => {

@@ -11,7 +11,18 @@ const exportExecution = vi.fn()
 vi.mock('../api/transport', () => ({
   call: (...args: unknown[]) => call(...args),
   exportExecution: (...args: unknown[]) => exportExecution(...args),
+  isTauri: () => false,
 }))
+
+/** The browser's Notification, with notifications allowed, recording what the view shows. */
+const notifications: { title: string; options?: NotificationOptions }[] = []
+class FakeNotification {
+  static permission: NotificationPermission = 'granted'
+  constructor(title: string, options?: NotificationOptions) {
+    notifications.push({ title, options })
+  }
+}
+vi.stubGlobal('Notification', FakeNotification)
 
 // The console (xterm) needs a real layout; here it only hands events to the view.
 let emit: (event: ExecutionEvent) => void = () => {}
@@ -349,6 +360,34 @@ describe('RunView', () => {
     await user.keyboard('ps')
     expect(screen.queryByRole('dialog')).toBeNull()
     expect(calls('control_execution')).toEqual([])
+  })
+
+  it('raises a notification once when a step starts waiting while the run is shown, and none for a wait it opened on', async () => {
+    notifications.length = 0
+    me = { name: 'oscar', role: 'operator' }
+    renderRun(execution({ status: 'running' }))
+    await screen.findByTestId('step-wait')
+    expect(notifications).toEqual([])
+
+    const waiting = execution({ status: 'waiting' })
+    waiting.steps = waiting.steps.map((step) => (step.block_id === 'page' ? { ...step, status: 'waiting' } : step))
+    current = waiting
+    await act(async () => emit({ type: 'status', execution_id: 'run-1', status: 'waiting' }))
+    await vi.waitFor(() => expect(notifications).toHaveLength(1))
+    expect(notifications[0]).toEqual({
+      title: '“Restart payments” waits for you',
+      options: { body: 'Step “page” needs your acknowledgement: Page the owner', tag: 'runbook-studio-run-1-page' },
+    })
+    // The same wait seen again (another event, a refetch) is not announced again.
+    await act(async () => emit({ type: 'status', execution_id: 'run-1', status: 'waiting' }))
+    await act(async () => new Promise((resolve) => setTimeout(resolve, 0)))
+    expect(notifications).toHaveLength(1)
+    cleanup()
+
+    // Opened on a run that waits already: the banner tells, no notification.
+    renderRun(waiting)
+    await screen.findByText(/^Step “page” waits/)
+    expect(notifications).toHaveLength(1)
   })
 
   it('tells a viewer that a waiting step needs someone with the operator role, and an operator to acknowledge it', async () => {

@@ -18,6 +18,7 @@ import { Modal } from '../components/Modal'
 import { StatusBadge } from '../components/StatusBadge'
 import { formatDateTime, formatDuration, shortId, spanMs } from '../util/format'
 import { useNow } from '../util/hooks'
+import { notifyWaiting } from '../util/notifications'
 import type { CountdownSeen } from './countdown'
 import { CONTROL_KEYS, controlEnabled, isTypingTarget, shortcutAction } from './runControls'
 import { StepTimeline } from './StepTimeline'
@@ -100,6 +101,18 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
   const name = execution.runbook_name ?? version.data?.name ?? 'Run'
   const waitingRow = rows.find((row) => row.step?.status === 'waiting')
   const retryFrom = firstUnfinishedStep(execution)
+
+  // A step that starts waiting while the view is open raises a notification (in a browser that
+  // allows them), once per wait; one waiting already when the view opened is on screen.
+  const waitingKey = waitingRow ? `${execution.id}/${waitingRow.blockId}` : null
+  const announcedWait = useRef(waitingKey)
+  useEffect(() => {
+    if (waitingKey === announcedWait.current) return
+    announcedWait.current = waitingKey
+    if (waitingRow === undefined) return
+    const text = waitingRow.block?.kind === 'instruction' ? waitingRow.block.text : undefined
+    notifyWaiting(execution.id, name, waitingRow.blockId, text)
+  }, [waitingKey, waitingRow, execution.id, name])
 
   const onEvent = useCallback(
     (event: ExecutionEvent) => {

@@ -19,6 +19,7 @@ import { RunbookEditor } from '../editor/RunbookEditor'
 import { formatDateTime, formatRelative } from '../util/format'
 import { HistoryTab } from './HistoryTab'
 import { RunsTab } from './RunsTab'
+import { askToNotify } from '../util/notifications'
 
 const TABS = [
   { id: 'editor', label: 'Editor' },
@@ -120,8 +121,11 @@ function RunbookWorkspace({ runbook, refreshError }: { runbook: Runbook; refresh
     return () => window.removeEventListener('keydown', onKey)
   }, [canSave])
 
-  const startRun = (params: Record<string, ParamValue>) =>
+  const startRun = (params: Record<string, ParamValue>) => {
+    // Starting a run is the moment to ask whether it may notify when it waits for someone.
+    askToNotify()
     execute.mutate({ params, version: null }, { onSuccess: (execution) => navigate(`/executions/${execution.id}`) })
+  }
 
   const onRun = () => {
     if ((runbook.params ?? []).length > 0 || dirty) setRunDialog(true)
