@@ -3,7 +3,6 @@
 
 use runbook_core::{Actor, ExecutionEvent, Service, WaitingStep};
 use runbook_domain::ExecutionStatus;
-use std::collections::HashMap;
 use tauri::{AppHandle, Emitter, Manager, Runtime};
 use tauri_plugin_notification::{Notification, NotificationExt};
 use tokio::sync::broadcast::{error::RecvError, Receiver};
@@ -25,33 +24,15 @@ pub fn forward<R: Runtime>(
     mut events: Receiver<ExecutionEvent>,
 ) {
     tauri::async_runtime::spawn(async move {
-        // The step each live run started last: the one a run that starts waiting waits at.
-        let mut current: HashMap<Uuid, String> = HashMap::new();
         loop {
             match events.recv().await {
                 Ok(event) => {
-                    match &event {
-                        ExecutionEvent::StepStarted {
-                            execution_id,
-                            block_id,
-                        } => {
-                            current.insert(*execution_id, block_id.clone());
-                        }
-                        ExecutionEvent::Status {
-                            execution_id,
-                            status: ExecutionStatus::Waiting,
-                        } => {
-                            if let Some(block_id) = current.get(execution_id) {
-                                notify_waiting(&app, &service, &actor, *execution_id, block_id);
-                            }
-                        }
-                        ExecutionEvent::Status {
-                            execution_id,
-                            status,
-                        } if status.is_finished() => {
-                            current.remove(execution_id);
-                        }
-                        _ => {}
+                    if let ExecutionEvent::Status {
+                        execution_id,
+                        status: ExecutionStatus::Waiting,
+                    } = &event
+                    {
+                        notify_waiting(&app, &service, &actor, *execution_id);
                     }
                     if let Err(error) = app.emit(EXECUTION_EVENT, &event) {
                         tracing::warn!(%error, "could not forward an execution event");
@@ -60,8 +41,6 @@ pub fn forward<R: Runtime>(
                 // The console catches up from the stored output (`read_output`).
                 Err(RecvError::Lagged(skipped)) => {
                     tracing::warn!(skipped, "execution events dropped: the webview fell behind");
-                    // A step start may be among them: better no notification than a wrong one.
-                    current.clear();
                 }
                 Err(RecvError::Closed) => break,
             }
@@ -69,25 +48,21 @@ pub fn forward<R: Runtime>(
     });
 }
 
-/// Shows "waiting for you" for the step `block_id` of the run, off the forwarding loop.
+/// Shows "waiting for you" for the step the run waits at, off the forwarding loop. The
+/// engine says which step that is and how the run shows it, and only while the run
+/// still waits: an acknowledgement that came first leaves nothing to notify.
 fn notify_waiting<R: Runtime>(
     app: &AppHandle<R>,
     service: &Service,
     actor: &Actor,
     execution_id: Uuid,
-    block_id: &str,
 ) {
-    let (app, service, actor, block_id) = (
-        app.clone(),
-        service.clone(),
-        actor.clone(),
-        block_id.to_string(),
-    );
+    let (app, service, actor) = (app.clone(), service.clone(), actor.clone());
     tauri::async_runtime::spawn(async move {
-        let step = match service.waiting_step(&actor, execution_id, &block_id).await {
+        let step = match service.waiting_step(&actor, execution_id).await {
             Ok(step) => step,
             Err(error) => {
-                tracing::warn!(%error, %execution_id, "no notification for the waiting run");
+                tracing::info!(%error, %execution_id, "no notification for the waiting run");
                 return;
             }
         };

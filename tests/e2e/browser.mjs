@@ -830,7 +830,7 @@ describe('browser: sign in, author, version and run a runbook', { timeout: HARD_
 
   it('raises a browser notification when the run shown starts waiting for an acknowledgement', async () => {
     const runbook = await createRunbook('E2E acknowledge', [
-      command('prepare', 'sleep 1'),
+      command('prepare', 'sleep 3'),
       { id: 'drain', kind: 'instruction', text: '## Drain node-7\nMove its pods first.', confirm: true },
       command('after', 'echo drained'),
     ]);

@@ -116,7 +116,7 @@ pub struct WaitingStep {
     pub execution_id: Uuid,
     pub runbook_name: String,
     pub block_id: String,
-    /// The step's instructions (markdown).
+    /// The step's instructions (markdown), rendered as the run shows them.
     pub text: String,
 }
 
@@ -658,38 +658,22 @@ impl Service {
         self.load_execution(id).await
     }
 
-    /// The step `block_id` of the run `id` as a person asked to acknowledge it sees it:
-    /// the runbook's name and the step's instructions, from the version the run executes.
-    pub async fn waiting_step(
-        &self,
-        actor: &Actor,
-        id: Uuid,
-        block_id: &str,
-    ) -> Result<WaitingStep, CoreError> {
+    /// The step the run `id` waits at for a person to acknowledge it, as the run shows
+    /// it: the runbook's name, the step and its instructions rendered (secrets masked).
+    /// Only for a run this process executes; `invalid_state` when it does not wait.
+    pub async fn waiting_step(&self, actor: &Actor, id: Uuid) -> Result<WaitingStep, CoreError> {
         actor.require(Role::Viewer)?;
         let execution = self.load_execution(id).await?;
-        let runbook = self
-            .store
-            .get_version(execution.runbook_id, execution.runbook_version)
-            .await?
-            .ok_or(CoreError::NotFound { what: "version" })?;
-        let text = runbook
-            .all_blocks()
-            .into_iter()
-            .find_map(|block| match block {
-                runbook_domain::Block::Instruction(instruction) if instruction.id == block_id => {
-                    Some(instruction.text.clone())
-                }
-                _ => None,
-            })
-            .ok_or(CoreError::NotFound {
-                what: "instruction step",
-            })?;
+        let prompt = self.engine.prompt(id).ok_or_else(|| {
+            CoreError::InvalidState(
+                "the execution does not wait for an acknowledgement here".to_string(),
+            )
+        })?;
         Ok(WaitingStep {
             execution_id: execution.id,
             runbook_name: execution.runbook_name,
-            block_id: block_id.to_string(),
-            text,
+            block_id: prompt.block_id,
+            text: prompt.text,
         })
     }
 

@@ -1432,46 +1432,41 @@ async fn api_keys_authenticate_as_their_role() {
 }
 
 #[tokio::test]
-async fn a_waiting_step_is_described_with_its_runbook_and_instructions() {
+async fn a_waiting_step_is_described_as_the_run_shows_it() {
     let (service, _dir) = service().await;
     let id = create(
         &service,
-        json!({"name": "Drain a node", "blocks": [
+        json!({"name": "Drain a node",
+               "params": [{"name": "node", "type": "string", "required": true}],
+               "blocks": [
             {"id": "check", "kind": "command", "script": "true"},
             {"id": "drain", "kind": "instruction",
-             "text": "## Drain node-7\nMove its pods first.", "confirm": true}
+             "text": "## Drain {{ params.node }}\nMove its pods first.", "confirm": true}
         ]}),
     )
     .await;
-    let run = service.execute(&admin(), id, Value::Null).await.unwrap();
+    let run = service
+        .execute(&admin(), id, json!({"params": {"node": "node-7"}}))
+        .await
+        .unwrap();
     let viewer = actor("watcher", Role::Viewer);
     let deadline = Instant::now() + PATIENCE;
     while service.get_execution(&viewer, run.id).await.unwrap().status != ExecutionStatus::Waiting {
         assert!(Instant::now() < deadline, "the run never waited");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // Deleting the runbook meanwhile changes nothing about the run it is executing.
+    service.delete_runbook(&admin(), id).await.unwrap();
 
-    // A viewer may read it: the runbook's name and the step's instructions as written.
-    let step = service
-        .waiting_step(&viewer, run.id, "drain")
-        .await
-        .unwrap();
+    // A viewer may read it: the runbook's name and the step's instructions, rendered.
+    let step = service.waiting_step(&viewer, run.id).await.unwrap();
     assert_eq!(step.execution_id, run.id);
     assert_eq!(step.runbook_name, "Drain a node");
     assert_eq!(step.block_id, "drain");
     assert_eq!(step.text, "## Drain node-7\nMove its pods first.");
 
-    // A block that is no instruction, or that the runbook does not have; a run that
-    // does not exist.
-    for block in ["check", "nope"] {
-        assert_code(
-            service.waiting_step(&viewer, run.id, block).await,
-            ErrorKind::NotFound,
-            "not_found",
-        );
-    }
     assert_code(
-        service.waiting_step(&viewer, Uuid::new_v4(), "drain").await,
+        service.waiting_step(&viewer, Uuid::new_v4()).await,
         ErrorKind::NotFound,
         "not_found",
     );
@@ -1483,5 +1478,11 @@ async fn a_waiting_step_is_described_with_its_runbook_and_instructions() {
     assert_eq!(
         wait_until_finished(&service, run.id).await.status,
         ExecutionStatus::Succeeded
+    );
+    // A run that no longer waits has nothing to describe.
+    assert_code(
+        service.waiting_step(&viewer, run.id).await,
+        ErrorKind::Conflict,
+        "invalid_state",
     );
 }

@@ -28,9 +28,19 @@ pub struct Requested {
     pub acknowledgements: u64,
 }
 
+/// The step a run waits at for a person to acknowledge it, as the run shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prompt {
+    pub block_id: String,
+    /// The step's instructions, rendered and with secrets masked, as in the console.
+    pub text: String,
+}
+
 /// Shared between the engine's API and one run task.
 pub struct RunControl {
     status: Mutex<ExecutionStatus>,
+    /// What the run last asked a person to acknowledge; current while it is `waiting`.
+    prompt: Mutex<Option<Prompt>>,
     /// Set (under `status`'s lock) when storage says the run has ended already.
     fenced: std::sync::atomic::AtomicBool,
     requested: watch::Sender<Requested>,
@@ -54,6 +64,7 @@ impl RunControl {
     pub fn new(status: ExecutionStatus) -> Self {
         RunControl {
             status: Mutex::new(status),
+            prompt: Mutex::new(None),
             fenced: std::sync::atomic::AtomicBool::new(false),
             requested: watch::Sender::new(Requested::default()),
             ended: watch::Sender::new(false),
@@ -68,6 +79,20 @@ impl RunControl {
     /// Records the state the run task has moved to.
     pub fn set_status(&self, status: ExecutionStatus) {
         *self.status.lock().expect("run status lock") = status;
+    }
+
+    /// Records what the run is about to ask a person to acknowledge (before it moves
+    /// to `waiting`, so that a run seen waiting has its prompt).
+    pub fn set_prompt(&self, prompt: Prompt) {
+        *self.prompt.lock().expect("run prompt lock") = Some(prompt);
+    }
+
+    /// What the run waits for a person to acknowledge: none unless it is `waiting`.
+    pub fn prompt(&self) -> Option<Prompt> {
+        let prompt = self.prompt.lock().expect("run prompt lock");
+        (self.status() == ExecutionStatus::Waiting)
+            .then(|| prompt.clone())
+            .flatten()
     }
 
     /// Settles the run's final state: `stopped` when a stop was accepted, `outcome`
@@ -245,11 +270,19 @@ mod tests {
             Ok(ExecutionStatus::Running)
         );
         assert!(control.apply(ControlAction::Acknowledge).is_err());
+        let prompt = Prompt {
+            block_id: "drain".to_string(),
+            text: "Drain node-7".to_string(),
+        };
+        control.set_prompt(prompt.clone());
+        assert_eq!(control.prompt(), None, "not waiting yet");
         control.set_status(ExecutionStatus::Waiting);
+        assert_eq!(control.prompt(), Some(prompt));
         assert_eq!(
             control.apply(ControlAction::Acknowledge),
             Ok(ExecutionStatus::Running)
         );
+        assert_eq!(control.prompt(), None, "acknowledged: no longer waiting");
         assert_eq!(control.watch().borrow().acknowledgements, 1);
         assert_eq!(
             control.apply(ControlAction::Stop),

@@ -15,7 +15,7 @@ mod run;
 mod template;
 
 pub use command::{login_environment, EXECUTION_ID_VAR, OUTPUT_VAR};
-pub use control::ControlError;
+pub use control::{ControlError, Prompt};
 pub use credentials::{
     Credential, CredentialError, CredentialResolver, NoCredentials, StaticCredentials,
 };
@@ -343,6 +343,12 @@ impl Engine {
     /// The live state of a run this engine is executing, if any.
     pub fn live_status(&self, id: Uuid) -> Option<ExecutionStatus> {
         self.run(id).map(|control| control.status())
+    }
+
+    /// What a run this engine is executing waits for a person to acknowledge: none
+    /// unless it is `waiting`.
+    pub fn prompt(&self, id: Uuid) -> Option<Prompt> {
+        self.run(id).and_then(|control| control.prompt())
     }
 
     /// Applies a control action to a live run; returns the state it moves to.

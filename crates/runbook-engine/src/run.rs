@@ -4,7 +4,7 @@
 
 use crate::command::{self, CommandSpec};
 use crate::console::{Console, Utf8Stream};
-use crate::control::{Requested, RunControl};
+use crate::control::{Prompt, Requested, RunControl};
 use crate::credentials::Credential;
 use crate::events::Announcer;
 use crate::http;
@@ -396,14 +396,19 @@ impl Run {
             Ok(text) => text,
             Err(error) => return self.fail_step(index, block_id, error).await,
         };
-        if !text.is_empty() {
-            let shown = self.secrets.mask(&text).replace('\n', "\r\n");
+        let masked = self.secrets.mask(&text);
+        if !masked.is_empty() {
+            let shown = masked.replace('\n', "\r\n");
             self.count_output(index, block_id, &format!("{shown}\r\n"))
                 .await;
         }
         if !confirm {
             return StepEnd::Succeeded;
         }
+        self.control.set_prompt(Prompt {
+            block_id: block_id.to_string(),
+            text: masked,
+        });
         // What the person must confirm is stored before the run shows it waits for them.
         self.console.flush().await;
         self.recorder.sync().await;
@@ -720,10 +725,6 @@ impl Run {
             }
         };
         drop(vars);
-        self.announce_start().await;
-        // While the command runs: the last one's pipes go, the next one's are made.
-        self.retired = None;
-        self.spare_pipes = command::OutputPipes::new().ok();
         let command::Started {
             pid: pgid,
             mut stdout,
@@ -731,8 +732,14 @@ impl Run {
             exit: mut child,
             mut writers,
         } = started;
-        // Nothing the command started outlives its step, even if this task is dropped.
+        // Nothing the command started outlives its step, even if this task is dropped
+        // (here, or while its start is announced); its timeout counts from its start.
         let _group = command::GroupGuard(pgid);
+        let spawned_at = Instant::now();
+        self.announce_start().await;
+        // While the command runs: the last one's pipes go, the next one's are made.
+        self.retired = None;
+        self.spare_pipes = command::OutputPipes::new().ok();
         let mut out = Stream::new(&self.secrets);
         let mut err = Stream::new(&self.secrets);
         // Read buffers are kept from step to step: a run of short steps allocates once.
@@ -744,7 +751,7 @@ impl Run {
         let mut stopping = false;
         let mut timed_out = false;
         let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
-        let mut timeout_at = timeout_secs.map_or(far, |s| Instant::now() + Duration::from_secs(s));
+        let mut timeout_at = timeout_secs.map_or(far, |s| spawned_at + Duration::from_secs(s));
         let mut paused_at: Option<Instant> = None;
         let mut kill_at = far;
         let mut drain_until = far;

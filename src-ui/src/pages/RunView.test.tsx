@@ -108,6 +108,8 @@ let offline = false
 let me: Me | null = null
 /** The runbook's history, as `list_executions` returns it. */
 let history: Execution[] = []
+/** When set, `get_version` answers once it resolves. */
+let versionHeld: Promise<void> | null = null
 
 function renderRun(initial: Execution) {
   current = initial
@@ -117,6 +119,7 @@ function renderRun(initial: Execution) {
         if (offline) throw new ApiError('network_error', 'Could not reach the server (Failed to fetch).')
         return args.id === current.id ? current : execution({ id: args.id, status: 'queued', retry_of: 'run-1', retry_from: 'restart' })
       case 'get_version':
+        await versionHeld
         return runbook
       case 'whoami':
         if (!me) throw new Error('unexpected whoami')
@@ -146,6 +149,7 @@ const calls = (command: string) => call.mock.calls.filter(([c]) => c === command
 
 beforeEach(() => {
   call.mockReset()
+  versionHeld = null
   exportExecution.mockReset()
   history = []
   offline = false
@@ -388,6 +392,27 @@ describe('RunView', () => {
     renderRun(waiting)
     await screen.findByText(/^Step “page” waits/)
     expect(notifications).toHaveLength(1)
+  })
+
+  it('holds the notice of a wait until the runbook version tells the step instructions', async () => {
+    notifications.length = 0
+    me = { name: 'oscar', role: 'operator' }
+    let release = () => {}
+    versionHeld = new Promise((resolve) => (release = resolve))
+    renderRun(execution({ status: 'running' }))
+    await screen.findByTestId('step-wait')
+
+    const waiting = execution({ status: 'waiting' })
+    waiting.steps = waiting.steps.map((step) => (step.block_id === 'page' ? { ...step, status: 'waiting' } : step))
+    current = waiting
+    await act(async () => emit({ type: 'status', execution_id: 'run-1', status: 'waiting' }))
+    await screen.findByTestId('execution-status')
+    await vi.waitFor(() => expect(screen.getByTestId('execution-status')).toHaveTextContent('waiting'))
+    expect(notifications).toEqual([])
+
+    await act(async () => release())
+    await vi.waitFor(() => expect(notifications).toHaveLength(1))
+    expect(notifications[0].options?.body).toBe('Step “page” needs your acknowledgement: Page the owner')
   })
 
   it('tells a viewer that a waiting step needs someone with the operator role, and an operator to acknowledge it', async () => {

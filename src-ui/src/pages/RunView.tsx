@@ -106,13 +106,16 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
   // allows them), once per wait; one waiting already when the view opened is on screen.
   const waitingKey = waitingRow ? `${execution.id}/${waitingRow.blockId}` : null
   const announcedWait = useRef(waitingKey)
+  const versionPending = version.isPending
   useEffect(() => {
     if (waitingKey === announcedWait.current) return
+    // The step's instructions come with the runbook's version: its notice waits for them.
+    if (waitingRow !== undefined && versionPending) return
     announcedWait.current = waitingKey
     if (waitingRow === undefined) return
     const text = waitingRow.block?.kind === 'instruction' ? waitingRow.block.text : undefined
     notifyWaiting(execution.id, name, waitingRow.blockId, text)
-  }, [waitingKey, waitingRow, execution.id, name])
+  }, [waitingKey, waitingRow, execution.id, name, versionPending])
 
   const onEvent = useCallback(
     (event: ExecutionEvent) => {

@@ -37,6 +37,12 @@ describe('waitingNotice', () => {
     expect(waitingNotice('Drain a node', 'drain', undefined).body).toBe('Step “drain” needs your acknowledgement.')
   })
 
+  it('leaves out a first line holding template markers, which only the run can render', () => {
+    for (const text of ['## Drain {{ params.node }}', '{% if params.force %}Force it{% endif %}', 'Drain {# node #}'])
+      expect(waitingNotice('R', 's', text).body).toBe('Step “s” needs your acknowledgement.')
+    expect(waitingNotice('R', 's', 'Drain the node\n{{ params.node }}').body).toBe('Step “s” needs your acknowledgement: Drain the node')
+  })
+
   it('cuts long instructions on a character, and says so', () => {
     const { body } = waitingNotice('R', 's', '😀'.repeat(300))
     expect(body).toBe(`Step “s” needs your acknowledgement: ${'😀'.repeat(140)}…`)

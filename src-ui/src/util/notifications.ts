@@ -18,13 +18,20 @@ export function askToNotify(): void {
   }
 }
 
-/** The title and body telling that `runbook` waits at step `blockId` with instructions `text`. */
+/** Template markers: a line holding them is shown rendered by the run, which a page cannot do. */
+const TEMPLATED = /\{\{|\{%|\{#/
+
+/**
+ * The title and body telling that `runbook` waits at step `blockId` with instructions `text` (as
+ * written in the runbook's version): the first line is quoted unless it holds template markers.
+ */
 export function waitingNotice(runbook: string, blockId: string, text: string | undefined): { title: string; body: string } {
-  const line =
+  const first =
     (text ?? '')
       .split('\n')
       .map((l) => l.replace(/^[#>\-*\s]+/, '').trim())
       .find((l) => l !== '') ?? ''
+  const line = TEMPLATED.test(first) ? '' : first
   const chars = Array.from(line)
   const excerpt = chars.length > EXCERPT ? `${chars.slice(0, EXCERPT).join('')}…` : line
   return {
