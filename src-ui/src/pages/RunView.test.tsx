@@ -406,7 +406,6 @@ describe('RunView', () => {
     waiting.steps = waiting.steps.map((step) => (step.block_id === 'page' ? { ...step, status: 'waiting' } : step))
     current = waiting
     await act(async () => emit({ type: 'status', execution_id: 'run-1', status: 'waiting' }))
-    await screen.findByTestId('execution-status')
     await vi.waitFor(() => expect(screen.getByTestId('execution-status')).toHaveTextContent('waiting'))
     expect(notifications).toEqual([])
 

@@ -38,8 +38,10 @@ describe('waitingNotice', () => {
   })
 
   it('leaves out a first line holding template markers, which only the run can render', () => {
-    for (const text of ['## Drain {{ params.node }}', '{% if params.force %}Force it{% endif %}', 'Drain {# node #}'])
+    for (const text of ['## Drain {{ params.node }}', '{% if params.force %}Force it{% endif %}'])
       expect(waitingNotice('R', 's', text).body).toBe('Step “s” needs your acknowledgement.')
+    // `{#` is no template marker here (shell's `${#HOSTS[@]}`): the run shows it as written.
+    expect(waitingNotice('R', 's', 'Count ${#HOSTS[@]} hosts').body).toBe('Step “s” needs your acknowledgement: Count ${#HOSTS[@]} hosts')
     expect(waitingNotice('R', 's', 'Drain the node\n{{ params.node }}').body).toBe('Step “s” needs your acknowledgement: Drain the node')
   })
 

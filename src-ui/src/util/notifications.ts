@@ -18,8 +18,11 @@ export function askToNotify(): void {
   }
 }
 
-/** Template markers: a line holding them is shown rendered by the run, which a page cannot do. */
-const TEMPLATED = /\{\{|\{%|\{#/
+/**
+ * Template markers, as the server's `is_template` knows them (runbooks have no `{# #}` comments): a
+ * line holding them is shown rendered by the run, which a page cannot do.
+ */
+const TEMPLATED = /\{\{|\{%/
 
 /**
  * The title and body telling that `runbook` waits at step `blockId` with instructions `text` (as
