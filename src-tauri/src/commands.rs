@@ -203,9 +203,13 @@ pub async fn control_execution(
     actor: State<'_, Actor>,
     id: String,
     action: String,
+    block_id: Option<String>,
 ) -> CommandResult<Execution> {
     let action = parse_action(&action)?;
-    Ok(service.control(&actor, parse_id(&id)?, action).await?)
+    let id = parse_id(&id)?;
+    Ok(service
+        .control_step(&actor, id, action, block_id.as_deref())
+        .await?)
 }
 
 #[tauri::command]

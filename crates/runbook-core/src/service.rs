@@ -800,10 +800,23 @@ impl Service {
         id: Uuid,
         action: ControlAction,
     ) -> Result<Execution, CoreError> {
+        self.control_step(actor, id, action, None).await
+    }
+
+    /// Pause, resume, stop or acknowledge a live run; an acknowledgement naming the
+    /// step it answers (`step`) is refused (`invalid_state`) unless the run waits at
+    /// that step, so one sent twice cannot confirm the next step unread.
+    pub async fn control_step(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        action: ControlAction,
+        step: Option<&str>,
+    ) -> Result<Execution, CoreError> {
         let result = async {
             actor.require(Role::Operator)?;
             let execution = self.load_execution(id).await?;
-            match self.engine.control(id, action) {
+            match self.engine.control_at(id, action, step) {
                 Ok(_) => {}
                 Err(ControlError::NotRunning) if execution.status.is_finished() => {
                     return Err(CoreError::InvalidState(format!(
@@ -816,7 +829,7 @@ impl Service {
                         "the execution runs in another process (another server or the command line); control it there".to_string(),
                     ))
                 }
-                Err(error @ ControlError::InvalidState { .. }) => {
+                Err(error @ (ControlError::InvalidState { .. } | ControlError::NotWaitingAt { .. })) => {
                     return Err(CoreError::InvalidState(error.to_string()))
                 }
             }

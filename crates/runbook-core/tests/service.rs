@@ -341,7 +341,11 @@ async fn invalid_runbooks_are_rejected_with_their_code() {
     // Updates go through the same rules, and a rejected update changes nothing.
     let id = create(&service, deploy_body("Deploy", "true")).await;
     let result = service
-        .update_runbook(&admin(), id, json!({"name": "", "version": 1}))
+        .update_runbook(
+            &admin(),
+            id,
+            json!({"name": "", "version": 1, "blocks": []}),
+        )
         .await;
     assert!(matches!(result, Err(CoreError::Invalid(_))), "{result:?}");
     assert_code(result, ErrorKind::Invalid, "empty_name");
@@ -1484,5 +1488,71 @@ async fn a_waiting_step_is_described_as_the_run_shows_it() {
         service.waiting_step(&viewer, run.id).await,
         ErrorKind::Conflict,
         "invalid_state",
+    );
+}
+
+#[tokio::test]
+async fn an_acknowledgement_naming_its_step_confirms_that_step_only() {
+    let (service, _dir) = service().await;
+    let id = create(
+        &service,
+        json!({"name": "Two confirmations", "blocks": [
+            {"id": "cordon", "kind": "instruction", "text": "Cordon the node", "confirm": true},
+            {"id": "drain", "kind": "instruction", "text": "Drain the node", "confirm": true}
+        ]}),
+    )
+    .await;
+    let run = service.execute(&admin(), id, json!({})).await.unwrap();
+    let waits_at = |step: &'static str| {
+        let service = &service;
+        async move {
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                if let Ok(waiting) = service.waiting_step(&admin(), run.id).await {
+                    if waiting.block_id == step {
+                        return;
+                    }
+                }
+                assert!(Instant::now() < deadline, "the run never waited at {step}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    waits_at("cordon").await;
+    // An answer to a step the run has not reached yet is refused.
+    assert_code(
+        service
+            .control_step(&admin(), run.id, ControlAction::Acknowledge, Some("drain"))
+            .await,
+        ErrorKind::Conflict,
+        "invalid_state",
+    );
+    service
+        .control_step(&admin(), run.id, ControlAction::Acknowledge, Some("cordon"))
+        .await
+        .unwrap();
+    waits_at("drain").await;
+    // The same acknowledgement again (a double click, a retried request) does not
+    // confirm the next step: the run still waits there.
+    let again = service
+        .control_step(&admin(), run.id, ControlAction::Acknowledge, Some("cordon"))
+        .await;
+    assert_code(again, ErrorKind::Conflict, "invalid_state");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        service
+            .waiting_step(&admin(), run.id)
+            .await
+            .unwrap()
+            .block_id,
+        "drain"
+    );
+    service
+        .control_step(&admin(), run.id, ControlAction::Acknowledge, Some("drain"))
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_until_finished(&service, run.id).await.status,
+        ExecutionStatus::Succeeded
     );
 }

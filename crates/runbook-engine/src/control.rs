@@ -17,6 +17,24 @@ pub enum ControlError {
         action: &'static str,
         status: ExecutionStatus,
     },
+    /// An acknowledgement of a step the run does not wait at (it waits at another, or
+    /// at none): given twice, or for a prompt already answered.
+    #[error("{}", not_waiting_at(.acknowledged, .waiting_at.as_deref()))]
+    NotWaitingAt {
+        acknowledged: String,
+        waiting_at: Option<String>,
+    },
+}
+
+fn not_waiting_at(acknowledged: &str, waiting_at: Option<&str>) -> String {
+    match waiting_at {
+        Some(current) => format!(
+            "the execution waits at step `{current}`, not at `{acknowledged}`; nothing was acknowledged"
+        ),
+        None => format!(
+            "the execution does not wait at step `{acknowledged}` (already acknowledged?); nothing was acknowledged"
+        ),
+    }
 }
 
 /// What the operator has asked for; the run task follows it.
@@ -76,9 +94,20 @@ impl RunControl {
         *self.status.lock().expect("run status lock")
     }
 
-    /// Records the state the run task has moved to.
-    pub fn set_status(&self, status: ExecutionStatus) {
-        *self.status.lock().expect("run status lock") = status;
+    /// Records the state the run task has moved to, and returns the state in force: a
+    /// pause accepted meanwhile holds (the run is `paused`, not `running` or `waiting`,
+    /// until it is resumed), so that what an operator was told took effect stays true
+    /// and can be resumed.
+    pub fn set_status(&self, status: ExecutionStatus) -> ExecutionStatus {
+        let mut current = self.status.lock().expect("run status lock");
+        let requested = *self.requested.borrow();
+        let moving_on = matches!(status, ExecutionStatus::Running | ExecutionStatus::Waiting);
+        *current = if moving_on && requested.paused && !requested.stopped {
+            ExecutionStatus::Paused
+        } else {
+            status
+        };
+        *current
     }
 
     /// Records what the run is about to ask a person to acknowledge (before it moves
@@ -156,6 +185,18 @@ impl RunControl {
 
     /// Applies an operator's action, returning the state the run moves to.
     pub fn apply(&self, action: ControlAction) -> Result<ExecutionStatus, ControlError> {
+        self.apply_at(action, None)
+    }
+
+    /// Applies an operator's action; an acknowledgement that names a step (`step`) is
+    /// accepted only while the run waits at that step, so an acknowledgement sent twice
+    /// (a double click, a retried request, two operators) cannot confirm the next step
+    /// unread. Other actions do not depend on the step.
+    pub fn apply_at(
+        &self,
+        action: ControlAction,
+        step: Option<&str>,
+    ) -> Result<ExecutionStatus, ControlError> {
         let mut status = self.status.lock().expect("run status lock");
         let current = *status;
         let refused = || ControlError::InvalidState {
@@ -165,6 +206,18 @@ impl RunControl {
         let requested = *self.requested.borrow();
         if requested.stopped {
             return Err(refused());
+        }
+        if let (ControlAction::Acknowledge, Some(step)) = (action, step) {
+            let prompt = self.prompt.lock().expect("run prompt lock");
+            let waiting_at = (current == ExecutionStatus::Waiting)
+                .then(|| prompt.as_ref().map(|prompt| prompt.block_id.clone()))
+                .flatten();
+            if waiting_at.as_deref() != Some(step) {
+                return Err(ControlError::NotWaitingAt {
+                    acknowledged: step.to_string(),
+                    waiting_at,
+                });
+            }
         }
         let next = match (action, current) {
             (ControlAction::Pause, ExecutionStatus::Running | ExecutionStatus::Queued) => {
@@ -251,6 +304,48 @@ mod tests {
     }
 
     #[test]
+    fn an_accepted_pause_holds_over_the_state_the_run_moves_to() {
+        // Paused while the run was about to wait for an acknowledgement: it shows as
+        // paused, may be resumed, and only then waits.
+        let control = RunControl::new(ExecutionStatus::Running);
+        assert_eq!(
+            control.apply(ControlAction::Pause),
+            Ok(ExecutionStatus::Paused)
+        );
+        assert_eq!(
+            control.set_status(ExecutionStatus::Waiting),
+            ExecutionStatus::Paused
+        );
+        assert_eq!(control.status(), ExecutionStatus::Paused);
+        assert!(control.apply(ControlAction::Acknowledge).is_err());
+        assert_eq!(
+            control.apply(ControlAction::Resume),
+            Ok(ExecutionStatus::Running)
+        );
+        assert_eq!(
+            control.set_status(ExecutionStatus::Waiting),
+            ExecutionStatus::Waiting
+        );
+
+        // Paused while queued: the run's start does not undo it.
+        let control = RunControl::new(ExecutionStatus::Queued);
+        assert_eq!(
+            control.apply(ControlAction::Pause),
+            Ok(ExecutionStatus::Paused)
+        );
+        assert_eq!(
+            control.set_status(ExecutionStatus::Running),
+            ExecutionStatus::Paused
+        );
+        // A stop overrides the pause: the run reports what it does as it winds down.
+        assert!(control.apply(ControlAction::Stop).is_ok());
+        assert_eq!(
+            control.set_status(ExecutionStatus::Running),
+            ExecutionStatus::Running
+        );
+    }
+
+    #[test]
     fn actions_follow_the_state_machine() {
         let control = RunControl::new(ExecutionStatus::Running);
         assert!(matches!(
@@ -279,10 +374,33 @@ mod tests {
         control.set_status(ExecutionStatus::Waiting);
         assert_eq!(control.prompt(), Some(prompt));
         assert_eq!(
-            control.apply(ControlAction::Acknowledge),
+            control.apply_at(ControlAction::Acknowledge, Some("cordon")),
+            Err(ControlError::NotWaitingAt {
+                acknowledged: "cordon".to_string(),
+                waiting_at: Some("drain".to_string())
+            }),
+            "an acknowledgement of another step is refused"
+        );
+        assert_eq!(control.watch().borrow().acknowledgements, 0);
+        assert_eq!(
+            control.apply_at(ControlAction::Acknowledge, Some("drain")),
             Ok(ExecutionStatus::Running)
         );
         assert_eq!(control.prompt(), None, "acknowledged: no longer waiting");
+        assert_eq!(control.watch().borrow().acknowledgements, 1);
+        let again = control.apply_at(ControlAction::Acknowledge, Some("drain"));
+        assert_eq!(
+            again,
+            Err(ControlError::NotWaitingAt {
+                acknowledged: "drain".to_string(),
+                waiting_at: None
+            }),
+            "the same acknowledgement sent twice confirms nothing more"
+        );
+        assert!(again
+            .unwrap_err()
+            .to_string()
+            .contains("already acknowledged"));
         assert_eq!(control.watch().borrow().acknowledgements, 1);
         assert_eq!(
             control.apply(ControlAction::Stop),

@@ -357,8 +357,19 @@ impl Engine {
         id: Uuid,
         action: ControlAction,
     ) -> Result<ExecutionStatus, ControlError> {
+        self.control_at(id, action, None)
+    }
+
+    /// Applies a control action to a live run, an acknowledgement only if the run waits
+    /// at `step` when one is named (see [`control::RunControl::apply_at`]).
+    pub fn control_at(
+        &self,
+        id: Uuid,
+        action: ControlAction,
+        step: Option<&str>,
+    ) -> Result<ExecutionStatus, ControlError> {
         match self.run(id) {
-            Some(control) => control.apply(action),
+            Some(control) => control.apply_at(action, step),
             None => Err(ControlError::NotRunning),
         }
     }

@@ -31,10 +31,14 @@ use tokio::time::{sleep_until, Instant};
 /// Longest time output is still read after a command's shell has exited (from
 /// background processes holding its pipes) before the group is killed.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
+/// Longest time output is still read once a stopped command's processes were killed:
+/// what holds its pipes then is no process of the run.
+const DRAIN_AFTER_KILL: Duration = Duration::from_millis(200);
 /// How often a stopped command's process group is checked for survivors during its
 /// grace period, once its shell has exited.
 const GRACE_POLL: Duration = Duration::from_millis(20);
-/// Most bytes of a step's output file read for published outputs.
+/// Most bytes of a step's output file read for published outputs; a line cut by the
+/// bound is not published.
 const MAX_OUTPUT_FILE: u64 = 64 * 1024;
 /// Bytes read from a command's stdout or stderr at once.
 const READ_BUFFER: usize = 64 * 1024;
@@ -143,6 +147,8 @@ impl Run {
             self.secrets.add(forms);
         }
         let started = now();
+        // A pause accepted while the run was queued holds in `control`; the check
+        // before the first step records it.
         self.control.set_status(ExecutionStatus::Running);
         self.execution.status = ExecutionStatus::Running;
         self.execution.started_at = Some(started);
@@ -230,9 +236,13 @@ impl Run {
         Some(self.execution)
     }
 
-    /// Records and announces a new run state (times are set at its start and end only).
+    /// Records and announces a new run state (times are set at its start and end only):
+    /// `status`, unless a pause accepted meanwhile holds the run `paused`.
     async fn set_status(&mut self, status: ExecutionStatus) {
-        self.control.set_status(status);
+        let status = self.control.set_status(status);
+        if status == self.execution.status {
+            return;
+        }
         self.execution.status = status;
         self.recorder.status(status).await;
         self.events.send(ExecutionEvent::Status {
@@ -269,6 +279,34 @@ impl Run {
                 self.console.flush().await;
                 self.set_status(ExecutionStatus::Paused).await;
             }
+            if self.requested.changed().await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// True when a stop or pause has been asked for. Checked right before a step
+    /// starts its process or sends its request: preparing it (credentials above all)
+    /// may take a while after the check between steps.
+    fn held_back(&self) -> bool {
+        let requested = self.requested.borrow();
+        requested.stopped || requested.paused
+    }
+
+    /// Right before a step starts its work: holds while paused, the step shown as
+    /// paused. False when the run was stopped: the step ends without its work.
+    async fn wait_before_start(&mut self, index: usize) -> bool {
+        self.announce_start().await;
+        loop {
+            let requested = *self.requested.borrow_and_update();
+            if requested.stopped {
+                return false;
+            }
+            if !requested.paused {
+                self.resume_step(index).await;
+                return true;
+            }
+            self.pause_step(index).await;
             if self.requested.changed().await.is_err() {
                 return false;
             }
@@ -412,9 +450,18 @@ impl Run {
         // What the person must confirm is stored before the run shows it waits for them.
         self.console.flush().await;
         self.recorder.sync().await;
-        let seen = self.requested.borrow_and_update().acknowledgements;
         self.set_step_status(index, StepStatus::Waiting).await;
-        self.set_status(ExecutionStatus::Waiting).await;
+        // A pause accepted as the run was about to wait holds: the run waits once resumed.
+        let seen = loop {
+            if !self.wait_while_paused().await {
+                return StepEnd::Stopped;
+            }
+            let seen = self.requested.borrow_and_update().acknowledgements;
+            self.set_status(ExecutionStatus::Waiting).await;
+            if self.execution.status == ExecutionStatus::Waiting {
+                break seen;
+            }
+        };
         loop {
             let requested = *self.requested.borrow_and_update();
             if requested.stopped {
@@ -571,6 +618,9 @@ impl Run {
             credential,
             timeout,
         };
+        if self.held_back() && !self.wait_before_start(index).await {
+            return StepEnd::Stopped;
+        }
         let clients = self.inner.http_clients();
         let clock = Instant::now();
         let send = http::send(&clients, request);
@@ -693,6 +743,10 @@ impl Run {
                     .unwrap_or_else(|| shell.program().into())
             })
             .clone();
+        // Nothing awaited from here to the spawn.
+        if self.held_back() && !self.wait_before_start(index).await {
+            return StepEnd::Stopped;
+        }
         let execution_id = self.execution.id;
         let spec = CommandSpec {
             program: &program,
@@ -749,6 +803,8 @@ impl Run {
         let (mut out_open, mut err_open) = (true, true);
         let mut exit = None;
         let mut stopping = false;
+        // Set once a stopped command's grace period is over and its processes are killed.
+        let mut killed = false;
         let mut timed_out = false;
         let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
         let mut timeout_at = timeout_secs.map_or(far, |s| spawned_at + Duration::from_secs(s));
@@ -771,23 +827,15 @@ impl Run {
                 },
                 status = child.wait(), if exit.is_none() => {
                     exit = Some(status);
-                    drain_until = Instant::now() + DRAIN_AFTER_EXIT;
+                    // The drain counts from a pause the exit came in (see resume).
+                    let base = paused_at.unwrap_or_else(Instant::now);
+                    drain_until = drain_until.min(base + DRAIN_AFTER_EXIT);
                     // Unless a process the shell left holds them, the pipes end now,
                     // and what they hold is read without waiting (a process left writing
                     // is read on by this loop, within the drain period).
                     writers.close();
-                    for _ in 0..READS_AT_EXIT {
-                        if !out_open { break }
-                        let Some(read) = command::read_now(&stdout, &mut out_buf) else { break };
-                        let text = out.take(read, &stdout, &out_buf, &mut out_open);
-                        self.count_output(index, block_id, &text).await;
-                    }
-                    for _ in 0..READS_AT_EXIT {
-                        if !err_open { break }
-                        let Some(read) = command::read_now(&stderr, &mut err_buf) else { break };
-                        let text = err.take(read, &stderr, &err_buf, &mut err_open);
-                        self.count_output(index, block_id, &text).await;
-                    }
+                    self.read_ready(index, block_id, &mut out, &stdout, &mut out_buf, &mut out_open).await;
+                    self.read_ready(index, block_id, &mut err, &stderr, &mut err_buf, &mut err_open).await;
                 }
                 _ = flush_tick.tick() => self.console.flush().await,
                 changed = self.requested.changed(), if !stopping => {
@@ -803,7 +851,11 @@ impl Run {
                         self.pause_step(index).await;
                     } else if !requested.paused {
                         if let Some(since) = paused_at.take() {
-                            timeout_at += since.elapsed();
+                            let paused_for = since.elapsed();
+                            timeout_at += paused_for;
+                            if drain_until != far {
+                                drain_until += paused_for;
+                            }
                             command::signal_group(pgid, Signal::SIGCONT);
                             self.resume_step(index).await;
                         }
@@ -817,11 +869,30 @@ impl Run {
                 }
                 _ = sleep_until(kill_at) => {
                     command::signal_group(pgid, Signal::SIGKILL);
+                    // A process that left the group (setsid) is out of the signals'
+                    // reach and may hold the pipes: it still carries the run's mark.
+                    let id = self.execution.id;
+                    command::kill_processes_of(&|of| of == id);
                     kill_at = far;
+                    killed = true;
+                    // What the pipes hold now is read; whatever holds them still is
+                    // none of the run's processes, and is not waited for.
+                    drain_until = Instant::now() + DRAIN_AFTER_KILL;
                 }
-                // Once stopping, what the shell started gets the whole grace period.
-                _ = sleep_until(drain_until), if !stopping => break,
+                // Once stopping, what the shell started gets the whole grace period;
+                // while paused, the drain waits.
+                _ = sleep_until(drain_until), if killed || (!stopping && paused_at.is_none()) => break,
             }
+        }
+        // Pipes a process the step left still holds are not waited for any longer: what
+        // they hold now is read, and what their streams held back is released.
+        if out_open {
+            self.end_stream(index, block_id, &mut out, &stdout, &mut out_buf)
+                .await;
+        }
+        if err_open {
+            self.end_stream(index, block_id, &mut err, &stderr, &mut err_buf)
+                .await;
         }
         if stopping && kill_at != far {
             // The shell has gone (a shell dies of SIGTERM at once) while what it started
@@ -845,8 +916,8 @@ impl Run {
             let secrets = &self.secrets;
             let step = &mut self.execution.steps[index];
             step.exit_code = code;
-            step.detail.stdout = out.tail;
-            step.detail.stderr = err.tail;
+            step.detail.stdout = out.into_tail();
+            step.detail.stderr = err.into_tail();
             if let Some(outputs) = read_outputs(&output_file, secrets) {
                 step.detail.outputs = outputs;
                 let _ = std::fs::remove_file(&output_file);
@@ -871,6 +942,47 @@ impl Run {
                 self.fail_step(index, block_id, "lost track of the process".to_string())
                     .await
             }
+        }
+    }
+
+    /// Reads what a command's pipe holds now, without waiting.
+    async fn read_ready(
+        &mut self,
+        index: usize,
+        block_id: &str,
+        stream: &mut Stream,
+        pipe: &Receiver,
+        buf: &mut [u8],
+        open: &mut bool,
+    ) {
+        for _ in 0..READS_AT_EXIT {
+            if !*open {
+                break;
+            }
+            let Some(read) = command::read_now(pipe, buf) else {
+                break;
+            };
+            let text = stream.take(read, pipe, buf, open);
+            self.count_output(index, block_id, &text).await;
+        }
+    }
+
+    /// Ends a stream whose pipe is still open: reads what it holds now, then releases
+    /// what the stream held back (a possible start of a secret, part of a character).
+    async fn end_stream(
+        &mut self,
+        index: usize,
+        block_id: &str,
+        stream: &mut Stream,
+        pipe: &Receiver,
+        buf: &mut [u8],
+    ) {
+        let mut open = true;
+        self.read_ready(index, block_id, stream, pipe, buf, &mut open)
+            .await;
+        if open {
+            let text = stream.finish();
+            self.count_output(index, block_id, &text).await;
         }
     }
 
@@ -984,6 +1096,15 @@ impl Stream {
         text
     }
 
+    /// The tail kept, within its bound of [`MAX_CAPTURED_STREAM`] bytes.
+    fn into_tail(mut self) -> String {
+        let cut = self.tail.len() - tail_of(&self.tail, MAX_CAPTURED_STREAM).len();
+        self.tail.drain(..cut);
+        self.tail
+    }
+
+    /// Keeps the end of the text for the tail, up to twice its bound (it is cut to its
+    /// bound once, when stored).
     fn keep(&mut self, text: &str) {
         if text.len() >= MAX_CAPTURED_STREAM {
             self.tail.clear();
@@ -1013,8 +1134,21 @@ fn read_outputs(path: &std::path::Path, secrets: &Secrets) -> Option<BTreeMap<St
     use std::io::Read;
     let mut bytes = Vec::new();
     let file = std::fs::File::open(path).ok()?;
-    if file.take(MAX_OUTPUT_FILE).read_to_end(&mut bytes).is_err() {
+    if file
+        .take(MAX_OUTPUT_FILE + 1)
+        .read_to_end(&mut bytes)
+        .is_err()
+    {
         return Some(BTreeMap::new());
+    }
+    if bytes.len() as u64 > MAX_OUTPUT_FILE {
+        // The file goes on past the bound: the line it cuts is not the value written,
+        // and could end inside a secret that masking would no longer recognise.
+        let whole = bytes[..MAX_OUTPUT_FILE as usize]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |newline| newline + 1);
+        bytes.truncate(whole);
     }
     let outputs = String::from_utf8_lossy(&bytes)
         .lines()

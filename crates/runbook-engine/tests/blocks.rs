@@ -1427,3 +1427,352 @@ async fn a_daemon_started_on_purpose_outlives_its_finished_step() {
         "the daemon that left the group on purpose still runs"
     );
 }
+
+// A process that left the group but still holds the step's stdout and stderr: once the
+// grace period is over it is killed by the run's mark, and the step stops waiting for
+// its pipes, rather than hanging on them forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_ends_a_step_whose_output_a_process_that_left_the_group_holds() {
+    let escaped = marker(310);
+    let held = marker(311);
+    let _cleanup = KillOnDrop(vec![escaped.clone(), held.clone()]);
+    let run = Harness::start(vec![
+        command("daemon", &format!("setsid sleep {escaped} & sleep {held}")),
+        command("after", "echo after-ran"),
+    ]);
+    let escaped_pid = wait_for_sleep(&escaped).await;
+    wait_for_sleep(&held).await;
+    assert_eq!(
+        group_of(escaped_pid),
+        escaped_pid,
+        "the sleep left the group"
+    );
+
+    let asked = Instant::now();
+    assert!(run.control(ControlAction::Stop).is_ok());
+    let record = tokio::time::timeout(Duration::from_secs(10), run.finish())
+        .await
+        .expect("the stopped step waited on the escaped process's pipes");
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(record.status(), Some(ExecutionStatus::Stopped));
+    assert_eq!(status_of(&record, "daemon"), Some(StepStatus::Stopped));
+    assert_eq!(status_of(&record, "after"), Some(StepStatus::Skipped));
+    wait_until_run_has_no_processes(&run, "stopped").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_ends_a_step_whose_output_a_process_that_left_the_group_holds() {
+    let escaped = marker(312);
+    let held = marker(313);
+    let _cleanup = KillOnDrop(vec![escaped.clone(), held.clone()]);
+    let run = Harness::start(vec![
+        block(json!({"id": "daemon", "kind": "command", "timeout_secs": 1,
+                     "script": format!("echo started; setsid sleep {escaped} & sleep {held}")})),
+        command("after", "echo after-ran"),
+    ]);
+    let record = tokio::time::timeout(Duration::from_secs(10), run.finish())
+        .await
+        .expect("the timed-out step waited on the escaped process's pipes");
+    assert_eq!(record.status(), Some(ExecutionStatus::Failed));
+    assert_eq!(error_of(&record, "daemon"), "timed out after 1 s");
+    assert_eq!(step(&record, "daemon").detail.stdout, "started\n");
+    assert_eq!(status_of(&record, "after"), Some(StepStatus::Skipped));
+    wait_until_run_has_no_processes(&run, "timed-out").await;
+}
+
+// ---- control while a step prepares ----
+
+/// Credentials whose resolution waits until the test lets it go, so that a control
+/// request lands while a step prepares.
+struct HeldCredentials {
+    credentials: StaticCredentials,
+    /// Notified when a resolution starts.
+    asked: Notify,
+    /// Lets one resolution go on.
+    release: Notify,
+}
+
+impl HeldCredentials {
+    fn new() -> Arc<HeldCredentials> {
+        let credentials = [
+            (
+                "tok".to_string(),
+                Credential::Secret {
+                    value: CANARY.to_string(),
+                },
+            ),
+            (
+                "api".to_string(),
+                Credential::Bearer {
+                    token: CANARY.to_string(),
+                },
+            ),
+        ];
+        Arc::new(HeldCredentials {
+            credentials: StaticCredentials(credentials.into_iter().collect()),
+            asked: Notify::new(),
+            release: Notify::new(),
+        })
+    }
+
+    async fn wait_until_asked(&self) {
+        tokio::time::timeout(PATIENCE, self.asked.notified())
+            .await
+            .expect("no credential was resolved");
+    }
+}
+
+#[async_trait::async_trait]
+impl CredentialResolver for HeldCredentials {
+    async fn resolve(
+        &self,
+        name: &str,
+        execution_id: uuid::Uuid,
+        block_id: &str,
+    ) -> Result<Credential, runbook_engine::CredentialError> {
+        self.asked.notify_one();
+        self.release.notified().await;
+        self.credentials.resolve(name, execution_id, block_id).await
+    }
+
+    async fn masking_forms(&self, names: &[String]) -> Vec<String> {
+        self.credentials.masking_forms(names).await
+    }
+}
+
+fn guarded_command(touched: &std::path::Path) -> Block {
+    block(json!({"id": "guarded", "kind": "command",
+                 "script": format!("touch {}", touched.display()),
+                 "secrets": {"TOKEN": "tok"}}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_a_command_resolves_its_secret_starts_nothing() {
+    let touched = unique_path("stopped-before-start");
+    let credentials = HeldCredentials::new();
+    let run = Harness::start_full(
+        quick_config(),
+        vec![
+            guarded_command(&touched),
+            command("after", "echo after-ran"),
+        ],
+        Map::new(),
+        credentials.clone(),
+        |_| {},
+    );
+    credentials.wait_until_asked().await;
+    assert!(run.control(ControlAction::Stop).is_ok());
+    credentials.release.notify_one();
+    let record = run.finish().await;
+    assert_eq!(record.status(), Some(ExecutionStatus::Stopped));
+    let guarded = step(&record, "guarded");
+    assert_eq!(guarded.status, StepStatus::Stopped);
+    assert_eq!(guarded.exit_code, None, "no process was started");
+    assert!(!touched.exists(), "the command ran");
+    assert_eq!(status_of(&record, "after"), Some(StepStatus::Skipped));
+}
+
+/// Runs `block`, whose credential is held, pauses the run while the credential is
+/// resolved, lets the resolution finish, and returns once the step shows as paused
+/// (and a while after, for anything it might wrongly start).
+async fn paused_while_resolving(block: Block) -> Harness {
+    let credentials = HeldCredentials::new();
+    let run = Harness::start_full(
+        quick_config(),
+        vec![block],
+        Map::new(),
+        credentials.clone(),
+        |_| {},
+    );
+    credentials.wait_until_asked().await;
+    assert_eq!(
+        run.control(ControlAction::Pause),
+        Ok(ExecutionStatus::Paused)
+    );
+    credentials.release.notify_one();
+    run.wait_for("the step to hold", |r| {
+        r.step_status(0) == Some(StepStatus::Paused) && r.status() == Some(ExecutionStatus::Paused)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    run
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_while_a_command_resolves_its_secret_holds_it_until_resume() {
+    let touched = unique_path("paused-before-start");
+    let run = paused_while_resolving(guarded_command(&touched)).await;
+    assert_eq!(
+        processes_of_run(run.execution_id),
+        Vec::<u32>::new(),
+        "no process is started while paused"
+    );
+    assert!(!touched.exists(), "the command ran while paused");
+
+    assert_eq!(
+        run.control(ControlAction::Resume),
+        Ok(ExecutionStatus::Running)
+    );
+    let record = run.finish().await;
+    assert_eq!(record.status(), Some(ExecutionStatus::Succeeded));
+    assert_eq!(step(&record, "guarded").exit_code, Some(0));
+    assert!(touched.exists(), "the command ran once resumed");
+    let _ = std::fs::remove_file(&touched);
+}
+
+fn guarded_call(server: &TestServer) -> Block {
+    block(
+        json!({"id": "call", "kind": "api_call", "url": server.url("/health"),
+                 "credential": "api"}),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_while_a_call_resolves_its_credential_holds_the_request_until_resume() {
+    let server = TestServer::start().await;
+    let run = paused_while_resolving(guarded_call(&server)).await;
+    assert!(server.paths().is_empty(), "a request was sent while paused");
+
+    assert_eq!(
+        run.control(ControlAction::Resume),
+        Ok(ExecutionStatus::Running)
+    );
+    let record = run.finish().await;
+    assert_eq!(record.status(), Some(ExecutionStatus::Succeeded));
+    assert_eq!(step(&record, "call").http_status, Some(200));
+    assert_eq!(server.paths(), ["/health"]);
+}
+
+// ---- the drain after a shell's exit ----
+
+// A shell that exits while a process it started holds its pipes: what the streams held
+// back at the end of the drain (a tail that could begin a secret, half a character)
+// still reaches the console and the stored tails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_held_back_when_the_drain_ends_is_kept() {
+    let holder = marker(314);
+    let _cleanup = KillOnDrop(vec![holder.clone()]);
+    // The secret begins with `s`: the last letter of `items` could begin it.
+    let run = start(
+        vec![block(json!({"id": "left", "kind": "command",
+                          "script": format!("sleep {holder} & printf 'done, 3 items'; \
+                                             sleep 0.2; printf 'broken \\342\\234' >&2"),
+                          "secrets": {"TOKEN": "tok"}}))],
+        Map::new(),
+        canary_credentials(),
+    );
+    let record = run.finish().await;
+    assert_eq!(record.status(), Some(ExecutionStatus::Succeeded));
+    let left = step(&record, "left");
+    assert_eq!(left.detail.stdout, "done, 3 items");
+    assert_eq!(left.detail.stderr, "broken \u{FFFD}");
+    // The console interleaves the streams: stdout's last read, stderr's, then what
+    // each held back.
+    let text = record.text();
+    assert!(
+        text.contains("done, 3 itembroken s\u{FFFD}"),
+        "every byte reaches the console: {text:?}"
+    );
+    wait_until_gone(&holder).await;
+}
+
+// The drain after a shell's exit is frozen while the run is paused, like a timeout: the
+// step holds, and what the shell left is not killed until the drain goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_freezes_the_drain_after_the_shell_exits() {
+    let holder = marker(315);
+    let _cleanup = KillOnDrop(vec![holder.clone()]);
+    let run = Harness::start(vec![command(
+        "left",
+        &format!("sleep {holder} & echo started"),
+    )]);
+    let sleep = wait_for_sleep(&holder).await;
+    // Only the sleep is left: the shell has exited and the drain runs.
+    wait_for_processes(&holder, "the shell to exit", |found| {
+        found.iter().all(|(pid, _)| *pid == sleep)
+    })
+    .await;
+    assert_eq!(
+        run.control(ControlAction::Pause),
+        Ok(ExecutionStatus::Paused)
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let held = run.record();
+    assert_eq!(held.step_status(0), Some(StepStatus::Paused), "{held:#?}");
+    assert_eq!(held.status(), Some(ExecutionStatus::Paused));
+    assert_eq!(
+        processes_with(&holder),
+        [(sleep, 'T')],
+        "what the shell left is suspended, not killed"
+    );
+
+    assert_eq!(
+        run.control(ControlAction::Resume),
+        Ok(ExecutionStatus::Running)
+    );
+    let record = run.finish().await;
+    assert_eq!(record.status(), Some(ExecutionStatus::Succeeded));
+    assert_eq!(step(&record, "left").detail.stdout, "started\n");
+    wait_until_gone(&holder).await;
+}
+
+// ---- what a step stores ----
+
+// An output file longer than what is read of it is cut inside its last line: that line
+// is not published, so a secret it held cannot show in part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_line_cut_inside_a_secret_is_not_published() {
+    // 7 bytes of `B=kept\n`, 2 of `A=`, the filler, then 9 bytes of the secret reach
+    // the 64 KiB read.
+    let filler = 64 * 1024 - 7 - 2 - 9;
+    let script = format!(
+        "printf 'B=kept\\n' >> \"$RUNBOOK_OUTPUT\"\n\
+         printf 'A=%s%s\\n' \"$(head -c {filler} /dev/zero | tr '\\0' x)\" \"$TOKEN\" \
+           >> \"$RUNBOOK_OUTPUT\""
+    );
+    let run = start(
+        vec![block(
+            json!({"id": "publish", "kind": "command", "script": script,
+                          "secrets": {"TOKEN": "tok"}}),
+        )],
+        Map::new(),
+        canary_credentials(),
+    );
+    let record = run.finish().await;
+    assert_eq!(record.status(), Some(ExecutionStatus::Succeeded));
+    let outputs = &step(&record, "publish").detail.outputs;
+    assert_eq!(outputs.get("B").map(String::as_str), Some("kept"));
+    let stored = serde_json::to_string(&record.steps).unwrap();
+    assert!(!stored.contains("s3cr3t"), "part of the secret is stored");
+    assert!(!outputs.contains_key("A"), "the cut line is left out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_output_tails_stay_within_their_bound() {
+    use runbook_domain::execution::MAX_CAPTURED_STREAM;
+    // 120000 bytes of two-byte characters and newlines, on both streams.
+    let run = Harness::start(vec![command(
+        "long",
+        "yes é | head -n 40000; yes é | head -n 40000 >&2",
+    )]);
+    let record = run.finish().await;
+    assert_eq!(record.status(), Some(ExecutionStatus::Succeeded));
+    let long = step(&record, "long");
+    for tail in [&long.detail.stdout, &long.detail.stderr] {
+        assert!(
+            tail.len() <= MAX_CAPTURED_STREAM && tail.len() + 3 > MAX_CAPTURED_STREAM,
+            "a tail of {} bytes",
+            tail.len()
+        );
+        assert!(tail.ends_with("é\né\n"));
+    }
+    assert_eq!(
+        record.text().matches('é').count(),
+        80_000,
+        "the console keeps all"
+    );
+}

@@ -521,6 +521,12 @@ async fn follow(
                 status: ExecutionStatus::Waiting,
                 ..
             } => {
+                // The answer is for this step alone: the same wait seen twice (after
+                // skipped events) must not confirm the next step unread.
+                let Ok(step) = service.waiting_step(&actor, execution_id).await else {
+                    // Acknowledged or stopped elsewhere meanwhile: its events tell.
+                    continue;
+                };
                 let answer = if yes {
                     Answer::Yes
                 } else {
@@ -535,7 +541,10 @@ async fn follow(
                 // The run may have moved on meanwhile (a confirmation given elsewhere, a
                 // stop, the same wait seen twice after skipped events): its own events
                 // tell what happened next.
-                if let Err(error) = service.control(&actor, execution_id, action).await {
+                let answered = service
+                    .control_step(&actor, execution_id, action, Some(&step.block_id))
+                    .await;
+                if let Err(error) = answered {
                     tracing::debug!(%error, ?action, "control after the confirmation prompt");
                 }
             }

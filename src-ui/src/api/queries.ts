@@ -177,7 +177,9 @@ export function useRetry(executionId: string) {
 export function useControl(executionId: string) {
   const client = useQueryClient()
   return useMutation({
-    mutationFn: (action: ControlAction) => call('control_execution', { id: executionId, action }),
+    // An acknowledgement names the step it answers: sent twice, it cannot confirm the next one.
+    mutationFn: ({ action, blockId }: { action: ControlAction; blockId?: string }) =>
+      call('control_execution', { id: executionId, action, blockId }),
     onSuccess: (execution: Execution) => {
       client.setQueryData(keys.execution(execution.id), execution)
       void client.invalidateQueries({ queryKey: keys.executions })

@@ -79,6 +79,17 @@ describe('browser transport', () => {
     expect(JSON.parse(String(init?.body))).toEqual({})
   })
 
+  it('names the step an acknowledgement answers, and no step for other controls', async () => {
+    fetchMock.mockImplementation(async () => jsonResponse(200, { id: 'e1' }))
+    await call('control_execution', { id: 'e1', action: 'acknowledge', blockId: 'drain' })
+    await call('control_execution', { id: 'e1', action: 'pause' })
+    const bodies = fetchMock.mock.calls.map(([url, init]) => [url, JSON.parse(String(init?.body))])
+    expect(bodies).toEqual([
+      ['executions/e1/control', { action: 'acknowledge', block_id: 'drain' }],
+      ['executions/e1/control', { action: 'pause' }],
+    ])
+  })
+
   it('maps the security commands onto their REST routes', async () => {
     const cases: [Promise<unknown>, string, string, unknown][] = []
     const expectRoute = (promise: Promise<unknown>, method: string, url: string, body?: unknown) => cases.push([promise, method, url, body])

@@ -53,7 +53,7 @@ export interface Commands {
     result: Page<Execution>
   }
   read_output: { args: { id: string; offset: number; limit: number }; result: OutputPage }
-  control_execution: { args: { id: string; action: ControlAction }; result: Execution }
+  control_execution: { args: { id: string; action: ControlAction; blockId?: string }; result: Execution }
   retry_execution: { args: { id: string }; result: Execution }
   whoami: { args: Record<string, never>; result: Me }
   list_credentials: { args: Record<string, never>; result: { items: CredentialInfo[] } }
@@ -114,7 +114,7 @@ const ROUTES: { [K in CommandName]: (args: Args<K>) => HttpRequest } = {
   control_execution: (a) => ({
     method: 'POST',
     path: `executions/${enc(a.id)}/control`,
-    body: { action: a.action },
+    body: a.blockId === undefined ? { action: a.action } : { action: a.action, block_id: a.blockId },
   }),
   retry_execution: (a) => ({ method: 'POST', path: `executions/${enc(a.id)}/retry`, body: {} }),
   whoami: () => ({ method: 'GET', path: 'me' }),

@@ -436,6 +436,22 @@ describe('RunView', () => {
     expect(button('Acknowledge')).toBeEnabled()
   })
 
+  it('acknowledges the step the run waits at by name, with the button and with a', async () => {
+    const user = userEvent.setup()
+    const waiting = execution({ status: 'waiting' })
+    waiting.steps = waiting.steps.map((step) => (step.block_id === 'wait' ? { ...step, status: 'waiting' } : step))
+    renderRun(waiting)
+    await vi.waitFor(() => expect(button('Acknowledge')).toBeEnabled())
+    await user.click(button('Acknowledge'))
+    await vi.waitFor(() => expect(calls('control_execution')).toHaveLength(1))
+    await user.keyboard('a')
+    await vi.waitFor(() => expect(calls('control_execution')).toHaveLength(2))
+    // Named, a second acknowledgement cannot confirm a step the person has not read.
+    for (const [, args] of calls('control_execution')) {
+      expect(args).toEqual({ id: 'run-1', action: 'acknowledge', blockId: 'wait' })
+    }
+  })
+
   it('disables retrying a failed run for a viewer and allows it for an operator', async () => {
     const failed = execution({ status: 'failed', finished_at: at(5) })
     me = { name: 'vi', role: 'viewer' }

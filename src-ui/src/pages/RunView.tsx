@@ -133,9 +133,9 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
   const act = useCallback(
     (action: ControlAction) => {
       if (action === 'stop') setConfirmStop(true)
-      else control.mutate(action)
+      else control.mutate({ action, blockId: action === 'acknowledge' ? waitingRow?.blockId : undefined })
     },
-    [control, setConfirmStop],
+    [control, setConfirmStop, waitingRow?.blockId],
   )
 
   // Keyboard shortcuts, unless the key is typed into a field or a dialog is open.
@@ -346,7 +346,7 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
                 disabled={control.isPending}
                 onClick={() => {
                   setConfirmStop(false)
-                  control.mutate('stop')
+                  control.mutate({ action: 'stop' })
                 }}
               >
                 <Square size={16} aria-hidden /> Stop run
