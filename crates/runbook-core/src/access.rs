@@ -175,6 +175,11 @@ fn check_name(name: &str, what: &str) -> Result<String, CoreError> {
     Ok(name.to_string())
 }
 
+/// An enabled user with the admin role.
+fn is_active_admin(user: &User) -> bool {
+    user.role == Role::Admin && user.disabled_at.is_none()
+}
+
 fn parse<T: serde::de::DeserializeOwned>(body: serde_json::Value) -> Result<T, CoreError> {
     if !body.is_object() {
         return Err(CoreError::bad_request(
@@ -242,6 +247,7 @@ impl Service {
             let change: UserChange = parse(body)?;
             let mut user = self.load_user(id).await?;
             target = format!("user:{}", user.name);
+            let was_admin = is_active_admin(&user);
             let at = now();
             if let Some(role) = change.role {
                 user.role = role;
@@ -250,6 +256,9 @@ impl Service {
                 Some(true) if user.disabled_at.is_none() => user.disabled_at = Some(at),
                 Some(false) => user.disabled_at = None,
                 _ => {}
+            }
+            if was_admin && !is_active_admin(&user) {
+                self.keep_an_admin(id).await?;
             }
             user.updated_at = at;
             if !self.store.update_user(&user).await? {
@@ -273,6 +282,9 @@ impl Service {
             actor.require(Role::Admin)?;
             let user = self.load_user(id).await?;
             target = format!("user:{}", user.name);
+            if is_active_admin(&user) {
+                self.keep_an_admin(id).await?;
+            }
             if self.store.delete_user(id, now()).await? {
                 Ok(())
             } else {
@@ -284,6 +296,35 @@ impl Service {
             Subject::none()
         })
         .await
+    }
+
+    /// Refuses (409 `last_admin`) to demote, disable or delete user `leaving` when
+    /// no other enabled admin user and no usable admin key of its own would remain:
+    /// nobody could manage users, keys or credentials any more.
+    async fn keep_an_admin(&self, leaving: Uuid) -> Result<(), CoreError> {
+        let users = self.store.list_users().await?;
+        if users
+            .iter()
+            .any(|user| user.id != leaving && is_active_admin(user))
+        {
+            return Ok(());
+        }
+        let at = now();
+        let keys = self.store.list_api_keys().await?;
+        if keys.iter().any(|key| {
+            key.user_id.is_none()
+                && key.role == Role::Admin
+                && key.revoked_at.is_none()
+                && key.expires_at.is_none_or(|expires| expires > at)
+        }) {
+            return Ok(());
+        }
+        Err(CoreError::Conflict {
+            code: "last_admin",
+            message: "this is the last admin: make another user an admin first, so that \
+                      someone can still manage users, keys and credentials"
+                .to_string(),
+        })
     }
 
     async fn load_user(&self, id: Uuid) -> Result<User, CoreError> {

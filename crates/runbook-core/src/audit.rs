@@ -3,7 +3,7 @@
 
 use crate::service::{now, paging};
 use crate::{Actor, CoreError, Page, Service};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use runbook_domain::{AuditEntry, AuditEvent, AuditOutcome, ChainBreak, ChainVerifier, Role};
 use runbook_store::{AuditFilter, Store};
 use serde::{Deserialize, Serialize};
@@ -221,6 +221,15 @@ impl Service {
                 "invalid_query",
                 "filters may not contain U+0000",
             ));
+        }
+        // chrono reads signed and five-digit years; PostgreSQL refuses many of them.
+        for (name, at) in [("since", query.since), ("until", query.until)] {
+            if at.is_some_and(|at| !(1..=9999).contains(&at.year())) {
+                return Err(CoreError::bad_request(
+                    "invalid_query",
+                    format!("`{name}` must be a time in the years 1 to 9999"),
+                ));
+            }
         }
         let filter = AuditFilter {
             actor: query.actor,

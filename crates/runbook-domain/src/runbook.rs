@@ -43,15 +43,15 @@ pub struct RunbookDraft {
     pub blocks: Vec<Block>,
 }
 
-/// An update request: the full content plus the version it was based on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// An update request: the full content plus the version it was based on. Built by
+/// [`crate::validation::parse_update`], which, unlike a create, requires `blocks`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunbookUpdate {
     #[serde(flatten)]
     pub draft: RunbookDraft,
     /// The version the editor started from; a stale one is a conflict.
     pub version: i64,
     /// An optional note stored with the new version.
-    #[serde(default)]
     pub message: Option<String>,
 }
 

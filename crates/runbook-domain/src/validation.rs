@@ -101,9 +101,32 @@ pub fn parse_update(value: serde_json::Value) -> Result<RunbookUpdate, Validatio
     check_size(&value)?;
     check_no_nul(&value)?;
     check_block_kinds(&value)?;
-    let update: RunbookUpdate = typed(value)?;
-    validate_draft(&update.draft)?;
-    Ok(update)
+    let UpdateHeader { version, message } = typed(value.clone())?;
+    // An update carries the full runbook: a body without blocks would store an empty one.
+    if value.get("blocks").is_none() {
+        return Err(ValidationErrors::single(
+            "blocks",
+            "missing_field",
+            "missing field `blocks`: an update carries the full runbook",
+        ));
+    }
+    // The draft is parsed on its own rather than flattened into the update, so a
+    // bad field is still named by its path (`blocks[0].seconds`).
+    let draft: RunbookDraft = typed(value)?;
+    validate_draft(&draft)?;
+    Ok(RunbookUpdate {
+        draft,
+        version,
+        message,
+    })
+}
+
+/// What an update carries besides the runbook's content.
+#[derive(serde::Deserialize)]
+struct UpdateHeader {
+    version: i64,
+    #[serde(default)]
+    message: Option<String>,
 }
 
 fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ValidationErrors> {
@@ -842,9 +865,29 @@ mod tests {
 
     #[test]
     fn update_requires_the_based_on_version() {
-        let err = parse_update(json!({"name": "x"})).unwrap_err();
+        let err = parse_update(json!({"name": "x", "blocks": []})).unwrap_err();
         assert_eq!(err.code(), "missing_field");
-        let update = parse_update(json!({"name": "x", "version": 3})).unwrap();
+        let update = parse_update(json!({"name": "x", "version": 3, "blocks": []})).unwrap();
         assert_eq!(update.version, 3);
+    }
+
+    #[test]
+    fn update_requires_blocks_though_a_create_does_not() {
+        let err = parse_update(json!({"name": "x", "version": 3})).unwrap_err();
+        assert_eq!(
+            (err.errors[0].path.as_str(), err.code()),
+            ("blocks", "missing_field")
+        );
+        assert!(parse_draft(json!({"name": "x"})).unwrap().blocks.is_empty());
+    }
+
+    #[test]
+    fn update_names_the_field_of_a_bad_block_as_a_create_does() {
+        let block = json!([{"id": "t", "kind": "timer", "seconds": "x"}]);
+        let created = parse_draft(json!({"name": "x", "blocks": block})).unwrap_err();
+        let updated =
+            parse_update(json!({"name": "x", "version": 1, "blocks": block})).unwrap_err();
+        assert_eq!(created.errors[0].path, "blocks[0].seconds");
+        assert_eq!(updated.errors, created.errors);
     }
 }

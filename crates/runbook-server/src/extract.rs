@@ -74,42 +74,76 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// A JSON body, any shape; typed parsing and validation happen in the core.
+/// A JSON object body; typed parsing and validation happen in the core. An empty
+/// body, or JSON that is not an object, is a malformed request (400 `bad_request`).
 pub struct JsonBody(pub serde_json::Value);
 
 impl FromRequest<AppState> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    format!(
-                        "the body is larger than {} bytes",
-                        crate::routes::MAX_BODY_BYTES
-                    ),
-                )
-            } else {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    rejection.body_text(),
-                )
-            }
-        })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(JsonBody(serde_json::Value::Null));
+        match read_json(req, state).await? {
+            Some(body) => Ok(JsonBody(body)),
+            None => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the body is empty; send a JSON object",
+            )),
         }
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+    }
+}
+
+/// Like [`JsonBody`], but an empty body is allowed and given as `null` (every field
+/// of the request is optional).
+pub struct OptionalJsonBody(pub serde_json::Value);
+
+impl FromRequest<AppState> for OptionalJsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let body = read_json(req, state).await?;
+        Ok(OptionalJsonBody(body.unwrap_or(serde_json::Value::Null)))
+    }
+}
+
+/// The body as a JSON object, or `None` when it is empty (whitespace only).
+async fn read_json(req: Request, state: &AppState) -> Result<Option<serde_json::Value>, ApiError> {
+    let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "the body is larger than {} bytes",
+                    crate::routes::MAX_BODY_BYTES
+                ),
+            )
+        } else {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "malformed_json",
-                format!("the body is not valid JSON: {e}"),
+                "bad_request",
+                rejection.body_text(),
             )
-        })
+        }
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
     }
+    let body: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    if !body.is_object() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the body must be a JSON object",
+        ));
+    }
+    Ok(Some(body))
 }
 
 /// A typed JSON body whose type errors are 422s.
@@ -134,16 +168,47 @@ pub fn parse_id(text: &str) -> Result<Uuid, ApiError> {
     })
 }
 
-/// A query string parsed into `T`; a bad one is a 400 `invalid_query`.
+/// Path parameters parsed into `T`; a bad one (such as invalid UTF-8 once
+/// percent-decoded) is a 400 `invalid_id`.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|path| ApiPath(path.0))
+            .map_err(|rejection| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", rejection.body_text())
+            })
+    }
+}
+
+/// A query string parsed into `T`; a bad one is a 400 `invalid_query`. A parameter
+/// with an empty value (`?limit=`) counts as absent, whatever the endpoint.
 pub struct ApiQuery<T>(pub T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        let query = parts.uri.query().unwrap_or("");
-        serde_urlencoded_from_str(query).map(ApiQuery)
+        let query = without_empty_values(parts.uri.query().unwrap_or(""));
+        serde_urlencoded_from_str(&query).map(ApiQuery)
     }
+}
+
+/// The query string without its `name=` (and bare `name`) pairs: an empty value
+/// stays empty once decoded, so this needs no decoding.
+fn without_empty_values(query: &str) -> String {
+    query
+        .split('&')
+        .filter(|pair| {
+            pair.split_once('=')
+                .is_some_and(|(_, value)| !value.is_empty())
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 fn serde_urlencoded_from_str<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {

@@ -1,12 +1,13 @@
 //! The router: one small handler per endpoint of the REST contract.
 
 use crate::error::ApiError;
-use crate::extract::{parse_id, typed, ApiQuery, Caller, JsonBody};
+use crate::extract::{parse_id, typed, ApiPath, ApiQuery, Caller, JsonBody, OptionalJsonBody};
 use crate::sse;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::handler::HandlerWithoutStateExt;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, get_service, post, put};
 use axum::{Json, Router};
 use runbook_core::{AuditQuery, ExecutionQuery, RunbookQuery, Service};
 use runbook_domain::ControlAction;
@@ -71,28 +72,36 @@ pub fn app(state: AppState, ui_dir: Option<PathBuf>) -> Router {
         .route("/audit", get(list_audit))
         .route("/audit/verify", get(verify_audit))
         .route("/vault", get(vault_status))
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this method is not allowed on this path",
-            )
-        })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(crate::extract::request_id))
-        .with_state(state);
-    let not_found = || async { ApiError::not_found() };
-    match ui_dir.filter(|dir| dir.join("index.html").is_file()) {
+        .method_not_allowed_fallback(method_not_allowed);
+    // The UI routes with the URL's fragment (a hash router), so only its real files
+    // are served: any other path is an API 404, never the page.
+    let api = match ui_dir.filter(|dir| dir.join("index.html").is_file()) {
         Some(dir) => {
             let index = ServeFile::new(dir.join("index.html"));
-            api.fallback_service(
-                ServeDir::new(dir)
-                    .fallback(index)
-                    .call_fallback_on_method_not_allowed(false),
-            )
+            let files = ServeDir::new(dir)
+                .append_index_html_on_directories(false)
+                .call_fallback_on_method_not_allowed(true)
+                .fallback(not_found.into_service());
+            api.route("/", get_service(index).fallback(method_not_allowed))
+                .fallback_service(files)
         }
         None => api.fallback(not_found),
-    }
+    };
+    api.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(crate::extract::request_id))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this method is not allowed on this path",
+    )
 }
 
 async fn openapi() -> Response {
@@ -128,7 +137,7 @@ async fn create_runbook(
 async fn get_runbook(
     State(state): State<AppState>,
     Caller(actor): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
     let runbook = state.service.get_runbook(&actor, parse_id(&id)?).await?;
     Ok(Json(runbook).into_response())
@@ -137,7 +146,7 @@ async fn get_runbook(
 async fn update_runbook(
     State(state): State<AppState>,
     Caller(actor): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     let runbook = state
@@ -150,7 +159,7 @@ async fn update_runbook(
 async fn delete_runbook(
     State(state): State<AppState>,
     Caller(actor): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     state.service.delete_runbook(&actor, parse_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -159,7 +168,7 @@ async fn delete_runbook(
 async fn list_versions(
     State(state): State<AppState>,
     Caller(actor): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
     let items = state.service.list_versions(&actor, parse_id(&id)?).await?;
     Ok(Json(serde_json::json!({ "items": items })).into_response())
@@ -168,7 +177,7 @@ async fn list_versions(
 async fn get_version(
     State(state): State<AppState>,
     Caller(actor): Caller,
-    Path((id, version)): Path<(String, String)>,
+    ApiPath((id, version)): ApiPath<(String, String)>,
 ) -> ApiResult<Response> {
     let version: i64 = version.parse().map_err(|_| {
         ApiError::new(
@@ -192,7 +201,7 @@ struct RollbackBody {
 async fn rollback(
     State(state): State<AppState>,
     Caller(actor): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
@@ -204,8 +213,8 @@ async fn rollback(
 async fn execute(
     State(state): State<AppState>,
     Caller(actor): Caller,
-    Path(id): Path<String>,
-    JsonBody(body): JsonBody,
+    ApiPath(id): ApiPath<String>,
+    OptionalJsonBody(body): OptionalJsonBody,
 ) -> ApiResult<Response> {
     let execution = state.service.execute(&actor, parse_id(&id)?, body).await?;
     Ok((StatusCode::ACCEPTED, Json(execution)).into_response())
@@ -223,7 +232,7 @@ async fn list_executions(
 async fn get_execution(
     State(state): State<AppState>,
     Caller(actor): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
     let execution = state.service.get_execution(&actor, parse_id(&id)?).await?;
     Ok(Json(execution).into_response())
@@ -238,7 +247,7 @@ struct OutputQuery {
 async fn read_output(
     State(state): State<AppState>,
     Caller(actor): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<OutputQuery>,
 ) -> ApiResult<Response> {
     let page = state
@@ -257,7 +266,7 @@ async fn read_output(
 async fn export_execution(
     State(state): State<AppState>,
     Caller(actor): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
     use axum::http::header::{HeaderName, HeaderValue, CONTENT_DISPOSITION, CONTENT_TYPE};
     let report = state
@@ -291,7 +300,7 @@ async fn export_execution(
 async fn events(
     State(state): State<AppState>,
     Caller(actor): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
     sse::execution_events(state, actor, parse_id(&id)?).await
 }
@@ -299,24 +308,30 @@ async fn events(
 #[derive(Deserialize)]
 struct ControlBody {
     action: ControlAction,
+    /// For an acknowledgement: the step it answers; refused unless the run waits there.
+    #[serde(default)]
+    block_id: Option<String>,
 }
 
 async fn control(
     State(state): State<AppState>,
     Caller(actor): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     let id = parse_id(&id)?;
-    let ControlBody { action } = typed(body)?;
-    let execution = state.service.control(&actor, id, action).await?;
+    let ControlBody { action, block_id } = typed(body)?;
+    let execution = state
+        .service
+        .control_step(&actor, id, action, block_id.as_deref())
+        .await?;
     Ok(Json(execution).into_response())
 }
 
 async fn retry(
     State(state): State<AppState>,
     Caller(actor): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
     let execution = state.service.retry(&actor, parse_id(&id)?).await?;
     Ok((StatusCode::ACCEPTED, Json(execution)).into_response())
@@ -338,7 +353,7 @@ async fn list_credentials(
 async fn get_credential(
     State(state): State<AppState>,
     Caller(actor): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
     let credential = state.service.get_credential(&actor, parse_id(&id)?).await?;
     Ok(Json(credential).into_response())
@@ -356,7 +371,7 @@ async fn create_credential(
 async fn update_credential(
     State(state): State<AppState>,
     Caller(actor): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     let credential = state
@@ -369,7 +384,7 @@ async fn update_credential(
 async fn delete_credential(
     State(state): State<AppState>,
     Caller(actor): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     state
         .service
@@ -394,7 +409,7 @@ async fn create_user(
 async fn update_user(
     State(state): State<AppState>,
     Caller(actor): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     let user = state
@@ -407,7 +422,7 @@ async fn update_user(
 async fn delete_user(
     State(state): State<AppState>,
     Caller(actor): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     state.service.delete_user(&actor, parse_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -429,7 +444,7 @@ async fn create_key(
 async fn revoke_key(
     State(state): State<AppState>,
     Caller(actor): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     state.service.revoke_api_key(&actor, parse_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)

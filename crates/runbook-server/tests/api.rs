@@ -22,7 +22,12 @@ struct TestApp {
 
 impl TestApp {
     async fn new() -> TestApp {
-        let (router, service, admin, dir) = common::in_process_app().await;
+        TestApp::serving(None).await
+    }
+
+    /// An app that also serves the built UI in `ui_dir`.
+    async fn serving(ui_dir: Option<std::path::PathBuf>) -> TestApp {
+        let (router, service, admin, dir) = common::in_process_app_serving(ui_dir).await;
         TestApp {
             router,
             service,
@@ -57,9 +62,7 @@ impl TestApp {
             .header("content-type", "application/json")
             .body(Body::from(body.unwrap_or("").to_string()))
             .unwrap();
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let (status, _, bytes) = self.send_raw(request).await;
         let value = if bytes.is_empty() {
             Value::Null
         } else {
@@ -67,6 +70,19 @@ impl TestApp {
                 .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
         };
         (status, value)
+    }
+
+    /// Status, content type and body of any response.
+    async fn send_raw(&self, request: Request<Body>) -> (StatusCode, String, Vec<u8>) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, content_type, bytes.to_vec())
     }
 
     async fn create(&self, body: Value) -> Value {
@@ -255,8 +271,8 @@ async fn bad_input_gets_a_4xx_with_a_stable_code_and_changes_nothing() {
             Method::POST,
             "/runbooks".into(),
             "\"just a string\"".into(),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_type",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
         ),
         (
             Method::GET,
@@ -367,6 +383,345 @@ async fn bad_input_gets_a_4xx_with_a_stable_code_and_changes_nothing() {
         .send(Method::GET, &format!("{path}/versions"), None)
         .await;
     assert_eq!(versions["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_ui_is_served_from_its_own_files_and_every_other_path_is_a_json_404() {
+    let ui = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ui.path().join("index.html"),
+        "<html>runbook studio ui</html>",
+    )
+    .unwrap();
+    std::fs::create_dir(ui.path().join("assets")).unwrap();
+    std::fs::write(ui.path().join("assets/app.js"), "console.log('ui')").unwrap();
+    let app = TestApp::serving(Some(ui.path().to_path_buf())).await;
+    let get = |uri: &str| Request::builder().uri(uri).body(Body::empty()).unwrap();
+
+    let (status, content_type, page) = app.send_raw(get("/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    assert_eq!(page, b"<html>runbook studio ui</html>");
+    let (status, _, script) = app.send_raw(get("/assets/app.js")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(script, b"console.log('ui')");
+
+    // The UI routes by the URL's fragment: no path but its files gets the page.
+    for (method, uri) in [
+        (Method::GET, "/runbooks/"),
+        (Method::GET, "/nope"),
+        (Method::GET, "/assets"),
+        (Method::GET, "/assets/"),
+        (Method::GET, "/assets/missing.js"),
+        (Method::POST, "/nope"),
+        (Method::DELETE, "/assets/app.js"),
+    ] {
+        let (status, body) = app.send(method.clone(), uri, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {uri}: {body}");
+        assert_eq!(error_code(&body), "not_found", "{method} {uri}");
+    }
+    let (status, body) = app.send(Method::POST, "/", Some("{}")).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    assert_eq!(error_code(&body), "method_not_allowed");
+    let (status, body) = app.send(Method::DELETE, "/runbooks", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    assert_eq!(error_code(&body), "method_not_allowed");
+    let (status, body) = app.send(Method::GET, "/runbooks", None).await;
+    assert_eq!((status, body["total"].as_i64()), (StatusCode::OK, Some(0)));
+}
+
+#[tokio::test]
+async fn a_path_parameter_that_cannot_be_read_is_a_json_400() {
+    let app = TestApp::new().await;
+    let runbook = app.create(sample()).await;
+    let id = runbook["id"].as_str().unwrap();
+    for (method, uri, body) in [
+        (Method::GET, "/runbooks/%FF".to_string(), None),
+        (Method::PUT, "/runbooks/%FF".to_string(), Some("{}")),
+        (Method::GET, format!("/runbooks/{id}/versions/%FF"), None),
+        (Method::GET, "/executions/%C3%28".to_string(), None),
+        (
+            Method::POST,
+            "/executions/%FF/control".to_string(),
+            Some(r#"{"action": "stop"}"#),
+        ),
+    ] {
+        let (status, response) = app.send(method.clone(), &uri, body).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "{method} {uri}: {response}"
+        );
+        assert_eq!(error_code(&response), "invalid_id", "{method} {uri}");
+    }
+}
+
+#[tokio::test]
+async fn an_empty_or_non_object_body_is_a_malformed_request_on_every_endpoint() {
+    let app = TestApp::new().await;
+    let runbook = app.create(sample()).await;
+    let id = runbook["id"].as_str().unwrap();
+    let run = start(&app, &runbook).await;
+    let user = uuid::Uuid::new_v4();
+    let endpoints = [
+        (Method::POST, "/runbooks".to_string()),
+        (Method::PUT, format!("/runbooks/{id}")),
+        (Method::POST, format!("/runbooks/{id}/rollback")),
+        (Method::POST, format!("/executions/{run}/control")),
+        (Method::POST, "/credentials".to_string()),
+        (
+            Method::PUT,
+            format!("/credentials/{}", uuid::Uuid::new_v4()),
+        ),
+        (Method::POST, "/users".to_string()),
+        (Method::PUT, format!("/users/{user}")),
+        (Method::POST, "/keys".to_string()),
+    ];
+    for (method, uri) in endpoints {
+        for body in ["", "  \n", "[]", "[1, 2]", "\"text\"", "5", "null"] {
+            let (status, response) = app.send(method.clone(), &uri, Some(body)).await;
+            assert_eq!(
+                (status, error_code(&response)),
+                (StatusCode::BAD_REQUEST, "bad_request"),
+                "{method} {uri} with {body:?}: {response}"
+            );
+        }
+    }
+    // Execute's fields are all optional: no body starts a run, but a non-object does not.
+    let execute = format!("/runbooks/{id}/execute");
+    let (status, response) = app.send(Method::POST, &execute, Some("[]")).await;
+    assert_eq!(
+        (status, error_code(&response)),
+        (StatusCode::BAD_REQUEST, "bad_request")
+    );
+    let (status, response) = app.send(Method::POST, &execute, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{response}");
+    // Wrong types inside an object stay 422.
+    let (status, response) = app
+        .send(
+            Method::POST,
+            &format!("/runbooks/{id}/rollback"),
+            Some(r#"{"version": []}"#),
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&response)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_type")
+    );
+
+    let (_, list) = app.send(Method::GET, "/runbooks", None).await;
+    assert_eq!(list["total"], 1, "nothing new was stored");
+    let (_, after) = app
+        .send(Method::GET, &format!("/runbooks/{id}"), None)
+        .await;
+    assert_eq!(after, runbook, "the runbook is unchanged");
+}
+
+#[tokio::test]
+async fn an_update_must_carry_its_blocks_and_names_a_bad_block_field_as_a_create_does() {
+    let app = TestApp::new().await;
+    let created = app.create(sample()).await;
+    let path = format!("/runbooks/{}", created["id"].as_str().unwrap());
+
+    let (status, error) = app
+        .send(Method::PUT, &path, Some(r#"{"name": "x", "version": 1}"#))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert_eq!(error_code(&error), "missing_field");
+    assert_eq!(error["error"]["details"][0]["path"], "blocks");
+    let (_, after) = app.send(Method::GET, &path, None).await;
+    assert_eq!(after, created, "nothing was stored");
+    let (_, versions) = app
+        .send(Method::GET, &format!("{path}/versions"), None)
+        .await;
+    assert_eq!(versions["items"].as_array().unwrap().len(), 1);
+
+    let bad_timer = json!([{"id": "t", "kind": "timer", "seconds": "x"}]);
+    let (status, on_create) = app
+        .send(
+            Method::POST,
+            "/runbooks",
+            Some(&json!({"name": "x", "blocks": bad_timer}).to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{on_create}");
+    let (status, on_update) = app
+        .send(
+            Method::PUT,
+            &path,
+            Some(&json!({"name": "x", "version": 1, "blocks": bad_timer}).to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{on_update}");
+    assert_eq!(
+        on_update["error"]["details"][0]["path"],
+        "blocks[0].seconds"
+    );
+    assert_eq!(on_update["error"]["details"], on_create["error"]["details"]);
+    assert_eq!(error_code(&on_update), error_code(&on_create));
+
+    // A create still defaults what it leaves out.
+    let minimal = app.create(json!({"name": "minimal"})).await;
+    assert_eq!(minimal["blocks"], json!([]));
+}
+
+#[tokio::test]
+async fn an_empty_query_value_means_no_filter_on_every_endpoint() {
+    let app = TestApp::new().await;
+    let runbook = app.create(sample()).await;
+    let run = start(&app, &runbook).await;
+    finished(&app, &run).await;
+
+    // Literally as API.md writes it.
+    let (status, page) = app
+        .send(
+            Method::GET,
+            "/executions?runbook_id=&status=&limit=&offset=",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["total"], 1);
+    for uri in [
+        "/runbooks?q=&tag=&limit=&offset=".to_string(),
+        "/runbooks?limit&offset=".to_string(),
+        "/audit?actor=&action=&target=&outcome=&since=&until=&limit=&offset=".to_string(),
+        format!("/executions/{run}/output?offset=&limit="),
+    ] {
+        let (status, body) = app.send(Method::GET, &uri, None).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+    }
+    let (_, output) = app
+        .send(
+            Method::GET,
+            &format!("/executions/{run}/output?offset="),
+            None,
+        )
+        .await;
+    assert_eq!(output["offset"], 0);
+    // A value that is there but wrong is still refused.
+    let (status, body) = app.send(Method::GET, "/runbooks?limit=x", None).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::BAD_REQUEST, "invalid_query")
+    );
+}
+
+#[tokio::test]
+async fn audit_times_outside_the_years_1_to_9999_are_bad_queries() {
+    let app = TestApp::new().await;
+    for time in [
+        "-5000-01-01T00:00:00Z",
+        "0000-12-31T00:00:00Z",
+        "%2B10000-01-01T00:00:00Z",
+    ] {
+        for name in ["since", "until"] {
+            let uri = format!("/audit?{name}={time}");
+            let (status, body) = app.send(Method::GET, &uri, None).await;
+            assert_eq!(
+                (status, error_code(&body)),
+                (StatusCode::BAD_REQUEST, "invalid_query"),
+                "{uri}: {body}"
+            );
+        }
+    }
+    let (status, body) = app
+        .send(
+            Method::GET,
+            "/audit?since=0001-01-01T00:00:00Z&until=9999-12-31T23:59:59Z",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn the_last_admin_cannot_be_demoted_disabled_or_deleted() {
+    let app = TestApp::new().await;
+    // Alice, an admin user, is the only admin once the first admin key is revoked.
+    let (_, alice) = app
+        .send(
+            Method::POST,
+            "/users",
+            Some(r#"{"name": "alice", "role": "admin"}"#),
+        )
+        .await;
+    let alice_id = alice["id"].as_str().unwrap().to_string();
+    let (status, key) = app
+        .send(
+            Method::POST,
+            "/keys",
+            Some(&json!({"name": "alice's laptop", "user_id": alice_id}).to_string()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    let alice_key = key["token"].as_str().unwrap().to_string();
+    let (_, keys) = app.send(Method::GET, "/keys", None).await;
+    let first = keys["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "admin")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _) = app
+        .send(Method::DELETE, &format!("/keys/{first}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    let user_path = format!("/users/{alice_id}");
+    for (method, body) in [
+        (Method::PUT, Some(r#"{"role": "editor"}"#)),
+        (Method::PUT, Some(r#"{"disabled": true}"#)),
+        (Method::PUT, Some(r#"{"role": "viewer", "disabled": true}"#)),
+        (Method::DELETE, None),
+    ] {
+        let (status, response) = app
+            .send_as(&alice_key, method.clone(), &user_path, body)
+            .await;
+        assert_eq!(
+            (status, error_code(&response)),
+            (StatusCode::CONFLICT, "last_admin"),
+            "{method} {body:?}: {response}"
+        );
+    }
+    let (status, users) = app.send_as(&alice_key, Method::GET, "/users", None).await;
+    assert_eq!(status, StatusCode::OK, "alice can still manage users");
+    assert_eq!(users["items"][0]["role"], "admin");
+    assert!(users["items"][0]["disabled_at"].is_null());
+    // Changes that keep her an admin go through.
+    let (status, _) = app
+        .send_as(
+            &alice_key,
+            Method::PUT,
+            &user_path,
+            Some(r#"{"role": "admin"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // With a second admin, she may step down.
+    let (status, _) = app
+        .send_as(
+            &alice_key,
+            Method::POST,
+            "/users",
+            Some(r#"{"name": "bob", "role": "admin"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, demoted) = app
+        .send_as(
+            &alice_key,
+            Method::PUT,
+            &user_path,
+            Some(r#"{"role": "editor"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{demoted}");
+    assert_eq!(demoted["role"], "editor");
 }
 
 #[tokio::test]
@@ -890,10 +1245,28 @@ async fn a_run_over_a_real_socket_streams_events_and_pages_output() {
         .await
         .unwrap();
     assert_eq!(resume.status(), 409, "resume does not fit a waiting run");
+    // An acknowledgement naming a step the run does not wait at confirms nothing.
+    let wrong = client
+        .post(format!("{base}/executions/{execution_id}/control"))
+        .header("x-api-key", &app.admin)
+        .json(&json!({"action": "acknowledge", "block_id": "say"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 409);
+    let wrong: Value = wrong.json().await.unwrap();
+    assert_eq!(wrong["error"]["code"], "invalid_state", "{wrong}");
+    assert!(
+        wrong["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("waits at step `wait`, not at `say`"),
+        "{wrong}"
+    );
     let ack = client
         .post(format!("{base}/executions/{execution_id}/control"))
         .header("x-api-key", &app.admin)
-        .json(&json!({"action": "acknowledge"}))
+        .json(&json!({"action": "acknowledge", "block_id": "wait"}))
         .send()
         .await
         .unwrap();

@@ -368,6 +368,8 @@ impl Served {
             key: Some(revoked),
             role: None,
         });
+        // An admin stays: the last one can be neither disabled nor deleted (409 last_admin).
+        self.user(Role::Admin).await;
         let disabled_user = self.user(Role::Admin).await;
         let disabled = self.user_key(disabled_user).await;
         self.service

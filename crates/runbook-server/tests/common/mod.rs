@@ -381,6 +381,18 @@ pub async fn in_process_app() -> (
     String,
     tempfile::TempDir,
 ) {
+    in_process_app_serving(None).await
+}
+
+/// Like [`in_process_app`], the router also serving the built UI in `ui_dir`.
+pub async fn in_process_app_serving(
+    ui_dir: Option<std::path::PathBuf>,
+) -> (
+    axum::Router,
+    runbook_core::Service,
+    String,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().unwrap();
     let service = runbook_core::Service::open(runbook_core::Config::from_data_dir(dir.path()))
         .await
@@ -400,7 +412,7 @@ pub async fn in_process_app() -> (
             service: service.clone(),
             shutdown,
         },
-        None,
+        ui_dir,
     );
     (router, service, admin, dir)
 }
