@@ -581,6 +581,12 @@ async fn pause_suspends_the_process_group_and_resume_continues_it() {
         found.len() >= 2
     })
     .await;
+    // Stored as running first: a pause within the same batch would keep only its own
+    // state of the step (as a store would), and the history below could not show both.
+    run.wait_for("the step to be stored as running", |r| {
+        r.step_status(0) == Some(StepStatus::Running)
+    })
+    .await;
 
     assert_eq!(
         run.control(ControlAction::Pause),
