@@ -576,13 +576,33 @@ pub fn processes_of(wanted: &dyn Fn(Uuid) -> bool) -> Vec<(i32, i32, Uuid)> {
 /// Kills every process left from the given runs (with their process groups);
 /// returns how many processes were found.
 pub fn kill_processes_of(wanted: &dyn Fn(Uuid) -> bool) -> usize {
-    let found = processes_of(wanted);
+    signal_processes_of(wanted, Signal::SIGKILL)
+}
+
+/// Sends `signal` to every process of the given runs (and their process groups);
+/// returns how many processes were found.
+fn signal_processes_of(wanted: &dyn Fn(Uuid) -> bool, signal: Signal) -> usize {
+    signal_found(&processes_of(wanted), signal)
+}
+
+/// Sends `signal` to the processes of run `execution` that left the process group
+/// `group` (`setsid`, daemons), and to their groups: a stop's SIGTERM reaches them
+/// with the group's, so they too get the grace period to end cleanly.
+pub fn signal_escaped(execution: Uuid, group: u32, signal: Signal) -> usize {
+    let escaped: Vec<_> = processes_of(&|of| of == execution)
+        .into_iter()
+        .filter(|(_, pgid, _)| u32::try_from(*pgid).ok() != Some(group))
+        .collect();
+    signal_found(&escaped, signal)
+}
+
+fn signal_found(found: &[(i32, i32, Uuid)], signal: Signal) -> usize {
     let own_group = nix::unistd::getpgrp().as_raw();
-    for (pid, pgid, _) in &found {
+    for (pid, pgid, _) in found {
         if *pgid != own_group && *pgid > 1 {
-            let _ = killpg(Pid::from_raw(*pgid), Signal::SIGKILL);
+            let _ = killpg(Pid::from_raw(*pgid), signal);
         }
-        let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(Pid::from_raw(*pid), signal);
     }
     found.len()
 }

@@ -844,6 +844,7 @@ impl Run {
                         stopping = true;
                         command::signal_group(pgid, Signal::SIGTERM);
                         command::signal_group(pgid, Signal::SIGCONT);
+                        command::signal_escaped(self.execution.id, pgid, Signal::SIGTERM);
                         kill_at = Instant::now() + self.inner.config.stop_grace;
                     } else if requested.paused && paused_at.is_none() {
                         command::signal_group(pgid, Signal::SIGSTOP);
@@ -865,6 +866,7 @@ impl Run {
                     timed_out = true;
                     stopping = true;
                     command::signal_group(pgid, Signal::SIGTERM);
+                    command::signal_escaped(self.execution.id, pgid, Signal::SIGTERM);
                     kill_at = Instant::now() + self.inner.config.stop_grace;
                 }
                 _ = sleep_until(kill_at) => {
@@ -896,9 +898,12 @@ impl Run {
         }
         if stopping && kill_at != far {
             // The shell has gone (a shell dies of SIGTERM at once) while what it started
-            // may still be cleaning up after it: the group gets the rest of its grace
-            // period before the SIGKILL below.
-            while Instant::now() < kill_at && command::group_alive(pgid) {
+            // may still be cleaning up after it: the group, and what left it, get the
+            // rest of their grace period before the SIGKILL below.
+            let id = self.execution.id;
+            while Instant::now() < kill_at
+                && (command::group_alive(pgid) || !command::processes_of(&|of| of == id).is_empty())
+            {
                 tokio::time::sleep(GRACE_POLL).await;
             }
         }

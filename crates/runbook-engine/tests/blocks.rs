@@ -1464,6 +1464,51 @@ async fn stop_ends_a_step_whose_output_a_process_that_left_the_group_holds() {
     wait_until_run_has_no_processes(&run, "stopped").await;
 }
 
+// A stop's SIGTERM reaches a process that left the group with the group's, so it gets
+// the grace period to clean up rather than only the SIGKILL at its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_left_the_group_gets_the_stops_sigterm() {
+    let escaped = marker(315);
+    let _cleanup = KillOnDrop(vec![escaped.clone()]);
+    let cleaned = unique_path("escaped-cleaned-up");
+    let daemon = format!(
+        "trap 'echo cleaned > {cleaned}; exit 0' TERM; while :; do sleep {escaped}; done",
+        cleaned = cleaned.display()
+    );
+    let mut config = quick_config();
+    config.stop_grace = Duration::from_secs(5);
+    let run = Harness::start_with(
+        config,
+        vec![command(
+            "daemon",
+            &format!("setsid sh -c \"{daemon}\" >/dev/null 2>&1 & sleep 60"),
+        )],
+    );
+    let sleep = wait_for_sleep(&escaped).await;
+    let stat = std::fs::read_to_string(format!("/proc/{sleep}/stat")).unwrap();
+    let (_, fields) = stat.rsplit_once(')').unwrap();
+    let looping: u32 = fields.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert_eq!(
+        group_of(sleep),
+        looping,
+        "the loop leads a group of its own"
+    );
+
+    assert!(run.control(ControlAction::Stop).is_ok());
+    let record = tokio::time::timeout(Duration::from_secs(10), run.finish())
+        .await
+        .expect("the stopped run ended");
+    assert_eq!(record.status(), Some(ExecutionStatus::Stopped));
+    let written = std::fs::read_to_string(&cleaned);
+    let _ = std::fs::remove_file(&cleaned);
+    assert_eq!(
+        written.ok().as_deref(),
+        Some("cleaned\n"),
+        "the escaped process was killed without a SIGTERM first"
+    );
+    wait_until_run_has_no_processes(&run, "stopped").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_ends_a_step_whose_output_a_process_that_left_the_group_holds() {
     let escaped = marker(312);
