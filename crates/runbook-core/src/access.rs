@@ -175,6 +175,21 @@ fn check_name(name: &str, what: &str) -> Result<String, CoreError> {
     Ok(name.to_string())
 }
 
+/// Who or what would stop being an admin.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Leaving {
+    User(Uuid),
+    Key(Uuid),
+}
+
+/// A key of no user with the admin role, neither revoked nor expired at `at`.
+fn is_usable_admin_key(key: &ApiKeyRecord, at: DateTime<Utc>) -> bool {
+    key.user_id.is_none()
+        && key.role == Role::Admin
+        && key.revoked_at.is_none()
+        && key.expires_at.is_none_or(|expires| expires > at)
+}
+
 /// An enabled user with the admin role.
 fn is_active_admin(user: &User) -> bool {
     user.role == Role::Admin && user.disabled_at.is_none()
@@ -258,7 +273,7 @@ impl Service {
                 _ => {}
             }
             if was_admin && !is_active_admin(&user) {
-                self.keep_an_admin(id).await?;
+                self.keep_an_admin(Leaving::User(id)).await?;
             }
             user.updated_at = at;
             if !self.store.update_user(&user).await? {
@@ -283,7 +298,7 @@ impl Service {
             let user = self.load_user(id).await?;
             target = format!("user:{}", user.name);
             if is_active_admin(&user) {
-                self.keep_an_admin(id).await?;
+                self.keep_an_admin(Leaving::User(id)).await?;
             }
             if self.store.delete_user(id, now()).await? {
                 Ok(())
@@ -298,25 +313,23 @@ impl Service {
         .await
     }
 
-    /// Refuses (409 `last_admin`) to demote, disable or delete user `leaving` when
-    /// no other enabled admin user and no usable admin key of its own would remain:
-    /// nobody could manage users, keys or credentials any more.
-    async fn keep_an_admin(&self, leaving: Uuid) -> Result<(), CoreError> {
+    /// Refuses (409 `last_admin`) to demote, disable or delete a user, or revoke a
+    /// key, when no other enabled admin user and no other usable admin key of its own
+    /// would remain: nobody could manage users, keys or credentials any more.
+    async fn keep_an_admin(&self, leaving: Leaving) -> Result<(), CoreError> {
         let users = self.store.list_users().await?;
         if users
             .iter()
-            .any(|user| user.id != leaving && is_active_admin(user))
+            .any(|user| leaving != Leaving::User(user.id) && is_active_admin(user))
         {
             return Ok(());
         }
         let at = now();
         let keys = self.store.list_api_keys().await?;
-        if keys.iter().any(|key| {
-            key.user_id.is_none()
-                && key.role == Role::Admin
-                && key.revoked_at.is_none()
-                && key.expires_at.is_none_or(|expires| expires > at)
-        }) {
+        if keys
+            .iter()
+            .any(|key| leaving != Leaving::Key(key.id) && is_usable_admin_key(key, at))
+        {
             return Ok(());
         }
         Err(CoreError::Conflict {
@@ -459,6 +472,13 @@ impl Service {
     pub async fn revoke_api_key(&self, actor: &Actor, id: Uuid) -> Result<(), CoreError> {
         let result = async {
             actor.require(Role::Admin)?;
+            let keys = self.store.list_api_keys().await?;
+            if keys
+                .iter()
+                .any(|key| key.id == id && is_usable_admin_key(key, now()))
+            {
+                self.keep_an_admin(Leaving::Key(id)).await?;
+            }
             if self.store.revoke_api_key(id, now()).await? {
                 Ok(())
             } else {

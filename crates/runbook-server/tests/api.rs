@@ -636,6 +636,36 @@ async fn audit_times_outside_the_years_1_to_9999_are_bad_queries() {
 }
 
 #[tokio::test]
+async fn the_last_admin_key_cannot_be_revoked() {
+    let app = TestApp::new().await;
+    let (_, keys) = app.send(Method::GET, "/keys", None).await;
+    let only = keys["items"][0]["id"].as_str().unwrap().to_string();
+    let (status, response) = app
+        .send(Method::DELETE, &format!("/keys/{only}"), None)
+        .await;
+    assert_eq!(
+        (status, error_code(&response)),
+        (StatusCode::CONFLICT, "last_admin"),
+        "{response}"
+    );
+    let (status, _) = app.send(Method::GET, "/keys", None).await;
+    assert_eq!(status, StatusCode::OK, "the key still works");
+    // Another admin key may take over; then the first may go.
+    let (status, _) = app
+        .send(
+            Method::POST,
+            "/keys",
+            Some(r#"{"name": "successor", "role": "admin"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, response) = app
+        .send(Method::DELETE, &format!("/keys/{only}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{response}");
+}
+
+#[tokio::test]
 async fn the_last_admin_cannot_be_demoted_disabled_or_deleted() {
     let app = TestApp::new().await;
     // Alice, an admin user, is the only admin once the first admin key is revoked.

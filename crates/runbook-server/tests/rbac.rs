@@ -358,6 +358,9 @@ impl Served {
                 role: None,
             },
         ];
+        // An admin stays: the last one can be neither revoked, disabled nor deleted
+        // (409 last_admin).
+        self.user(Role::Admin).await;
         let (revoked_id, revoked) = self.role_key(Role::Admin).await;
         self.service
             .revoke_api_key(&system(), revoked_id)
@@ -368,8 +371,6 @@ impl Served {
             key: Some(revoked),
             role: None,
         });
-        // An admin stays: the last one can be neither disabled nor deleted (409 last_admin).
-        self.user(Role::Admin).await;
         let disabled_user = self.user(Role::Admin).await;
         let disabled = self.user_key(disabled_user).await;
         self.service
