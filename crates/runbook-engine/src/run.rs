@@ -297,20 +297,14 @@ impl Run {
     /// paused. False when the run was stopped: the step ends without its work.
     async fn wait_before_start(&mut self, index: usize) -> bool {
         self.announce_start().await;
-        loop {
-            let requested = *self.requested.borrow_and_update();
-            if requested.stopped {
-                return false;
-            }
-            if !requested.paused {
-                self.resume_step(index).await;
-                return true;
-            }
+        if self.requested.borrow().paused {
             self.pause_step(index).await;
-            if self.requested.changed().await.is_err() {
-                return false;
-            }
         }
+        let go_on = self.wait_while_paused().await;
+        if go_on {
+            self.resume_step(index).await;
+        }
+        go_on
     }
 
     async fn step(&mut self, index: usize, block: &Block) -> StepEnd {
