@@ -175,26 +175,6 @@ fn check_name(name: &str, what: &str) -> Result<String, CoreError> {
     Ok(name.to_string())
 }
 
-/// Who or what would stop being an admin.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Leaving {
-    User(Uuid),
-    Key(Uuid),
-}
-
-/// A key of no user with the admin role, neither revoked nor expired at `at`.
-fn is_usable_admin_key(key: &ApiKeyRecord, at: DateTime<Utc>) -> bool {
-    key.user_id.is_none()
-        && key.role == Role::Admin
-        && key.revoked_at.is_none()
-        && key.expires_at.is_none_or(|expires| expires > at)
-}
-
-/// An enabled user with the admin role.
-fn is_active_admin(user: &User) -> bool {
-    user.role == Role::Admin && user.disabled_at.is_none()
-}
-
 fn parse<T: serde::de::DeserializeOwned>(body: serde_json::Value) -> Result<T, CoreError> {
     if !body.is_object() {
         return Err(CoreError::bad_request(
@@ -262,7 +242,6 @@ impl Service {
             let change: UserChange = parse(body)?;
             let mut user = self.load_user(id).await?;
             target = format!("user:{}", user.name);
-            let was_admin = is_active_admin(&user);
             let at = now();
             if let Some(role) = change.role {
                 user.role = role;
@@ -271,9 +250,6 @@ impl Service {
                 Some(true) if user.disabled_at.is_none() => user.disabled_at = Some(at),
                 Some(false) => user.disabled_at = None,
                 _ => {}
-            }
-            if was_admin && !is_active_admin(&user) {
-                self.keep_an_admin(Leaving::User(id)).await?;
             }
             user.updated_at = at;
             if !self.store.update_user(&user).await? {
@@ -297,9 +273,6 @@ impl Service {
             actor.require(Role::Admin)?;
             let user = self.load_user(id).await?;
             target = format!("user:{}", user.name);
-            if is_active_admin(&user) {
-                self.keep_an_admin(Leaving::User(id)).await?;
-            }
             if self.store.delete_user(id, now()).await? {
                 Ok(())
             } else {
@@ -311,33 +284,6 @@ impl Service {
             Subject::none()
         })
         .await
-    }
-
-    /// Refuses (409 `last_admin`) to demote, disable or delete a user, or revoke a
-    /// key, when no other enabled admin user and no other usable admin key of its own
-    /// would remain: nobody could manage users, keys or credentials any more.
-    async fn keep_an_admin(&self, leaving: Leaving) -> Result<(), CoreError> {
-        let users = self.store.list_users().await?;
-        if users
-            .iter()
-            .any(|user| leaving != Leaving::User(user.id) && is_active_admin(user))
-        {
-            return Ok(());
-        }
-        let at = now();
-        let keys = self.store.list_api_keys().await?;
-        if keys
-            .iter()
-            .any(|key| leaving != Leaving::Key(key.id) && is_usable_admin_key(key, at))
-        {
-            return Ok(());
-        }
-        Err(CoreError::Conflict {
-            code: "last_admin",
-            message: "this is the last admin: make another user an admin first, so that \
-                      someone can still manage users, keys and credentials"
-                .to_string(),
-        })
     }
 
     async fn load_user(&self, id: Uuid) -> Result<User, CoreError> {
@@ -472,13 +418,6 @@ impl Service {
     pub async fn revoke_api_key(&self, actor: &Actor, id: Uuid) -> Result<(), CoreError> {
         let result = async {
             actor.require(Role::Admin)?;
-            let keys = self.store.list_api_keys().await?;
-            if keys
-                .iter()
-                .any(|key| key.id == id && is_usable_admin_key(key, now()))
-            {
-                self.keep_an_admin(Leaving::Key(id)).await?;
-            }
             if self.store.revoke_api_key(id, now()).await? {
                 Ok(())
             } else {

@@ -140,6 +140,14 @@ impl From<StoreError> for CoreError {
         match error {
             StoreError::NotFound => CoreError::NotFound { what: "runbook" },
             StoreError::Conflict(message) => CoreError::InvalidState(message),
+            // The store refuses it (writing nothing) whatever the caller checked before,
+            // so two admins demoting each other cannot both succeed.
+            StoreError::LastAdmin => CoreError::Conflict {
+                code: "last_admin",
+                message: "this is the last admin: make another user an admin first, so that \
+                          someone can still manage users, keys and credentials"
+                    .to_string(),
+            },
             StoreError::Ended => {
                 CoreError::InvalidState("the execution has already ended".to_string())
             }

@@ -51,6 +51,10 @@ pub enum StoreError {
     /// The row the operation applies to does not exist.
     #[error("not found")]
     NotFound,
+    /// The change would leave no enabled admin user and no usable admin key of no
+    /// user; nothing was written.
+    #[error("this is the last admin")]
+    LastAdmin,
     /// A unique name is taken.
     #[error("the name is already taken")]
     Duplicate,
@@ -109,6 +113,22 @@ pub struct ApiKeyRecord {
     pub revoked_at: Option<DateTime<Utc>>,
     /// The user the key acts for (with the user's role), if any.
     pub user_id: Option<Uuid>,
+}
+
+impl ApiKeyRecord {
+    /// A key of no user with the admin role, neither revoked nor expired at `at`: it
+    /// can manage users, keys and credentials on its own.
+    pub fn is_standing_admin(&self, at: DateTime<Utc>) -> bool {
+        self.user_id.is_none()
+            && self.role == Role::Admin
+            && self.revoked_at.is_none()
+            && self.expires_at.is_none_or(|expires| expires > at)
+    }
+}
+
+/// An enabled user with the admin role.
+pub fn is_active_admin(user: &User) -> bool {
+    user.role == Role::Admin && user.disabled_at.is_none()
 }
 
 /// A credential as stored: metadata and the sealed value (nonce || ciphertext).
@@ -178,12 +198,20 @@ pub trait AccessStore: Send + Sync {
     async fn insert_user(&self, user: &User) -> Result<(), StoreError>;
     async fn list_users(&self) -> Result<Vec<User>, StoreError>;
     async fn get_user(&self, id: Uuid) -> Result<Option<User>, StoreError>;
+    /// False when there is no such user. Like deleting a user and revoking a key, it
+    /// fails with [`StoreError::LastAdmin`] and writes nothing when it would take away
+    /// the last admin: no enabled admin user and no standing admin key
+    /// ([`ApiKeyRecord::is_standing_admin`]) would remain. Such changes are serialized
+    /// with each other, so two admins demoting each other cannot both succeed.
     async fn update_user(&self, user: &User) -> Result<bool, StoreError>;
-    /// Deletes the user and revokes its keys, in one transaction.
+    /// Deletes the user and revokes its keys, in one transaction (see
+    /// [`AccessStore::update_user`] for the last admin).
     async fn delete_user(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError>;
 
     /// Every key, newest first.
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Revokes the key unless it is revoked already (the first time stays); see
+    /// [`AccessStore::update_user`] for the last admin.
     async fn revoke_api_key(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError>;
 
     /// Appends a record at the end of the chain (serialized with every other writer).

@@ -2,8 +2,8 @@
 
 use crate::rows::{self, AuditRow, AUDIT_COLUMNS, CREDENTIAL_COLUMNS};
 use crate::{
-    push_audit_filter, unique_violation, AccessStore, ApiKeyRecord, AuditFilter, CredentialRecord,
-    PostgresStore, StoreError,
+    is_active_admin, push_audit_filter, unique_violation, AccessStore, ApiKeyRecord, AuditFilter,
+    CredentialRecord, PostgresStore, StoreError,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -233,20 +233,29 @@ impl AccessStore for PostgresStore {
     }
 
     async fn update_user(&self, user: &User) -> Result<bool, StoreError> {
-        let result = sqlx::query(
-            "UPDATE users SET role = $1, updated_at = $2, disabled_at = $3 WHERE id = $4",
-        )
-        .bind(user.role.as_str())
-        .bind(user.updated_at)
-        .bind(user.disabled_at)
-        .bind(user.id)
-        .execute(self.pool())
-        .await?;
-        Ok(result.rows_affected() == 1)
+        let mut tx = admins_tx(self).await?;
+        let Some(before) = user_in(&mut tx, user.id).await? else {
+            return Ok(false);
+        };
+        sqlx::query("UPDATE users SET role = $1, updated_at = $2, disabled_at = $3 WHERE id = $4")
+            .bind(user.role.as_str())
+            .bind(user.updated_at)
+            .bind(user.disabled_at)
+            .bind(user.id)
+            .execute(&mut *tx)
+            .await?;
+        if is_active_admin(&before) && !is_active_admin(user) {
+            admin_remains(&mut tx, user.updated_at).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn delete_user(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = admins_tx(self).await?;
+        let Some(before) = user_in(&mut tx, id).await? else {
+            return Ok(false);
+        };
         sqlx::query(
             "UPDATE api_keys SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
         )
@@ -254,13 +263,15 @@ impl AccessStore for PostgresStore {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        let deleted = sqlx::query("DELETE FROM users WHERE id = $1")
+        sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            .await?;
+        if is_active_admin(&before) {
+            admin_remains(&mut tx, at).await?;
+        }
         tx.commit().await?;
-        Ok(deleted == 1)
+        Ok(true)
     }
 
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
@@ -272,13 +283,25 @@ impl AccessStore for PostgresStore {
     }
 
     async fn revoke_api_key(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let result =
-            sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
-                .bind(at)
+        let mut tx = admins_tx(self).await?;
+        let before: Option<ApiKeyRow> =
+            sqlx::query_as("SELECT * FROM api_keys WHERE id = $1 FOR UPDATE")
                 .bind(id)
-                .execute(self.pool())
+                .fetch_optional(&mut *tx)
                 .await?;
-        Ok(result.rows_affected() == 1)
+        let Some(before) = before.map(ApiKeyRow::into_record).transpose()? else {
+            return Ok(false);
+        };
+        sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
+            .bind(at)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if before.is_standing_admin(at) {
+            admin_remains(&mut tx, at).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn append_audit(&self, event: AuditEvent) -> Result<AuditEntry, StoreError> {
@@ -352,4 +375,41 @@ pub(crate) async fn chain_audit(
         .execute(&mut *conn)
         .await?;
     Ok(entry)
+}
+
+/// The advisory lock that serializes the changes which could take away the last admin.
+const ADMINS_LOCK: i64 = 0x7275_6e62_6f6f_6b01;
+
+/// A transaction holding [`ADMINS_LOCK`]: each statement in it (read committed) sees
+/// what every earlier such change committed.
+async fn admins_tx(
+    store: &PostgresStore,
+) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
+    let mut tx = store.pool().begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(ADMINS_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// The user `id` as the transaction sees it, locked.
+async fn user_in(conn: &mut PgConnection, id: Uuid) -> Result<Option<User>, StoreError> {
+    let row: Option<UserRow> = sqlx::query_as("SELECT * FROM users WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.map(UserRow::into_user).transpose()
+}
+
+/// Fails with [`StoreError::LastAdmin`] unless an enabled admin user or a standing
+/// admin key remains at `at`, as a transaction holding [`ADMINS_LOCK`] sees it.
+async fn admin_remains(conn: &mut PgConnection, at: DateTime<Utc>) -> Result<(), StoreError> {
+    let admin_users: i64 = sqlx::query_scalar(rows::ACTIVE_ADMIN_USERS)
+        .fetch_one(&mut *conn)
+        .await?;
+    let keys: Vec<ApiKeyRow> = sqlx::query_as(rows::ADMIN_KEYS_OF_NO_USER)
+        .fetch_all(conn)
+        .await?;
+    rows::admin_remains(admin_users, keys, at)
 }

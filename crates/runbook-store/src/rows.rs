@@ -178,3 +178,28 @@ impl AuditRow {
         })
     }
 }
+
+/// How many enabled admin users there are, for [`admin_remains`].
+pub(crate) const ACTIVE_ADMIN_USERS: &str =
+    "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled_at IS NULL";
+/// The unrevoked admin keys of no user, for [`admin_remains`].
+pub(crate) const ADMIN_KEYS_OF_NO_USER: &str =
+    "SELECT * FROM api_keys WHERE user_id IS NULL AND role = 'admin' AND revoked_at IS NULL";
+
+/// Fails with [`StoreError::LastAdmin`] unless one of `admin_users` (enabled admin
+/// users) or `keys` (as [`ADMIN_KEYS_OF_NO_USER`] finds them) remains at `at`.
+pub(crate) fn admin_remains<I: RowId>(
+    admin_users: i64,
+    keys: Vec<ApiKeyRow<I>>,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if admin_users > 0 {
+        return Ok(());
+    }
+    for key in keys {
+        if key.into_record()?.is_standing_admin(at) {
+            return Ok(());
+        }
+    }
+    Err(StoreError::LastAdmin)
+}

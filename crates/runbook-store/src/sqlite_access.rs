@@ -2,8 +2,8 @@
 
 use crate::rows::{self, AuditRow, AUDIT_COLUMNS, CREDENTIAL_COLUMNS};
 use crate::{
-    push_audit_filter, unique_violation, AccessStore, ApiKeyRecord, AuditFilter, CredentialRecord,
-    SqliteStore, StoreError,
+    is_active_admin, push_audit_filter, unique_violation, AccessStore, ApiKeyRecord, AuditFilter,
+    CredentialRecord, SqliteStore, StoreError,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -226,31 +226,43 @@ impl AccessStore for SqliteStore {
     }
 
     async fn update_user(&self, user: &User) -> Result<bool, StoreError> {
-        let result =
-            sqlx::query("UPDATE users SET role = ?, updated_at = ?, disabled_at = ? WHERE id = ?")
-                .bind(user.role.as_str())
-                .bind(user.updated_at)
-                .bind(user.disabled_at)
-                .bind(user.id.to_string())
-                .execute(self.pool())
-                .await?;
-        Ok(result.rows_affected() == 1)
+        let mut tx = self.write_tx().await?;
+        let Some(before) = user_in(&mut tx, user.id).await? else {
+            return Ok(false);
+        };
+        sqlx::query("UPDATE users SET role = ?, updated_at = ?, disabled_at = ? WHERE id = ?")
+            .bind(user.role.as_str())
+            .bind(user.updated_at)
+            .bind(user.disabled_at)
+            .bind(user.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if is_active_admin(&before) && !is_active_admin(user) {
+            admin_remains(&mut tx, user.updated_at).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn delete_user(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
         let mut tx = self.write_tx().await?;
+        let Some(before) = user_in(&mut tx, id).await? else {
+            return Ok(false);
+        };
         sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL")
             .bind(at)
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
-        let deleted = sqlx::query("DELETE FROM users WHERE id = ?")
+        sqlx::query("DELETE FROM users WHERE id = ?")
             .bind(id.to_string())
             .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            .await?;
+        if is_active_admin(&before) {
+            admin_remains(&mut tx, at).await?;
+        }
         tx.commit().await?;
-        Ok(deleted == 1)
+        Ok(true)
     }
 
     async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
@@ -262,13 +274,24 @@ impl AccessStore for SqliteStore {
     }
 
     async fn revoke_api_key(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let result =
-            sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
-                .bind(at)
-                .bind(id.to_string())
-                .execute(self.pool())
-                .await?;
-        Ok(result.rows_affected() == 1)
+        let mut tx = self.write_tx().await?;
+        let before: Option<ApiKeyRow> = sqlx::query_as("SELECT * FROM api_keys WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(before) = before.map(ApiKeyRow::into_record).transpose()? else {
+            return Ok(false);
+        };
+        sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?")
+            .bind(at)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if before.is_standing_admin(at) {
+            admin_remains(&mut tx, at).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn append_audit(&self, event: AuditEvent) -> Result<AuditEntry, StoreError> {
@@ -341,4 +364,25 @@ pub(crate) async fn chain_audit(
         .execute(&mut *conn)
         .await?;
     Ok(entry)
+}
+
+/// The user `id` as the transaction sees it.
+async fn user_in(conn: &mut SqliteConnection, id: Uuid) -> Result<Option<User>, StoreError> {
+    let row: Option<UserRow> = sqlx::query_as("SELECT * FROM users WHERE id = ?")
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await?;
+    row.map(UserRow::into_user).transpose()
+}
+
+/// Fails with [`StoreError::LastAdmin`] unless, as the transaction (which holds the
+/// write lock) sees it, an enabled admin user or a standing admin key remains at `at`.
+async fn admin_remains(conn: &mut SqliteConnection, at: DateTime<Utc>) -> Result<(), StoreError> {
+    let admin_users: i64 = sqlx::query_scalar(rows::ACTIVE_ADMIN_USERS)
+        .fetch_one(&mut *conn)
+        .await?;
+    let keys: Vec<ApiKeyRow> = sqlx::query_as(rows::ADMIN_KEYS_OF_NO_USER)
+        .fetch_all(conn)
+        .await?;
+    rows::admin_remains(admin_users, keys, at)
 }

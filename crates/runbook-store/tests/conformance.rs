@@ -73,6 +73,8 @@ conformance!(
     credentials_round_trip_with_unique_names,
     resealing_replaces_every_value_or_nothing,
     users_own_keys_and_deleting_one_revokes_them,
+    the_last_admin_cannot_be_taken_away,
+    admins_demoting_each_other_at_once_leave_one_admin,
     audit_records_chain_in_order_even_when_written_at_once,
     audit_listing_filters_and_pages_newest_first,
 );
@@ -1621,6 +1623,147 @@ async fn users_own_keys_and_deleting_one_revokes_them(store: Arc<dyn Store>) {
         "the first revocation time stays"
     );
     assert!(!store.revoke_api_key(Uuid::new_v4(), at(10)).await.unwrap());
+}
+
+fn admin_user(name: &str) -> User {
+    User {
+        id: Uuid::new_v4(),
+        name: name.into(),
+        role: Role::Admin,
+        created_at: at(0),
+        updated_at: at(0),
+        disabled_at: None,
+    }
+}
+
+fn admin_key(expires_at: Option<DateTime<Utc>>) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: Uuid::new_v4(),
+        name: "automation".into(),
+        role: Role::Admin,
+        token_hash: Uuid::new_v4().simple().to_string(),
+        created_at: at(0),
+        last_used_at: None,
+        expires_at,
+        revoked_at: None,
+        user_id: None,
+    }
+}
+
+async fn the_last_admin_cannot_be_taken_away(store: Arc<dyn Store>) {
+    let ada = admin_user("ada");
+    store.insert_user(&ada).await.unwrap();
+    // A key of a user and an expired admin key keep no one in charge.
+    let own = ApiKeyRecord {
+        user_id: Some(ada.id),
+        ..admin_key(None)
+    };
+    let expired = admin_key(Some(at(5)));
+    store.insert_api_key(&own).await.unwrap();
+    store.insert_api_key(&expired).await.unwrap();
+
+    let demoted = User {
+        role: Role::Editor,
+        updated_at: at(10),
+        ..ada.clone()
+    };
+    let disabled = User {
+        disabled_at: Some(at(10)),
+        updated_at: at(10),
+        ..ada.clone()
+    };
+    for change in [&demoted, &disabled] {
+        assert!(matches!(
+            store.update_user(change).await,
+            Err(StoreError::LastAdmin)
+        ));
+    }
+    assert!(matches!(
+        store.delete_user(ada.id, at(10)).await,
+        Err(StoreError::LastAdmin)
+    ));
+    assert_eq!(store.get_user(ada.id).await.unwrap(), Some(ada.clone()));
+    assert_eq!(
+        store
+            .find_api_key(&own.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        None,
+        "the refused delete revoked none of her keys"
+    );
+    // A change that leaves her an admin is no concern.
+    let renamed_time = User {
+        updated_at: at(11),
+        ..ada.clone()
+    };
+    assert!(store.update_user(&renamed_time).await.unwrap());
+
+    // A standing admin key keeps someone in charge; then it is the last admin.
+    let standing = admin_key(Some(at(1_000)));
+    store.insert_api_key(&standing).await.unwrap();
+    assert!(store.update_user(&demoted).await.unwrap());
+    assert!(matches!(
+        store.revoke_api_key(standing.id, at(20)).await,
+        Err(StoreError::LastAdmin)
+    ));
+    assert_eq!(
+        store
+            .find_api_key(&standing.token_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at,
+        None
+    );
+    // Keys that are no admin's own can go; once the standing key has expired, so can it.
+    assert!(store.revoke_api_key(expired.id, at(20)).await.unwrap());
+    assert!(store.revoke_api_key(own.id, at(20)).await.unwrap());
+    assert!(store.revoke_api_key(standing.id, at(2_000)).await.unwrap());
+    // Unknown ids are still just absent.
+    assert!(!store.update_user(&admin_user("nobody")).await.unwrap());
+    assert!(!store.delete_user(Uuid::new_v4(), at(30)).await.unwrap());
+    assert!(!store.revoke_api_key(Uuid::new_v4(), at(30)).await.unwrap());
+}
+
+async fn admins_demoting_each_other_at_once_leave_one_admin(store: Arc<dyn Store>) {
+    let (ada, bob) = (admin_user("ada"), admin_user("bob"));
+    store.insert_user(&ada).await.unwrap();
+    store.insert_user(&bob).await.unwrap();
+    for round in 0..10 {
+        let demote = |user: &User| User {
+            role: Role::Viewer,
+            updated_at: at(100 + round),
+            ..user.clone()
+        };
+        let (ada_demoted, bob_demoted) = (demote(&ada), demote(&bob));
+        let (a, b) = tokio::join!(
+            store.update_user(&ada_demoted),
+            store.update_user(&bob_demoted)
+        );
+        let refused = [&a, &b]
+            .iter()
+            .filter(|outcome| matches!(outcome, Err(StoreError::LastAdmin)))
+            .count();
+        assert_eq!(refused, 1, "round {round}: {a:?} {b:?}");
+        assert!(matches!((&a, &b), (Ok(true), _) | (_, Ok(true))));
+        let admins: Vec<_> = store
+            .list_users()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|user| user.role == Role::Admin)
+            .collect();
+        assert_eq!(admins.len(), 1, "round {round}");
+        // Both admins again for the next round.
+        let promoted = User {
+            role: Role::Admin,
+            updated_at: at(100 + round),
+            ..if a.is_ok() { ada.clone() } else { bob.clone() }
+        };
+        assert!(store.update_user(&promoted).await.unwrap());
+    }
 }
 
 fn audit_event(actor: &str, action: &str, outcome: AuditOutcome, second: i64) -> AuditEvent {
