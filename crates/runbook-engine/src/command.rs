@@ -537,11 +537,26 @@ pub fn exit_code(status: ExitStatus) -> i32 {
 /// Processes (pid, process group) whose environment marks them as belonging to
 /// one of the runs in `wanted`, found through /proc. Empty where there is no /proc.
 pub fn processes_of(wanted: &dyn Fn(Uuid) -> bool) -> Vec<(i32, i32, Uuid)> {
+    marked_processes(wanted, None)
+}
+
+/// [`processes_of`], and with `step_output`, only the processes whose
+/// `RUNBOOK_OUTPUT` names that file: those started by the step it belongs to.
+fn marked_processes(
+    wanted: &dyn Fn(Uuid) -> bool,
+    step_output: Option<&Path>,
+) -> Vec<(i32, i32, Uuid)> {
+    use std::os::unix::ffi::OsStrExt;
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     let own = std::process::id() as i32;
     let prefix = format!("{EXECUTION_ID_VAR}=");
+    let output = step_output.map(|path| {
+        let mut entry = format!("{OUTPUT_VAR}=").into_bytes();
+        entry.extend_from_slice(path.as_os_str().as_bytes());
+        entry
+    });
     let mut found = Vec::new();
     for entry in entries.flatten() {
         let Some(pid) = entry
@@ -565,6 +580,14 @@ pub fn processes_of(wanted: &dyn Fn(Uuid) -> bool) -> Vec<(i32, i32, Uuid)> {
         let Some(id) = marker.filter(|id| wanted(*id)) else {
             continue;
         };
+        if let Some(output) = &output {
+            if !environ
+                .split(|b| *b == 0)
+                .any(|var| var == output.as_slice())
+            {
+                continue;
+            }
+        }
         let pgid = nix::unistd::getpgid(Some(Pid::from_raw(pid)))
             .map(Pid::as_raw)
             .unwrap_or(pid);
@@ -585,15 +608,25 @@ fn signal_processes_of(wanted: &dyn Fn(Uuid) -> bool, signal: Signal) -> usize {
     signal_found(&processes_of(wanted), signal)
 }
 
-/// Sends `signal` to the processes of run `execution` that left the process group
-/// `group` (`setsid`, daemons), and to their groups: a stop's SIGTERM reaches them
-/// with the group's, so they too get the grace period to end cleanly.
-pub fn signal_escaped(execution: Uuid, group: u32, signal: Signal) -> usize {
-    let escaped: Vec<_> = processes_of(&|of| of == execution)
+/// Sends `signals`, in order, to the processes of run `execution` that left the
+/// process group `group` (`setsid`, daemons), and to their groups: a stop's SIGTERM
+/// reaches them with the group's, so they too get the grace period to end cleanly.
+/// With `step_output`, only to those the step writing that output file started, as
+/// a pause does: what earlier steps left running is not the paused step's.
+pub fn signal_escaped(
+    execution: Uuid,
+    group: u32,
+    step_output: Option<&Path>,
+    signals: &[Signal],
+) -> usize {
+    let escaped: Vec<_> = marked_processes(&|of| of == execution, step_output)
         .into_iter()
         .filter(|(_, pgid, _)| u32::try_from(*pgid).ok() != Some(group))
         .collect();
-    signal_found(&escaped, signal)
+    for signal in signals {
+        signal_found(&escaped, *signal);
+    }
+    escaped.len()
 }
 
 fn signal_found(found: &[(i32, i32, Uuid)], signal: Signal) -> usize {

@@ -838,10 +838,13 @@ impl Run {
                         stopping = true;
                         command::signal_group(pgid, Signal::SIGTERM);
                         command::signal_group(pgid, Signal::SIGCONT);
-                        command::signal_escaped(self.execution.id, pgid, Signal::SIGTERM);
+                        command::signal_escaped(self.execution.id, pgid, None, &[Signal::SIGTERM, Signal::SIGCONT]);
                         kill_at = Instant::now() + self.inner.config.stop_grace;
                     } else if requested.paused && paused_at.is_none() {
                         command::signal_group(pgid, Signal::SIGSTOP);
+                        // What the step started that left its group (setsid) is
+                        // suspended with it; found by its marks, which takes a moment.
+                        command::signal_escaped(self.execution.id, pgid, Some(&output_file), &[Signal::SIGSTOP]);
                         paused_at = Some(Instant::now());
                         self.pause_step(index).await;
                     } else if !requested.paused {
@@ -852,6 +855,7 @@ impl Run {
                                 drain_until += paused_for;
                             }
                             command::signal_group(pgid, Signal::SIGCONT);
+                            command::signal_escaped(self.execution.id, pgid, Some(&output_file), &[Signal::SIGCONT]);
                             self.resume_step(index).await;
                         }
                     }
@@ -860,7 +864,7 @@ impl Run {
                     timed_out = true;
                     stopping = true;
                     command::signal_group(pgid, Signal::SIGTERM);
-                    command::signal_escaped(self.execution.id, pgid, Signal::SIGTERM);
+                    command::signal_escaped(self.execution.id, pgid, None, &[Signal::SIGTERM]);
                     kill_at = Instant::now() + self.inner.config.stop_grace;
                 }
                 _ = sleep_until(kill_at) => {

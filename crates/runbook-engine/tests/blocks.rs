@@ -1428,6 +1428,88 @@ async fn a_daemon_started_on_purpose_outlives_its_finished_step() {
     );
 }
 
+// Pause suspends what the paused step started that left its group, found by the step's
+// marks, and resume continues it; a daemon an earlier step started on purpose is not the
+// paused step's and runs on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_suspends_what_the_step_started_that_left_the_group() {
+    let earlier = marker(312);
+    let escaped = marker(313);
+    let held = marker(314);
+    let _cleanup = KillOnDrop(vec![earlier.clone(), escaped.clone(), held.clone()]);
+    let run = Harness::start(vec![
+        command(
+            "daemon",
+            // Time for setsid to take the sleep out of the group the step's end kills.
+            &format!("setsid sleep {earlier} >/dev/null 2>&1 & sleep 0.5"),
+        ),
+        command(
+            "work",
+            &format!("setsid sleep {escaped} >/dev/null 2>&1 & sleep {held}"),
+        ),
+    ]);
+    let earlier_pid = wait_for_sleep(&earlier).await;
+    let escaped_pid = wait_for_sleep(&escaped).await;
+    let held_pid = wait_for_sleep(&held).await;
+    assert_eq!(
+        group_of(escaped_pid),
+        escaped_pid,
+        "the sleep left the group"
+    );
+    run.wait_for("the second step to be stored as running", |r| {
+        r.step_status(1) == Some(StepStatus::Running)
+    })
+    .await;
+
+    assert_eq!(
+        run.control(ControlAction::Pause),
+        Ok(ExecutionStatus::Paused)
+    );
+    let state_of = |marker: &str, pid: u32| {
+        processes_with(marker)
+            .into_iter()
+            .find(|(found, _)| *found == pid)
+            .map(|(_, state)| state)
+    };
+    for (what, marker, pid) in [
+        ("escaped", &escaped, escaped_pid),
+        ("held", &held, held_pid),
+    ] {
+        wait_for_processes(
+            marker,
+            &format!("the {what} sleep to be stopped (T)"),
+            |found| {
+                found
+                    .iter()
+                    .any(|(found, state)| *found == pid && *state == 'T')
+            },
+        )
+        .await;
+    }
+    assert_ne!(
+        state_of(&earlier, earlier_pid),
+        Some('T'),
+        "the earlier step's daemon was suspended with the paused step"
+    );
+
+    assert_eq!(
+        run.control(ControlAction::Resume),
+        Ok(ExecutionStatus::Running)
+    );
+    wait_for_processes(&escaped, "the escaped sleep to run on", |found| {
+        found
+            .iter()
+            .any(|(found, state)| *found == escaped_pid && *state != 'T')
+    })
+    .await;
+    assert_ne!(state_of(&held, held_pid), Some('T'));
+
+    assert!(run.control(ControlAction::Stop).is_ok());
+    let record = run.finish().await;
+    assert_eq!(record.status(), Some(ExecutionStatus::Stopped));
+    wait_until_run_has_no_processes(&run, "stopped").await;
+}
+
 // A process that left the group but still holds the step's stdout and stderr: once the
 // grace period is over it is killed by the run's mark, and the step stops waiting for
 // its pipes, rather than hanging on them forever.
