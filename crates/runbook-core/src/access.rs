@@ -7,7 +7,7 @@ use crate::{Actor, CoreError, Service};
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use runbook_domain::{AuditOutcome, Role, User};
-use runbook_store::{ApiKeyRecord, StoreError};
+use runbook_store::{ApiKeyRecord, StoreError, UserUpdate};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -240,21 +240,17 @@ impl Service {
         let result = async {
             actor.require(Role::Admin)?;
             let change: UserChange = parse(body)?;
-            let mut user = self.load_user(id).await?;
+            let user = self.load_user(id).await?;
             target = format!("user:{}", user.name);
-            let at = now();
-            if let Some(role) = change.role {
-                user.role = role;
-            }
-            match change.disabled {
-                Some(true) if user.disabled_at.is_none() => user.disabled_at = Some(at),
-                Some(false) => user.disabled_at = None,
-                _ => {}
-            }
-            user.updated_at = at;
-            if !self.store.update_user(&user).await? {
-                return Err(CoreError::NotFound { what: "user" });
-            }
+            let update = UserUpdate {
+                role: change.role,
+                disabled: change.disabled,
+            };
+            let user = self
+                .store
+                .update_user(id, update, now())
+                .await?
+                .ok_or(CoreError::NotFound { what: "user" })?;
             Ok(user)
         }
         .await;

@@ -131,6 +131,31 @@ pub fn is_active_admin(user: &User) -> bool {
     user.role == Role::Admin && user.disabled_at.is_none()
 }
 
+/// A change of a user's role or state; what it leaves alone stays as stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserUpdate {
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+}
+
+impl UserUpdate {
+    /// `user` after the change made at `at`: disabling keeps the time a user was first
+    /// disabled.
+    pub fn apply(&self, user: &User, at: DateTime<Utc>) -> User {
+        let mut user = user.clone();
+        if let Some(role) = self.role {
+            user.role = role;
+        }
+        match self.disabled {
+            Some(true) if user.disabled_at.is_none() => user.disabled_at = Some(at),
+            Some(false) => user.disabled_at = None,
+            _ => {}
+        }
+        user.updated_at = at;
+        user
+    }
+}
+
 /// A credential as stored: metadata and the sealed value (nonce || ciphertext).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CredentialRecord {
@@ -198,12 +223,19 @@ pub trait AccessStore: Send + Sync {
     async fn insert_user(&self, user: &User) -> Result<(), StoreError>;
     async fn list_users(&self) -> Result<Vec<User>, StoreError>;
     async fn get_user(&self, id: Uuid) -> Result<Option<User>, StoreError>;
-    /// False when there is no such user. Like deleting a user and revoking a key, it
-    /// fails with [`StoreError::LastAdmin`] and writes nothing when it would take away
-    /// the last admin: no enabled admin user and no standing admin key
+    /// Applies `change` to the user as stored when it is written, so concurrent changes
+    /// of other fields are kept; the user as changed, or none when there is no such
+    /// user. Like deleting a user and revoking a key, it fails with
+    /// [`StoreError::LastAdmin`] and writes nothing when it would take away the last
+    /// admin: no enabled admin user and no standing admin key
     /// ([`ApiKeyRecord::is_standing_admin`]) would remain. Such changes are serialized
     /// with each other, so two admins demoting each other cannot both succeed.
-    async fn update_user(&self, user: &User) -> Result<bool, StoreError>;
+    async fn update_user(
+        &self,
+        id: Uuid,
+        change: UserUpdate,
+        at: DateTime<Utc>,
+    ) -> Result<Option<User>, StoreError>;
     /// Deletes the user and revokes its keys, in one transaction (see
     /// [`AccessStore::update_user`] for the last admin).
     async fn delete_user(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError>;

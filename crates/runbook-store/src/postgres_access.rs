@@ -3,7 +3,7 @@
 use crate::rows::{self, AuditRow, AUDIT_COLUMNS, CREDENTIAL_COLUMNS};
 use crate::{
     is_active_admin, push_audit_filter, unique_violation, AccessStore, ApiKeyRecord, AuditFilter,
-    CredentialRecord, PostgresStore, StoreError,
+    CredentialRecord, PostgresStore, StoreError, UserUpdate,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -232,11 +232,17 @@ impl AccessStore for PostgresStore {
         row.map(UserRow::into_user).transpose()
     }
 
-    async fn update_user(&self, user: &User) -> Result<bool, StoreError> {
+    async fn update_user(
+        &self,
+        id: Uuid,
+        change: UserUpdate,
+        at: DateTime<Utc>,
+    ) -> Result<Option<User>, StoreError> {
         let mut tx = admins_tx(self).await?;
-        let Some(before) = user_in(&mut tx, user.id).await? else {
-            return Ok(false);
+        let Some(before) = user_in(&mut tx, id).await? else {
+            return Ok(None);
         };
+        let user = change.apply(&before, at);
         sqlx::query("UPDATE users SET role = $1, updated_at = $2, disabled_at = $3 WHERE id = $4")
             .bind(user.role.as_str())
             .bind(user.updated_at)
@@ -244,11 +250,11 @@ impl AccessStore for PostgresStore {
             .bind(user.id)
             .execute(&mut *tx)
             .await?;
-        if is_active_admin(&before) && !is_active_admin(user) {
-            admin_remains(&mut tx, user.updated_at).await?;
+        if is_active_admin(&before) && !is_active_admin(&user) {
+            admin_remains(&mut tx, at).await?;
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(user))
     }
 
     async fn delete_user(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -385,7 +391,12 @@ const ADMINS_LOCK: i64 = 0x7275_6e62_6f6f_6b01;
 async fn admins_tx(
     store: &PostgresStore,
 ) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
-    let mut tx = store.pool().begin().await?;
+    // Read committed whatever the database's default: each statement after the lock
+    // must see what the holder before committed.
+    let mut tx = store
+        .pool()
+        .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+        .await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(ADMINS_LOCK)
         .execute(&mut *tx)

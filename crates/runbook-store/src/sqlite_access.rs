@@ -3,7 +3,7 @@
 use crate::rows::{self, AuditRow, AUDIT_COLUMNS, CREDENTIAL_COLUMNS};
 use crate::{
     is_active_admin, push_audit_filter, unique_violation, AccessStore, ApiKeyRecord, AuditFilter,
-    CredentialRecord, SqliteStore, StoreError,
+    CredentialRecord, SqliteStore, StoreError, UserUpdate,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -225,11 +225,17 @@ impl AccessStore for SqliteStore {
         row.map(UserRow::into_user).transpose()
     }
 
-    async fn update_user(&self, user: &User) -> Result<bool, StoreError> {
+    async fn update_user(
+        &self,
+        id: Uuid,
+        change: UserUpdate,
+        at: DateTime<Utc>,
+    ) -> Result<Option<User>, StoreError> {
         let mut tx = self.write_tx().await?;
-        let Some(before) = user_in(&mut tx, user.id).await? else {
-            return Ok(false);
+        let Some(before) = user_in(&mut tx, id).await? else {
+            return Ok(None);
         };
+        let user = change.apply(&before, at);
         sqlx::query("UPDATE users SET role = ?, updated_at = ?, disabled_at = ? WHERE id = ?")
             .bind(user.role.as_str())
             .bind(user.updated_at)
@@ -237,11 +243,11 @@ impl AccessStore for SqliteStore {
             .bind(user.id.to_string())
             .execute(&mut *tx)
             .await?;
-        if is_active_admin(&before) && !is_active_admin(user) {
-            admin_remains(&mut tx, user.updated_at).await?;
+        if is_active_admin(&before) && !is_active_admin(&user) {
+            admin_remains(&mut tx, at).await?;
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(user))
     }
 
     async fn delete_user(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {

@@ -11,7 +11,7 @@ use runbook_domain::{
 };
 use runbook_store::{
     ApiKeyRecord, AuditFilter, CredentialRecord, ExecutionFilter, PostgresStore, RunRecord,
-    RunbookFilter, SqliteStore, Store, StoreError,
+    RunbookFilter, SqliteStore, Store, StoreError, UserUpdate,
 };
 use serde_json::json;
 use sqlx::Connection;
@@ -1555,7 +1555,35 @@ async fn users_own_keys_and_deleting_one_revokes_them(store: Arc<dyn Store>) {
         updated_at: at(5),
         ..user.clone()
     };
-    assert!(store.update_user(&changed).await.unwrap());
+    let update = |role, disabled| UserUpdate { role, disabled };
+    assert_eq!(
+        store
+            .update_user(user.id, update(Some(Role::Editor), Some(true)), at(5))
+            .await
+            .unwrap(),
+        Some(changed.clone())
+    );
+    // A change leaves what it does not name as stored, and disabling again keeps the
+    // time the user was first disabled.
+    assert_eq!(
+        store
+            .update_user(user.id, update(None, Some(true)), at(6))
+            .await
+            .unwrap()
+            .map(|user| (user.role, user.disabled_at)),
+        Some((Role::Editor, Some(at(5))))
+    );
+    let changed = User {
+        updated_at: at(7),
+        ..changed
+    };
+    assert_eq!(
+        store
+            .update_user(user.id, update(None, None), at(7))
+            .await
+            .unwrap(),
+        Some(changed.clone())
+    );
     assert_eq!(
         store.get_user(user.id).await.unwrap(),
         Some(changed.clone())
@@ -1662,19 +1690,17 @@ async fn the_last_admin_cannot_be_taken_away(store: Arc<dyn Store>) {
     store.insert_api_key(&own).await.unwrap();
     store.insert_api_key(&expired).await.unwrap();
 
-    let demoted = User {
-        role: Role::Editor,
-        updated_at: at(10),
-        ..ada.clone()
+    let demote = UserUpdate {
+        role: Some(Role::Editor),
+        disabled: None,
     };
-    let disabled = User {
-        disabled_at: Some(at(10)),
-        updated_at: at(10),
-        ..ada.clone()
+    let disable = UserUpdate {
+        role: None,
+        disabled: Some(true),
     };
-    for change in [&demoted, &disabled] {
+    for change in [demote, disable] {
         assert!(matches!(
-            store.update_user(change).await,
+            store.update_user(ada.id, change, at(10)).await,
             Err(StoreError::LastAdmin)
         ));
     }
@@ -1694,16 +1720,24 @@ async fn the_last_admin_cannot_be_taken_away(store: Arc<dyn Store>) {
         "the refused delete revoked none of her keys"
     );
     // A change that leaves her an admin is no concern.
-    let renamed_time = User {
-        updated_at: at(11),
-        ..ada.clone()
+    let enable = UserUpdate {
+        role: Some(Role::Admin),
+        disabled: Some(false),
     };
-    assert!(store.update_user(&renamed_time).await.unwrap());
+    assert!(store
+        .update_user(ada.id, enable, at(11))
+        .await
+        .unwrap()
+        .is_some());
 
     // A standing admin key keeps someone in charge; then it is the last admin.
     let standing = admin_key(Some(at(1_000)));
     store.insert_api_key(&standing).await.unwrap();
-    assert!(store.update_user(&demoted).await.unwrap());
+    assert!(store
+        .update_user(ada.id, demote, at(12))
+        .await
+        .unwrap()
+        .is_some());
     assert!(matches!(
         store.revoke_api_key(standing.id, at(20)).await,
         Err(StoreError::LastAdmin)
@@ -1722,7 +1756,13 @@ async fn the_last_admin_cannot_be_taken_away(store: Arc<dyn Store>) {
     assert!(store.revoke_api_key(own.id, at(20)).await.unwrap());
     assert!(store.revoke_api_key(standing.id, at(2_000)).await.unwrap());
     // Unknown ids are still just absent.
-    assert!(!store.update_user(&admin_user("nobody")).await.unwrap());
+    assert_eq!(
+        store
+            .update_user(Uuid::new_v4(), demote, at(30))
+            .await
+            .unwrap(),
+        None
+    );
     assert!(!store.delete_user(Uuid::new_v4(), at(30)).await.unwrap());
     assert!(!store.revoke_api_key(Uuid::new_v4(), at(30)).await.unwrap());
 }
@@ -1732,22 +1772,20 @@ async fn admins_demoting_each_other_at_once_leave_one_admin(store: Arc<dyn Store
     store.insert_user(&ada).await.unwrap();
     store.insert_user(&bob).await.unwrap();
     for round in 0..10 {
-        let demote = |user: &User| User {
-            role: Role::Viewer,
-            updated_at: at(100 + round),
-            ..user.clone()
+        let role = |role| UserUpdate {
+            role: Some(role),
+            disabled: None,
         };
-        let (ada_demoted, bob_demoted) = (demote(&ada), demote(&bob));
         let (a, b) = tokio::join!(
-            store.update_user(&ada_demoted),
-            store.update_user(&bob_demoted)
+            store.update_user(ada.id, role(Role::Viewer), at(100 + round)),
+            store.update_user(bob.id, role(Role::Viewer), at(100 + round))
         );
         let refused = [&a, &b]
             .iter()
             .filter(|outcome| matches!(outcome, Err(StoreError::LastAdmin)))
             .count();
         assert_eq!(refused, 1, "round {round}: {a:?} {b:?}");
-        assert!(matches!((&a, &b), (Ok(true), _) | (_, Ok(true))));
+        assert!(matches!((&a, &b), (Ok(Some(_)), _) | (_, Ok(Some(_)))));
         let admins: Vec<_> = store
             .list_users()
             .await
@@ -1757,12 +1795,12 @@ async fn admins_demoting_each_other_at_once_leave_one_admin(store: Arc<dyn Store
             .collect();
         assert_eq!(admins.len(), 1, "round {round}");
         // Both admins again for the next round.
-        let promoted = User {
-            role: Role::Admin,
-            updated_at: at(100 + round),
-            ..if a.is_ok() { ada.clone() } else { bob.clone() }
-        };
-        assert!(store.update_user(&promoted).await.unwrap());
+        let demoted = if a.is_ok() { ada.id } else { bob.id };
+        assert!(store
+            .update_user(demoted, role(Role::Admin), at(100 + round))
+            .await
+            .unwrap()
+            .is_some());
     }
 }
 
