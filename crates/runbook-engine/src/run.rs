@@ -884,6 +884,17 @@ impl Run {
                 _ = sleep_until(drain_until), if killed || (!stopping && paused_at.is_none()) => break,
             }
         }
+        if paused_at.is_some() && !stopping {
+            // The step ended while paused (its shell had exited and the pipes closed):
+            // what it started that left the group and was suspended with it runs on, as
+            // it would after a step that ended unpaused.
+            command::signal_escaped(
+                self.execution.id,
+                pgid,
+                Some(&output_file),
+                &[Signal::SIGCONT],
+            );
+        }
         // Pipes a process the step left still holds are not waited for any longer: what
         // they hold now is read, and what their streams held back is released.
         if out_open {

@@ -1510,6 +1510,57 @@ async fn pause_suspends_what_the_step_started_that_left_the_group() {
     wait_until_run_has_no_processes(&run, "stopped").await;
 }
 
+// A step can end while paused: its shell has exited and a process no pause reaches (it
+// left the group without the run's marks) closes the pipes. What the step started that
+// the pause suspended then runs on, as after a step that ended unpaused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_that_ends_while_paused_leaves_nothing_it_started_suspended() {
+    let escaped = marker(315);
+    let _cleanup = KillOnDrop(vec![escaped.clone()]);
+    let run = Harness::start(vec![
+        command(
+            "daemon",
+            &format!(
+                "setsid sleep {escaped} >/dev/null 2>&1 & \
+                 env -i /usr/bin/setsid /bin/sleep 1.5 & echo started"
+            ),
+        ),
+        command("after", "echo after-ran"),
+    ]);
+    let escaped_pid = wait_for_sleep(&escaped).await;
+    // The shell has exited by now; the unmarked sleep holds the pipes past the pause.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        run.control(ControlAction::Pause),
+        Ok(ExecutionStatus::Paused)
+    );
+    wait_for_processes(&escaped, "the escaped sleep to be stopped (T)", |found| {
+        found
+            .iter()
+            .any(|(pid, state)| *pid == escaped_pid && *state == 'T')
+    })
+    .await;
+    run.wait_for("the step to end while the run is paused", |r| {
+        r.step_status(0) == Some(StepStatus::Succeeded)
+    })
+    .await;
+    wait_for_processes(&escaped, "the escaped sleep to run on", |found| {
+        found
+            .iter()
+            .any(|(pid, state)| *pid == escaped_pid && *state != 'T')
+    })
+    .await;
+    assert_eq!(run.record().status(), Some(ExecutionStatus::Paused));
+
+    assert_eq!(
+        run.control(ControlAction::Resume),
+        Ok(ExecutionStatus::Running)
+    );
+    let record = run.finish().await;
+    assert_eq!(record.status(), Some(ExecutionStatus::Succeeded));
+    assert!(record.text().contains("after-ran"));
+}
+
 // A process that left the group but still holds the step's stdout and stderr: once the
 // grace period is over it is killed by the run's mark, and the step stops waiting for
 // its pipes, rather than hanging on them forever.
