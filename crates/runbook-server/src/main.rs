@@ -9,6 +9,14 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use tokio::sync::watch;
 
+/// Writes a line to stderr. A stderr that is gone (`2>&1 | head`, a hung-up terminal) is
+/// no reason to panic, as `eprintln!` would: the line is dropped.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "runbook-studio",
@@ -158,7 +166,7 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            note!("error: {error:#}");
             std::process::ExitCode::from(2)
         }
     }
@@ -203,7 +211,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             // Subscribed before the run starts, so no line of it is missed.
             let events = service.subscribe();
             let retry = service.retry(&actor, id).await?;
-            eprintln!(
+            note!(
                 "retrying run {id} from step {} as run {}",
                 retry.retry_from.as_deref().unwrap_or("?"),
                 retry.id
@@ -441,6 +449,23 @@ async fn follow(
     service: &Service,
     actor: &Actor,
     signals: OperatorSignals,
+    events: tokio::sync::broadcast::Receiver<ExecutionEvent>,
+    execution_id: uuid::Uuid,
+    yes: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let followed = follow_events(service, actor, signals, events, execution_id, yes).await;
+    if followed.is_err() {
+        // The CLI is about to exit: the run must not be left `running` with its processes
+        // orphaned. It is stopped (its whole process tree) and recorded as such first.
+        service.shutdown().await;
+    }
+    followed.with_context(|| format!("run {execution_id} was stopped"))
+}
+
+async fn follow_events(
+    service: &Service,
+    actor: &Actor,
+    signals: OperatorSignals,
     mut events: tokio::sync::broadcast::Receiver<ExecutionEvent>,
     execution_id: uuid::Uuid,
     yes: bool,
@@ -464,7 +489,22 @@ async fn follow(
     let mut printed: u64 = 0;
     // Lines typed on the terminal, read by a thread once a confirmation is first asked.
     let mut terminal_lines = None;
+    // Whether the console was found closed (`| head`) and the run stopped for it.
+    let mut stopped_for_closed_console = false;
     loop {
+        if let (false, Some(error)) = (stopped_for_closed_console, stdout.lost()) {
+            // Nobody reads the console any more: as a program writing to a closed pipe
+            // ends, the run stops (its whole process tree) instead of going on unwatched,
+            // and is recorded as stopped.
+            stopped_for_closed_console = true;
+            note!("the console cannot be written ({error}): stopping the run (its whole process tree)…");
+            if let Err(error) = service
+                .control(&actor, execution_id, ControlAction::Stop)
+                .await
+            {
+                tracing::debug!(%error, "stop");
+            }
+        }
         let received = events.recv().await;
         let event = match received {
             Ok(event) if event.execution_id() == execution_id => event,
@@ -512,8 +552,8 @@ async fn follow(
                         .ok()
                         .and_then(|skip| text.get(skip..))
                         .unwrap_or(&text);
-                    stdout.write_text(fresh)?;
-                    stdout.flush()?;
+                    stdout.write_text(fresh);
+                    stdout.flush();
                     printed = end;
                 }
             }
@@ -559,10 +599,10 @@ async fn follow(
                     &mut stdout,
                 )
                 .await?;
-                stdout.finish()?;
-                eprintln!("run {} {status}", execution_id);
+                stdout.finish();
+                note!("run {} {status}", execution_id);
                 if status != ExecutionStatus::Succeeded {
-                    eprintln!(
+                    note!(
                         "retry it from the step that did not succeed: runbook-studio retry {}",
                         execution_id
                     );
@@ -586,6 +626,9 @@ impl Drop for AbortOnDrop {
 /// The signals a followed run answers to, caught from the moment they are installed.
 struct OperatorSignals {
     shutdown: ShutdownSignals,
+    /// SIGHUP: the terminal (an SSH session, say) went away. Its default action would end
+    /// the CLI at once, leaving the run `running` and its processes orphaned.
+    hangup: tokio::signal::unix::Signal,
     /// Ctrl+Z; none where it cannot be caught (the run then cannot be paused from here).
     suspend: Option<tokio::signal::unix::Signal>,
 }
@@ -595,6 +638,7 @@ impl OperatorSignals {
         use tokio::signal::unix::{signal, SignalKind};
         Ok(OperatorSignals {
             shutdown: ShutdownSignals::install()?,
+            hangup: signal(SignalKind::hangup())?,
             suspend: signal(SignalKind::from_raw(nix::libc::SIGTSTP))
                 .inspect_err(|error| tracing::warn!(%error, "Ctrl+Z cannot pause the run"))
                 .ok(),
@@ -602,8 +646,8 @@ impl OperatorSignals {
     }
 }
 
-/// Ctrl+C (or SIGTERM) stops the run, its whole process tree; Ctrl+Z pauses it, and
-/// resumes it when pressed again.
+/// Ctrl+C (or SIGTERM, or a hang-up) stops the run, its whole process tree; Ctrl+Z
+/// pauses it, and resumes it when pressed again.
 async fn operator_controls(
     signals: OperatorSignals,
     service: Service,
@@ -612,12 +656,18 @@ async fn operator_controls(
 ) {
     let OperatorSignals {
         mut shutdown,
+        mut hangup,
         mut suspend,
     } = signals;
     loop {
         tokio::select! {
-            _ = shutdown.recv() => {
-                eprintln!("stopping the run (its whole process tree)…");
+            _ = async {
+                tokio::select! {
+                    _ = shutdown.recv() => {}
+                    _ = hangup.recv() => {}
+                }
+            } => {
+                note!("stopping the run (its whole process tree)…");
                 if let Err(error) = service.control(&actor, execution_id, ControlAction::Stop).await {
                     tracing::debug!(%error, "stop");
                 }
@@ -631,15 +681,15 @@ async fn operator_controls(
                 let paused = match service.get_execution(&actor, execution_id).await {
                     Ok(current) => current.status == ExecutionStatus::Paused,
                     Err(error) => {
-                        eprintln!("\n{error}");
+                        note!("\n{error}");
                         continue;
                     }
                 };
                 let action = if paused { ControlAction::Resume } else { ControlAction::Pause };
                 match service.control(&actor, execution_id, action).await {
-                    Ok(now) => eprintln!("\nrun {} (Ctrl+Z again to {})", now.status,
+                    Ok(now) => note!("\nrun {} (Ctrl+Z again to {})", now.status,
                         if now.status == ExecutionStatus::Paused { "resume" } else { "pause" }),
-                    Err(error) => eprintln!("\n{error}"),
+                    Err(error) => note!("\n{error}"),
                 }
             }
         }
@@ -670,6 +720,10 @@ async fn print_stored(
     const PAGE: u64 = 1024 * 1024;
     let patience = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
+        if stdout.lost().is_some() {
+            // Nobody reads it: the stored console is not read back for nothing.
+            break;
+        }
         let limit = match until {
             Until::Offset(to) if from >= to => break,
             Until::Offset(to) => (to - from).min(PAGE),
@@ -679,7 +733,7 @@ async fn print_stored(
             .read_output(actor, execution_id, from, limit)
             .await?;
         if page.next_offset > from {
-            stdout.write_text(&page.text)?;
+            stdout.write_text(&page.text);
             from = page.next_offset;
             continue;
         }
@@ -687,25 +741,30 @@ async fn print_stored(
             break;
         }
         if std::time::Instant::now() > patience {
-            eprintln!(
+            note!(
                 "(the console from byte {from} on is not stored yet; it will be kept with the run)"
             );
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    stdout.flush()?;
+    stdout.flush();
     Ok(from)
 }
 
 /// Where the console goes. Its `\r\n` line ends (written for terminal emulators)
 /// become `\n`, also when one is split between two pieces of text; a lone `\r` (a
 /// progress line redrawn) is kept.
+///
+/// Once a write fails (a closed pipe, `| head`; a hung-up terminal), the error is kept
+/// in [`Terminal::lost`] and everything after it is dropped.
 struct Terminal<W: Write> {
     out: W,
     /// A `\r` ended the last piece: it is written once the next piece shows whether a
     /// `\n` follows.
     held_cr: bool,
+    /// Why the console can no longer be written.
+    lost: Option<std::io::Error>,
 }
 
 impl<W: Write> Terminal<W> {
@@ -713,10 +772,29 @@ impl<W: Write> Terminal<W> {
         Terminal {
             out,
             held_cr: false,
+            lost: None,
         }
     }
 
-    fn write_text(&mut self, text: &str) -> std::io::Result<()> {
+    /// Why the console can no longer be written, once a write failed.
+    fn lost(&self) -> Option<&std::io::Error> {
+        self.lost.as_ref()
+    }
+
+    /// Keeps the first error; what comes after it is not written.
+    fn keep(&mut self, written: impl FnOnce(&mut Self) -> std::io::Result<()>) {
+        if self.lost.is_none() {
+            if let Err(error) = written(self) {
+                self.lost = Some(error);
+            }
+        }
+    }
+
+    fn write_text(&mut self, text: &str) {
+        self.keep(|terminal| terminal.write_piece(text));
+    }
+
+    fn write_piece(&mut self, text: &str) -> std::io::Result<()> {
         if text.is_empty() {
             return Ok(());
         }
@@ -733,16 +811,18 @@ impl<W: Write> Terminal<W> {
         self.out.write_all(text.replace("\r\n", "\n").as_bytes())
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
+    fn flush(&mut self) {
+        self.keep(|terminal| terminal.out.flush());
     }
 
     /// Writes what is held back; the console has ended.
-    fn finish(&mut self) -> std::io::Result<()> {
-        if std::mem::take(&mut self.held_cr) {
-            self.out.write_all(b"\r")?;
-        }
-        self.out.flush()
+    fn finish(&mut self) {
+        self.keep(|terminal| {
+            if std::mem::take(&mut terminal.held_cr) {
+                terminal.out.write_all(b"\r")?;
+            }
+            terminal.out.flush()
+        });
     }
 }
 
@@ -782,7 +862,7 @@ async fn confirm_on_tty(
     lines: &mut Option<Lines>,
 ) -> anyhow::Result<Answer> {
     if !std::io::stdin().is_terminal() {
-        eprintln!("this step needs a confirmation and stdin is not a terminal; pass --yes to acknowledge automatically");
+        note!("this step needs a confirmation and stdin is not a terminal; pass --yes to acknowledge automatically");
         return Ok(Answer::No);
     }
     let lines = lines.get_or_insert_with(|| {
@@ -801,7 +881,10 @@ async fn confirm_on_tty(
     });
     // What was typed before the question is not an answer to it.
     while lines.try_recv().is_ok() {}
-    eprint!("Continue? [y/N] ");
+    {
+        let mut stderr = std::io::stderr();
+        let _ = write!(stderr, "Continue? [y/N] ").and_then(|()| stderr.flush());
+    }
     loop {
         tokio::select! {
             line = lines.recv() => {
@@ -815,7 +898,7 @@ async fn confirm_on_tty(
             _ = tokio::time::sleep(PROMPT_POLL) => {
                 let current = service.get_execution(actor, execution_id).await?;
                 if current.status != ExecutionStatus::Waiting {
-                    eprintln!();
+                    note!();
                     return Ok(Answer::Moot);
                 }
             }
@@ -830,9 +913,10 @@ mod tests {
     fn written(pieces: &[&str]) -> String {
         let mut terminal = Terminal::new(Vec::new());
         for piece in pieces {
-            terminal.write_text(piece).unwrap();
+            terminal.write_text(piece);
         }
-        terminal.finish().unwrap();
+        terminal.finish();
+        assert!(terminal.lost().is_none());
         String::from_utf8(terminal.out).unwrap()
     }
 
@@ -841,6 +925,47 @@ mod tests {
         assert_eq!(written(&["a\r\nb\r\n"]), "a\nb\n");
         assert_eq!(written(&["a\r", "\nb\r", "\n"]), "a\nb\n");
         assert_eq!(written(&["a\r", "", "\nb"]), "a\nb");
+    }
+
+    /// Takes `room` bytes, then fails as a pipe whose reader went away.
+    struct ClosingPipe {
+        taken: Vec<u8>,
+        room: usize,
+    }
+
+    impl std::io::Write for ClosingPipe {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.taken.len() >= self.room {
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            }
+            let n = buf.len().min(self.room - self.taken.len());
+            self.taken.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_closed_console_is_noted_once_and_what_follows_is_dropped() {
+        let mut terminal = Terminal::new(ClosingPipe {
+            taken: Vec::new(),
+            room: 4,
+        });
+        terminal.write_text("one\n");
+        assert!(terminal.lost().is_none());
+        terminal.write_text("two\n");
+        assert_eq!(
+            terminal.lost().map(std::io::Error::kind),
+            Some(std::io::ErrorKind::BrokenPipe)
+        );
+        terminal.out.room = 100;
+        terminal.write_text("three\n");
+        terminal.flush();
+        terminal.finish();
+        assert_eq!(terminal.out.taken, b"one\n");
     }
 
     #[test]

@@ -457,3 +457,201 @@ fn serve_answers_with_a_key_and_stops_cleanly_on_sigterm() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+/// A runbook `Ticks` whose command prints a line every tenth of a second forever and
+/// leaves a process of its own in the background, its pid in `bg.pid` in `dir`.
+fn create_ticking_runbook(dir: &std::path::Path) -> std::path::PathBuf {
+    let pid_file = dir.join("bg.pid");
+    let script = format!(
+        "sleep 300 & echo $! > '{}'; i=0; while :; do i=$((i + 1)); echo tick $i; sleep 0.1; done",
+        pid_file.display()
+    );
+    create_runbooks(
+        dir,
+        &[json!({"name": "Ticks", "blocks": [
+            {"id": "tick", "kind": "command", "script": script}
+        ]})],
+    );
+    pid_file
+}
+
+/// Whether the process is gone (or a zombie nobody has reaped yet), waiting a little.
+fn process_ends(pid_file: &std::path::Path) -> bool {
+    let pid: i32 = std::fs::read_to_string(pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = state
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z'));
+        if state.is_empty() || zombie {
+            return true;
+        }
+        if Instant::now() > deadline {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn last_run_status(dir: &std::path::Path) -> String {
+    common::sqlite3(
+        &dir.join("runbook-studio.db"),
+        "SELECT status FROM executions ORDER BY created_at DESC LIMIT 1",
+    )
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn a_reader_that_goes_away_stops_the_run_without_a_panic() {
+    // `| head -n 2`: stdout is closed while the run goes on; `2>&1 | head -n 2`: stderr
+    // too, so not even the status lines can be written.
+    for redirect in ["", "2>&1"] {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = create_ticking_runbook(dir.path());
+        let plain = cli(dir.path());
+        let mut command = std::process::Command::new("bash");
+        for (key, value) in plain.get_envs() {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
+        let output = command
+            .args([
+                "-c",
+                &format!(
+                    "'{BIN}' run Ticks {redirect} | head -n 2 >/dev/null; exit ${{PIPESTATUS[0]}}"
+                ),
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        // First, so a failure leaves no process behind.
+        let ended = process_ends(&pid_file);
+        assert_eq!(output.status.code(), Some(1), "{redirect}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{redirect}: {stderr}");
+        if redirect.is_empty() {
+            assert!(stderr.contains("stopping the run"), "{stderr}");
+            assert!(stderr.contains(" stopped\n"), "{stderr}");
+        }
+        assert_eq!(
+            last_run_status(dir.path()),
+            "stopped",
+            "{redirect}: {stderr}"
+        );
+        assert!(ended, "{redirect}: the run's processes outlive the CLI");
+    }
+}
+
+#[test]
+fn a_hang_up_stops_the_run_instead_of_orphaning_its_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = create_ticking_runbook(dir.path());
+    let mut child = cli(dir.path())
+        .args(["run", "Ticks"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = collect(child.stdout.take().unwrap());
+    let stderr = collect(child.stderr.take().unwrap());
+    wait_for_text(&stdout, "tick 2\n");
+    // The terminal (or the SSH session) it ran on went away.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    let code = exit_within(&mut child, Duration::from_secs(20), &stderr);
+    // First, so a failure leaves no process behind.
+    let ended = process_ends(&pid_file);
+    assert_eq!(code, 1, "{:?}", stderr.lock().unwrap());
+    wait_for_text(&stderr, " stopped\n");
+    assert_eq!(last_run_status(dir.path()), "stopped");
+    assert!(ended, "the run's processes outlive the CLI");
+}
+
+#[test]
+fn run_exit_codes_for_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    create_runbooks(
+        dir.path(),
+        &[
+            json!({"name": "Typed", "params": [
+                {"name": "service", "type": "string", "required": true},
+                {"name": "count", "type": "number", "default": 1}
+            ], "blocks": [
+                {"id": "show", "kind": "command", "script": "echo {{ params.service }}-{{ params.count }}"}
+            ]}),
+            json!({"name": "Ask", "blocks": [
+                {"id": "ask", "kind": "instruction", "text": "Drain?", "confirm": true},
+                {"id": "after", "kind": "command", "script": "echo drained"}
+            ]}),
+        ],
+    );
+    let run = |args: &[&str]| {
+        let output = cli(dir.path())
+            .arg("run")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+
+    let (code, stdout, stderr) = run(&["Typed", "--param", "service=api=1", "--param", "count=3"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("api=1-3\n"), "{stdout}");
+    // Status lines go to stderr, never into the console on stdout.
+    assert!(
+        stderr.contains(" succeeded\n") && !stdout.contains(" succeeded"),
+        "{stdout}"
+    );
+
+    // Mistakes in the command line are errors (2) before anything runs, never panics.
+    for (args, message) in [
+        (&["Typed"][..], "parameter `service` is required"),
+        (&["Typed", "--param", "service"], "--param takes NAME=VALUE"),
+        (
+            &["Typed", "--param", "service=a", "--param", "count=many"],
+            "must be a number",
+        ),
+        (
+            &["Typed", "--param", "service=a", "--param", "other=1"],
+            "no parameter `other`",
+        ),
+    ] {
+        let (code, stdout, stderr) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(
+            stdout.is_empty() && !stderr.contains("panicked"),
+            "{args:?}"
+        );
+    }
+
+    // A confirmation without a terminal: stopped there unless --yes answers it.
+    let (code, stdout, stderr) = run(&["Ask"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("pass --yes"), "{stderr}");
+    assert!(!stdout.contains("drained"), "{stdout}");
+    let (code, stdout, stderr) = run(&["Ask", "--yes"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("drained"), "{stdout}");
+}
