@@ -556,6 +556,17 @@ impl Service {
                     previous.status
                 )));
             }
+            // Once a retry of the chain succeeded, what remained is done: retrying an
+            // earlier run of it again would repeat that work.
+            if let Some(succeeded) = self.store.succeeded_retry_in_chain(previous.id).await? {
+                return Err(CoreError::Conflict {
+                    code: "already_retried",
+                    message: format!(
+                        "execution {succeeded}, a retry in this run's retry chain, \
+                         succeeded; there is nothing left to retry"
+                    ),
+                });
+            }
             let runbook = self
                 .store
                 .get_version(previous.runbook_id, previous.runbook_version)
@@ -642,8 +653,9 @@ impl Service {
             Err(runbook_store::StoreError::Duplicate) if execution.retry_of.is_some() => {
                 return Err(CoreError::Conflict {
                     code: "retry_in_progress",
-                    message: "this run is being retried already; stop that retry or wait for \
-                              it to end before retrying again"
+                    message: "this run, or another run of its retry chain, is being retried \
+                              already; stop that retry or wait for it to end before retrying \
+                              again"
                         .to_string(),
                 });
             }

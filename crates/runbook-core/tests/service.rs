@@ -660,6 +660,201 @@ async fn a_failed_run_is_retried_from_the_failed_step_reusing_earlier_results() 
     );
 }
 
+#[tokio::test]
+async fn a_retry_chain_runs_its_remaining_steps_once_at_a_time() {
+    let (service, dir) = service().await;
+    let count = dir.path().join("attempts");
+    // Fails the first two times; the third attempt runs until stopped.
+    let id = create(
+        &service,
+        json!({"name": "Stubborn", "blocks": [
+            {"id": "one", "kind": "command", "script": "true"},
+            {"id": "fix", "kind": "command", "script": format!(
+                "echo x >> '{0}'; [ $(wc -l < '{0}') -ge 3 ] || exit 5; sleep 300",
+                count.display())}
+        ]}),
+    )
+    .await;
+    let original = service.execute(&admin(), id, Value::Null).await.unwrap();
+    let original = wait_until_finished(&service, original.id).await;
+    assert_eq!(original.status, ExecutionStatus::Failed);
+    let first = service.retry(&admin(), original.id).await.unwrap();
+    let first = wait_until_finished(&service, first.id).await;
+    assert_eq!(first.status, ExecutionStatus::Failed);
+    // The failed retry is retried: that retry of a retry runs.
+    let second = service.retry(&admin(), first.id).await.unwrap();
+    wait_until_step_runs(&service, second.id, 1).await;
+
+    // Retrying the original again would run `fix` a second time beside it.
+    for previous in [original.id, first.id] {
+        assert_code(
+            service.retry(&admin(), previous).await,
+            ErrorKind::Conflict,
+            "retry_in_progress",
+        );
+    }
+    let attempts = std::fs::read_to_string(&count).unwrap();
+    assert_eq!(attempts.lines().count(), 3, "no other attempt ran");
+    service
+        .control(&admin(), second.id, ControlAction::Stop)
+        .await
+        .unwrap();
+    let second = wait_until_finished(&service, second.id).await;
+    assert_eq!(second.status, ExecutionStatus::Stopped);
+}
+
+#[tokio::test]
+async fn a_retry_inside_a_branch_of_an_edited_runbook_runs_its_version_with_its_results() {
+    let (service, dir) = service().await;
+    let work = dir.path().display().to_string();
+    let body = |fix: &str| {
+        json!({"name": "Branchy fix",
+            "params": [{"name": "env", "type": "string", "default": "prod"}],
+            "blocks": [
+            {"id": "probe", "kind": "command", "script": "echo LEVEL=3 >> \"$RUNBOOK_OUTPUT\""},
+            {"id": "gate", "kind": "conditional", "expr": "steps.probe.outputs.LEVEL == '3'",
+             "then": [
+                {"id": "fix", "kind": "command", "script": fix},
+                {"id": "after", "kind": "command",
+                 "script": "echo after={{ steps.probe.outputs.LEVEL }}-{{ steps.probe.exit_code }}-{{ params.env }}"}
+             ],
+             "else": [{"id": "never", "kind": "command", "script": "exit 9"}]}
+        ]})
+    };
+    let fix =
+        format!("echo v1 >> {work}/fix.log; [ -f {work}/ok ] || {{ touch {work}/ok; exit 2; }}");
+    let id = create(&service, body(&fix)).await;
+    let first = service
+        .execute(&admin(), id, json!({"params": {"env": "staging"}}))
+        .await
+        .unwrap();
+    let first = wait_until_finished(&service, first.id).await;
+    assert_eq!(first.status, ExecutionStatus::Failed);
+    // Edited since: the retry still runs version 1's blocks.
+    let mut edit = body(&format!("echo v2 >> {work}/fix.log"));
+    edit["version"] = json!(1);
+    service.update_runbook(&admin(), id, edit).await.unwrap();
+
+    let retry = service.retry(&admin(), first.id).await.unwrap();
+    assert_eq!(retry.retry_from.as_deref(), Some("fix"));
+    assert_eq!(retry.runbook_version, 1);
+    assert_eq!(retry.params, first.params);
+    let retry = wait_until_finished(&service, retry.id).await;
+    assert_eq!(retry.status, ExecutionStatus::Succeeded, "{retry:#?}");
+    let log = std::fs::read_to_string(dir.path().join("fix.log")).unwrap();
+    assert_eq!(log, "v1\nv1\n");
+    let statuses: Vec<_> = retry
+        .steps
+        .iter()
+        .map(|s| (s.block_id.as_str(), s.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("probe", StepStatus::Succeeded),
+            ("gate", StepStatus::Succeeded),
+            ("fix", StepStatus::Succeeded),
+            ("after", StepStatus::Succeeded),
+            ("never", StepStatus::Skipped),
+        ]
+    );
+    let console = service
+        .read_output(&admin(), retry.id, 0, 1 << 20)
+        .await
+        .unwrap()
+        .text;
+    assert!(console.contains("after=3-0-staging"), "{console}");
+}
+
+#[tokio::test]
+async fn a_run_stopped_at_an_acknowledgement_is_retried_from_it_and_waits_again() {
+    let (service, _dir) = service().await;
+    let id = create(
+        &service,
+        json!({"name": "Ack", "blocks": [
+            {"id": "one", "kind": "command", "script": "echo DONE=1 >> \"$RUNBOOK_OUTPUT\""},
+            {"id": "drain", "kind": "instruction", "text": "Drain {{ steps.one.outputs.DONE }}", "confirm": true},
+            {"id": "last", "kind": "command", "script": "true"}
+        ]}),
+    )
+    .await;
+    let waiting = |run: Uuid| {
+        let service = &service;
+        async move {
+            let deadline = Instant::now() + PATIENCE;
+            while service.get_execution(&admin(), run).await.unwrap().status
+                != ExecutionStatus::Waiting
+            {
+                assert!(Instant::now() < deadline, "never waited");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let first = service.execute(&admin(), id, Value::Null).await.unwrap();
+    waiting(first.id).await;
+    service
+        .control(&admin(), first.id, ControlAction::Stop)
+        .await
+        .unwrap();
+    let first = wait_until_finished(&service, first.id).await;
+    assert_eq!(first.status, ExecutionStatus::Stopped);
+
+    let retry = service.retry(&admin(), first.id).await.unwrap();
+    assert_eq!(retry.retry_from.as_deref(), Some("drain"));
+    waiting(retry.id).await;
+    let prompt = service.waiting_step(&admin(), retry.id).await.unwrap();
+    assert_eq!(
+        (prompt.block_id.as_str(), prompt.text.as_str()),
+        ("drain", "Drain 1")
+    );
+    service
+        .control(&admin(), retry.id, ControlAction::Acknowledge)
+        .await
+        .unwrap();
+    let retry = wait_until_finished(&service, retry.id).await;
+    assert_eq!(retry.status, ExecutionStatus::Succeeded, "{retry:#?}");
+}
+
+#[tokio::test]
+async fn a_run_whose_retry_succeeded_is_not_retried_again() {
+    let (service, dir) = service().await;
+    let count = dir.path().join("attempts");
+    let id = create(
+        &service,
+        json!({"name": "Failover", "blocks": [
+            {"id": "promote", "kind": "command", "script": format!(
+                "echo x >> '{0}'; [ $(wc -l < '{0}') -ge 2 ]", count.display())}
+        ]}),
+    )
+    .await;
+    let original = service.execute(&admin(), id, Value::Null).await.unwrap();
+    let original = wait_until_finished(&service, original.id).await;
+    assert_eq!(original.status, ExecutionStatus::Failed);
+    let retry = service.retry(&admin(), original.id).await.unwrap();
+    let retry = wait_until_finished(&service, retry.id).await;
+    assert_eq!(retry.status, ExecutionStatus::Succeeded, "{retry:#?}");
+
+    // Pressing Retry on the old failed run again would promote a second time.
+    match service.retry(&admin(), original.id).await {
+        Ok(run) => panic!("retried again: {run:#?}"),
+        Err(error) => {
+            assert_eq!(
+                (error.kind(), error.code()),
+                (ErrorKind::Conflict, "already_retried")
+            );
+            assert!(error.to_string().contains(&retry.id.to_string()), "{error}");
+        }
+    }
+    let attempts = std::fs::read_to_string(&count).unwrap();
+    assert_eq!(attempts.lines().count(), 2, "promote ran once more only");
+    let refused = audit_of(&service, "execution.retry")
+        .await
+        .into_iter()
+        .filter(|entry| entry.outcome == AuditOutcome::Failure)
+        .count();
+    assert_eq!(refused, 1, "the refusal is audited");
+}
+
 // ---- output ----
 
 /// Reads a run's whole console page by page, checking every page on the way.

@@ -283,9 +283,10 @@ pub trait Store: AccessStore + Send + Sync {
 
     /// Stores a new execution with its pending steps; with a runner, claimed by it (see
     /// [`Store::claim_execution`]) as of its creation. `audit` (the run's start) is
-    /// appended to the audit trail in the same transaction. A retry of a run that
-    /// another live retry (queued, running, paused or waiting) retries already fails
-    /// with [`StoreError::Duplicate`], and nothing is stored.
+    /// appended to the audit trail in the same transaction. A retry of a run whose
+    /// retry chain (the run first retried and every retry of a retry of it) holds a
+    /// live retry (queued, running, paused or waiting) already fails with
+    /// [`StoreError::Duplicate`], and nothing is stored.
     async fn insert_execution(
         &self,
         execution: &Execution,
@@ -293,6 +294,9 @@ pub trait Store: AccessStore + Send + Sync {
         audit: Option<&AuditEvent>,
     ) -> Result<(), StoreError>;
     async fn get_execution(&self, id: Uuid) -> Result<Option<Execution>, StoreError>;
+    /// A retry that succeeded in the retry chain of the execution `id` (its first run,
+    /// every retry of it and every retry of those), if any: the earliest.
+    async fn succeeded_retry_in_chain(&self, id: Uuid) -> Result<Option<Uuid>, StoreError>;
     /// Who started an execution, without loading its steps.
     async fn execution_started_by(&self, id: Uuid) -> Result<Option<String>, StoreError>;
     /// Lists executions, newest first, with the total matching the filter.

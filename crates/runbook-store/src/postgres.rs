@@ -353,8 +353,11 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO executions (id, runbook_id, runbook_version, runbook_name, status, params, started_by, created_at, started_at, finished_at, retry_of, retry_from, runner_id, heartbeat_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            // A retry joins the chain of the run it retries (that run's root, or that
+            // run itself): the chain has one live retry at a time.
+            "INSERT INTO executions (id, runbook_id, runbook_version, runbook_name, status, params, started_by, created_at, started_at, finished_at, retry_of, retry_from, runner_id, heartbeat_at, retry_root)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                     COALESCE((SELECT COALESCE(retry_root, id) FROM executions WHERE id = $11), $11))",
         )
         .bind(execution.id)
         .bind(execution.runbook_id)
@@ -399,6 +402,18 @@ impl Store for PostgresStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn succeeded_retry_in_chain(&self, id: Uuid) -> Result<Option<Uuid>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM executions
+             WHERE status = 'succeeded' AND retry_root =
+                 (SELECT COALESCE(retry_root, id) FROM executions WHERE id = $1)
+             ORDER BY created_at, id LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     async fn execution_started_by(&self, id: Uuid) -> Result<Option<String>, StoreError> {

@@ -330,7 +330,7 @@ fn push_insert_execution(
     qb.push(
         " INSERT INTO executions (id, runbook_id, runbook_version, runbook_name, status, params,
              started_by, created_at, started_at, finished_at, retry_of, retry_from, runner_id,
-             heartbeat_at) VALUES (",
+             heartbeat_at, retry_root) VALUES (",
     );
     qb.separated(", ")
         .push_bind(id.clone())
@@ -347,6 +347,20 @@ fn push_insert_execution(
         .push_bind(execution.retry_from.clone())
         .push_bind(runner.map(|runner| runner.to_string()))
         .push_bind(runner.map(|_| execution.created_at));
+    // A retry joins the chain of the run it retries (that run's root, or that run
+    // itself): the chain has one live retry at a time.
+    match execution.retry_of.map(|id| id.to_string()) {
+        Some(previous) => {
+            qb.push(", COALESCE((SELECT COALESCE(retry_root, id) FROM executions WHERE id = ")
+                .push_bind(previous.clone())
+                .push("), ")
+                .push_bind(previous)
+                .push(")");
+        }
+        None => {
+            qb.push(", NULL");
+        }
+    }
     qb.push(");");
     // A statement takes at most 32,766 parameters: steps go in slices.
     for (slice_index, slice) in execution.steps.chunks(STEPS_PER_INSERT).enumerate() {

@@ -59,6 +59,7 @@ conformance!(
     step_updates_record_the_step_and_touch_no_other,
     a_retry_keeps_its_link_and_the_results_it_reuses,
     a_run_has_one_live_retry_at_a_time,
+    a_retry_chain_has_one_live_retry_at_a_time,
     a_batch_of_run_records_is_applied_in_order,
     a_runs_audit_records_commit_with_its_start_and_its_end,
     run_audit_records_chain_with_other_writers,
@@ -807,6 +808,98 @@ async fn a_run_has_one_live_retry_at_a_time(store: Arc<dyn Store>) {
             .unwrap()
             .retry_of,
         Some(failed.id)
+    );
+}
+
+async fn a_retry_chain_has_one_live_retry_at_a_time(store: Arc<dyn Store>) {
+    let runbook_id = Uuid::new_v4();
+    let retry_of = |run: &Execution, created: i64| Execution {
+        retry_of: Some(run.id),
+        retry_from: Some("check".to_string()),
+        ..execution(runbook_id, created, ExecutionStatus::Queued)
+    };
+    let end = |run: Uuid, at_: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .record_run(
+                    run,
+                    &[RunRecord::Status {
+                        status: ExecutionStatus::Failed,
+                        started_at: Some(at(at_)),
+                        finished_at: Some(at(at_)),
+                    }],
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let original = execution(runbook_id, 1, ExecutionStatus::Failed);
+    store.insert_execution(&original, None, None).await.unwrap();
+    // The original is retried, and that retry fails too.
+    let first = retry_of(&original, 2);
+    store.insert_execution(&first, None, None).await.unwrap();
+    end(first.id, 3).await;
+    // The failed retry is retried: that retry of a retry is live.
+    let second = retry_of(&first, 4);
+    store.insert_execution(&second, None, None).await.unwrap();
+
+    // Retrying the original (or the first retry) again now would run the same
+    // remaining steps beside the live one: refused, nothing stored.
+    for (previous, created) in [(&original, 5), (&first, 6)] {
+        let third = retry_of(previous, created);
+        let refused = store.insert_execution(&third, None, None).await;
+        assert!(matches!(refused, Err(StoreError::Duplicate)), "{refused:?}");
+        assert_eq!(store.get_execution(third.id).await.unwrap(), None);
+    }
+    // Another chain is not held up.
+    let other = execution(runbook_id, 7, ExecutionStatus::Stopped);
+    store.insert_execution(&other, None, None).await.unwrap();
+    store
+        .insert_execution(&retry_of(&other, 8), None, None)
+        .await
+        .unwrap();
+
+    // Once the live retry has ended, the chain can be retried again, from any run.
+    end(second.id, 9).await;
+    let third = retry_of(&original, 10);
+    store.insert_execution(&third, None, None).await.unwrap();
+    let refused = store
+        .insert_execution(&retry_of(&second, 11), None, None)
+        .await;
+    assert!(matches!(refused, Err(StoreError::Duplicate)), "{refused:?}");
+
+    // Until a run of the chain succeeds, none did; then every run of it knows.
+    for run in [&original, &first, &second, &third] {
+        assert_eq!(store.succeeded_retry_in_chain(run.id).await.unwrap(), None);
+    }
+    store
+        .record_run(
+            third.id,
+            &[RunRecord::Status {
+                status: ExecutionStatus::Succeeded,
+                started_at: Some(at(12)),
+                finished_at: Some(at(13)),
+            }],
+        )
+        .await
+        .unwrap();
+    for run in [&original, &first, &second, &third] {
+        assert_eq!(
+            store.succeeded_retry_in_chain(run.id).await.unwrap(),
+            Some(third.id)
+        );
+    }
+    assert_eq!(
+        store.succeeded_retry_in_chain(other.id).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .succeeded_retry_in_chain(Uuid::new_v4())
+            .await
+            .unwrap(),
+        None
     );
 }
 
