@@ -33,6 +33,3 @@ WHERE retry_root IS NOT NULL AND status IN ('queued', 'running', 'paused', 'wait
 
 CREATE UNIQUE INDEX executions_one_live_retry_per_chain ON executions (retry_root)
     WHERE retry_root IS NOT NULL AND status IN ('queued', 'running', 'paused', 'waiting');
-
--- The runs of a chain, to find one that succeeded (a chain that succeeded is done).
-CREATE INDEX executions_by_retry_root ON executions (retry_root) WHERE retry_root IS NOT NULL;

@@ -556,17 +556,6 @@ impl Service {
                     previous.status
                 )));
             }
-            // Once a retry of the chain succeeded, what remained is done: retrying an
-            // earlier run of it again would repeat that work.
-            if let Some(succeeded) = self.store.succeeded_retry_in_chain(previous.id).await? {
-                return Err(CoreError::Conflict {
-                    code: "already_retried",
-                    message: format!(
-                        "execution {succeeded}, a retry in this run's retry chain, \
-                         succeeded; there is nothing left to retry"
-                    ),
-                });
-            }
             let runbook = self
                 .store
                 .get_version(previous.runbook_id, previous.runbook_version)

@@ -815,46 +815,6 @@ async fn a_run_stopped_at_an_acknowledgement_is_retried_from_it_and_waits_again(
     assert_eq!(retry.status, ExecutionStatus::Succeeded, "{retry:#?}");
 }
 
-#[tokio::test]
-async fn a_run_whose_retry_succeeded_is_not_retried_again() {
-    let (service, dir) = service().await;
-    let count = dir.path().join("attempts");
-    let id = create(
-        &service,
-        json!({"name": "Failover", "blocks": [
-            {"id": "promote", "kind": "command", "script": format!(
-                "echo x >> '{0}'; [ $(wc -l < '{0}') -ge 2 ]", count.display())}
-        ]}),
-    )
-    .await;
-    let original = service.execute(&admin(), id, Value::Null).await.unwrap();
-    let original = wait_until_finished(&service, original.id).await;
-    assert_eq!(original.status, ExecutionStatus::Failed);
-    let retry = service.retry(&admin(), original.id).await.unwrap();
-    let retry = wait_until_finished(&service, retry.id).await;
-    assert_eq!(retry.status, ExecutionStatus::Succeeded, "{retry:#?}");
-
-    // Pressing Retry on the old failed run again would promote a second time.
-    match service.retry(&admin(), original.id).await {
-        Ok(run) => panic!("retried again: {run:#?}"),
-        Err(error) => {
-            assert_eq!(
-                (error.kind(), error.code()),
-                (ErrorKind::Conflict, "already_retried")
-            );
-            assert!(error.to_string().contains(&retry.id.to_string()), "{error}");
-        }
-    }
-    let attempts = std::fs::read_to_string(&count).unwrap();
-    assert_eq!(attempts.lines().count(), 2, "promote ran once more only");
-    let refused = audit_of(&service, "execution.retry")
-        .await
-        .into_iter()
-        .filter(|entry| entry.outcome == AuditOutcome::Failure)
-        .count();
-    assert_eq!(refused, 1, "the refusal is audited");
-}
-
 // ---- output ----
 
 /// Reads a run's whole console page by page, checking every page on the way.

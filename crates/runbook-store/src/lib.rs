@@ -294,9 +294,6 @@ pub trait Store: AccessStore + Send + Sync {
         audit: Option<&AuditEvent>,
     ) -> Result<(), StoreError>;
     async fn get_execution(&self, id: Uuid) -> Result<Option<Execution>, StoreError>;
-    /// A retry that succeeded in the retry chain of the execution `id` (its first run,
-    /// every retry of it and every retry of those), if any: the earliest.
-    async fn succeeded_retry_in_chain(&self, id: Uuid) -> Result<Option<Uuid>, StoreError>;
     /// Who started an execution, without loading its steps.
     async fn execution_started_by(&self, id: Uuid) -> Result<Option<String>, StoreError>;
     /// Lists executions, newest first, with the total matching the filter.

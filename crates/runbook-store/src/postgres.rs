@@ -404,18 +404,6 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn succeeded_retry_in_chain(&self, id: Uuid) -> Result<Option<Uuid>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT id FROM executions
-             WHERE status = 'succeeded' AND retry_root =
-                 (SELECT COALESCE(retry_root, id) FROM executions WHERE id = $1)
-             ORDER BY created_at, id LIMIT 1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
     async fn execution_started_by(&self, id: Uuid) -> Result<Option<String>, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT started_by FROM executions WHERE id = $1")

@@ -398,19 +398,6 @@ impl Store for SqliteStore {
             })
     }
 
-    async fn succeeded_retry_in_chain(&self, id: Uuid) -> Result<Option<Uuid>, StoreError> {
-        let found: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM executions
-             WHERE status = 'succeeded' AND retry_root =
-                 (SELECT COALESCE(retry_root, id) FROM executions WHERE id = ?)
-             ORDER BY created_at, id LIMIT 1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        found.as_deref().map(parse_uuid).transpose()
-    }
-
     async fn execution_started_by(&self, id: Uuid) -> Result<Option<String>, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT started_by FROM executions WHERE id = ?")

@@ -868,39 +868,6 @@ async fn a_retry_chain_has_one_live_retry_at_a_time(store: Arc<dyn Store>) {
         .insert_execution(&retry_of(&second, 11), None, None)
         .await;
     assert!(matches!(refused, Err(StoreError::Duplicate)), "{refused:?}");
-
-    // Until a run of the chain succeeds, none did; then every run of it knows.
-    for run in [&original, &first, &second, &third] {
-        assert_eq!(store.succeeded_retry_in_chain(run.id).await.unwrap(), None);
-    }
-    store
-        .record_run(
-            third.id,
-            &[RunRecord::Status {
-                status: ExecutionStatus::Succeeded,
-                started_at: Some(at(12)),
-                finished_at: Some(at(13)),
-            }],
-        )
-        .await
-        .unwrap();
-    for run in [&original, &first, &second, &third] {
-        assert_eq!(
-            store.succeeded_retry_in_chain(run.id).await.unwrap(),
-            Some(third.id)
-        );
-    }
-    assert_eq!(
-        store.succeeded_retry_in_chain(other.id).await.unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .succeeded_retry_in_chain(Uuid::new_v4())
-            .await
-            .unwrap(),
-        None
-    );
 }
 
 async fn a_batch_of_run_records_is_applied_in_order(store: Arc<dyn Store>) {
