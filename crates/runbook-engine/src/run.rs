@@ -1143,11 +1143,23 @@ fn tail_of(text: &str, max: usize) -> &str {
 }
 
 /// The `KEY=VALUE` lines a step wrote to its output file (masked); other lines are
-/// ignored. None when the step wrote no file.
+/// ignored. None when the step wrote no file; nothing is published from what is not a
+/// regular file.
 fn read_outputs(path: &std::path::Path, secrets: &Secrets) -> Option<BTreeMap<String, String>> {
     use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut bytes = Vec::new();
-    let file = std::fs::File::open(path).ok()?;
+    // The step may have put a FIFO (or a symlink to one, or to a terminal) in the file's
+    // place: opening that waits for a writer, which would hold the run, and this thread,
+    // for ever. Opened without waiting, it is then left unread.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .ok()?;
+    if !file.metadata().is_ok_and(|meta| meta.is_file()) {
+        return Some(BTreeMap::new());
+    }
     if file
         .take(MAX_OUTPUT_FILE + 1)
         .read_to_end(&mut bytes)

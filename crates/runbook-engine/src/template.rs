@@ -18,7 +18,17 @@ pub enum Quoting {
     Shell,
 }
 
-fn environment(quoting: Quoting) -> Environment<'static> {
+/// The values a script's template wrote, in order: each left a mark in the text. A mark
+/// carries a number drawn for this rendering, so no value can hold one.
+#[derive(Default)]
+struct Marks {
+    nonce: u64,
+    values: Vec<String>,
+}
+
+type Values = std::sync::Arc<std::sync::Mutex<Marks>>;
+
+fn environment(quoting: Quoting, values: &Values) -> Environment<'static> {
     let mut env = runbook_domain::template::environment();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(TEMPLATE_FUEL));
@@ -40,22 +50,42 @@ fn environment(quoting: Quoting) -> Environment<'static> {
                 minijinja::Value::from(value.to_string())
             });
         }
-        env.set_formatter(|out, _state, value| {
+        // A value is not quoted here but marked: how it must be written depends on
+        // where it lands (outside quotes, inside "…", in a here-document), which is
+        // known once the whole script is written (`quote_values`).
+        let values = values.clone();
+        env.set_formatter(move |out, _state, value| {
             let text = if value.is_none() {
                 String::new()
             } else {
                 value.to_string()
             };
+            let mut marks = values.lock().expect("template values lock");
+            // Text holding marks is what the template wrote itself (a macro's output, a
+            // `{% set %}` block): marked safe it is script text whose values are placed
+            // later; otherwise it is one value, holding the values as they are.
+            let invalid =
+                |_| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, nul_error());
+            let tokens = tokens(&text, &marks).map_err(invalid)?;
             if value.is_safe() {
                 out.write_str(&text)?;
             } else {
-                let quoted = shlex::try_quote(&text).map_err(|_| {
-                    minijinja::Error::new(
-                        minijinja::ErrorKind::InvalidOperation,
-                        "a value holding a NUL character cannot go into a shell script",
-                    )
-                })?;
-                out.write_str(&quoted)?;
+                let text = if tokens.iter().any(|t| matches!(t, Token::Value(_))) {
+                    tokens
+                        .iter()
+                        .fold(String::with_capacity(text.len()), |mut text, token| {
+                            match token {
+                                Token::Char(c) => text.push(*c),
+                                Token::Value(index) => text.push_str(&marks.values[*index]),
+                            }
+                            text
+                        })
+                } else {
+                    text
+                };
+                let nonce = marks.nonce;
+                write!(out, "{MARK}{nonce}-{}{MARK}", marks.values.len())?;
+                marks.values.push(text);
             }
             Ok(())
         });
@@ -68,9 +98,14 @@ pub fn render(source: &str, context: &Value, quoting: Quoting) -> Result<String,
     if !runbook_domain::template::is_template(source) {
         return Ok(source.to_string());
     }
-    let env = environment(quoting);
+    if quoting == Quoting::Shell && source.contains(MARK) {
+        return Err(nul_error());
+    }
+    let values = Values::default();
+    values.lock().expect("template values lock").nonce = uuid::Uuid::new_v4().as_u64_pair().0;
+    let env = environment(quoting, &values);
     let ctx = minijinja::Value::from(minijinja::value::Serde(context));
-    env.render_str(source, ctx).map_err(|error| {
+    let rendered = env.render_str(source, ctx).map_err(|error| {
         let mut message = error.kind().to_string();
         if let Some(detail) = error.detail() {
             message = format!("{message}: {detail}");
@@ -79,7 +114,14 @@ pub fn render(source: &str, context: &Value, quoting: Quoting) -> Result<String,
             Some(line) => format!("template error on line {line}: {message}"),
             None => format!("template error: {message}"),
         }
-    })
+    })?;
+    match quoting {
+        Quoting::Raw => Ok(rendered),
+        Quoting::Shell => {
+            let marks = std::mem::take(&mut *values.lock().expect("template values lock"));
+            quote_values(&rendered, &marks)
+        }
+    }
 }
 
 /// Evaluates a condition to true or false.
@@ -171,6 +213,489 @@ fn step_value(step: &StepResult) -> Value {
     })
 }
 
+/// Marks where a value goes in a rendered script: `\0<index>\0`. No saved text holds a
+/// NUL, and a value holding one is refused, so a marker is never forged.
+const MARK: char = '\0';
+
+/// One piece of a rendered script: a character the template wrote, or a value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Token {
+    Char(char),
+    Value(usize),
+}
+
+/// Where the shell reads a value: how it has to be written there to stay one piece of
+/// text that nothing in it can end.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Context {
+    /// Outside quotes: a word of its own, shell-quoted.
+    Plain,
+    /// `$( … )` or `( … )`.
+    Paren,
+    /// `$(( … ))` or `(( … ))`.
+    Arith,
+    /// `${ … }` outside double quotes.
+    Brace,
+    /// `` ` … ` ``: the shell undoes one level of backslashes before it parses it.
+    Backtick,
+    /// `' … '`.
+    Single,
+    /// `" … "`.
+    Double,
+    /// `$' … '`.
+    AnsiC,
+    /// `# …` to the end of the line.
+    Comment,
+    /// The body of a here-document whose end marker is unquoted (expanded like `" … "`).
+    HereBody,
+    /// The body of a here-document whose end marker is quoted (taken as written).
+    HereQuoted,
+}
+
+/// A here-document announced on the current line: its body starts on the next one.
+struct HereDoc {
+    marker: String,
+    strip_tabs: bool,
+    quoted: bool,
+}
+
+/// Writes each value into a rendered script as the shell reads it where it lands: outside
+/// quotes shell-quoted, inside `" … "` or an expanded here-document with `$`, `` ` ``,
+/// `"` and `\` escaped, inside `' … '` with its quotes closed and reopened, and so on, so
+/// that it is one piece of text whatever it holds.
+fn quote_values(script: &str, marks: &Marks) -> Result<String, String> {
+    let mut writer = ScriptWriter {
+        tokens: tokens(script, marks)?,
+        values: &marks.values,
+        at: 0,
+        out: String::with_capacity(script.len()),
+        stack: vec![Context::Plain],
+        pending: Vec::new(),
+    };
+    while writer.at < writer.tokens.len() {
+        writer.step()?;
+    }
+    Ok(writer.out)
+}
+
+/// The characters and marks of `script`; a NUL that is not a mark of `marks` is refused.
+fn tokens(script: &str, marks: &Marks) -> Result<Vec<Token>, String> {
+    let mut tokens = Vec::with_capacity(script.len());
+    let mut rest = script;
+    while let Some(start) = rest.find(MARK) {
+        tokens.extend(rest[..start].chars().map(Token::Char));
+        let after = &rest[start + 1..];
+        let end = after.find(MARK).ok_or_else(nul_error)?;
+        let index = after[..end]
+            .split_once('-')
+            .filter(|(nonce, _)| nonce.parse() == Ok(marks.nonce))
+            .and_then(|(_, index)| index.parse::<usize>().ok())
+            .filter(|index| *index < marks.values.len())
+            .ok_or_else(nul_error)?;
+        tokens.push(Token::Value(index));
+        rest = &after[end + 1..];
+    }
+    tokens.extend(rest.chars().map(Token::Char));
+    Ok(tokens)
+}
+
+struct ScriptWriter<'a> {
+    tokens: Vec<Token>,
+    values: &'a [String],
+    at: usize,
+    out: String,
+    stack: Vec<Context>,
+    pending: Vec<HereDoc>,
+}
+
+impl ScriptWriter<'_> {
+    fn top(&self) -> Context {
+        *self.stack.last().unwrap_or(&Context::Plain)
+    }
+
+    fn char_at(&self, at: usize) -> Option<char> {
+        match self.tokens.get(at) {
+            Some(Token::Char(c)) => Some(*c),
+            _ => None,
+        }
+    }
+
+    fn pop(&mut self) {
+        if self.stack.len() > 1 {
+            self.stack.pop();
+        }
+    }
+
+    /// True when the character before `at` ends a word (or there is none).
+    fn word_starts(&self, at: usize) -> bool {
+        at == 0
+            || matches!(
+                self.tokens[at - 1],
+                Token::Char(' ' | '\t' | '\n' | ';' | '&' | '|' | '(' | ')')
+            )
+    }
+
+    /// Copies `n` characters as they are.
+    fn copy(&mut self, n: usize) {
+        for _ in 0..n {
+            if let Some(c) = self.char_at(self.at) {
+                self.out.push(c);
+            }
+            self.at += 1;
+        }
+    }
+
+    /// A backslash: it and the character it escapes are copied; it may not escape a value
+    /// (it would escape the value's first character, its opening quote say).
+    fn escape(&mut self) -> Result<(), String> {
+        self.copy(1);
+        match self.tokens.get(self.at) {
+            Some(Token::Value(_)) => Err(
+                "template error: a value cannot follow a backslash in a script (the backslash \
+                 would escape the value's first character)"
+                    .to_string(),
+            ),
+            Some(Token::Char(_)) => {
+                self.copy(1);
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn step(&mut self) -> Result<(), String> {
+        let c = match self.tokens[self.at] {
+            Token::Value(index) => {
+                self.value(index)?;
+                self.at += 1;
+                return Ok(());
+            }
+            Token::Char(c) => c,
+        };
+        let next = self.char_at(self.at + 1);
+        let top = self.top();
+        match top {
+            Context::Single => {
+                if c == '\'' {
+                    self.pop();
+                }
+                self.copy(1);
+            }
+            Context::AnsiC => match c {
+                '\\' => self.escape()?,
+                '\'' => {
+                    self.pop();
+                    self.copy(1);
+                }
+                _ => self.copy(1),
+            },
+            Context::Comment => {
+                if c == '\n' {
+                    // The newline ends the comment and is read as outside it.
+                    self.pop();
+                } else {
+                    self.copy(1);
+                }
+            }
+            Context::HereQuoted => self.copy(1),
+            Context::Double | Context::HereBody => match (c, next) {
+                ('\\', _) => self.escape()?,
+                ('"', _) if top == Context::Double => {
+                    self.pop();
+                    self.copy(1);
+                }
+                ('`', _) => {
+                    self.stack.push(Context::Backtick);
+                    self.copy(1);
+                }
+                ('$', Some('(')) if self.char_at(self.at + 2) == Some('(') => {
+                    self.stack.push(Context::Arith);
+                    self.copy(3);
+                }
+                ('$', Some('(')) => {
+                    self.stack.push(Context::Paren);
+                    self.copy(2);
+                }
+                _ => self.copy(1),
+            },
+            _ => self.plain(c, next)?,
+        }
+        Ok(())
+    }
+
+    /// A character outside quotes (also inside `$( … )`, `${ … }` and backquotes).
+    fn plain(&mut self, c: char, next: Option<char>) -> Result<(), String> {
+        let top = self.top();
+        match (c, next) {
+            ('\\', _) => self.escape()?,
+            ('\'', _) => {
+                self.stack.push(Context::Single);
+                self.copy(1);
+            }
+            ('"', _) => {
+                self.stack.push(Context::Double);
+                self.copy(1);
+            }
+            ('`', _) => {
+                if top == Context::Backtick {
+                    self.pop();
+                } else {
+                    self.stack.push(Context::Backtick);
+                }
+                self.copy(1);
+            }
+            ('$', Some('\'')) => {
+                self.stack.push(Context::AnsiC);
+                self.copy(2);
+            }
+            ('$', Some('(')) if self.char_at(self.at + 2) == Some('(') => {
+                self.stack.push(Context::Arith);
+                self.copy(3);
+            }
+            ('$', Some('(')) => {
+                self.stack.push(Context::Paren);
+                self.copy(2);
+            }
+            ('$', Some('{')) => {
+                self.stack.push(Context::Brace);
+                self.copy(2);
+            }
+            ('(', Some('(')) if top != Context::Arith && self.word_starts(self.at) => {
+                self.stack.push(Context::Arith);
+                self.copy(2);
+            }
+            ('(', _) => {
+                self.stack.push(Context::Paren);
+                self.copy(1);
+            }
+            (')', Some(')')) if top == Context::Arith => {
+                self.pop();
+                self.copy(2);
+            }
+            (')', _) => {
+                if top == Context::Paren {
+                    self.pop();
+                }
+                self.copy(1);
+            }
+            ('}', _) => {
+                if top == Context::Brace {
+                    self.pop();
+                }
+                self.copy(1);
+            }
+            ('#', _)
+                if !matches!(top, Context::Brace | Context::Arith) && self.word_starts(self.at) =>
+            {
+                self.stack.push(Context::Comment);
+                self.copy(1);
+            }
+            ('<', Some('<')) if !matches!(top, Context::Brace | Context::Arith) => {
+                if self.char_at(self.at + 2) == Some('<') {
+                    self.copy(3);
+                } else {
+                    self.here_doc()?;
+                }
+            }
+            ('\n', _) => {
+                self.copy(1);
+                self.here_doc_bodies()?;
+            }
+            _ => self.copy(1),
+        }
+        Ok(())
+    }
+
+    /// `<<` or `<<-` and the end marker of a here-document.
+    fn here_doc(&mut self) -> Result<(), String> {
+        self.copy(2);
+        let strip_tabs = self.char_at(self.at) == Some('-');
+        if strip_tabs {
+            self.copy(1);
+        }
+        while matches!(self.char_at(self.at), Some(' ' | '\t')) {
+            self.copy(1);
+        }
+        let mut marker = String::new();
+        let mut quoted = false;
+        let mut quote = None;
+        loop {
+            let c = match self.tokens.get(self.at) {
+                None => break,
+                Some(Token::Value(_)) => {
+                    return Err(
+                        "template error: a value cannot be the end marker of a here-document"
+                            .to_string(),
+                    )
+                }
+                Some(Token::Char(c)) => *c,
+            };
+            match (quote, c) {
+                (Some(q), c) if c == q => {
+                    quote = None;
+                    self.copy(1);
+                }
+                (Some(_), '\n')
+                | (None, ' ' | '\t' | '\n' | ';' | '&' | '|' | '<' | '>' | '(' | ')') => break,
+                (Some(_), c) => {
+                    marker.push(c);
+                    self.copy(1);
+                }
+                (None, '\'' | '"') => {
+                    quoted = true;
+                    quote = Some(c);
+                    self.copy(1);
+                }
+                (None, '\\') => {
+                    quoted = true;
+                    self.copy(1);
+                    if let Some(next) = self.char_at(self.at) {
+                        marker.push(next);
+                        self.copy(1);
+                    }
+                }
+                (None, c) => {
+                    marker.push(c);
+                    self.copy(1);
+                }
+            }
+        }
+        if !marker.is_empty() {
+            self.pending.push(HereDoc {
+                marker,
+                strip_tabs,
+                quoted,
+            });
+        }
+        Ok(())
+    }
+
+    /// The bodies of the here-documents announced on the line just ended, each up to
+    /// the line that holds only its end marker. A value that would put such a line in a
+    /// body (and so end it early, running what follows as commands) is refused.
+    fn here_doc_bodies(&mut self) -> Result<(), String> {
+        for doc in std::mem::take(&mut self.pending) {
+            // Backquotes around the document still take a level of backslashes.
+            let body = self
+                .stack
+                .iter()
+                .copied()
+                .filter(|c| *c == Context::Backtick)
+                .chain([if doc.quoted {
+                    Context::HereQuoted
+                } else {
+                    Context::HereBody
+                }])
+                .collect();
+            let outer = std::mem::replace(&mut self.stack, body);
+            while self.at < self.tokens.len() {
+                let end = self.tokens[self.at..]
+                    .iter()
+                    .position(|t| *t == Token::Char('\n'))
+                    .map_or(self.tokens.len(), |n| self.at + n);
+                let line: Option<String> = self.tokens[self.at..end]
+                    .iter()
+                    .map(|t| match t {
+                        Token::Char(c) => Some(*c),
+                        Token::Value(_) => None,
+                    })
+                    .collect();
+                let is_marker = |line: &str| {
+                    let line = if doc.strip_tabs {
+                        line.trim_start_matches('\t')
+                    } else {
+                        line
+                    };
+                    line == doc.marker
+                };
+                if line.as_deref().is_some_and(is_marker) {
+                    self.copy(end + 1 - self.at);
+                    break;
+                }
+                let start = self.out.len();
+                while self.at < end {
+                    self.step()?;
+                }
+                if self.top() == Context::Comment {
+                    self.pop();
+                }
+                if line.is_none() && self.out[start..].split('\n').any(is_marker) {
+                    return Err(format!(
+                        "template error: a value holds a line `{}` that would end its \
+                         here-document early",
+                        doc.marker
+                    ));
+                }
+                self.copy(1);
+            }
+            self.stack = outer;
+        }
+        Ok(())
+    }
+
+    /// Writes value `index` as the context it lands in needs.
+    fn value(&mut self, index: usize) -> Result<(), String> {
+        let value = &self.values[index];
+        let top = self.top();
+        let mut text = match top {
+            // Arithmetic is expanded as in "…" and then evaluated, and bash evaluates
+            // what a name or subscript holds (`a[$(id)]` runs `id`): only a number goes.
+            Context::Arith => {
+                let digits = value.strip_prefix(['-', '+']).unwrap_or(value);
+                let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
+                let number =
+                    |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+                if !(number(whole) && number(fraction)) {
+                    return Err(
+                        "template error: only a number can go inside $((…)) or ((…)) in a script"
+                            .to_string(),
+                    );
+                }
+                value.clone()
+            }
+            Context::Plain | Context::Paren | Context::Brace | Context::Backtick => {
+                shlex::try_quote(value)
+                    .map_err(|_| nul_error())?
+                    .into_owned()
+            }
+            Context::Single => value.replace('\'', r"'\''"),
+            Context::Double => escape_with_backslash(value, &['\\', '$', '`', '"']),
+            Context::HereBody => escape_with_backslash(value, &['\\', '$', '`']),
+            Context::HereQuoted => value.clone(),
+            Context::Comment => value.replace(['\r', '\n'], " "),
+            Context::AnsiC => {
+                return Err(
+                    "template error: a value cannot go inside $'…' in a script; use \"…\" \
+                     or no quotes"
+                        .to_string(),
+                )
+            }
+        };
+        // Each level of backquotes around it takes away one level of backslashes
+        // before the text inside is parsed.
+        for _ in self.stack.iter().filter(|c| **c == Context::Backtick) {
+            text = escape_with_backslash(&text, &['\\', '$', '`']);
+        }
+        self.out.push_str(&text);
+        Ok(())
+    }
+}
+
+fn escape_with_backslash(value: &str, special: &[char]) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    for c in value.chars() {
+        if special.contains(&c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn nul_error() -> String {
+    "template error: a value holding a NUL character cannot go into a shell script".to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +754,90 @@ mod tests {
             render("https://x/{{ params.n }}", &ctx, Quoting::Raw).unwrap(),
             "https://x/3"
         );
+    }
+
+    #[test]
+    fn a_value_is_quoted_for_the_place_it_lands_in() {
+        let ctx = json!({"params": {"v": "a \"b\" $(id) `id` \\ it's", "n": 3}});
+        let shell = |source: &str| render(source, &ctx, Quoting::Shell);
+        assert_eq!(
+            shell(r#"echo "x {{ params.v }} y""#).unwrap(),
+            r#"echo "x a \"b\" \$(id) \`id\` \\ it's y""#
+        );
+        assert_eq!(
+            shell("echo '{{ params.v }}'").unwrap(),
+            r#"echo 'a "b" $(id) `id` \ it'\''s'"#
+        );
+        assert_eq!(
+            shell("cat <<EOF\n{{ params.v }}\nEOF\necho {{ params.n }}").unwrap(),
+            "cat <<EOF\na \"b\" \\$(id) \\`id\\` \\\\ it's\nEOF\necho 3"
+        );
+        assert_eq!(
+            shell("cat <<'EOF'\n{{ params.v }}\nEOF").unwrap(),
+            "cat <<'EOF'\na \"b\" $(id) `id` \\ it's\nEOF"
+        );
+        // Not here-documents: a here-string, a shift; `$#` and `${#x}` are not comments.
+        assert_eq!(
+            shell("cat <<< {{ params.n }}; echo $((1<<2)) $# ${#x} {{ params.n }}").unwrap(),
+            "cat <<< 3; echo $((1<<2)) $# ${#x} 3"
+        );
+        // A comment ends at a line break, which a value there loses.
+        let lines = json!({"params": {"v": "a\nrm -rf /"}});
+        assert_eq!(
+            render("# {{ params.v }}\necho", &lines, Quoting::Shell).unwrap(),
+            "# a rm -rf /\necho"
+        );
+    }
+
+    #[test]
+    fn what_a_macro_or_block_writes_is_one_value_unless_marked_safe() {
+        let ctx = json!({"params": {"v": "a b"}});
+        let shell = |source: &str| render(source, &ctx, Quoting::Shell).unwrap();
+        let m = "{% macro m(x) %}echo {{ x }}{% endmacro %}";
+        assert_eq!(shell(&format!("{m}{{{{ m(params.v) }}}}")), "'echo a b'");
+        assert_eq!(
+            shell(&format!(
+                "{m}{{{{ m(params.v) | safe }}}} \"{{{{ m(params.v) | safe }}}}\""
+            )),
+            "echo 'a b' \"echo a b\""
+        );
+        assert_eq!(
+            shell("{% set x %}ls {{ params.v }}{% endset %}{{ x | safe }}; {{ x }}"),
+            "ls 'a b'; 'ls a b'"
+        );
+        assert_eq!(
+            shell("{% filter upper %}echo {{ params.v }}{% endfilter %}"),
+            "'ECHO a b'"
+        );
+        // A value cannot pass for a mark.
+        let forged = json!({"params": {"v": "\u{0}0-0\u{0}; id"}});
+        assert!(render("echo {{ params.v }}", &forged, Quoting::Shell).is_err());
+    }
+
+    #[test]
+    fn a_value_is_refused_where_it_cannot_stay_text() {
+        let ctx = json!({"params": {"v": "x\nEOF\nid", "w": "a b"}});
+        let shell = |source: &str| render(source, &ctx, Quoting::Shell);
+        for source in [
+            "cat <<EOF\n{{ params.v }}\nEOF",
+            "cat <<'EOF'\n{{ params.v }}\nEOF",
+            "echo \\{{ params.w }}",
+            "echo \"\\{{ params.w }}\"",
+            "echo $'{{ params.w }}'",
+            "cat <<{{ params.w }}\nx\n",
+            "echo $(( {{ params.w }} + 1 ))",
+            "(( x = {{ params.w }} ))",
+        ] {
+            assert!(shell(source).is_err(), "{source:?}: {:?}", shell(source));
+        }
+        let tricky = json!({"params": {"v": "a[$(id)]", "n": -2.5}});
+        assert!(render("echo $(( {{ params.v }} ))", &tricky, Quoting::Shell).is_err());
+        assert_eq!(
+            render("echo \"$(( {{ params.n }} ))\"", &tricky, Quoting::Shell).unwrap(),
+            "echo \"$(( -2.5 ))\""
+        );
+        // A value that cannot end the document is fine there.
+        assert!(shell("cat <<END\n{{ params.v }}\nEND").is_ok());
     }
 
     #[test]

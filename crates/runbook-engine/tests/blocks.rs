@@ -936,6 +936,91 @@ async fn a_parameter_reaches_a_command_as_one_argument() {
     assert!(!canary.exists(), "the value was run as shell code");
 }
 
+// Authors write values inside quotes, here-documents and substitutions too: wherever one
+// lands, it stays one piece of text, in sh and in bash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parameter_stays_text_inside_quotes_here_documents_and_substitutions() {
+    let canary = unique_path("injected-in-context");
+    let c = canary.display();
+    let value = format!(
+        "a b; touch {c}; $(touch {c}) `touch {c}` it's \"quoted\" \\ $HOME | cat &\n\
+         second ' line \" $(touch {c})"
+    );
+    let scripts = [
+        ("double", "printf '%s\\n' \"{{ params.v }}\""),
+        (
+            "double-words",
+            "printf '%s\\n' \"<{{ params.v }}>\" | tr -d '<>'",
+        ),
+        ("single", "printf '%s\\n' '{{ params.v }}'"),
+        ("heredoc", "cat <<EOF\n{{ params.v }}\nEOF"),
+        ("heredoc-tabs", "cat <<-EOF\n\t{{ params.v }}\n\tEOF"),
+        ("quoted-heredoc", "cat <<'EOF'\n{{ params.v }}\nEOF"),
+        (
+            "substitution",
+            "printf '%s\\n' \"$(printf '%s' {{ params.v }})\"",
+        ),
+        (
+            "substitution-in-quotes",
+            "printf '%s\\n' \"$(printf '%s' \"{{ params.v }}\")\"",
+        ),
+        (
+            "backquotes",
+            "x=`printf '%s' {{ params.v }}`; printf '%s\\n' \"$x\"",
+        ),
+        (
+            "backquoted-quotes",
+            "x=\"`printf '%s' \"{{ params.v }}\"`\"; printf '%s\\n' \"$x\"",
+        ),
+        (
+            "comment",
+            "# about {{ params.v }}\nprintf '%s\\n' \"{{ params.v }}\"",
+        ),
+    ];
+    let mut blocks = Vec::new();
+    for shell in ["sh", "bash"] {
+        for (name, script) in scripts {
+            blocks.push(block(
+                json!({"id": format!("{shell}-{name}"), "kind": "command",
+                                     "shell": shell, "script": script}),
+            ));
+        }
+    }
+    let run = start(blocks, params(json!({"v": value})), Arc::new(NoCredentials));
+    let record = run.finish().await;
+    for shell in ["sh", "bash"] {
+        for (name, _) in scripts {
+            let id = format!("{shell}-{name}");
+            assert_eq!(
+                step(&record, &id).detail.stdout,
+                format!("{value}\n"),
+                "{id}: {record:#?}"
+            );
+        }
+    }
+    assert_eq!(record.status(), Some(ExecutionStatus::Succeeded));
+    assert!(!canary.exists(), "the value was run as shell code");
+}
+
+// A value holding the end marker of the here-document it goes into would end it early,
+// and what follows would run as commands: the step fails before it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_that_would_end_its_here_document_is_refused() {
+    let canary = unique_path("heredoc-ended");
+    let value = format!("x\nEOF\ntouch {}", canary.display());
+    let run = start(
+        vec![command("doc", "cat <<EOF\n{{ params.v }}\nEOF")],
+        params(json!({"v": value})),
+        Arc::new(NoCredentials),
+    );
+    let record = run.finish().await;
+    assert_eq!(record.status(), Some(ExecutionStatus::Failed));
+    assert_eq!(step(&record, "doc").exit_code, None, "nothing was started");
+    let error = error_of(&record, "doc");
+    assert!(error.contains("here-document"), "{error}");
+    assert!(!canary.exists(), "the value was run as shell code");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_safe_value_is_inserted_raw() {
     let run = start(
@@ -1927,6 +2012,32 @@ async fn an_output_line_cut_inside_a_secret_is_not_published() {
     let stored = serde_json::to_string(&record.steps).unwrap();
     assert!(!stored.contains("s3cr3t"), "part of the secret is stored");
     assert!(!outputs.contains_key("A"), "the cut line is left out");
+}
+
+// A step may leave a FIFO (or a link to a device) where its output file was: opening it
+// would wait for a writer for ever, holding the run. Nothing is published from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_file_replaced_by_a_fifo_does_not_hold_the_run() {
+    let run = start(
+        vec![
+            command(
+                "fifo",
+                r#"rm -f "$RUNBOOK_OUTPUT"; mkfifo "$RUNBOOK_OUTPUT"; echo made"#,
+            ),
+            command("device", r#"ln -sf /dev/zero "$RUNBOOK_OUTPUT""#),
+            command("after", r#"echo KEY=v >> "$RUNBOOK_OUTPUT""#),
+        ],
+        Map::new(),
+        Arc::new(NoCredentials),
+    );
+    let record = tokio::time::timeout(Duration::from_secs(20), run.finish())
+        .await
+        .expect("the run ended");
+    assert_eq!(record.status(), Some(ExecutionStatus::Succeeded));
+    assert!(step(&record, "fifo").detail.outputs.is_empty());
+    assert!(step(&record, "device").detail.outputs.is_empty());
+    let after = &step(&record, "after").detail.outputs;
+    assert_eq!(after.get("KEY").map(String::as_str), Some("v"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
