@@ -6,8 +6,8 @@ use crate::service::now;
 use crate::{Actor, CoreError, Service};
 use chrono::{DateTime, Utc};
 use rand::RngCore;
-use runbook_domain::{AuditOutcome, Role, User};
-use runbook_store::{ApiKeyRecord, StoreError, UserUpdate};
+use runbook_domain::{AuditOutcome, Role, User, UserChange};
+use runbook_store::{ApiKeyRecord, StoreError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -57,16 +57,6 @@ pub struct KeyRequest {
 pub struct NewUser {
     pub name: String,
     pub role: Role,
-}
-
-/// The body of an update-user request.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UserChange {
-    #[serde(default)]
-    pub role: Option<Role>,
-    #[serde(default)]
-    pub disabled: Option<bool>,
 }
 
 /// How many failed authentications a client may make before it must wait.
@@ -242,13 +232,9 @@ impl Service {
             let change: UserChange = parse(body)?;
             let user = self.load_user(id).await?;
             target = format!("user:{}", user.name);
-            let update = UserUpdate {
-                role: change.role,
-                disabled: change.disabled,
-            };
             let user = self
                 .store
-                .update_user(id, update, now())
+                .update_user(id, change, now())
                 .await?
                 .ok_or(CoreError::NotFound { what: "user" })?;
             Ok(user)

@@ -10,11 +10,12 @@ mod export;
 mod service;
 mod sink;
 
-pub use access::{ApiKeyInfo, KeyRequest, LockoutPolicy, NewApiKey, NewUser, UserChange};
+pub use access::{ApiKeyInfo, KeyRequest, LockoutPolicy, NewApiKey, NewUser};
 pub use audit::{AuditQuery, VerifyReport};
 pub use credentials::{RotationReport, VaultStatus, MAX_VALUE_BYTES};
 pub use error::{CoreError, ErrorKind};
 pub use export::{RunReport, MAX_EXPORTED_CONSOLE};
+pub use runbook_domain::UserChange;
 pub use runbook_engine::{login_environment, EngineConfig, ExecutionEvent};
 pub use runbook_vault::{KeySetting, KeySource};
 pub use service::{

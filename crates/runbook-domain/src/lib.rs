@@ -23,6 +23,6 @@ pub use runbook::{
 };
 pub use security::{
     AuditEntry, AuditEvent, AuditOutcome, ChainBreak, ChainVerifier, CredentialInfo,
-    CredentialKind, User,
+    CredentialKind, User, UserChange,
 };
 pub use validation::{FieldError, ValidationErrors};

@@ -83,6 +83,35 @@ pub struct User {
     pub disabled_at: Option<DateTime<Utc>>,
 }
 
+/// A change of a user's role or state (the body of an update-user request); what it
+/// leaves out stays as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    #[serde(default)]
+    pub role: Option<Role>,
+    #[serde(default)]
+    pub disabled: Option<bool>,
+}
+
+impl UserChange {
+    /// `user` after the change made at `at`: disabling keeps the time a user was first
+    /// disabled.
+    pub fn apply(&self, user: &User, at: DateTime<Utc>) -> User {
+        let mut user = user.clone();
+        if let Some(role) = self.role {
+            user.role = role;
+        }
+        match self.disabled {
+            Some(true) if user.disabled_at.is_none() => user.disabled_at = Some(at),
+            Some(false) => user.disabled_at = None,
+            _ => {}
+        }
+        user.updated_at = at;
+        user
+    }
+}
+
 /// How an audited action ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

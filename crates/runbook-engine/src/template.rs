@@ -213,8 +213,9 @@ fn step_value(step: &StepResult) -> Value {
     })
 }
 
-/// Marks where a value goes in a rendered script: `\0<index>\0`. No saved text holds a
-/// NUL, and a value holding one is refused, so a marker is never forged.
+/// Delimits the mark a value leaves in a rendered script, `\0<nonce>-<index>\0`
+/// ([`Marks`]). A template holding a NUL is refused, and so is a value holding a NUL
+/// that is not a mark of this rendering, so a mark is never forged.
 const MARK: char = '\0';
 
 /// One piece of a rendered script: a character the template wrote, or a value.
@@ -408,14 +409,7 @@ impl ScriptWriter<'_> {
                     self.stack.push(Context::Backtick);
                     self.copy(1);
                 }
-                ('$', Some('(')) if self.char_at(self.at + 2) == Some('(') => {
-                    self.stack.push(Context::Arith);
-                    self.copy(3);
-                }
-                ('$', Some('(')) => {
-                    self.stack.push(Context::Paren);
-                    self.copy(2);
-                }
+                ('$', Some('(')) => self.dollar_paren(),
                 _ => self.copy(1),
             },
             _ => self.plain(c, next)?,
@@ -448,14 +442,7 @@ impl ScriptWriter<'_> {
                 self.stack.push(Context::AnsiC);
                 self.copy(2);
             }
-            ('$', Some('(')) if self.char_at(self.at + 2) == Some('(') => {
-                self.stack.push(Context::Arith);
-                self.copy(3);
-            }
-            ('$', Some('(')) => {
-                self.stack.push(Context::Paren);
-                self.copy(2);
-            }
+            ('$', Some('(')) => self.dollar_paren(),
             ('$', Some('{')) => {
                 self.stack.push(Context::Brace);
                 self.copy(2);
@@ -504,6 +491,18 @@ impl ScriptWriter<'_> {
             _ => self.copy(1),
         }
         Ok(())
+    }
+
+    /// `$((` (arithmetic) or `$(` (a command substitution) at the current character,
+    /// which is the `$` of a `$(`.
+    fn dollar_paren(&mut self) {
+        if self.char_at(self.at + 2) == Some('(') {
+            self.stack.push(Context::Arith);
+            self.copy(3);
+        } else {
+            self.stack.push(Context::Paren);
+            self.copy(2);
+        }
     }
 
     /// `<<` or `<<-` and the end marker of a here-document.

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use runbook_domain::{
     AuditEntry, AuditEvent, AuditOutcome, CredentialInfo, Execution, ExecutionStatus, Role,
-    Runbook, RunbookDraft, RunbookSummary, StepDetail, StepResult, User, VersionInfo,
+    Runbook, RunbookDraft, RunbookSummary, StepDetail, StepResult, User, UserChange, VersionInfo,
 };
 use std::sync::Arc;
 use uuid::Uuid;
@@ -127,33 +127,8 @@ impl ApiKeyRecord {
 }
 
 /// An enabled user with the admin role.
-pub fn is_active_admin(user: &User) -> bool {
+fn is_active_admin(user: &User) -> bool {
     user.role == Role::Admin && user.disabled_at.is_none()
-}
-
-/// A change of a user's role or state; what it leaves alone stays as stored.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct UserUpdate {
-    pub role: Option<Role>,
-    pub disabled: Option<bool>,
-}
-
-impl UserUpdate {
-    /// `user` after the change made at `at`: disabling keeps the time a user was first
-    /// disabled.
-    pub fn apply(&self, user: &User, at: DateTime<Utc>) -> User {
-        let mut user = user.clone();
-        if let Some(role) = self.role {
-            user.role = role;
-        }
-        match self.disabled {
-            Some(true) if user.disabled_at.is_none() => user.disabled_at = Some(at),
-            Some(false) => user.disabled_at = None,
-            _ => {}
-        }
-        user.updated_at = at;
-        user
-    }
 }
 
 /// A credential as stored: metadata and the sealed value (nonce || ciphertext).
@@ -233,7 +208,7 @@ pub trait AccessStore: Send + Sync {
     async fn update_user(
         &self,
         id: Uuid,
-        change: UserUpdate,
+        change: UserChange,
         at: DateTime<Utc>,
     ) -> Result<Option<User>, StoreError>;
     /// Deletes the user and revokes its keys, in one transaction (see

@@ -3,11 +3,11 @@
 use crate::rows::{self, AuditRow, AUDIT_COLUMNS, CREDENTIAL_COLUMNS};
 use crate::{
     is_active_admin, push_audit_filter, unique_violation, AccessStore, ApiKeyRecord, AuditFilter,
-    CredentialRecord, PostgresStore, StoreError, UserUpdate,
+    CredentialRecord, PostgresStore, StoreError,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use runbook_domain::{AuditEntry, AuditEvent, CredentialInfo, User};
+use runbook_domain::{AuditEntry, AuditEvent, CredentialInfo, User, UserChange};
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
@@ -235,7 +235,7 @@ impl AccessStore for PostgresStore {
     async fn update_user(
         &self,
         id: Uuid,
-        change: UserUpdate,
+        change: UserChange,
         at: DateTime<Utc>,
     ) -> Result<Option<User>, StoreError> {
         let mut tx = admins_tx(self).await?;

@@ -3,11 +3,11 @@
 use crate::rows::{self, AuditRow, AUDIT_COLUMNS, CREDENTIAL_COLUMNS};
 use crate::{
     is_active_admin, push_audit_filter, unique_violation, AccessStore, ApiKeyRecord, AuditFilter,
-    CredentialRecord, SqliteStore, StoreError, UserUpdate,
+    CredentialRecord, SqliteStore, StoreError,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use runbook_domain::{AuditEntry, AuditEvent, CredentialInfo, User};
+use runbook_domain::{AuditEntry, AuditEvent, CredentialInfo, User, UserChange};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
@@ -228,7 +228,7 @@ impl AccessStore for SqliteStore {
     async fn update_user(
         &self,
         id: Uuid,
-        change: UserUpdate,
+        change: UserChange,
         at: DateTime<Utc>,
     ) -> Result<Option<User>, StoreError> {
         let mut tx = self.write_tx().await?;

@@ -7,11 +7,11 @@ use chrono::{DateTime, Utc};
 use runbook_domain::{
     AuditEntry, AuditEvent, AuditOutcome, Branch, ChainVerifier, CredentialInfo, CredentialKind,
     Execution, ExecutionStatus, HttpResponse, Role, Runbook, RunbookDraft, StepDetail, StepResult,
-    StepStatus, User,
+    StepStatus, User, UserChange,
 };
 use runbook_store::{
     ApiKeyRecord, AuditFilter, CredentialRecord, ExecutionFilter, PostgresStore, RunRecord,
-    RunbookFilter, SqliteStore, Store, StoreError, UserUpdate,
+    RunbookFilter, SqliteStore, Store, StoreError,
 };
 use serde_json::json;
 use sqlx::Connection;
@@ -1615,7 +1615,7 @@ async fn users_own_keys_and_deleting_one_revokes_them(store: Arc<dyn Store>) {
         updated_at: at(5),
         ..user.clone()
     };
-    let update = |role, disabled| UserUpdate { role, disabled };
+    let update = |role, disabled| UserChange { role, disabled };
     assert_eq!(
         store
             .update_user(user.id, update(Some(Role::Editor), Some(true)), at(5))
@@ -1750,11 +1750,11 @@ async fn the_last_admin_cannot_be_taken_away(store: Arc<dyn Store>) {
     store.insert_api_key(&own).await.unwrap();
     store.insert_api_key(&expired).await.unwrap();
 
-    let demote = UserUpdate {
+    let demote = UserChange {
         role: Some(Role::Editor),
         disabled: None,
     };
-    let disable = UserUpdate {
+    let disable = UserChange {
         role: None,
         disabled: Some(true),
     };
@@ -1780,7 +1780,7 @@ async fn the_last_admin_cannot_be_taken_away(store: Arc<dyn Store>) {
         "the refused delete revoked none of her keys"
     );
     // A change that leaves her an admin is no concern.
-    let enable = UserUpdate {
+    let enable = UserChange {
         role: Some(Role::Admin),
         disabled: Some(false),
     };
@@ -1832,7 +1832,7 @@ async fn admins_demoting_each_other_at_once_leave_one_admin(store: Arc<dyn Store
     store.insert_user(&ada).await.unwrap();
     store.insert_user(&bob).await.unwrap();
     for round in 0..10 {
-        let role = |role| UserUpdate {
+        let role = |role| UserChange {
             role: Some(role),
             disabled: None,
         };
