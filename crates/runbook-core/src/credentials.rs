@@ -5,8 +5,11 @@ use crate::audit::{append, Subject};
 use crate::service::now;
 use crate::{Actor, CoreError, Service};
 use async_trait::async_trait;
+use runbook_domain::hosts::normalize_hosts;
 use runbook_domain::{AuditOutcome, CredentialInfo, CredentialKind, Role};
-use runbook_engine::{Credential, CredentialError, CredentialResolver};
+use runbook_engine::{
+    check_destination, Credential, CredentialError, CredentialResolver, Destination,
+};
 use runbook_store::{CredentialRecord, Store};
 use runbook_vault::{KeyLocation, KeySource, LoadedKey, MasterKey, Sealed, Vault, NONCE_LEN};
 use serde::{Deserialize, Serialize};
@@ -158,6 +161,8 @@ struct NewCredential {
     #[serde(default)]
     header_name: Option<String>,
     #[serde(default)]
+    hosts: Option<Vec<String>>,
+    #[serde(default)]
     description: Option<String>,
 }
 
@@ -171,6 +176,9 @@ struct CredentialChange {
     username: Option<String>,
     #[serde(default)]
     header_name: Option<String>,
+    /// Replaces the whole list when present.
+    #[serde(default)]
+    hosts: Option<Vec<String>>,
     #[serde(default)]
     description: Option<String>,
 }
@@ -243,6 +251,21 @@ fn check_description(description: Option<String>) -> Result<String, CoreError> {
         ));
     }
     Ok(description)
+}
+
+/// The hosts an HTTP credential may be sent to, in their canonical form; other kinds
+/// have none.
+fn check_hosts(kind: CredentialKind, hosts: Vec<String>) -> Result<Vec<String>, CoreError> {
+    if !kind.is_http() && !hosts.is_empty() {
+        return Err(CoreError::unprocessable(
+            "hosts_not_applicable",
+            format!(
+                "a {} credential goes into a command's environment, not with a request: it takes no hosts",
+                kind.as_str()
+            ),
+        ));
+    }
+    normalize_hosts(&hosts).map_err(|message| CoreError::unprocessable("invalid_hosts", message))
 }
 
 /// The username of a basic credential and the header name of a header credential;
@@ -342,6 +365,7 @@ impl Service {
                 .map_err(|message: String| CoreError::unprocessable("invalid_kind", message))?;
             check_value(new.value.as_ref())?;
             let (username, header_name) = check_kind_fields(kind, new.username, new.header_name)?;
+            let hosts = check_hosts(kind, new.hosts.unwrap_or_default())?;
             let description = check_description(new.description)?;
             let id = Uuid::new_v4();
             let value = new.value.unwrap_or_default();
@@ -354,6 +378,7 @@ impl Service {
                     description,
                     username,
                     header_name,
+                    hosts,
                     created_at: at,
                     updated_at: at,
                     last_used_at: None,
@@ -384,7 +409,7 @@ impl Service {
         };
         self.audited(actor, "credential.create", before, result, |info| {
             Subject::new(format!("credential:{}", info.name))
-                .with(serde_json::json!({"kind": info.kind.as_str()}))
+                .with(serde_json::json!({"kind": info.kind.as_str(), "hosts": info.hosts}))
         })
         .await
     }
@@ -411,6 +436,15 @@ impl Service {
             )?;
             info.username = username;
             info.header_name = header_name;
+            let hosts_changed = match change.hosts {
+                Some(hosts) => {
+                    let hosts = check_hosts(info.kind, hosts)?;
+                    let changed = hosts != info.hosts;
+                    info.hosts = hosts;
+                    changed
+                }
+                None => false,
+            };
             if change.description.is_some() {
                 info.description = check_description(change.description)?;
             }
@@ -429,7 +463,7 @@ impl Service {
             {
                 return Err(CoreError::NotFound { what: "credential" });
             }
-            Ok((record.info, change.value.is_some()))
+            Ok((record.info, change.value.is_some(), hosts_changed))
         }
         .await;
         let before = Subject {
@@ -441,10 +475,16 @@ impl Service {
             "credential.update",
             before,
             result,
-            |(_, replaced)| Subject::none().with(serde_json::json!({"value_replaced": replaced})),
+            |(info, replaced, hosts_changed)| {
+                let mut detail = serde_json::json!({"value_replaced": replaced});
+                if *hosts_changed {
+                    detail["hosts"] = serde_json::json!(info.hosts);
+                }
+                Subject::none().with(detail)
+            },
         )
         .await
-        .map(|(info, _)| info)
+        .map(|(info, _, _)| info)
     }
 
     /// Deletes a credential and its ciphertext (admin).
@@ -655,6 +695,7 @@ impl CredentialResolver for StoreCredentials {
         name: &str,
         execution_id: Uuid,
         block_id: &str,
+        destination: Destination<'_>,
     ) -> Result<Credential, CredentialError> {
         let unavailable = |reason: &str| CredentialError::Unavailable {
             name: name.to_string(),
@@ -673,6 +714,22 @@ impl CredentialResolver for StoreCredentials {
         let subject = Subject::new(format!("credential:{name}")).with(serde_json::json!({
             "execution": execution_id, "block": block_id,
         }));
+        // Checked before the value is opened: a refused credential is never decrypted.
+        if let Err(refusal) = check_destination(name, &record.info.hosts, destination) {
+            let detail = serde_json::json!({
+                "execution": execution_id, "block": block_id, "refused": refusal.to_string(),
+            });
+            append(
+                self.store.as_ref(),
+                &actor,
+                None,
+                "credential.use",
+                Subject::new(format!("credential:{name}")).with(detail),
+                AuditOutcome::Failure,
+            )
+            .await;
+            return Err(refusal);
+        }
         let opened = unseal(&self.vault.current(), record.info.id, &record.sealed);
         let Ok(plaintext) = opened else {
             append(

@@ -306,6 +306,22 @@ async fn bad_credential_input_is_refused_and_changes_nothing() {
             json!({"name": "x", "kind": "secret", "value": "v", "extra": 1}),
             "invalid_type",
         ),
+        (
+            json!({"name": "x", "kind": "bearer", "value": "v", "hosts": ["https://a.example.com/"]}),
+            "invalid_hosts",
+        ),
+        (
+            json!({"name": "x", "kind": "bearer", "value": "v", "hosts": ["*.com"]}),
+            "invalid_hosts",
+        ),
+        (
+            json!({"name": "x", "kind": "bearer", "value": "v", "hosts": "a.example.com"}),
+            "invalid_type",
+        ),
+        (
+            json!({"name": "x", "kind": "secret", "value": "v", "hosts": ["a.example.com"]}),
+            "hosts_not_applicable",
+        ),
     ];
     for (body, expected) in cases {
         let (kind, code) = code(service.create_credential(&admin(), body.clone()).await);
@@ -341,6 +357,15 @@ async fn bad_credential_input_is_refused_and_changes_nothing() {
             .await,
     );
     assert_eq!(kind, ErrorKind::Invalid);
+    let (kind, code_) = code(
+        service
+            .update_credential(&admin(), id, json!({"hosts": ["db.example.com"]}))
+            .await,
+    );
+    assert_eq!(
+        (kind, code_.as_str()),
+        (ErrorKind::Invalid, "hosts_not_applicable")
+    );
 
     assert_eq!(service.list_credentials(&admin()).await.unwrap(), before);
     let (status, output, _) = run_with_secret(
@@ -368,10 +393,126 @@ async fn bad_credential_input_is_refused_and_changes_nothing() {
         )
         .await
         .unwrap();
-    assert!(failures.total >= 14, "{}", failures.total);
+    assert!(failures.total >= 19, "{}", failures.total);
     assert!(!serde_json::to_string(&failures.items)
         .unwrap()
         .contains(CANARY));
+}
+
+/// Runs a one-block runbook with `params` and waits for its end.
+async fn run_blocks(service: &Service, blocks: Value, params: Value) -> runbook_domain::Execution {
+    let runbook = service
+        .create_runbook(
+            &admin(),
+            json!({"name": format!("hosts {}", Uuid::new_v4()), "blocks": blocks,
+                   "params": [{"name": "host", "type": "string", "default": "127.0.0.1:9"}]}),
+        )
+        .await
+        .unwrap();
+    let run = service
+        .execute(&admin(), runbook.id, json!({ "params": params }))
+        .await
+        .unwrap();
+    service
+        .wait_for_end(&admin(), run.id, Duration::from_secs(30))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_credential_goes_only_where_its_hosts_allow_and_refusals_are_audited() {
+    let (service, _dir) = service().await;
+    let created = service
+        .create_credential(
+            &admin(),
+            json!({"name": "svc-key", "kind": "header", "header_name": "X-Key", "value": CANARY,
+                   "hosts": [" API.Example.com ", "*.svc.example:8443", "api.example.com"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.hosts, ["api.example.com", "*.svc.example:8443"]);
+    let listed = service.list_credentials(&admin()).await.unwrap();
+    assert_eq!(listed[0].hosts, created.hosts, "stored as answered");
+
+    // Bound to hosts, it never goes into a command's environment...
+    let run = run_blocks(
+        &service,
+        json!([{"id": "env", "kind": "command", "script": "echo \"$K\"", "secrets": {"K": "svc-key"}}]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(run.status, ExecutionStatus::Failed);
+    let error = run.steps[0].error.clone().unwrap();
+    assert!(
+        error.contains("only an api_call block may send it"),
+        "{error}"
+    );
+    // ...nor with a request to a host it is not bound to (refused before it is sent).
+    let call = json!([{"id": "call", "kind": "api_call", "url": "http://{{ params.host }}/x",
+                       "credential": "svc-key"}]);
+    let run = run_blocks(&service, call.clone(), json!({"host": "127.0.0.1:9"})).await;
+    let error = run.steps[0].error.clone().unwrap();
+    assert!(
+        error.contains("may be sent only to api.example.com, *.svc.example:8443, and this request goes to 127.0.0.1:9"),
+        "{error}"
+    );
+
+    // Bound to no host, a request may take it only to the host the runbook names.
+    let updated = service
+        .update_credential(&admin(), created.id, json!({"hosts": []}))
+        .await
+        .unwrap();
+    assert!(updated.hosts.is_empty());
+    let run = run_blocks(&service, call, json!({"host": "127.0.0.1:9"})).await;
+    let error = run.steps[0].error.clone().unwrap();
+    assert!(
+        error.contains("a host that comes from a template"),
+        "{error}"
+    );
+    // A host the author wrote passes the check; the request then fails to connect.
+    let written = json!([{"id": "call", "kind": "api_call",
+                          "url": "http://127.0.0.1:9/x?from={{ params.host }}", "credential": "svc-key"}]);
+    let run = run_blocks(&service, written, json!({})).await;
+    let error = run.steps[0].error.clone().unwrap();
+    assert!(!error.contains("was not used"), "{error}");
+
+    // Every refusal is audited as a failed use, with its reason; a binding's change
+    // is audited with the new hosts.
+    let uses = credential_uses(&service).await;
+    let outcomes: Vec<_> = uses.items.iter().map(|entry| entry.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            AuditOutcome::Success,
+            AuditOutcome::Failure,
+            AuditOutcome::Failure,
+            AuditOutcome::Failure
+        ],
+        "newest first"
+    );
+    let detail = |entry: &runbook_domain::AuditEntry| -> Value {
+        serde_json::from_str(entry.detail.as_deref().unwrap()).unwrap()
+    };
+    let refusal = detail(&uses.items[1]);
+    assert!(
+        refusal["refused"]
+            .as_str()
+            .unwrap()
+            .contains("comes from a template"),
+        "{refusal}"
+    );
+    let updates = service
+        .list_audit(
+            &admin(),
+            runbook_core::AuditQuery {
+                action: Some("credential.update".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(detail(&updates.items[0])["hosts"], json!([]));
+    assert!(!serde_json::to_string(&uses.items).unwrap().contains(CANARY));
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 pub mod block;
 pub mod execution;
+pub mod hosts;
 pub mod role;
 pub mod runbook;
 pub mod security;

@@ -35,6 +35,14 @@ impl CredentialKind {
             CredentialKind::SshKey => "ssh_key",
         }
     }
+
+    /// A kind an api_call sends with its request (and that can be bound to hosts).
+    pub fn is_http(self) -> bool {
+        matches!(
+            self,
+            CredentialKind::Bearer | CredentialKind::Basic | CredentialKind::Header
+        )
+    }
 }
 
 impl FromStr for CredentialKind {
@@ -64,6 +72,10 @@ pub struct CredentialInfo {
     pub username: Option<String>,
     /// The header a `header` credential sets.
     pub header_name: Option<String>,
+    /// The hosts an api_call may send an HTTP credential to (`hosts::HostPattern`s in
+    /// their canonical form). Empty: only to a host written in the runbook's URL itself.
+    #[serde(default)]
+    pub hosts: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,

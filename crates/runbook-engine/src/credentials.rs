@@ -3,6 +3,8 @@
 //! needs them. Every value resolved during a run is masked in its output.
 
 use async_trait::async_trait;
+use reqwest::Url;
+use runbook_domain::hosts::host_allowed;
 use std::collections::HashMap;
 
 /// A decrypted credential, as a step uses it.
@@ -66,16 +68,82 @@ pub enum CredentialError {
     NotFound(String),
     #[error("credential `{name}` could not be read: {reason}")]
     Unavailable { name: String, reason: String },
+    /// The credential may not go where the step would send it; it was not opened.
+    #[error("credential `{name}` was not used: {reason}")]
+    Refused { name: String, reason: String },
+}
+
+/// Where a step would send a credential.
+#[derive(Debug, Clone, Copy)]
+pub enum Destination<'a> {
+    /// Into a command's environment (`secrets`).
+    Environment,
+    /// With an api_call's request to `url`; `written` when the block's URL names this
+    /// origin in its own text, not through a template.
+    Request { url: &'a Url, written: bool },
+}
+
+/// Whether a credential bound to `hosts` may go to `destination`:
+/// - bound to hosts, it goes only with a request to one of them, never into a
+///   command's environment (where nothing holds it to a host);
+/// - bound to no host, a request must go to the origin the runbook's author wrote,
+///   so a parameter or an earlier step's output cannot send it elsewhere.
+pub fn check_destination(
+    name: &str,
+    hosts: &[String],
+    destination: Destination<'_>,
+) -> Result<(), CredentialError> {
+    let refused = |reason: String| {
+        Err(CredentialError::Refused {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    match destination {
+        Destination::Environment if !hosts.is_empty() => refused(format!(
+            "it is bound to hosts ({}), so only an api_call block may send it, not a command's environment",
+            hosts.join(", ")
+        )),
+        Destination::Environment => Ok(()),
+        Destination::Request { url, .. } if !hosts.is_empty() => {
+            if host_allowed(hosts, url) {
+                Ok(())
+            } else {
+                refused(format!(
+                    "it may be sent only to {}, and this request goes to {}",
+                    hosts.join(", "),
+                    authority(url)
+                ))
+            }
+        }
+        Destination::Request { written: true, .. } => Ok(()),
+        Destination::Request { url, .. } => refused(format!(
+            "this request goes to {}, a host that comes from a template, and the credential is bound to no host; write the host in the block's URL, or have an admin list the hosts the credential may be sent to",
+            authority(url)
+        )),
+    }
+}
+
+/// `host[:port]` of a URL, as a refusal names it.
+fn authority(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("no host");
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
 }
 
 /// Looks credentials up by name for a step of a run.
 #[async_trait]
 pub trait CredentialResolver: Send + Sync + 'static {
+    /// Opens the credential `name` for a step that sends it to `destination`, after
+    /// checking (with [`check_destination`]) that it may go there.
     async fn resolve(
         &self,
         name: &str,
         execution_id: uuid::Uuid,
         block_id: &str,
+        destination: Destination<'_>,
     ) -> Result<Credential, CredentialError>;
 
     /// Every form in which the values of the credentials `names` could show up in
@@ -99,14 +167,35 @@ impl CredentialResolver for NoCredentials {
         name: &str,
         _execution_id: uuid::Uuid,
         _block_id: &str,
+        _destination: Destination<'_>,
     ) -> Result<Credential, CredentialError> {
         Err(CredentialError::NotFound(name.to_string()))
     }
 }
 
-/// A fixed set of credentials held in memory (tests, single-shot tools).
+/// A fixed set of credentials held in memory (tests, single-shot tools), each with
+/// the hosts it is bound to (none unless given).
 #[derive(Default)]
-pub struct StaticCredentials(pub HashMap<String, Credential>);
+pub struct StaticCredentials {
+    pub values: HashMap<String, Credential>,
+    pub hosts: HashMap<String, Vec<String>>,
+}
+
+impl StaticCredentials {
+    pub fn new(values: HashMap<String, Credential>) -> StaticCredentials {
+        StaticCredentials {
+            values,
+            hosts: HashMap::new(),
+        }
+    }
+
+    /// Binds the credential `name` to `hosts` (canonical host patterns).
+    pub fn bound(mut self, name: &str, hosts: &[&str]) -> StaticCredentials {
+        let hosts = hosts.iter().map(|host| host.to_string()).collect();
+        self.hosts.insert(name.to_string(), hosts);
+        self
+    }
+}
 
 #[async_trait]
 impl CredentialResolver for StaticCredentials {
@@ -115,17 +204,21 @@ impl CredentialResolver for StaticCredentials {
         name: &str,
         _execution_id: uuid::Uuid,
         _block_id: &str,
+        destination: Destination<'_>,
     ) -> Result<Credential, CredentialError> {
-        self.0
+        let credential = self
+            .values
             .get(name)
-            .cloned()
-            .ok_or_else(|| CredentialError::NotFound(name.to_string()))
+            .ok_or_else(|| CredentialError::NotFound(name.to_string()))?;
+        let hosts = self.hosts.get(name).map_or(&[][..], Vec::as_slice);
+        check_destination(name, hosts, destination)?;
+        Ok(credential.clone())
     }
 
     async fn masking_forms(&self, names: &[String]) -> Vec<String> {
         names
             .iter()
-            .filter_map(|name| self.0.get(name))
+            .filter_map(|name| self.values.get(name))
             .flat_map(Credential::secret_forms)
             .collect()
     }

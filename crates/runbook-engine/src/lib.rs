@@ -17,7 +17,8 @@ mod template;
 pub use command::{login_environment, EXECUTION_ID_VAR, OUTPUT_VAR};
 pub use control::{ControlError, Prompt};
 pub use credentials::{
-    Credential, CredentialError, CredentialResolver, NoCredentials, StaticCredentials,
+    check_destination, Credential, CredentialError, CredentialResolver, Destination, NoCredentials,
+    StaticCredentials,
 };
 
 use async_trait::async_trait;

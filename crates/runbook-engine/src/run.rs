@@ -5,7 +5,7 @@
 use crate::command::{self, CommandSpec};
 use crate::console::{Console, Utf8Stream};
 use crate::control::{Prompt, Requested, RunControl};
-use crate::credentials::Credential;
+use crate::credentials::{Credential, Destination};
 use crate::events::Announcer;
 use crate::http;
 use crate::mask::{Secrets, StreamMasker};
@@ -15,6 +15,7 @@ use crate::{EngineInner, ExecutionEvent};
 use chrono::Utc;
 use nix::sys::signal::Signal;
 use runbook_domain::execution::MAX_CAPTURED_STREAM;
+use runbook_domain::hosts::written_origin;
 use runbook_domain::template::is_template;
 use runbook_domain::{
     ApiCallBlock, Block, Branch, CommandBlock, ConditionalBlock, Execution, ExecutionStatus,
@@ -405,12 +406,18 @@ impl Run {
         template::render(source, &template::context(&self.execution), quoting)
     }
 
-    /// Resolves a credential for a step and adds its value to the masked secrets.
-    async fn credential(&mut self, name: &str, block_id: &str) -> Result<Credential, String> {
+    /// Resolves a credential for a step that sends it to `destination` and adds its
+    /// value to the masked secrets.
+    async fn credential(
+        &mut self,
+        name: &str,
+        block_id: &str,
+        destination: Destination<'_>,
+    ) -> Result<Credential, String> {
         let credential = self
             .inner
             .credentials
-            .resolve(name, self.execution.id, block_id)
+            .resolve(name, self.execution.id, block_id, destination)
             .await
             .map_err(|e| e.to_string())?;
         self.secrets.add(credential.secret_forms());
@@ -592,10 +599,24 @@ impl Run {
             Err(error) => return self.fail_step(index, block_id, error).await,
         };
         let credential = match &block.credential {
-            Some(name) => match self.credential(name, block_id).await {
-                Ok(credential) => Some(credential),
-                Err(error) => return self.fail_step(index, block_id, error).await,
-            },
+            Some(name) => {
+                let parsed = match reqwest::Url::parse(&url) {
+                    Ok(parsed) => parsed,
+                    Err(error) => {
+                        let error = format!("invalid URL `{url}`: {error}");
+                        return self.fail_step(index, block_id, error).await;
+                    }
+                };
+                let written = written_origin(&block.url) == Some(parsed.origin());
+                let destination = Destination::Request {
+                    url: &parsed,
+                    written,
+                };
+                match self.credential(name, block_id, destination).await {
+                    Ok(credential) => Some(credential),
+                    Err(error) => return self.fail_step(index, block_id, error).await,
+                }
+            }
             None => None,
         };
         let line = format!("{} {}\r\n", block.method.as_str(), self.secrets.mask(&url));
@@ -711,7 +732,10 @@ impl Run {
             self.announce_start().await;
         }
         for (name, credential_name) in secrets {
-            match self.credential(credential_name, block_id).await {
+            match self
+                .credential(credential_name, block_id, Destination::Environment)
+                .await
+            {
                 Ok(credential) => vars.push((name.clone(), credential.env_value().to_string())),
                 Err(error) => return self.fail_step(index, block_id, error).await,
             }

@@ -151,12 +151,18 @@ fn params(value: Value) -> Map<String, Value> {
 fn credentials(
     entries: impl IntoIterator<Item = (&'static str, Credential)>,
 ) -> Arc<dyn CredentialResolver> {
-    Arc::new(StaticCredentials(
+    Arc::new(static_credentials(entries))
+}
+
+fn static_credentials(
+    entries: impl IntoIterator<Item = (&'static str, Credential)>,
+) -> StaticCredentials {
+    StaticCredentials::new(
         entries
             .into_iter()
             .map(|(name, credential)| (name.to_string(), credential))
             .collect(),
-    ))
+    )
 }
 
 fn start(
@@ -635,6 +641,85 @@ async fn a_credential_never_follows_a_redirect_to_another_origin() {
         "only the call without a credential arrived"
     );
     assert!(!seen_elsewhere[0].headers.contains_key("x-api-key"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_goes_only_to_a_host_it_is_bound_to_or_the_runbook_names() {
+    let server = TestServer::start().await;
+    let port = server.addr.port();
+    let call = |id: &str, url: String, credential: &str| {
+        block(
+            json!({"id": id, "kind": "api_call", "url": url, "credential": credential,
+                   "on_failure": "continue"}),
+        )
+    };
+    let key = |value: &str| Credential::Header {
+        name: "X-Api-Key".to_string(),
+        value: value.to_string(),
+    };
+    let templated = "http://{{ params.host }}/echo".to_string();
+    let run = start(
+        vec![
+            // Bound to no host: only to the origin the runbook itself names.
+            call("unbound-templated", templated.clone(), "unbound"),
+            call(
+                "unbound-written",
+                format!("http://127.0.0.1:{port}/echo?to={{{{ params.host }}}}"),
+                "unbound",
+            ),
+            call(
+                "unbound-tail",
+                "http://127.0.0.1:{{ params.port }}/echo".to_string(),
+                "unbound",
+            ),
+            // Bound to 127.0.0.1: there, whatever names it, and nowhere else.
+            call("bound-templated", templated, "bound"),
+            call(
+                "bound-elsewhere",
+                format!("http://localhost:{port}/echo"),
+                "bound",
+            ),
+            block(
+                json!({"id": "bound-env", "kind": "command", "script": "echo \"$K\"",
+                         "secrets": {"K": "bound"}, "on_failure": "continue"}),
+            ),
+        ],
+        params(json!({"host": format!("127.0.0.1:{port}"), "port": port})),
+        Arc::new(
+            static_credentials([
+                ("unbound", key("key-unbound-1")),
+                ("bound", key("key-bound-2")),
+            ])
+            .bound("bound", &["127.0.0.1"]),
+        ),
+    );
+    let record = run.finish().await;
+    let refused = |id: &str, reason: &str| {
+        let error = error_of(&record, id);
+        assert!(
+            error.contains("was not used") && error.contains(reason),
+            "{id}: {error}"
+        );
+    };
+    refused("unbound-templated", "a host that comes from a template");
+    refused("unbound-tail", "a host that comes from a template");
+    refused(
+        "bound-elsewhere",
+        &format!("may be sent only to 127.0.0.1, and this request goes to localhost:{port}"),
+    );
+    refused("bound-env", "only an api_call block may send it");
+    assert_eq!(step(&record, "unbound-written").http_status, Some(200));
+    assert_eq!(step(&record, "bound-templated").http_status, Some(200));
+    let keys: Vec<String> = server
+        .seen()
+        .iter()
+        .map(|seen| seen.headers["x-api-key"].clone())
+        .collect();
+    assert_eq!(
+        keys,
+        ["key-unbound-1", "key-bound-2"],
+        "only the allowed calls went out"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1776,7 +1861,7 @@ impl HeldCredentials {
             ),
         ];
         Arc::new(HeldCredentials {
-            credentials: StaticCredentials(credentials.into_iter().collect()),
+            credentials: StaticCredentials::new(credentials.into_iter().collect()),
             asked: Notify::new(),
             release: Notify::new(),
         })
@@ -1796,10 +1881,13 @@ impl CredentialResolver for HeldCredentials {
         name: &str,
         execution_id: uuid::Uuid,
         block_id: &str,
+        destination: runbook_engine::Destination<'_>,
     ) -> Result<Credential, runbook_engine::CredentialError> {
         self.asked.notify_one();
         self.release.notified().await;
-        self.credentials.resolve(name, execution_id, block_id).await
+        self.credentials
+            .resolve(name, execution_id, block_id, destination)
+            .await
     }
 
     async fn masking_forms(&self, names: &[String]) -> Vec<String> {

@@ -322,6 +322,34 @@ async fn bad_credential_input_is_refused_with_stable_codes_and_changes_nothing()
             "missing_value",
         ),
         (
+            "a host with a path",
+            Method::POST,
+            "/credentials".into(),
+            json!({"name": "hosted", "kind": "bearer", "value": CANARY,
+                   "hosts": ["api.example.com/v1"]})
+            .to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_hosts",
+        ),
+        (
+            "hosts on a secret",
+            Method::POST,
+            "/credentials".into(),
+            json!({"name": "hosted", "kind": "secret", "value": CANARY,
+                   "hosts": ["api.example.com"]})
+            .to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "hosts_not_applicable",
+        ),
+        (
+            "hosts on a secret, by update",
+            Method::PUT,
+            format!("/credentials/{id}"),
+            json!({"hosts": ["api.example.com"]}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "hosts_not_applicable",
+        ),
+        (
             "basic without a username",
             Method::POST,
             "/credentials".into(),
@@ -506,6 +534,50 @@ async fn bad_credential_input_is_refused_with_stable_codes_and_changes_nothing()
         ExecutionStatus::Succeeded,
         "the refused updates left the original value in place"
     );
+}
+
+#[tokio::test]
+async fn a_credential_is_bound_to_hosts_over_http() {
+    let app = InProcess::new().await;
+    let (status, created) = app
+        .send(
+            Method::POST,
+            "/credentials",
+            &json!({"name": "grafana", "kind": "bearer", "value": CANARY,
+                    "hosts": ["Grafana.Example.com", "*.grafana.example.com:3000"]})
+            .to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        created["hosts"],
+        json!(["grafana.example.com", "*.grafana.example.com:3000"])
+    );
+    let id = created["id"].as_str().unwrap();
+    let (status, updated) = app
+        .send(
+            Method::PUT,
+            &format!("/credentials/{id}"),
+            &json!({"hosts": ["[fd00::1]:8443"]}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    let (_, listed) = app.send(Method::GET, "/credentials", "").await;
+    assert_eq!(listed["items"][0]["hosts"], json!(["[fd00::1]:8443"]));
+    // Without `hosts`, an update leaves them as they are.
+    let (status, _) = app
+        .send(
+            Method::PUT,
+            &format!("/credentials/{id}"),
+            &json!({"description": "dashboards"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, read) = app
+        .send(Method::GET, &format!("/credentials/{id}"), "")
+        .await;
+    assert_eq!(read["hosts"], json!(["[fd00::1]:8443"]), "{read}");
+    assert!(!listed.to_string().contains(CANARY));
 }
 
 #[tokio::test]

@@ -33,8 +33,8 @@ impl AccessStore for PostgresStore {
             return Err(crate::rotated());
         }
         sqlx::query(
-            "INSERT INTO credentials (id, name, kind, description, username, header_name, sealed, created_at, updated_at, last_used_at, created_by, updated_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            "INSERT INTO credentials (id, name, kind, description, username, header_name, hosts, sealed, created_at, updated_at, last_used_at, created_by, updated_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(info.id)
         .bind(&info.name)
@@ -42,6 +42,7 @@ impl AccessStore for PostgresStore {
         .bind(&info.description)
         .bind(&info.username)
         .bind(&info.header_name)
+        .bind(rows::hosts_json(&info.hosts))
         .bind(&record.sealed)
         .bind(info.created_at)
         .bind(info.updated_at)
@@ -108,12 +109,13 @@ impl AccessStore for PostgresStore {
                 .await?;
         }
         let result = sqlx::query(
-            "UPDATE credentials SET description = $1, username = $2, header_name = $3, updated_at = $4, updated_by = $5
-             WHERE id = $6",
+            "UPDATE credentials SET description = $1, username = $2, header_name = $3, hosts = $4, updated_at = $5, updated_by = $6
+             WHERE id = $7",
         )
         .bind(&info.description)
         .bind(&info.username)
         .bind(&info.header_name)
+        .bind(rows::hosts_json(&info.hosts))
         .bind(info.updated_at)
         .bind(&info.updated_by)
         .bind(info.id)

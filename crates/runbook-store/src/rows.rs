@@ -8,7 +8,7 @@ use sqlx::query::Query;
 use sqlx::{Database, Encode, FromRow, Type};
 use uuid::Uuid;
 
-pub(crate) const CREDENTIAL_COLUMNS: &str = "id, name, kind, description, username, header_name, sealed, created_at, updated_at, last_used_at, created_by, updated_by";
+pub(crate) const CREDENTIAL_COLUMNS: &str = "id, name, kind, description, username, header_name, hosts, sealed, created_at, updated_at, last_used_at, created_by, updated_by";
 pub(crate) const AUDIT_COLUMNS: &str =
     "seq, at, actor, action, target, outcome, request_id, detail, prev_hash, hash";
 
@@ -59,6 +59,11 @@ pub(crate) fn parse_uuid(text: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(text).map_err(|_| StoreError::Corrupt(format!("bad id `{text}`")))
 }
 
+/// A credential's hosts as stored: a JSON array.
+pub(crate) fn hosts_json(hosts: &[String]) -> String {
+    serde_json::Value::from(hosts).to_string()
+}
+
 #[derive(FromRow)]
 pub(crate) struct CredentialRow<I> {
     id: I,
@@ -67,6 +72,8 @@ pub(crate) struct CredentialRow<I> {
     description: String,
     username: Option<String>,
     header_name: Option<String>,
+    /// A JSON array of host patterns.
+    hosts: String,
     sealed: Vec<u8>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -85,6 +92,9 @@ impl<I: RowId> CredentialRow<I> {
                 description: self.description,
                 username: self.username,
                 header_name: self.header_name,
+                hosts: serde_json::from_str(&self.hosts).map_err(|_| {
+                    StoreError::Corrupt("a credential's hosts are not a JSON list".to_string())
+                })?,
                 created_at: self.created_at,
                 updated_at: self.updated_at,
                 last_used_at: self.last_used_at,

@@ -33,8 +33,8 @@ impl AccessStore for SqliteStore {
             return Err(crate::rotated());
         }
         sqlx::query(
-            "INSERT INTO credentials (id, name, kind, description, username, header_name, sealed, created_at, updated_at, last_used_at, created_by, updated_by)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO credentials (id, name, kind, description, username, header_name, hosts, sealed, created_at, updated_at, last_used_at, created_by, updated_by)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(info.id.to_string())
         .bind(&info.name)
@@ -42,6 +42,7 @@ impl AccessStore for SqliteStore {
         .bind(&info.description)
         .bind(&info.username)
         .bind(&info.header_name)
+        .bind(rows::hosts_json(&info.hosts))
         .bind(&record.sealed)
         .bind(info.created_at)
         .bind(info.updated_at)
@@ -108,12 +109,13 @@ impl AccessStore for SqliteStore {
                 .await?;
         }
         let result = sqlx::query(
-            "UPDATE credentials SET description = ?, username = ?, header_name = ?, updated_at = ?, updated_by = ?
+            "UPDATE credentials SET description = ?, username = ?, header_name = ?, hosts = ?, updated_at = ?, updated_by = ?
              WHERE id = ?",
         )
         .bind(&info.description)
         .bind(&info.username)
         .bind(&info.header_name)
+        .bind(rows::hosts_json(&info.hosts))
         .bind(info.updated_at)
         .bind(&info.updated_by)
         .bind(info.id.to_string())

@@ -1431,6 +1431,10 @@ fn credential(name: &str, sealed: &[u8]) -> CredentialRecord {
             description: "db".to_string(),
             username: Some("app".to_string()),
             header_name: None,
+            hosts: vec![
+                "db.example.com".to_string(),
+                "*.db.example.com:5432".to_string(),
+            ],
             created_at: at(0),
             updated_at: at(0),
             last_used_at: None,
@@ -1480,6 +1484,7 @@ async fn credentials_round_trip_with_unique_names(store: Arc<dyn Store>) {
     let mut changed = first.clone();
     changed.sealed = vec![4, 5, 6];
     changed.info.description = "rotated".into();
+    changed.info.hosts = vec!["[fd00::1]:8443".to_string()];
     changed.info.updated_at = at(10);
     // Without a check the metadata changes and the stored value stays as it is.
     assert!(store.update_credential(&changed, None).await.unwrap());
@@ -1498,6 +1503,7 @@ async fn credentials_round_trip_with_unique_names(store: Arc<dyn Store>) {
     assert_eq!(stored.sealed, [4, 5, 6]);
     assert_eq!(stored.info.last_used_at, Some(at(20)));
     assert_eq!(stored.info.description, "rotated");
+    assert_eq!(stored.info.hosts, ["[fd00::1]:8443"]);
 
     assert!(store.delete_credential(first.info.id).await.unwrap());
     assert!(!store.delete_credential(first.info.id).await.unwrap());
