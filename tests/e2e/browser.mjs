@@ -536,6 +536,7 @@ describe('browser: sign in, author, version and run a runbook', { timeout: HARD_
       const value = dialog.getByLabel('Value', { exact: true });
       await value.fill(secret);
       assert.equal(await value.getAttribute('type'), 'password', 'the value is masked while typed');
+      await dialog.getByLabel('Hosts').fill('API.example.com');
       await dialog.getByLabel('Description').fill('Made by the browser test');
       await shot('20-credential-create');
       await dialog.getByRole('button', { name: 'Create credential' }).click();
@@ -545,6 +546,7 @@ describe('browser: sign in, author, version and run a runbook', { timeout: HARD_
       assert.match(await row.innerText(), /Custom header/);
       assert.match(await row.innerText(), /header\s+X-E2E-Token/);
       assert.match(await row.getByTestId('last-used').innerText(), /never/);
+      assert.equal((await row.getByTestId('hosts').innerText()).trim(), 'api.example.com', 'the list shows the host, lowercase');
 
       const listed = await api('GET', '/credentials');
       const stored = listed.items.find((item) => item.name === name);
@@ -552,6 +554,7 @@ describe('browser: sign in, author, version and run a runbook', { timeout: HARD_
       assert.equal(stored.kind, 'header');
       assert.equal(stored.header_name, 'X-E2E-Token');
       assert.equal(stored.description, 'Made by the browser test');
+      assert.deepEqual(stored.hosts, ['api.example.com']);
       assert.ok(!('value' in stored), 'no value field in the listing');
       assert.ok(!JSON.stringify(listed).includes(secret), 'the listing never carries the value');
 
@@ -567,8 +570,8 @@ describe('browser: sign in, author, version and run a runbook', { timeout: HARD_
       await dialog.getByRole('button', { name: 'Cancel' }).click();
 
       // Replace value: the field starts empty; the new value is stored, the metadata stays.
-      await button(`Replace value of ${name}`).click();
-      const replace = page.getByRole('dialog', { name: `Replace value of “${name}”` });
+      await button(`Edit ${name}`).click();
+      const replace = page.getByRole('dialog', { name: `Edit “${name}”` });
       await replace.getByText('The current value is never shown').waitFor();
       const newValue = replace.getByLabel('New value', { exact: true });
       assert.equal(await newValue.inputValue(), '', 'the current value is not shown');

@@ -259,6 +259,8 @@ export interface CredentialInfo {
   username: string | null
   /** Set for `header` credentials only. */
   header_name: string | null
+  /** The hosts an api_call block may send it to (HTTP kinds only), lowercase; empty: hosts written in the runbook. */
+  hosts: string[]
   created_at: string
   updated_at: string
   last_used_at: string | null
@@ -273,6 +275,8 @@ export interface CredentialCreate {
   username?: string | null
   header_name?: string | null
   description?: string
+  /** Only for bearer, basic and header credentials. */
+  hosts?: string[]
 }
 
 /** Replaces the value and/or metadata; name and kind never change. */
@@ -281,6 +285,8 @@ export interface CredentialUpdate {
   username?: string | null
   header_name?: string | null
   description?: string
+  /** Replaces the whole list when present. */
+  hosts?: string[]
 }
 
 export interface User {

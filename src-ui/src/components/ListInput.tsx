@@ -1,8 +1,31 @@
-// A text input for a short list of numbers ("0, 2"), keeping the typed text while it is incomplete.
+// Text inputs for short lists — numbers ("0, 2") or words ("api.example.com, *.example.com") —
+// keeping the typed text while it is incomplete.
 
 import { useState } from 'react'
-import { parseNumberList } from '../util/lists'
+import { parseNumberList, parseTextList } from '../util/lists'
 import { useReadOnly } from './readOnly'
+
+/**
+ * The text of a list input: kept as typed while it is incomplete, replaced when the value changes
+ * from outside (a reset, a rollback). `edit` takes what was typed and returns its entries, or null
+ * while it is not a list yet.
+ */
+function useListText<T>(value: T[], parse: (text: string) => T[] | null) {
+  const joined = value.join(', ')
+  const [text, setText] = useState(joined)
+  const [seen, setSeen] = useState(joined)
+  if (joined !== seen) {
+    setSeen(joined)
+    if (parse(text)?.join(', ') !== joined) setText(joined)
+  }
+  const edit = (typed: string): T[] | null => {
+    setText(typed)
+    const parsed = parse(typed)
+    if (parsed) setSeen(parsed.join(', '))
+    return parsed
+  }
+  return [text, edit] as const
+}
 
 interface ListInputProps {
   id?: string
@@ -13,14 +36,7 @@ interface ListInputProps {
 
 export function NumberListInput({ id, value, onChange, placeholder }: ListInputProps) {
   const readOnly = useReadOnly()
-  const joined = value.join(', ')
-  const [text, setText] = useState(joined)
-  const [seen, setSeen] = useState(joined)
-  // The value changed from outside (a reset, a rollback): show it.
-  if (joined !== seen) {
-    setSeen(joined)
-    if (parseNumberList(text)?.join(', ') !== joined) setText(joined)
-  }
+  const [text, edit] = useListText(value, parseNumberList)
   const invalid = parseNumberList(text) === null
   return (
     <input
@@ -31,13 +47,38 @@ export function NumberListInput({ id, value, onChange, placeholder }: ListInputP
       aria-invalid={invalid}
       readOnly={readOnly}
       onChange={(e) => {
-        setText(e.target.value)
-        const parsed = parseNumberList(e.target.value)
-        if (parsed) {
-          setSeen(parsed.join(', '))
-          onChange(parsed)
-        }
+        const parsed = edit(e.target.value)
+        if (parsed) onChange(parsed)
       }}
+    />
+  )
+}
+
+interface TextListInputProps {
+  id?: string
+  value: string[]
+  onChange: (value: string[]) => void
+  placeholder?: string
+  /** Marks the input when the entries are known to be wrong. */
+  invalid?: boolean
+  className?: string
+}
+
+export function TextListInput({ id, value, onChange, placeholder, invalid = false, className }: TextListInputProps) {
+  const readOnly = useReadOnly()
+  const [text, edit] = useListText(value, parseTextList)
+  const classes = ['input', className, invalid ? 'input-invalid' : null].filter(Boolean).join(' ')
+  return (
+    <input
+      id={id}
+      className={classes}
+      value={text}
+      placeholder={placeholder}
+      aria-invalid={invalid}
+      autoComplete="off"
+      spellCheck={false}
+      readOnly={readOnly}
+      onChange={(e) => onChange(edit(e.target.value) ?? [])}
     />
   )
 }

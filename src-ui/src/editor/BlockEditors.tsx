@@ -25,6 +25,7 @@ import { numberOrNull } from '../util/lists'
 import { expressionProblem } from './expression'
 import { fieldMessage } from './fieldErrors'
 import { ScriptEditor } from './ScriptEditor'
+import { hostFromTemplate } from './urlHost'
 
 interface EditorProps<B extends Block> {
   block: B
@@ -274,7 +275,16 @@ export function ApiCallEditor({ block, onChange, errors }: EditorProps<ApiCallBl
             </select>
           )}
         </Field>
-        <Field label="URL" className="grow" error={urlError}>
+        <Field
+          label="URL"
+          className="grow"
+          error={urlError}
+          hint={
+            block.credential && hostFromTemplate(block.url)
+              ? 'The host comes from a template: the credential is sent only if an admin has bound it to the host the run renders.'
+              : undefined
+          }
+        >
           {(id) => (
             <input
               id={id}

@@ -21,6 +21,7 @@ function info(patch: Partial<CredentialInfo>): CredentialInfo {
     description: '',
     username: null,
     header_name: null,
+    hosts: [],
     created_at: new Date(Date.now() - 3 * 86_400_000).toISOString(),
     updated_at: new Date(Date.now() - 2 * 86_400_000).toISOString(),
     last_used_at: null,
@@ -105,7 +106,7 @@ describe('CreateCredentialDialog', () => {
 
     await waitFor(() => expect(onCreated).toHaveBeenCalledWith(expect.objectContaining({ name: 'db-login' })))
     expect(calls('create_credential')[0][1]).toEqual({
-      body: { name: 'db-login', kind: 'basic', value: SECRET, username: 'svc', header_name: null, description: 'Reporting database' },
+      body: { name: 'db-login', kind: 'basic', value: SECRET, username: 'svc', header_name: null, description: 'Reporting database', hosts: [] },
     })
     // The form is cleared and the mutation (which carried the value) is gone.
     expect(screen.getByLabelText('Value')).toHaveValue('')
@@ -151,6 +152,80 @@ describe('CreateCredentialDialog', () => {
   })
 })
 
+describe('CreateCredentialDialog hosts', () => {
+  it('sends the hosts typed for an HTTP credential, trimmed and lowercase', async () => {
+    call.mockImplementation(async (command: string) => {
+      if (command === 'create_credential') return info({ name: 'api', hosts: ['api.example.com', '*.example.com'] })
+      return { items: [] }
+    })
+    const onCreated = vi.fn()
+    const user = userEvent.setup()
+    renderWithClient(<CreateCredentialDialog onClose={() => {}} onCreated={onCreated} />)
+    await user.type(screen.getByLabelText('Name'), 'api')
+    await user.type(screen.getByLabelText('Value'), SECRET)
+    expect(screen.getByText(/An API call sends this credential only to these hosts/)).toBeInTheDocument()
+    await user.type(screen.getByLabelText('Hosts'), ' API.example.com, *.example.com ')
+    await user.click(screen.getByRole('button', { name: /Create credential/ }))
+    await waitFor(() => expect(onCreated).toHaveBeenCalled())
+    expect(calls('create_credential')[0][1]).toEqual({
+      body: { name: 'api', kind: 'bearer', value: SECRET, username: null, header_name: null, description: '', hosts: ['api.example.com', '*.example.com'] },
+    })
+  })
+
+  it('flags a URL typed as a host before asking the server', async () => {
+    const user = userEvent.setup()
+    renderWithClient(<CreateCredentialDialog onClose={() => {}} onCreated={() => {}} />)
+    await user.type(screen.getByLabelText('Name'), 'api')
+    await user.type(screen.getByLabelText('Value'), SECRET)
+    await user.type(screen.getByLabelText('Hosts'), 'https://api.example.com')
+    const hostsField = screen.getByLabelText('Hosts').closest('.field') as HTMLElement
+    expect(within(hostsField).getByRole('alert')).toHaveTextContent('is a URL')
+    expect(screen.getByRole('button', { name: /Create credential/ })).toBeDisabled()
+    await user.clear(screen.getByLabelText('Hosts'))
+    await user.type(screen.getByLabelText('Hosts'), 'api.example.com')
+    expect(within(hostsField).queryByRole('alert')).toBeNull()
+    expect(screen.getByRole('button', { name: /Create credential/ })).toBeEnabled()
+  })
+
+  it('shows the server refusing a host under the Hosts field, until the hosts are edited', async () => {
+    call.mockRejectedValue(new ApiError('invalid_hosts', '“api..example.com” is not a host name.', 422))
+    const user = userEvent.setup()
+    renderWithClient(<CreateCredentialDialog onClose={() => {}} onCreated={() => {}} />)
+    await user.type(screen.getByLabelText('Name'), 'api')
+    await user.type(screen.getByLabelText('Value'), SECRET)
+    await user.type(screen.getByLabelText('Hosts'), 'api..example.com')
+    await user.click(screen.getByRole('button', { name: /Create credential/ }))
+    const hostsField = screen.getByLabelText('Hosts').closest('.field') as HTMLElement
+    expect(await within(hostsField).findByRole('alert')).toHaveTextContent('“api..example.com” is not a host name.')
+    expect(screen.queryByText('The credential was not created')).toBeNull()
+    await user.clear(screen.getByLabelText('Hosts'))
+    expect(within(hostsField).queryByRole('alert')).toBeNull()
+  })
+
+  it('hides the hosts for a secret and sends none, even ones typed before the kind changed', async () => {
+    call.mockImplementation(async (command: string) => {
+      if (command === 'create_credential') return info({ name: 'env-token', kind: 'secret' })
+      return { items: [] }
+    })
+    const onCreated = vi.fn()
+    const user = userEvent.setup()
+    renderWithClient(<CreateCredentialDialog onClose={() => {}} onCreated={onCreated} />)
+    await user.type(screen.getByLabelText('Name'), 'env-token')
+    await user.type(screen.getByLabelText('Value'), SECRET)
+    await user.type(screen.getByLabelText('Hosts'), 'api.example.com')
+    await user.selectOptions(screen.getByLabelText('Kind'), 'secret')
+    expect(screen.queryByLabelText('Hosts')).toBeNull()
+    await user.selectOptions(screen.getByLabelText('Kind'), 'ssh_key')
+    expect(screen.queryByLabelText('Hosts')).toBeNull()
+    await user.selectOptions(screen.getByLabelText('Kind'), 'secret')
+    await user.click(screen.getByRole('button', { name: /Create credential/ }))
+    await waitFor(() => expect(onCreated).toHaveBeenCalled())
+    expect(calls('create_credential')[0][1]).toEqual({
+      body: { name: 'env-token', kind: 'secret', value: SECRET, username: null, header_name: null, description: '' },
+    })
+  })
+})
+
 describe('ReplaceValueDialog', () => {
   it('starts empty, never reads the current value, and sends only the new value', async () => {
     call.mockImplementation(async (command: string) => {
@@ -160,7 +235,7 @@ describe('ReplaceValueDialog', () => {
     const onReplaced = vi.fn()
     const user = userEvent.setup()
     const { client } = renderWithClient(<ReplaceValueDialog credential={info({})} onClose={() => {}} onReplaced={onReplaced} />)
-    expect(screen.getByRole('dialog', { name: 'Replace value of “payments-token”' })).toBeInTheDocument()
+    expect(screen.getByRole('dialog', { name: 'Edit “payments-token”' })).toBeInTheDocument()
     expect(screen.getByText(/The current value is never shown/)).toBeInTheDocument()
     const value = screen.getByLabelText('New value')
     expect(value).toHaveValue('')
@@ -187,11 +262,51 @@ describe('ReplaceValueDialog', () => {
   })
 })
 
+describe('ReplaceValueDialog hosts', () => {
+  it('starts with the stored hosts and saves a changed list without a new value', async () => {
+    call.mockImplementation(async (command: string, args: { body: { hosts: string[] } }) => {
+      if (command === 'update_credential') return info({ hosts: args.body.hosts })
+      throw new Error(`unexpected ${command}`)
+    })
+    const onReplaced = vi.fn()
+    const user = userEvent.setup()
+    renderWithClient(<ReplaceValueDialog credential={info({ hosts: ['api.example.com'] })} onClose={() => {}} onReplaced={onReplaced} />)
+    const hosts = screen.getByLabelText('Hosts')
+    expect(hosts).toHaveValue('api.example.com')
+    expect(screen.getByRole('button', { name: /Replace value/ })).toBeDisabled()
+    await user.type(hosts, ', Pay.example.com:8443')
+    await user.click(screen.getByRole('button', { name: 'Save changes' }))
+    await waitFor(() => expect(onReplaced).toHaveBeenCalledWith(expect.objectContaining({ name: 'payments-token' }), false))
+    expect(call.mock.calls).toEqual([['update_credential', { id: 'c1', body: { hosts: ['api.example.com', 'pay.example.com:8443'] } }]])
+  })
+
+  it('sends the changed list with a new value, and an emptied list as []', async () => {
+    call.mockResolvedValue(info({}))
+    const onReplaced = vi.fn()
+    const user = userEvent.setup()
+    renderWithClient(<ReplaceValueDialog credential={info({ hosts: ['api.example.com', '*.example.com'] })} onClose={() => {}} onReplaced={onReplaced} />)
+    expect(screen.getByLabelText('Hosts')).toHaveValue('api.example.com, *.example.com')
+    await user.clear(screen.getByLabelText('Hosts'))
+    await user.type(screen.getByLabelText('New value'), 'pw')
+    await user.click(screen.getByRole('button', { name: /Replace value/ }))
+    await waitFor(() => expect(onReplaced).toHaveBeenCalledWith(expect.anything(), true))
+    expect(call).toHaveBeenCalledWith('update_credential', { id: 'c1', body: { value: 'pw', hosts: [] } })
+  })
+
+  it('has no hosts field for a secret', () => {
+    renderWithClient(<ReplaceValueDialog credential={info({ kind: 'secret' })} onClose={() => {}} onReplaced={() => {}} />)
+    expect(screen.getByLabelText('New value')).toBeInTheDocument()
+    expect(screen.queryByLabelText('Hosts')).toBeNull()
+  })
+})
+
 describe('CredentialsPage', () => {
   it('lists metadata with last use, and deletes only after confirmation', async () => {
     let items = [
       info({ id: 'c1', name: 'db-login', kind: 'basic', username: 'report', description: 'Reporting DB', last_used_at: new Date(Date.now() - 5 * 60_000).toISOString() }),
-      info({ id: 'c2', name: 'gateway', kind: 'header', header_name: 'X-Gateway-Key' }),
+      info({ id: 'c2', name: 'gateway', kind: 'header', header_name: 'X-Gateway-Key', hosts: ['gw.example.com', '*.internal.example.com:8443'] }),
+      info({ id: 'c3', name: 'payments', kind: 'bearer' }),
+      info({ id: 'c4', name: 'env-secret', kind: 'secret' }),
     ]
     call.mockImplementation(async (command: string, args: { id: string }) => {
       if (command === 'list_credentials') return { items }
@@ -211,6 +326,10 @@ describe('CredentialsPage', () => {
     const gateway = screen.getByTestId('credential-gateway')
     expect(gateway).toHaveTextContent('header X-Gateway-Key')
     expect(within(gateway).getByTestId('last-used')).toHaveTextContent('never')
+    expect(within(gateway).getByTestId('hosts')).toHaveTextContent('gw.example.com, *.internal.example.com:8443')
+    expect(within(db).getByTestId('hosts')).toHaveTextContent('hosts written in runbooks')
+    expect(within(screen.getByTestId('credential-payments')).getByTestId('hosts')).toHaveTextContent('hosts written in runbooks')
+    expect(within(screen.getByTestId('credential-env-secret')).getByTestId('hosts')).toBeEmptyDOMElement()
 
     await user.click(screen.getByRole('button', { name: 'Delete credential gateway' }))
     const dialog = screen.getByRole('dialog', { name: 'Delete credential “gateway”?' })

@@ -1,7 +1,7 @@
 // Credentials (admin): the stored secrets runbooks use by name. Listed with their metadata and
 // when they were last used; a value can be set and replaced, never read back.
 
-import { KeyRound, Plus, RefreshCw, Trash2 } from 'lucide-react'
+import { KeyRound, Pencil, Plus, Trash2 } from 'lucide-react'
 import { useState } from 'react'
 import { useCredentials, useDeleteCredential } from '../api/queries'
 import type { CredentialInfo } from '../api/types'
@@ -65,6 +65,7 @@ function Credentials() {
                 <th>Name</th>
                 <th>Kind</th>
                 <th>Username / header</th>
+                <th>Hosts</th>
                 <th>Created</th>
                 <th>Updated</th>
                 <th>Last used</th>
@@ -102,9 +103,9 @@ function Credentials() {
         <ReplaceValueDialog
           credential={replacing}
           onClose={() => setReplacing(null)}
-          onReplaced={(credential) => {
+          onReplaced={(credential, replacedValue) => {
             setReplacing(null)
-            setNotice(`The value of “${credential.name}” was replaced.`)
+            setNotice(replacedValue ? `The value of “${credential.name}” was replaced.` : `Credential “${credential.name}” updated.`)
           }}
         />
       )}
@@ -160,14 +161,17 @@ function CredentialRow({ credential, onReplace, onDelete }: CredentialRowProps) 
           <span className="muted">—</span>
         )}
       </td>
+      <td data-testid="hosts">
+        <CredentialHosts credential={credential} />
+      </td>
       <td className="nowrap" title={`${formatDateTime(credential.created_at)} by ${credential.created_by}`}>{formatRelative(credential.created_at)}</td>
       <td className="nowrap" title={`${formatDateTime(credential.updated_at)} by ${credential.updated_by}`}>{formatRelative(credential.updated_at)}</td>
       <td className="nowrap" title={formatDateTime(credential.last_used_at) || undefined} data-testid="last-used">
         {credential.last_used_at ? formatLastUsed(credential.last_used_at) : <span className="muted">never</span>}
       </td>
       <td className="row-actions">
-        <button type="button" className="btn btn-secondary btn-sm" aria-label={`Replace value of ${credential.name}`} onClick={onReplace}>
-          <RefreshCw size={14} aria-hidden /> Replace value
+        <button type="button" className="btn btn-secondary btn-sm" aria-label={`Edit ${credential.name}`} onClick={onReplace}>
+          <Pencil size={14} aria-hidden /> Edit
         </button>
         <button
           type="button"
@@ -180,5 +184,16 @@ function CredentialRow({ credential, onReplace, onDelete }: CredentialRowProps) 
         </button>
       </td>
     </tr>
+  )
+}
+
+/** Where an api_call block may send the credential; nothing for kinds that no API call sends. */
+function CredentialHosts({ credential }: { credential: CredentialInfo }) {
+  if (!KIND_SPECS[credential.kind]?.http) return null
+  if (credential.hosts.length === 0) return <span className="cell-sub">hosts written in runbooks</span>
+  return (
+    <span className="cell-sub">
+      <span className="mono cell-strong">{credential.hosts.join(', ')}</span>
+    </span>
   )
 }

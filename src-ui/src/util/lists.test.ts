@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { coerceParam } from '../editor/draft'
 import { expressionProblem } from '../editor/expression'
-import { numberOrNull, parseNumberList, recordRows, rowsRecord, sameRecord } from './lists'
+import { numberOrNull, parseNumberList, parseTextList, recordRows, rowsRecord, sameRecord } from './lists'
 
 describe('list fields', () => {
   it('parses exit code / status lists and rejects anything that is not whole numbers', () => {
@@ -10,6 +10,12 @@ describe('list fields', () => {
     expect(parseNumberList('')).toBeNull()
     expect(parseNumberList('0, x')).toBeNull()
     expect(parseNumberList('1.5')).toBeNull()
+  })
+
+  it('splits a typed list of words on commas and spaces, leaving out the empty ones', () => {
+    expect(parseTextList(' api.example.com,*.example.com  10.0.0.5:8443,, ')).toEqual(['api.example.com', '*.example.com', '10.0.0.5:8443'])
+    expect(parseTextList('[fd00::1]:8443')).toEqual(['[fd00::1]:8443'])
+    expect(parseTextList('  ')).toEqual([])
   })
 
   it('turns key/value rows into a map: nameless rows left out, the first of a repeated name kept', () => {

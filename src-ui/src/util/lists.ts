@@ -1,9 +1,14 @@
-// Parsing of the small list fields of the block editors: exit codes, statuses, name/value maps.
+// Parsing of the small list fields of the forms: exit codes, statuses, hosts, name/value maps.
 
 export function parseNumberList(text: string): number[] | null {
   const parts = text.split(/[\s,]+/).filter(Boolean)
   const numbers = parts.map(Number)
   return numbers.length > 0 && numbers.every(Number.isInteger) ? numbers : null
+}
+
+/** The entries of a list typed as text ("a.example.com, b.example.com"): split on commas and spaces. */
+export function parseTextList(text: string): string[] {
+  return text.split(/[\s,]+/).filter(Boolean)
 }
 
 /** Reads a number input: empty means null. */
