@@ -715,7 +715,9 @@ impl CredentialResolver for StoreCredentials {
             "execution": execution_id, "block": block_id,
         }));
         // Checked before the value is opened: a refused credential is never decrypted.
-        if let Err(refusal) = check_destination(name, &record.info.hosts, destination) {
+        if let Err(refusal) =
+            check_destination(name, record.info.kind, &record.info.hosts, destination)
+        {
             let detail = serde_json::json!({
                 "execution": execution_id, "block": block_id, "refused": refusal.to_string(),
             });

@@ -56,7 +56,14 @@ impl HostPattern {
                 _ => return Err(problem("not an IPv6 address")),
             },
             None => match Host::parse(host) {
-                Ok(ip @ Host::Ipv4(_)) => PatternHost::Exact(ip),
+                // URLs read `8443`, `010.0.0.5` or `0x0a000005` as IPv4 addresses; a
+                // pattern takes only four decimal numbers, so a typo is not taken as one.
+                Ok(ip @ Host::Ipv4(_)) if ip.to_string() == host => PatternHost::Exact(ip),
+                Ok(Host::Ipv4(_)) => {
+                    return Err(problem(
+                        "write an IPv4 address as four decimal numbers, like 10.0.0.5",
+                    ))
+                }
                 _ => PatternHost::Exact(Host::Domain(domain(host).map_err(|why| problem(&why))?)),
             },
         };
@@ -181,12 +188,8 @@ pub fn host_allowed(hosts: &[String], url: &Url) -> bool {
 /// before any template expression: `None` when a template could change it, as in
 /// `https://{{ params.host }}/`, `{{ base }}/x` or `https://api.example.com{{ path }}`.
 pub fn written_origin(template: &str) -> Option<Origin> {
-    let end = ["{{", "{%"]
-        .iter()
-        .filter_map(|start| template.find(start))
-        .min();
-    let written = &template[..end.unwrap_or(template.len())];
-    if end.is_some() {
+    let (written, templated) = written_text(template);
+    if templated {
         // The authority ends at the first `/`, `?`, `#` or `\`: it must end in the
         // written text, or what a template adds could extend the host or the port.
         let authority = written.find("://")? + 3;
@@ -197,6 +200,31 @@ pub fn written_origin(template: &str) -> Option<Origin> {
     let url = Url::parse(written).ok()?;
     url.host()?;
     Some(url.origin())
+}
+
+/// The scheme (lower case) an api_call's URL template writes before any template
+/// expression, as in `http://{{ params.host }}/`.
+pub fn written_scheme(template: &str) -> Option<String> {
+    let (written, _) = written_text(template);
+    let (scheme, _) = written.split_once("://")?;
+    let valid = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then(|| scheme.to_ascii_lowercase())
+}
+
+/// The text of a template before its first expression or statement, and whether it
+/// has one.
+fn written_text(template: &str) -> (&str, bool) {
+    match ["{{", "{%"]
+        .iter()
+        .filter_map(|start| template.find(start))
+        .min()
+    {
+        Some(end) => (&template[..end], true),
+        None => (template, false),
+    }
 }
 
 #[cfg(test)]
@@ -241,6 +269,10 @@ mod tests {
             "api.example.com:0",
             "api.example.com:70000",
             "api.example.com:+80",
+            "8443",
+            "010.0.0.5",
+            "0x0a000005",
+            "10.1",
             "fd00::1",
             "[fd00::1",
             "[fd00::1]x",
@@ -317,6 +349,17 @@ mod tests {
             origin("https://api.example.com/{% if x %}a{% endif %}"),
             Some("https://api.example.com".into())
         );
+        assert_eq!(
+            written_scheme("HTTP://{{ params.host }}/"),
+            Some("http".into())
+        );
+        assert_eq!(
+            written_scheme("https://api.example.com/"),
+            Some("https".into())
+        );
+        assert_eq!(written_scheme("{{ params.base }}/v1"), None);
+        assert_eq!(written_scheme("ht{{ s }}tp://api.example.com/"), None);
+        assert_eq!(written_scheme("/x://{{ y }}"), None);
         for templated in [
             "https://{{ params.host }}/v1",
             "{{ params.base }}/v1",

@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use reqwest::Url;
 use runbook_domain::hosts::host_allowed;
+use runbook_domain::CredentialKind;
 use std::collections::HashMap;
 
 /// A decrypted credential, as a step uses it.
@@ -25,18 +26,22 @@ pub enum Credential {
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The value never reaches a log line, even a debug one.
-        let kind = match self {
-            Credential::Bearer { .. } => "bearer",
-            Credential::Basic { .. } => "basic",
-            Credential::Header { .. } => "header",
-            Credential::Secret { .. } => "secret",
-            Credential::SshKey { .. } => "ssh_key",
-        };
-        write!(f, "Credential({kind}, ***)")
+        write!(f, "Credential({}, ***)", self.kind().as_str())
     }
 }
 
 impl Credential {
+    /// The kind of credential this is.
+    pub fn kind(&self) -> CredentialKind {
+        match self {
+            Credential::Bearer { .. } => CredentialKind::Bearer,
+            Credential::Basic { .. } => CredentialKind::Basic,
+            Credential::Header { .. } => CredentialKind::Header,
+            Credential::Secret { .. } => CredentialKind::Secret,
+            Credential::SshKey { .. } => CredentialKind::SshKey,
+        }
+    }
+
     /// The value a command receives when the credential is injected into its environment.
     pub fn env_value(&self) -> &str {
         match self {
@@ -78,18 +83,31 @@ pub enum CredentialError {
 pub enum Destination<'a> {
     /// Into a command's environment (`secrets`).
     Environment,
-    /// With an api_call's request to `url`; `written` when the block's URL names this
-    /// origin in its own text, not through a template.
-    Request { url: &'a Url, written: bool },
+    /// With an api_call's request to `url`, of which the block's URL writes `written`
+    /// in its own text (the rest comes from templates).
+    Request { url: &'a Url, written: Written },
 }
 
-/// Whether a credential bound to `hosts` may go to `destination`:
-/// - bound to hosts, it goes only with a request to one of them, never into a
-///   command's environment (where nothing holds it to a host);
+/// How much of a request's URL the runbook's author wrote, before any template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Nothing,
+    /// The scheme the request uses, not the host.
+    Scheme,
+    /// The whole origin the request goes to: scheme, host and port.
+    Origin,
+}
+
+/// Whether a credential of `kind` bound to `hosts` may go to `destination`:
+/// - only bearer, basic and header credentials go with requests;
+/// - bound to hosts, it goes only with a request to one of them, over https unless
+///   the block's URL writes `http://` itself, and never into a command's environment
+///   (where nothing holds it to a host);
 /// - bound to no host, a request must go to the origin the runbook's author wrote,
 ///   so a parameter or an earlier step's output cannot send it elsewhere.
 pub fn check_destination(
     name: &str,
+    kind: CredentialKind,
     hosts: &[String],
     destination: Destination<'_>,
 ) -> Result<(), CredentialError> {
@@ -99,25 +117,44 @@ pub fn check_destination(
             reason,
         })
     };
+    let url = match destination {
+        Destination::Environment if !hosts.is_empty() => {
+            return refused(format!(
+                "it is bound to hosts ({}), so only an api_call block may send it, not a command's environment",
+                hosts.join(", ")
+            ))
+        }
+        Destination::Environment => return Ok(()),
+        Destination::Request { .. } if !kind.is_http() => {
+            return refused(format!(
+                "a {} credential is for a command's environment; an api_call takes a bearer, basic or header credential",
+                kind.as_str()
+            ))
+        }
+        Destination::Request { url, .. } => url,
+    };
     match destination {
-        Destination::Environment if !hosts.is_empty() => refused(format!(
-            "it is bound to hosts ({}), so only an api_call block may send it, not a command's environment",
-            hosts.join(", ")
-        )),
-        Destination::Environment => Ok(()),
-        Destination::Request { url, .. } if !hosts.is_empty() => {
-            if host_allowed(hosts, url) {
-                Ok(())
-            } else {
+        Destination::Request { written, .. } if !hosts.is_empty() => {
+            if !host_allowed(hosts, url) {
                 refused(format!(
                     "it may be sent only to {}, and this request goes to {}",
                     hosts.join(", "),
                     authority(url)
                 ))
+            } else if url.scheme() != "https" && written == Written::Nothing {
+                refused(format!(
+                    "this request would send it over {}, a scheme that comes from a template; write the scheme in the block's URL to allow anything but https",
+                    url.scheme()
+                ))
+            } else {
+                Ok(())
             }
         }
-        Destination::Request { written: true, .. } => Ok(()),
-        Destination::Request { url, .. } => refused(format!(
+        Destination::Request {
+            written: Written::Origin,
+            ..
+        } => Ok(()),
+        _ => refused(format!(
             "this request goes to {}, a host that comes from a template, and the credential is bound to no host; write the host in the block's URL, or have an admin list the hosts the credential may be sent to",
             authority(url)
         )),
@@ -211,7 +248,7 @@ impl CredentialResolver for StaticCredentials {
             .get(name)
             .ok_or_else(|| CredentialError::NotFound(name.to_string()))?;
         let hosts = self.hosts.get(name).map_or(&[][..], Vec::as_slice);
-        check_destination(name, hosts, destination)?;
+        check_destination(name, credential.kind(), hosts, destination)?;
         Ok(credential.clone())
     }
 

@@ -64,14 +64,16 @@ impl Default for Clients {
     }
 }
 
-/// Same host and port; an upgrade from http to https on them counts as the same.
+/// Same scheme, host and port; an upgrade from http on port 80 to https on port 443
+/// of the same host counts as the same.
 fn same_origin(from: &reqwest::Url, to: &reqwest::Url) -> bool {
-    let scheme_ok =
-        from.scheme() == to.scheme() || (from.scheme() == "http" && to.scheme() == "https");
     let port = |url: &reqwest::Url| url.port_or_known_default();
-    scheme_ok
-        && from.host_str() == to.host_str()
-        && (from.scheme() != to.scheme() || port(from) == port(to))
+    let same_place = from.scheme() == to.scheme() && port(from) == port(to);
+    let upgrade = from.scheme() == "http"
+        && to.scheme() == "https"
+        && port(from) == Some(80)
+        && port(to) == Some(443);
+    from.host_str() == to.host_str() && (same_place || upgrade)
 }
 
 /// Sends the request; an `Err` is a transport problem, described in a sentence.
@@ -168,5 +170,47 @@ fn describe(error: &reqwest::Error, timeout: Duration) -> String {
         "the request failed".to_string()
     } else {
         format!("the request failed: {reason}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_origin;
+
+    #[test]
+    fn a_credentialed_redirect_stays_at_its_origin() {
+        let same = |from: &str, to: &str| same_origin(&from.parse().unwrap(), &to.parse().unwrap());
+        assert!(same(
+            "https://api.example.com/a",
+            "https://api.example.com:443/b"
+        ));
+        assert!(same(
+            "http://api.example.com/a",
+            "https://api.example.com/b"
+        ));
+        assert!(same(
+            "http://api.example.com:8080/a",
+            "http://api.example.com:8080/b"
+        ));
+        assert!(!same(
+            "http://api.example.com:8080/a",
+            "https://api.example.com:9443/"
+        ));
+        assert!(!same(
+            "http://api.example.com:8080/a",
+            "https://api.example.com/"
+        ));
+        assert!(!same(
+            "https://api.example.com/a",
+            "http://api.example.com/"
+        ));
+        assert!(!same(
+            "https://api.example.com/a",
+            "https://api.example.com:8443/"
+        ));
+        assert!(!same(
+            "https://api.example.com/a",
+            "https://www.example.com/"
+        ));
     }
 }

@@ -5,7 +5,7 @@
 use crate::command::{self, CommandSpec};
 use crate::console::{Console, Utf8Stream};
 use crate::control::{Prompt, Requested, RunControl};
-use crate::credentials::{Credential, Destination};
+use crate::credentials::{Credential, Destination, Written};
 use crate::events::Announcer;
 use crate::http;
 use crate::mask::{Secrets, StreamMasker};
@@ -15,7 +15,7 @@ use crate::{EngineInner, ExecutionEvent};
 use chrono::Utc;
 use nix::sys::signal::Signal;
 use runbook_domain::execution::MAX_CAPTURED_STREAM;
-use runbook_domain::hosts::written_origin;
+use runbook_domain::hosts::{written_origin, written_scheme};
 use runbook_domain::template::is_template;
 use runbook_domain::{
     ApiCallBlock, Block, Branch, CommandBlock, ConditionalBlock, Execution, ExecutionStatus,
@@ -607,7 +607,24 @@ impl Run {
                         return self.fail_step(index, block_id, error).await;
                     }
                 };
-                let written = written_origin(&block.url) == Some(parsed.origin());
+                let written = if written_origin(&block.url) == Some(parsed.origin()) {
+                    Written::Origin
+                } else if written_scheme(&block.url).as_deref() == Some(parsed.scheme()) {
+                    Written::Scheme
+                } else {
+                    Written::Nothing
+                };
+                // A Host header of its own would pick the server behind the host the
+                // credential was checked against.
+                let host = headers
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case("host"));
+                if let Some((_, value)) = host.filter(|(_, value)| !names_host(value, &parsed)) {
+                    let error = format!(
+                        "a call that carries a credential cannot send a Host header (`{value}`) other than its URL's host"
+                    );
+                    return self.fail_step(index, block_id, error).await;
+                }
                 let destination = Destination::Request {
                     url: &parsed,
                     written,
@@ -1218,4 +1235,21 @@ fn read_outputs(path: &std::path::Path, secrets: &Secrets) -> Option<BTreeMap<St
 fn now() -> chrono::DateTime<Utc> {
     use chrono::SubsecRound;
     Utc::now().trunc_subsecs(6)
+}
+
+/// Whether a Host header's value names the host (and port) `url` goes to.
+fn names_host(value: &str, url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let value = value.trim();
+    let expected = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    value.eq_ignore_ascii_case(&expected)
+        || url.port().is_none()
+            && url
+                .port_or_known_default()
+                .is_some_and(|port| value.eq_ignore_ascii_case(&format!("{host}:{port}")))
 }

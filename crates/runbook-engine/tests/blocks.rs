@@ -683,12 +683,34 @@ async fn a_credential_goes_only_to_a_host_it_is_bound_to_or_the_runbook_names() 
                 json!({"id": "bound-env", "kind": "command", "script": "echo \"$K\"",
                          "secrets": {"K": "bound"}, "on_failure": "continue"}),
             ),
+            // Over plain http only where the runbook writes `http://` itself.
+            call("bound-plain", "{{ params.base }}/echo".to_string(), "bound"),
+            // A Host header of its own would pick another server behind the address.
+            block(
+                json!({"id": "bound-vhost", "kind": "api_call", "url": server.url("/echo"),
+                         "headers": {"host": "{{ params.vhost }}"}, "credential": "bound",
+                         "on_failure": "continue"}),
+            ),
+            block(
+                json!({"id": "bound-same-host", "kind": "api_call", "url": server.url("/echo"),
+                         "headers": {"Host": format!("127.0.0.1:{port}")}, "credential": "bound",
+                         "on_failure": "continue"}),
+            ),
+            // A secret is for commands: refused before it is opened.
+            call("secret-call", server.url("/echo"), "plain-secret"),
         ],
-        params(json!({"host": format!("127.0.0.1:{port}"), "port": port})),
+        params(json!({"host": format!("127.0.0.1:{port}"), "port": port,
+                      "base": format!("http://127.0.0.1:{port}"), "vhost": "internal.example"})),
         Arc::new(
             static_credentials([
                 ("unbound", key("key-unbound-1")),
                 ("bound", key("key-bound-2")),
+                (
+                    "plain-secret",
+                    Credential::Secret {
+                        value: "s3cret-value-9".to_string(),
+                    },
+                ),
             ])
             .bound("bound", &["127.0.0.1"]),
         ),
@@ -708,8 +730,22 @@ async fn a_credential_goes_only_to_a_host_it_is_bound_to_or_the_runbook_names() 
         &format!("may be sent only to 127.0.0.1, and this request goes to localhost:{port}"),
     );
     refused("bound-env", "only an api_call block may send it");
+    refused(
+        "bound-plain",
+        "over http, a scheme that comes from a template",
+    );
+    refused(
+        "secret-call",
+        "a secret credential is for a command's environment",
+    );
+    let vhost = error_of(&record, "bound-vhost");
+    assert!(
+        vhost.contains("cannot send a Host header (`internal.example`)"),
+        "{vhost}"
+    );
     assert_eq!(step(&record, "unbound-written").http_status, Some(200));
     assert_eq!(step(&record, "bound-templated").http_status, Some(200));
+    assert_eq!(step(&record, "bound-same-host").http_status, Some(200));
     let keys: Vec<String> = server
         .seen()
         .iter()
@@ -717,7 +753,7 @@ async fn a_credential_goes_only_to_a_host_it_is_bound_to_or_the_runbook_names() 
         .collect();
     assert_eq!(
         keys,
-        ["key-unbound-1", "key-bound-2"],
+        ["key-unbound-1", "key-bound-2", "key-bound-2"],
         "only the allowed calls went out"
     );
 }
