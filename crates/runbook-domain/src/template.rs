@@ -117,3 +117,29 @@ mod tests {
         assert!(check_expression("(a").is_err());
     }
 }
+
+#[cfg(test)]
+mod deep_tests {
+    /// Saving checks a condition on the request's thread: the longest expressions a runbook
+    /// may hold (4 KiB), chained or nested, are parsed within a runtime thread's 2 MiB
+    /// stack (a stack overflow would abort the test, and the server).
+    #[test]
+    fn the_longest_conditions_are_checked_on_a_runtime_threads_stack() {
+        let mut sources: Vec<String> = ["+", "&&", "||", "*", "=="]
+            .iter()
+            .map(|op| format!("1{}", format!(" {op} 1").repeat(4090 / (op.len() + 3))))
+            .collect();
+        sources.push(format!("{}1{}", "(".repeat(2040), ")".repeat(2040)));
+        sources.push(format!("{}true", "!".repeat(4090)));
+        for source in sources {
+            assert!(source.len() <= 4096);
+            std::thread::Builder::new()
+                .stack_size(2 * 1024 * 1024)
+                .spawn(move || super::check_expression(&source).map(|_| ()))
+                .unwrap()
+                .join()
+                .expect("the check returned")
+                .ok();
+        }
+    }
+}

@@ -127,23 +127,63 @@ pub async fn send(clients: &Clients, request: Request) -> Result<HttpResponse, S
     );
     let mut body = Vec::new();
     let mut body_bytes = 0u64;
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| describe(&e, request.timeout))?
-    {
+    loop {
+        let chunk = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            // The status and headers came: what did not come in time is the body's end.
+            Err(error) if error.is_timeout() => {
+                return Err(format!(
+                    "the response (status {status}) did not end within {} s; {body_bytes} bytes of its body came",
+                    request.timeout.as_secs()
+                ))
+            }
+            Err(error) => return Err(describe(&error, request.timeout)),
+        };
         body_bytes += chunk.len() as u64;
         let room = MAX_CAPTURED_BODY.saturating_sub(body.len());
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
     }
-    let truncated = body_bytes > body.len() as u64;
+    let cut = body_bytes > body.len() as u64;
+    let (body, shortened) = body_text(body, cut);
     Ok(HttpResponse {
         status,
         headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
+        body,
         body_bytes,
-        truncated,
+        truncated: cut || shortened,
     })
+}
+
+/// The captured bytes of a body as text within [`MAX_CAPTURED_BODY`] bytes, and whether
+/// the text had to be shortened for it: invalid bytes become U+FFFD, three bytes each.
+/// A character the bound cut in two (`cut`) is left out rather than shown as U+FFFD.
+fn body_text(mut bytes: Vec<u8>, cut: bool) -> (String, bool) {
+    if cut {
+        let last = bytes.iter().rev().take(4).position(|b| b & 0xC0 != 0x80);
+        if let Some(back) = last {
+            let start = bytes.len() - 1 - back;
+            let width = match bytes[start] {
+                0xF0.. => 4,
+                0xE0.. => 3,
+                0xC0.. => 2,
+                _ => 1,
+            };
+            if start + width > bytes.len() {
+                bytes.truncate(start);
+            }
+        }
+    }
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    if text.len() <= MAX_CAPTURED_BODY {
+        return (text, false);
+    }
+    let mut end = MAX_CAPTURED_BODY;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    (text, true)
 }
 
 /// A transport error in one sentence, without the request's URL (which may hold

@@ -555,9 +555,31 @@ impl Run {
         }
     }
 
+    /// Awaits `work` unless a stop comes first (`None` then: the work is dropped). A pause
+    /// lets it finish.
+    async fn unless_stopped<T>(&mut self, work: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                result = &mut work => return Some(result),
+                changed = self.requested.changed() => {
+                    if changed.is_err() || self.requested.borrow_and_update().stopped {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
     async fn conditional(&mut self, index: usize, block: &ConditionalBlock) -> StepEnd {
         let context = template::context(&self.execution);
-        match template::evaluate(&block.expr, &context) {
+        // A stop does not wait for an evaluation that takes long (comprehensions over
+        // a large list): it is abandoned. A pause lets it finish; the next step waits.
+        let evaluation = template::evaluate_apart(&block.expr, context);
+        let Some(result) = self.unless_stopped(evaluation).await else {
+            return StepEnd::Stopped;
+        };
+        match result {
             Ok(result) => {
                 let (branch, name, count) = if result {
                     (Branch::Then, "then", block.then.len())
@@ -655,18 +677,9 @@ impl Run {
         }
         let clients = self.inner.http_clients();
         let clock = Instant::now();
-        let send = http::send(&clients, request);
-        tokio::pin!(send);
         // A pause lets the request in flight finish; the next step waits. A stop abandons it.
-        let result = loop {
-            tokio::select! {
-                result = &mut send => break result,
-                changed = self.requested.changed() => {
-                    if changed.is_err() || self.requested.borrow_and_update().stopped {
-                        return StepEnd::Stopped;
-                    }
-                }
-            }
+        let Some(result) = self.unless_stopped(http::send(&clients, request)).await else {
+            return StepEnd::Stopped;
         };
         let elapsed = clock.elapsed().as_millis();
         let mut response = match result {

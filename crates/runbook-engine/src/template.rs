@@ -124,6 +124,28 @@ pub fn render(source: &str, context: &Value, quoting: Quoting) -> Result<String,
     }
 }
 
+/// Stack of the thread a condition is evaluated on. CEL evaluates a chain of operators
+/// (`1 + 1 + …`) recursively, with over a kilobyte of stack a link: the 2,000 links a
+/// 4 KiB expression holds overflow a runtime thread's 2 MiB, which aborts the process.
+const CONDITION_STACK: usize = 32 * 1024 * 1024;
+
+/// Evaluates a condition on a thread of its own with a deep enough stack (see
+/// [`CONDITION_STACK`]), so the run is not held up while it takes long.
+pub async fn evaluate_apart(expr: &str, context: Value) -> Result<bool, String> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let expr = expr.to_string();
+    std::thread::Builder::new()
+        .name("runbook-condition".to_string())
+        .stack_size(CONDITION_STACK)
+        .spawn(move || {
+            let _ = sender.send(evaluate(&expr, &context));
+        })
+        .map_err(|error| format!("could not start evaluating it: {error}"))?;
+    receiver
+        .await
+        .unwrap_or_else(|_| Err("its evaluation ended without a result".to_string()))
+}
+
 /// Evaluates a condition to true or false.
 pub fn evaluate(expr: &str, context: &Value) -> Result<bool, String> {
     let program = cel::Program::compile(expr).map_err(|errors| {
@@ -135,8 +157,7 @@ pub fn evaluate(expr: &str, context: &Value) -> Result<bool, String> {
     })?;
     let mut cel_context = cel::Context::default();
     for name in ["params", "steps", "execution"] {
-        let value = cel::to_value(context.get(name).cloned().unwrap_or(Value::Null))
-            .map_err(|e| format!("cannot use `{name}` in a condition: {e}"))?;
+        let value = cel_value(context.get(name).unwrap_or(&Value::Null));
         cel_context.add_variable_from_value(name, value);
     }
     match program.execute(&cel_context) {
@@ -145,7 +166,43 @@ pub fn evaluate(expr: &str, context: &Value) -> Result<bool, String> {
             "the condition must be true or false, but it gave {}",
             describe(&other)
         )),
+        // CEL says "no matching overload for '_._' applied to '(null_type, string)'".
+        Err(cel::ExecutionError::NoSuchOverload(overload))
+            if matches!(overload.function(), "_._" | "_[_]")
+                && overload.argument_types().first().map(String::as_str) == Some("null_type") =>
+        {
+            Err(
+                "a field was read from null (a step's `json` is null unless its response \
+                 body is JSON, and whole)"
+                    .to_string(),
+            )
+        }
         Err(error) => Err(error.to_string()),
+    }
+}
+
+/// A JSON value as a condition sees it. A whole number is an `int` (a `uint` only past
+/// `i64::MAX`), as the literals it meets are: converted through serde, every number
+/// from 0 up would be a `uint`, so `params.count - 1` would be refused (CEL does not mix
+/// the two) and `steps.a.json.low - steps.a.json.high` would overflow.
+fn cel_value(value: &Value) -> cel::Value {
+    match value {
+        Value::Null => cel::Value::Null,
+        Value::Bool(value) => cel::Value::Bool(*value),
+        Value::Number(number) => match (number.as_i64(), number.as_u64()) {
+            (Some(int), _) => cel::Value::Int(int),
+            (None, Some(uint)) => cel::Value::UInt(uint),
+            (None, None) => cel::Value::Float(number.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(text) => cel::Value::from(text.clone()),
+        Value::Array(items) => {
+            cel::Value::List(std::sync::Arc::new(items.iter().map(cel_value).collect()))
+        }
+        Value::Object(map) => cel::Value::from(
+            map.iter()
+                .map(|(key, value)| (key.clone(), cel_value(value)))
+                .collect::<std::collections::HashMap<_, _>>(),
+        ),
     }
 }
 
@@ -189,7 +246,8 @@ fn step_value(step: &StepResult) -> Value {
     let response = step.detail.response.as_ref();
     let json_body = response
         .filter(|r| !r.truncated)
-        .and_then(|r| serde_json::from_str::<Value>(&r.body).ok())
+        // A byte order mark is no part of the JSON (some servers start with one).
+        .and_then(|r| serde_json::from_str::<Value>(r.body.trim_start_matches('\u{feff}')).ok())
         .unwrap_or(Value::Null);
     // `status` is the HTTP status of an api_call, the step's state otherwise.
     let status = match step.http_status {
@@ -869,6 +927,8 @@ mod tests {
             ("steps.check.stdout.contains('ok')", true),
             ("size(steps.health.json.items) == 3", true),
             ("params.env in ['staging', 'prod']", true),
+            ("params.count - 3 == -1", true),
+            ("steps.health.status - 500 == 3", true),
         ];
         for (expr, expected) in cases {
             assert_eq!(evaluate(expr, &ctx), Ok(expected), "{expr}");
@@ -882,5 +942,10 @@ mod tests {
             .unwrap_err()
             .contains("true or false"));
         assert!(evaluate("steps.nope.exit_code == 0", &ctx).is_err());
+        let ctx = json!({"params": {}, "steps": {"page": {"json": null}}});
+        for expr in ["steps.page.json.healthy", "steps.page.json['healthy']"] {
+            let error = evaluate(expr, &ctx).unwrap_err();
+            assert!(error.contains("`json` is null"), "{expr}: {error}");
+        }
     }
 }

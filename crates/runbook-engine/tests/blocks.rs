@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use common::*;
+use runbook_domain::execution::MAX_CAPTURED_BODY;
 use runbook_domain::{Block, Branch, ControlAction, ExecutionStatus, StepResult, StepStatus};
 use runbook_engine::{
     Credential, CredentialResolver, ExecutionEvent, NoCredentials, StaticCredentials,
@@ -138,8 +139,49 @@ async fn respond(
             "released".into_response()
         }
         "/big" => "x".repeat(BIG_BODY).into_response(),
+        // Bytes that are not UTF-8, past the bound.
+        "/binary" => vec![0xFFu8; MAX_CAPTURED_BODY + 10].into_response(),
+        // Three-byte characters past the bound, which is no multiple of three.
+        "/euro" => "€".repeat(MAX_CAPTURED_BODY / 3 + 100).into_response(),
+        "/bom" => (
+            [("content-type", "application/json")],
+            "\u{feff}{\"version\": \"1.2.3\"}",
+        )
+            .into_response(),
         _ => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+/// A server on 127.0.0.1 whose every response sends its status and headers, then a
+/// body that never ends: a byte every 100 ms.
+async fn endless_body_server() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free local port");
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let start = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+                if socket.write_all(start).await.is_err() {
+                    return;
+                }
+                while socket.write_all(b"1\r\nx\r\n").await.is_ok() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            });
+        }
+    });
+    addr
 }
 
 // ---- helpers ----
@@ -521,6 +563,121 @@ async fn a_large_body_is_kept_truncated_with_its_full_size() {
         "the console shows only the start of the body ({} bytes)",
         record.output.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_is_not_utf8_stays_within_its_bound() {
+    let server = TestServer::start().await;
+    let run = start(
+        vec![
+            api_call("binary", &server.url("/binary")),
+            api_call("euro", &server.url("/euro")),
+        ],
+        Map::new(),
+        Arc::new(NoCredentials),
+    );
+    let record = run.finish().await;
+    assert_eq!(record.status(), Some(ExecutionStatus::Succeeded));
+
+    // Each invalid byte shows as U+FFFD, three bytes long: the text is cut to the bound.
+    let binary = step(&record, "binary").detail.response.clone().unwrap();
+    assert_eq!(binary.body_bytes, MAX_CAPTURED_BODY as u64 + 10);
+    assert!(binary.truncated);
+    assert!(
+        binary.body.len() <= MAX_CAPTURED_BODY && binary.body.len() > MAX_CAPTURED_BODY - 3,
+        "{} bytes kept",
+        binary.body.len()
+    );
+    assert!(binary
+        .body
+        .chars()
+        .all(|c| c == char::REPLACEMENT_CHARACTER));
+
+    // The bound falls inside a character: it is left out, not shown as U+FFFD.
+    let euro = step(&record, "euro").detail.response.clone().unwrap();
+    assert_eq!(euro.body_bytes, 3 * (MAX_CAPTURED_BODY as u64 / 3 + 100));
+    assert!(euro.truncated);
+    assert_eq!(euro.body.len(), MAX_CAPTURED_BODY / 3 * 3);
+    assert!(euro.body.chars().all(|c| c == '€'));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_ends_times_out_naming_the_status_that_came() {
+    let addr = endless_body_server().await;
+    let run = start(
+        vec![block(
+            json!({"id": "stream", "kind": "api_call", "url": format!("http://{addr}/events"),
+                   "timeout_secs": 1}),
+        )],
+        Map::new(),
+        Arc::new(NoCredentials),
+    );
+    let record = run.finish().await;
+    let elapsed = run.started.elapsed();
+    assert_eq!(record.status(), Some(ExecutionStatus::Failed));
+    let error = error_of(&record, "stream");
+    assert!(
+        error.starts_with("the response (status 200) did not end within 1 s; "),
+        "not `no response`: the status and headers came: {error}"
+    );
+    assert!(error.ends_with(" bytes of its body came"), "{error}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    assert!(record.text().contains(error));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_after_a_byte_order_mark_is_usable() {
+    let server = TestServer::start().await;
+    let run = start(
+        vec![
+            api_call("bom", &server.url("/bom")),
+            conditional(
+                "decide",
+                r#"steps.bom.json.version == "1.2.3""#,
+                vec![],
+                vec![],
+            ),
+        ],
+        Map::new(),
+        Arc::new(NoCredentials),
+    );
+    let record = run.finish().await;
+    assert_eq!(
+        record.status(),
+        Some(ExecutionStatus::Succeeded),
+        "{:?}",
+        step(&record, "decide").error
+    );
+    assert_eq!(step(&record, "decide").detail.branch, Some(Branch::Then));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_of_a_body_that_is_not_json_fails_the_condition_clearly() {
+    let server = TestServer::start().await;
+    let run = start(
+        vec![
+            block(
+                json!({"id": "health", "kind": "api_call", "url": server.url("/fail"),
+                         "expect_status": [500]}),
+            ),
+            conditional(
+                "decide",
+                "steps.health.json.healthy == true",
+                vec![],
+                vec![],
+            ),
+        ],
+        Map::new(),
+        Arc::new(NoCredentials),
+    );
+    let record = run.finish().await;
+    assert_eq!(record.status(), Some(ExecutionStatus::Failed));
+    let error = error_of(&record, "decide");
+    assert!(
+        error.contains("read from null") && error.contains("`json` is null"),
+        "{error}"
+    );
+    assert!(!error.contains("null_type"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1033,6 +1190,112 @@ async fn a_condition_that_cannot_be_evaluated_fails_the_step() {
         assert!(text.contains(error), "{expr}: {text:?}");
         assert!(!text.contains("-ran"), "{expr}: {text:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditions_do_arithmetic_on_numbers_from_params_and_steps() {
+    let server = TestServer::start().await;
+    // Each holds for the run below; numbers from 0 up are as usable as negative ones.
+    let exprs = [
+        "params.count - 1 == 2",
+        "params.count * 2 == 6 && params.count / 2 == 1 && params.count % 2 == 1",
+        "params.delta * 2 == -4",
+        "params.count + params.delta == 1",
+        "steps.check.exit_code - 3 == 0",
+        "steps.check.duration_ms / 1000 >= 0",
+        "steps.health.status - 200 == 0",
+        "steps.health.json.items[0] - steps.health.json.items[2] == -2",
+        "steps.health.json.items.map(i, i * 10)[2] == 30",
+        "params.ratio * 2.0 == 3.0",
+    ];
+    let mut blocks = vec![
+        block(json!({"id": "check", "kind": "command", "script": "exit 3",
+                     "on_failure": "continue"})),
+        api_call("health", &server.url("/health")),
+    ];
+    for (i, expr) in exprs.iter().enumerate() {
+        blocks.push(conditional(&format!("c{i}"), expr, vec![], vec![]));
+    }
+    let run = start(
+        blocks,
+        params(json!({"count": 3, "delta": -2, "ratio": 1.5})),
+        Arc::new(NoCredentials),
+    );
+    let record = run.finish().await;
+    for (i, expr) in exprs.iter().enumerate() {
+        let decided = step(&record, &format!("c{i}"));
+        assert_eq!(
+            (decided.status, decided.detail.branch),
+            (StepStatus::Succeeded, Some(Branch::Then)),
+            "`{expr}`: {:?}",
+            decided.error
+        );
+    }
+    assert_eq!(record.status(), Some(ExecutionStatus::Succeeded));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_chain_of_operators_is_evaluated() {
+    // 4 KiB, the longest expression a runbook saves: 2,040 links of `+`, which CEL
+    // evaluates recursively.
+    let expr = format!("{}1 == 2041", "1+".repeat(2040));
+    assert!(expr.len() <= 4096);
+    let run = start(
+        vec![conditional(
+            "decide",
+            &expr,
+            vec![command("yes", "echo then-ran")],
+            vec![],
+        )],
+        Map::new(),
+        Arc::new(NoCredentials),
+    );
+    let record = run.finish().await;
+    assert_eq!(record.status(), Some(ExecutionStatus::Succeeded));
+    assert_eq!(step(&record, "decide").detail.branch, Some(Branch::Then));
+    assert!(record.text().contains("then-ran\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_abandons_a_condition_that_takes_long() {
+    // Nine million comprehension steps: seconds of work.
+    let items: Vec<u32> = (0..3000).collect();
+    let run = start(
+        vec![
+            conditional(
+                "decide",
+                "params.items.all(a, params.items.all(b, b >= 0))",
+                vec![command("yes", "echo then-ran")],
+                vec![],
+            ),
+            command("after", "echo after-ran"),
+        ],
+        params(json!({ "items": items })),
+        Arc::new(NoCredentials),
+    );
+    run.wait_for("the condition to start", |r| {
+        r.step_status(0) == Some(StepStatus::Running)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let asked = Instant::now();
+    assert!(run.control(ControlAction::Stop).is_ok());
+    let record = run.finish().await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "stopped after {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(record.status(), Some(ExecutionStatus::Stopped));
+    let decide = step(&record, "decide");
+    assert_eq!(
+        (decide.status, decide.detail.branch),
+        (StepStatus::Stopped, None)
+    );
+    for id in ["yes", "after"] {
+        assert_eq!(status_of(&record, id), Some(StepStatus::Skipped), "{id}");
+    }
+    assert!(!record.text().contains("-ran"));
 }
 
 // ---- templates ----
