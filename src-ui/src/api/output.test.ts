@@ -115,6 +115,24 @@ describe('OutputStream', () => {
     expect(h.shown.join('')).toBe('abcdefg')
   })
 
+  it('reads again shortly after opening, for output written before the subscription took hold', async () => {
+    const shown: string[] = []
+    const backend = { stored: '' }
+    const read = async (offset: number): Promise<OutputPage> => {
+      const text = backend.stored.slice(offset)
+      return { offset, next_offset: offset + utf8Length(text), complete: false, text }
+    }
+    const stream = new OutputStream({ read, subscribe: () => () => {}, onText: (t) => shown.push(t), settleMs: 30 })
+    stream.start()
+    await settle()
+    // Printed as the run started: its event went to no one, and it was stored only after the first read.
+    backend.stored = 'draining node-7\n'
+    await settle()
+    await settle()
+    expect(shown.join('')).toBe('draining node-7\n')
+    stream.close()
+  })
+
   it('reports a failed read and, after a catch-up that reads to the end, a successful one', async () => {
     const events: string[] = []
     let fail = true

@@ -51,6 +51,12 @@ export interface OutputStreamOptions {
   onRead?: () => void
   pageSize?: number
   gapRetryMs?: number
+  /**
+   * The console is read once more this long after the stream opens (or reopens, which it tells
+   * with a status event): output written before the subscription took hold sent its event to no
+   * one and may not have been stored yet at the first read, and a quiet run shows no gap.
+   */
+  settleMs?: number
   /** Awaited before each further page: lets a slow consumer (the terminal) hold reading back. */
   backpressure?: () => Promise<void>
   /** Byte offset to start from (the tail of a huge console); 0 reads it all. */
@@ -70,6 +76,7 @@ export class OutputStream {
   private closed = false
   private unsubscribe: (() => void) | null = null
   private retryTimer: ReturnType<typeof setTimeout> | null = null
+  private settleTimer: ReturnType<typeof setTimeout> | null = null
   private readonly options: OutputStreamOptions
 
   constructor(options: OutputStreamOptions) {
@@ -87,13 +94,14 @@ export class OutputStream {
       (event) => this.handleEvent(event),
       () => this.options.onStreamError?.(),
     )
-    void this.catchUp()
+    this.catchUpAndSettle()
   }
 
   close(): void {
     this.closed = true
     this.unsubscribe?.()
     if (this.retryTimer !== null) clearTimeout(this.retryTimer)
+    if (this.settleTimer !== null) clearTimeout(this.settleTimer)
   }
 
   /** Reads every page from what we have to the current end of the console. */
@@ -141,8 +149,18 @@ export class OutputStream {
     // A stream opens (and opens again) with the run's status: output missed while it was
     // away, or written by a run another instance executes, is read now rather than when
     // the next live chunk shows the gap.
-    if (event.type === 'status') void this.catchUp()
+    if (event.type === 'status') this.catchUpAndSettle()
     this.options.onEvent?.(event)
+  }
+
+  /** Reads to the end now, and once more when what was written just before is stored. */
+  private catchUpAndSettle(): void {
+    void this.catchUp()
+    if (this.settleTimer !== null) clearTimeout(this.settleTimer)
+    this.settleTimer = setTimeout(() => {
+      this.settleTimer = null
+      void this.catchUp()
+    }, this.options.settleMs ?? 1000)
   }
 
   /** Merges held-back live chunks in offset order; a gap waits for `read_output` to fill it. */

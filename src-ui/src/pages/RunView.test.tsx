@@ -284,6 +284,73 @@ describe('RunView', () => {
     expect(screen.queryByText('Not possible right now')).toBeNull()
   })
 
+  it('keeps a refusal on screen when the run ended before the action reached it', async () => {
+    const user = userEvent.setup()
+    renderRun(execution({}))
+    const answer = call.getMockImplementation()
+    call.mockImplementation(async (command: string, args: { id: string; action?: string }) => {
+      if (command === 'control_execution') {
+        current = execution({ status: 'succeeded', finished_at: at(9) })
+        throw new ApiError('invalid_state', 'the execution is succeeded; only a live run can be controlled', 409)
+      }
+      return answer?.(command, args)
+    })
+    await screen.findByTestId('step-wait')
+    await user.click(button('Pause'))
+    expect(await screen.findByText('Not possible right now')).toBeInTheDocument()
+    await vi.waitFor(() => expect(screen.getByTestId('execution-status')).toHaveTextContent('succeeded'), { timeout: 3000 })
+    expect(screen.getByRole('alert')).toHaveTextContent('the execution is succeeded; only a live run can be controlled')
+  })
+
+  it('disables every control once a stop is accepted, while the run winds down', async () => {
+    const user = userEvent.setup()
+    renderRun(execution({}))
+    await screen.findByTestId('step-wait')
+    await user.click(button('Stop'))
+    await user.click(within(screen.getByRole('dialog')).getByRole('button', { name: 'Stop run' }))
+    // The engine terminates the processes first: the run still shows running meanwhile.
+    await vi.waitFor(() => expect(button('Stopping…')).toBeDisabled())
+    expect(screen.getByTestId('execution-status')).toHaveTextContent('running')
+    expect(button('Pause')).toBeDisabled()
+    await user.keyboard('ps')
+    expect(screen.queryByRole('dialog')).toBeNull()
+    expect(calls('control_execution')).toHaveLength(1)
+
+    current = execution({ status: 'stopped', finished_at: at(9) })
+    await act(async () => emit({ type: 'status', execution_id: 'run-1', status: 'stopped' }))
+    await vi.waitFor(() => expect(screen.getByTestId('execution-status')).toHaveTextContent('stopped'))
+    expect(button('Stop')).toBeDisabled()
+  })
+
+  it('enables Acknowledge only once it knows which step the run waits at', async () => {
+    const user = userEvent.setup()
+    // The run's status can say waiting before its step does.
+    renderRun(execution({ status: 'waiting' }))
+    await screen.findByTestId('step-wait')
+    expect(button('Stop')).toBeEnabled()
+    expect(button('Acknowledge')).toBeDisabled()
+    await user.keyboard('a')
+    expect(calls('control_execution')).toEqual([])
+
+    const waiting = execution({ status: 'waiting' })
+    waiting.steps = waiting.steps.map((step) => (step.block_id === 'wait' ? { ...step, status: 'waiting' } : step))
+    current = waiting
+    await act(async () => emit({ type: 'step_started', execution_id: 'run-1', block_id: 'wait' }))
+    await vi.waitFor(() => expect(button('Acknowledge')).toBeEnabled())
+    await user.keyboard('a')
+    await vi.waitFor(() => expect(calls('control_execution')).toHaveLength(1))
+    expect(calls('control_execution')[0][1]).toEqual({ id: 'run-1', action: 'acknowledge', blockId: 'wait' })
+  })
+
+  it('names the step a retry starts from as the server picks it', async () => {
+    // Stopped between steps: the step never reached is skipped, and the retry runs it.
+    const stopped = execution({ status: 'stopped', finished_at: at(5) })
+    stopped.steps = stopped.steps.map((step) => (step.block_id === 'wait' ? { ...step, status: 'skipped', started_at: null } : step))
+    renderRun(stopped)
+    await screen.findAllByText(/then of branch/) // the runbook version has loaded
+    expect(button('Retry from failed step')).toHaveAttribute('title', 'Start a new run that reuses the steps before “wait” and runs again from there')
+  })
+
   it('freezes the countdown from the engine\'s event while paused', async () => {
     renderRun(execution({}))
     await screen.findByTestId('countdown-wait')

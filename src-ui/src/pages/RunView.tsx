@@ -20,7 +20,7 @@ import { formatDateTime, formatDuration, shortId, spanMs } from '../util/format'
 import { useNow } from '../util/hooks'
 import { notifyWaiting } from '../util/notifications'
 import type { CountdownSeen } from './countdown'
-import { CONTROL_KEYS, controlEnabled, isTypingTarget, shortcutAction } from './runControls'
+import { CONTROL_KEYS, controlAvailable, controlEnabled, isTypingTarget, shortcutAction, type ControlContext } from './runControls'
 import { StepTimeline } from './StepTimeline'
 import { firstUnfinishedStep, timelineRows } from './timeline'
 
@@ -87,20 +87,26 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
   const [confirmRetry, setConfirmRetry] = useState(false)
   const [countdowns, setCountdowns] = useState<Record<string, CountdownSeen>>({})
   // A new status closes a stop question that no longer applies and retires a control's error
-  // (the one sent at `clearedControlError`), which was about the state before.
+  // (the one sent at `clearedControlError`), which was about the state before: while the run
+  // is live its controls now show what is possible. A run that ended keeps the error, which
+  // says why the action did not happen (a stop refused because the run ended first).
   const [seenStatus, setSeenStatus] = useState(execution.status)
   const [clearedControlError, setClearedControlError] = useState<number | null>(null)
   if (execution.status !== seenStatus) {
     setSeenStatus(execution.status)
     if (!controlEnabled('stop', execution.status)) setConfirmStop(false)
-    if (control.isError) setClearedControlError(control.submittedAt)
+    if (control.isError && !isFinished(execution.status)) setClearedControlError(control.submittedAt)
   }
   const controlError = control.isError && control.submittedAt !== clearedControlError ? control.error : null
   const finished = isFinished(execution.status)
+  // An accepted stop leaves the run in its live status until its processes are gone; meanwhile
+  // the engine refuses every other action.
+  const stopping = !finished && control.isSuccess && control.variables?.action === 'stop'
   const rows = useMemo(() => timelineRows(execution, version.data?.blocks), [execution, version.data])
   const name = execution.runbook_name ?? version.data?.name ?? 'Run'
   const waitingRow = rows.find((row) => row.step?.status === 'waiting')
-  const retryFrom = firstUnfinishedStep(execution)
+  const waitingStep = waitingRow?.blockId ?? null
+  const retryFrom = firstUnfinishedStep(execution, version.data?.blocks)
 
   // A step that starts waiting while the view is open raises a notification (in a browser that
   // allows them), once per wait; one waiting already when the view opened is on screen.
@@ -133,24 +139,25 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
   const act = useCallback(
     (action: ControlAction) => {
       if (action === 'stop') setConfirmStop(true)
-      else control.mutate({ action, blockId: action === 'acknowledge' ? waitingRow?.blockId : undefined })
+      else control.mutate({ action, blockId: action === 'acknowledge' ? (waitingStep ?? undefined) : undefined })
     },
-    [control, setConfirmStop, waitingRow?.blockId],
+    [control, setConfirmStop, waitingStep],
   )
 
   // Keyboard shortcuts, unless the key is typed into a field or a dialog is open.
   const refused = operatorRefusal !== null
-  const shortcut = useRef({ status: execution.status, act, busy: control.isPending, dialog: confirmStop, refused })
+  const controls: ControlContext = { status: execution.status, stopping, waitingStep }
+  const shortcut = useRef({ controls, act, busy: control.isPending, dialog: confirmStop, refused })
   useEffect(() => {
-    shortcut.current = { status: execution.status, act, busy: control.isPending, dialog: confirmStop, refused }
-  }, [execution.status, act, control.isPending, confirmStop, refused])
+    shortcut.current = { controls: { status: execution.status, stopping, waitingStep }, act, busy: control.isPending, dialog: confirmStop, refused }
+  }, [execution.status, stopping, waitingStep, act, control.isPending, confirmStop, refused])
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => {
       if (e.ctrlKey || e.metaKey || e.altKey || e.repeat || isTypingTarget(e.target)) return
-      const { status, act: run, busy, dialog, refused: notAllowed } = shortcut.current
+      const { controls: now, act: run, busy, dialog, refused: notAllowed } = shortcut.current
       if (notAllowed || dialog || busy || document.querySelector('[role="dialog"]')) return
-      const action = shortcutAction(e.key.toLowerCase(), status)
-      if (!action) return
+      const action = shortcutAction(e.key.toLowerCase(), now.status)
+      if (!action || !controlAvailable(action, now)) return
       e.preventDefault()
       run(action)
     }
@@ -241,12 +248,15 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
               key={action}
               type="button"
               className={`btn ${className}`}
-              disabled={!controlEnabled(action, execution.status) || control.isPending || refused}
+              disabled={!controlAvailable(action, controls) || control.isPending || refused}
               aria-keyshortcuts={refused ? undefined : CONTROL_KEYS[action]}
-              title={operatorRefusal ?? `${label} (${CONTROL_KEYS[action].toUpperCase()})`}
+              title={
+                operatorRefusal ??
+                (stopping ? 'Stop requested: the run ends once its processes are gone' : `${label} (${CONTROL_KEYS[action].toUpperCase()})`)
+              }
               onClick={() => act(action)}
             >
-              <Icon size={16} aria-hidden /> {label}
+              <Icon size={16} aria-hidden /> {action === 'stop' && stopping ? 'Stopping…' : label}
               <kbd className="kbd" aria-hidden>
                 {CONTROL_KEYS[action].toUpperCase()}
               </kbd>

@@ -40,7 +40,8 @@ export function ExecutionTable({ executions, showRunbook }: { executions: Execut
         {executions.map((execution) => (
           <tr key={execution.id} data-testid={`execution-${execution.id}`}>
             <td>
-              <Link to={`/executions/${execution.id}`} className="row-link" aria-label={`Open run ${execution.id}`}>
+              {/* The name says the status too: a label replaces the badge it holds for a screen reader. */}
+              <Link to={`/executions/${execution.id}`} className="row-link" aria-label={`Open run ${execution.id}, ${execution.status}`}>
                 <StatusBadge status={execution.status} />
               </Link>
             </td>

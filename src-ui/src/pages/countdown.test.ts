@@ -62,6 +62,16 @@ describe('countdown with events', () => {
   })
 })
 
+describe('remainingAt', () => {
+  it('does not wind the timer back up for a clock read taken before the last event', () => {
+    const state: CountdownState = { remainingMs: 29_000, at: 10_000, paused: false, eventAt: 10_000, statusPaused: false, statusChangedAt: -Infinity }
+    // The view's clock ticked at 9 800; the event saying 29 s left landed at 10 000.
+    expect(remainingAt(state, 9_800)).toBe(29_000)
+    expect(formatCountdown(remainingAt(state, 9_800))).toBe('0:29')
+    expect(remainingAt(state, 10_500)).toBe(28_500)
+  })
+})
+
 describe('formatCountdown', () => {
   it('rounds up to whole seconds', () => {
     expect(formatCountdown(29_001)).toBe('0:30')

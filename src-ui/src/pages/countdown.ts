@@ -36,7 +36,9 @@ export interface CountdownState {
 /** The remaining time at `now`: frozen while paused, counting down otherwise, never below 0. */
 export function remainingAt(state: CountdownState, now: number): number {
   if (state.paused) return Math.max(0, state.remainingMs)
-  return Math.max(0, state.remainingMs - (now - state.at))
+  // A clock read before the last news (the view's tick is up to one interval old when an event
+  // lands) does not wind the timer back up.
+  return Math.max(0, state.remainingMs - Math.max(0, now - state.at))
 }
 
 /** Folds one observation into the state; null while the timer has not started. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { controlEnabled, isTypingTarget, shortcutAction } from './runControls'
+import { controlAvailable, controlEnabled, isTypingTarget, shortcutAction } from './runControls'
 
 describe('shortcutAction', () => {
   it('maps p to pause or resume, s to stop and a to acknowledge, only where the state allows', () => {
@@ -13,10 +13,30 @@ describe('shortcutAction', () => {
     expect(shortcutAction('x', 'running')).toBeNull()
   })
 
+  it('pauses a queued run, as the engine allows (the pause holds once it starts)', () => {
+    expect(controlEnabled('pause', 'queued')).toBe(true)
+    expect(shortcutAction('p', 'queued')).toBe('pause')
+  })
+
   it('enables no control on a finished run', () => {
     for (const status of ['succeeded', 'failed', 'stopped', 'interrupted'] as const) {
       expect((['pause', 'resume', 'stop', 'acknowledge'] as const).filter((action) => controlEnabled(action, status))).toEqual([])
     }
+  })
+})
+
+describe('controlAvailable', () => {
+  it('allows nothing while a stop winds the run down, whatever status it still shows', () => {
+    for (const action of ['pause', 'resume', 'stop', 'acknowledge'] as const) {
+      expect(controlAvailable(action, { status: 'running', stopping: true, waitingStep: null })).toBe(false)
+    }
+    expect(controlAvailable('pause', { status: 'running', stopping: false, waitingStep: null })).toBe(true)
+  })
+
+  it('acknowledges only once the step the run waits at is known', () => {
+    expect(controlAvailable('acknowledge', { status: 'waiting', stopping: false, waitingStep: null })).toBe(false)
+    expect(controlAvailable('acknowledge', { status: 'waiting', stopping: false, waitingStep: 'drain' })).toBe(true)
+    expect(controlAvailable('stop', { status: 'waiting', stopping: false, waitingStep: null })).toBe(true)
   })
 })
 

@@ -3,7 +3,8 @@
 import type { ControlAction, ExecutionStatus } from '../api/types'
 
 export const CONTROL_STATES: Record<ControlAction, readonly ExecutionStatus[]> = {
-  pause: ['running'],
+  // The engine takes a pause while the run is still queued: it holds once the run starts.
+  pause: ['queued', 'running'],
   resume: ['paused'],
   stop: ['queued', 'running', 'paused', 'waiting'],
   acknowledge: ['waiting'],
@@ -19,6 +20,24 @@ export const CONTROL_KEYS: Record<ControlAction, string> = {
 
 export function controlEnabled(action: ControlAction, status: ExecutionStatus): boolean {
   return CONTROL_STATES[action].includes(status)
+}
+
+/** What the view knows besides the run's status that decides whether a control can work. */
+export interface ControlContext {
+  status: ExecutionStatus
+  /** A stop was accepted: the run winds down (still showing its last live status) and takes no other action. */
+  stopping: boolean
+  /** The step the run waits at, as far as the view has seen it. */
+  waitingStep: string | null
+}
+
+/**
+ * True when the server would take `action` now. An acknowledgement names the step it answers,
+ * so it waits until the view knows which step that is (the status can arrive before the step).
+ */
+export function controlAvailable(action: ControlAction, { status, stopping, waitingStep }: ControlContext): boolean {
+  if (stopping || !controlEnabled(action, status)) return false
+  return action !== 'acknowledge' || waitingStep !== null
 }
 
 /** The control a key press asks for in this state, or null: `p` pauses or resumes, `s` stops, `a` acknowledges. */

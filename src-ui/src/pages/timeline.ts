@@ -51,7 +51,49 @@ export function timelineRows(execution: Execution, blocks: Block[] | undefined):
   return rows
 }
 
-/** The block a retry starts again from: the first step that did not succeed. */
-export function firstUnfinishedStep(execution: Execution): string | null {
-  return (execution.steps ?? []).find((step) => step.status !== 'succeeded' && step.status !== 'skipped')?.block_id ?? null
+/** Every block id in `blocks`, nested ones included. */
+function allIds(blocks: Block[]): string[] {
+  return flatten(blocks).map(({ block }) => block.id)
+}
+
+/** Blocks in the branches the run's conditionals did not take (nested ones included). */
+function untakenBlocks(blocks: Block[], branches: Map<string, Branch>, out = new Set<string>()): Set<string> {
+  for (const block of blocks) {
+    if (block.kind !== 'conditional') continue
+    const taken = branches.get(block.id)
+    // A conditional never decided: the run did not get that far.
+    if (taken === undefined) continue
+    const [kept, dropped] = taken === 'then' ? [block.then ?? [], block.else ?? []] : [block.else ?? [], block.then ?? []]
+    for (const id of allIds(dropped)) out.add(id)
+    untakenBlocks(kept, branches, out)
+  }
+  return out
+}
+
+/**
+ * The block a retry starts again from, as the server picks it: the first step that did not
+ * succeed, where a failure the block lets the run go on from (`on_failure: continue`) and a
+ * step skipped in a branch not taken count as done, but a step skipped because the run never
+ * reached it does not. Without the runbook's blocks, every failure and no skip counts.
+ */
+export function firstUnfinishedStep(execution: Execution, blocks?: Block[]): string | null {
+  const steps = execution.steps ?? []
+  const byId = new Map(blocks ? flatten(blocks).map(({ block }) => [block.id, block]) : [])
+  const branches = new Map(steps.flatMap((step) => (step.branch ? [[step.block_id, step.branch] as const] : [])))
+  const untaken = blocks ? untakenBlocks(blocks, branches) : null
+  const done = (step: StepResult): boolean => {
+    switch (step.status) {
+      case 'succeeded':
+        return true
+      case 'skipped':
+        return untaken === null || untaken.has(step.block_id)
+      case 'failed': {
+        const block = byId.get(step.block_id)
+        return (block?.kind === 'command' || block?.kind === 'api_call') && block.on_failure === 'continue'
+      }
+      default:
+        return false
+    }
+  }
+  return steps.find((step) => !done(step))?.block_id ?? null
 }
