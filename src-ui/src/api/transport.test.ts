@@ -200,12 +200,42 @@ describe('browser transport', () => {
     expect(fetchMock).toHaveBeenCalledTimes(1)
   })
 
+  it('reports a network failure once and follows the run again when the server is back', async () => {
+    fetchMock
+      .mockRejectedValueOnce(new TypeError('Failed to fetch'))
+      .mockRejectedValueOnce(new TypeError('Failed to fetch'))
+      .mockResolvedValueOnce(jsonResponse(503, { error: { code: 'unavailable', message: 'restarting' } }))
+      .mockResolvedValueOnce(
+        sseResponse([
+          'event: status\ndata: {"type":"status","execution_id":"e1","status":"running"}\n\n',
+          'event: status\ndata: {"type":"status","execution_id":"e1","status":"succeeded"}\n\n',
+        ]),
+      )
+    const errors: ApiError[] = []
+    const events: ExecutionEvent[] = []
+    await new Promise<void>((resolve) => {
+      subscribeExecutionEvents('e1', {
+        onEvent: (event) => {
+          events.push(event)
+          if (event.type === 'status' && event.status === 'succeeded') resolve()
+        },
+        onError: (error) => errors.push(error),
+      })
+    })
+    expect(errors.map((error) => error.code)).toEqual(['network_error'])
+    expect(events.map((event) => (event.type === 'status' ? event.status : event.type))).toEqual(['running', 'succeeded'])
+    expect(fetchMock).toHaveBeenCalledTimes(4)
+  }, 10_000)
+
   it('reports a refused event stream', async () => {
     fetchMock.mockResolvedValueOnce(jsonResponse(403, { error: { code: 'forbidden', message: 'no' } }))
     const error = await new Promise<ApiError>((resolve) => {
       subscribeExecutionEvents('e1', { onEvent: () => {}, onError: resolve })
     })
     expect(error.code).toBe('forbidden')
+    // A refusal is not retried.
+    await new Promise((resolve) => setTimeout(resolve, 2 * SSE_RECONNECT_MS[0]))
+    expect(fetchMock).toHaveBeenCalledTimes(1)
   })
 })
 

@@ -271,7 +271,11 @@ export async function exportExecution(id: string): Promise<SavedReport> {
 
 export interface EventSubscription {
   onEvent: (event: ExecutionEvent) => void
-  /** Called when the stream could not be opened or broke; the caller falls back to polling. */
+  /**
+   * Called when the stream could not be opened or broke; the caller falls back to polling. A
+   * transient failure (the network, a server error) is retried with the same pauses as a stream
+   * the server ended, and the stream's next event tells the caller it is back.
+   */
   onError?: (error: ApiError) => void
 }
 
@@ -352,8 +356,21 @@ function subscribeSse(executionId: string, { onEvent, onError }: EventSubscripti
   }
   const run = async () => {
     let pause: number = SSE_RECONNECT_MS[0]
+    let failing = false
     for (;;) {
-      const news = await follow()
+      let news = false
+      try {
+        news = await follow()
+        failing = false
+      } catch (error) {
+        if (abort.signal.aborted) return
+        const problem = normalizeError(error)
+        if (!isTransient(problem)) throw problem
+        // Reported once per outage; the caller polls meanwhile and each reconnection's first
+        // event (the run's status) says the stream is back.
+        if (!failing) onError?.(problem)
+        failing = true
+      }
       if (ended || abort.signal.aborted) return
       // The server ends a stream that fell behind (what it missed is in the stored console) and
       // the stream of a run another instance executes: follow again, sooner after news.
@@ -367,6 +384,11 @@ function subscribeSse(executionId: string, { onEvent, onError }: EventSubscripti
     if (!abort.signal.aborted) onError?.(normalizeError(error))
   })
   return () => abort.abort()
+}
+
+/** A failure that can pass by itself: the network, or the server's own trouble (5xx). */
+function isTransient(error: ApiError): boolean {
+  return error.code === 'network_error' || error.code === 'no_stream' || (error.status !== undefined && error.status >= 500)
 }
 
 /** Checks an API key against `/me` without storing it. */

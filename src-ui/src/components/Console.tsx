@@ -158,7 +158,11 @@ export function Console({ executionId, finished, onEvent, initialBytes = 0 }: Co
     const output = executionOutput(executionId, {
       onText: (text) => batcher.push(text),
       backpressure: () => batcher.drained(),
-      onEvent: (event) => onEventRef.current?.(event),
+      // An event after a broken stream means it was opened again: live, not polling.
+      onEvent: (event) => {
+        setStreamBroken(false)
+        onEventRef.current?.(event)
+      },
       onStreamError: () => setStreamBroken(true),
       onReadError: (error) => setReadError(normalizeError(error)),
       onRead: () => setReadError(null),
