@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { countLines, WriteBatcher, type BatchSink, type FrameScheduler } from './writeBatcher'
 
 /** Frames run only when the test says so; the sink acknowledges writes only when told to. */
-function harness(options: { maxCharsPerFrame?: number; lowWater?: number } = {}) {
+function harness(options: { maxCharsPerFrame?: number; lowWater?: number; maxQueued?: number } = {}) {
   const frames: (() => void)[] = []
   const scheduler: FrameScheduler = {
     request: (callback) => frames.push(callback),
@@ -101,7 +101,8 @@ describe('WriteBatcher', () => {
   })
 
   it('keeps a million lines flowing in bounded slices', () => {
-    const h = harness({ maxCharsPerFrame: 256 * 1024 })
+    // Pushed all at once (readers of stored output wait on `drained()` instead): room for it all.
+    const h = harness({ maxCharsPerFrame: 256 * 1024, maxQueued: 16 * 1024 * 1024 })
     const page = Array.from({ length: 10_000 }, (_, i) => `line ${i}`).join('\n') + '\n'
     for (let i = 0; i < 100; i += 1) h.batcher.push(page)
     let frames = 0
@@ -114,6 +115,21 @@ describe('WriteBatcher', () => {
     expect(lines).toBe(1_000_000)
     expect(Math.max(...h.written.map((batch) => batch.length))).toBeLessThanOrEqual(256 * 1024)
     expect(frames).toBe(Math.ceil((page.length * 100) / (256 * 1024)))
+  })
+
+  it('keeps what it holds bounded while no frame comes (a hidden page), saying what it skipped', () => {
+    const h = harness({ maxQueued: 100 })
+    for (let i = 0; i < 50; i++) h.batcher.push(`line ${String(i).padStart(3, '0')}\n`)
+    expect(h.batcher.pending).toBeLessThanOrEqual(100 + 120)
+    h.frame()
+    const shown = h.written.join('')
+    expect(shown).toMatch(/^\r\n\x1b\[2m… [\d,]+ characters skipped while the console was not shown/)
+    expect(shown.endsWith('line 049\n')).toBe(true)
+    expect(shown).not.toContain('line 000')
+    // What follows the note is whole lines, newest last, in order.
+    const lines = shown.split('\x1b[0m\r\n')[1].trimEnd().split('\n')
+    const numbers = lines.map((line) => Number(line.slice(5)))
+    expect(numbers).toEqual(numbers.map((_, i) => numbers[0] + i))
   })
 
   it('drops what is queued on close and releases waiting readers', async () => {

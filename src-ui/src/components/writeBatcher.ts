@@ -18,6 +18,12 @@ export interface WriteBatcherOptions {
   maxCharsPerFrame?: number
   /** `drained()` resolves once fewer characters than this wait in the queue. */
   lowWater?: number
+  /**
+   * Most characters held for the terminal. Past it (frames stop while the page is hidden, and a
+   * live run keeps sending) the oldest are dropped down to half of it, with a line that says so:
+   * the terminal keeps only its scrollback anyway, and the stored console is whole.
+   */
+  maxQueued?: number
   /** Called with every batch after it was handed over (for a plain-text mirror, counters). */
   onBatch?: (text: string) => void
   scheduler?: FrameScheduler
@@ -38,6 +44,7 @@ export class WriteBatcher {
   private readonly sink: BatchSink
   private readonly maxChars: number
   private readonly lowWater: number
+  private readonly maxQueued: number
   private readonly onBatch?: (text: string) => void
   private readonly scheduler: FrameScheduler
 
@@ -45,6 +52,7 @@ export class WriteBatcher {
     this.sink = sink
     this.maxChars = options.maxCharsPerFrame ?? 256 * 1024
     this.lowWater = options.lowWater ?? 1024 * 1024
+    this.maxQueued = options.maxQueued ?? 8 * 1024 * 1024
     this.onBatch = options.onBatch
     this.scheduler = options.scheduler ?? browserFrames
   }
@@ -58,7 +66,21 @@ export class WriteBatcher {
     if (this.closed || text === '') return
     this.queue.push(text)
     this.queued += text.length
+    if (this.queued > this.maxQueued) this.dropOldest()
     this.schedule()
+  }
+
+  /** Drops the oldest queued text down to half the bound, leaving a line in its place. */
+  private dropOldest(): void {
+    let dropped = 0
+    while (this.queue.length > 1 && this.queued - dropped > this.maxQueued / 2) {
+      dropped += this.queue.shift()!.length
+    }
+    if (dropped === 0) return
+    this.queued -= dropped
+    const note = `\r\n\x1b[2m… ${dropped.toLocaleString('en-US')} characters skipped while the console was not shown: "Load all" reads the whole console.\x1b[0m\r\n`
+    this.queue.unshift(note)
+    this.queued += note.length
   }
 
   /** Resolves once the queue is below the low-water mark (at once if it already is). */
