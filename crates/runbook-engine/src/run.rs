@@ -501,9 +501,19 @@ impl Run {
             }
             if requested.paused {
                 self.pause_step(index).await;
-                self.countdown(block_id, remaining, total, true);
-                if self.requested.changed().await.is_err() {
-                    return StepEnd::Stopped;
+                // Said again every second while paused, so a view opened meanwhile
+                // learns the time left (as a running timer's ticks tell it).
+                loop {
+                    self.countdown(block_id, remaining, total, true);
+                    tokio::select! {
+                        changed = self.requested.changed() => {
+                            if changed.is_err() {
+                                return StepEnd::Stopped;
+                            }
+                            break;
+                        }
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
                 }
                 continue;
             }
