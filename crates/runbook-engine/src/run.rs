@@ -730,12 +730,19 @@ impl Run {
             StepEnd::Succeeded
         } else {
             let expected: Vec<String> = block.expect_status.iter().map(u16::to_string).collect();
-            self.fail_step(
-                index,
-                block_id,
-                format!("HTTP status {status}, expected {}", expected.join(" or ")),
-            )
-            .await
+            let mut error = format!("HTTP status {status}, expected {}", expected.join(" or "));
+            // A call with a credential stops at a redirect to another origin: say so.
+            let location = step
+                .detail
+                .response
+                .as_ref()
+                .and_then(|r| r.headers.get("location"));
+            if let Some(location) = location.filter(|_| block.credential.is_some()) {
+                error.push_str(&format!(
+                    ": the response redirects to `{location}`, which a call that carries a credential does not follow to another origin"
+                ));
+            }
+            self.fail_step(index, block_id, error).await
         }
     }
 

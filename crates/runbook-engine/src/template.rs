@@ -177,6 +177,9 @@ pub fn evaluate(expr: &str, context: &Value) -> Result<bool, String> {
                     .to_string(),
             )
         }
+        Err(cel::ExecutionError::NoSuchKey(key)) => Err(format!(
+            "there is no `{key}` here (a step that has not run, or an output a step did not publish, has no value)"
+        )),
         Err(error) => Err(error.to_string()),
     }
 }
@@ -941,7 +944,8 @@ mod tests {
         assert!(evaluate("1 + 2", &ctx)
             .unwrap_err()
             .contains("true or false"));
-        assert!(evaluate("steps.nope.exit_code == 0", &ctx).is_err());
+        let missing = evaluate("steps.nope.exit_code == 0", &ctx).unwrap_err();
+        assert!(missing.contains("there is no `nope` here"), "{missing}");
         let ctx = json!({"params": {}, "steps": {"page": {"json": null}}});
         for expr in ["steps.page.json.healthy", "steps.page.json['healthy']"] {
             let error = evaluate(expr, &ctx).unwrap_err();

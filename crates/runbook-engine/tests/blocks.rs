@@ -787,6 +787,12 @@ async fn a_credential_never_follows_a_redirect_to_another_origin() {
     let keyed_away = step(&record, "keyed-away");
     assert_eq!(keyed_away.status, StepStatus::Failed);
     assert_eq!(keyed_away.http_status, Some(302));
+    let error = keyed_away.error.as_deref().unwrap();
+    assert!(
+        error.contains("redirects to `http://127.0.0.1:")
+            && error.contains("does not follow to another origin"),
+        "{error}"
+    );
     // Within its origin, a credentialed call follows redirects as before.
     assert_eq!(step(&record, "keyed-home").http_status, Some(200));
     // Without one, redirects anywhere are followed.
