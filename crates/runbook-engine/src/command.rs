@@ -645,33 +645,66 @@ fn signal_found(found: &[(i32, i32, Uuid)], signal: Signal) -> usize {
 /// launcher. None when it cannot be read within a few seconds.
 pub fn login_environment() -> Option<HashMap<String, String>> {
     let shell = std::env::var("SHELL").ok().filter(|s| !s.is_empty())?;
-    let mut child = std::process::Command::new(&shell)
+    login_environment_of(&shell, LOGIN_PATIENCE)
+}
+
+/// How long the login shell has to print its environment.
+const LOGIN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+/// Most bytes of a login shell's output read.
+const LOGIN_OUTPUT_LIMIT: usize = 4 * 1024 * 1024;
+
+/// The environment `shell -l -c 'env -0'` prints within `patience`. The shell runs in a
+/// process group of its own, all of which is killed if it takes longer. Once the shell
+/// has exited, `env -0` has written everything: what its profile left running in the
+/// background (an agent, `tool &`) may hold the output open, so reading stops when the
+/// output ends or goes quiet, not only at its end.
+fn login_environment_of(
+    shell: &str,
+    patience: std::time::Duration,
+) -> Option<HashMap<String, String>> {
+    use std::os::unix::process::CommandExt;
+    use std::time::{Duration, Instant};
+    let mut child = std::process::Command::new(shell)
         .args(["-l", "-c", "env -0"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .ok()?;
+    let group = Pid::from_raw(child.id() as i32);
     let mut stdout = child.stdout.take()?;
-    let reader = std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut stdout, &mut bytes).map(|_| bytes)
+    let (sender, chunks) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buffer = vec![0; 64 * 1024];
+        while let Ok(n @ 1..) = std::io::Read::read(&mut stdout, &mut buffer) {
+            if sender.send(buffer[..n].to_vec()).is_err() {
+                return;
+            }
+        }
     });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let deadline = Instant::now() + patience;
     loop {
         match child.try_wait() {
             Ok(Some(status)) if status.success() => break,
             Ok(Some(_)) | Err(_) => return None,
-            Ok(None) if std::time::Instant::now() > deadline => {
-                let _ = child.kill();
+            Ok(None) if Instant::now() > deadline => {
+                let _ = killpg(group, Signal::SIGKILL);
                 let _ = child.wait();
                 tracing::warn!(%shell, "the login shell did not print its environment in time");
                 return None;
             }
-            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
-    let bytes = reader.join().ok()?.ok()?;
+    let mut bytes = Vec::new();
+    while bytes.len() < LOGIN_OUTPUT_LIMIT && Instant::now() < deadline {
+        match chunks.recv_timeout(Duration::from_millis(200)) {
+            Ok(chunk) => bytes.extend_from_slice(&chunk),
+            // The output ended, or went quiet with something else holding it open.
+            Err(_) => break,
+        }
+    }
     let env: HashMap<String, String> = bytes
         .split(|b| *b == 0)
         .filter_map(|var| std::str::from_utf8(var).ok())
@@ -680,4 +713,48 @@ pub fn login_environment() -> Option<HashMap<String, String>> {
         .map(|(name, value)| (name.to_string(), value.to_string()))
         .collect();
     env.contains_key("PATH").then_some(env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::login_environment_of;
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::{Duration, Instant};
+
+    /// A stand-in login shell running `body` (it ignores its arguments).
+    fn shell(dir: &std::path::Path, name: &str, body: &str) -> String {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn a_profile_that_leaves_a_process_behind_does_not_hold_up_the_login_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        // The profile starts something that keeps the shell's output open for 30 s.
+        let lingering = shell(
+            dir.path(),
+            "lingering",
+            "sleep 30 &\nPATH=/opt/x:$PATH env -0",
+        );
+        let start = Instant::now();
+        let env = login_environment_of(&lingering, Duration::from_secs(5)).expect("an environment");
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+        assert!(env["PATH"].starts_with("/opt/x:"), "{env:?}");
+
+        // A shell that never finishes is given up on at the deadline.
+        let stuck = shell(dir.path(), "stuck", "sleep 30");
+        let start = Instant::now();
+        assert!(login_environment_of(&stuck, Duration::from_millis(300)).is_none());
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+    }
 }
