@@ -1,7 +1,7 @@
 //! The command layer through Tauri's IPC (mock runtime) against a real core service on a temp
 //! SQLite database: argument names, result JSON, error objects and the event bridge.
 
-use super::{config_from, open_service, with_commands};
+use super::{config_from, open_service, quit_on_signals, shut_down_on_exit, with_commands};
 use crate::events::EXECUTION_EVENT;
 use runbook_core::Config;
 use serde_json::{json, Value};
@@ -490,4 +490,61 @@ fn a_waiting_run_is_announced_with_its_runbook_step_and_first_line_of_instructio
     // None at all: the step alone.
     let (_, body) = waiting_notice(&step("  \n"));
     assert_eq!(body, "Step “drain” needs your acknowledgement.");
+}
+
+#[test]
+fn quitting_the_app_stops_its_live_runs_and_their_processes() {
+    let desktop = Desktop::open();
+    let pid_file = desktop._data_dir.path().join("pid");
+    let runbook = desktop.create(
+        "Long task",
+        &format!("echo $$ > '{}'; exec sleep 60", pid_file.display()),
+    );
+    let execution = desktop.ok(
+        "execute_runbook",
+        json!({"id": runbook["id"], "body": null}),
+    );
+    let id = execution["id"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok())
+        {
+            break pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let started = std::time::Instant::now();
+    shut_down_on_exit(desktop.app.handle(), tauri::RunEvent::Exit);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    assert!(!proc_dir.exists(), "the run's command outlived the app");
+    let stopped = desktop.ok("get_execution", json!({"id": id}));
+    assert_eq!(stopped["status"], "stopped", "{stopped}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_quit_signal_asks_the_app_to_quit_instead_of_killing_it() {
+    // SIGUSR2 (12 on Linux) stands in for SIGTERM/SIGINT/SIGHUP, which the test
+    // process must keep as they are.
+    let (quit, quitting) = mpsc::channel();
+    quit_on_signals(&[12], move || quit.send(()).unwrap()).unwrap();
+    let sent = std::process::Command::new("kill")
+        .args(["-USR2", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    quitting
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the signal asks the app to quit");
 }
