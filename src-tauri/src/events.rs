@@ -3,6 +3,8 @@
 
 use runbook_core::{Actor, ExecutionEvent, Service, WaitingStep};
 use runbook_domain::ExecutionStatus;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use tauri::{AppHandle, Emitter, Manager, Runtime};
 use tauri_plugin_notification::{Notification, NotificationExt};
 use tokio::sync::broadcast::{error::RecvError, Receiver};
@@ -23,16 +25,21 @@ pub fn forward<R: Runtime>(
     actor: Actor,
     mut events: Receiver<ExecutionEvent>,
 ) {
+    let notified = Notified::default();
     tauri::async_runtime::spawn(async move {
         loop {
             match events.recv().await {
                 Ok(event) => {
-                    if let ExecutionEvent::Status {
-                        execution_id,
-                        status: ExecutionStatus::Waiting,
-                    } = &event
-                    {
-                        notify_waiting(&app, &service, &actor, *execution_id);
+                    match &event {
+                        ExecutionEvent::Status {
+                            execution_id,
+                            status: ExecutionStatus::Waiting,
+                        } => notify_waiting(&app, &service, &actor, *execution_id, &notified),
+                        ExecutionEvent::Status {
+                            execution_id,
+                            status,
+                        } if status.is_finished() => notified.forget(*execution_id),
+                        _ => {}
                     }
                     if let Err(error) = app.emit(EXECUTION_EVENT, &event) {
                         tracing::warn!(%error, "could not forward an execution event");
@@ -56,8 +63,10 @@ fn notify_waiting<R: Runtime>(
     service: &Service,
     actor: &Actor,
     execution_id: Uuid,
+    notified: &Notified,
 ) {
     let (app, service, actor) = (app.clone(), service.clone(), actor.clone());
+    let notified = notified.clone();
     tauri::async_runtime::spawn(async move {
         let step = match service.waiting_step(&actor, execution_id).await {
             Ok(step) => step,
@@ -66,6 +75,11 @@ fn notify_waiting<R: Runtime>(
                 return;
             }
         };
+        // Two waits in quick succession (the first acknowledged before its lookup) both
+        // find the second step: it is announced once.
+        if !notified.first(execution_id, &step.block_id) {
+            return;
+        }
         // Present only where the notification plugin is (not in the IPC tests).
         if app.try_state::<Notification<R>>().is_none() {
             return;
@@ -75,6 +89,30 @@ fn notify_waiting<R: Runtime>(
             tracing::warn!(%error, "could not show a notification");
         }
     });
+}
+
+/// The steps of live runs a notification has been shown for.
+#[derive(Clone, Default)]
+pub struct Notified(Arc<Mutex<HashSet<(Uuid, String)>>>);
+
+impl Notified {
+    /// True the first time it is asked for this step of this run.
+    pub fn first(&self, execution_id: Uuid, block_id: &str) -> bool {
+        let mut seen = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        seen.insert((execution_id, block_id.to_string()))
+    }
+
+    /// Forgets a run that has ended.
+    pub fn forget(&self, execution_id: Uuid) {
+        let mut seen = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        seen.retain(|(id, _)| *id != execution_id);
+    }
 }
 
 /// The notification's title and body for a run waiting at `step`: the runbook, the step

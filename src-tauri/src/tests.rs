@@ -548,3 +548,20 @@ fn a_quit_signal_asks_the_app_to_quit_instead_of_killing_it() {
         .recv_timeout(Duration::from_secs(10))
         .expect("the signal asks the app to quit");
 }
+
+#[test]
+fn a_step_is_announced_once_while_its_run_lives() {
+    use crate::events::Notified;
+    let notified = Notified::default();
+    let (run, other) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    assert!(notified.first(run, "drain"));
+    assert!(
+        !notified.first(run, "drain"),
+        "the same wait, looked up twice"
+    );
+    assert!(notified.first(run, "reboot"));
+    assert!(notified.first(other, "drain"));
+    notified.forget(run);
+    assert!(notified.first(run, "drain"), "an ended run is forgotten");
+    assert!(!notified.first(other, "drain"));
+}
