@@ -328,6 +328,16 @@ describe('tauri transport', () => {
     ;(window as unknown as Record<string, unknown>).__TAURI_INTERNALS__ = {}
   })
 
+  it('gives arguments the shell could not read a stable code', async () => {
+    invoke.mockRejectedValueOnce('invalid args `version` for command `get_version`: invalid type: null, expected i64')
+    const error = await call('get_version', { id: 'r1', version: Number.NaN }).catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(ApiError)
+    expect((error as ApiError).code).toBe('invalid_type')
+    expect((error as ApiError).message).toContain('invalid args `version`')
+    invoke.mockRejectedValueOnce({ code: 'not_found', message: 'no runbook' })
+    expect(((await call('get_version', { id: 'r1', version: 2 }).catch((e: unknown) => e)) as ApiError).code).toBe('not_found')
+  })
+
   it('invokes the security commands by their names with the contract\'s arguments', async () => {
     invoke.mockResolvedValue({ items: [] })
     await call('list_audit', { actor: 'bob', limit: 10 })

@@ -210,6 +210,8 @@ export async function call<K extends CommandName>(command: K, args: Args<K>): Pr
     try {
       return await invoke<Commands[K]['result']>(command, args)
     } catch (error) {
+      // Arguments the shell cannot read are refused by Tauri itself, in a sentence.
+      if (typeof error === 'string' && error.startsWith('invalid args')) throw new ApiError('invalid_type', error)
       throw normalizeError(error)
     }
   }
