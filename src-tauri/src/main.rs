@@ -11,6 +11,8 @@ use runbook_core::{Actor, Config, KeySetting, Service};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use tauri::{App, Builder, Manager, RunEvent, Runtime};
+#[cfg(unix)]
+use tokio::signal::unix::SignalKind;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
@@ -39,8 +41,11 @@ fn main() {
             open_service(app, config)?;
             // A quit asked by the session or the terminal goes through `RunEvent::Exit`
             // as a closed window does, so live runs are stopped, not left behind.
-            let handle = app.handle().clone();
-            quit_on_signals(QUIT_SIGNALS, move || handle.exit(0))?;
+            #[cfg(unix)]
+            {
+                let handle = app.handle().clone();
+                quit_on_signals(&QUIT_SIGNALS, move || handle.exit(0))?;
+            }
             Ok(())
         })
         .build(tauri::generate_context!());
@@ -149,44 +154,44 @@ fn open_service<R: Runtime>(
 /// The signals that ask the app to quit: SIGTERM (the session ends), SIGINT (Ctrl+C on
 /// the terminal that started it), SIGHUP (that terminal goes away).
 #[cfg(unix)]
-const QUIT_SIGNALS: &[i32] = &[15, 2, 1];
-#[cfg(not(unix))]
-const QUIT_SIGNALS: &[i32] = &[];
+const QUIT_SIGNALS: [SignalKind; 3] = [
+    SignalKind::terminate(),
+    SignalKind::interrupt(),
+    SignalKind::hangup(),
+];
 
 /// Calls `quit` once one of `signals` arrives; they are caught from the moment this
 /// returns. Their default action would end the process at once, leaving the commands of
 /// live runs (each in a process group of its own, which no terminal signal reaches)
 /// running until the next start reaps them.
-fn quit_on_signals(signals: &[i32], quit: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        // Registered inside the runtime (its signal driver), before this returns.
-        let caught = tauri::async_runtime::block_on(async {
-            signals
-                .iter()
-                .map(|raw| signal(SignalKind::from_raw(*raw)))
-                .collect::<std::io::Result<Vec<_>>>()
-        })?;
-        let (asked, mut asked_to_quit) = tokio::sync::mpsc::channel::<()>(1);
-        for mut signal in caught {
-            let asked = asked.clone();
-            tauri::async_runtime::spawn(async move {
-                if signal.recv().await.is_some() {
-                    let _ = asked.try_send(());
-                }
-            });
-        }
-        drop(asked);
+#[cfg(unix)]
+fn quit_on_signals(
+    signals: &[SignalKind],
+    quit: impl FnOnce() + Send + 'static,
+) -> std::io::Result<()> {
+    // Registered inside the runtime (its signal driver), before this returns.
+    let caught = tauri::async_runtime::block_on(async {
+        signals
+            .iter()
+            .map(|kind| tokio::signal::unix::signal(*kind))
+            .collect::<std::io::Result<Vec<_>>>()
+    })?;
+    let (asked, mut asked_to_quit) = tokio::sync::mpsc::channel::<()>(1);
+    for mut signal in caught {
+        let asked = asked.clone();
         tauri::async_runtime::spawn(async move {
-            if asked_to_quit.recv().await.is_some() {
-                tracing::info!("asked to quit: stopping live runs");
-                quit();
+            if signal.recv().await.is_some() {
+                let _ = asked.try_send(());
             }
         });
     }
-    #[cfg(not(unix))]
-    let _ = (signals, quit);
+    drop(asked);
+    tauri::async_runtime::spawn(async move {
+        if asked_to_quit.recv().await.is_some() {
+            tracing::info!("asked to quit: stopping live runs");
+            quit();
+        }
+    });
     Ok(())
 }
 

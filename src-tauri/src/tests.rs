@@ -1,7 +1,7 @@
 //! The command layer through Tauri's IPC (mock runtime) against a real core service on a temp
 //! SQLite database: argument names, result JSON, error objects and the event bridge.
 
-use super::{config_from, open_service, quit_on_signals, shut_down_on_exit, with_commands};
+use super::{config_from, open_service, shut_down_on_exit, with_commands};
 use crate::events::EXECUTION_EVENT;
 use runbook_core::Config;
 use serde_json::{json, Value};
@@ -535,10 +535,11 @@ fn quitting_the_app_stops_its_live_runs_and_their_processes() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_quit_signal_asks_the_app_to_quit_instead_of_killing_it() {
-    // SIGUSR2 (12 on Linux) stands in for SIGTERM/SIGINT/SIGHUP, which the test
-    // process must keep as they are.
+    // SIGUSR2 stands in for SIGTERM/SIGINT/SIGHUP, which the test process must keep as
+    // they are.
     let (quit, quitting) = mpsc::channel();
-    quit_on_signals(&[12], move || quit.send(()).unwrap()).unwrap();
+    let stand_in = tokio::signal::unix::SignalKind::user_defined2();
+    super::quit_on_signals(&[stand_in], move || quit.send(()).unwrap()).unwrap();
     let sent = std::process::Command::new("kill")
         .args(["-USR2", &std::process::id().to_string()])
         .status()

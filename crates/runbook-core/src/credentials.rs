@@ -711,16 +711,12 @@ impl CredentialResolver for StoreCredentials {
             Ok(Some(started_by)) => started_by,
             _ => "unknown".to_string(),
         };
-        let subject = Subject::new(format!("credential:{name}")).with(serde_json::json!({
-            "execution": execution_id, "block": block_id,
-        }));
+        let mut detail = serde_json::json!({"execution": execution_id, "block": block_id});
         // Checked before the value is opened: a refused credential is never decrypted.
         if let Err(refusal) =
             check_destination(name, record.info.kind, &record.info.hosts, destination)
         {
-            let detail = serde_json::json!({
-                "execution": execution_id, "block": block_id, "refused": refusal.to_string(),
-            });
+            detail["refused"] = refusal.to_string().into();
             append(
                 self.store.as_ref(),
                 &actor,
@@ -732,6 +728,7 @@ impl CredentialResolver for StoreCredentials {
             .await;
             return Err(refusal);
         }
+        let subject = Subject::new(format!("credential:{name}")).with(detail);
         let opened = unseal(&self.vault.current(), record.info.id, &record.sealed);
         let Ok(plaintext) = opened else {
             append(

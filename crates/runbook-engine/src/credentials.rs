@@ -117,47 +117,39 @@ pub fn check_destination(
             reason,
         })
     };
-    let url = match destination {
-        Destination::Environment if !hosts.is_empty() => {
+    let (url, written) = match destination {
+        Destination::Environment if hosts.is_empty() => return Ok(()),
+        Destination::Environment => {
             return refused(format!(
                 "it is bound to hosts ({}), so only an api_call block may send it, not a command's environment",
                 hosts.join(", ")
             ))
         }
-        Destination::Environment => return Ok(()),
-        Destination::Request { .. } if !kind.is_http() => {
-            return refused(format!(
-                "a {} credential is for a command's environment; an api_call takes a bearer, basic or header credential",
-                kind.as_str()
-            ))
-        }
-        Destination::Request { url, .. } => url,
+        Destination::Request { url, written } => (url, written),
     };
-    match destination {
-        Destination::Request { written, .. } if !hosts.is_empty() => {
-            if !host_allowed(hosts, url) {
-                refused(format!(
-                    "it may be sent only to {}, and this request goes to {}",
-                    hosts.join(", "),
-                    authority(url)
-                ))
-            } else if url.scheme() != "https" && written == Written::Nothing {
-                refused(format!(
-                    "this request would send it over {}, a scheme that comes from a template; write the scheme in the block's URL to allow anything but https",
-                    url.scheme()
-                ))
-            } else {
-                Ok(())
-            }
-        }
-        Destination::Request {
-            written: Written::Origin,
-            ..
-        } => Ok(()),
-        _ => refused(format!(
+    if !kind.is_http() {
+        refused(format!(
+            "a {} credential is for a command's environment; an api_call takes a bearer, basic or header credential",
+            kind.as_str()
+        ))
+    } else if hosts.is_empty() && written != Written::Origin {
+        refused(format!(
             "this request goes to {}, a host that comes from a template, and the credential is bound to no host; write the host in the block's URL, or have an admin list the hosts the credential may be sent to",
             authority(url)
-        )),
+        ))
+    } else if !hosts.is_empty() && !host_allowed(hosts, url) {
+        refused(format!(
+            "it may be sent only to {}, and this request goes to {}",
+            hosts.join(", "),
+            authority(url)
+        ))
+    } else if !hosts.is_empty() && url.scheme() != "https" && written == Written::Nothing {
+        refused(format!(
+            "this request would send it over {}, a scheme that comes from a template; write the scheme in the block's URL to allow anything but https",
+            url.scheme()
+        ))
+    } else {
+        Ok(())
     }
 }
 
@@ -168,6 +160,18 @@ fn authority(url: &Url) -> String {
         Some(port) => format!("{host}:{port}"),
         None => host.to_string(),
     }
+}
+
+/// Whether a Host header's value names the host (and port) `url` goes to, with or
+/// without the scheme's default port.
+pub(crate) fn names_host(value: &str, url: &Url) -> bool {
+    let value = value.trim();
+    let with_port = |port: u16| format!("{}:{port}", url.host_str().unwrap_or_default());
+    url.host_str().is_some()
+        && (value.eq_ignore_ascii_case(&authority(url))
+            || url
+                .port_or_known_default()
+                .is_some_and(|port| value.eq_ignore_ascii_case(&with_port(port))))
 }
 
 /// Looks credentials up by name for a step of a run.

@@ -5,7 +5,7 @@
 use crate::command::{self, CommandSpec};
 use crate::console::{Console, Utf8Stream};
 use crate::control::{Prompt, Requested, RunControl};
-use crate::credentials::{Credential, Destination, Written};
+use crate::credentials::{names_host, Credential, Destination, Written};
 use crate::events::Announcer;
 use crate::http;
 use crate::mask::{Secrets, StreamMasker};
@@ -1265,21 +1265,4 @@ fn read_outputs(path: &std::path::Path, secrets: &Secrets) -> Option<BTreeMap<St
 fn now() -> chrono::DateTime<Utc> {
     use chrono::SubsecRound;
     Utc::now().trunc_subsecs(6)
-}
-
-/// Whether a Host header's value names the host (and port) `url` goes to.
-fn names_host(value: &str, url: &reqwest::Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let value = value.trim();
-    let expected = match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_string(),
-    };
-    value.eq_ignore_ascii_case(&expected)
-        || url.port().is_none()
-            && url
-                .port_or_known_default()
-                .is_some_and(|port| value.eq_ignore_ascii_case(&format!("{host}:{port}")))
 }
