@@ -6,6 +6,7 @@ use crate::service::now;
 use crate::{Actor, CoreError, Service};
 use async_trait::async_trait;
 use runbook_domain::hosts::normalize_hosts;
+use runbook_domain::security::{is_credential_name, CREDENTIAL_NAME_RULE};
 use runbook_domain::{AuditOutcome, CredentialInfo, CredentialKind, Role};
 use runbook_engine::{
     check_destination, Credential, CredentialError, CredentialResolver, Destination,
@@ -206,16 +207,12 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: serde_json::Value) -> Result
 /// A credential name: what runbooks reference, so kept to a safe alphabet.
 fn check_name(name: &str) -> Result<String, CoreError> {
     let name = name.trim();
-    let valid = (1..=100).contains(&name.chars().count())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if valid {
+    if is_credential_name(name) {
         Ok(name.to_string())
     } else {
         Err(CoreError::unprocessable(
             "invalid_name",
-            "a credential name is 1 to 100 characters: letters, digits, `-`, `_` and `.`",
+            CREDENTIAL_NAME_RULE,
         ))
     }
 }

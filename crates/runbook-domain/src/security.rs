@@ -9,6 +9,19 @@ use std::fmt;
 use std::str::FromStr;
 use uuid::Uuid;
 
+/// What a credential name may be: runbooks reference credentials by name, so names
+/// keep to a safe alphabet.
+pub const CREDENTIAL_NAME_RULE: &str =
+    "a credential name is 1 to 100 characters: letters, digits, `-`, `_` and `.`";
+
+/// True when `name` follows [`CREDENTIAL_NAME_RULE`].
+pub fn is_credential_name(name: &str) -> bool {
+    (1..=100).contains(&name.chars().count())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 /// How a credential is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -506,10 +506,14 @@ impl Validator {
                         );
                     }
                 }
-                for name in env.keys().chain(secrets.keys()) {
+                let named = env
+                    .keys()
+                    .map(|name| (name, "env"))
+                    .chain(secrets.keys().map(|name| (name, "secrets")));
+                for (name, field) in named {
                     if !is_env_name(name) {
                         self.push(
-                            format!("{path}.env"),
+                            format!("{path}.{field}"),
                             "invalid_env_name",
                             format!(
                                 "`{}` is not a valid environment variable name",
@@ -518,11 +522,18 @@ impl Validator {
                         );
                     } else if crate::block::RESERVED_ENV.contains(&name.as_str()) {
                         self.push(
-                            format!("{path}.env"),
+                            format!("{path}.{field}"),
                             "reserved_env_name",
                             format!("`{name}` is set by Runbook Studio for every command and cannot be set by a block"),
                         );
                     }
+                }
+                for (variable, credential) in secrets {
+                    self.credential_reference(
+                        &format!("{path}.secrets"),
+                        Some(variable),
+                        credential,
+                    );
                 }
                 if expect_exit_codes.is_empty()
                     || expect_exit_codes.iter().any(|c| !(0..=255).contains(c))
@@ -538,10 +549,14 @@ impl Validator {
                 url,
                 headers,
                 body,
+                credential,
                 timeout_secs,
                 expect_status,
                 ..
             }) => {
+                if let Some(credential) = credential {
+                    self.credential_reference(&format!("{path}.credential"), None, credential);
+                }
                 if !is_http_url(url) {
                     self.push(
                         format!("{path}.url"),
@@ -616,6 +631,30 @@ impl Validator {
     fn template(&mut self, path: &str, text: &str) {
         if let Err(message) = crate::template::check_template(text) {
             self.push(path, "invalid_template", message);
+        }
+    }
+
+    /// A block's reference to a stored credential, by its name (for a secret, the variable
+    /// that gets it): a name no credential can have is refused when saved, not when run.
+    fn credential_reference(&mut self, path: &str, variable: Option<&str>, name: &str) {
+        if !crate::security::is_credential_name(name) {
+            let what = match variable {
+                Some(variable) if name.is_empty() => {
+                    format!("`{}` names no credential", truncate(variable, 40))
+                }
+                Some(variable) => format!(
+                    "`{}` names `{}`, which no credential can be called",
+                    truncate(variable, 40),
+                    truncate(name, 40)
+                ),
+                None if name.is_empty() => "the credential name is empty".to_string(),
+                None => format!("`{}` cannot be a credential's name", truncate(name, 40)),
+            };
+            self.push(
+                path.to_string(),
+                "invalid_credential_name",
+                format!("{what}: {}", crate::security::CREDENTIAL_NAME_RULE),
+            );
         }
     }
 
@@ -820,7 +859,40 @@ mod tests {
             codes(Err(err.clone())),
             ["reserved_env_name", "reserved_env_name"]
         );
-        assert_eq!(err.errors[1].path, "blocks[1].env");
+        assert_eq!(err.errors[0].path, "blocks[0].env");
+        assert_eq!(err.errors[1].path, "blocks[1].secrets");
+    }
+
+    #[test]
+    fn refuses_a_credential_reference_no_credential_can_have_where_it_is_made() {
+        let value = with_blocks(json!([
+            {"id": "a", "kind": "command", "script": "true",
+             "secrets": {"TOKEN": "", "KEY": "deploy key", "OK": "payments-token.v2"}},
+            {"id": "b", "kind": "api_call", "url": "https://example.com", "credential": "a/b"},
+            {"id": "c", "kind": "api_call", "url": "https://example.com", "credential": "ok_1"}
+        ]));
+        let err = parse_draft(value).unwrap_err();
+        let found: Vec<_> = err
+            .errors
+            .iter()
+            .map(|e| (e.path.as_str(), e.code.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("blocks[0].secrets", "invalid_credential_name"),
+                ("blocks[0].secrets", "invalid_credential_name"),
+                ("blocks[1].credential", "invalid_credential_name"),
+            ]
+        );
+        assert!(err
+            .errors
+            .iter()
+            .any(|e| e.message.starts_with("`TOKEN` names no credential")));
+        assert!(err
+            .errors
+            .iter()
+            .any(|e| e.message.contains("`deploy key`")));
     }
 
     #[test]
