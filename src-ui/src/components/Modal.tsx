@@ -1,5 +1,7 @@
-// A small modal dialog: focus moves in, Escape and the backdrop close it.
+// A small modal dialog: focus moves in and stays in until it closes, then goes back where it was;
+// Escape and the backdrop close it.
 
+import { createFocusTrap } from 'focus-trap'
 import { useEffect, useId, useRef, type ReactNode } from 'react'
 
 interface ModalProps {
@@ -23,11 +25,28 @@ export function Modal({ title, onClose, children, footer, dismissible = true, cl
     close.current = onClose
   }, [onClose])
 
+  // Tab and Shift+Tab cycle through the dialog's controls; closing it gives the focus back to
+  // what had it (the button that opened it). A dialog opened over another traps in turn.
   useEffect(() => {
+    const node = panel.current
+    if (!node) return
     const first =
-      panel.current?.querySelector<HTMLElement>('[data-autofocus]') ??
-      panel.current?.querySelector<HTMLElement>('input, select, textarea, button.btn-primary')
-    first?.focus()
+      node.querySelector<HTMLElement>('[data-autofocus]') ?? node.querySelector<HTMLElement>('input, select, textarea, button.btn-primary')
+    const trap = createFocusTrap(node, {
+      initialFocus: first ?? undefined,
+      fallbackFocus: node,
+      // Escape and the backdrop are the dialog's own to handle (a dialog may refuse them).
+      escapeDeactivates: false,
+      allowOutsideClick: true,
+      delayInitialFocus: false,
+      // At once, before a dialog that replaces this one takes the focus.
+      delayReturnFocus: false,
+      tabbableOptions: { displayCheck: 'full-native' },
+    })
+    trap.activate()
+    return () => {
+      trap.deactivate()
+    }
   }, [])
 
   useEffect(() => {
@@ -40,7 +59,7 @@ export function Modal({ title, onClose, children, footer, dismissible = true, cl
 
   return (
     <div className="modal-backdrop" onMouseDown={(e) => dismissible && e.target === e.currentTarget && onClose()}>
-      <div className={className ? `modal ${className}` : 'modal'} role="dialog" aria-modal="true" aria-labelledby={titleId} ref={panel}>
+      <div className={className ? `modal ${className}` : 'modal'} role="dialog" aria-modal="true" aria-labelledby={titleId} ref={panel} tabIndex={-1}>
         <h2 id={titleId} className="modal-title">
           {title}
         </h2>
