@@ -97,6 +97,38 @@ describe('AccessPage', () => {
     expect(screen.getByText('The last admin cannot lose the admin role.')).toBeInTheDocument()
   })
 
+  it('shows the keys of a disabled user as not working, and working again once enabled', async () => {
+    apiKeys.push({ id: 'k4', name: 'bob-ci', role: 'operator', user_id: 'u2', user_name: 'bob', created_at: T, last_used_at: null, expires_at: null, revoked_at: null })
+    const user = userEvent.setup()
+    renderWithClient(<AccessPage />, { me: ADMIN })
+    expect(await screen.findByTestId('key-bob-ci')).toHaveTextContent('active')
+    await user.click(within(screen.getByTestId('user-bob')).getByRole('button', { name: 'Disable bob' }))
+    // The server refuses a disabled user's keys.
+    await waitFor(() => expect(screen.getByTestId('key-bob-ci')).toHaveTextContent('user disabled'))
+    expect(screen.getByTestId('key-bob-ci')).not.toHaveTextContent('active')
+    expect(screen.getByTestId('key-bob-ci')).toHaveClass('row-disabled')
+    await user.click(within(screen.getByTestId('user-bob')).getByRole('button', { name: 'Enable bob' }))
+    await waitFor(() => expect(screen.getByTestId('key-bob-ci')).toHaveTextContent('active'))
+  })
+
+  it('reads who you are again after you change your own role', async () => {
+    users.push({ id: 'u3', name: 'carol', role: 'admin', created_at: T, updated_at: T, disabled_at: null })
+    const served = call.getMockImplementation()!
+    call.mockImplementation(async (command: string, args: { id: string; body: Partial<User> }) => {
+      const alice = users.find((u) => u.name === 'alice')!
+      if (command === 'whoami') return { name: 'alice', role: alice.role }
+      if (alice.role !== 'admin' && command.startsWith('list_')) throw new ApiError('forbidden', 'This needs the admin role.', 403)
+      return served(command, args)
+    })
+    const user = userEvent.setup()
+    renderWithClient(<AccessPage />, { me: ADMIN })
+    const alice = await screen.findByTestId('user-alice')
+    await user.selectOptions(within(alice).getByLabelText('Role of alice'), 'editor')
+    // Not "signed in with the admin role": that was before the change.
+    expect(await screen.findByTestId('admin-only')).toHaveTextContent('with the editor role')
+    expect(call).toHaveBeenCalledWith('whoami', {})
+  })
+
   it('is admin only', async () => {
     renderWithClient(<AccessPage />, { me: OPERATOR })
     expect(screen.getByTestId('admin-only')).toHaveTextContent('Access can only be opened by an admin.')

@@ -1,9 +1,10 @@
 // Access (admin): the users and their roles, and the API keys that act as a role or as a user.
 
+import { useQueryClient } from '@tanstack/react-query'
 import { Ban, KeyRound, Plus, Trash2, UserCheck, UserPlus } from 'lucide-react'
 import { useState, type FormEvent } from 'react'
-import { useApiKeys, useCreateUser, useDeleteUser, useMe, useRevokeApiKey, useUpdateUser, useUsers } from '../api/queries'
-import { ROLES, type ApiKeyInfo, type Role, type User } from '../api/types'
+import { keys, useApiKeys, useCreateUser, useDeleteUser, useMe, useRevokeApiKey, useUpdateUser, useUsers } from '../api/queries'
+import { ROLES, type ApiKeyInfo, type Role, type User, type UserUpdate } from '../api/types'
 import { isForbidden } from '../api/errors'
 import { AdminOnly, RequireAdmin } from '../components/AdminOnly'
 import { ConfirmDialog } from '../components/ConfirmDialog'
@@ -58,6 +59,17 @@ function UsersSection() {
   const [creating, setCreating] = useState(false)
   const [deleting, setDeleting] = useState<User | null>(null)
   const [notice, setNotice] = useState<string | null>(null)
+  const client = useQueryClient()
+  const change = (user: User, body: UserUpdate) =>
+    update.mutate(
+      { id: user.id, body },
+      {
+        // A change of your own role changes what the app lets you do (the admin pages included).
+        onSuccess: () => {
+          if (user.name === me.data?.name) void client.invalidateQueries({ queryKey: keys.me })
+        },
+      },
+    )
 
   return (
     <section aria-labelledby="users-title" className="section">
@@ -104,7 +116,7 @@ function UsersSection() {
                         aria-label={`Role of ${user.name}`}
                         value={user.role}
                         disabled={busy}
-                        onChange={(e) => update.mutate({ id: user.id, body: { role: e.target.value as Role } })}
+                        onChange={(e) => change(user, { role: e.target.value as Role })}
                       >
                         {ROLES.map((role) => (
                           <option key={role}>{role}</option>
@@ -127,7 +139,7 @@ function UsersSection() {
                         className="btn btn-secondary btn-sm"
                         disabled={busy}
                         aria-label={`${user.disabled_at ? 'Enable' : 'Disable'} ${user.name}`}
-                        onClick={() => update.mutate({ id: user.id, body: { disabled: !user.disabled_at } })}
+                        onClick={() => change(user, { disabled: !user.disabled_at })}
                       >
                         {user.disabled_at ? <UserCheck size={14} aria-hidden /> : <Ban size={14} aria-hidden />}
                         {user.disabled_at ? 'Enable' : 'Disable'}
@@ -249,6 +261,8 @@ function CreateUserDialog({ onClose, onCreated }: { onClose: () => void; onCreat
 
 function ApiKeysSection() {
   const apiKeys = useApiKeys()
+  const users = useUsers()
+  const disabledUsers = new Set((users.data?.items ?? []).filter((user) => user.disabled_at).map((user) => user.id))
   const revoke = useRevokeApiKey()
   const [creating, setCreating] = useState(false)
   const [revoking, setRevoking] = useState<ApiKeyInfo | null>(null)
@@ -294,7 +308,7 @@ function ApiKeysSection() {
             </thead>
             <tbody>
               {apiKeys.data.items.map((key) => {
-                const state = keyState(key, now)
+                const state = keyState(key, now, disabledUsers)
                 return (
                   <tr key={key.id} data-testid={`key-${key.name}`} className={state === 'active' ? undefined : 'row-disabled'}>
                     <td className="cell-title">{key.name}</td>
@@ -316,6 +330,11 @@ function ApiKeysSection() {
                         </span>
                       )}
                       {state === 'expired' && <span className="chip chip-off">expired</span>}
+                      {state === 'user_disabled' && (
+                        <span className="chip chip-off" title="Refused while its user is disabled; enabling the user restores it.">
+                          user disabled
+                        </span>
+                      )}
                       {state === 'active' && <span className="chip chip-on">active</span>}
                     </td>
                     <td className="row-actions">

@@ -2,13 +2,13 @@ import { render, screen, waitFor, within } from '@testing-library/react'
 import userEvent from '@testing-library/user-event'
 import { beforeEach, describe, expect, it, vi } from 'vitest'
 import { ApiError } from '../api/errors'
-import type { AuditEntry } from '../api/types'
+import type { AuditEntry, AuditFilter } from '../api/types'
 import { ADMIN, renderWithClient } from '../test/render'
 
 const call = vi.fn()
 vi.mock('../api/transport', () => ({ call: (...args: unknown[]) => call(...args) }))
 
-import { verificationText } from './audit'
+import { snapshotUntil, verificationText } from './audit'
 import { AuditPage, VerifyResult } from './AuditPage'
 
 function entry(seq: number, patch: Partial<AuditEntry> = {}): AuditEntry {
@@ -47,6 +47,18 @@ describe('verification result', () => {
     expect(result).toHaveTextContent('Broken at record #5: hash mismatch')
     expect(result).toHaveClass('verify-broken')
     expect(verificationText({ ok: false, checked: 3, broken: null })).toBe('Chain broken — 3 records checked')
+  })
+})
+
+describe('snapshotUntil', () => {
+  it('is just after the newest time shown, to the microsecond, whatever digits the server wrote', () => {
+    const times = (...ats: string[]) => ats.map((at, i) => entry(i + 1, { at }))
+    expect(snapshotUntil(times('2026-01-01T00:00:00.123456Z'))).toBe('2026-01-01T00:00:00.123457Z')
+    // The newest time, not the first record's: times of records written side by side can cross.
+    expect(snapshotUntil(times('2026-01-01T00:00:01Z', '2026-01-01T00:00:01.5Z', '2026-01-01T00:00:00.999Z'))).toBe('2026-01-01T00:00:01.500001Z')
+    expect(snapshotUntil(times('2026-01-01T00:00:59.999999Z'))).toBe('2026-01-01T00:01:00.000000Z')
+    expect(snapshotUntil(times('2026-01-01T02:00:00.000000001+02:00'))).toBe('2026-01-01T00:00:00.000001Z')
+    expect(snapshotUntil([])).toBeUndefined()
   })
 })
 
@@ -98,6 +110,39 @@ describe('AuditPage', () => {
     const since = new Date(call.mock.lastCall?.[1].since)
     expect([since.getFullYear(), since.getMonth(), since.getDate(), since.getHours()]).toEqual([2026, 0, 15, 0])
     expect(await screen.findByText('No records match these filters.')).toBeInTheDocument()
+  })
+
+  it('pages through the trail as it was, even while new records arrive', async () => {
+    // Times with microseconds, as the server writes them.
+    const at = (seq: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, seq)).toISOString().replace('Z', '000Z')
+    const trail = Array.from({ length: 60 }, (_, i) => entry(i + 1, { at: at(i + 1) }))
+    // The server's contract: newest first, `until` exclusive, then offset and limit.
+    call.mockImplementation(async (command: string, filter: AuditFilter) => {
+      if (command !== 'list_audit') throw new Error(`unexpected ${command}`)
+      const kept = trail.filter((e) => filter.until === undefined || e.at < filter.until).sort((a, b) => b.seq - a.seq)
+      const offset = filter.offset ?? 0
+      return { items: kept.slice(offset, offset + (filter.limit ?? 50)), total: kept.length }
+    })
+    const user = userEvent.setup()
+    renderWithClient(<AuditPage />, { me: ADMIN })
+    await screen.findByTestId('audit-60')
+    const shown = (): number[] => screen.getAllByTestId(/^audit-\d+$/).map((row) => Number(row.dataset.testid?.slice(6)))
+    const first = shown()
+    expect(first).toEqual(Array.from({ length: 50 }, (_, i) => 60 - i))
+
+    // Five records are appended while the first page is read.
+    trail.push(...Array.from({ length: 5 }, (_, i) => entry(61 + i, { at: at(61 + i) })))
+    await user.click(screen.getByRole('button', { name: /Next/ }))
+    await screen.findByTestId('audit-1')
+    const second = shown()
+    expect(second).toEqual([10, 9, 8, 7, 6, 5, 4, 3, 2, 1])
+    expect(second.filter((seq) => first.includes(seq))).toEqual([])
+    expect(screen.getByRole('navigation', { name: 'Pages' })).toHaveTextContent('51–60 of 60')
+
+    // The first page again is the live trail, new records included.
+    await user.click(screen.getByRole('button', { name: /Previous/ }))
+    expect(await screen.findByTestId('audit-65')).toBeInTheDocument()
+    expect(call).toHaveBeenLastCalledWith('list_audit', { limit: 50, offset: 0 })
   })
 
   it('renders a 403 as the admin-only message', async () => {

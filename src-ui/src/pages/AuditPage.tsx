@@ -12,7 +12,16 @@ import { ErrorBanner } from '../components/ErrorBanner'
 import { formatDateTime, formatRelative, shortId } from '../util/format'
 import { useDebounced, useNow } from '../util/hooks'
 import { localDate } from './access'
-import { AUDIT_ACTIONS, auditFilter, detailText, EMPTY_AUDIT_FILTER, isFiltered, verificationText, type AuditFilterForm } from './audit'
+import {
+  AUDIT_ACTIONS,
+  auditFilter,
+  detailText,
+  EMPTY_AUDIT_FILTER,
+  isFiltered,
+  snapshotUntil,
+  verificationText,
+  type AuditFilterForm,
+} from './audit'
 import { Pager } from './RunsTab'
 
 export const AUDIT_PAGE_SIZE = 50
@@ -29,15 +38,24 @@ function Audit() {
   const [form, setForm] = useState<AuditFilterForm>(EMPTY_AUDIT_FILTER)
   const applied = useDebounced(form, 300)
   const [offset, setOffset] = useState(0)
+  // Pages after the first show the trail as the first page showed it (see `snapshotUntil`).
+  const [until, setUntil] = useState<string | undefined>(undefined)
   // A new filter starts again on the first page.
   const [seenFilter, setSeenFilter] = useState(applied)
   if (applied !== seenFilter) {
     setSeenFilter(applied)
     setOffset(0)
+    setUntil(undefined)
   }
-  const audit = useAudit(auditFilter(applied, AUDIT_PAGE_SIZE, offset))
+  const audit = useAudit(auditFilter(applied, AUDIT_PAGE_SIZE, offset, until))
   const verify = useVerifyAudit()
   const set = (patch: Partial<AuditFilterForm>) => setForm((current) => ({ ...current, ...patch }))
+  const turnPage = (next: number) => {
+    // The first page is the live trail; leaving it holds the pages to what it showed.
+    if (next === 0) setUntil(undefined)
+    else if (offset === 0 && audit.data && !audit.isPlaceholderData) setUntil(snapshotUntil(audit.data.items))
+    setOffset(next)
+  }
   const today = localDate(useNow(false))
 
   if (audit.isError && isForbidden(audit.error)) return <AdminOnly page="The audit trail" />
@@ -119,7 +137,7 @@ function Audit() {
             limit={AUDIT_PAGE_SIZE}
             total={audit.data.total ?? audit.data.items.length}
             shown={audit.data.items.length}
-            onOffset={setOffset}
+            onOffset={turnPage}
           />
         </div>
       )}

@@ -1,13 +1,14 @@
 import { screen, waitFor, within } from '@testing-library/react'
 import userEvent from '@testing-library/user-event'
 import { useState } from 'react'
-import { beforeEach, describe, expect, it, vi } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import type { CreatedApiKey, User } from '../api/types'
 import { cachedText, renderWithClient } from '../test/render'
 
 const call = vi.fn()
 vi.mock('../api/transport', () => ({ call: (...args: unknown[]) => call(...args) }))
 
+import { localDate } from './access'
 import { CreateApiKeyDialog } from './CreateApiKeyDialog'
 
 const TOKEN = `rbs_${'ab12'.repeat(16)}`
@@ -51,6 +52,10 @@ beforeEach(() => {
     if (command === 'create_api_key') return created(args.body)
     return { items: [] }
   })
+})
+
+afterEach(() => {
+  vi.useRealTimers()
 })
 
 describe('CreateApiKeyDialog', () => {
@@ -108,5 +113,34 @@ describe('CreateApiKeyDialog', () => {
     expect(body).not.toHaveProperty('role')
     expect(new Date(body.expires_at).getDate()).toBe(30)
     expect(screen.getByText('editor (from user bob)')).toBeInTheDocument()
+  })
+
+  it('puts the focus on the token, so a second Enter after creating does not close it unseen', async () => {
+    const user = userEvent.setup()
+    renderWithClient(<Opener />)
+    await user.click(screen.getByRole('button', { name: 'Open' }))
+    await user.type(screen.getByLabelText('Name'), 'ci-deploy')
+    // Submitted with Enter, as people do, and Enter pressed once more as the answer arrives.
+    await user.keyboard('{Enter}')
+    const token = await screen.findByLabelText('API key token')
+    expect(token).toHaveFocus()
+    await user.keyboard('{Enter}')
+    expect(screen.getByRole('dialog', { name: 'API key “ci-deploy” created' })).toBeInTheDocument()
+    expect(screen.getByLabelText('API key token')).toHaveValue(TOKEN)
+  })
+
+  it('lets a key expire at the end of today', async () => {
+    // Only the clock is fixed (at noon), so that "today" is not about to end.
+    vi.useFakeTimers({ toFake: ['Date'] })
+    vi.setSystemTime(new Date(2026, 2, 10, 12, 0, 0))
+    const user = userEvent.setup()
+    renderWithClient(<CreateApiKeyDialog onClose={() => {}} />)
+    await user.type(screen.getByLabelText('Name'), 'incident-bot')
+    await user.type(screen.getByLabelText('Expires'), localDate(Date.now()))
+    await user.click(screen.getByRole('button', { name: /Create key/ }))
+    await screen.findByLabelText('API key token')
+    const body = call.mock.calls.find(([command]) => command === 'create_api_key')?.[1].body
+    const expires = new Date(body.expires_at)
+    expect([expires.getFullYear(), expires.getMonth(), expires.getDate(), expires.getHours()]).toEqual([2026, 2, 10, 23])
   })
 })

@@ -109,7 +109,9 @@ function KeyFormDialog({ onClose, onCreated }: { onClose: () => void; onCreated:
               id={id}
               className="input w-date"
               type="date"
-              min={localDate(now + 24 * 3600 * 1000)}
+              // Today is allowed (the key works until the day ends); a later `min` would make the
+              // browser refuse the form silently.
+              min={localDate(now)}
               value={form.expires}
               onChange={(e) => set({ expires: e.target.value }, 'expires_at')}
             />
@@ -137,7 +139,9 @@ function TokenShownOnce({ apiKey, onDone }: { apiKey: CreatedApiKey; onDone: () 
       onClose={onDone}
       dismissible={false}
       footer={
-        <button type="button" className="btn btn-primary" data-autofocus onClick={onDone}>
+        // Not focused first: an Enter pressed once more after creating would close it unseen. The
+        // token field takes the focus (and selects the token for Ctrl+C).
+        <button type="button" className="btn btn-primary" onClick={onDone}>
           I have copied it — Done
         </button>
       }

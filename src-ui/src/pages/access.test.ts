@@ -21,6 +21,11 @@ describe('API keys', () => {
     expect(keyState({ ...key, expires_at: '2026-03-11T00:00:00Z' }, NOW)).toBe('active')
     expect(keyState({ ...key, expires_at: '2026-03-10T11:59:59Z' }, NOW)).toBe('expired')
     expect(keyState({ ...key, expires_at: '2026-03-10T11:59:59Z', revoked_at: '2026-03-01T00:00:00Z' }, NOW)).toBe('revoked')
+    // A user's key is refused while the user is disabled.
+    const bobs = { ...key, user_id: 'u2', user_name: 'bob' }
+    expect(keyState(bobs, NOW, new Set(['u2']))).toBe('user_disabled')
+    expect(keyState(bobs, NOW, new Set(['u3']))).toBe('active')
+    expect(keyState({ ...bobs, revoked_at: '2026-03-01T00:00:00Z' }, NOW, new Set(['u2']))).toBe('revoked')
   })
 
   it('sends exactly one of role and user, and the expiry as the end of the local day', () => {

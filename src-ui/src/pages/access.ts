@@ -2,11 +2,13 @@
 
 import type { ApiKeyCreate, ApiKeyInfo, Role } from '../api/types'
 
-export type KeyState = 'active' | 'expired' | 'revoked'
+export type KeyState = 'active' | 'expired' | 'revoked' | 'user_disabled'
 
-export function keyState(key: ApiKeyInfo, now: number = Date.now()): KeyState {
+/** Whether a key works; `disabledUsers` holds the ids of disabled users, whose keys are refused. */
+export function keyState(key: ApiKeyInfo, now: number = Date.now(), disabledUsers: ReadonlySet<string> = new Set()): KeyState {
   if (key.revoked_at) return 'revoked'
   if (key.expires_at && Date.parse(key.expires_at) <= now) return 'expired'
+  if (key.user_id && disabledUsers.has(key.user_id)) return 'user_disabled'
   return 'active'
 }
 
