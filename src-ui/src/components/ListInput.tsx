@@ -2,27 +2,28 @@
 // keeping the typed text while it is incomplete.
 
 import { useState } from 'react'
-import { parseNumberList, parseTextList } from '../util/lists'
+import { looseNumberList, parseNumberList, parseTextList } from '../util/lists'
 import { useReadOnly } from './readOnly'
 
 /**
  * The text of a list input: kept as typed while it is incomplete, replaced when the value changes
- * from outside (a reset, a rollback). `edit` takes what was typed and returns its entries, or null
- * while it is not a list yet.
+ * from outside (a reset, a rollback). `edit` takes what was typed and returns the entries to store:
+ * the list it means, or while it is not one yet, what `loose` reads in it, so that what a save
+ * sends is what the input shows and the server names what is wrong with it.
  */
-function useListText<T>(value: T[], parse: (text: string) => T[] | null) {
+function useListText<T>(value: T[], parse: (text: string) => T[] | null, loose: (text: string) => T[]) {
   const joined = value.join(', ')
   const [text, setText] = useState(joined)
   const [seen, setSeen] = useState(joined)
   if (joined !== seen) {
     setSeen(joined)
-    if (parse(text)?.join(', ') !== joined) setText(joined)
+    if ((parse(text) ?? loose(text)).join(', ') !== joined) setText(joined)
   }
-  const edit = (typed: string): T[] | null => {
+  const edit = (typed: string): T[] => {
     setText(typed)
-    const parsed = parse(typed)
-    if (parsed) setSeen(parsed.join(', '))
-    return parsed
+    const entries = parse(typed) ?? loose(typed)
+    setSeen(entries.join(', '))
+    return entries
   }
   return [text, edit] as const
 }
@@ -36,7 +37,7 @@ interface ListInputProps {
 
 export function NumberListInput({ id, value, onChange, placeholder }: ListInputProps) {
   const readOnly = useReadOnly()
-  const [text, edit] = useListText(value, parseNumberList)
+  const [text, edit] = useListText(value, parseNumberList, looseNumberList)
   const invalid = parseNumberList(text) === null
   return (
     <input
@@ -46,10 +47,7 @@ export function NumberListInput({ id, value, onChange, placeholder }: ListInputP
       placeholder={placeholder}
       aria-invalid={invalid}
       readOnly={readOnly}
-      onChange={(e) => {
-        const parsed = edit(e.target.value)
-        if (parsed) onChange(parsed)
-      }}
+      onChange={(e) => onChange(edit(e.target.value))}
     />
   )
 }
@@ -66,7 +64,7 @@ interface TextListInputProps {
 
 export function TextListInput({ id, value, onChange, placeholder, invalid = false, className }: TextListInputProps) {
   const readOnly = useReadOnly()
-  const [text, edit] = useListText(value, parseTextList)
+  const [text, edit] = useListText(value, parseTextList, parseTextList)
   const classes = ['input', className, invalid ? 'input-invalid' : null].filter(Boolean).join(' ')
   return (
     <input
@@ -78,7 +76,7 @@ export function TextListInput({ id, value, onChange, placeholder, invalid = fals
       autoComplete="off"
       spellCheck={false}
       readOnly={readOnly}
-      onChange={(e) => onChange(edit(e.target.value) ?? [])}
+      onChange={(e) => onChange(edit(e.target.value))}
     />
   )
 }

@@ -123,6 +123,7 @@ describe('WriteBatcher', () => {
     expect(h.batcher.pending).toBeLessThanOrEqual(100 + 120)
     h.frame()
     const shown = h.written.join('')
+    // oxlint-disable-next-line no-control-regex
     expect(shown).toMatch(/^\r\n\x1b\[2m… [\d,]+ characters skipped while the console was not shown/)
     expect(shown.endsWith('line 049\n')).toBe(true)
     expect(shown).not.toContain('line 000')

@@ -4,23 +4,23 @@
 // collapsing is left.
 
 import { ArrowDown, ArrowUp, ChevronDown, ChevronRight, GripVertical, Trash2 } from 'lucide-react'
-import { useState, type DragEvent } from 'react'
-import type { Block, FieldError } from '../api/types'
+import { useEffect, useRef, useState, type DragEvent } from 'react'
+import type { Block, BlockKind } from '../api/types'
 import { KindIcon } from '../components/KindIcon'
 import { useReadOnly } from '../components/readOnly'
 import { formatSeconds } from '../util/format'
 import { AddBlockMenu } from './AddBlockMenu'
 import { BlockBody } from './BlockEditors'
-import { BLOCK_LABELS, blockPath, type BlockKey, type EditorAction, type ListPath } from './draft'
-import { errorsAt, SHOWN_FIELDS } from './fieldErrors'
+import { BLOCK_LABELS, type BlockKey, type EditorAction, type ListPath } from './draft'
+import { NO_ERRORS, SHOWN_FIELDS, type BlockErrors } from './fieldErrors'
 
 /** Deepest list that may still hold blocks (the runbook's own list is depth 1). */
 export const MAX_DEPTH = 8
 
 interface SharedProps {
   list: ListPath
-  /** Every server error of the last save; each card picks its own. */
-  errors: FieldError[]
+  /** The server errors of the last save by the key of the block they are about. */
+  errorsByKey: Map<string, BlockErrors>
   /** How often each block id is used in the whole runbook. */
   idCounts: Map<string, number>
   dispatch: (action: EditorAction) => void
@@ -43,21 +43,42 @@ export function BlockList({ blocks, keys, addLabel, emptyText, ...shared }: Bloc
   const { list, dispatch, depth } = shared
   const readOnly = useReadOnly()
   const nested = list.length > 0
+  const cards = useRef<HTMLOListElement>(null)
+  const addRow = useRef<HTMLDivElement>(null)
+  // After an add or a delete the focus goes to the card now at that place (the list's add button
+  // when none is left), instead of falling back to the top of the page with the control it was on.
+  const focusAt = useRef<number | null>(null)
+  useEffect(() => {
+    const at = focusAt.current
+    if (at === null) return
+    focusAt.current = null
+    const items = cards.current?.children
+    const card = items?.[Math.min(at, items.length - 1)]?.firstElementChild ?? addRow.current?.querySelector('button')
+    if (card instanceof HTMLElement) card.focus()
+  }, [blocks])
+  const onAdd = (kind: BlockKind) => {
+    focusAt.current = blocks.length
+    dispatch({ type: 'add_block', kind, list })
+  }
+  const onDelete = (index: number) => {
+    focusAt.current = index
+    dispatch({ type: 'delete_block', index, list })
+  }
   return (
     <div className={nested ? 'block-list-nested' : undefined}>
       {blocks.length === 0 && emptyText && <div className={nested ? 'branch-empty' : 'empty-card'}>{emptyText}</div>}
       {blocks.length > 0 && (
-        <ol className="block-list">
+        <ol className="block-list" ref={cards}>
           {blocks.map((block, index) => (
             <li key={keys[index]?.key ?? `at-${index}`}>
-              <BlockCard block={block} blockKey={keys[index]} index={index} count={blocks.length} {...shared} />
+              <BlockCard block={block} blockKey={keys[index]} index={index} count={blocks.length} onDelete={() => onDelete(index)} {...shared} />
             </li>
           ))}
         </ol>
       )}
       {depth <= MAX_DEPTH && !readOnly && (
-        <div className={nested ? 'add-block-row add-block-row-nested' : 'add-block-row'}>
-          <AddBlockMenu ariaLabel={addLabel} compact={nested} onAdd={(kind) => dispatch({ type: 'add_block', kind, list })} />
+        <div className={nested ? 'add-block-row add-block-row-nested' : 'add-block-row'} ref={addRow}>
+          <AddBlockMenu ariaLabel={addLabel} compact={nested} onAdd={onAdd} />
         </div>
       )}
     </div>
@@ -69,6 +90,7 @@ interface BlockCardProps extends SharedProps {
   blockKey: BlockKey | undefined
   index: number
   count: number
+  onDelete: () => void
 }
 
 /** One line saying what a collapsed block does. */
@@ -88,20 +110,35 @@ function summary(block: Block): string {
   }
 }
 
-export function BlockCard({ block, blockKey, index, count, ...shared }: BlockCardProps) {
-  const { list, errors, idCounts, dispatch, depth } = shared
+export function BlockCard({ block, blockKey, index, count, onDelete, ...shared }: BlockCardProps) {
+  const { list, errorsByKey, idCounts, dispatch, depth } = shared
   const readOnly = useReadOnly()
   const [collapsed, setCollapsed] = useState(false)
   const [dragArmed, setDragArmed] = useState(false)
   const [dropTarget, setDropTarget] = useState(false)
   const label = BLOCK_LABELS[block.kind] ?? block.kind
-  const prefix = blockPath(list, index)
-  const mine = errorsAt(errors, prefix)
+  const mine = (blockKey && errorsByKey.get(blockKey.key)) ?? NO_ERRORS
   const shown = SHOWN_FIELDS[block.kind]
   const cardErrors = [...mine.card, ...[...mine.fields].filter(([field]) => !shown?.has(field)).flatMap(([, list]) => list)]
   const duplicateId = (idCounts.get(block.id) ?? 0) > 1
   const invalid = cardErrors.length > 0 || duplicateId || mine.fields.size > 0
   const listKey = JSON.stringify(list)
+  const moveUp = useRef<HTMLButtonElement>(null)
+  const moveDown = useRef<HTMLButtonElement>(null)
+  // A moved card's element is taken out and put back, which takes the focus from the button that
+  // moved it: give it back (to the other one at either end), so the keys can move it again.
+  const movedBy = useRef<HTMLButtonElement | null>(null)
+  useEffect(() => {
+    const button = movedBy.current
+    if (!button) return
+    movedBy.current = null
+    const other = button === moveUp.current ? moveDown.current : moveUp.current
+    ;(button.disabled ? other : button)?.focus()
+  }, [index])
+  const move = (delta: -1 | 1, button: HTMLButtonElement) => {
+    movedBy.current = button
+    dispatch({ type: 'move_block', index, delta, list })
+  }
 
   const onDragStart = (e: DragEvent) => {
     // A drag started inside a read-only card (selected text, say) moves no block.
@@ -132,6 +169,7 @@ export function BlockCard({ block, blockKey, index, count, ...shared }: BlockCar
       className={`card block-card${invalid ? ' block-card-invalid' : ''}${dropTarget ? ' block-card-drop' : ''}${depth > 1 ? ' block-card-nested' : ''}`}
       aria-label={`${label} block ${block.id}`}
       data-testid={`block-${block.id}`}
+      tabIndex={-1}
       draggable={dragArmed && !readOnly}
       onDragStart={onDragStart}
       onDragEnd={() => {
@@ -184,8 +222,9 @@ export function BlockCard({ block, blockKey, index, count, ...shared }: BlockCar
               className="icon-btn"
               aria-label="Move up"
               title="Move up"
+              ref={moveUp}
               disabled={index === 0}
-              onClick={() => dispatch({ type: 'move_block', index, delta: -1, list })}
+              onClick={(e) => move(-1, e.currentTarget)}
             >
               <ArrowUp size={16} />
             </button>
@@ -194,8 +233,9 @@ export function BlockCard({ block, blockKey, index, count, ...shared }: BlockCar
               className="icon-btn"
               aria-label="Move down"
               title="Move down"
+              ref={moveDown}
               disabled={index === count - 1}
-              onClick={() => dispatch({ type: 'move_block', index, delta: 1, list })}
+              onClick={(e) => move(1, e.currentTarget)}
             >
               <ArrowDown size={16} />
             </button>
@@ -204,7 +244,7 @@ export function BlockCard({ block, blockKey, index, count, ...shared }: BlockCar
               className="icon-btn icon-btn-danger"
               aria-label="Delete block"
               title="Delete block"
-              onClick={() => dispatch({ type: 'delete_block', index, list })}
+              onClick={onDelete}
             >
               <Trash2 size={16} />
             </button>

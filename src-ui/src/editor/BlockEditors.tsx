@@ -34,14 +34,18 @@ interface EditorProps<B extends Block> {
   errors: Map<string, FieldError[]>
 }
 
-/** A server error about a field while the field still holds the value it was about; an edit hides it. */
-function useFreshError(error: string | undefined, value: string): string | undefined {
-  const [seen, setSeen] = useState({ error, value })
-  if (seen.error !== error) {
-    setSeen({ error, value })
-    return error
+/**
+ * A server error about a field while the field still holds the value it was about; an edit hides
+ * it. Errors of a new save show again, even with the same message.
+ */
+function useFreshError(errors: Map<string, FieldError[]>, field: string, value: string): string | undefined {
+  const list = errors.get(field)
+  const [seen, setSeen] = useState({ list, value })
+  if (seen.list !== list) {
+    setSeen({ list, value })
+    return fieldMessage(errors, field)
   }
-  return value === seen.value ? error : undefined
+  return value === seen.value ? fieldMessage(errors, field) : undefined
 }
 
 /** Environment variable names a shell accepts. */
@@ -145,7 +149,7 @@ function ScriptHint() {
 
 export function CommandEditor({ block, onChange, errors }: EditorProps<CommandBlock>) {
   const readOnly = useReadOnly()
-  const scriptError = useFreshError(fieldMessage(errors, 'script'), block.script)
+  const scriptError = useFreshError(errors, 'script', block.script)
   return (
     <>
       <div className={`field${scriptError ? ' field-invalid' : ''}`}>
@@ -254,7 +258,7 @@ const METHODS: HttpMethod[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 
 
 export function ApiCallEditor({ block, onChange, errors }: EditorProps<ApiCallBlock>) {
   const readOnly = useReadOnly()
-  const urlError = useFreshError(fieldMessage(errors, 'url'), block.url)
+  const urlError = useFreshError(errors, 'url', block.url)
   const bodyless = block.method === 'GET' || block.method === 'HEAD'
   const bodyError = fieldMessage(errors, 'body')
   return (
@@ -367,7 +371,7 @@ interface ConditionalEditorProps extends EditorProps<ConditionalBlock> {
 
 export function ConditionalEditor({ block, onChange, errors, renderBranch }: ConditionalEditorProps) {
   const readOnly = useReadOnly()
-  const serverError = useFreshError(fieldMessage(errors, 'expr'), block.expr)
+  const serverError = useFreshError(errors, 'expr', block.expr)
   const problem = expressionProblem(block.expr)
   const error = serverError ?? problem ?? undefined
   return (

@@ -142,7 +142,7 @@ describe('RunbookEditor', () => {
     const user = userEvent.setup()
     render(<Harness />)
     await user.click(screen.getByRole('button', { name: 'Add parameter' }))
-    expect(lastState?.draft.params[0]).toEqual({ name: 'param1', type: 'string', default: null, required: false })
+    expect(lastState?.draft.params[0]).toEqual({ name: 'param1', type: 'string', default: null, required: false, description: '' })
 
     await user.selectOptions(screen.getByLabelText('Parameter 1 type'), 'number')
     expect(lastState?.draft.params[0].default).toBeNull()
@@ -397,9 +397,160 @@ describe('RunbookEditor', () => {
     expect(screen.getByText('Unsaved changes')).toBeInTheDocument()
   })
 
+  it('keeps a server error with the block it is about when blocks before it are deleted, moved or added', async () => {
+    const user = userEvent.setup()
+    const error = new ApiError('validation_failed', 'The runbook is invalid.', 422, [
+      { path: 'blocks[1].timeout_secs', code: 'invalid_timeout', message: 'a timeout is from 1 to 86400 seconds' },
+      { path: 'blocks[2].then[0].seconds', code: 'invalid_duration', message: 'a timer waits from 1 to 604800 seconds' },
+    ])
+    render(<Harness runbook={{ ...branchy, blocks: [saved.blocks[0], ...branchy.blocks] }} saveError={error} />)
+    const check = () => screen.getByRole('region', { name: 'Command block check' })
+    const timeoutError = (card: HTMLElement) => within(card).getByLabelText('Timeout (seconds)').closest('.field')
+    expect(timeoutError(check())).toHaveTextContent('a timeout is from 1 to 86400 seconds')
+
+    await user.click(within(screen.getByRole('region', { name: 'Instruction block intro' })).getByRole('button', { name: 'Delete block' }))
+    expect(timeoutError(check())).toHaveTextContent('a timeout is from 1 to 86400 seconds')
+    const conditional = screen.getByRole('region', { name: 'Conditional block branch' })
+    expect(conditional.querySelector(':scope > .block-errors')).toBeNull()
+    expect(within(screen.getByRole('region', { name: 'Timer block wait' })).getByRole('alert')).toHaveTextContent('a timer waits from 1')
+
+    await user.click(within(check()).getByRole('button', { name: 'Move down' }))
+    expect(timeoutError(check())).toHaveTextContent('a timeout is from 1 to 86400 seconds')
+    // A block added since is not what the errors were about.
+    await user.click(screen.getByRole('button', { name: 'Add block' }))
+    await user.click(screen.getByRole('menuitem', { name: /Command/ }))
+    const added = screen.getByRole('region', { name: 'Command block step-4' })
+    expect(within(added).queryByText(/a timeout is from/)).toBeNull()
+  })
+
+  it('shows the next refused save\'s error next to the field again, even with the same message', async () => {
+    const user = userEvent.setup()
+    const refused = () =>
+      new ApiError('validation_failed', 'The runbook is invalid.', 422, [
+        { path: 'blocks[2].url', code: 'invalid_url', message: 'the URL must be an absolute http:// or https:// URL' },
+      ])
+    const { rerender } = render(<Harness runbook={everything} saveError={refused()} />)
+    const url = within(screen.getByRole('region', { name: 'API call block ping' })).getByLabelText('URL')
+    expect(url.closest('.field')).toHaveTextContent('must be an absolute')
+    await user.clear(url)
+    await user.type(url, 'example.com/ping')
+    expect(url.closest('.field')).not.toHaveTextContent('must be an absolute')
+
+    rerender(<Harness runbook={everything} saveError={refused()} />)
+    expect(url.closest('.field')).toHaveTextContent('must be an absolute')
+  })
+
+  it('shows server errors about parameters on the parameter they name', () => {
+    const error = new ApiError('validation_failed', 'The runbook is invalid.', 422, [
+      { path: 'params[0].default', code: 'invalid_default', message: "the default value does not match the parameter's type" },
+      { path: 'params[1].name', code: 'duplicate_param', message: 'parameter `service` is declared twice' },
+    ])
+    const params = [
+      { name: 'service', type: 'number' as const, default: 'payments', required: false },
+      { name: 'service', type: 'string' as const, default: null, required: false },
+    ]
+    render(<Harness runbook={{ ...saved, params }} saveError={error} />)
+    const secondName = screen.getByLabelText('Parameter 2 name')
+    expect(secondName).toHaveAttribute('aria-invalid', 'true')
+    expect(secondName.closest('td')).toHaveTextContent('parameter `service` is declared twice')
+    expect(screen.getByLabelText('Parameter 1 name')).not.toHaveAttribute('aria-invalid')
+    const firstDefault = screen.getByLabelText('Parameter 1 default')
+    expect(firstDefault.closest('td')).toHaveTextContent("the default value does not match the parameter's type")
+    expect(screen.getByLabelText('Parameter 2 default').closest('td')).not.toHaveTextContent('does not match')
+  })
+
+  it('starts a parameter changed from boolean to string or number without a default', async () => {
+    const user = userEvent.setup()
+    render(<Harness />)
+    await user.click(screen.getByRole('button', { name: 'Add parameter' }))
+    await user.selectOptions(screen.getByLabelText('Parameter 1 type'), 'boolean')
+    await user.selectOptions(screen.getByLabelText('Parameter 1 default'), 'true')
+    expect(lastState?.draft.params[0].default).toBe(true)
+    await user.selectOptions(screen.getByLabelText('Parameter 1 type'), 'string')
+    expect(lastState?.draft.params[0].default).toBeNull()
+    expect(screen.getByLabelText('Parameter 1 default')).toHaveValue('')
+  })
+
+  it('keeps the keyboard in place: the add menu walks with arrows, a new or the next card takes the focus', async () => {
+    const user = userEvent.setup()
+    render(<Harness runbook={branchy} />)
+    const add = screen.getByRole('button', { name: 'Add block' })
+    add.focus()
+    await user.keyboard('{Enter}')
+    expect(screen.getByRole('menuitem', { name: 'Instruction' })).toHaveFocus()
+    await user.keyboard('{ArrowDown}')
+    expect(screen.getByRole('menuitem', { name: 'Command' })).toHaveFocus()
+    await user.keyboard('{Escape}')
+    expect(screen.queryByRole('menu')).toBeNull()
+    expect(add).toHaveFocus()
+
+    await user.keyboard('{Enter}')
+    await user.keyboard('{ArrowUp}')
+    expect(screen.getByRole('menuitem', { name: 'Timer' })).toHaveFocus()
+    await user.keyboard('{Enter}')
+    expect(screen.getByRole('region', { name: 'Timer block step-4' })).toHaveFocus()
+
+    await user.click(within(screen.getByRole('region', { name: 'Command block check' })).getByRole('button', { name: 'Delete block' }))
+    expect(screen.getByRole('region', { name: 'Conditional block branch' })).toHaveFocus()
+    // The last block of a branch gone, its add button is next.
+    const thenBranch = screen.getByRole('group', { name: 'then branch of branch' })
+    await user.click(within(thenBranch).getByRole('button', { name: 'Delete block' }))
+    expect(within(thenBranch).getByRole('button', { name: 'Add block to then of branch' })).toHaveFocus()
+  })
+
+  it('keeps the focus on the move button of a moved card, which a browser takes away when it moves the element', async () => {
+    const user = userEvent.setup()
+    // Browsers drop the focus of an element moved in the document; jsdom keeps it.
+    const blurMoved = (node: Node) => {
+      if (node.isConnected && node.contains(document.activeElement)) (document.activeElement as HTMLElement).blur()
+    }
+    const { insertBefore, appendChild } = Node.prototype
+    const spies = [
+      vi.spyOn(Node.prototype, 'insertBefore').mockImplementation(function <T extends Node>(this: Node, node: T, child: Node | null) {
+        blurMoved(node)
+        return insertBefore.call(this, node, child) as T
+      }),
+      vi.spyOn(Node.prototype, 'appendChild').mockImplementation(function <T extends Node>(this: Node, node: T) {
+        blurMoved(node)
+        return appendChild.call(this, node) as T
+      }),
+    ]
+    try {
+      render(<Harness runbook={{ ...branchy, blocks: [saved.blocks[0], ...branchy.blocks] }} />)
+      const intro = () => screen.getByRole('region', { name: 'Instruction block intro' })
+      await user.click(within(intro()).getByRole('button', { name: 'Move down' }))
+      expect(blockOrder().filter((id) => id !== 'block-wait')).toEqual(['block-check', 'block-intro', 'block-branch'])
+      expect(within(intro()).getByRole('button', { name: 'Move down' })).toHaveFocus()
+      await user.keyboard('{Enter}')
+      expect(blockOrder().filter((id) => id !== 'block-wait')).toEqual(['block-check', 'block-branch', 'block-intro'])
+      // At the end Move down is disabled: the focus goes to Move up.
+      expect(within(intro()).getByRole('button', { name: 'Move up' })).toHaveFocus()
+    } finally {
+      spies.forEach((spy) => spy.mockRestore())
+    }
+  })
+
   it('explains a version conflict instead of a generic error', () => {
     render(<Harness saveError={new ApiError('version_conflict', 'Version 3 is current.', 409)} />)
     expect(screen.getByRole('alert')).toHaveTextContent('someone else saved a newer version')
     expect(screen.getByRole('button', { name: 'Save my version over it' })).toBeInTheDocument()
+  })
+
+  it('saves an expected exit code list as the field shows it, not the last list that was whole numbers', async () => {
+    const user = userEvent.setup()
+    render(<Harness runbook={branchy} />)
+    const codes = screen.getByLabelText('Expected exit codes')
+    const codesInDraft = () => (lastState?.draft.blocks[0] as { expect_exit_codes?: number[] } | undefined)?.expect_exit_codes
+    await user.clear(codes)
+    expect(codes).toHaveValue('')
+    expect(codes).toHaveAttribute('aria-invalid', 'true')
+    expect(codesInDraft()).toEqual([])
+    await user.type(codes, '0, 1.5')
+    expect(codes).toHaveValue('0, 1.5')
+    expect(codesInDraft()).toEqual([0, 1.5])
+    await user.clear(codes)
+    await user.type(codes, '0 2')
+    expect(codes).toHaveAttribute('aria-invalid', 'false')
+    expect(codesInDraft()).toEqual([0, 2])
   })
 })

@@ -2,7 +2,7 @@
 // For a role that may not save, the whole editor is read only (see ReadOnlyContext).
 
 import { Eye, Save } from 'lucide-react'
-import { useMemo } from 'react'
+import { useMemo, useState } from 'react'
 import type { ApiError } from '../api/errors'
 import type { FieldError, Role } from '../api/types'
 import { ErrorBanner } from '../components/ErrorBanner'
@@ -10,7 +10,8 @@ import { Field } from '../components/Field'
 import { MarkdownField } from '../components/Markdown'
 import { ReadOnlyContext } from '../components/readOnly'
 import { BlockList } from './BlockCard'
-import { blockIdCounts, TOP_LEVEL, type EditorAction, type EditorState } from './draft'
+import { blockIdCounts, keyPaths, TOP_LEVEL, type EditorAction, type EditorState } from './draft'
+import { errorsAt, type BlockErrors } from './fieldErrors'
 import { ParamsEditor } from './ParamsEditor'
 
 interface RunbookEditorProps {
@@ -41,6 +42,20 @@ export function RunbookEditor(props: RunbookEditorProps) {
   const { draft } = state
   const fieldErrors = useMemo(() => saveError?.fieldErrors ?? [], [saveError])
   const idCounts = useMemo(() => blockIdCounts(draft.blocks), [draft.blocks])
+  // The server's paths (`blocks[2].script`) name places in the draft as it was sent: each card
+  // finds its errors by where its block was then, so they stay with it when blocks move or go.
+  // The same objects while the errors are, so an editor tells a new save's errors from those it showed.
+  const [sentKeys, setSentKeys] = useState(state.keys)
+  const [wasSaving, setWasSaving] = useState(saving)
+  if (saving !== wasSaving) {
+    setWasSaving(saving)
+    if (saving) setSentKeys(state.keys)
+  }
+  const errorsByKey = useMemo(() => {
+    const byKey = new Map<string, BlockErrors>()
+    for (const [key, path] of keyPaths(sentKeys)) byKey.set(key, errorsAt(fieldErrors, path))
+    return byKey
+  }, [sentKeys, fieldErrors])
   const conflict = saveError?.code === 'version_conflict'
   // Nothing that cannot be saved should be editable: trying changes only to lose them misleads.
   const readOnly = readOnlyRole !== null
@@ -143,7 +158,7 @@ export function RunbookEditor(props: RunbookEditorProps) {
 
         <section className="card">
           <h2 className="card-title">Parameters</h2>
-          <ParamsEditor params={draft.params} dispatch={dispatch} />
+          <ParamsEditor params={draft.params} errors={fieldErrors} dispatch={dispatch} />
         </section>
 
         <div className="blocks-heading">
@@ -154,7 +169,7 @@ export function RunbookEditor(props: RunbookEditorProps) {
           blocks={draft.blocks}
           keys={state.keys}
           list={TOP_LEVEL}
-          errors={fieldErrors}
+          errorsByKey={errorsByKey}
           idCounts={idCounts}
           dispatch={dispatch}
           depth={1}

@@ -105,9 +105,26 @@ export function toUpdate(state: EditorState, message: string): RunbookUpdate {
   return update
 }
 
+/**
+ * JSON with every object's keys in sorted order: the server stores maps (env, headers) sorted and
+ * writes a block's `kind` first, so key order says nothing about the content.
+ */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, item: unknown) =>
+    typeof item === 'object' && item !== null && !Array.isArray(item)
+      ? Object.fromEntries(Object.entries(item).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : item,
+  )
+}
+
+/** True when both drafts would save the same content. */
+export function sameContent(a: EditableDraft, b: EditableDraft): boolean {
+  return canonicalJson(toDraft(a)) === canonicalJson(toDraft(b))
+}
+
 /** True when saving would change something. */
 export function isDirty(state: EditorState): boolean {
-  return JSON.stringify(toDraft(state.draft)) !== JSON.stringify(toDraft(toEditable(state.base)))
+  return !sameContent(state.draft, toEditable(state.base))
 }
 
 /** Every block id, nested branches included. */
@@ -180,6 +197,16 @@ export function changeList(blocks: Block[], path: ListPath, change: (list: Block
 /** The server's path of the block at `index` of the list at `list`, e.g. `blocks[2].then[0]`. */
 export function blockPath(list: ListPath, index: number): string {
   return `blocks${list.map((step) => `[${step.index}].${step.branch}`).join('')}[${index}]`
+}
+
+/** The server's path of every block by its key, as `blockPath` names it. */
+export function keyPaths(keys: BlockKey[], list: ListPath = TOP_LEVEL, paths = new Map<string, string>()): Map<string, string> {
+  keys.forEach((node, index) => {
+    paths.set(node.key, blockPath(list, index))
+    keyPaths(node.then, [...list, { index, branch: 'then' }], paths)
+    keyPaths(node.else, [...list, { index, branch: 'else' }], paths)
+  })
+  return paths
 }
 
 export function newBlock(kind: BlockKind, id: string): Block {
@@ -259,7 +286,7 @@ export function newParam(params: Param[]): Param {
   const names = new Set(params.map((param) => param.name))
   let n = params.length + 1
   while (names.has(`param${n}`)) n += 1
-  return { name: `param${n}`, type: 'string', default: null, required: false }
+  return { name: `param${n}`, type: 'string', default: null, required: false, description: '' }
 }
 
 let lastKey = 0
@@ -312,8 +339,7 @@ export function initEditor(runbook: Runbook): EditorState {
  * way stay (and stay unsaved); without any, the server's copy is taken as it came back.
  */
 function afterSave(state: EditorState, saved: Runbook, sent: EditableDraft): EditorState {
-  const unchanged = JSON.stringify(toDraft(state.draft)) === JSON.stringify(toDraft(sent))
-  if (!unchanged) return { ...state, base: saved }
+  if (!sameContent(state.draft, sent)) return { ...state, base: saved }
   const draft = toEditable(saved)
   // The cards stay the same cards: the stored blocks are the ones that were sent.
   return { base: saved, draft, keys: alignKeys(draft.blocks, state.keys) }

@@ -1,7 +1,7 @@
 // Unsaved editor drafts, kept per runbook for the session so navigating away loses nothing.
 
 import type { Runbook } from '../api/types'
-import { initEditor, isDirty, type EditorState } from './draft'
+import { initEditor, isDirty, sameContent, toEditable, type EditorState } from './draft'
 
 const drafts = new Map<string, EditorState>()
 const listeners = new Set<() => void>()
@@ -12,9 +12,16 @@ function publish() {
   listeners.forEach((listener) => listener())
 }
 
-/** The editor state to open a runbook with: the unsaved draft if there is one. */
+/**
+ * The editor state to open a runbook with: the unsaved draft if there is one. A draft the server's
+ * newer version already holds (its save finished after the editor was left) is no longer unsaved:
+ * kept, it would be based on the older version and its next save refused as a conflict.
+ */
 export function openDraft(runbook: Runbook): EditorState {
-  return drafts.get(runbook.id) ?? initEditor(runbook)
+  const draft = drafts.get(runbook.id)
+  // Left in the cache (this runs while rendering): storing the clean state opened drops it.
+  const stored = draft && draft.base.version !== runbook.version && sameContent(draft.draft, toEditable(runbook))
+  return draft && !stored ? draft : initEditor(runbook)
 }
 
 export function storeDraft(id: string, state: EditorState): void {

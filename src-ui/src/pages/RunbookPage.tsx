@@ -13,7 +13,7 @@ import { ConnectionBanner } from '../components/ConnectionBanner'
 import { ErrorBanner } from '../components/ErrorBanner'
 import { Modal } from '../components/Modal'
 import { RunDialog } from '../components/RunDialog'
-import { editorReducer, isDirty, parseTags, toUpdate } from '../editor/draft'
+import { editorReducer, isDirty, parseTags, sameContent, toEditable, toUpdate } from '../editor/draft'
 import { forgetDraft, openDraft, storeDraft } from '../editor/draftCache'
 import { RunbookEditor } from '../editor/RunbookEditor'
 import { formatDateTime, formatRelative } from '../util/format'
@@ -69,11 +69,12 @@ function RunbookWorkspace({ runbook, refreshError }: { runbook: Runbook; refresh
 
   useEffect(() => storeDraft(runbook.id, state), [runbook.id, state])
 
-  // A newer server copy (saved elsewhere, or a refetch) replaces a clean editor.
+  // A newer server copy (saved elsewhere, or a refetch) replaces a clean editor, and one holding
+  // what the newer copy holds (a save of this draft that finished while the editor was away).
   const [seenVersion, setSeenVersion] = useState(runbook.version)
   if (runbook.version !== seenVersion) {
     setSeenVersion(runbook.version)
-    if (!dirty) dispatch({ type: 'reset', runbook })
+    if (!dirty || sameContent(state.draft, toEditable(runbook))) dispatch({ type: 'reset', runbook })
   }
 
   const save = useCallback(

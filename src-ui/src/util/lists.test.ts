@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { coerceParam } from '../editor/draft'
 import { expressionProblem } from '../editor/expression'
-import { numberOrNull, parseNumberList, parseTextList, recordRows, rowsRecord, sameRecord } from './lists'
+import { looseNumberList, numberOrNull, parseNumberList, parseTextList, recordRows, rowsRecord, sameRecord } from './lists'
 
 describe('list fields', () => {
   it('parses exit code / status lists and rejects anything that is not whole numbers', () => {
@@ -10,6 +10,8 @@ describe('list fields', () => {
     expect(parseNumberList('')).toBeNull()
     expect(parseNumberList('0, x')).toBeNull()
     expect(parseNumberList('1.5')).toBeNull()
+    expect(looseNumberList('')).toEqual([])
+    expect(looseNumberList('0, 1.5 x')).toEqual([0, 1.5, NaN])
   })
 
   it('splits a typed list of words on commas and spaces, leaving out the empty ones', () => {

@@ -6,6 +6,14 @@ export function parseNumberList(text: string): number[] | null {
   return numbers.length > 0 && numbers.every(Number.isInteger) ? numbers : null
 }
 
+/**
+ * What a number list that is not one reads as: empty when nothing is typed, otherwise every entry
+ * as the number it spells (a fraction stays one; a word becomes NaN, which JSON sends as null).
+ */
+export function looseNumberList(text: string): number[] {
+  return text.split(/[\s,]+/).filter(Boolean).map(Number)
+}
+
 /** The entries of a list typed as text ("a.example.com, b.example.com"): split on commas and spaces. */
 export function parseTextList(text: string): string[] {
   return text.split(/[\s,]+/).filter(Boolean)
