@@ -16,8 +16,10 @@ use std::path::PathBuf;
 use tokio::sync::watch;
 use tower_http::services::{ServeDir, ServeFile};
 
-/// Largest request body accepted, in bytes.
-pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+/// Largest request body accepted, in bytes: twice the largest runbook, which validation
+/// measures as compact JSON, so a runbook at its limit sent pretty-printed or with its
+/// characters escaped still reaches validation and gets its field errors.
+pub const MAX_BODY_BYTES: usize = 2 * runbook_domain::validation::MAX_RUNBOOK_BYTES;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -305,7 +307,10 @@ async fn events(
     sse::execution_events(state, actor, parse_id(&id)?).await
 }
 
+/// Unknown fields are refused: a misspelt `block_id` (`blockId`) would otherwise
+/// turn a guarded acknowledgement into one that confirms whatever step waits.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ControlBody {
     action: ControlAction,
     /// For an acknowledgement: the step it answers; refused unless the run waits there.

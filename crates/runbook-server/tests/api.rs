@@ -208,7 +208,7 @@ async fn bad_input_gets_a_4xx_with_a_stable_code_and_changes_nothing() {
     let mut wrong_type = created.clone();
     wrong_type["blocks"][1]["script"] = json!(42);
     let mut huge = created.clone();
-    huge["description"] = json!("x".repeat(3 * 1024 * 1024));
+    huge["description"] = json!("x".repeat(5 * 1024 * 1024));
 
     let cases: Vec<(Method, String, String, StatusCode, &str)> = vec![
         (
@@ -383,6 +383,39 @@ async fn bad_input_gets_a_4xx_with_a_stable_code_and_changes_nothing() {
         .send(Method::GET, &format!("{path}/versions"), None)
         .await;
     assert_eq!(versions["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_runbook_within_its_limit_is_taken_however_it_is_written_and_one_past_it_is_named() {
+    let app = TestApp::new().await;
+    let runbook = |blocks: usize| {
+        // 60,000 bytes of text per block, within an instruction's 64 KiB.
+        let text = format!("{}{}", "é".repeat(5_000), "a".repeat(50_000));
+        let blocks: Vec<Value> = (0..blocks)
+            .map(|i| json!({"id": format!("b{i}"), "kind": "instruction", "text": text}))
+            .collect();
+        json!({"name": "long handbook", "blocks": blocks})
+    };
+    // About 1.8 MB as compact JSON (the runbook limit is 2 MiB), over 2 MiB once
+    // pretty-printed with its non-ASCII characters escaped, as Python's json sends it.
+    let within = runbook(30);
+    assert!(within.to_string().len() < 2 * 1024 * 1024);
+    let escaped = serde_json::to_string_pretty(&within)
+        .unwrap()
+        .replace('é', "\\u00e9");
+    assert!(escaped.len() > 2 * 1024 * 1024, "{}", escaped.len());
+    let (status, created) = app.send(Method::POST, "/runbooks", Some(&escaped)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let path = format!("/runbooks/{}", created["id"].as_str().unwrap());
+    let (_, read) = app.send(Method::GET, &path, None).await;
+    assert_eq!(read["blocks"][29]["text"], within["blocks"][29]["text"]);
+
+    // Past the runbook's own limit but within the body's: the runbook's error, not 413.
+    let (status, error) = app
+        .send(Method::POST, "/runbooks", Some(&runbook(40).to_string()))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{error}");
+    assert_eq!(error["error"]["code"], "too_large", "{error}");
 }
 
 #[tokio::test]
@@ -857,6 +890,76 @@ async fn start(app: &TestApp, runbook: &Value) -> String {
     execution["id"].as_str().unwrap().to_string()
 }
 
+/// Polls `GET /executions/{id}` until the run waits for an acknowledgement.
+async fn waiting(app: &TestApp, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, execution) = app
+            .send(Method::GET, &format!("/executions/{id}"), None)
+            .await;
+        if execution["status"] == "waiting" {
+            return execution;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never waited: {execution}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_control_request_with_an_unknown_field_is_refused_and_confirms_nothing() {
+    let app = TestApp::new().await;
+    let runbook = app
+        .create(json!({"name": "guarded", "blocks": [
+            {"id": "drain", "kind": "instruction", "text": "Drain the node?", "confirm": true},
+            {"id": "after", "kind": "command", "script": "echo drained"}
+        ]}))
+        .await;
+    let run = start(&app, &runbook).await;
+    waiting(&app, &run).await;
+    let control = format!("/executions/{run}/control");
+
+    // A script that spells the guard `blockId` (or anything else) must not get an
+    // unguarded acknowledgement: the whole request is refused.
+    for body in [
+        r#"{"action": "acknowledge", "blockId": "other"}"#,
+        r#"{"action": "acknowledge", "step": "other"}"#,
+        r#"{"action": "stop", "force": true}"#,
+    ] {
+        let (status, response) = app.send(Method::POST, &control, Some(body)).await;
+        assert_eq!(
+            (status, error_code(&response)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_type"),
+            "{body}: {response}"
+        );
+        assert!(
+            response["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("unknown field"),
+            "{response}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, still) = app
+        .send(Method::GET, &format!("/executions/{run}"), None)
+        .await;
+    assert_eq!(still["status"], "waiting", "nothing was confirmed: {still}");
+    assert_eq!(still["steps"][1]["status"], "pending", "{still}");
+
+    let (status, response) = app
+        .send(
+            Method::POST,
+            &control,
+            Some(r#"{"action": "acknowledge", "block_id": "drain"}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{response}");
+    assert_eq!(finished(&app, &run).await["status"], "succeeded");
+}
+
 #[tokio::test]
 async fn a_run_is_exported_as_a_markdown_report_with_its_steps_and_plain_console() {
     let app = TestApp::new().await;
@@ -1172,6 +1275,470 @@ async fn openapi_document_lists_every_route() {
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is missing");
     }
+}
+
+// ---- the OpenAPI document against what the router does ----
+
+const METHODS: [&str; 5] = ["get", "post", "put", "delete", "patch"];
+
+/// `schema` with its `$ref`s followed.
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(reference) => {
+            let pointer = reference.strip_prefix('#').expect("a local reference");
+            let target = doc
+                .pointer(pointer)
+                .unwrap_or_else(|| panic!("{reference} does not exist"));
+            resolve(doc, target)
+        }
+        None => schema,
+    }
+}
+
+/// What in `value` breaks `schema`, each named by its path. The subset of JSON Schema
+/// the document uses: type, enum, required, properties, additionalProperties: false,
+/// items, allOf and oneOf.
+fn schema_problems(doc: &Value, schema: &Value, value: &Value, path: &str) -> Vec<String> {
+    let schema = resolve(doc, schema);
+    let mut problems = Vec::new();
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        problems.extend(schema_problems(doc, part, value, path));
+    }
+    if let Some(choices) = schema["oneOf"].as_array() {
+        if !choices
+            .iter()
+            .any(|choice| schema_problems(doc, choice, value, path).is_empty())
+        {
+            problems.push(format!("{path}: {value} matches no choice of oneOf"));
+        }
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(one) => vec![one.as_str()],
+        Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let fits = |name: &str| match name {
+        "null" => value.is_null(),
+        "boolean" => value.is_boolean(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "string" => value.is_string(),
+        "array" => value.is_array(),
+        "object" => value.is_object(),
+        other => panic!("{path}: unknown type {other}"),
+    };
+    if !types.is_empty() && !types.iter().any(|name| fits(name)) {
+        problems.push(format!("{path}: {value} is not of type {types:?}"));
+        return problems;
+    }
+    if let Some(allowed) = schema["enum"].as_array() {
+        if !allowed.contains(value) {
+            problems.push(format!("{path}: {value} is not one of {allowed:?}"));
+        }
+    }
+    if let Some(object) = value.as_object() {
+        for name in schema["required"].as_array().into_iter().flatten() {
+            if !object.contains_key(name.as_str().unwrap()) {
+                problems.push(format!("{path}.{} is missing", name.as_str().unwrap()));
+            }
+        }
+        for (name, field) in object {
+            match schema["properties"].get(name) {
+                Some(property) => {
+                    problems.extend(schema_problems(
+                        doc,
+                        property,
+                        field,
+                        &format!("{path}.{name}"),
+                    ));
+                }
+                None if schema["additionalProperties"] == false => {
+                    problems.push(format!("{path}.{name} is not documented"));
+                }
+                None => {}
+            }
+        }
+    }
+    if let (Some(items), Some(array)) = (schema.get("items"), value.as_array()) {
+        for (i, item) in array.iter().enumerate() {
+            problems.extend(schema_problems(doc, items, item, &format!("{path}[{i}]")));
+        }
+    }
+    problems
+}
+
+/// The operations of the document: path template, method and the operation.
+fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+    let mut found = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            assert!(METHODS.contains(&method.as_str()), "{method} {path}");
+            found.push((path.clone(), method.clone(), operation.clone()));
+        }
+    }
+    found
+}
+
+/// Where `status` of an operation is documented to send JSON: its schema.
+fn documented_json<'a>(doc: &'a Value, operation: &'a Value, status: u16) -> Option<&'a Value> {
+    let response = resolve(doc, operation["responses"].get(status.to_string())?);
+    response["content"]["application/json"].get("schema")
+}
+
+/// Problems with an answer of `method path`: its status is documented and its body
+/// matches the schema documented for that status.
+fn answer_problems(
+    doc: &Value,
+    operation: &Value,
+    what: &str,
+    status: StatusCode,
+    body: &Value,
+) -> Vec<String> {
+    match documented_json(doc, operation, status.as_u16()) {
+        Some(schema) => schema_problems(doc, schema, body, what),
+        None if operation["responses"]
+            .get(status.as_u16().to_string())
+            .is_some() =>
+        {
+            Vec::new()
+        }
+        None => vec![format!(
+            "{what}: status {status} is not documented ({body})"
+        )],
+    }
+}
+
+/// The documented parameters of `operation` that are `location` ("path" or "query").
+fn parameters<'a>(operation: &'a Value, location: &str) -> Vec<&'a Value> {
+    operation["parameters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|parameter| parameter["in"] == location)
+        .collect()
+}
+
+/// An integer bound of a parameter's schema, wide enough for any u64 or i64.
+fn bound(schema: &Value, name: &str) -> Option<i128> {
+    let value = &schema[name];
+    value
+        .as_i64()
+        .map(i128::from)
+        .or(value.as_u64().map(i128::from))
+}
+
+/// The error code of an answer, if it is an error.
+fn error_code_or_none(body: &Value) -> Option<&str> {
+    body["error"]["code"].as_str()
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_what_the_router_does() {
+    let app = TestApp::new().await;
+    let (_, doc) = app.send(Method::GET, "/openapi.json", None).await;
+    let mut problems: Vec<String> = Vec::new();
+
+    // Real resources for the path parameters, so that no check is answered by a 404.
+    let runbook = app.create(sample()).await;
+    let run = start(&app, &runbook).await;
+    finished(&app, &run).await;
+    let (credential_status, credential) = app
+        .send(
+            Method::POST,
+            "/credentials",
+            Some(r#"{"name": "api-token", "kind": "bearer", "value": "s3cret"}"#),
+        )
+        .await;
+    let (user_status, user) = app
+        .send(
+            Method::POST,
+            "/users",
+            Some(r#"{"name": "carol", "role": "viewer"}"#),
+        )
+        .await;
+    let (key_status, key) = app
+        .send(
+            Method::POST,
+            "/keys",
+            Some(r#"{"name": "ci", "role": "viewer"}"#),
+        )
+        .await;
+    let real = |template: &str, bad: Option<(&str, &str)>| -> String {
+        let segments: Vec<&str> = template.split('/').collect();
+        let mut concrete = Vec::new();
+        for (i, segment) in segments.iter().enumerate() {
+            let name = segment.trim_start_matches('{').trim_end_matches('}');
+            let value = match (bad, *segment) {
+                (Some((bad_name, bad_value)), _) if bad_name == name => bad_value.to_string(),
+                (_, "{version}") => "1".to_string(),
+                (_, "{id}") => match segments[i - 1] {
+                    "runbooks" => runbook["id"].as_str().unwrap().to_string(),
+                    "executions" => run.clone(),
+                    "credentials" => credential["id"].as_str().unwrap().to_string(),
+                    "users" => user["id"].as_str().unwrap().to_string(),
+                    "keys" => key["id"].as_str().unwrap().to_string(),
+                    other => panic!("no real id for {other}"),
+                },
+                (_, plain) => plain.to_string(),
+            };
+            concrete.push(value);
+        }
+        concrete.join("/")
+    };
+
+    for (template, method, operation) in operations(&doc) {
+        let what = format!("{} {template}", method.to_uppercase());
+        let http_method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let public = operation["security"] == json!([]);
+        let path_parameters = parameters(&operation, "path");
+        let query_parameters = parameters(&operation, "query");
+        let body = operation.get("requestBody").map(|body| resolve(&doc, body));
+        let documents = |status: &str| operation["responses"].get(status).is_some();
+
+        // The statuses a client can really get, and no others.
+        let successes: Vec<&String> = operation["responses"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|status| status.starts_with('2'))
+            .collect();
+        if successes.len() != 1 {
+            problems.push(format!("{what}: documents {successes:?} as its success"));
+        }
+        let has_input =
+            !path_parameters.is_empty() || !query_parameters.is_empty() || body.is_some();
+        for (status, expected) in [
+            ("401", !public),
+            ("403", !public),
+            ("429", !public),
+            ("400", !public && has_input),
+            ("404", !path_parameters.is_empty()),
+            ("413", body.is_some()),
+            ("422", body.is_some()),
+        ] {
+            if documents(status) != expected {
+                problems.push(format!(
+                    "{what}: {status} is {}documented, but a client can{} get it",
+                    if expected { "not " } else { "" },
+                    if expected { "" } else { "not" }
+                ));
+            }
+        }
+        if method == "get" && documents("409") {
+            problems.push(format!("{what}: a read cannot conflict (409)"));
+        }
+        for (status, response) in operation["responses"].as_object().unwrap() {
+            let response = resolve(&doc, response);
+            if status.starts_with('4') {
+                let schema = &response["content"]["application/json"]["schema"];
+                if resolve(&doc, schema)
+                    != resolve(&doc, &json!({"$ref": "#/components/schemas/Error"}))
+                {
+                    problems.push(format!("{what}: {status} is not the Error shape"));
+                }
+            } else if status != "204" && response.get("content").is_none() {
+                problems.push(format!("{what}: {status} does not say what it sends"));
+            }
+        }
+
+        // The route exists with this method: without a key it asks for one (or answers).
+        let uri = real(&template, None);
+        let (status, response) = app.send_as("", http_method.clone(), &uri, None).await;
+        let expected = if public {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        if status != expected {
+            problems.push(format!("{what} without a key: {status} {response}"));
+        }
+        problems.extend(answer_problems(&doc, &operation, &what, status, &response));
+        // Methods the document does not list are not routed.
+        for other in METHODS
+            .iter()
+            .filter(|m| doc["paths"][&template].get(**m).is_none())
+        {
+            let other = Method::from_bytes(other.to_uppercase().as_bytes()).unwrap();
+            let (status, response) = app.send(other.clone(), &uri, Some("{}")).await;
+            if status != StatusCode::METHOD_NOT_ALLOWED {
+                problems.push(format!(
+                    "{other} {template} is not documented, yet answers {status} {response}"
+                ));
+            }
+        }
+        if public {
+            continue;
+        }
+        let valid_body = body.map(|_| "{}");
+
+        // A path parameter that is not what the document says: 400 invalid_id.
+        for parameter in &path_parameters {
+            let name = parameter["name"].as_str().unwrap();
+            let bad = match parameter["schema"]["type"].as_str() {
+                Some("integer") => "one",
+                _ => "not-a-uuid",
+            };
+            let uri = real(&template, Some((name, bad)));
+            let (status, response) = app.send(http_method.clone(), &uri, valid_body).await;
+            if (status, error_code_or_none(&response))
+                != (StatusCode::BAD_REQUEST, Some("invalid_id"))
+            {
+                problems.push(format!("{what} with {name} = {bad}: {status} {response}"));
+            }
+            problems.extend(answer_problems(&doc, &operation, &what, status, &response));
+        }
+
+        // Query parameters: each is read, and its documented bounds hold.
+        for parameter in &query_parameters {
+            let name = parameter["name"].as_str().unwrap();
+            let schema = &parameter["schema"];
+            let mut refused: Vec<String> = Vec::new();
+            let mut accepted: Vec<String> = Vec::new();
+            match (schema["type"].as_str(), schema["format"].as_str()) {
+                (Some("integer"), _) => {
+                    refused.push("many".to_string());
+                    if let Some(minimum) = bound(schema, "minimum") {
+                        refused.push((minimum - 1).to_string());
+                        accepted.push(minimum.to_string());
+                    }
+                    if let Some(maximum) = bound(schema, "maximum") {
+                        refused.push((maximum + 1).to_string());
+                        accepted.push(maximum.to_string());
+                    }
+                }
+                (Some("string"), Some("uuid")) => refused.push("not-a-uuid".to_string()),
+                (Some("string"), Some("date-time")) => refused.push("yesterday".to_string()),
+                _ => {}
+            }
+            if let Some(values) = schema["enum"].as_array() {
+                refused.push("no-such-value".to_string());
+                accepted.extend(values.iter().map(|v| v.as_str().unwrap().to_string()));
+            }
+            for value in refused {
+                let uri = format!("{uri}?{name}={value}");
+                let (status, response) = app.send(http_method.clone(), &uri, None).await;
+                if (status, error_code_or_none(&response))
+                    != (StatusCode::BAD_REQUEST, Some("invalid_query"))
+                {
+                    problems.push(format!("{what} with {name}={value}: {status} {response}"));
+                }
+                problems.extend(answer_problems(&doc, &operation, &what, status, &response));
+            }
+            for value in accepted {
+                let uri = format!("{uri}?{name}={value}");
+                let (status, response) = app.send(http_method.clone(), &uri, None).await;
+                if !status.is_success() {
+                    problems.push(format!("{what} with {name}={value}: {status} {response}"));
+                }
+                problems.extend(answer_problems(&doc, &operation, &what, status, &response));
+            }
+        }
+
+        // Bodies: whether one is needed, the size limit and closed objects.
+        if let Some(body) = body {
+            let schema = &body["content"]["application/json"]["schema"];
+            if schema.is_null() {
+                problems.push(format!("{what}: the body is not documented as JSON"));
+            }
+            let (status, response) = app.send(http_method.clone(), &uri, None).await;
+            let refused = (status, error_code_or_none(&response))
+                == (StatusCode::BAD_REQUEST, Some("bad_request"));
+            if body["required"] == true && !refused || body["required"] != true && refused {
+                problems.push(format!(
+                    "{what}: requestBody.required is {}, but without a body it answers {status} {response}",
+                    body["required"]
+                ));
+            }
+            problems.extend(answer_problems(&doc, &operation, &what, status, &response));
+            let huge = json!({"name": "x".repeat(5 * 1024 * 1024)}).to_string();
+            let (status, response) = app.send(http_method.clone(), &uri, Some(&huge)).await;
+            if (status, error_code_or_none(&response))
+                != (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
+            {
+                problems.push(format!("{what} with a 5 MiB body: {status} {response}"));
+            }
+            problems.extend(answer_problems(&doc, &operation, &what, status, &response));
+            if resolve(&doc, schema)["additionalProperties"] == false {
+                let (status, response) = app
+                    .send(http_method.clone(), &uri, Some(r#"{"undocumented": 1}"#))
+                    .await;
+                if status != StatusCode::UNPROCESSABLE_ENTITY {
+                    problems.push(format!(
+                        "{what} with an undocumented field: {status} {response}"
+                    ));
+                }
+                problems.extend(answer_problems(&doc, &operation, &what, status, &response));
+            }
+        }
+
+        // What a read answers matches its documented schema.
+        if method == "get" {
+            let request = Request::get(&uri)
+                .header("x-api-key", &app.admin)
+                .body(Body::empty())
+                .unwrap();
+            let (status, content_type, bytes) = app.send_raw(request).await;
+            let success = successes.first().map(|s| s.as_str()).unwrap_or("200");
+            if status.as_str() != success {
+                problems.push(format!("{what}: {status}, documented {success}"));
+            }
+            let documented: Vec<&String> = resolve(&doc, &operation["responses"][success])
+                ["content"]
+                .as_object()
+                .map(|content| content.keys().collect())
+                .unwrap_or_default();
+            let media = content_type
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            if !documented.contains(&&media) {
+                problems.push(format!("{what}: sends {media}, documented {documented:?}"));
+            }
+            if media == "application/json" {
+                let body: Value = serde_json::from_slice(&bytes).unwrap();
+                problems.extend(answer_problems(&doc, &operation, &what, status, &body));
+            }
+        }
+    }
+
+    // What the writes above answered matches their schemas too.
+    let write = |template: &str, method: &str| doc["paths"][template][method].clone();
+    for (template, method, status, body) in [
+        ("/runbooks", "post", StatusCode::CREATED, &runbook),
+        ("/credentials", "post", credential_status, &credential),
+        ("/users", "post", user_status, &user),
+        ("/keys", "post", key_status, &key),
+    ] {
+        let what = format!("{} {template}", method.to_uppercase());
+        problems.extend(answer_problems(
+            &doc,
+            &write(template, method),
+            &what,
+            status,
+            body,
+        ));
+    }
+    let execute = format!("/runbooks/{}/execute", runbook["id"].as_str().unwrap());
+    let (status, execution) = app.send(Method::POST, &execute, Some("{}")).await;
+    problems.extend(answer_problems(
+        &doc,
+        &write("/runbooks/{id}/execute", "post"),
+        "POST /runbooks/{id}/execute",
+        status,
+        &execution,
+    ));
+    let finished_run = finished(&app, execution["id"].as_str().unwrap()).await;
+    problems.extend(answer_problems(
+        &doc,
+        &write("/executions/{id}", "get"),
+        "GET /executions/{id} of a finished run",
+        StatusCode::OK,
+        &finished_run,
+    ));
+
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 /// GETs `url` with `key` and parses the JSON answer.

@@ -254,7 +254,7 @@ async fn bad_credential_input_is_refused_with_stable_codes_and_changes_nothing()
 
     let oversized = "x".repeat(runbook_core::MAX_VALUE_BYTES + 1);
     let huge_body =
-        json!({"name": "huge", "kind": "secret", "value": "y".repeat(2 * 1024 * 1024 + 10)})
+        json!({"name": "huge", "kind": "secret", "value": "y".repeat(4 * 1024 * 1024 + 10)})
             .to_string();
     let cases: Vec<(&str, Method, String, String, StatusCode, &str)> = vec![
         (
@@ -399,7 +399,7 @@ async fn bad_credential_input_is_refused_with_stable_codes_and_changes_nothing()
             "bad_request",
         ),
         (
-            "body over 2 MiB",
+            "body over 4 MiB",
             Method::POST,
             "/credentials".into(),
             huge_body,
