@@ -24,13 +24,7 @@ impl Server {
             .await?
             .token;
         let (shutdown_tx, shutdown) = watch::channel(false);
-        let router = app(
-            AppState {
-                service: service.clone(),
-                shutdown,
-            },
-            None,
-        );
+        let router = app(AppState::new(service.clone(), shutdown), None);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let task = tokio::spawn(async move {

@@ -48,11 +48,32 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = PresentedKey::from_parts(parts)?;
+        let actor = key.authenticate(state).await?;
+        Ok(Caller(match parts.extensions.get::<RequestId>() {
+            Some(RequestId(id)) => actor.with_request_id(id.clone()),
+            None => actor,
+        }))
+    }
+}
+
+/// The API key a request presents and the client presenting it, for a response that
+/// outlives the request (an event stream) to check the key again while it goes on.
+#[derive(Clone)]
+pub struct PresentedKey {
+    token: String,
+    /// The peer address: it identifies a client for the failed-authentication lockout.
+    client: String,
+}
+
+impl PresentedKey {
+    fn from_parts(parts: &Parts) -> Result<PresentedKey, ApiError> {
         let token = parts
             .headers
             .get("x-api-key")
             .and_then(|value| value.to_str().ok())
-            .unwrap_or("");
+            .unwrap_or("")
+            .trim();
         if token.is_empty() {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -60,17 +81,32 @@ impl FromRequestParts<AppState> for Caller {
                 "send an API key in the X-API-KEY header",
             ));
         }
-        // The peer address identifies a client for the failed-authentication lockout.
         let client = parts
             .extensions
             .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
             .map(|info| info.0.ip().to_string())
             .unwrap_or_else(|| "local".to_string());
-        let actor = state.service.authenticate(token.trim(), &client).await?;
-        Ok(Caller(match parts.extensions.get::<RequestId>() {
-            Some(RequestId(id)) => actor.with_request_id(id.clone()),
-            None => actor,
-        }))
+        Ok(PresentedKey {
+            token: token.to_string(),
+            client,
+        })
+    }
+
+    /// Who the key belongs to now: refused once it is revoked or expired, or its user
+    /// disabled.
+    pub async fn authenticate(&self, state: &AppState) -> Result<Actor, ApiError> {
+        Ok(state
+            .service
+            .authenticate(&self.token, &self.client)
+            .await?)
+    }
+}
+
+impl FromRequestParts<AppState> for PresentedKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        PresentedKey::from_parts(parts)
     }
 }
 

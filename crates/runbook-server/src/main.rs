@@ -360,10 +360,7 @@ async fn serve(service: Service, addr: &str, ui_dir: PathBuf) -> anyhow::Result<
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let state = runbook_server::AppState {
-        service: service.clone(),
-        shutdown: stop_rx,
-    };
+    let state = runbook_server::AppState::new(service.clone(), stop_rx);
     let app = runbook_server::app(state, Some(ui_dir))
         .layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!("listening on http://{}", listener.local_addr()?);

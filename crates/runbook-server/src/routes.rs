@@ -1,7 +1,9 @@
 //! The router: one small handler per endpoint of the REST contract.
 
 use crate::error::ApiError;
-use crate::extract::{parse_id, typed, ApiPath, ApiQuery, Caller, JsonBody, OptionalJsonBody};
+use crate::extract::{
+    parse_id, typed, ApiPath, ApiQuery, Caller, JsonBody, OptionalJsonBody, PresentedKey,
+};
 use crate::sse;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::handler::HandlerWithoutStateExt;
@@ -27,6 +29,19 @@ pub struct AppState {
     pub service: Service,
     /// Turns true when the server is shutting down; long-lived streams end then.
     pub shutdown: watch::Receiver<bool>,
+    /// How often an event stream checks that the key it was opened with still holds:
+    /// a key revoked or expired, or its user disabled, ends its streams within this.
+    pub key_check: std::time::Duration,
+}
+
+impl AppState {
+    pub fn new(service: Service, shutdown: watch::Receiver<bool>) -> AppState {
+        AppState {
+            service,
+            shutdown,
+            key_check: std::time::Duration::from_secs(15),
+        }
+    }
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -302,9 +317,10 @@ async fn export_execution(
 async fn events(
     State(state): State<AppState>,
     Caller(actor): Caller,
+    key: PresentedKey,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
-    sse::execution_events(state, actor, parse_id(&id)?).await
+    sse::execution_events(state, actor, key, parse_id(&id)?).await
 }
 
 /// Unknown fields are refused: a misspelt `block_id` (`blockId`) would otherwise

@@ -1,7 +1,9 @@
 //! Server-Sent Events for one execution: the current status first, then every
-//! event of the run until it finishes (or the server shuts down).
+//! event of the run until it finishes (or the server shuts down, or the key that
+//! opened the stream stops being valid).
 
 use crate::error::ApiError;
+use crate::extract::PresentedKey;
 use crate::routes::AppState;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -14,6 +16,7 @@ use uuid::Uuid;
 pub async fn execution_events(
     state: AppState,
     actor: Actor,
+    key: PresentedKey,
     id: Uuid,
 ) -> Result<Response, ApiError> {
     let following = state.service.follow_execution(&actor, id).await?;
@@ -43,9 +46,28 @@ pub async fn execution_events(
             std::future::pending::<()>().await;
         }
     };
+    let key_state = state.clone();
+    let key_lapses = async move {
+        loop {
+            tokio::time::sleep(key_state.key_check).await;
+            // Only a refusal of the key ends the stream; storage that cannot answer
+            // for a moment does not.
+            if let Err(error) = key.authenticate(&key_state).await {
+                if error.status == axum::http::StatusCode::UNAUTHORIZED {
+                    return;
+                }
+            }
+        }
+    };
+    let ends = async move {
+        tokio::select! {
+            () = stopping => {}
+            () = key_lapses => {}
+        }
+    };
     let events = stream::once(async move { first })
         .chain(live)
-        .take_until(stopping)
+        .take_until(ends)
         .map(to_sse);
     Ok(sse_response(events))
 }

@@ -1763,6 +1763,83 @@ async fn serve(app: &TestApp) -> String {
     format!("http://{addr}")
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_ends_once_the_key_that_opened_it_is_revoked() {
+    let app = TestApp::new().await;
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let state = runbook_server::AppState {
+        key_check: Duration::from_millis(200),
+        ..runbook_server::AppState::new(app.service.clone(), shutdown)
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = runbook_server::app(state, None);
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
+    let runbook = app
+        .create(json!({"name": "long", "blocks": [
+            {"id": "ask", "kind": "instruction", "text": "go on?", "confirm": true}
+        ]}))
+        .await;
+    let id = start(&app, &runbook).await;
+    waiting(&app, &id).await;
+    let watcher = app
+        .service
+        .create_api_key(&Actor::system(), "watcher", Role::Viewer)
+        .await
+        .unwrap();
+    let open = |token: String| {
+        let url = format!("{base}/executions/{id}/events");
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .header("x-api-key", token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let events = open(watcher.token.clone()).await;
+    assert_eq!(events.status(), 200);
+    let body = tokio::spawn(events.text());
+    // Still open after several checks while the key holds.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !body.is_finished(),
+        "the stream stays open while its key is valid"
+    );
+
+    app.service
+        .revoke_api_key(&Actor::system(), watcher.key.id)
+        .await
+        .unwrap();
+    let body = tokio::time::timeout(Duration::from_secs(10), body)
+        .await
+        .expect("the stream ends once its key is revoked")
+        .unwrap()
+        .unwrap();
+    assert!(body.contains(r#""status":"waiting""#), "{body}");
+    // The run itself goes on, and a valid key follows it still.
+    let (_, execution) = app
+        .send(Method::GET, &format!("/executions/{id}"), None)
+        .await;
+    assert_eq!(execution["status"], "waiting", "{execution}");
+    let again = open(app.admin.clone()).await;
+    assert_eq!(again.status(), 200);
+    let mut again = again.bytes_stream();
+    use futures::StreamExt;
+    let first = tokio::time::timeout(Duration::from_secs(10), again.next())
+        .await
+        .unwrap();
+    assert!(first.is_some_and(|chunk| chunk.is_ok()));
+}
+
 #[tokio::test]
 async fn a_run_over_a_real_socket_streams_events_and_pages_output() {
     let app = TestApp::new().await;

@@ -356,10 +356,7 @@ pub async fn serve_in_process(
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let router = runbook_server::app(
-        runbook_server::AppState {
-            service: service.clone(),
-            shutdown,
-        },
+        runbook_server::AppState::new(service.clone(), shutdown),
         None,
     );
     tokio::spawn(async move {
@@ -408,10 +405,7 @@ pub async fn in_process_app_serving(
         .token;
     let (_tx, shutdown) = tokio::sync::watch::channel(false);
     let router = runbook_server::app(
-        runbook_server::AppState {
-            service: service.clone(),
-            shutdown,
-        },
+        runbook_server::AppState::new(service.clone(), shutdown),
         ui_dir,
     );
     (router, service, admin, dir)
