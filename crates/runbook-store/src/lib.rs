@@ -466,16 +466,20 @@ where
     DB: sqlx::Database,
     String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i32: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     DateTime<Utc>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
     if let Some(actor) = filter.actor.as_deref().filter(|a| !a.is_empty()) {
         qb.push(" AND actor = ").push_bind(actor);
     }
     match filter.action.as_deref().filter(|a| !a.is_empty()) {
+        // Not LIKE: SQLite's ignores ASCII case, PostgreSQL's does not, and an exact
+        // action matches its case on both.
         Some(prefix) if prefix.ends_with('.') => {
-            qb.push(" AND action LIKE ")
-                .push_bind(format!("{}%", like_escape(prefix)))
-                .push(" ESCAPE '\\'");
+            qb.push(" AND substr(action, 1, ")
+                .push_bind(i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX))
+                .push(") = ")
+                .push_bind(prefix);
         }
         Some(action) => {
             qb.push(" AND action = ").push_bind(action);
@@ -494,12 +498,6 @@ where
     if let Some(until) = filter.until {
         qb.push(" AND at < ").push_bind(until);
     }
-}
-
-fn like_escape(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
 }
 
 fn parse_enum<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, StoreError> {

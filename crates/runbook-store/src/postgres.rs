@@ -1,8 +1,8 @@
 //! The PostgreSQL store: the shared team database.
 
 use crate::{
-    decode_draft, encode_draft, parse_enum, search_text, ApiKeyRecord, ExecutionFilter, RunRecord,
-    RunbookFilter, Store, StoreError,
+    decode_draft, encode_detail, encode_draft, parse_enum, search_text, ApiKeyRecord,
+    ExecutionFilter, RunRecord, RunbookFilter, Store, StoreError,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -23,17 +23,26 @@ pub struct PostgresStore {
     pool: PgPool,
 }
 
-/// A step's detail as stored: NULL for a step that produced none.
-fn detail_json(detail: &StepDetail) -> Option<sqlx::types::Json<&StepDetail>> {
-    (detail != &StepDetail::default()).then_some(sqlx::types::Json(detail))
-}
-
 impl PostgresStore {
     /// Connects to the database at `url` and applies migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(Duration::from_secs(10))
+            // Every transaction here is written for read committed (a statement that
+            // waited for a row lock reads the row as committed): whatever the server's
+            // default (repeatable read, serializable), sessions use it, or concurrent
+            // saves and audit appends would fail with serialization errors.
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                    )
+                    .execute(conn)
+                    .await?;
+                    Ok(())
+                })
+            })
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;
@@ -208,7 +217,9 @@ impl Store for PostgresStore {
             "SELECT r.id, r.name, r.description, r.tags, r.version, r.created_at, r.updated_at, r.updated_by",
         );
         crate::push_runbook_filter(&mut page, filter);
-        page.push(" ORDER BY r.name, r.id LIMIT ")
+        // By the bytes of the name, as SQLite orders it: the database's collation
+        // (en_US, ICU) would order names otherwise, and differently after an upgrade.
+        page.push(r#" ORDER BY r.name COLLATE "C", r.id LIMIT "#)
             .push_bind(filter.limit)
             .push(" OFFSET ")
             .push_bind(filter.offset);
@@ -393,7 +404,8 @@ impl Store for PostgresStore {
                     .push_bind(step.finished_at)
                     .push_bind(step.output_bytes as i64)
                     .push_bind(&step.error)
-                    .push_bind(detail_json(&step.detail));
+                    .push_bind(encode_detail(&step.detail))
+                    .push_unseparated("::json");
             });
             qb.build().execute(&mut *tx).await?;
         }
@@ -696,7 +708,7 @@ async fn write_step<'e>(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE execution_steps SET status = $1, exit_code = $2, http_status = $3, started_at = $4,
-             finished_at = $5, output_bytes = $6, error = $7, detail = $8
+             finished_at = $5, output_bytes = $6, error = $7, detail = $8::json
          WHERE execution_id = $9 AND idx = $10",
     )
     .bind(step.status.as_str())
@@ -706,7 +718,7 @@ async fn write_step<'e>(
     .bind(step.finished_at)
     .bind(step.output_bytes as i64)
     .bind(&step.error)
-    .bind(detail_json(&step.detail))
+    .bind(encode_detail(&step.detail))
     .bind(execution_id)
     .bind(index as i32)
     .execute(executor)
@@ -720,8 +732,11 @@ async fn write_output<'e>(
     offset: u64,
     data: &[u8],
 ) -> Result<(), StoreError> {
+    // A chunk stored already (a batch tried again after its commit's answer was lost)
+    // is skipped, as SQLite's console file skips it.
     sqlx::query(
-        "INSERT INTO execution_output (execution_id, byte_offset, data) VALUES ($1, $2, $3)",
+        "INSERT INTO execution_output (execution_id, byte_offset, data) VALUES ($1, $2, $3)
+         ON CONFLICT (execution_id, byte_offset) DO NOTHING",
     )
     .bind(execution_id)
     .bind(offset as i64)

@@ -58,7 +58,8 @@ impl AccessStore for PostgresStore {
 
     async fn list_credentials(&self) -> Result<Vec<CredentialInfo>, StoreError> {
         let rows: Vec<CredentialRow> = sqlx::query_as(&format!(
-            "SELECT {CREDENTIAL_COLUMNS} FROM credentials ORDER BY name"
+            // By the bytes of the name, as on SQLite, whatever the database's collation.
+            r#"SELECT {CREDENTIAL_COLUMNS} FROM credentials ORDER BY name COLLATE "C""#
         ))
         .fetch_all(self.pool())
         .await?;
@@ -169,10 +170,9 @@ impl AccessStore for PostgresStore {
         check: &[u8],
     ) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
-        // Lock the table against concurrent creates/deletes while the values are replaced.
-        sqlx::query("LOCK TABLE credentials IN SHARE ROW EXCLUSIVE MODE")
-            .execute(&mut *tx)
-            .await?;
+        // The check value first, as a credential's write takes its locks (the check
+        // value, then the table): a write that read the old key ends before the rotation
+        // goes on, instead of the two waiting for each other until one is killed.
         let key_kept =
             sqlx::query("UPDATE vault_check SET sealed = $1 WHERE id = 1 AND sealed = $2")
                 .bind(check)
@@ -180,6 +180,10 @@ impl AccessStore for PostgresStore {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+        // Lock the table against concurrent creates/deletes while the values are replaced.
+        sqlx::query("LOCK TABLE credentials IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
         let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM credentials")
             .fetch_one(&mut *tx)
             .await?;
@@ -220,7 +224,7 @@ impl AccessStore for PostgresStore {
     }
 
     async fn list_users(&self) -> Result<Vec<User>, StoreError> {
-        let rows: Vec<UserRow> = sqlx::query_as("SELECT * FROM users ORDER BY name")
+        let rows: Vec<UserRow> = sqlx::query_as(r#"SELECT * FROM users ORDER BY name COLLATE "C""#)
             .fetch_all(self.pool())
             .await?;
         rows.into_iter().map(UserRow::into_user).collect()

@@ -270,7 +270,8 @@ fn script(
                     .push(";");
             }
             Change::Output { offset, data } => {
-                qb.push(" INSERT INTO execution_output (execution_id, byte_offset, data) VALUES (")
+                // A chunk stored already (a batch tried again) is skipped.
+                qb.push(" INSERT OR IGNORE INTO execution_output (execution_id, byte_offset, data) VALUES (")
                     .push_bind(id.clone())
                     .push(", ")
                     .push_bind(*offset as i64)

@@ -1,7 +1,9 @@
 //! Storage conformance suite: every test is written once against `Arc<dyn Store>` and run
 //! against both backends, SQLite (a temporary file) and PostgreSQL (a fresh database per
 //! test on the server named by `RUNBOOK_TEST_POSTGRES_URL`). PostgreSQL being unreachable
-//! fails the PostgreSQL tests loudly; they are never skipped.
+//! fails the PostgreSQL tests loudly; they are never skipped. Each test database gets
+//! defaults a team's server may well have and the test server may not: a linguistic
+//! collation (ICU `en-US`, where the server has ICU) and serializable transactions.
 
 use chrono::{DateTime, Utc};
 use runbook_domain::{
@@ -51,12 +53,15 @@ conformance!(
     search_treats_like_wildcards_literally,
     tag_filter_is_exact_and_combines_with_search,
     listing_pages_in_name_order_with_the_total,
+    listings_order_names_by_their_bytes_whatever_the_collation,
     saving_versions_keeps_history_newest_first,
     a_stale_save_conflicts_and_changes_nothing,
+    concurrent_saves_of_one_version_let_exactly_one_win,
     deleting_hides_the_runbook_everywhere,
     executions_round_trip_and_list_newest_first_with_filters,
     status_updates_keep_the_start_time_when_none_is_given,
     step_updates_record_the_step_and_touch_no_other,
+    a_steps_captured_output_may_hold_nul_characters,
     a_retry_keeps_its_link_and_the_results_it_reuses,
     a_run_has_one_live_retry_at_a_time,
     a_retry_chain_has_one_live_retry_at_a_time,
@@ -66,6 +71,7 @@ conformance!(
     a_run_write_dropped_midway_leaves_the_store_whole_and_writable,
     output_windows_span_chunks_and_start_inside_them,
     output_of_executions_does_not_mix,
+    output_written_again_after_a_lost_answer_is_stored_once,
     interrupting_marks_live_runs_and_leaves_finished_ones,
     runs_with_a_fresh_heartbeat_are_not_interrupted,
     a_sweep_and_a_late_write_of_the_same_run_never_deadlock_and_the_first_wins,
@@ -73,11 +79,13 @@ conformance!(
     api_keys_are_found_by_hash_and_touched,
     credentials_round_trip_with_unique_names,
     resealing_replaces_every_value_or_nothing,
+    a_rotation_racing_a_credential_write_lets_one_win_without_a_deadlock,
     users_own_keys_and_deleting_one_revokes_them,
     the_last_admin_cannot_be_taken_away,
     admins_demoting_each_other_at_once_leave_one_admin,
     audit_records_chain_in_order_even_when_written_at_once,
     audit_listing_filters_and_pages_newest_first,
+    an_action_prefix_matches_case_like_an_exact_action,
 );
 
 // ---- backends ----
@@ -113,10 +121,23 @@ where
                  RUNBOOK_TEST_POSTGRES_URL at a server where this user may CREATE DATABASE."
             )
         });
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap_or_else(|error| panic!("cannot create test database {name}: {error}"));
+    // A linguistic collation orders names unlike SQLite unless the store says how to.
+    let icu =
+        format!("CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'");
+    if let Err(error) = sqlx::query(&icu).execute(&mut admin).await {
+        eprintln!("no ICU collation ({error}); {name} uses the server's default collation");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|error| panic!("cannot create test database {name}: {error}"));
+    }
+    // The store's transactions are written for read committed, whatever the default.
+    sqlx::query(&format!(
+        "ALTER DATABASE {name} SET default_transaction_isolation TO 'serializable'"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap_or_else(|error| panic!("cannot set up test database {name}: {error}"));
     let store = PostgresStore::connect(&with_database(&admin_url, &name))
         .await
         .unwrap_or_else(|error| panic!("cannot open the PostgreSQL store on {name}: {error}"));
@@ -426,6 +447,67 @@ async fn listing_pages_in_name_order_with_the_total(store: Arc<dyn Store>) {
     assert_eq!(seen, ["alpha", "bravo", "charlie", "delta", "echo"]);
 }
 
+/// Names whose order differs between byte order and a linguistic collation (case,
+/// punctuation, accents), in byte order.
+const NAMES_BY_BYTES: [&str; 6] = ["Bravo", "Delta", "_tmp", "alpha", "charlie", "Écho"];
+
+async fn listings_order_names_by_their_bytes_whatever_the_collation(store: Arc<dyn Store>) {
+    // Inserted in another order than either collation's.
+    let shuffled = [3, 0, 5, 2, 4, 1].map(|i| NAMES_BY_BYTES[i]);
+    for name in shuffled {
+        insert(&*store, draft(name, &["shared"], "")).await;
+    }
+    assert_eq!(names(&*store, filter(None, None)).await.0, NAMES_BY_BYTES);
+    assert_eq!(
+        names(&*store, filter(None, Some("shared"))).await.0,
+        NAMES_BY_BYTES
+    );
+    // Pages follow the same order, so none repeats or skips a runbook.
+    let mut paged = Vec::new();
+    for offset in (0..6).step_by(4) {
+        let page = RunbookFilter {
+            limit: 4,
+            offset,
+            ..RunbookFilter::default()
+        };
+        paged.extend(names(&*store, page).await.0);
+    }
+    assert_eq!(paged, NAMES_BY_BYTES);
+
+    let key = store.init_vault_check(b"key-1").await.unwrap();
+    for name in shuffled {
+        let user = User {
+            id: Uuid::new_v4(),
+            name: name.to_string(),
+            role: Role::Viewer,
+            created_at: at(0),
+            updated_at: at(0),
+            disabled_at: None,
+        };
+        store.insert_user(&user).await.unwrap();
+        store
+            .insert_credential(&credential(name, &[1]), &key)
+            .await
+            .unwrap();
+    }
+    let users: Vec<String> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
+    assert_eq!(users, NAMES_BY_BYTES);
+    let credentials: Vec<String> = store
+        .list_credentials()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(credentials, NAMES_BY_BYTES);
+}
+
 async fn saving_versions_keeps_history_newest_first(store: Arc<dyn Store>) {
     let first = insert(&*store, draft("Deploy", &["old-tag"], "first")).await;
     let second = next_version(&first, rich_draft(), 10, "bob");
@@ -515,6 +597,57 @@ async fn a_stale_save_conflicts_and_changes_nothing(store: Arc<dyn Store>) {
         result,
         Err(StoreError::VersionConflict { current: 2 })
     ));
+}
+
+async fn concurrent_saves_of_one_version_let_exactly_one_win(store: Arc<dyn Store>) {
+    let first = insert(&*store, draft("Deploy", &["v1"], "first")).await;
+    let mut savers = Vec::new();
+    for i in 0..8 {
+        let tag = format!("by-{i}");
+        let edit = next_version(
+            &first,
+            draft(&format!("Deploy by {i}"), &[tag.as_str()], ""),
+            10 + i,
+            &format!("editor-{i}"),
+        );
+        let store = store.clone();
+        savers.push(tokio::spawn(async move {
+            store.save_version(&edit, 1, "").await
+        }));
+    }
+    let mut winners = Vec::new();
+    for (i, saver) in savers.into_iter().enumerate() {
+        match saver.await.unwrap() {
+            Ok(()) => winners.push(i),
+            Err(StoreError::VersionConflict { current: 2 }) => {}
+            Err(other) => {
+                panic!("save {i}: expected a success or a version conflict, got {other:?}")
+            }
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one save of version 1 wins: {winners:?}"
+    );
+    let winner = winners[0];
+
+    let current = store.get_runbook(first.id).await.unwrap().expect("live");
+    assert_eq!(
+        (current.version, current.draft.name.as_str()),
+        (2, format!("Deploy by {winner}").as_str())
+    );
+    assert_eq!(store.list_versions(first.id).await.unwrap().len(), 2);
+    let (tagged, total) = names(&*store, filter(None, Some(&format!("by-{winner}")))).await;
+    assert_eq!((tagged.len(), total), (1, 1));
+    for i in (0..8).filter(|i| *i != winner) {
+        assert_eq!(
+            names(&*store, filter(None, Some(&format!("by-{i}"))))
+                .await
+                .1,
+            0
+        );
+    }
 }
 
 async fn deleting_hides_the_runbook_everywhere(store: Arc<dyn Store>) {
@@ -690,6 +823,51 @@ async fn step_updates_record_the_step_and_touch_no_other(store: Arc<dyn Store>) 
     store.update_step(run.id, 2, &running).await.unwrap();
     let loaded = store.get_execution(run.id).await.unwrap().unwrap();
     assert_eq!(loaded.steps, [run.steps[0].clone(), failed, running]);
+}
+
+async fn a_steps_captured_output_may_hold_nul_characters(store: Arc<dyn Store>) {
+    // `find -print0`, a binary HTTP body: what a step captured keeps its NULs, in the
+    // run's first write (a retry's reused results) and in later ones.
+    let mut run = execution(Uuid::new_v4(), 0, ExecutionStatus::Running);
+    run.steps[0] = StepResult {
+        status: StepStatus::Succeeded,
+        exit_code: Some(0),
+        detail: StepDetail {
+            stdout: "./a\0./b\0".to_string(),
+            reused: true,
+            ..StepDetail::default()
+        },
+        ..StepResult::pending("intro")
+    };
+    store.insert_execution(&run, None, None).await.unwrap();
+    let step = StepResult {
+        status: StepStatus::Succeeded,
+        http_status: Some(200),
+        detail: StepDetail {
+            outputs: [("LIST".to_string(), "x\0y".to_string())].into(),
+            stderr: "\0".to_string(),
+            response: Some(HttpResponse {
+                status: 200,
+                headers: [(
+                    "content-type".to_string(),
+                    "application/octet-stream".to_string(),
+                )]
+                .into(),
+                body: "\u{0}\u{1}\u{2}PK".to_string(),
+                body_bytes: 5,
+                truncated: false,
+            }),
+            ..StepDetail::default()
+        },
+        ..StepResult::pending("check")
+    };
+    store.update_step(run.id, 1, &step).await.unwrap();
+
+    let loaded = store.get_execution(run.id).await.unwrap().unwrap();
+    assert_eq!(
+        loaded.steps,
+        [run.steps[0].clone(), step, run.steps[2].clone()]
+    );
 }
 
 async fn a_retry_keeps_its_link_and_the_results_it_reuses(store: Arc<dyn Store>) {
@@ -1032,6 +1210,43 @@ async fn output_of_executions_does_not_mix(store: Arc<dyn Store>) {
     );
     assert_eq!(store.read_output(first.id, 3, 2).await.unwrap(), b"aa");
     assert_eq!(store.read_output(second.id, 3, 2).await.unwrap(), b"BB");
+}
+
+async fn output_written_again_after_a_lost_answer_is_stored_once(store: Arc<dyn Store>) {
+    let run = execution(Uuid::new_v4(), 0, ExecutionStatus::Running);
+    store.insert_execution(&run, None, None).await.unwrap();
+    let done = StepResult {
+        status: StepStatus::Succeeded,
+        output_bytes: 11,
+        ..StepResult::pending("intro")
+    };
+    let batch = [
+        RunRecord::Output {
+            offset: 0,
+            data: b"hello ",
+        },
+        RunRecord::Output {
+            offset: 6,
+            data: b"world",
+        },
+        RunRecord::Step {
+            index: 0,
+            step: &done,
+        },
+    ];
+    store.record_run(run.id, &batch).await.unwrap();
+    // The commit went through but its answer was lost (a dropped connection): the
+    // runner writes the same batch again, and the output alone too.
+    store.record_run(run.id, &batch).await.unwrap();
+    store.append_output(run.id, 6, b"world").await.unwrap();
+    store.append_output(run.id, 11, b"!").await.unwrap();
+
+    assert_eq!(
+        store.read_output(run.id, 0, 100).await.unwrap(),
+        b"hello world!"
+    );
+    let loaded = store.get_execution(run.id).await.unwrap().unwrap();
+    assert_eq!(loaded.steps[0], done);
 }
 
 async fn interrupting_marks_live_runs_and_leaves_finished_ones(store: Arc<dyn Store>) {
@@ -1594,6 +1809,55 @@ async fn resealing_replaces_every_value_or_nothing(store: Arc<dyn Store>) {
         [21]
     );
     assert_eq!(store.vault_check().await.unwrap().unwrap(), [3]);
+}
+
+async fn a_rotation_racing_a_credential_write_lets_one_win_without_a_deadlock(
+    store: Arc<dyn Store>,
+) {
+    let mut key = store.init_vault_check(&[0]).await.unwrap();
+    store
+        .insert_credential(&credential("first", &[0]), &key)
+        .await
+        .unwrap();
+    for round in 1..=12u8 {
+        // What a rotation read: every credential's value, sealed again under a new key.
+        let mut resealed = Vec::new();
+        for info in store.list_credentials().await.unwrap() {
+            let sealed = store.get_credential(info.id).await.unwrap().unwrap().sealed;
+            let mut again = sealed.clone();
+            again.push(round);
+            resealed.push((info.id, sealed, again));
+        }
+        let new_key = vec![round];
+        let write = {
+            let (store, key) = (store.clone(), key.clone());
+            tokio::spawn(async move {
+                let record = credential(&format!("cred-{round}"), &[round]);
+                store.insert_credential(&record, &key).await
+            })
+        };
+        let rotation = {
+            let (store, key, new_key) = (store.clone(), key.clone(), new_key.clone());
+            tokio::spawn(async move { store.reseal_credentials(&resealed, &key, &new_key).await })
+        };
+        let (written, rotated) = (write.await.unwrap(), rotation.await.unwrap());
+        // The credential sealed under the old key, or the rotation that missed it, is
+        // refused as a conflict: never both stored, never a deadlock.
+        for result in [&written, &rotated] {
+            assert!(
+                matches!(result, Ok(()) | Err(StoreError::Conflict(_))),
+                "round {round}: {result:?}"
+            );
+        }
+        assert!(
+            written.is_ok() != rotated.is_ok(),
+            "round {round}: exactly one wins ({written:?}, {rotated:?})"
+        );
+        if rotated.is_ok() {
+            key = new_key;
+        }
+        assert_eq!(store.vault_check().await.unwrap().unwrap(), key);
+    }
 }
 
 async fn users_own_keys_and_deleting_one_revokes_them(store: Arc<dyn Store>) {
@@ -2194,4 +2458,38 @@ async fn audit_listing_filters_and_pages_newest_first(store: Arc<dyn Store>) {
         (vec![4, 3], 5)
     );
     assert_eq!(items[0].detail.as_deref(), Some(r#"{"n":30}"#));
+}
+
+async fn an_action_prefix_matches_case_like_an_exact_action(store: Arc<dyn Store>) {
+    for (i, action) in ["credential.use", "Credential.use", "runbook.create"]
+        .into_iter()
+        .enumerate()
+    {
+        store
+            .append_audit(audit_event(
+                "alice",
+                action,
+                AuditOutcome::Success,
+                i as i64,
+            ))
+            .await
+            .unwrap();
+    }
+    let seqs = |action: &str| {
+        let store = store.clone();
+        let filter = AuditFilter {
+            action: Some(action.to_string()),
+            limit: 50,
+            ..AuditFilter::default()
+        };
+        async move {
+            let (items, total) = store.list_audit(&filter).await.unwrap();
+            (items.into_iter().map(|e| e.seq).collect::<Vec<_>>(), total)
+        }
+    };
+    assert_eq!(seqs("credential.use").await, (vec![1], 1));
+    assert_eq!(seqs("credential.").await, (vec![1], 1));
+    assert_eq!(seqs("Credential.").await, (vec![2], 1));
+    assert_eq!(seqs("CREDENTIAL.").await, (vec![], 0));
+    assert_eq!(seqs("runbook.").await, (vec![3], 1));
 }
