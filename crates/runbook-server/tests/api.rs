@@ -1771,17 +1771,7 @@ async fn an_event_stream_ends_once_the_key_that_opened_it_is_revoked() {
         key_check: Duration::from_millis(200),
         ..runbook_server::AppState::new(app.service.clone(), shutdown)
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let router = runbook_server::app(state, None);
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        .unwrap()
-    });
+    let base = common::serve_state(state).await;
     let runbook = app
         .create(json!({"name": "long", "blocks": [
             {"id": "ask", "kind": "instruction", "text": "go on?", "confirm": true}

@@ -352,13 +352,16 @@ pub fn files_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 pub async fn serve_in_process(
     service: &runbook_core::Service,
 ) -> (String, tokio::sync::watch::Sender<bool>) {
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let base = serve_state(runbook_server::AppState::new(service.clone(), shutdown)).await;
+    (base, stop)
+}
+
+/// Serves the app with `state` over real HTTP on a loopback port; returns the base URL.
+pub async fn serve_state(state: runbook_server::AppState) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let router = runbook_server::app(
-        runbook_server::AppState::new(service.clone(), shutdown),
-        None,
-    );
+    let router = runbook_server::app(state, None);
     tokio::spawn(async move {
         axum::serve(
             listener,
@@ -367,7 +370,7 @@ pub async fn serve_in_process(
         .await
         .unwrap()
     });
-    (base, stop)
+    base
 }
 
 /// A service on SQLite in a fresh data directory, its router (called in-process) and
