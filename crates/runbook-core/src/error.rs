@@ -13,6 +13,8 @@ pub enum ErrorKind {
     Conflict,
     Invalid,
     TooManyRequests,
+    /// The database cannot serve the call for now; trying again later may work.
+    Unavailable,
     Internal,
 }
 
@@ -48,6 +50,10 @@ pub enum CoreError {
     /// the message is for the operator.
     #[error("{0}")]
     Setup(String),
+    /// The database could not serve the call for now (unreachable, shutting down,
+    /// busy); the cause is logged, never shown.
+    #[error("the database cannot be reached or is busy; try again shortly")]
+    Unavailable(String),
     /// A fault on our side; the message is logged, never shown.
     #[error("internal error")]
     Internal(String),
@@ -67,6 +73,7 @@ impl CoreError {
             CoreError::Conflict { code, .. } => code,
             CoreError::TooManyAttempts { .. } => "too_many_attempts",
             CoreError::Setup(_) => "setup",
+            CoreError::Unavailable(_) => "unavailable",
             CoreError::Internal(_) => "internal",
         }
     }
@@ -82,6 +89,7 @@ impl CoreError {
             | CoreError::InvalidState(_)
             | CoreError::Conflict { .. } => ErrorKind::Conflict,
             CoreError::TooManyAttempts { .. } => ErrorKind::TooManyRequests,
+            CoreError::Unavailable(_) => ErrorKind::Unavailable,
             CoreError::Internal(_) | CoreError::Setup(_) => ErrorKind::Internal,
         }
     }
@@ -150,6 +158,10 @@ impl From<StoreError> for CoreError {
             },
             StoreError::Ended => {
                 CoreError::InvalidState("the execution has already ended".to_string())
+            }
+            other if other.is_unavailable() => {
+                tracing::warn!(error = %other, "storage unavailable");
+                CoreError::Unavailable(other.to_string())
             }
             other => {
                 tracing::error!(error = %other, "storage error");

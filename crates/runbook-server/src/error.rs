@@ -5,6 +5,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use runbook_core::{CoreError, ErrorKind};
 
+/// The `Retry-After` of a 503: the database could not serve the call for now.
+const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
+
 /// An error answered as `{"error": {"code", "message", "details"?}}`.
 #[derive(Debug)]
 pub struct ApiError {
@@ -42,6 +45,7 @@ impl From<CoreError> for ApiError {
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         match &error {
@@ -56,6 +60,7 @@ impl From<CoreError> for ApiError {
             details: error.details(),
             retry_after: match error {
                 CoreError::TooManyAttempts { retry_after_secs } => Some(retry_after_secs),
+                CoreError::Unavailable(_) => Some(UNAVAILABLE_RETRY_AFTER_SECS),
                 _ => None,
             },
         }
@@ -76,5 +81,26 @@ impl IntoResponse for ApiError {
                 .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_that_cannot_serve_is_a_503_to_try_again_and_keeps_its_cause_in_the_log() {
+        let error = ApiError::from(CoreError::Unavailable(
+            "pool timed out at postgres://team-db.internal".to_string(),
+        ));
+        assert_eq!(error.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error.code, "unavailable");
+        assert_eq!(error.retry_after, Some(UNAVAILABLE_RETRY_AFTER_SECS));
+        assert!(!error.message.contains("team-db"), "{}", error.message);
+        let response = error.into_response();
+        assert_eq!(
+            response.headers()[axum::http::header::RETRY_AFTER],
+            UNAVAILABLE_RETRY_AFTER_SECS.to_string()
+        );
     }
 }

@@ -80,6 +80,38 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+impl StoreError {
+    /// True when the database could not serve the call for now (unreachable, shutting
+    /// down, out of connections, busy, or a transaction that lost a race it may win on
+    /// a second try) rather than for anything in the call: trying again later may work.
+    pub fn is_unavailable(&self) -> bool {
+        let StoreError::Database(error) = self else {
+            return false;
+        };
+        match error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(database) => {
+                let code = database.code();
+                let code = code.as_deref().unwrap_or("");
+                // PostgreSQL: connection exceptions (08…), operator intervention such
+                // as a shutdown (57P…), a database closed to connections (55000, as
+                // it is refused when connecting), too many connections (53300),
+                // serialization failures and deadlocks (40001, 40P01). SQLite: busy
+                // and locked (5, 6, and their extended codes).
+                code.starts_with("08")
+                    || code.starts_with("57P")
+                    || matches!(code, "55000" | "53300" | "40001" | "40P01")
+                    || matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(5 | 6))
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Filters and paging for listing runbooks.
 #[derive(Debug, Clone, Default)]
 pub struct RunbookFilter {

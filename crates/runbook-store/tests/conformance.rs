@@ -2493,3 +2493,45 @@ async fn an_action_prefix_matches_case_like_an_exact_action(store: Arc<dyn Store
     assert_eq!(seqs("CREDENTIAL.").await, (vec![], 0));
     assert_eq!(seqs("runbook.").await, (vec![3], 1));
 }
+
+/// A team database closed to connections (maintenance, a failover) makes a call fail
+/// as unavailable, which front ends answer with "try again", not as a fault of ours.
+#[tokio::test]
+async fn a_database_closed_to_connections_is_unavailable() {
+    let admin_url = std::env::var("RUNBOOK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_string());
+    let name = format!("rbs_test_{}", Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    async fn sql(admin: &mut sqlx::PgConnection, statement: String) {
+        sqlx::query(&statement).execute(admin).await.unwrap();
+    }
+    sql(&mut admin, format!("CREATE DATABASE {name}")).await;
+    let store = PostgresStore::connect(&with_database(&admin_url, &name))
+        .await
+        .unwrap();
+    let filter = RunbookFilter {
+        limit: 10,
+        ..Default::default()
+    };
+    store.list_runbooks(&filter).await.unwrap();
+    sql(
+        &mut admin,
+        format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"),
+    )
+    .await;
+    sql(
+        &mut admin,
+        format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"),
+    )
+    .await;
+    let error = store.list_runbooks(&filter).await.unwrap_err();
+    assert!(error.is_unavailable(), "{error:?}");
+    // A call's own mistakes are not.
+    assert!(!StoreError::NotFound.is_unavailable());
+    assert!(!StoreError::Database(sqlx::Error::RowNotFound).is_unavailable());
+    sql(
+        &mut admin,
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    )
+    .await;
+}
