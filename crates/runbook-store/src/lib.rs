@@ -303,7 +303,11 @@ pub trait Store: AccessStore + Send + Sync {
     async fn get_execution(&self, id: Uuid) -> Result<Option<Execution>, StoreError>;
     /// Who started an execution, without loading its steps.
     async fn execution_started_by(&self, id: Uuid) -> Result<Option<String>, StoreError>;
-    /// Lists executions, newest first, with the total matching the filter.
+    /// Lists executions, newest first, with the total matching the filter. Their steps
+    /// come without the streams and response they captured (`stdout`, `stderr`,
+    /// `response`: up to a MiB and more each, far too much for a page of runs); the
+    /// rest of each step's detail (outputs, branch, reused) is there. `get_execution`
+    /// has it all.
     async fn list_executions(
         &self,
         filter: &ExecutionFilter,

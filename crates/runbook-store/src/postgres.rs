@@ -6,6 +6,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use runbook_domain::{
     AuditEvent, Execution, ExecutionStatus, Runbook, RunbookSummary, StepDetail, StepResult,
     VersionInfo,
@@ -106,6 +107,63 @@ struct ExecutionRow {
     retry_from: Option<String>,
 }
 
+/// A step as a listing reads it: its detail as text, read without the streams and
+/// response it captured.
+#[derive(FromRow)]
+struct ListedStepRow {
+    execution_id: Uuid,
+    block_id: String,
+    status: String,
+    exit_code: Option<i32>,
+    http_status: Option<i32>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    output_bytes: i64,
+    error: Option<String>,
+    detail: Option<String>,
+}
+
+/// The parts of a step's detail a listing keeps; the rest is skipped while parsing.
+#[derive(serde::Deserialize)]
+struct ListedDetail {
+    #[serde(default)]
+    outputs: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    branch: Option<runbook_domain::Branch>,
+    #[serde(default)]
+    reused: bool,
+}
+
+impl ListedStepRow {
+    fn into_step(self) -> Result<StepResult, StoreError> {
+        let detail = match self.detail {
+            Some(text) => {
+                let listed: ListedDetail = serde_json::from_str(&text)
+                    .map_err(|e| StoreError::Corrupt(format!("step detail: {e}")))?;
+                StepDetail {
+                    outputs: listed.outputs,
+                    branch: listed.branch,
+                    reused: listed.reused,
+                    ..StepDetail::default()
+                }
+            }
+            None => StepDetail::default(),
+        };
+        StepRow {
+            block_id: self.block_id,
+            status: self.status,
+            exit_code: self.exit_code,
+            http_status: self.http_status,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            output_bytes: self.output_bytes,
+            error: self.error,
+            detail: Some(sqlx::types::Json(detail)),
+        }
+        .into_step()
+    }
+}
+
 #[derive(FromRow)]
 struct StepRow {
     block_id: String,
@@ -132,26 +190,37 @@ impl PostgresStore {
         .bind(execution_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|row| {
-                Ok(StepResult {
-                    block_id: row.block_id,
-                    status: parse_enum(&row.status, "step status")?,
-                    exit_code: row.exit_code,
-                    http_status: row.http_status.map(|s| s as u16),
-                    started_at: row.started_at,
-                    finished_at: row.finished_at,
-                    output_bytes: row.output_bytes.max(0) as u64,
-                    error: row.error,
-                    detail: row.detail.map(|json| json.0).unwrap_or_default(),
-                })
-            })
-            .collect()
+        rows.into_iter().map(StepRow::into_step).collect()
     }
 
     async fn load_execution(&self, row: ExecutionRow) -> Result<Execution, StoreError> {
+        let steps = self.steps_of(row.id).await?;
+        row.into_execution(steps)
+    }
+}
+
+impl StepRow {
+    fn into_step(self) -> Result<StepResult, StoreError> {
+        let row = self;
+        Ok(StepResult {
+            block_id: row.block_id,
+            status: parse_enum(&row.status, "step status")?,
+            exit_code: row.exit_code,
+            http_status: row.http_status.map(|s| s as u16),
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            output_bytes: row.output_bytes.max(0) as u64,
+            error: row.error,
+            detail: row.detail.map(|json| json.0).unwrap_or_default(),
+        })
+    }
+}
+
+impl ExecutionRow {
+    fn into_execution(self, steps: Vec<StepResult>) -> Result<Execution, StoreError> {
+        let row = self;
         Ok(Execution {
-            steps: self.steps_of(row.id).await?,
+            steps,
             id: row.id,
             runbook_id: row.runbook_id,
             runbook_version: row.runbook_version,
@@ -461,10 +530,37 @@ impl Store for PostgresStore {
             .push(" OFFSET ")
             .push_bind(filter.offset);
         let rows: Vec<ExecutionRow> = page.build_query_as().fetch_all(&self.pool).await?;
-        let mut items = Vec::with_capacity(rows.len());
-        for row in rows {
-            items.push(self.load_execution(row).await?);
+        if rows.is_empty() {
+            return Ok((Vec::new(), total));
         }
+        // The steps of the whole page in one query, each without its captured streams
+        // and response (see `Store::list_executions`). PostgreSQL cannot take those
+        // out of the `json` detail (its JSON functions refuse the NUL a stream may
+        // hold), so rows are read one at a time and the parts skipped while parsing:
+        // at most one step's whole detail is held at once.
+        let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+        let mut by_run: std::collections::HashMap<Uuid, Vec<StepResult>> = Default::default();
+        let mut listed = sqlx::query_as::<_, ListedStepRow>(
+            "SELECT execution_id, block_id, status, exit_code, http_status, started_at, finished_at,
+                    output_bytes, error, detail::text AS detail
+             FROM execution_steps WHERE execution_id = ANY($1) ORDER BY execution_id, idx",
+        )
+        .bind(&ids)
+        .fetch(&self.pool);
+        while let Some(row) = listed.try_next().await? {
+            by_run
+                .entry(row.execution_id)
+                .or_default()
+                .push(row.into_step()?);
+        }
+        drop(listed);
+        let items = rows
+            .into_iter()
+            .map(|row| {
+                let steps = by_run.remove(&row.id).unwrap_or_default();
+                row.into_execution(steps)
+            })
+            .collect::<Result<_, _>>()?;
         Ok((items, total))
     }
 

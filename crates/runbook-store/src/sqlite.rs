@@ -36,6 +36,9 @@ pub struct SqliteStore {
     consoles: Option<Arc<Consoles>>,
 }
 
+/// The members of a step's detail a listing leaves out, as SQLite's JSON paths.
+const LISTING_LEAVES_OUT: &str = "'$.stdout', '$.stderr', '$.response'";
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `url` and applies migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -129,6 +132,13 @@ struct ExecutionRow {
 }
 
 #[derive(FromRow)]
+struct ListedStepRow {
+    execution_id: String,
+    #[sqlx(flatten)]
+    step: StepRow,
+}
+
+#[derive(FromRow)]
 struct StepRow {
     block_id: String,
     status: String,
@@ -177,6 +187,13 @@ impl SqliteStore {
 
     async fn load_execution(&self, row: ExecutionRow) -> Result<Execution, StoreError> {
         let steps = self.steps_of(&row.id).await?;
+        row.into_execution(steps)
+    }
+}
+
+impl ExecutionRow {
+    fn into_execution(self, steps: Vec<StepResult>) -> Result<Execution, StoreError> {
+        let row = self;
         Ok(Execution {
             id: parse_uuid(&row.id)?,
             runbook_id: parse_uuid(&row.runbook_id)?,
@@ -442,10 +459,39 @@ impl Store for SqliteStore {
             .push(" OFFSET ")
             .push_bind(filter.offset);
         let rows: Vec<ExecutionRow> = page.build_query_as().fetch_all(&self.pool).await?;
-        let mut items = Vec::with_capacity(rows.len());
-        for row in rows {
-            items.push(self.load_execution(row).await?);
+        if rows.is_empty() {
+            return Ok((Vec::new(), total));
         }
+        // The steps of the whole page in one query, each without its captured streams
+        // and response (see `Store::list_executions`).
+        let mut steps = QueryBuilder::<Sqlite>::new(format!(
+            "SELECT execution_id, block_id, status, exit_code, http_status, started_at, finished_at,
+                    output_bytes, error, json_remove(detail, {LISTING_LEAVES_OUT}) AS detail
+             FROM execution_steps WHERE execution_id IN ("
+        ));
+        let mut ids = steps.separated(", ");
+        for row in &rows {
+            ids.push_bind(&row.id);
+        }
+        steps.push(") ORDER BY execution_id, idx");
+        let mut by_run: std::collections::HashMap<String, Vec<StepResult>> = Default::default();
+        for listed in steps
+            .build_query_as::<ListedStepRow>()
+            .fetch_all(&self.pool)
+            .await?
+        {
+            by_run
+                .entry(listed.execution_id)
+                .or_default()
+                .push(listed.step.into_step()?);
+        }
+        let items = rows
+            .into_iter()
+            .map(|row| {
+                let steps = by_run.remove(&row.id).unwrap_or_default();
+                row.into_execution(steps)
+            })
+            .collect::<Result<_, _>>()?;
         Ok((items, total))
     }
 

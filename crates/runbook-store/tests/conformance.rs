@@ -866,8 +866,33 @@ async fn a_steps_captured_output_may_hold_nul_characters(store: Arc<dyn Store>) 
     let loaded = store.get_execution(run.id).await.unwrap().unwrap();
     assert_eq!(
         loaded.steps,
-        [run.steps[0].clone(), step, run.steps[2].clone()]
+        [run.steps[0].clone(), step.clone(), run.steps[2].clone()]
     );
+
+    // A listing leaves the captured streams and the response out, and keeps the rest.
+    let (listed, _) = store
+        .list_executions(&ExecutionFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let listed = listed.into_iter().find(|item| item.id == run.id).unwrap();
+    let light = |step: &StepResult| StepResult {
+        detail: StepDetail {
+            stdout: String::new(),
+            stderr: String::new(),
+            response: None,
+            ..step.detail.clone()
+        },
+        ..step.clone()
+    };
+    assert_eq!(
+        listed.steps,
+        [light(&run.steps[0]), light(&step), run.steps[2].clone()]
+    );
+    assert!(listed.steps[0].detail.reused);
+    assert_eq!(listed.steps[1].detail.outputs["LIST"], "x\0y");
 }
 
 async fn a_retry_keeps_its_link_and_the_results_it_reuses(store: Arc<dyn Store>) {
