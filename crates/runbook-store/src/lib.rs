@@ -95,17 +95,32 @@ impl StoreError {
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => true,
             sqlx::Error::Database(database) => {
+                if let Some(postgres) =
+                    database.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                {
+                    // Connection exceptions (08…), operator intervention such as a
+                    // shutdown (57P…), too many connections (53300), serialization
+                    // failures and deadlocks (40001, 40P01), and a database closed to
+                    // connections: 55000 as the FATAL that refuses a connection, not
+                    // the ERROR a statement gets for an object in the wrong state.
+                    let code = postgres.code();
+                    return code.starts_with("08")
+                        || code.starts_with("57P")
+                        || matches!(code, "53300" | "40001" | "40P01")
+                        || code == "55000"
+                            && matches!(postgres.severity(), sqlx::postgres::PgSeverity::Fatal);
+                }
+                // SQLite: busy and locked (5, 6), reported by their extended codes
+                // (517 is SQLITE_BUSY_SNAPSHOT). Only SQLite's codes are numbers read
+                // so: PostgreSQL's 42501 (insufficient privilege) is 5 in its low byte.
                 let code = database.code();
-                let code = code.as_deref().unwrap_or("");
-                // PostgreSQL: connection exceptions (08…), operator intervention such
-                // as a shutdown (57P…), a database closed to connections (55000, as
-                // it is refused when connecting), too many connections (53300),
-                // serialization failures and deadlocks (40001, 40P01). SQLite: busy
-                // and locked (5, 6, and their extended codes).
-                code.starts_with("08")
-                    || code.starts_with("57P")
-                    || matches!(code, "55000" | "53300" | "40001" | "40P01")
-                    || matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(5 | 6))
+                database
+                    .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+                    .is_some()
+                    && matches!(
+                        code.as_deref().map(str::parse::<i32>),
+                        Some(Ok(c)) if matches!(c & 0xff, 5 | 6)
+                    )
             }
             _ => false,
         }
@@ -522,8 +537,27 @@ where
         }
         None => {}
     }
-    if let Some(target) = filter.target.as_deref().filter(|t| !t.is_empty()) {
-        qb.push(" AND target = ").push_bind(target);
+    match filter.target.as_deref().filter(|t| !t.is_empty()) {
+        Some(target) if target.contains(':') => {
+            qb.push(" AND target = ").push_bind(target);
+        }
+        // A bare name (`payments-token`) matches itself and the name under any kind
+        // (`credential:payments-token`): exactly, after the kind's colon.
+        Some(name) => {
+            let chars = i32::try_from(name.chars().count()).unwrap_or(i32::MAX);
+            qb.push(" AND (target = ")
+                .push_bind(name)
+                .push(" OR (length(target) > ")
+                .push_bind(chars)
+                .push(" AND substr(target, length(target) - ")
+                .push_bind(chars)
+                .push(", 1) = ':' AND substr(target, length(target) - ")
+                .push_bind(chars)
+                .push(" + 1) = ")
+                .push_bind(name)
+                .push("))");
+        }
+        None => {}
     }
     if let Some(outcome) = filter.outcome {
         qb.push(" AND outcome = ").push_bind(outcome.as_str());

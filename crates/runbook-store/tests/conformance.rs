@@ -86,6 +86,7 @@ conformance!(
     audit_records_chain_in_order_even_when_written_at_once,
     audit_listing_filters_and_pages_newest_first,
     an_action_prefix_matches_case_like_an_exact_action,
+    a_target_filter_takes_a_whole_target_or_a_bare_name,
 );
 
 // ---- backends ----
@@ -2519,6 +2520,47 @@ async fn an_action_prefix_matches_case_like_an_exact_action(store: Arc<dyn Store
     assert_eq!(seqs("runbook.").await, (vec![3], 1));
 }
 
+async fn a_target_filter_takes_a_whole_target_or_a_bare_name(store: Arc<dyn Store>) {
+    let targets = [
+        "credential:payments-token",
+        "credential:old-payments-token",
+        "user:payments-token",
+        "credential:Payments-token",
+        "payments-token",
+        "runbook:42",
+    ];
+    for (i, target) in targets.into_iter().enumerate() {
+        let mut event = audit_event("alice", "credential.use", AuditOutcome::Success, i as i64);
+        event.target = Some(target.to_string());
+        store.append_audit(event).await.unwrap();
+    }
+    let seqs = |target: &str| {
+        let store = store.clone();
+        let filter = AuditFilter {
+            target: Some(target.to_string()),
+            limit: 50,
+            ..AuditFilter::default()
+        };
+        async move {
+            let (items, total) = store.list_audit(&filter).await.unwrap();
+            let mut seqs: Vec<_> = items.into_iter().map(|e| e.seq).collect();
+            seqs.sort();
+            (seqs, total)
+        }
+    };
+    // A whole target matches itself alone.
+    assert_eq!(seqs("credential:payments-token").await, (vec![1], 1));
+    // A bare name matches itself and the name under any kind, exactly: not a longer
+    // name ending in it, not another case.
+    assert_eq!(seqs("payments-token").await, (vec![1, 3, 5], 3));
+    assert_eq!(seqs("42").await, (vec![6], 1));
+    assert_eq!(seqs("token").await, (vec![], 0));
+    assert_eq!(
+        seqs("a-very-long-name-longer-than-any-target").await,
+        (vec![], 0)
+    );
+}
+
 /// A team database closed to connections (maintenance, a failover) makes a call fail
 /// as unavailable, which front ends answer with "try again", not as a fault of ours.
 #[tokio::test]
@@ -2559,4 +2601,55 @@ async fn a_database_closed_to_connections_is_unavailable() {
         format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
     )
     .await;
+}
+
+/// What a statement gets for what it asks (a privilege it lacks, bytes its encoding
+/// refuses, an object in the wrong state) is no outage: retrying cannot help, so it
+/// is not unavailable, even where its code reads like a number SQLite uses for busy.
+#[tokio::test]
+async fn a_statements_own_error_is_not_unavailable_and_a_busy_sqlite_is() {
+    let admin_url = std::env::var("RUNBOOK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_string());
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    for (code, retryable) in [
+        // Low byte 5 or 6, SQLite's busy and locked.
+        ("42501", false),
+        ("22021", false),
+        ("22022", false),
+        // A statement's "object not in prerequisite state", not a closed database.
+        ("55000", false),
+        ("40001", true),
+    ] {
+        let error = sqlx::query(&format!(
+            "DO $$ BEGIN RAISE EXCEPTION 'raised' USING ERRCODE = '{code}'; END $$"
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap_err();
+        let error = StoreError::Database(error);
+        assert_eq!(error.is_unavailable(), retryable, "{code}: {error:?}");
+    }
+
+    // SQLite reports busy by its extended code; a writer that finds the lock taken is busy.
+    let dir = tempfile::tempdir().unwrap();
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(dir.path().join("busy.db"))
+        .create_if_missing(true)
+        .busy_timeout(std::time::Duration::ZERO);
+    let mut holder = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    let mut writer = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let error = sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut writer)
+        .await
+        .unwrap_err();
+    let error = StoreError::Database(error);
+    assert!(error.is_unavailable(), "{error:?}");
 }
