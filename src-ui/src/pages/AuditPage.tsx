@@ -102,7 +102,7 @@ function Audit() {
         </label>
         <label className="filter">
           <span className="field-label">Target</span>
-          <input className="input mono" value={form.target} onChange={(e) => set({ target: e.target.value })} />
+          <input className="input mono" value={form.target} placeholder="payments-token" title="A name (any kind), or a whole target such as credential:payments-token" onChange={(e) => set({ target: e.target.value })} />
         </label>
         <label className="filter filter-sm">
           <span className="field-label">Outcome</span>

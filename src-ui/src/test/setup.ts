@@ -13,12 +13,11 @@ if (typeof Range !== 'undefined' && !Range.prototype.getClientRects) {
 // Dialogs trap the focus among the controls that can be seen, which jsdom cannot measure: an
 // element counts as seen while it is in the document and neither it nor an ancestor is not displayed.
 if (typeof Element !== 'undefined' && !('checkVisibility' in Element.prototype)) {
+  const displayed = (element: Element): boolean =>
+    getComputedStyle(element).display !== 'none' && (element.parentElement === null || displayed(element.parentElement))
   Object.defineProperty(Element.prototype, 'checkVisibility', {
     value(this: Element) {
-      for (let node: Element | null = this; node; node = node.parentElement) {
-        if (getComputedStyle(node).display === 'none') return false
-      }
-      return this.isConnected
+      return this.isConnected && displayed(this)
     },
   })
 }
