@@ -447,6 +447,18 @@ impl Service {
         }
     }
 
+    /// Whether a key that authenticated earlier still does (not revoked or expired, its
+    /// user not disabled), for a response that outlives its request, such as an event
+    /// stream. A key that no longer does is not a failed authentication: it neither
+    /// counts toward its client's lockout nor is audited as one.
+    pub async fn key_still_valid(&self, token: &str) -> Result<bool, CoreError> {
+        match self.check_token(token).await {
+            Ok(_) => Ok(true),
+            Err(CoreError::Unauthenticated) => Ok(false),
+            Err(other) => Err(other),
+        }
+    }
+
     async fn check_token(&self, token: &str) -> Result<Actor, CoreError> {
         if token.is_empty() || token.len() > 512 {
             return Err(CoreError::Unauthenticated);

@@ -93,12 +93,17 @@ impl PresentedKey {
     }
 
     /// Who the key belongs to now: refused once it is revoked or expired, or its user
-    /// disabled.
+    /// disabled (a refusal counts toward the client's lockout).
     pub async fn authenticate(&self, state: &AppState) -> Result<Actor, ApiError> {
         Ok(state
             .service
             .authenticate(&self.token, &self.client)
             .await?)
+    }
+
+    /// Whether the key, which authenticated its request, still holds.
+    pub async fn still_valid(&self, state: &AppState) -> Result<bool, ApiError> {
+        Ok(state.service.key_still_valid(&self.token).await?)
     }
 }
 

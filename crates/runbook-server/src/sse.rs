@@ -52,10 +52,8 @@ pub async fn execution_events(
             tokio::time::sleep(key_state.key_check).await;
             // Only a refusal of the key ends the stream; storage that cannot answer
             // for a moment does not.
-            if let Err(error) = key.authenticate(&key_state).await {
-                if error.status == axum::http::StatusCode::UNAUTHORIZED {
-                    return;
-                }
+            if let Ok(false) = key.still_valid(&key_state).await {
+                return;
             }
         }
     };

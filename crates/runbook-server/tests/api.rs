@@ -1815,6 +1815,12 @@ async fn an_event_stream_ends_once_the_key_that_opened_it_is_revoked() {
         .unwrap()
         .unwrap();
     assert!(body.contains(r#""status":"waiting""#), "{body}");
+    // A stream's key lapsing is not a failed authentication: nothing toward a lockout,
+    // no `auth.failure` in the trail.
+    let (_, failures) = app
+        .send(Method::GET, "/audit?action=auth.failure", None)
+        .await;
+    assert_eq!(failures["total"], 0, "{failures}");
     // The run itself goes on, and a valid key follows it still.
     let (_, execution) = app
         .send(Method::GET, &format!("/executions/{id}"), None)
