@@ -112,15 +112,8 @@ struct ExecutionRow {
 #[derive(FromRow)]
 struct ListedStepRow {
     execution_id: Uuid,
-    block_id: String,
-    status: String,
-    exit_code: Option<i32>,
-    http_status: Option<i32>,
-    started_at: Option<DateTime<Utc>>,
-    finished_at: Option<DateTime<Utc>>,
-    output_bytes: i64,
-    error: Option<String>,
-    detail: Option<String>,
+    #[sqlx(flatten)]
+    step: StepRow<String>,
 }
 
 /// The parts of a step's detail a listing keeps; the rest is skipped while parsing.
@@ -134,38 +127,23 @@ struct ListedDetail {
     reused: bool,
 }
 
-impl ListedStepRow {
-    fn into_step(self) -> Result<StepResult, StoreError> {
-        let detail = match self.detail {
-            Some(text) => {
-                let listed: ListedDetail = serde_json::from_str(&text)
-                    .map_err(|e| StoreError::Corrupt(format!("step detail: {e}")))?;
-                StepDetail {
-                    outputs: listed.outputs,
-                    branch: listed.branch,
-                    reused: listed.reused,
-                    ..StepDetail::default()
-                }
-            }
-            None => StepDetail::default(),
-        };
-        StepRow {
-            block_id: self.block_id,
-            status: self.status,
-            exit_code: self.exit_code,
-            http_status: self.http_status,
-            started_at: self.started_at,
-            finished_at: self.finished_at,
-            output_bytes: self.output_bytes,
-            error: self.error,
-            detail: Some(sqlx::types::Json(detail)),
-        }
-        .into_step()
-    }
+fn listed_detail(text: Option<String>) -> Result<StepDetail, StoreError> {
+    let Some(text) = text else {
+        return Ok(StepDetail::default());
+    };
+    let listed: ListedDetail = serde_json::from_str(&text)
+        .map_err(|e| StoreError::Corrupt(format!("step detail: {e}")))?;
+    Ok(StepDetail {
+        outputs: listed.outputs,
+        branch: listed.branch,
+        reused: listed.reused,
+        ..StepDetail::default()
+    })
 }
 
+/// A step's row, its detail read as `D`.
 #[derive(FromRow)]
-struct StepRow {
+struct StepRow<D> {
     block_id: String,
     status: String,
     exit_code: Option<i32>,
@@ -174,7 +152,7 @@ struct StepRow {
     finished_at: Option<DateTime<Utc>>,
     output_bytes: i64,
     error: Option<String>,
-    detail: Option<sqlx::types::Json<StepDetail>>,
+    detail: Option<D>,
 }
 
 type ApiKeyRow = crate::rows::ApiKeyRow<Uuid>;
@@ -183,14 +161,16 @@ const EXECUTION_COLUMNS: &str = "id, runbook_id, runbook_version, runbook_name, 
 
 impl PostgresStore {
     async fn steps_of(&self, execution_id: Uuid) -> Result<Vec<StepResult>, StoreError> {
-        let rows: Vec<StepRow> = sqlx::query_as(
+        let rows: Vec<StepRow<sqlx::types::Json<StepDetail>>> = sqlx::query_as(
             "SELECT block_id, status, exit_code, http_status, started_at, finished_at, output_bytes, error, detail
              FROM execution_steps WHERE execution_id = $1 ORDER BY idx",
         )
         .bind(execution_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(StepRow::into_step).collect()
+        rows.into_iter()
+            .map(|row| row.into_step(|detail| Ok(detail.map(|json| json.0).unwrap_or_default())))
+            .collect()
     }
 
     async fn load_execution(&self, row: ExecutionRow) -> Result<Execution, StoreError> {
@@ -199,8 +179,11 @@ impl PostgresStore {
     }
 }
 
-impl StepRow {
-    fn into_step(self) -> Result<StepResult, StoreError> {
+impl<D> StepRow<D> {
+    fn into_step(
+        self,
+        detail: impl FnOnce(Option<D>) -> Result<StepDetail, StoreError>,
+    ) -> Result<StepResult, StoreError> {
         let row = self;
         Ok(StepResult {
             block_id: row.block_id,
@@ -211,7 +194,7 @@ impl StepRow {
             finished_at: row.finished_at,
             output_bytes: row.output_bytes.max(0) as u64,
             error: row.error,
-            detail: row.detail.map(|json| json.0).unwrap_or_default(),
+            detail: detail(row.detail)?,
         })
     }
 }
@@ -551,7 +534,7 @@ impl Store for PostgresStore {
             by_run
                 .entry(row.execution_id)
                 .or_default()
-                .push(row.into_step()?);
+                .push(row.step.into_step(listed_detail)?);
         }
         drop(listed);
         let items = rows
