@@ -6,12 +6,13 @@
 import { ArrowDown, ArrowUp, ChevronDown, ChevronRight, GripVertical, Trash2 } from 'lucide-react'
 import { useEffect, useRef, useState, type DragEvent } from 'react'
 import type { Block, BlockKind } from '../api/types'
+import { ConfirmDialog } from '../components/ConfirmDialog'
 import { KindIcon } from '../components/KindIcon'
 import { useReadOnly } from '../components/readOnly'
 import { formatSeconds } from '../util/format'
 import { AddBlockMenu } from './AddBlockMenu'
 import { BlockBody } from './BlockEditors'
-import { BLOCK_LABELS, type BlockKey, type EditorAction, type ListPath } from './draft'
+import { BLOCK_LABELS, blockIdCounts, type BlockKey, type EditorAction, type ListPath } from './draft'
 import { NO_ERRORS, SHOWN_FIELDS, type BlockErrors } from './fieldErrors'
 
 /** Deepest list that may still hold blocks (the runbook's own list is depth 1). */
@@ -116,6 +117,10 @@ export function BlockCard({ block, blockKey, index, count, onDelete, ...shared }
   const [collapsed, setCollapsed] = useState(false)
   const [dragArmed, setDragArmed] = useState(false)
   const [dropTarget, setDropTarget] = useState(false)
+  // A conditional goes with its branches: with blocks in them, that is asked first.
+  const [confirmingDelete, setConfirmingDelete] = useState(false)
+  const nestedCount =
+    block.kind === 'conditional' ? [...blockIdCounts([...(block.then ?? []), ...(block.else ?? [])]).values()].reduce((sum, n) => sum + n, 0) : 0
   const label = BLOCK_LABELS[block.kind] ?? block.kind
   const mine = (blockKey && errorsByKey.get(blockKey.key)) ?? NO_ERRORS
   const shown = SHOWN_FIELDS[block.kind]
@@ -244,10 +249,25 @@ export function BlockCard({ block, blockKey, index, count, onDelete, ...shared }
               className="icon-btn icon-btn-danger"
               aria-label="Delete block"
               title="Delete block"
-              onClick={onDelete}
+              onClick={() => (nestedCount > 0 ? setConfirmingDelete(true) : onDelete())}
             >
               <Trash2 size={16} />
             </button>
+            {confirmingDelete && (
+              <ConfirmDialog
+                title={`Delete “${block.id}” and its branches?`}
+                confirmLabel={`Delete ${nestedCount + 1} blocks`}
+                busy={false}
+                error={null}
+                onConfirm={() => {
+                  setConfirmingDelete(false)
+                  onDelete()
+                }}
+                onClose={() => setConfirmingDelete(false)}
+              >
+                <p>Its branches hold {nestedCount === 1 ? '1 block' : `${nestedCount} blocks`}, deleted with it. Nothing is stored until you save.</p>
+              </ConfirmDialog>
+            )}
           </>
         )}
       </header>

@@ -553,4 +553,23 @@ describe('RunbookEditor', () => {
     expect(codes).toHaveAttribute('aria-invalid', 'false')
     expect(codesInDraft()).toEqual([0, 2])
   })
+
+  it('asks before deleting a conditional whose branches hold blocks, and deletes a plain block at once', async () => {
+    const user = userEvent.setup()
+    render(<Harness runbook={branchy} />)
+    const branch = screen.getByTestId('block-branch')
+    await user.click(within(branch).getAllByRole('button', { name: 'Delete block' })[0])
+    const dialog = screen.getByRole('dialog', { name: 'Delete “branch” and its branches?' })
+    expect(dialog).toHaveTextContent('Its branches hold 1 block')
+    await user.click(within(dialog).getByRole('button', { name: 'Cancel' }))
+    expect(blockOrder()).toContain('block-branch')
+    await user.click(within(screen.getByTestId('block-branch')).getAllByRole('button', { name: 'Delete block' })[0])
+    await user.click(screen.getByRole('button', { name: 'Delete 2 blocks' }))
+    expect(blockOrder()).not.toContain('block-branch')
+    expect(blockOrder()).not.toContain('block-wait')
+    // A command has nothing nested: no question.
+    await user.click(within(screen.getByTestId('block-check')).getByRole('button', { name: 'Delete block' }))
+    expect(screen.queryByRole('dialog')).not.toBeInTheDocument()
+    expect(screen.queryAllByTestId(/^block-/)).toHaveLength(0)
+  })
 })
