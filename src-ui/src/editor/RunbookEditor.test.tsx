@@ -90,6 +90,7 @@ function Harness({
       onSave={onSave}
       onLoadLatest={() => {}}
       onOverwrite={() => {}}
+      onDiscard={() => dispatch({ type: 'reset', runbook: state.base })}
     />
   )
 }
@@ -571,5 +572,21 @@ describe('RunbookEditor', () => {
     await user.click(within(screen.getByTestId('block-check')).getByRole('button', { name: 'Delete block' }))
     expect(screen.queryByRole('dialog')).not.toBeInTheDocument()
     expect(screen.queryAllByTestId(/^block-/)).toHaveLength(0)
+  })
+
+  it('discards unsaved changes after asking, showing the saved version again', async () => {
+    const user = userEvent.setup()
+    render(<Harness runbook={branchy} />)
+    expect(screen.queryByRole('button', { name: 'Discard' })).not.toBeInTheDocument()
+    await user.click(within(screen.getByTestId('block-check')).getByRole('button', { name: 'Delete block' }))
+    expect(screen.getByTestId('dirty-indicator')).toHaveTextContent('Unsaved changes')
+    await user.click(screen.getByRole('button', { name: 'Discard' }))
+    await user.click(screen.getByRole('button', { name: 'Cancel' }))
+    expect(blockOrder()).not.toContain('block-check')
+    await user.click(screen.getByRole('button', { name: 'Discard' }))
+    await user.click(screen.getByRole('button', { name: 'Discard changes' }))
+    expect(blockOrder()).toContain('block-check')
+    expect(screen.getByTestId('dirty-indicator')).toHaveTextContent('Saved · version 2')
+    expect(screen.queryByRole('button', { name: 'Discard' })).not.toBeInTheDocument()
   })
 })

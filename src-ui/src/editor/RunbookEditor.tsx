@@ -1,10 +1,11 @@
 // The Editor tab: details, parameters and block cards of the draft, with the save bar on top.
 // For a role that may not save, the whole editor is read only (see ReadOnlyContext).
 
-import { Eye, Save } from 'lucide-react'
+import { Eye, Save, Undo2 } from 'lucide-react'
 import { useMemo, useState } from 'react'
 import type { ApiError } from '../api/errors'
 import type { FieldError, Role } from '../api/types'
+import { ConfirmDialog } from '../components/ConfirmDialog'
 import { ErrorBanner } from '../components/ErrorBanner'
 import { Field } from '../components/Field'
 import { MarkdownField } from '../components/Markdown'
@@ -29,6 +30,8 @@ interface RunbookEditorProps {
   onSave: () => void
   onLoadLatest: () => void
   onOverwrite: () => void
+  /** Drops the unsaved changes: the editor shows the saved version again. */
+  onDiscard: () => void
 }
 
 /** The messages of errors about one top-level field (`name`, `tags[1]`...). */
@@ -64,6 +67,7 @@ export function RunbookEditor(props: RunbookEditorProps) {
   const save = () => {
     if (canSave) props.onSave()
   }
+  const [confirmingDiscard, setConfirmingDiscard] = useState(false)
 
   // Edits typed before the role was known stay on screen, marked, though they cannot be saved.
   const status = readOnly
@@ -91,12 +95,38 @@ export function RunbookEditor(props: RunbookEditorProps) {
                 onChange={(e) => props.onMessageChange(e.target.value)}
                 onKeyDown={(e) => e.key === 'Enter' && save()}
               />
+              {dirty && (
+                <button
+                  type="button"
+                  className="btn btn-ghost"
+                  onClick={() => setConfirmingDiscard(true)}
+                  disabled={saving}
+                  title={`Drop the unsaved changes and show version ${state.base.version} again`}
+                >
+                  <Undo2 size={16} aria-hidden /> Discard
+                </button>
+              )}
               <button type="button" className="btn btn-primary" onClick={save} disabled={!canSave} title={saveRefusal ?? 'Save (Ctrl+S)'}>
                 <Save size={16} aria-hidden /> {saving ? 'Saving…' : 'Save'}
               </button>
             </>
           )}
         </div>
+        {confirmingDiscard && (
+          <ConfirmDialog
+            title="Discard your unsaved changes?"
+            confirmLabel="Discard changes"
+            busy={false}
+            error={null}
+            onConfirm={() => {
+              setConfirmingDiscard(false)
+              props.onDiscard()
+            }}
+            onClose={() => setConfirmingDiscard(false)}
+          >
+            <p>The editor shows version {state.base.version} as it was saved. What you changed since is lost.</p>
+          </ConfirmDialog>
+        )}
 
         {readOnlyRole && (
           <div className="banner banner-warning" role="status" data-testid="read-only-notice">

@@ -211,6 +211,11 @@ function RunbookWorkspace({ runbook, refreshError }: { runbook: Runbook; refresh
           onSave={() => save()}
           onLoadLatest={() => void loadLatest()}
           onOverwrite={() => void overwrite()}
+          onDiscard={() => {
+            update.reset()
+            setMessage('')
+            dispatch({ type: 'reset', runbook: state.base })
+          }}
         />
       </div>
       {tab === 'history' && (
