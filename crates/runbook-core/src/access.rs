@@ -213,9 +213,17 @@ impl Service {
             }
         }
         .await;
-        self.audited(actor, "user.create", Subject::none(), result, |user| {
-            Subject::new(format!("user:{}", user.name)).with(serde_json::json!({"role": user.role}))
-        })
+        // A refused create has no user: its record still names what it was about.
+        self.audited(
+            actor,
+            "user.create",
+            Subject::new("user:new"),
+            result,
+            |user| {
+                Subject::new(format!("user:{}", user.name))
+                    .with(serde_json::json!({"role": user.role}))
+            },
+        )
         .await
     }
 
@@ -309,7 +317,7 @@ impl Service {
                 self.audited(
                     actor,
                     "key.create",
-                    Subject::none(),
+                    Subject::new("key:new"),
                     result,
                     |_: &NewApiKey| Subject::none(),
                 )
@@ -388,11 +396,17 @@ impl Service {
             })
         }
         .await;
-        self.audited(actor, "key.create", Subject::none(), result, |new| {
-            Subject::new(format!("key:{}", new.key.id)).with(serde_json::json!({
-                "name": new.key.name, "role": new.key.role, "user": new.key.user_name,
-            }))
-        })
+        self.audited(
+            actor,
+            "key.create",
+            Subject::new("key:new"),
+            result,
+            |new| {
+                Subject::new(format!("key:{}", new.key.id)).with(serde_json::json!({
+                    "name": new.key.name, "role": new.key.role, "user": new.key.user_name,
+                }))
+            },
+        )
         .await
     }
 

@@ -99,6 +99,52 @@ fn cell(text: &str) -> String {
         .replace('|', "\\|")
 }
 
+/// Text that reads as itself in Markdown prose or a table cell, on one line: every
+/// character that could open code, emphasis, a link, an image, HTML, an entity,
+/// strikethrough or a cell is escaped, so no name or message can change the report's
+/// structure or hide part of itself.
+fn inline(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, word) in text.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        for c in word.chars() {
+            if "\\`*_[]<>&~|!".contains(c) {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `text` as an inline code span that shows it exactly: delimited by one backtick more
+/// than its longest run of them (padded where it starts or ends with one); text with a
+/// line break or another control character is shown as its JSON string, on one line.
+fn code_span(text: &str) -> String {
+    if text.is_empty() {
+        return "(empty)".to_string();
+    }
+    let text = if text.chars().any(char::is_control) {
+        serde_json::Value::from(text).to_string()
+    } else {
+        text.to_string()
+    };
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    // A span drops one space at each end when it has one at both: pad to keep them.
+    let pad = if text.starts_with('`')
+        || text.ends_with('`')
+        || (text.starts_with(' ') && text.ends_with(' ') && !text.trim().is_empty())
+    {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{text}{pad}{fence}")
+}
+
 fn step_row(position: usize, step: &StepResult) -> String {
     let code = step
         .exit_code
@@ -114,7 +160,7 @@ fn step_row(position: usize, step: &StepResult) -> String {
         "| {position} | `{}` | {status} | {code} | {http} | {} | {} |\n",
         cell(&step.block_id),
         duration(step.started_at, step.finished_at),
-        cell(step.error.as_deref().unwrap_or("")),
+        inline(step.error.as_deref().unwrap_or("")),
     )
 }
 
@@ -123,12 +169,12 @@ fn report(execution: &Execution, console: &str, truncated: bool) -> String {
     let _ = writeln!(
         text,
         "# Run report: {} (version {})\n",
-        execution.runbook_name.trim(),
+        inline(&execution.runbook_name),
         execution.runbook_version
     );
     let _ = writeln!(text, "- Run: `{}`", execution.id);
     let _ = writeln!(text, "- Status: **{}**", execution.status);
-    let _ = writeln!(text, "- Started by: {}", execution.started_by);
+    let _ = writeln!(text, "- Started by: {}", inline(&execution.started_by));
     let _ = writeln!(text, "- Created: {}", time(Some(execution.created_at)));
     let _ = writeln!(text, "- Started: {}", time(execution.started_at));
     let _ = writeln!(text, "- Finished: {}", time(execution.finished_at));
@@ -140,8 +186,8 @@ fn report(execution: &Execution, console: &str, truncated: bool) -> String {
     if let Some(previous) = execution.retry_of {
         let _ = writeln!(
             text,
-            "- Retry of: `{previous}`, from step `{}`",
-            execution.retry_from.as_deref().unwrap_or("?")
+            "- Retry of: `{previous}`, from step {}",
+            code_span(execution.retry_from.as_deref().unwrap_or("?"))
         );
     }
     if execution.params.is_empty() {
@@ -153,7 +199,7 @@ fn report(execution: &Execution, console: &str, truncated: bool) -> String {
                 serde_json::Value::String(text) => text.clone(),
                 other => other.to_string(),
             };
-            let _ = writeln!(text, "  - `{name}` = `{}`", cell(&value));
+            let _ = writeln!(text, "  - `{name}` = {}", code_span(&value));
         }
     }
     text.push_str("\n## Steps\n\n");
@@ -246,5 +292,62 @@ mod tests {
         assert!(text.contains("\n`````text\n````\nhi\n`````\n"), "{text}");
         assert!(text.contains("- Duration: 2.5 s"), "{text}");
         assert!(text.contains("  - `replicas` = `3`"), "{text}");
+    }
+
+    #[test]
+    fn names_values_and_errors_cannot_change_the_reports_structure() {
+        let execution: Execution = serde_json::from_value(serde_json::json!({
+            "id": "0b1e7c4a-0000-4000-8000-000000000000",
+            "runbook_id": "0b1e7c4a-0000-4000-8000-000000000001",
+            "runbook_version": 2,
+            "runbook_name": "<img src=x onerror=alert(1)> *Deploy* [eu](http://evil)",
+            "status": "failed",
+            "params": {
+                "pipe": "a|b",
+                "ticks": "run `id` now`",
+                "lines": "one\n## Steps\n| x |",
+                "spaced": " x ",
+                "empty": ""
+            },
+            "started_by": "bob_the_admin",
+            "created_at": "2026-11-28T10:00:00Z",
+            "started_at": "2026-11-28T10:00:01Z",
+            "finished_at": "2026-11-28T10:00:02Z",
+            "steps": [{
+                "block_id": "check", "status": "failed", "exit_code": 1,
+                "http_status": null, "started_at": "2026-11-28T10:00:01Z",
+                "finished_at": "2026-11-28T10:00:01.250Z", "output_bytes": 3,
+                "error": "bad | <b>value</b>\n# not a heading"
+            }]
+        }))
+        .unwrap();
+        let text = report(&execution, "", false);
+        let first = text.lines().next().unwrap();
+        assert_eq!(
+            first,
+            "# Run report: \\<img src=x onerror=alert(1)\\> \\*Deploy\\* \\[eu\\](http://evil) (version 2)"
+        );
+        assert!(text.contains("- Started by: bob\\_the\\_admin\n"), "{text}");
+        // Values are shown exactly, whatever they hold: no escape shows up in them.
+        assert!(text.contains("  - `pipe` = `a|b`\n"), "{text}");
+        assert!(
+            text.contains("  - `ticks` = `` run `id` now` ``\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  - `lines` = `\"one\\n## Steps\\n| x |\"`\n"),
+            "{text}"
+        );
+        assert!(text.contains("  - `spaced` = `  x  `\n"), "{text}");
+        assert!(text.contains("  - `empty` = (empty)\n"), "{text}");
+        assert!(
+            text.contains(
+                "| 1 | `check` | failed | 1 |  | 250 ms | bad \\| \\<b\\>value\\</b\\> # not a heading |\n"
+            ),
+            "{text}"
+        );
+        // Only the report's own headings start a line with `#`.
+        let headings: Vec<&str> = text.lines().filter(|l| l.starts_with('#')).collect();
+        assert_eq!(headings, [first, "## Steps", "## Console"], "{text}");
     }
 }

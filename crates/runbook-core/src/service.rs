@@ -27,6 +27,8 @@ pub const SQLITE_FILE: &str = "runbook-studio.db";
 const DEFAULT_LIMIT: i64 = 50;
 /// Largest page a list request may ask for.
 const MAX_LIMIT: i64 = 500;
+/// Longest text a parameter may be given, in bytes (as long as a script may be).
+const MAX_PARAM_BYTES: usize = runbook_domain::validation::MAX_SCRIPT_BYTES;
 /// Largest output page, in bytes.
 const MAX_OUTPUT_PAGE: u64 = 1024 * 1024;
 /// How often [`Service::wait_for_end`] reads a run that another instance executes.
@@ -337,7 +339,8 @@ impl Service {
         self.audited(
             actor,
             "runbook.create",
-            Subject::none(),
+            // A refused create has no id: its record still names what it was about.
+            Subject::new("runbook:new"),
             result,
             |runbook| {
                 Subject::new(format!("runbook:{}", runbook.id)).with(
@@ -1072,22 +1075,57 @@ fn resolve_params(
             },
             _ => value,
         };
+        // A whole number written `5.0` or `1e3` is the integer it names: as a float it
+        // would render `1000.0` into a script and be a `double` to a condition.
+        let value = match value {
+            serde_json::Value::Number(number) => serde_json::Value::Number(whole(number)),
+            other => other,
+        };
         let fits = match param.param_type {
             ParamType::String => value.as_str().is_some_and(|text| !text.contains('\0')),
             ParamType::Number => value.is_number(),
             ParamType::Boolean => value.is_boolean(),
         };
         if !fits {
+            let kind = match param.param_type {
+                ParamType::String => "string",
+                ParamType::Number => "number",
+                ParamType::Boolean => "boolean (true or false)",
+            };
             return Err(CoreError::unprocessable(
                 "invalid_param",
+                format!("parameter `{}` must be a {kind}", param.name),
+            ));
+        }
+        if value
+            .as_str()
+            .is_some_and(|text| text.len() > MAX_PARAM_BYTES)
+        {
+            return Err(CoreError::unprocessable(
+                "param_too_long",
                 format!(
-                    "parameter `{}` must be a {:?}",
-                    param.name, param.param_type
-                )
-                .to_lowercase(),
+                    "parameter `{}` is longer than {MAX_PARAM_BYTES} bytes",
+                    param.name
+                ),
             ));
         }
         resolved.insert(param.name.clone(), value);
     }
     Ok(resolved)
+}
+
+/// `number` as an integer when it is a float with a whole value in `i64`'s range.
+fn whole(number: serde_json::Number) -> serde_json::Number {
+    match number.as_f64() {
+        // -2^63 and 2^63 are exact as floats; every whole float from the one and below
+        // the other fits.
+        Some(float)
+            if number.is_f64()
+                && float.fract() == 0.0
+                && (i64::MIN as f64..-(i64::MIN as f64)).contains(&float) =>
+        {
+            serde_json::Number::from(float as i64)
+        }
+        _ => number,
+    }
 }

@@ -468,6 +468,146 @@ async fn executing_checks_parameters() {
     assert_eq!(finishes[0].actor, "alice");
 }
 
+#[tokio::test]
+async fn numbers_given_as_floats_or_text_run_as_the_numbers_they_name() {
+    let (service, _dir) = service().await;
+    let id = create(
+        &service,
+        json!({
+            "name": "Scale",
+            "params": [
+                {"name": "Replicas", "type": "number", "required": true},
+                {"name": "count", "type": "number", "default": 3.0},
+                {"name": "note", "type": "string", "default": ""}
+            ],
+            "blocks": [{"id": "run", "kind": "command",
+                        "script": "echo n={{ params.Replicas }} c={{ params.count }}"}]
+        }),
+    )
+    .await;
+    for (given, expected) in [
+        (json!("1e3"), json!(1000)),
+        (json!(" 5 "), json!(5)),
+        (json!(5.0), json!(5)),
+        (json!(-2e0), json!(-2)),
+        (json!(1.5), json!(1.5)),
+    ] {
+        let run = service
+            .execute(&admin(), id, json!({"params": {"Replicas": given}}))
+            .await
+            .unwrap();
+        assert_eq!(run.params["Replicas"], expected, "given {given}");
+        assert_eq!(run.params["count"], json!(3), "a default of 3.0 is 3");
+        let done = wait_until_finished(&service, run.id).await;
+        assert_eq!(
+            done.steps[0].detail.stdout,
+            format!("n={expected} c=3\n"),
+            "given {given}"
+        );
+    }
+
+    // A refusal names the parameter as it is declared.
+    let refused = service
+        .execute(&admin(), id, json!({"params": {"Replicas": "five"}}))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "invalid_param");
+    assert_eq!(refused.kind(), ErrorKind::Invalid);
+    assert!(
+        refused.to_string().contains("`Replicas` must be a number"),
+        "{refused}"
+    );
+    // A value too long for any script is refused before it is stored.
+    assert_code(
+        service
+            .execute(
+                &admin(),
+                id,
+                json!({"params": {"Replicas": 1, "note": "x".repeat(65 * 1024)}}),
+            )
+            .await,
+        ErrorKind::Invalid,
+        "param_too_long",
+    );
+    let stored = service
+        .list_executions(&admin(), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(stored.total, 5, "refused runs are not stored");
+}
+
+#[tokio::test]
+async fn a_refused_create_is_audited_with_a_target() {
+    let (service, _dir) = service().await;
+    let viewer = actor("victor", Role::Viewer);
+    assert_code(
+        service
+            .create_runbook(&viewer, deploy_body("Deploy", "true"))
+            .await,
+        ErrorKind::Forbidden,
+        "forbidden",
+    );
+    assert_code(
+        service
+            .create_runbook(&admin(), deploy_body(" ", "true"))
+            .await,
+        ErrorKind::Invalid,
+        "empty_name",
+    );
+    let id = create(&service, deploy_body("Deploy", "true")).await;
+    let records = audit_of(&service, "runbook.create").await;
+    let seen: Vec<(&str, AuditOutcome, Option<&str>)> = records
+        .iter()
+        .rev()
+        .map(|r| (r.actor.as_str(), r.outcome, r.target.as_deref()))
+        .collect();
+    let created = format!("runbook:{id}");
+    assert_eq!(
+        seen,
+        [
+            ("victor", AuditOutcome::Denied, Some("runbook:new")),
+            ("alice", AuditOutcome::Failure, Some("runbook:new")),
+            ("alice", AuditOutcome::Success, Some(created.as_str())),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn refused_user_and_key_creations_are_audited_with_a_target() {
+    let (service, _dir) = service().await;
+    let viewer = actor("victor", Role::Viewer);
+    assert_code(
+        service
+            .create_user(&viewer, json!({"name": "mallory", "role": "admin"}))
+            .await,
+        ErrorKind::Forbidden,
+        "forbidden",
+    );
+    assert_code(
+        service.create_key(&viewer, json!({"name": "ci"})).await,
+        ErrorKind::Forbidden,
+        "forbidden",
+    );
+    assert_code(
+        service.create_key(&admin(), json!({"name": 7})).await,
+        ErrorKind::Invalid,
+        "invalid_type",
+    );
+    for (action, expected) in [
+        ("user.create", vec![Some("user:new")]),
+        ("key.create", vec![Some("key:new"), Some("key:new")]),
+    ] {
+        let targets: Vec<Option<String>> = audit_of(&service, action)
+            .await
+            .into_iter()
+            .map(|record| record.target)
+            .collect();
+        let expected: Vec<Option<String>> =
+            expected.into_iter().map(|t| t.map(String::from)).collect();
+        assert_eq!(targets, expected, "{action}");
+    }
+}
+
 /// The audit records of `action`, newest first.
 async fn audit_of(service: &Service, action: &str) -> Vec<runbook_domain::AuditEntry> {
     service
