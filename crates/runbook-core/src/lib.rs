@@ -17,6 +17,8 @@ pub use error::{CoreError, ErrorKind};
 pub use export::{RunReport, MAX_EXPORTED_CONSOLE};
 pub use runbook_domain::UserChange;
 pub use runbook_engine::{login_environment, EngineConfig, ExecutionEvent};
+/// The passwords in a database URL, for front ends that report errors about one.
+pub use runbook_store::url_secrets;
 pub use runbook_vault::{KeySetting, KeySource};
 pub use service::{
     Config, ExecuteRequest, ExecutionQuery, Following, Page, RunbookQuery, Service, WaitingStep,

@@ -17,6 +17,15 @@ macro_rules! note {
     }};
 }
 
+/// Writes a line of the command's result to stdout. A stdout that is gone (`| head`, a
+/// full disk) makes the command fail (exit 2) with a message, not panic as `println!`
+/// would. Only where a `?` may return an `anyhow::Result`.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout(), $($arg)*).context("cannot write to stdout")?
+    };
+}
+
 #[derive(Parser)]
 #[command(
     name = "runbook-studio",
@@ -47,7 +56,8 @@ struct Cli {
           value_parser = clap::builder::BoolishValueParser::new())]
     no_keychain: bool,
     /// Log filter, e.g. `info` or `runbook_server=debug`.
-    #[arg(long, global = true, env = "RUNBOOK_LOG", default_value = "info")]
+    #[arg(long, global = true, env = "RUNBOOK_LOG", default_value = "info",
+          value_parser = log_filter)]
     log_level: String,
     #[command(subcommand)]
     command: Command,
@@ -151,13 +161,18 @@ enum AuditCommand {
     Verify,
 }
 
+/// A log filter `tracing` can read: a typo is refused, not silently read as `info`.
+fn log_filter(text: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(text)
+        .map(|_| text.to_string())
+        .map_err(|error| error.to_string())
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let database_url = cli.database_url.clone();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log_level)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log_level))
         .with_writer(std::io::stderr)
         // Logs in colour on a terminal only: plain in a file, a pipe or the journal.
         .with_ansi(anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never)
@@ -166,10 +181,28 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(error) => {
-            note!("error: {error:#}");
+            let message = format!("{error:#}");
+            note!(
+                "error: {}",
+                without_url_secrets(&message, database_url.as_deref())
+            );
             std::process::ExitCode::from(2)
         }
     }
+}
+
+/// `message` without the passwords `database_url` holds, as written or percent-decoded:
+/// the core hides the user info's password of a well-formed URL, but not a `password`
+/// query parameter or the password of a URL it cannot read (`postgres//u:pw@host`).
+fn without_url_secrets(message: &str, database_url: Option<&str>) -> String {
+    let mut message = message.to_string();
+    for secret in database_url
+        .map(runbook_core::url_secrets)
+        .unwrap_or_default()
+    {
+        message = message.replace(&secret, "***");
+    }
+    message
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
@@ -226,22 +259,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let report = service.verify_audit(&Actor::system()).await?;
             return Ok(match report.broken {
                 None => {
-                    println!(
+                    say!(
                         "The audit trail is intact: {} records checked.",
                         report.checked
                     );
                     std::process::ExitCode::SUCCESS
                 }
                 Some(broken) => {
-                    println!(
+                    say!(
                         "The audit trail is BROKEN at record #{}: {}",
-                        broken.seq, broken.reason
+                        broken.seq,
+                        broken.reason
                     );
                     std::process::ExitCode::from(1)
                 }
             });
         }
-        Command::Migrate => println!("The database is migrated and up to date."),
+        Command::Migrate => say!("The database is migrated and up to date."),
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -267,12 +301,20 @@ async fn keys(service: &Service, command: KeysCommand) -> anyhow::Result<std::pr
                     .map(|days| chrono::Utc::now() + chrono::Duration::days(days.into())),
             };
             let key = service.issue_key(&actor, request).await?;
-            println!(
-                "Created API key `{}` ({}, id {}).",
-                key.key.name, key.key.role, key.key.id
-            );
-            println!("Store this token now; it is not shown again:");
-            println!("{}", key.token);
+            writeln!(
+                std::io::stdout(),
+                "Created API key `{}` ({}, id {}).\nStore this token now; it is not shown again:\n{}",
+                key.key.name,
+                key.key.role,
+                key.key.id,
+                key.token
+            )
+            .with_context(|| {
+                format!(
+                    "key {} was created but its token could not be written; revoke it",
+                    key.key.id
+                )
+            })?;
         }
         KeysCommand::List => {
             for key in service.list_api_keys(&actor).await? {
@@ -281,7 +323,7 @@ async fn keys(service: &Service, command: KeysCommand) -> anyhow::Result<std::pr
                     (None, Some(at)) => format!("expires {}", at.format("%Y-%m-%d %H:%M")),
                     (None, None) => "active".to_string(),
                 };
-                println!(
+                say!(
                     "{}  {:<8}  {:<24}  {}{}",
                     key.id,
                     key.role,
@@ -298,18 +340,19 @@ async fn keys(service: &Service, command: KeysCommand) -> anyhow::Result<std::pr
                 .parse()
                 .with_context(|| format!("`{id}` is not a key id"))?;
             service.revoke_api_key(&actor, id).await?;
-            println!("Revoked key {id}.");
+            say!("Revoked key {id}.");
         }
         KeysCommand::RotateMaster { new_key_file } => {
             let report = service
                 .rotate_master_key(&actor, new_key_file.as_deref())
                 .await?;
-            println!(
+            say!(
                 "Re-encrypted {} credentials under a new master key, now kept in {}.",
-                report.credentials, report.key_location
+                report.credentials,
+                report.key_location
             );
             if new_key_file.is_some() {
-                println!("Set RUNBOOK_MASTER_KEY from that file before the next start.");
+                say!("Set RUNBOOK_MASTER_KEY from that file before the next start.");
             }
         }
     }
@@ -323,9 +366,11 @@ async fn users(service: &Service, command: UsersCommand) -> anyhow::Result<()> {
             let user = service
                 .create_user(&actor, serde_json::json!({"name": name, "role": role}))
                 .await?;
-            println!(
+            say!(
                 "Created user `{}` ({}, id {}).",
-                user.name, user.role, user.id
+                user.name,
+                user.role,
+                user.id
             );
         }
         UsersCommand::List => {
@@ -335,9 +380,12 @@ async fn users(service: &Service, command: UsersCommand) -> anyhow::Result<()> {
                 } else {
                     "active"
                 };
-                println!(
+                say!(
                     "{}  {:<8}  {:<24}  {}",
-                    user.id, user.role, user.name, state
+                    user.id,
+                    user.role,
+                    user.name,
+                    state
                 );
             }
         }
@@ -356,6 +404,14 @@ async fn find_user(service: &Service, user: &str) -> anyhow::Result<uuid::Uuid> 
 }
 
 async fn serve(service: Service, addr: &str, ui_dir: PathBuf) -> anyhow::Result<()> {
+    if !ui_dir.join("index.html").is_file() {
+        // The default is relative to the working directory: say why `/` answers 404.
+        tracing::warn!(
+            "no built web UI in {} (no index.html): only the API is served; build it with \
+             `make ui` and point --ui-dir (RUNBOOK_UI_DIR) at its dist directory",
+            ui_dir.display()
+        );
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;

@@ -1,5 +1,6 @@
 //! The `runbook-studio` binary as a user runs it: `keys create`, `migrate`, `run`
-//! (exit codes, streamed console) and `serve` with a graceful stop on SIGTERM.
+//! (exit codes, streamed console), `serve` with a graceful stop on SIGTERM (its live
+//! runs stopped), and errors that say what is wrong without repeating a password.
 
 use runbook_core::{Actor, Config, Service};
 use serde_json::json;
@@ -654,4 +655,199 @@ fn run_exit_codes_for_scripts() {
     let (code, stdout, stderr) = run(&["Ask", "--yes"]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("drained"), "{stdout}");
+}
+
+#[test]
+fn a_database_password_is_not_echoed_when_the_database_cannot_be_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each is refused before any connection: a password in a query parameter (libpq's
+    // form), one in a URL whose scheme has a typo, and one in the user info.
+    for url in [
+        "postgres://ops@127.0.0.1:1/db?password=pw-Zq7%21x&sslmode=bogus",
+        "postgres//ops:pw-Zq7%21x@127.0.0.1:1/db",
+        "postgres://ops:pw-Zq7!x@127.0.0.1:1/db?sslmode=bogus",
+    ] {
+        let output = cli(dir.path())
+            .env("DATABASE_URL", url)
+            .args(["keys", "list"])
+            .output()
+            .unwrap();
+        let shown = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(output.status.code(), Some(2), "{url}: {shown}");
+        assert!(shown.contains("cannot open database"), "{url}: {shown}");
+        assert!(shown.contains("@127.0.0.1:1/db"), "{url}: {shown}");
+        for secret in ["pw-Zq7%21x", "pw-Zq7!x"] {
+            assert!(
+                !shown.contains(secret),
+                "{url}: the password is shown: {shown}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_log_filter_with_a_typo_is_refused_instead_of_read_as_info() {
+    let dir = tempfile::tempdir().unwrap();
+    for (option, variable) in [(Some("bogus["), None), (None, Some("info,["))] {
+        let mut command = cli(dir.path());
+        if let Some(filter) = option {
+            command.args(["--log-level", filter]);
+        }
+        if let Some(filter) = variable {
+            command.env("RUNBOOK_LOG", filter);
+        }
+        let output = command.arg("migrate").output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        assert!(
+            stderr.contains("--log-level") && stderr.contains("invalid filter"),
+            "{stderr}"
+        );
+        assert!(!dir.path().join("runbook-studio.db").exists());
+    }
+}
+
+#[test]
+fn serve_says_when_it_has_no_web_ui_to_serve() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let ui_dir = dir.path().join("dist");
+    let log_of_a_start = || {
+        let mut command = cli(dir.path());
+        command
+            .env("RUNBOOK_UI_DIR", &ui_dir)
+            .stderr(Stdio::piped());
+        let mut server = common::ServerProcess::start(command);
+        let status = server.stop();
+        assert!(status.success(), "{status:?}");
+        let mut log = String::new();
+        server
+            .child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut log)
+            .unwrap();
+        log
+    };
+    let log = log_of_a_start();
+    assert!(
+        log.contains("no built web UI") && log.contains(&ui_dir.display().to_string()),
+        "{log}"
+    );
+    std::fs::create_dir(&ui_dir).unwrap();
+    std::fs::write(ui_dir.join("index.html"), "<!doctype html>").unwrap();
+    let log = log_of_a_start();
+    assert!(!log.contains("web UI"), "{log}");
+}
+
+#[test]
+fn serve_on_a_taken_port_exits_non_zero_and_names_the_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let output = cli(dir.path())
+        .args(["serve", "--addr", &addr])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")) && stderr.contains("in use"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn sigterm_stops_the_live_runs_of_serve_and_records_them_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = create_ticking_runbook(dir.path());
+    let token = create_key(dir.path(), "ops", "operator");
+    let mut server = common::ServerProcess::start(cli(dir.path()));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let runbooks: serde_json::Value = client
+            .get(format!("{}/runbooks", server.base()))
+            .header("x-api-key", &token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = runbooks["items"][0]["id"].as_str().unwrap().to_string();
+        let started = client
+            .post(format!("{}/runbooks/{id}/execute", server.base()))
+            .header("x-api-key", &token)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert!(started.status().is_success(), "{started:?}");
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&pid_file).map_or(true, |pid| pid.trim().is_empty()) {
+        assert!(Instant::now() < deadline, "the run never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = server.stop();
+    // First, so a failure leaves no process behind.
+    let ended = process_ends(&pid_file);
+    assert!(status.success(), "{status:?}");
+    assert_eq!(last_run_status(dir.path()), "stopped");
+    assert!(ended, "the run's processes outlive the server");
+}
+
+#[test]
+fn a_reader_gone_before_the_output_fails_the_command_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    create_key(dir.path(), "ops", "viewer");
+    // `| true`, `| head -n 0`: the reader is gone before anything is written.
+    let closed_stdout = || {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        Stdio::from(writer)
+    };
+    let list = cli(dir.path())
+        .args(["keys", "list"])
+        .stdout(closed_stdout())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&list.stderr);
+    assert_eq!(list.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot write to stdout") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    // The key exists, but nobody got its token: the error says which one to revoke.
+    let create = cli(dir.path())
+        .args(["keys", "create", "--name", "lost", "--role", "admin"])
+        .stdout(closed_stdout())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&create.stderr);
+    assert_eq!(create.status.code(), Some(2), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("rbs_"),
+        "{stderr}"
+    );
+    let listed = cli(dir.path()).args(["keys", "list"]).output().unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    let id = listed
+        .lines()
+        .find(|line| line.split_whitespace().nth(2) == Some("lost"))
+        .and_then(|line| line.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no key `lost` in {listed}"));
+    assert!(
+        stderr.contains(&format!(
+            "key {id} was created but its token could not be written"
+        )),
+        "{stderr}"
+    );
 }

@@ -416,21 +416,40 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
 
 /// A URL with any password replaced, fit for errors and logs.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
+    url_secrets(url)
+        .iter()
+        .fold(url.to_string(), |text, secret| text.replace(secret, "***"))
+}
+
+/// The passwords a database URL holds, as written and percent-decoded: its user
+/// info's and those of any `…password=` parameter (libpq's form). Found even in a
+/// URL with a mistyped scheme, so an error about that URL can leave them out.
+pub fn url_secrets(url: &str) -> Vec<String> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let after_scheme = base.split_once("//").map_or(base, |(_, rest)| rest);
+    let authority = after_scheme.split('/').next().unwrap_or_default();
+    let in_user_info = authority
+        .rsplit_once('@')
+        .and_then(|(user_info, _)| user_info.split_once(':'))
+        .map(|(_, password)| password);
+    let in_query = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(name, _)| name.to_ascii_lowercase().contains("password"))
+        .map(|(_, value)| value);
+    let mut secrets: Vec<String> = in_user_info
+        .into_iter()
+        .chain(in_query)
+        .filter(|secret| !secret.is_empty())
+        .flat_map(|secret| {
+            let decoded = percent_encoding::percent_decode_str(secret).decode_utf8_lossy();
+            [secret.to_string(), decoded.into_owned()]
+        })
+        .collect();
+    // The longest first, so that a secret holding another is replaced whole.
+    secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+    secrets.dedup();
+    secrets
 }
 
 /// Appends the `FROM … WHERE …` of a runbook listing to `qb`; both backends share it.
@@ -588,6 +607,19 @@ mod tests {
         assert_eq!(
             redact_url("postgres://postgres@127.0.0.1/test"),
             "postgres://postgres@127.0.0.1/test"
+        );
+        // libpq's parameter form, a mistyped scheme, a percent-encoded password.
+        assert_eq!(
+            redact_url("postgres://ops@db/x?sslmode=require&password=pw-Zq7%21x"),
+            "postgres://ops@db/x?sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact_url("postgres//u:hunter2@db/x"),
+            "postgres//u:***@db/x"
+        );
+        assert_eq!(
+            url_secrets("postgres://u:a%40b@db/x"),
+            ["a%40b".to_string(), "a@b".to_string()]
         );
     }
 
