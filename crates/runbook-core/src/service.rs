@@ -297,16 +297,31 @@ impl Service {
         if let Ok(id) = Uuid::parse_str(name_or_id) {
             return self.load_runbook(id).await;
         }
-        let filter = RunbookFilter {
+        // Every runbook the search finds, page by page: the one named so may be among
+        // many whose name, tags or description merely contain it.
+        let mut named = Vec::new();
+        let mut filter = RunbookFilter {
             q: Some(name_or_id.to_string()),
             tag: None,
             limit: MAX_LIMIT,
             offset: 0,
         };
-        let (found, _) = self.store.list_runbooks(&filter).await?;
-        let named: Vec<_> = found.iter().filter(|r| r.name == name_or_id).collect();
+        loop {
+            let (found, total) = self.store.list_runbooks(&filter).await?;
+            let count = found.len() as i64;
+            named.extend(
+                found
+                    .into_iter()
+                    .filter(|r| r.name == name_or_id)
+                    .map(|r| r.id),
+            );
+            filter.offset += count;
+            if count == 0 || filter.offset >= total {
+                break;
+            }
+        }
         match named.as_slice() {
-            [only] => self.load_runbook(only.id).await,
+            [only] => self.load_runbook(*only).await,
             [] => Err(CoreError::NotFound { what: "runbook" }),
             _ => Err(CoreError::unprocessable(
                 "ambiguous_name",

@@ -608,6 +608,23 @@ async fn refused_user_and_key_creations_are_audited_with_a_target() {
     }
 }
 
+#[tokio::test]
+async fn a_runbook_is_found_by_its_exact_name_among_more_than_a_page_of_near_names() {
+    let (service, _dir) = service().await;
+    // 500 names that contain "deploy" and sort before it: the exact one is on page 2.
+    for i in 0..500 {
+        create(&service, deploy_body(&format!("a deploy {i:03}"), "true")).await;
+    }
+    let id = create(&service, deploy_body("deploy", "true")).await;
+    let found = service.find_runbook(&admin(), "deploy").await.unwrap();
+    assert_eq!(found.id, id);
+    assert_code(
+        service.find_runbook(&admin(), "deploy 999").await,
+        ErrorKind::NotFound,
+        "not_found",
+    );
+}
+
 /// The audit records of `action`, newest first.
 async fn audit_of(service: &Service, action: &str) -> Vec<runbook_domain::AuditEntry> {
     service
