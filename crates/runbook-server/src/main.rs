@@ -437,12 +437,14 @@ async fn serve(service: Service, addr: &str, ui_dir: PathBuf) -> anyhow::Result<
     Ok(())
 }
 
-/// Ctrl+C (SIGINT) and SIGTERM, caught from the moment [`ShutdownSignals::install`]
-/// returns: their default action (ending the process at once) no longer applies, however
-/// late the task that waits for them first runs.
+/// Ctrl+C (SIGINT), SIGTERM and SIGHUP (the terminal, an SSH session say, went away),
+/// caught from the moment [`ShutdownSignals::install`] returns: their default action
+/// (ending the process at once, leaving runs `running` and their processes orphaned) no
+/// longer applies, however late the task that waits for them first runs.
 struct ShutdownSignals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
 }
 
 impl ShutdownSignals {
@@ -451,6 +453,7 @@ impl ShutdownSignals {
         Ok(ShutdownSignals {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
         })
     }
 
@@ -458,6 +461,7 @@ impl ShutdownSignals {
         tokio::select! {
             _ = self.interrupt.recv() => {}
             _ = self.terminate.recv() => {}
+            _ = self.hangup.recv() => {}
         }
     }
 }
@@ -679,9 +683,6 @@ impl Drop for AbortOnDrop {
 /// The signals a followed run answers to, caught from the moment they are installed.
 struct OperatorSignals {
     shutdown: ShutdownSignals,
-    /// SIGHUP: the terminal (an SSH session, say) went away. Its default action would end
-    /// the CLI at once, leaving the run `running` and its processes orphaned.
-    hangup: tokio::signal::unix::Signal,
     /// Ctrl+Z; none where it cannot be caught (the run then cannot be paused from here).
     suspend: Option<tokio::signal::unix::Signal>,
 }
@@ -691,7 +692,6 @@ impl OperatorSignals {
         use tokio::signal::unix::{signal, SignalKind};
         Ok(OperatorSignals {
             shutdown: ShutdownSignals::install()?,
-            hangup: signal(SignalKind::hangup())?,
             suspend: signal(SignalKind::from_raw(nix::libc::SIGTSTP))
                 .inspect_err(|error| tracing::warn!(%error, "Ctrl+Z cannot pause the run"))
                 .ok(),
@@ -709,17 +709,11 @@ async fn operator_controls(
 ) {
     let OperatorSignals {
         mut shutdown,
-        mut hangup,
         mut suspend,
     } = signals;
     loop {
         tokio::select! {
-            _ = async {
-                tokio::select! {
-                    _ = shutdown.recv() => {}
-                    _ = hangup.recv() => {}
-                }
-            } => {
+            _ = shutdown.recv() => {
                 note!("stopping the run (its whole process tree)…");
                 if let Err(error) = service.control(&actor, execution_id, ControlAction::Stop).await {
                     tracing::debug!(%error, "stop");

@@ -765,6 +765,18 @@ fn serve_on_a_taken_port_exits_non_zero_and_names_the_address() {
 
 #[test]
 fn sigterm_stops_the_live_runs_of_serve_and_records_them_stopped() {
+    serve_stops_its_live_runs_on(None);
+}
+
+#[test]
+fn a_hang_up_stops_the_live_runs_of_serve_and_records_them_stopped() {
+    // The SSH session that started it went away.
+    serve_stops_its_live_runs_on(Some(nix::sys::signal::Signal::SIGHUP));
+}
+
+/// Starts a run under `serve`, then sends `signal` (SIGTERM when none) and checks that
+/// the server ends well, the run stored `stopped` and its processes gone.
+fn serve_stops_its_live_runs_on(signal: Option<nix::sys::signal::Signal>) {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = create_ticking_runbook(dir.path());
     let token = create_key(dir.path(), "ops", "operator");
@@ -795,6 +807,9 @@ fn sigterm_stops_the_live_runs_of_serve_and_records_them_stopped() {
     while std::fs::read_to_string(&pid_file).map_or(true, |pid| pid.trim().is_empty()) {
         assert!(Instant::now() < deadline, "the run never started");
         std::thread::sleep(Duration::from_millis(50));
+    }
+    if let Some(signal) = signal {
+        server.signal(signal);
     }
     let status = server.stop();
     // First, so a failure leaves no process behind.

@@ -91,6 +91,15 @@ impl ServerProcess {
     }
 
     /// SIGTERM, then waits for a clean exit.
+    /// Sends `signal` to the server, and waits a moment for it to act.
+    pub fn signal(&mut self, signal: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     pub fn stop(&mut self) -> std::process::ExitStatus {
         if let Some(status) = self.child.try_wait().unwrap() {
             return status;
