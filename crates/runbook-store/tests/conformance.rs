@@ -2502,22 +2502,32 @@ async fn an_action_prefix_matches_case_like_an_exact_action(store: Arc<dyn Store
             .unwrap();
     }
     let seqs = |action: &str| {
-        let store = store.clone();
-        let filter = AuditFilter {
-            action: Some(action.to_string()),
-            limit: 50,
-            ..AuditFilter::default()
-        };
-        async move {
-            let (items, total) = store.list_audit(&filter).await.unwrap();
-            (items.into_iter().map(|e| e.seq).collect::<Vec<_>>(), total)
-        }
+        audit_seqs(
+            store.clone(),
+            AuditFilter {
+                action: Some(action.to_string()),
+                ..AuditFilter::default()
+            },
+        )
     };
     assert_eq!(seqs("credential.use").await, (vec![1], 1));
     assert_eq!(seqs("credential.").await, (vec![1], 1));
     assert_eq!(seqs("Credential.").await, (vec![2], 1));
     assert_eq!(seqs("CREDENTIAL.").await, (vec![], 0));
     assert_eq!(seqs("runbook.").await, (vec![3], 1));
+}
+
+/// The sequence numbers of the audit records `filter` finds (up to 50), in order, and
+/// the total it counts.
+async fn audit_seqs(store: Arc<dyn Store>, filter: AuditFilter) -> (Vec<i64>, i64) {
+    let filter = AuditFilter {
+        limit: 50,
+        ..filter
+    };
+    let (items, total) = store.list_audit(&filter).await.unwrap();
+    let mut seqs: Vec<_> = items.into_iter().map(|e| e.seq).collect();
+    seqs.sort();
+    (seqs, total)
 }
 
 async fn a_target_filter_takes_a_whole_target_or_a_bare_name(store: Arc<dyn Store>) {
@@ -2535,18 +2545,13 @@ async fn a_target_filter_takes_a_whole_target_or_a_bare_name(store: Arc<dyn Stor
         store.append_audit(event).await.unwrap();
     }
     let seqs = |target: &str| {
-        let store = store.clone();
-        let filter = AuditFilter {
-            target: Some(target.to_string()),
-            limit: 50,
-            ..AuditFilter::default()
-        };
-        async move {
-            let (items, total) = store.list_audit(&filter).await.unwrap();
-            let mut seqs: Vec<_> = items.into_iter().map(|e| e.seq).collect();
-            seqs.sort();
-            (seqs, total)
-        }
+        audit_seqs(
+            store.clone(),
+            AuditFilter {
+                target: Some(target.to_string()),
+                ..AuditFilter::default()
+            },
+        )
     };
     // A whole target matches itself alone.
     assert_eq!(seqs("credential:payments-token").await, (vec![1], 1));
