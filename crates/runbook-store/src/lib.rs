@@ -414,11 +414,41 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     }
 }
 
-/// A URL with any password replaced, fit for errors and logs.
+/// A URL with any password replaced where it stands (the user info's, and any
+/// `…password=` parameter's), fit for errors and logs.
 pub fn redact_url(url: &str) -> String {
-    url_secrets(url)
-        .iter()
-        .fold(url.to_string(), |text, secret| text.replace(secret, "***"))
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("//").map_or(0, |at| at + 2);
+    let authority_end = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |at| authority_start + at);
+    let mut redacted = match base[authority_start..authority_end].rsplit_once('@') {
+        Some((user_info, _)) => match user_info.split_once(':') {
+            Some((user, _)) => format!(
+                "{}{user}:***{}",
+                &base[..authority_start],
+                &base[authority_start + user_info.len()..]
+            ),
+            None => base.to_string(),
+        },
+        None => base.to_string(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if name.to_ascii_lowercase().contains("password") => {
+                    format!("{name}=***")
+                }
+                _ => pair.to_string(),
+            })
+            .collect();
+        redacted = format!("{redacted}?{}", pairs.join("&"));
+    }
+    redacted
 }
 
 /// The passwords a database URL holds, as written and percent-decoded: its user
@@ -616,6 +646,11 @@ mod tests {
         assert_eq!(
             redact_url("postgres//u:hunter2@db/x"),
             "postgres//u:***@db/x"
+        );
+        // Replaced where it stands, not wherever its text appears.
+        assert_eq!(
+            redact_url("postgres://postgres:postgres@db/postgres"),
+            "postgres://postgres:***@db/postgres"
         );
         assert_eq!(
             url_secrets("postgres://u:a%40b@db/x"),
