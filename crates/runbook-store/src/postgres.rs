@@ -184,38 +184,36 @@ impl<D> StepRow<D> {
         self,
         detail: impl FnOnce(Option<D>) -> Result<StepDetail, StoreError>,
     ) -> Result<StepResult, StoreError> {
-        let row = self;
         Ok(StepResult {
-            block_id: row.block_id,
-            status: parse_enum(&row.status, "step status")?,
-            exit_code: row.exit_code,
-            http_status: row.http_status.map(|s| s as u16),
-            started_at: row.started_at,
-            finished_at: row.finished_at,
-            output_bytes: row.output_bytes.max(0) as u64,
-            error: row.error,
-            detail: detail(row.detail)?,
+            block_id: self.block_id,
+            status: parse_enum(&self.status, "step status")?,
+            exit_code: self.exit_code,
+            http_status: self.http_status.map(|s| s as u16),
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            output_bytes: self.output_bytes.max(0) as u64,
+            error: self.error,
+            detail: detail(self.detail)?,
         })
     }
 }
 
 impl ExecutionRow {
     fn into_execution(self, steps: Vec<StepResult>) -> Result<Execution, StoreError> {
-        let row = self;
         Ok(Execution {
             steps,
-            id: row.id,
-            runbook_id: row.runbook_id,
-            runbook_version: row.runbook_version,
-            runbook_name: row.runbook_name,
-            status: parse_enum(&row.status, "execution status")?,
-            params: row.params.0,
-            started_by: row.started_by,
-            created_at: row.created_at,
-            started_at: row.started_at,
-            finished_at: row.finished_at,
-            retry_of: row.retry_of,
-            retry_from: row.retry_from,
+            id: self.id,
+            runbook_id: self.runbook_id,
+            runbook_version: self.runbook_version,
+            runbook_name: self.runbook_name,
+            status: parse_enum(&self.status, "execution status")?,
+            params: self.params.0,
+            started_by: self.started_by,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            retry_of: self.retry_of,
+            retry_from: self.retry_from,
         })
     }
 }

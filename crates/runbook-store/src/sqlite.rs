@@ -193,22 +193,21 @@ impl SqliteStore {
 
 impl ExecutionRow {
     fn into_execution(self, steps: Vec<StepResult>) -> Result<Execution, StoreError> {
-        let row = self;
         Ok(Execution {
-            id: parse_uuid(&row.id)?,
-            runbook_id: parse_uuid(&row.runbook_id)?,
-            runbook_version: row.runbook_version,
-            runbook_name: row.runbook_name,
-            status: parse_enum(&row.status, "execution status")?,
-            params: serde_json::from_str(&row.params)
+            id: parse_uuid(&self.id)?,
+            runbook_id: parse_uuid(&self.runbook_id)?,
+            runbook_version: self.runbook_version,
+            runbook_name: self.runbook_name,
+            status: parse_enum(&self.status, "execution status")?,
+            params: serde_json::from_str(&self.params)
                 .map_err(|e| StoreError::Corrupt(format!("execution params: {e}")))?,
-            started_by: row.started_by,
-            created_at: row.created_at,
-            started_at: row.started_at,
-            finished_at: row.finished_at,
+            started_by: self.started_by,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
             steps,
-            retry_of: row.retry_of.as_deref().map(parse_uuid).transpose()?,
-            retry_from: row.retry_from,
+            retry_of: self.retry_of.as_deref().map(parse_uuid).transpose()?,
+            retry_from: self.retry_from,
         })
     }
 }
