@@ -12,7 +12,7 @@ import { useReadOnly } from '../components/readOnly'
 import { formatSeconds } from '../util/format'
 import { AddBlockMenu } from './AddBlockMenu'
 import { BlockBody } from './BlockEditors'
-import { BLOCK_LABELS, blockIdCounts, type BlockKey, type EditorAction, type ListPath } from './draft'
+import { BLOCK_LABELS, nestedBlockCount, type BlockKey, type EditorAction, type ListPath } from './draft'
 import { NO_ERRORS, SHOWN_FIELDS, type BlockErrors } from './fieldErrors'
 
 /** Deepest list that may still hold blocks (the runbook's own list is depth 1). */
@@ -119,8 +119,7 @@ export function BlockCard({ block, blockKey, index, count, onDelete, ...shared }
   const [dropTarget, setDropTarget] = useState(false)
   // A conditional goes with its branches: with blocks in them, that is asked first.
   const [confirmingDelete, setConfirmingDelete] = useState(false)
-  const nestedCount =
-    block.kind === 'conditional' ? [...blockIdCounts([...(block.then ?? []), ...(block.else ?? [])]).values()].reduce((sum, n) => sum + n, 0) : 0
+  const nestedCount = nestedBlockCount(block)
   const label = BLOCK_LABELS[block.kind] ?? block.kind
   const mine = (blockKey && errorsByKey.get(blockKey.key)) ?? NO_ERRORS
   const shown = SHOWN_FIELDS[block.kind]

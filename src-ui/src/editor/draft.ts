@@ -158,6 +158,12 @@ function countBlocks(blocks: Block[]): number {
   )
 }
 
+/** How many blocks a block's branches hold, nested ones included (none for other kinds). */
+export function nestedBlockCount(block: Block): number {
+  if (block.kind !== 'conditional') return 0
+  return [...(block.then ?? []), ...(block.else ?? [])].reduce((count, inner) => count + 1 + nestedBlockCount(inner), 0)
+}
+
 /** How many times each block id is used, nested blocks included. */
 export function blockIdCounts(blocks: Block[]): Map<string, number> {
   const counts = new Map<string, number>()
