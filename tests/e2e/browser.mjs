@@ -2,7 +2,8 @@
 //! driven with Debian's chromium through playwright-core. Signs in with a fresh API key, authors a
 //! runbook (rename, tags, a command block), saves with the button and with Ctrl+S, checks History,
 //! provokes and resolves a version conflict, runs the runbook and reads its output in the console;
-//! pauses, resumes and stops a timer run (countdown frozen while paused, also by keyboard), edits a
+//! pauses, resumes and stops a timer run (countdown frozen while paused, also by keyboard) and a run
+//! the command line executes on the same database, edits a
 //! conditional's branches inline (with a server validation error shown on the nested field), pages
 //! through the run history, and loads a million-line console without stalling the page. As an admin
 //! it creates, replaces and deletes a credential (no response ever carries its value), creates an
@@ -401,6 +402,46 @@ describe('browser: sign in, author, version and run a runbook', { timeout: HARD_
     await page.keyboard.press('Enter');
     await waitForRun(started.id, ['stopped']);
     await runStatus('stopped').waitFor();
+  });
+
+  it('pauses, resumes and stops a run the command line executes on the same database', async () => {
+    const script = 'i=0; while :; do i=$((i + 1)); echo tick $i; sleep 0.1; done';
+    const runbook = await createRunbook('E2E terminal run', [command('ticks', script)]);
+    const terminal = spawn(BIN, ['run', runbook.id], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let printed = '';
+    terminal.stdout.on('data', (chunk) => { printed += chunk; });
+    terminal.stderr.on('data', (chunk) => { printed += chunk; });
+    const ended = new Promise((resolveExit) => terminal.once('exit', (code) => resolveExit(code)));
+    try {
+      await waitFor('the terminal run to tick', async () => printed.includes('tick 2\n'), 30_000);
+      const runs = await api('GET', `/executions?runbook_id=${runbook.id}`);
+      assert.equal(runs.items.length, 1);
+      const id = runs.items[0].id;
+      await page.goto(`${baseUrl}/#/executions/${id}`);
+      await runStatus('running').waitFor();
+
+      // The server relays the action to the process executing the run: its ticks stop.
+      await button('Pause').click();
+      await runStatus('paused').waitFor();
+      await waitForRun(id, ['paused']);
+      await page.waitForTimeout(300);
+      const frozen = printed.length;
+      await page.waitForTimeout(1_000);
+      assert.equal(printed.length, frozen, 'the terminal run went on ticking while paused');
+      await shot('08-terminal-run-paused');
+
+      await button('Resume').click();
+      await runStatus('running').waitFor();
+      await waitFor('the ticks to go on', async () => printed.length > frozen, 10_000);
+
+      await button('Stop').click();
+      await page.getByRole('dialog', { name: 'Stop this run?' }).getByRole('button', { name: 'Stop run' }).click();
+      await runStatus('stopped').waitFor();
+      assert.equal(await ended, 1, `the terminal run exits 1 once stopped: ${printed.slice(-500)}`);
+      assert.equal((await waitForRun(id, ['stopped'])).steps[0].status, 'stopped');
+    } finally {
+      if (terminal.exitCode === null) terminal.kill('SIGKILL');
+    }
   });
 
   it('edits a conditional\'s branches inline and shows a server error on the nested field', async () => {

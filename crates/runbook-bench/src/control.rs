@@ -3,10 +3,14 @@
 //! `POST /executions/{id}/control` until `GET /executions/{id}` shows the new status,
 //! and until it shows the step in that state too (the step's state is only stored once
 //! the run itself has acted: signalled the process group, or stopped counting).
-//! The baseline is one `GET /executions/{id}` of the same live run.
+//! The baseline is one `GET /executions/{id}` of the same live run. Then the same for
+//! requests sent to another instance on the same database (SQLite, then PostgreSQL),
+//! which relays them to the instance executing the run through the database.
 
+use crate::listing::replace_database;
 use crate::server::Server;
 use crate::table::{median, ms, percentile, Row};
+use anyhow::Context;
 use runbook_core::{Actor, Config, Service};
 use runbook_domain::Role;
 use serde_json::{json, Value};
@@ -49,60 +53,134 @@ pub async fn run() -> anyhow::Result<Vec<Row>> {
     let dir = tempfile::tempdir()?;
     let service = Service::open(Config::from_data_dir(dir.path())).await?;
     let server = Server::start(&service, Role::Operator).await?;
-    let blocks = [
-        (
-            "`sleep 60` command",
-            json!({"id": "wait", "kind": "command", "script": "sleep 60"}),
-        ),
+    let mut rows = Vec::new();
+    for (what, block) in [
+        ("`sleep 60` command", command_block()),
         (
             "60 s timer",
             json!({"id": "wait", "kind": "timer", "seconds": 60}),
         ),
-    ];
-    let mut rows = Vec::new();
-    for (what, block) in blocks {
-        let runbook = service
-            .create_runbook(
-                &Actor::system(),
-                json!({"name": format!("control {what}"), "blocks": [block]}),
-            )
+    ] {
+        rows.extend(measure(&service, &server, &server, what, block, true).await?);
+    }
+
+    // The run executes in one instance, the requests go to another on the same database,
+    // which relays them through it: the figures a team behind a load balancer sees.
+    let other = Service::open(Config::from_data_dir(dir.path())).await?;
+    let other_server = Server::start(&other, Role::Operator).await?;
+    let what = "`sleep 60` command, via another instance, SQLite";
+    rows.extend(
+        measure(
+            &service,
+            &server,
+            &other_server,
+            what,
+            command_block(),
+            false,
+        )
+        .await?,
+    );
+    drop((server, other_server, service, other));
+
+    let base_url = std::env::var("RUNBOOK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    let database = format!("rbs_bench_{}", uuid::Uuid::new_v4().simple());
+    let admin = sqlx::PgPool::connect(&base_url)
+        .await
+        .context("PostgreSQL is needed for the PostgreSQL figures (RUNBOOK_TEST_POSTGRES_URL)")?;
+    sqlx::query(&format!("CREATE DATABASE {database}"))
+        .execute(&admin)
+        .await?;
+    let relayed = async {
+        let config = || Config {
+            database_url: Some(replace_database(&base_url, &database)),
+            ..Config::from_data_dir(dir.path().join("pg"))
+        };
+        let (executor, requester) = (
+            Service::open(config()).await?,
+            Service::open(config()).await?,
+        );
+        let (executor_server, requester_server) = (
+            Server::start(&executor, Role::Operator).await?,
+            Server::start(&requester, Role::Operator).await?,
+        );
+        let what = "`sleep 60` command, via another instance, PostgreSQL";
+        measure(
+            &executor,
+            &executor_server,
+            &requester_server,
+            what,
+            command_block(),
+            false,
+        )
+        .await
+    }
+    .await;
+    let _ = sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
+        .execute(&admin)
+        .await;
+    rows.extend(relayed?);
+    Ok(rows)
+}
+
+fn command_block() -> Value {
+    json!({"id": "wait", "kind": "command", "script": "sleep 60"})
+}
+
+/// Starts RUNS runs of `block` through `executor` and pauses, resumes and stops each
+/// through `requester` (the same server, or another instance on the same database),
+/// timing until `requester` shows each new state; with `steps`, also until it shows
+/// the step in that state.
+async fn measure(
+    service: &Service,
+    executor: &Server,
+    requester: &Server,
+    what: &str,
+    block: Value,
+    steps: bool,
+) -> anyhow::Result<Vec<Row>> {
+    let runbook = service
+        .create_runbook(
+            &Actor::system(),
+            json!({"name": format!("control {what}"), "blocks": [block]}),
+        )
+        .await?;
+    let mut reads = Vec::new();
+    let mut shown: [Vec<Duration>; 3] = Default::default();
+    let mut stored: [Vec<Duration>; 3] = Default::default();
+    for _ in 0..RUNS {
+        let execution = executor
+            .post(&format!("/runbooks/{}/execute", runbook.id), &json!({}))
             .await?;
-        let mut reads = Vec::new();
-        let mut shown: [Vec<Duration>; 3] = Default::default();
-        let mut stored: [Vec<Duration>; 3] = Default::default();
-        for _ in 0..RUNS {
-            let execution = server
-                .post(&format!("/runbooks/{}/execute", runbook.id), &json!({}))
-                .await?;
-            let id = execution["id"]
-                .as_str()
-                .ok_or_else(|| anyhow::anyhow!("execute answered without an id"))?
-                .to_string();
-            let path = format!("/executions/{id}");
-            wait_for(&server, &path, |run| step_status(run) == Some("running")).await?;
-            let start = Instant::now();
-            server.get(&path).await?;
-            reads.push(start.elapsed());
-            for (i, action) in ACTIONS.iter().enumerate() {
-                let (status, step) = control(&server, &id, action).await?;
-                shown[i].push(status);
-                stored[i].push(step);
-            }
-        }
+        let id = execution["id"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("execute answered without an id"))?
+            .to_string();
+        let path = format!("/executions/{id}");
+        wait_for(requester, &path, |run| step_status(run) == Some("running")).await?;
+        let start = Instant::now();
+        requester.get(&path).await?;
+        reads.push(start.elapsed());
         for (i, action) in ACTIONS.iter().enumerate() {
+            let (status, step) = control(requester, &id, action).await?;
+            shown[i].push(status);
+            stored[i].push(step);
+        }
+    }
+    let mut rows = Vec::new();
+    for (i, action) in ACTIONS.iter().enumerate() {
+        rows.push(row(
+            format!("{} → `{}` shown, {what}", action.name, action.status),
+            &shown[i],
+            &reads,
+        ));
+        // A stopped run shows `stopped` only once stored: the same figure again.
+        if steps && action.name != "stop" {
             rows.push(row(
-                format!("{} → `{}` shown, {what}", action.name, action.status),
-                &shown[i],
+                format!("{} → step `{}` stored, {what}", action.name, action.step),
+                &stored[i],
                 &reads,
             ));
-            // A stopped run shows `stopped` only once stored: the same figure again.
-            if action.name != "stop" {
-                rows.push(row(
-                    format!("{} → step `{}` stored, {what}", action.name, action.step),
-                    &stored[i],
-                    &reads,
-                ));
-            }
         }
     }
     Ok(rows)

@@ -99,7 +99,7 @@ async fn list_latency(service: &Service) -> anyhow::Result<(Duration, Duration)>
 }
 
 /// `url` with its database name replaced by `database`, query string kept.
-fn replace_database(url: &str, database: &str) -> String {
+pub(crate) fn replace_database(url: &str, database: &str) -> String {
     let (base, query) = url
         .split_once('?')
         .map_or((url, None), |(b, q)| (b, Some(q)));

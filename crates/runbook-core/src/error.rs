@@ -54,6 +54,10 @@ pub enum CoreError {
     /// busy); the cause is logged, never shown.
     #[error("the database cannot be reached or is busy; try again shortly")]
     Unavailable(String),
+    /// The process that executes a run did not answer a control request passed to it
+    /// through the database; the message says what may have happened.
+    #[error("{0}")]
+    RunnerUnavailable(String),
     /// A fault on our side; the message is logged, never shown.
     #[error("internal error")]
     Internal(String),
@@ -74,6 +78,7 @@ impl CoreError {
             CoreError::TooManyAttempts { .. } => "too_many_attempts",
             CoreError::Setup(_) => "setup",
             CoreError::Unavailable(_) => "unavailable",
+            CoreError::RunnerUnavailable(_) => "runner_unavailable",
             CoreError::Internal(_) => "internal",
         }
     }
@@ -89,7 +94,7 @@ impl CoreError {
             | CoreError::InvalidState(_)
             | CoreError::Conflict { .. } => ErrorKind::Conflict,
             CoreError::TooManyAttempts { .. } => ErrorKind::TooManyRequests,
-            CoreError::Unavailable(_) => ErrorKind::Unavailable,
+            CoreError::Unavailable(_) | CoreError::RunnerUnavailable(_) => ErrorKind::Unavailable,
             CoreError::Internal(_) | CoreError::Setup(_) => ErrorKind::Internal,
         }
     }

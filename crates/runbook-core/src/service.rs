@@ -12,7 +12,7 @@ use runbook_domain::{
     RunbookSummary, StepStatus, VersionInfo,
 };
 use runbook_engine::{ControlError, Engine, EngineConfig, ExecutionEvent};
-use runbook_store::{ExecutionFilter, RunbookFilter, Store};
+use runbook_store::{ControlOutcome, ControlRequest, ExecutionFilter, RunbookFilter, Store};
 use runbook_vault::{KeyLocation, KeySetting, KeySource, LoadedKey, MasterKey};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -33,6 +33,14 @@ const MAX_PARAM_BYTES: usize = runbook_domain::validation::MAX_SCRIPT_BYTES;
 const MAX_OUTPUT_PAGE: u64 = 1024 * 1024;
 /// How often [`Service::wait_for_end`] reads a run that another instance executes.
 const ELSEWHERE_POLL: Duration = Duration::from_millis(250);
+/// How long a control request for a run another process executes may wait to be taken.
+const RELAY_PATIENCE: Duration = Duration::from_secs(5);
+/// How often the requester looks for the answer.
+const RELAY_ANSWER_POLL: Duration = Duration::from_millis(5);
+/// How often the requester checks whether the run has ended meanwhile.
+const RELAY_END_CHECK: Duration = Duration::from_millis(100);
+/// How often a process that executes runs looks for control requests for them.
+const RELAY_TAKE_POLL: Duration = Duration::from_millis(20);
 /// How long a run's process may stay silent before its run counts as interrupted.
 pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -145,13 +153,16 @@ pub struct Service {
     _upkeep: Arc<Upkeep>,
 }
 
-/// The background task that keeps this process's runs alive in the store and
-/// interrupts runs whose process died; it ends with the last clone of the service.
-struct Upkeep(tokio::task::JoinHandle<()>);
+/// The background tasks that keep this process's runs alive in the store, interrupt
+/// runs whose process died and answer control requests other processes leave for
+/// this one's runs; they end with the last clone of the service.
+struct Upkeep(Vec<tokio::task::JoinHandle<()>>);
 
 impl Drop for Upkeep {
     fn drop(&mut self) {
-        self.0.abort();
+        for task in &self.0 {
+            task.abort();
+        }
     }
 }
 
@@ -232,7 +243,10 @@ impl Service {
         interrupt_orphans(store.as_ref(), &engine, heartbeat_timeout).await?;
         reap_leftovers(store.as_ref(), &engine).await;
         let runner = Uuid::new_v4();
-        let upkeep = tokio::spawn(upkeep(store.clone(), engine.clone(), heartbeat_timeout));
+        let upkeep = vec![
+            tokio::spawn(upkeep(store.clone(), engine.clone(), heartbeat_timeout)),
+            tokio::spawn(answer_controls(store.clone(), engine.clone())),
+        ];
         Ok(Service {
             store,
             vault,
@@ -836,23 +850,25 @@ impl Service {
             actor.require(Role::Operator)?;
             let execution = self.load_execution(id).await?;
             match self.engine.control_at(id, action, step) {
-                Ok(_) => {}
+                Ok(_) => self.load_execution(id).await,
                 Err(ControlError::NotRunning) if execution.status.is_finished() => {
-                    return Err(CoreError::InvalidState(format!(
+                    Err(CoreError::InvalidState(format!(
                         "the execution is {}; only a live run can be controlled",
                         execution.status
                     )))
                 }
+                // Another process executes it (another server, the desktop app, the
+                // command line): the request goes to it through the store.
                 Err(ControlError::NotRunning) => {
-                    return Err(CoreError::InvalidState(
-                        "the execution runs in another process (another server or the command line); control it there".to_string(),
-                    ))
+                    let status = self.relay_control(id, action, step).await?;
+                    let mut execution = self.load_execution(id).await?;
+                    overlay(&mut execution, Some(status));
+                    Ok(execution)
                 }
-                Err(error @ (ControlError::InvalidState { .. } | ControlError::NotWaitingAt { .. })) => {
-                    return Err(CoreError::InvalidState(error.to_string()))
-                }
+                Err(
+                    error @ (ControlError::InvalidState { .. } | ControlError::NotWaitingAt { .. }),
+                ) => Err(CoreError::InvalidState(error.to_string())),
             }
-            self.load_execution(id).await
         }
         .await;
         self.audited(
@@ -863,6 +879,67 @@ impl Service {
             |_| Subject::none(),
         )
         .await
+    }
+
+    /// Leaves a control request for the process that executes run `id` and waits for
+    /// its answer: the run's state after the action, or why the action does not fit.
+    async fn relay_control(
+        &self,
+        id: Uuid,
+        action: ControlAction,
+        step: Option<&str>,
+    ) -> Result<ExecutionStatus, CoreError> {
+        let request = ControlRequest {
+            id: Uuid::new_v4(),
+            execution_id: id,
+            action,
+            block_id: step.map(str::to_owned),
+            requested_at: now(),
+        };
+        self.store.request_control(&request).await?;
+        let start = tokio::time::Instant::now();
+        let mut next_check = start + RELAY_END_CHECK;
+        let outcome = loop {
+            tokio::time::sleep(RELAY_ANSWER_POLL).await;
+            if let Some(outcome) = self.store.control_outcome(request.id).await? {
+                break outcome;
+            }
+            // A run that ended meanwhile (here a moment ago, or there) takes no requests.
+            if tokio::time::Instant::now() >= next_check {
+                next_check += RELAY_END_CHECK;
+                let status = self.load_execution(id).await?.status;
+                if status.is_finished() && self.store.withdraw_control(request.id).await? {
+                    return Err(CoreError::InvalidState(format!(
+                        "the execution is {status}; only a live run can be controlled"
+                    )));
+                }
+            }
+            let waited = start.elapsed();
+            if waited >= RELAY_PATIENCE && self.store.withdraw_control(request.id).await? {
+                return Err(CoreError::RunnerUnavailable(format!(
+                    "the process that executes this run did not take the request within {} s, \
+                     and it was withdrawn: that process may be suspended, cut off from the \
+                     database or gone (then the run counts as interrupted once its heartbeat \
+                     lapses); try again",
+                    RELAY_PATIENCE.as_secs()
+                )));
+            }
+            if waited >= 2 * RELAY_PATIENCE {
+                // Taken, so maybe applied, but never answered: the run's state tells.
+                return Err(CoreError::RunnerUnavailable(format!(
+                    "the process that executes this run took the request but did not answer \
+                     within {} s; reload the run to see whether it was applied",
+                    (2 * RELAY_PATIENCE).as_secs()
+                )));
+            }
+        };
+        if let Err(error) = self.store.forget_control(request.id).await {
+            tracing::warn!(%error, "could not delete an answered control request");
+        }
+        match outcome {
+            ControlOutcome::Applied { status } => Ok(status),
+            ControlOutcome::Refused { message } => Err(CoreError::InvalidState(message)),
+        }
     }
 
     async fn load_execution(&self, id: Uuid) -> Result<Execution, CoreError> {
@@ -995,6 +1072,66 @@ async fn reap_leftovers(store: &dyn Store, engine: &Engine) {
     }
 }
 
+/// Applies the control requests other processes leave in the store for the runs this
+/// one executes, and answers them.
+async fn answer_controls(store: Arc<dyn Store>, engine: Engine) {
+    let mut tick = tokio::time::interval(RELAY_TAKE_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        let live = engine.live_ids();
+        if live.is_empty() {
+            continue;
+        }
+        let requests = match store.take_control_requests(&live, now()).await {
+            Ok(requests) => requests,
+            Err(error) => {
+                // Once per outage, not several times a second.
+                if !failing {
+                    tracing::warn!(%error, "could not read control requests for live runs");
+                }
+                failing = true;
+                continue;
+            }
+        };
+        failing = false;
+        for request in requests {
+            let outcome = match engine.control_at(
+                request.execution_id,
+                request.action,
+                request.block_id.as_deref(),
+            ) {
+                Ok(status) => ControlOutcome::Applied { status },
+                Err(ControlError::NotRunning) => ControlOutcome::Refused {
+                    message: "the execution has ended; only a live run can be controlled"
+                        .to_string(),
+                },
+                Err(error) => ControlOutcome::Refused {
+                    message: error.to_string(),
+                },
+            };
+            match &outcome {
+                ControlOutcome::Applied { status } => tracing::info!(
+                    execution = %request.execution_id,
+                    action = request.action.as_str(),
+                    %status,
+                    "applied a control request from another process"
+                ),
+                ControlOutcome::Refused { message } => tracing::info!(
+                    execution = %request.execution_id,
+                    action = request.action.as_str(),
+                    reason = %message,
+                    "refused a control request from another process"
+                ),
+            }
+            if let Err(error) = store.answer_control(request.id, &outcome, now()).await {
+                tracing::warn!(%error, "could not answer a control request");
+            }
+        }
+    }
+}
+
 /// Renews the runs this process executes and sweeps up orphans, a few times per timeout.
 async fn upkeep(store: Arc<dyn Store>, engine: Engine, timeout: Duration) {
     let mut tick = tokio::time::interval(timeout / 3);
@@ -1016,6 +1153,11 @@ async fn upkeep(store: Arc<dyn Store>, engine: Engine, timeout: Duration) {
             Err(error) => tracing::error!(%error, "could not renew the heartbeat of live runs"),
         }
         let _ = interrupt_orphans(store.as_ref(), &engine, timeout).await;
+        // Requests whose requester gave up and went away without withdrawing them.
+        let abandoned = now() - chrono::Duration::hours(1);
+        if let Err(error) = store.purge_control_requests(abandoned).await {
+            tracing::warn!(%error, "could not purge old control requests");
+        }
     }
 }
 

@@ -1113,38 +1113,62 @@ async fn a_run_awaited_to_its_end_is_returned_exactly_as_stored_on_sqlite() {
 
 #[tokio::test]
 async fn a_run_awaited_to_its_end_is_returned_exactly_as_stored_on_postgres() {
-    use sqlx::Connection;
-    let admin_url = std::env::var("RUNBOOK_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-    let name = format!("rbs_core_{}", Uuid::new_v4().simple());
-    let mut admin_conn = sqlx::PgConnection::connect(&admin_url)
-        .await
-        .unwrap_or_else(|error| {
-            panic!(
-                "PostgreSQL is unreachable at {admin_url} ({error}): start it, or point \
-                 RUNBOOK_TEST_POSTGRES_URL at a server where this user may CREATE DATABASE"
-            )
-        });
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin_conn)
-        .await
-        .unwrap();
-    let (base, query) = match admin_url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (admin_url.as_str(), String::new()),
-    };
-    let url = format!("{}/{name}{query}", &base[..base.rfind('/').unwrap()]);
-    let store = runbook_store::connect(&url).await.unwrap();
+    let database = PostgresDatabase::create().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path());
-    let service = Service::with_store(store, config.engine, config.heartbeat_timeout)
-        .await
-        .unwrap();
+    let service = Service::open(database.config(dir.path())).await.unwrap();
     every_kind_is_returned_as_stored(&service).await;
     drop(service);
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin_conn)
+    database.drop().await;
+}
+
+/// A database of its own on the test PostgreSQL server.
+struct PostgresDatabase {
+    admin: sqlx::PgConnection,
+    name: String,
+    url: String,
+}
+
+impl PostgresDatabase {
+    async fn create() -> PostgresDatabase {
+        use sqlx::Connection;
+        let admin_url = std::env::var("RUNBOOK_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+        let name = format!("rbs_core_{}", Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|error| {
+                panic!(
+                    "PostgreSQL is unreachable at {admin_url} ({error}): start it, or point \
+                     RUNBOOK_TEST_POSTGRES_URL at a server where this user may CREATE DATABASE"
+                )
+            });
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let (base, query) = match admin_url.split_once('?') {
+            Some((base, query)) => (base, format!("?{query}")),
+            None => (admin_url.as_str(), String::new()),
+        };
+        let url = format!("{}/{name}{query}", &base[..base.rfind('/').unwrap()]);
+        PostgresDatabase { admin, name, url }
+    }
+
+    /// Settings for a service on this database, its master key in `data_dir`.
+    fn config(&self, data_dir: &Path) -> Config {
+        let mut config = config(data_dir);
+        config.database_url = Some(self.url.clone());
+        config
+    }
+
+    async fn drop(mut self) {
+        let _ = sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut self.admin)
         .await;
+    }
 }
 
 /// Runs every kind of block (outputs, a failure that continues, an HTTP response with
@@ -1693,6 +1717,232 @@ async fn opening_a_second_service_leaves_live_runs_of_the_first_alone() {
     wait_until_finished(&server, run.id).await;
     assert_eq!(seen_by_server, ExecutionStatus::Running);
     assert_eq!(seen_by_tool, ExecutionStatus::Running);
+}
+
+// ---- control of a run another process executes ----
+
+#[tokio::test]
+async fn a_run_executed_by_another_process_is_controlled_through_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let (executor, remote) = (open(dir.path()).await, open(dir.path()).await);
+    controlled_from_another_process(&executor, &remote).await;
+}
+
+#[tokio::test]
+async fn a_run_executed_by_another_process_is_controlled_through_postgres() {
+    let database = PostgresDatabase::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let open = || async { Service::open(database.config(dir.path())).await.unwrap() };
+    let (executor, remote) = (open().await, open().await);
+    controlled_from_another_process(&executor, &remote).await;
+    drop((executor, remote));
+    database.drop().await;
+}
+
+async fn wait_for_status(service: &Service, id: Uuid, status: ExecutionStatus) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let execution = service.get_execution(&admin(), id).await.unwrap();
+        if execution.status == status {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run never became {status}: {execution:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `remote` acknowledges, pauses, resumes and stops a run `executor` executes, as an
+/// operator of its own, and hears the outcome of each, refusals included.
+async fn controlled_from_another_process(executor: &Service, remote: &Service) {
+    let id = create(
+        executor,
+        json!({"name": "Drain", "blocks": [
+            {"id": "go", "kind": "instruction", "text": "Drain the node?", "confirm": true},
+            {"id": "drain", "kind": "command", "script": "echo draining; exec sleep 30"}
+        ]}),
+    )
+    .await;
+    let run = executor.execute(&admin(), id, Value::Null).await.unwrap();
+    assert!(!remote.is_live_here(run.id));
+    wait_for_status(remote, run.id, ExecutionStatus::Waiting).await;
+    let bob = actor("bob", Role::Operator);
+
+    // The executor's refusal comes back as it would locally.
+    let wrong_step = remote
+        .control_step(&bob, run.id, ControlAction::Acknowledge, Some("drain"))
+        .await;
+    assert!(
+        matches!(&wrong_step, Err(CoreError::InvalidState(message)) if message.contains("drain")),
+        "{wrong_step:?}"
+    );
+    assert_eq!(
+        remote.get_execution(&admin(), run.id).await.unwrap().status,
+        ExecutionStatus::Waiting
+    );
+    let acknowledged = remote
+        .control_step(&bob, run.id, ControlAction::Acknowledge, Some("go"))
+        .await
+        .unwrap();
+    assert_ne!(acknowledged.status, ExecutionStatus::Waiting);
+    wait_until_step_runs(remote, run.id, 1).await;
+
+    let paused = remote
+        .control(&bob, run.id, ControlAction::Pause)
+        .await
+        .unwrap();
+    assert_eq!(
+        paused.status,
+        ExecutionStatus::Paused,
+        "the answer shows the pause"
+    );
+    assert_eq!(
+        executor
+            .get_execution(&admin(), run.id)
+            .await
+            .unwrap()
+            .status,
+        ExecutionStatus::Paused,
+        "applied where the run executes"
+    );
+    assert_code(
+        remote.control(&bob, run.id, ControlAction::Pause).await,
+        ErrorKind::Conflict,
+        "invalid_state",
+    );
+    let resumed = remote
+        .control(&bob, run.id, ControlAction::Resume)
+        .await
+        .unwrap();
+    assert_eq!(resumed.status, ExecutionStatus::Running);
+
+    // A viewer may not; nothing reaches the executor.
+    assert_code(
+        remote
+            .control(&actor("vera", Role::Viewer), run.id, ControlAction::Stop)
+            .await,
+        ErrorKind::Forbidden,
+        "forbidden",
+    );
+    assert_eq!(
+        executor
+            .get_execution(&admin(), run.id)
+            .await
+            .unwrap()
+            .status,
+        ExecutionStatus::Running
+    );
+
+    remote
+        .control(&bob, run.id, ControlAction::Stop)
+        .await
+        .unwrap();
+    let stopped = wait_until_finished(executor, run.id).await;
+    assert_eq!(stopped.status, ExecutionStatus::Stopped);
+    assert!(
+        processes_of_run(run.id).is_empty(),
+        "the command was stopped"
+    );
+    assert_code(
+        remote.control(&bob, run.id, ControlAction::Resume).await,
+        ErrorKind::Conflict,
+        "invalid_state",
+    );
+
+    // Audited as the operator who made each request, refusals included.
+    for (action, outcome) in [
+        ("execution.acknowledge", AuditOutcome::Failure),
+        ("execution.acknowledge", AuditOutcome::Success),
+        ("execution.pause", AuditOutcome::Success),
+        ("execution.pause", AuditOutcome::Failure),
+        ("execution.resume", AuditOutcome::Success),
+        ("execution.stop", AuditOutcome::Success),
+    ] {
+        assert!(
+            audit_of(executor, action)
+                .await
+                .iter()
+                .any(|entry| entry.actor == "bob" && entry.outcome == outcome),
+            "no {outcome:?} `{action}` by bob in the trail"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_control_request_no_process_takes_is_withdrawn_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = open(dir.path()).await;
+    let id = create(&service, deploy_body("Orphan", "true")).await;
+    let runbook = service.get_runbook(&admin(), id).await.unwrap();
+    // A run another process claimed a moment ago and then fell silent (suspended, cut
+    // off from the database): not yet an orphan, and no one to answer for it.
+    let store = SqliteStore::connect(&config(dir.path()).effective_database_url())
+        .await
+        .unwrap();
+    let run = Execution {
+        status: ExecutionStatus::Running,
+        ..Execution::queued(
+            Uuid::new_v4(),
+            &runbook,
+            Default::default(),
+            "alice",
+            chrono::Utc::now(),
+        )
+    };
+    store
+        .insert_execution(&run, Some(Uuid::new_v4()), None)
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let result = service.control(&admin(), run.id, ControlAction::Stop).await;
+    assert_code(result, ErrorKind::Unavailable, "runner_unavailable");
+    assert!(started.elapsed() >= Duration::from_secs(5));
+    assert!(
+        store
+            .take_control_requests(&[run.id], chrono::Utc::now())
+            .await
+            .unwrap()
+            .is_empty(),
+        "withdrawn: a process that comes back later does not stop the run unasked"
+    );
+    assert_eq!(
+        service
+            .get_execution(&admin(), run.id)
+            .await
+            .unwrap()
+            .status,
+        ExecutionStatus::Running
+    );
+
+    // A run that ends while its request waits is no longer live: said so at once.
+    let ending = Execution {
+        id: Uuid::new_v4(),
+        ..run.clone()
+    };
+    store
+        .insert_execution(&ending, Some(Uuid::new_v4()), None)
+        .await
+        .unwrap();
+    let ender = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        store
+            .update_execution_status(ending.id, ExecutionStatus::Interrupted, None, None)
+            .await
+            .unwrap();
+    });
+    let started = Instant::now();
+    let result = service
+        .control(&admin(), ending.id, ControlAction::Pause)
+        .await;
+    assert!(
+        matches!(&result, Err(CoreError::InvalidState(message)) if message.contains("interrupted")),
+        "{result:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    ender.await.unwrap();
 }
 
 // ---- API keys ----

@@ -282,6 +282,23 @@ pub enum ControlAction {
 }
 
 impl ControlAction {
+    pub const ALL: [ControlAction; 4] = [
+        ControlAction::Pause,
+        ControlAction::Resume,
+        ControlAction::Stop,
+        ControlAction::Acknowledge,
+    ];
+
+    /// The action's name as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ControlAction::Pause => "pause",
+            ControlAction::Resume => "resume",
+            ControlAction::Stop => "stop",
+            ControlAction::Acknowledge => "acknowledge",
+        }
+    }
+
     /// The action's name in the audit trail.
     pub fn audit_name(self) -> &'static str {
         match self {
@@ -290,6 +307,21 @@ impl ControlAction {
             ControlAction::Stop => "execution.stop",
             ControlAction::Acknowledge => "execution.acknowledge",
         }
+    }
+}
+
+/// Error for a control action name that does not exist.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown action `{0}` (pause, resume, stop or acknowledge)")]
+pub struct UnknownAction(pub String);
+
+impl FromStr for ControlAction {
+    type Err = UnknownAction;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ControlAction::ALL
+            .into_iter()
+            .find(|action| action.as_str() == s)
+            .ok_or_else(|| UnknownAction(s.to_string()))
     }
 }
 
@@ -315,6 +347,18 @@ mod tests {
         assert!(ExecutionStatus::Interrupted.is_finished());
         assert!(!ExecutionStatus::Paused.is_finished());
         assert!("done".parse::<ExecutionStatus>().is_err());
+    }
+
+    #[test]
+    fn control_actions_round_trip_as_the_api_writes_them() {
+        for action in ControlAction::ALL {
+            assert_eq!(action.as_str().parse::<ControlAction>().unwrap(), action);
+            assert_eq!(
+                serde_json::to_value(action).unwrap(),
+                serde_json::json!(action.as_str())
+            );
+        }
+        assert!("Pause".parse::<ControlAction>().is_err());
     }
 
     #[test]

@@ -60,7 +60,9 @@ impl From<CoreError> for ApiError {
             details: error.details(),
             retry_after: match error {
                 CoreError::TooManyAttempts { retry_after_secs } => Some(retry_after_secs),
-                CoreError::Unavailable(_) => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+                CoreError::Unavailable(_) | CoreError::RunnerUnavailable(_) => {
+                    Some(UNAVAILABLE_RETRY_AFTER_SECS)
+                }
                 _ => None,
             },
         }

@@ -93,6 +93,17 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Pause, resume, stop or acknowledge a run, wherever it executes on this database
+    /// (the desktop app, a server, another terminal's `run`); prints its state after.
+    Control {
+        /// The execution to control.
+        execution: String,
+        /// pause, resume, stop or acknowledge.
+        action: ControlAction,
+        /// The step an acknowledgement answers: refused unless the run waits there.
+        #[arg(long, value_name = "BLOCK_ID")]
+        step: Option<String>,
+    },
     /// Manage API keys and the master key.
     Keys {
         #[command(subcommand)]
@@ -250,6 +261,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 retry.id
             );
             return follow(&service, &actor, signals, events, retry.id, yes).await;
+        }
+        Command::Control {
+            execution,
+            action,
+            step,
+        } => {
+            let id = execution
+                .parse()
+                .with_context(|| format!("`{execution}` is not an execution id"))?;
+            let execution = service
+                .control_step(&Actor::local_admin(), id, action, step.as_deref())
+                .await?;
+            say!("Run {id} is {}.", execution.status);
         }
         Command::Keys { command } => return keys(&service, command).await,
         Command::Users { command } => users(&service, command).await?,

@@ -1,5 +1,5 @@
 //! The `runbook-studio` binary as a user runs it: `keys create`, `migrate`, `run`
-//! (exit codes, streamed console), `serve` with a graceful stop on SIGTERM (its live
+//! (exit codes, streamed console), `control` of a run another process executes, `serve` with a graceful stop on SIGTERM (its live
 //! runs stopped), and errors that say what is wrong without repeating a password.
 
 use runbook_core::{Actor, Config, Service};
@@ -582,6 +582,85 @@ fn a_hang_up_stops_the_run_instead_of_orphaning_its_processes() {
     wait_for_text(&stderr, " stopped\n");
     assert_eq!(last_run_status(dir.path()), "stopped");
     assert!(ended, "the run's processes outlive the CLI");
+}
+
+#[test]
+fn control_pauses_resumes_and_stops_a_run_another_process_executes() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = create_ticking_runbook(dir.path());
+    let mut child = cli(dir.path())
+        .args(["run", "Ticks"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = collect(child.stdout.take().unwrap());
+    let stderr = collect(child.stderr.take().unwrap());
+    wait_for_text(&stdout, "tick 2\n");
+    let id = common::sqlite3(
+        &dir.path().join("runbook-studio.db"),
+        "SELECT id FROM executions ORDER BY created_at DESC LIMIT 1",
+    )
+    .trim()
+    .to_string();
+    let control = |args: &[&str]| {
+        let output = cli(dir.path())
+            .args(["control", &id])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+
+    let (code, out, err) = control(&["pause"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, format!("Run {id} is paused.\n"));
+    // Suspended where it executes: the ticks stop.
+    std::thread::sleep(Duration::from_millis(300));
+    let frozen = stdout.lock().unwrap().len();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        stdout.lock().unwrap().len(),
+        frozen,
+        "ticks went on while paused"
+    );
+    let (code, _, err) = control(&["pause"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("cannot pause an execution that is paused"),
+        "{err}"
+    );
+
+    let (code, out, err) = control(&["resume"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, format!("Run {id} is running.\n"));
+    let seen = stdout.lock().unwrap().len();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stdout.lock().unwrap().len() == seen {
+        assert!(Instant::now() < deadline, "the ticks never resumed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let (code, _, err) = control(&["stop"]);
+    assert_eq!(code, Some(0), "{err}");
+    let exit = exit_within(&mut child, Duration::from_secs(20), &stderr);
+    // First, so a failure leaves no process behind.
+    let ended = process_ends(&pid_file);
+    assert_eq!(exit, 1, "{:?}", stderr.lock().unwrap());
+    assert_eq!(last_run_status(dir.path()), "stopped");
+    assert!(ended, "the run's processes outlive the stop");
+
+    let (code, _, err) = control(&["resume"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("the execution is stopped"), "{err}");
+    let (code, _, err) = control(&["restart"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("unknown action `restart`"), "{err}");
 }
 
 #[test]

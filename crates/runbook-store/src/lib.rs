@@ -15,8 +15,9 @@ pub use sqlite::SqliteStore;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use runbook_domain::{
-    AuditEntry, AuditEvent, AuditOutcome, CredentialInfo, Execution, ExecutionStatus, Role,
-    Runbook, RunbookDraft, RunbookSummary, StepDetail, StepResult, User, UserChange, VersionInfo,
+    AuditEntry, AuditEvent, AuditOutcome, ControlAction, CredentialInfo, Execution,
+    ExecutionStatus, Role, Runbook, RunbookDraft, RunbookSummary, StepDetail, StepResult, User,
+    UserChange, VersionInfo,
 };
 use std::sync::Arc;
 use uuid::Uuid;
@@ -40,6 +41,27 @@ pub enum RunRecord<'a> {
     /// An audit record of the run (its end), committed with the changes it describes;
     /// appended after every other change of the batch.
     Audit(&'a AuditEvent),
+}
+
+/// A control action sent through the store to the process that executes the run
+/// (another server instance, the desktop app, the command line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlRequest {
+    pub id: Uuid,
+    pub execution_id: Uuid,
+    pub action: ControlAction,
+    /// The step an acknowledgement answers, when the requester named one.
+    pub block_id: Option<String>,
+    pub requested_at: DateTime<Utc>,
+}
+
+/// What the executing process made of a [`ControlRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlOutcome {
+    /// Done; the run's state right after it.
+    Applied { status: ExecutionStatus },
+    /// Not done, and why (the run was not in a state the action applies to).
+    Refused { message: String },
 }
 
 /// Errors of the storage layer.
@@ -396,6 +418,33 @@ pub trait Store: AccessStore + Send + Sync {
         stale_before: DateTime<Utc>,
         audit: Option<&(dyn Fn(Uuid) -> AuditEvent + Sync)>,
     ) -> Result<Vec<Uuid>, StoreError>;
+
+    /// Leaves a control request for the process that executes its run.
+    async fn request_control(&self, request: &ControlRequest) -> Result<(), StoreError>;
+    /// Takes the requests no one has taken yet for the given executions, oldest first;
+    /// each is taken once, however many processes ask.
+    async fn take_control_requests(
+        &self,
+        executions: &[Uuid],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<ControlRequest>, StoreError>;
+    /// Records the outcome of a request taken earlier.
+    async fn answer_control(
+        &self,
+        id: Uuid,
+        outcome: &ControlOutcome,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// The request's outcome, once it is answered.
+    async fn control_outcome(&self, id: Uuid) -> Result<Option<ControlOutcome>, StoreError>;
+    /// Deletes the request unless a process has taken it; true when it was deleted
+    /// (so it will never be applied).
+    async fn withdraw_control(&self, id: Uuid) -> Result<bool, StoreError>;
+    /// Deletes the request, whatever its state.
+    async fn forget_control(&self, id: Uuid) -> Result<(), StoreError>;
+    /// Deletes requests made before `before` (left by requesters that went away);
+    /// returns how many.
+    async fn purge_control_requests(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
     /// The key whose token hashes to `token_hash`, if any.

@@ -1,8 +1,9 @@
 //! The PostgreSQL store: the shared team database.
 
+use crate::rows::{outcome_columns, OutcomeRow, CONTROL_COLUMNS};
 use crate::{
     decode_draft, encode_detail, encode_draft, parse_enum, search_text, ApiKeyRecord,
-    ExecutionFilter, RunRecord, RunbookFilter, Store, StoreError,
+    ControlOutcome, ControlRequest, ExecutionFilter, RunRecord, RunbookFilter, Store, StoreError,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -156,6 +157,7 @@ struct StepRow<D> {
 }
 
 type ApiKeyRow = crate::rows::ApiKeyRow<Uuid>;
+type ControlRow = crate::rows::ControlRow<Uuid>;
 
 const EXECUTION_COLUMNS: &str = "id, runbook_id, runbook_version, runbook_name, status, params, started_by, created_at, started_at, finished_at, retry_of, retry_from";
 
@@ -680,6 +682,102 @@ impl Store for PostgresStore {
         }
         tx.commit().await?;
         Ok(orphans)
+    }
+
+    async fn request_control(&self, request: &ControlRequest) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO control_requests (id, execution_id, action, block_id, requested_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(request.id)
+        .bind(request.execution_id)
+        .bind(request.action.as_str())
+        .bind(&request.block_id)
+        .bind(request.requested_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn take_control_requests(
+        &self,
+        executions: &[Uuid],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<ControlRequest>, StoreError> {
+        if executions.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A second taker waits for the first's row locks, then finds them taken.
+        let rows: Vec<ControlRow> = sqlx::query_as(&format!(
+            "UPDATE control_requests SET taken_at = $1
+             WHERE taken_at IS NULL AND execution_id = ANY($2)
+             RETURNING {CONTROL_COLUMNS}"
+        ))
+        .bind(at)
+        .bind(executions)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut requests = rows
+            .into_iter()
+            .map(ControlRow::into_request)
+            .collect::<Result<Vec<_>, _>>()?;
+        requests.sort_by_key(|request| (request.requested_at, request.id));
+        Ok(requests)
+    }
+
+    async fn answer_control(
+        &self,
+        id: Uuid,
+        outcome: &ControlOutcome,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (status, refusal) = outcome_columns(outcome);
+        sqlx::query(
+            "UPDATE control_requests SET answered_at = $1, status = $2, refusal = $3
+             WHERE id = $4",
+        )
+        .bind(at)
+        .bind(status)
+        .bind(refusal)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn control_outcome(&self, id: Uuid) -> Result<Option<ControlOutcome>, StoreError> {
+        let row: Option<OutcomeRow> = sqlx::query_as(&format!(
+            "SELECT {} FROM control_requests WHERE id = $1",
+            OutcomeRow::COLUMNS
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(OutcomeRow::into_outcome).transpose()?.flatten())
+    }
+
+    async fn withdraw_control(&self, id: Uuid) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM control_requests WHERE id = $1 AND taken_at IS NULL")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn forget_control(&self, id: Uuid) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM control_requests WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn purge_control_requests(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM control_requests WHERE requested_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {

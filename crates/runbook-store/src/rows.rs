@@ -1,7 +1,9 @@
 //! Rows of the access tables as both databases return them. Only ids differ: TEXT on
 //! SQLite, UUID on PostgreSQL; [`RowId`] turns either into a [`Uuid`].
 
-use crate::{parse_enum, ApiKeyRecord, CredentialRecord, StoreError};
+use crate::{
+    parse_enum, ApiKeyRecord, ControlOutcome, ControlRequest, CredentialRecord, StoreError,
+};
 use chrono::{DateTime, Utc};
 use runbook_domain::{AuditEntry, CredentialInfo, User};
 use sqlx::query::Query;
@@ -212,4 +214,65 @@ pub(crate) fn admin_remains<I: RowId>(
         }
     }
     Err(StoreError::LastAdmin)
+}
+
+pub(crate) const CONTROL_COLUMNS: &str = "id, execution_id, action, block_id, requested_at";
+
+/// A control request's row ([`CONTROL_COLUMNS`]).
+#[derive(FromRow)]
+pub(crate) struct ControlRow<I> {
+    id: I,
+    execution_id: I,
+    action: String,
+    block_id: Option<String>,
+    requested_at: DateTime<Utc>,
+}
+
+impl<I: RowId> ControlRow<I> {
+    pub(crate) fn into_request(self) -> Result<ControlRequest, StoreError> {
+        Ok(ControlRequest {
+            id: self.id.into_uuid()?,
+            execution_id: self.execution_id.into_uuid()?,
+            action: parse_enum(&self.action, "control action")?,
+            block_id: self.block_id,
+            requested_at: self.requested_at,
+        })
+    }
+}
+
+/// A control request's answer as stored: the run's state after an applied action,
+/// or why it was refused.
+#[derive(FromRow)]
+pub(crate) struct OutcomeRow {
+    answered_at: Option<DateTime<Utc>>,
+    status: Option<String>,
+    refusal: Option<String>,
+}
+
+impl OutcomeRow {
+    pub(crate) const COLUMNS: &str = "answered_at, status, refusal";
+
+    /// The outcome, once the request is answered.
+    pub(crate) fn into_outcome(self) -> Result<Option<ControlOutcome>, StoreError> {
+        if self.answered_at.is_none() {
+            return Ok(None);
+        }
+        match (self.status, self.refusal) {
+            (_, Some(message)) => Ok(Some(ControlOutcome::Refused { message })),
+            (Some(status), None) => Ok(Some(ControlOutcome::Applied {
+                status: parse_enum(&status, "status")?,
+            })),
+            (None, None) => Err(StoreError::Corrupt(
+                "a control request answered with neither a state nor a refusal".into(),
+            )),
+        }
+    }
+}
+
+/// An outcome as its two columns (`status`, `refusal`).
+pub(crate) fn outcome_columns(outcome: &ControlOutcome) -> (Option<&'static str>, Option<&str>) {
+    match outcome {
+        ControlOutcome::Applied { status } => (Some(status.as_str()), None),
+        ControlOutcome::Refused { message } => (None, Some(message)),
+    }
 }

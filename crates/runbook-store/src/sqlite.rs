@@ -1,10 +1,10 @@
 //! The SQLite store: the embedded default, one file in the data directory.
 
-use crate::rows::parse_uuid;
+use crate::rows::{outcome_columns, parse_uuid, OutcomeRow, CONTROL_COLUMNS};
 use crate::sqlite_run::{Change, InTransaction, RunWriter};
 use crate::{
-    decode_draft, encode_draft, parse_enum, search_text, ApiKeyRecord, ExecutionFilter, RunRecord,
-    RunbookFilter, Store, StoreError,
+    decode_draft, encode_draft, parse_enum, search_text, ApiKeyRecord, ControlOutcome,
+    ControlRequest, ExecutionFilter, RunRecord, RunbookFilter, Store, StoreError,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -152,6 +152,7 @@ struct StepRow {
 }
 
 type ApiKeyRow = crate::rows::ApiKeyRow<String>;
+type ControlRow = crate::rows::ControlRow<String>;
 
 impl StepRow {
     fn into_step(self) -> Result<StepResult, StoreError> {
@@ -671,6 +672,115 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(done)
+    }
+
+    async fn request_control(&self, request: &ControlRequest) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO control_requests (id, execution_id, action, block_id, requested_at)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(request.id.to_string())
+        .bind(request.execution_id.to_string())
+        .bind(request.action.as_str())
+        .bind(&request.block_id)
+        .bind(request.requested_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn take_control_requests(
+        &self,
+        executions: &[Uuid],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<ControlRequest>, StoreError> {
+        if executions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = |qb: &mut QueryBuilder<Sqlite>| {
+            let mut list = qb.separated(", ");
+            for id in executions {
+                list.push_bind(id.to_string());
+            }
+        };
+        // Asked several times a second while runs go on: a read, which never waits
+        // for a writer, and a write only when there is something to take.
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "SELECT EXISTS (SELECT 1 FROM control_requests
+             WHERE taken_at IS NULL AND execution_id IN (",
+        );
+        ids(&mut qb);
+        qb.push("))");
+        let pending: bool = qb.build_query_scalar().fetch_one(&self.pool).await?;
+        if !pending {
+            return Ok(Vec::new());
+        }
+        let mut qb = QueryBuilder::<Sqlite>::new("UPDATE control_requests SET taken_at = ");
+        qb.push_bind(at)
+            .push(" WHERE taken_at IS NULL AND execution_id IN (");
+        ids(&mut qb);
+        qb.push(format!(") RETURNING {CONTROL_COLUMNS}"));
+        let rows: Vec<ControlRow> = qb.build_query_as().fetch_all(&self.pool).await?;
+        let mut requests = rows
+            .into_iter()
+            .map(ControlRow::into_request)
+            .collect::<Result<Vec<_>, _>>()?;
+        requests.sort_by_key(|request| (request.requested_at, request.id));
+        Ok(requests)
+    }
+
+    async fn answer_control(
+        &self,
+        id: Uuid,
+        outcome: &ControlOutcome,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (status, refusal) = outcome_columns(outcome);
+        sqlx::query(
+            "UPDATE control_requests SET answered_at = ?, status = ?, refusal = ? WHERE id = ?",
+        )
+        .bind(at)
+        .bind(status)
+        .bind(refusal)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn control_outcome(&self, id: Uuid) -> Result<Option<ControlOutcome>, StoreError> {
+        let row: Option<OutcomeRow> = sqlx::query_as(&format!(
+            "SELECT {} FROM control_requests WHERE id = ?",
+            OutcomeRow::COLUMNS
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(OutcomeRow::into_outcome).transpose()?.flatten())
+    }
+
+    async fn withdraw_control(&self, id: Uuid) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM control_requests WHERE id = ? AND taken_at IS NULL")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn forget_control(&self, id: Uuid) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM control_requests WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn purge_control_requests(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM control_requests WHERE requested_at < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {

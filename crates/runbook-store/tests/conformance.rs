@@ -7,13 +7,13 @@
 
 use chrono::{DateTime, Utc};
 use runbook_domain::{
-    AuditEntry, AuditEvent, AuditOutcome, Branch, ChainVerifier, CredentialInfo, CredentialKind,
-    Execution, ExecutionStatus, HttpResponse, Role, Runbook, RunbookDraft, StepDetail, StepResult,
-    StepStatus, User, UserChange,
+    AuditEntry, AuditEvent, AuditOutcome, Branch, ChainVerifier, ControlAction, CredentialInfo,
+    CredentialKind, Execution, ExecutionStatus, HttpResponse, Role, Runbook, RunbookDraft,
+    StepDetail, StepResult, StepStatus, User, UserChange,
 };
 use runbook_store::{
-    ApiKeyRecord, AuditFilter, CredentialRecord, ExecutionFilter, PostgresStore, RunRecord,
-    RunbookFilter, SqliteStore, Store, StoreError,
+    ApiKeyRecord, AuditFilter, ControlOutcome, ControlRequest, CredentialRecord, ExecutionFilter,
+    PostgresStore, RunRecord, RunbookFilter, SqliteStore, Store, StoreError,
 };
 use serde_json::json;
 use sqlx::Connection;
@@ -74,6 +74,9 @@ conformance!(
     output_written_again_after_a_lost_answer_is_stored_once,
     interrupting_marks_live_runs_and_leaves_finished_ones,
     runs_with_a_fresh_heartbeat_are_not_interrupted,
+    control_requests_are_taken_once_by_the_runs_executor_and_answered,
+    a_control_request_can_be_withdrawn_only_until_it_is_taken,
+    old_control_requests_are_purged,
     a_sweep_and_a_late_write_of_the_same_run_never_deadlock_and_the_first_wins,
     a_run_stored_as_ended_refuses_further_records,
     api_keys_are_found_by_hash_and_touched,
@@ -1442,6 +1445,162 @@ async fn runs_with_a_fresh_heartbeat_are_not_interrupted(store: Arc<dyn Store>) 
         .unwrap()
         .is_empty());
     assert!(store.heartbeat(&[], at(300)).await.unwrap().is_empty());
+}
+
+// ---- control requests ----
+
+fn control(execution_id: Uuid, action: ControlAction, seconds: i64) -> ControlRequest {
+    ControlRequest {
+        id: Uuid::new_v4(),
+        execution_id,
+        action,
+        block_id: None,
+        requested_at: at(seconds),
+    }
+}
+
+async fn control_requests_are_taken_once_by_the_runs_executor_and_answered(store: Arc<dyn Store>) {
+    let runbook_id = Uuid::new_v4();
+    let (mine, theirs) = (
+        execution(runbook_id, 1, ExecutionStatus::Running),
+        execution(runbook_id, 2, ExecutionStatus::Waiting),
+    );
+    for run in [&mine, &theirs] {
+        store.insert_execution(run, None, None).await.unwrap();
+    }
+    // Stored out of order: taken in the order they were made.
+    let resume = control(mine.id, ControlAction::Resume, 20);
+    let pause = control(mine.id, ControlAction::Pause, 10);
+    let acknowledge = ControlRequest {
+        block_id: Some("intro".to_string()),
+        ..control(theirs.id, ControlAction::Acknowledge, 15)
+    };
+    for request in [&resume, &pause, &acknowledge] {
+        store.request_control(request).await.unwrap();
+    }
+    assert!(store
+        .take_control_requests(&[], at(30))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .take_control_requests(&[Uuid::new_v4()], at(30))
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Only the requests of the runs named, each once.
+    let taken = store
+        .take_control_requests(&[mine.id], at(30))
+        .await
+        .unwrap();
+    assert_eq!(taken, vec![pause.clone(), resume.clone()]);
+    assert!(store
+        .take_control_requests(&[mine.id], at(31))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .take_control_requests(&[mine.id, theirs.id], at(31))
+            .await
+            .unwrap(),
+        vec![acknowledge.clone()],
+        "the step an acknowledgement names comes with it"
+    );
+
+    // Unanswered until answered.
+    assert_eq!(store.control_outcome(pause.id).await.unwrap(), None);
+    let applied = ControlOutcome::Applied {
+        status: ExecutionStatus::Paused,
+    };
+    let refused = ControlOutcome::Refused {
+        message: "the run is not paused".to_string(),
+    };
+    store
+        .answer_control(pause.id, &applied, at(32))
+        .await
+        .unwrap();
+    store
+        .answer_control(resume.id, &refused, at(32))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.control_outcome(pause.id).await.unwrap(),
+        Some(applied)
+    );
+    assert_eq!(
+        store.control_outcome(resume.id).await.unwrap(),
+        Some(refused)
+    );
+    assert_eq!(store.control_outcome(acknowledge.id).await.unwrap(), None);
+
+    store.forget_control(pause.id).await.unwrap();
+    assert_eq!(store.control_outcome(pause.id).await.unwrap(), None);
+    assert!(
+        !store.withdraw_control(pause.id).await.unwrap(),
+        "gone already"
+    );
+}
+
+async fn a_control_request_can_be_withdrawn_only_until_it_is_taken(store: Arc<dyn Store>) {
+    let run = execution(Uuid::new_v4(), 1, ExecutionStatus::Running);
+    store.insert_execution(&run, None, None).await.unwrap();
+    let first = control(run.id, ControlAction::Stop, 10);
+    store.request_control(&first).await.unwrap();
+    assert!(store.withdraw_control(first.id).await.unwrap());
+    assert!(
+        store
+            .take_control_requests(&[run.id], at(20))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a withdrawn request is never taken"
+    );
+
+    let second = control(run.id, ControlAction::Stop, 30);
+    store.request_control(&second).await.unwrap();
+    assert_eq!(
+        store
+            .take_control_requests(&[run.id], at(40))
+            .await
+            .unwrap(),
+        vec![second.clone()]
+    );
+    assert!(
+        !store.withdraw_control(second.id).await.unwrap(),
+        "taken: it may be applied already"
+    );
+    let applied = ControlOutcome::Applied {
+        status: ExecutionStatus::Stopped,
+    };
+    store
+        .answer_control(second.id, &applied, at(41))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.control_outcome(second.id).await.unwrap(),
+        Some(applied)
+    );
+}
+
+async fn old_control_requests_are_purged(store: Arc<dyn Store>) {
+    let run = execution(Uuid::new_v4(), 1, ExecutionStatus::Running);
+    store.insert_execution(&run, None, None).await.unwrap();
+    let old = control(run.id, ControlAction::Pause, 10);
+    let recent = control(run.id, ControlAction::Resume, 100);
+    for request in [&old, &recent] {
+        store.request_control(request).await.unwrap();
+    }
+    assert_eq!(store.purge_control_requests(at(50)).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .take_control_requests(&[run.id], at(110))
+            .await
+            .unwrap(),
+        vec![recent]
+    );
+    assert_eq!(store.purge_control_requests(at(50)).await.unwrap(), 0);
 }
 
 // ---- API keys ----
