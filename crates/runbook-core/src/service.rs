@@ -39,7 +39,8 @@ const RELAY_PATIENCE: Duration = Duration::from_secs(5);
 const RELAY_ANSWER_POLL: Duration = Duration::from_millis(5);
 /// How often the requester checks whether the run has ended meanwhile.
 const RELAY_END_CHECK: Duration = Duration::from_millis(100);
-/// How often a process that executes runs looks for control requests for them.
+/// How often a process that executes runs looks for control requests for them, where
+/// the database does not announce them (SQLite).
 const RELAY_TAKE_POLL: Duration = Duration::from_millis(20);
 /// How long a run's process may stay silent before its run counts as interrupted.
 pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -1075,27 +1076,27 @@ async fn reap_leftovers(store: &dyn Store, engine: &Engine) {
 /// Applies the control requests other processes leave in the store for the runs this
 /// one executes, and answers them.
 async fn answer_controls(store: Arc<dyn Store>, engine: Engine) {
-    let mut tick = tokio::time::interval(RELAY_TAKE_POLL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {
-        tick.tick().await;
         let live = engine.live_ids();
         if live.is_empty() {
+            tokio::time::sleep(RELAY_TAKE_POLL).await;
             continue;
         }
         let requests = match store.take_control_requests(&live, now()).await {
-            Ok(requests) => requests,
+            Ok(requests) => {
+                failing = false;
+                requests
+            }
             Err(error) => {
                 // Once per outage, not several times a second.
                 if !failing {
                     tracing::warn!(%error, "could not read control requests for live runs");
                 }
                 failing = true;
-                continue;
+                Vec::new()
             }
         };
-        failing = false;
         for request in requests {
             let outcome = match engine.control_at(
                 request.execution_id,
@@ -1129,6 +1130,7 @@ async fn answer_controls(store: Arc<dyn Store>, engine: Engine) {
                 tracing::warn!(%error, "could not answer a control request");
             }
         }
+        store.control_requested(RELAY_TAKE_POLL).await;
     }
 }
 

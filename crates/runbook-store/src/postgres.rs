@@ -12,17 +12,26 @@ use runbook_domain::{
     AuditEvent, Execution, ExecutionStatus, Runbook, RunbookSummary, StepDetail, StepResult,
     VersionInfo,
 };
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use sqlx::{FromRow, Postgres, QueryBuilder};
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
+/// The channel on which a new control request is announced.
+const CONTROL_CHANNEL: &str = "runbook_control_requests";
+/// Longest wait for an announcement while listening works: a safety net for one
+/// missed while the listener reconnected.
+const CONTROL_NOTICE_PATIENCE: Duration = Duration::from_secs(1);
+
 /// A [`Store`] on a PostgreSQL database.
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Hears control requests as they are made (LISTEN), once a caller waits for them.
+    control_listener: Arc<tokio::sync::Mutex<Option<PgListener>>>,
 }
 
 impl PostgresStore {
@@ -48,13 +57,22 @@ impl PostgresStore {
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            control_listener: Arc::default(),
+        })
     }
 
     /// The connection pool, for tests and tools.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CONTROL_CHANNEL).await?;
+    Ok(listener)
 }
 
 #[derive(FromRow)]
@@ -685,18 +703,46 @@ impl Store for PostgresStore {
     }
 
     async fn request_control(&self, request: &ControlRequest) -> Result<(), StoreError> {
+        // Announced as it commits, so the executing process takes it at once.
         sqlx::query(
-            "INSERT INTO control_requests (id, execution_id, action, block_id, requested_at)
-             VALUES ($1, $2, $3, $4, $5)",
+            "WITH added AS (
+                 INSERT INTO control_requests (id, execution_id, action, block_id, requested_at)
+                 VALUES ($1, $2, $3, $4, $5)
+                 RETURNING id
+             )
+             SELECT pg_notify($6, id::text) FROM added",
         )
         .bind(request.id)
         .bind(request.execution_id)
         .bind(request.action.as_str())
         .bind(&request.block_id)
         .bind(request.requested_at)
+        .bind(CONTROL_CHANNEL)
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn control_requested(&self, fallback: Duration) {
+        let mut listener = self.control_listener.lock().await;
+        if listener.is_none() {
+            match listen(&self.pool).await {
+                Ok(listening) => *listener = Some(listening),
+                Err(error) => tracing::debug!(%error, "cannot listen for control requests"),
+            }
+        }
+        let Some(listening) = listener.as_mut() else {
+            return tokio::time::sleep(fallback).await;
+        };
+        match tokio::time::timeout(CONTROL_NOTICE_PATIENCE, listening.recv()).await {
+            Ok(Ok(_)) | Err(_) => {}
+            Ok(Err(error)) => {
+                // Listened again on the next call; meanwhile the caller looks anyway.
+                tracing::debug!(%error, "lost the control request listener");
+                *listener = None;
+                tokio::time::sleep(fallback).await;
+            }
+        }
     }
 
     async fn take_control_requests(
