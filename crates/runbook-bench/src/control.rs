@@ -7,10 +7,9 @@
 //! requests sent to another instance on the same database (SQLite, then PostgreSQL),
 //! which relays them to the instance executing the run through the database.
 
-use crate::listing::replace_database;
+use crate::listing::ScratchDatabase;
 use crate::server::Server;
 use crate::table::{median, ms, percentile, Row};
-use anyhow::Context;
 use runbook_core::{Actor, Config, Service};
 use runbook_domain::Role;
 use serde_json::{json, Value};
@@ -82,20 +81,9 @@ pub async fn run() -> anyhow::Result<Vec<Row>> {
     );
     drop((server, other_server, service, other));
 
-    let base_url = std::env::var("RUNBOOK_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-    let database = format!("rbs_bench_{}", uuid::Uuid::new_v4().simple());
-    let admin = sqlx::PgPool::connect(&base_url)
-        .await
-        .context("PostgreSQL is needed for the PostgreSQL figures (RUNBOOK_TEST_POSTGRES_URL)")?;
-    sqlx::query(&format!("CREATE DATABASE {database}"))
-        .execute(&admin)
-        .await?;
+    let database = ScratchDatabase::create().await?;
     let relayed = async {
-        let config = || Config {
-            database_url: Some(replace_database(&base_url, &database)),
-            ..Config::from_data_dir(dir.path().join("pg"))
-        };
+        let config = || database.config(&dir.path().join("pg"));
         let (executor, requester) = (
             Service::open(config()).await?,
             Service::open(config()).await?,
@@ -116,9 +104,7 @@ pub async fn run() -> anyhow::Result<Vec<Row>> {
         .await
     }
     .await;
-    let _ = sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
-        .execute(&admin)
-        .await;
+    database.drop().await;
     rows.extend(relayed?);
     Ok(rows)
 }

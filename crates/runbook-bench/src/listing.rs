@@ -22,29 +22,52 @@ pub async fn run() -> anyhow::Result<Vec<Row>> {
     let mut rows = vec![row("SQLite", list_latency(&sqlite).await?)];
     drop(sqlite);
 
-    let base_url = std::env::var("RUNBOOK_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-    let database = format!("rbs_bench_{}", uuid::Uuid::new_v4().simple());
-    let admin = sqlx::PgPool::connect(&base_url)
-        .await
-        .context("PostgreSQL is needed for the PostgreSQL figures (RUNBOOK_TEST_POSTGRES_URL)")?;
-    sqlx::query(&format!("CREATE DATABASE {database}"))
-        .execute(&admin)
-        .await?;
-    let postgres = Service::open(Config {
-        database_url: Some(replace_database(&base_url, &database)),
-        ..Config::from_data_dir(dir.path().join("pg"))
-    })
-    .await;
+    let database = ScratchDatabase::create().await?;
+    let postgres = Service::open(database.config(&dir.path().join("pg"))).await;
     let latency = match postgres {
         Ok(service) => list_latency(&service).await,
         Err(error) => Err(error.into()),
     };
-    let _ = sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
-        .execute(&admin)
-        .await;
+    database.drop().await;
     rows.push(row("PostgreSQL", latency?));
     Ok(rows)
+}
+
+/// A database of its own on the PostgreSQL server `RUNBOOK_TEST_POSTGRES_URL` names.
+pub(crate) struct ScratchDatabase {
+    admin: sqlx::PgPool,
+    name: String,
+    url: String,
+}
+
+impl ScratchDatabase {
+    pub(crate) async fn create() -> anyhow::Result<ScratchDatabase> {
+        let base_url = std::env::var("RUNBOOK_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+        let name = format!("rbs_bench_{}", uuid::Uuid::new_v4().simple());
+        let admin = sqlx::PgPool::connect(&base_url).await.context(
+            "PostgreSQL is needed for the PostgreSQL figures (RUNBOOK_TEST_POSTGRES_URL)",
+        )?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await?;
+        let url = replace_database(&base_url, &name);
+        Ok(ScratchDatabase { admin, name, url })
+    }
+
+    /// Settings for a service on this database, its local state in `data_dir`.
+    pub(crate) fn config(&self, data_dir: &std::path::Path) -> Config {
+        Config {
+            database_url: Some(self.url.clone()),
+            ..Config::from_data_dir(data_dir)
+        }
+    }
+
+    pub(crate) async fn drop(self) {
+        let _ = sqlx::query(&format!("DROP DATABASE {} WITH (FORCE)", self.name))
+            .execute(&self.admin)
+            .await;
+    }
 }
 
 fn row(database: &str, (healthz, list): (Duration, Duration)) -> Row {
@@ -99,7 +122,7 @@ async fn list_latency(service: &Service) -> anyhow::Result<(Duration, Duration)>
 }
 
 /// `url` with its database name replaced by `database`, query string kept.
-pub(crate) fn replace_database(url: &str, database: &str) -> String {
+fn replace_database(url: &str, database: &str) -> String {
     let (base, query) = url
         .split_once('?')
         .map_or((url, None), |(b, q)| (b, Some(q)));

@@ -890,6 +890,16 @@ impl Service {
         action: ControlAction,
         step: Option<&str>,
     ) -> Result<ExecutionStatus, CoreError> {
+        // The engine reads the step of an acknowledgement only; one that is no block id
+        // matches no step (and PostgreSQL could not even store it, were it to hold NUL).
+        let step = step.filter(|_| action == ControlAction::Acknowledge);
+        if let Some(step) = step.filter(|step| !runbook_domain::validation::is_block_id(step)) {
+            return Err(CoreError::InvalidState(format!(
+                "`{}` is not a block id, so the execution does not wait there; nothing was \
+                 acknowledged",
+                step.escape_debug()
+            )));
+        }
         let request = ControlRequest {
             id: Uuid::new_v4(),
             execution_id: id,
@@ -898,25 +908,43 @@ impl Service {
             requested_at: now(),
         };
         self.store.request_control(&request).await?;
+        // Whatever ends the wait before an answer (a store error, the caller going away)
+        // withdraws the request, so it is not applied after the caller heard it failed.
+        let mut pending = PendingRequest {
+            store: Some(self.store.clone()),
+            id: request.id,
+        };
         let start = tokio::time::Instant::now();
         let mut next_check = start + RELAY_END_CHECK;
+        // Once a withdrawal finds the request taken, it stays taken: no more tries
+        // (each a write, which on SQLite waits for the database's one write lock).
+        let mut taken = false;
         let outcome = loop {
             tokio::time::sleep(RELAY_ANSWER_POLL).await;
             if let Some(outcome) = self.store.control_outcome(request.id).await? {
                 break outcome;
             }
             // A run that ended meanwhile (here a moment ago, or there) takes no requests.
-            if tokio::time::Instant::now() >= next_check {
+            if !taken && tokio::time::Instant::now() >= next_check {
                 next_check += RELAY_END_CHECK;
                 let status = self.load_execution(id).await?.status;
-                if status.is_finished() && self.store.withdraw_control(request.id).await? {
-                    return Err(CoreError::InvalidState(format!(
-                        "the execution is {status}; only a live run can be controlled"
-                    )));
+                if status.is_finished() {
+                    if self.store.withdraw_control(request.id).await? {
+                        pending.store = None;
+                        return Err(CoreError::InvalidState(format!(
+                            "the execution is {status}; only a live run can be controlled"
+                        )));
+                    }
+                    taken = true;
                 }
             }
             let waited = start.elapsed();
-            if waited >= RELAY_PATIENCE && self.store.withdraw_control(request.id).await? {
+            if !taken && waited >= RELAY_PATIENCE {
+                if !self.store.withdraw_control(request.id).await? {
+                    taken = true;
+                    continue;
+                }
+                pending.store = None;
                 return Err(CoreError::RunnerUnavailable(format!(
                     "the process that executes this run did not take the request within {} s, \
                      and it was withdrawn: that process may be suspended, cut off from the \
@@ -927,6 +955,7 @@ impl Service {
             }
             if waited >= 2 * RELAY_PATIENCE {
                 // Taken, so maybe applied, but never answered: the run's state tells.
+                pending.store = None;
                 return Err(CoreError::RunnerUnavailable(format!(
                     "the process that executes this run took the request but did not answer \
                      within {} s; reload the run to see whether it was applied",
@@ -934,6 +963,7 @@ impl Service {
                 )));
             }
         };
+        pending.store = None;
         if let Err(error) = self.store.forget_control(request.id).await {
             tracing::warn!(%error, "could not delete an answered control request");
         }
@@ -1070,6 +1100,28 @@ async fn reap_leftovers(store: &dyn Store, engine: &Engine) {
     if !finished.is_empty() {
         let killed = engine.reap(&finished);
         tracing::warn!(killed, "ended processes left from finished runs");
+    }
+}
+
+/// A control request left in the store and not yet answered; dropped while `store` is
+/// set, it is withdrawn (on a task of its own, as a drop cannot wait), unless taken.
+struct PendingRequest {
+    store: Option<Arc<dyn Store>>,
+    id: Uuid,
+}
+
+impl Drop for PendingRequest {
+    fn drop(&mut self) {
+        let (Some(store), Ok(runtime)) = (self.store.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let id = self.id;
+        runtime.spawn(async move {
+            if let Err(error) = store.withdraw_control(id).await {
+                tracing::warn!(%error, "could not withdraw an abandoned control request");
+            }
+        });
     }
 }
 

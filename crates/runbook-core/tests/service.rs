@@ -1770,6 +1770,14 @@ async fn controlled_from_another_process(executor: &Service, remote: &Service) {
     wait_for_status(remote, run.id, ExecutionStatus::Waiting).await;
     let bob = actor("bob", Role::Operator);
 
+    // What is no block id is refused before it is stored (PostgreSQL holds no NUL).
+    let not_an_id = remote
+        .control_step(&bob, run.id, ControlAction::Acknowledge, Some("go\0"))
+        .await;
+    assert!(
+        matches!(&not_an_id, Err(CoreError::InvalidState(message)) if message.contains("not a block id")),
+        "{not_an_id:?}"
+    );
     // The executor's refusal comes back as it would locally.
     let wrong_step = remote
         .control_step(&bob, run.id, ControlAction::Acknowledge, Some("drain"))
@@ -1808,7 +1816,10 @@ async fn controlled_from_another_process(executor: &Service, remote: &Service) {
         "applied where the run executes"
     );
     assert_code(
-        remote.control(&bob, run.id, ControlAction::Pause).await,
+        // Only an acknowledgement reads a step, whatever it holds.
+        remote
+            .control_step(&bob, run.id, ControlAction::Pause, Some("drain\0"))
+            .await,
         ErrorKind::Conflict,
         "invalid_state",
     );
@@ -1871,14 +1882,50 @@ async fn controlled_from_another_process(executor: &Service, remote: &Service) {
 }
 
 #[tokio::test]
-async fn a_control_request_no_process_takes_is_withdrawn_and_reported() {
+async fn a_control_request_whose_requester_goes_away_is_withdrawn() {
     let dir = tempfile::tempdir().unwrap();
-    let service = open(dir.path()).await;
-    let id = create(&service, deploy_body("Orphan", "true")).await;
+    let (service, store, run) = with_a_silent_run(dir.path()).await;
+
+    // The caller gives up (a client that hung up, a server shutting down).
+    let requester = {
+        let service = service.clone();
+        tokio::spawn(async move { service.control(&admin(), run.id, ControlAction::Stop).await })
+    };
+    requests_become(&store, 1).await;
+    requester.abort();
+    assert!(requester.await.unwrap_err().is_cancelled());
+    // Withdrawn on a task of its own: left, the process would answer it later and stop
+    // the run, though no one waits for that.
+    requests_become(&store, 0).await;
+}
+
+/// Waits until the database holds `count` control requests.
+async fn requests_become(store: &SqliteStore, count: i64) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM control_requests")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        if held == count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{held} control requests stored, never {count}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A service, a second handle on its SQLite database, and a run stored there as
+/// claimed a moment ago by another process that then fell silent (suspended, cut off
+/// from the database): not yet an orphan, and no one to answer for it.
+async fn with_a_silent_run(dir: &Path) -> (Service, SqliteStore, Execution) {
+    let service = open(dir).await;
+    let id = create(&service, deploy_body("Silent", "true")).await;
     let runbook = service.get_runbook(&admin(), id).await.unwrap();
-    // A run another process claimed a moment ago and then fell silent (suspended, cut
-    // off from the database): not yet an orphan, and no one to answer for it.
-    let store = SqliteStore::connect(&config(dir.path()).effective_database_url())
+    let store = SqliteStore::connect(&config(dir).effective_database_url())
         .await
         .unwrap();
     let run = Execution {
@@ -1895,6 +1942,13 @@ async fn a_control_request_no_process_takes_is_withdrawn_and_reported() {
         .insert_execution(&run, Some(Uuid::new_v4()), None)
         .await
         .unwrap();
+    (service, store, run)
+}
+
+#[tokio::test]
+async fn a_control_request_no_process_takes_is_withdrawn_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (service, store, run) = with_a_silent_run(dir.path()).await;
 
     let started = Instant::now();
     let result = service.control(&admin(), run.id, ControlAction::Stop).await;

@@ -682,7 +682,8 @@ fn is_env_name(name: &str) -> bool {
     is_identifier(name) && name.len() <= 128
 }
 
-fn is_block_id(id: &str) -> bool {
+/// A well-formed block id: 1 to 64 ASCII letters, digits, `_` or `-`.
+pub fn is_block_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
         && id

@@ -422,10 +422,11 @@ pub trait Store: AccessStore + Send + Sync {
     /// Leaves a control request for the process that executes its run.
     async fn request_control(&self, request: &ControlRequest) -> Result<(), StoreError>;
     /// Returns when a control request may have been made since the last call: as soon
-    /// as one is announced where the database announces them (PostgreSQL), otherwise
-    /// after `fallback`. A caller takes requests after it either way.
-    async fn control_requested(&self, fallback: std::time::Duration) {
+    /// as one is announced where the database announces them (PostgreSQL; then true),
+    /// otherwise after `fallback` (false). A caller takes requests after it either way.
+    async fn control_requested(&self, fallback: std::time::Duration) -> bool {
         tokio::time::sleep(fallback).await;
+        false
     }
     /// Takes the requests no one has taken yet for the given executions, oldest first;
     /// each is taken once, however many processes ask.

@@ -723,7 +723,7 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn control_requested(&self, fallback: Duration) {
+    async fn control_requested(&self, fallback: Duration) -> bool {
         let mut listener = self.control_listener.lock().await;
         if listener.is_none() {
             match listen(&self.pool).await {
@@ -732,15 +732,18 @@ impl Store for PostgresStore {
             }
         }
         let Some(listening) = listener.as_mut() else {
-            return tokio::time::sleep(fallback).await;
+            tokio::time::sleep(fallback).await;
+            return false;
         };
         match tokio::time::timeout(CONTROL_NOTICE_PATIENCE, listening.recv()).await {
-            Ok(Ok(_)) | Err(_) => {}
+            Ok(Ok(_)) => true,
+            Err(_) => false,
             Ok(Err(error)) => {
                 // Listened again on the next call; meanwhile the caller looks anyway.
                 tracing::debug!(%error, "lost the control request listener");
                 *listener = None;
                 tokio::time::sleep(fallback).await;
+                false
             }
         }
     }

@@ -1584,6 +1584,32 @@ async fn a_control_request_can_be_withdrawn_only_until_it_is_taken(store: Arc<dy
     );
 }
 
+/// PostgreSQL announces a request as it commits: a process waiting for requests
+/// (`control_requested`) wakes because of it, not at its next look a second later.
+#[tokio::test]
+async fn postgres_announces_a_control_request_to_a_waiting_taker() {
+    use std::time::Duration;
+    run_on_postgres(|store| async move {
+        let run = execution(Uuid::new_v4(), 1, ExecutionStatus::Running);
+        store.insert_execution(&run, None, None).await.unwrap();
+        // The first wait starts listening; nothing is announced meanwhile.
+        assert!(!store.control_requested(Duration::from_millis(1)).await);
+        let waiter = {
+            let store = store.clone();
+            tokio::spawn(async move { store.control_requested(Duration::from_secs(30)).await })
+        };
+        store
+            .request_control(&control(run.id, ControlAction::Pause, 10))
+            .await
+            .unwrap();
+        assert!(
+            waiter.await.unwrap(),
+            "the waiter woke without hearing of the request"
+        );
+    })
+    .await;
+}
+
 async fn old_control_requests_are_purged(store: Arc<dyn Store>) {
     let run = execution(Uuid::new_v4(), 1, ExecutionStatus::Running);
     store.insert_execution(&run, None, None).await.unwrap();
