@@ -6,6 +6,7 @@ CREATE TABLE control_requests (
     execution_id TEXT NOT NULL REFERENCES executions (id) ON DELETE CASCADE,
     action       TEXT NOT NULL,
     block_id     TEXT,
+    requested_by TEXT NOT NULL,
     requested_at TEXT NOT NULL,
     taken_at     TEXT,
     answered_at  TEXT,

@@ -861,7 +861,7 @@ impl Service {
                 // Another process executes it (another server, the desktop app, the
                 // command line): the request goes to it through the store.
                 Err(ControlError::NotRunning) => {
-                    let status = self.relay_control(id, action, step).await?;
+                    let status = self.relay_control(actor, id, action, step).await?;
                     let mut execution = self.load_execution(id).await?;
                     overlay(&mut execution, Some(status));
                     Ok(execution)
@@ -886,6 +886,7 @@ impl Service {
     /// its answer: the run's state after the action, or why the action does not fit.
     async fn relay_control(
         &self,
+        actor: &Actor,
         id: Uuid,
         action: ControlAction,
         step: Option<&str>,
@@ -905,6 +906,7 @@ impl Service {
             execution_id: id,
             action,
             block_id: step.map(str::to_owned),
+            requested_by: actor.name.clone(),
             requested_at: now(),
         };
         self.store.request_control(&request).await?;
@@ -1168,12 +1170,14 @@ async fn answer_controls(store: Arc<dyn Store>, engine: Engine) {
                 ControlOutcome::Applied { status } => tracing::info!(
                     execution = %request.execution_id,
                     action = request.action.as_str(),
+                    by = %request.requested_by,
                     %status,
                     "applied a control request from another process"
                 ),
                 ControlOutcome::Refused { message } => tracing::info!(
                     execution = %request.execution_id,
                     action = request.action.as_str(),
+                    by = %request.requested_by,
                     reason = %message,
                     "refused a control request from another process"
                 ),

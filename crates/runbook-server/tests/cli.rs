@@ -589,6 +589,8 @@ fn control_pauses_resumes_and_stops_a_run_another_process_executes() {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = create_ticking_runbook(dir.path());
     let mut child = cli(dir.path())
+        // Its log says who controls it from elsewhere (the default level, `info`).
+        .env("RUNBOOK_LOG", "info")
         .args(["run", "Ticks"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -606,6 +608,7 @@ fn control_pauses_resumes_and_stops_a_run_another_process_executes() {
     .to_string();
     let control = |args: &[&str]| {
         let output = cli(dir.path())
+            .env("USER", "oncall-bob")
             .args(["control", &id])
             .args(args)
             .output()
@@ -620,6 +623,8 @@ fn control_pauses_resumes_and_stops_a_run_another_process_executes() {
     let (code, out, err) = control(&["pause"]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out, format!("Run {id} is paused.\n"));
+    // The terminal the run executes in says who paused it.
+    wait_for_text(&stderr, "by=oncall-bob");
     // Suspended where it executes: the ticks stop.
     std::thread::sleep(Duration::from_millis(300));
     let frozen = stdout.lock().unwrap().len();

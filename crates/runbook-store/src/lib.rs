@@ -52,6 +52,8 @@ pub struct ControlRequest {
     pub action: ControlAction,
     /// The step an acknowledgement answers, when the requester named one.
     pub block_id: Option<String>,
+    /// Who asked (the actor's name), for the executing process's log.
+    pub requested_by: String,
     pub requested_at: DateTime<Utc>,
 }
 

@@ -706,16 +706,18 @@ impl Store for PostgresStore {
         // Announced as it commits, so the executing process takes it at once.
         sqlx::query(
             "WITH added AS (
-                 INSERT INTO control_requests (id, execution_id, action, block_id, requested_at)
-                 VALUES ($1, $2, $3, $4, $5)
+                 INSERT INTO control_requests
+                     (id, execution_id, action, block_id, requested_by, requested_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
                  RETURNING id
              )
-             SELECT pg_notify($6, id::text) FROM added",
+             SELECT pg_notify($7, id::text) FROM added",
         )
         .bind(request.id)
         .bind(request.execution_id)
         .bind(request.action.as_str())
         .bind(&request.block_id)
+        .bind(&request.requested_by)
         .bind(request.requested_at)
         .bind(CONTROL_CHANNEL)
         .execute(&self.pool)

@@ -216,7 +216,8 @@ pub(crate) fn admin_remains<I: RowId>(
     Err(StoreError::LastAdmin)
 }
 
-pub(crate) const CONTROL_COLUMNS: &str = "id, execution_id, action, block_id, requested_at";
+pub(crate) const CONTROL_COLUMNS: &str =
+    "id, execution_id, action, block_id, requested_by, requested_at";
 
 /// A control request's row ([`CONTROL_COLUMNS`]).
 #[derive(FromRow)]
@@ -225,6 +226,7 @@ pub(crate) struct ControlRow<I> {
     execution_id: I,
     action: String,
     block_id: Option<String>,
+    requested_by: String,
     requested_at: DateTime<Utc>,
 }
 
@@ -235,6 +237,7 @@ impl<I: RowId> ControlRow<I> {
             execution_id: self.execution_id.into_uuid()?,
             action: parse_enum(&self.action, "control action")?,
             block_id: self.block_id,
+            requested_by: self.requested_by,
             requested_at: self.requested_at,
         })
     }

@@ -676,13 +676,15 @@ impl Store for SqliteStore {
 
     async fn request_control(&self, request: &ControlRequest) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO control_requests (id, execution_id, action, block_id, requested_at)
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO control_requests
+                 (id, execution_id, action, block_id, requested_by, requested_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(request.id.to_string())
         .bind(request.execution_id.to_string())
         .bind(request.action.as_str())
         .bind(&request.block_id)
+        .bind(&request.requested_by)
         .bind(request.requested_at)
         .execute(&self.pool)
         .await?;

@@ -1455,6 +1455,7 @@ fn control(execution_id: Uuid, action: ControlAction, seconds: i64) -> ControlRe
         execution_id,
         action,
         block_id: None,
+        requested_by: "bob".to_string(),
         requested_at: at(seconds),
     }
 }
@@ -1473,6 +1474,7 @@ async fn control_requests_are_taken_once_by_the_runs_executor_and_answered(store
     let pause = control(mine.id, ControlAction::Pause, 10);
     let acknowledge = ControlRequest {
         block_id: Some("intro".to_string()),
+        requested_by: "carol".to_string(),
         ..control(theirs.id, ControlAction::Acknowledge, 15)
     };
     for request in [&resume, &pause, &acknowledge] {
@@ -1506,7 +1508,7 @@ async fn control_requests_are_taken_once_by_the_runs_executor_and_answered(store
             .await
             .unwrap(),
         vec![acknowledge.clone()],
-        "the step an acknowledgement names comes with it"
+        "the step an acknowledgement names and who asked come with it"
     );
 
     // Unanswered until answered.
