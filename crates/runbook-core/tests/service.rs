@@ -98,6 +98,22 @@ async fn wait_until_step_runs(service: &Service, id: Uuid, index: usize) {
     }
 }
 
+/// Waits until the run is in `status`.
+async fn wait_for_status(service: &Service, id: Uuid, status: ExecutionStatus) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let execution = service.get_execution(&admin(), id).await.unwrap();
+        if execution.status == status {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run never became {status}: {execution:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 fn assert_code(result: Result<impl std::fmt::Debug, CoreError>, kind: ErrorKind, code: &str) {
     match result {
         Ok(value) => panic!("expected a `{code}` error, got {value:?}"),
@@ -935,18 +951,7 @@ async fn a_run_stopped_at_an_acknowledgement_is_retried_from_it_and_waits_again(
         ]}),
     )
     .await;
-    let waiting = |run: Uuid| {
-        let service = &service;
-        async move {
-            let deadline = Instant::now() + PATIENCE;
-            while service.get_execution(&admin(), run).await.unwrap().status
-                != ExecutionStatus::Waiting
-            {
-                assert!(Instant::now() < deadline, "never waited");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
+    let waiting = |run: Uuid| wait_for_status(&service, run, ExecutionStatus::Waiting);
     let first = service.execute(&admin(), id, Value::Null).await.unwrap();
     waiting(first.id).await;
     service
@@ -1447,17 +1452,7 @@ async fn an_action_that_does_not_fit_a_live_run_is_an_invalid_state() {
     // Repeated: the answer to an acknowledgement races with the run finishing right after it.
     for _ in 0..20 {
         let run = service.execute(&admin(), id, Value::Null).await.unwrap();
-        let deadline = Instant::now() + PATIENCE;
-        while service
-            .get_execution(&admin(), run.id)
-            .await
-            .unwrap()
-            .status
-            != ExecutionStatus::Waiting
-        {
-            assert!(Instant::now() < deadline, "the run never waited");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        wait_for_status(&service, run.id, ExecutionStatus::Waiting).await;
         assert_code(
             service
                 .control(&admin(), run.id, ControlAction::Resume)
@@ -1737,21 +1732,6 @@ async fn a_run_executed_by_another_process_is_controlled_through_postgres() {
     controlled_from_another_process(&executor, &remote).await;
     drop((executor, remote));
     database.drop().await;
-}
-
-async fn wait_for_status(service: &Service, id: Uuid, status: ExecutionStatus) {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let execution = service.get_execution(&admin(), id).await.unwrap();
-        if execution.status == status {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the run never became {status}: {execution:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// `remote` acknowledges, pauses, resumes and stops a run `executor` executes, as an
@@ -2070,11 +2050,7 @@ async fn a_waiting_step_is_described_as_the_run_shows_it() {
         .await
         .unwrap();
     let viewer = actor("watcher", Role::Viewer);
-    let deadline = Instant::now() + PATIENCE;
-    while service.get_execution(&viewer, run.id).await.unwrap().status != ExecutionStatus::Waiting {
-        assert!(Instant::now() < deadline, "the run never waited");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_status(&service, run.id, ExecutionStatus::Waiting).await;
     // Deleting the runbook meanwhile changes nothing about the run it is executing.
     service.delete_runbook(&admin(), id).await.unwrap();
 

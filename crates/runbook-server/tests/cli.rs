@@ -476,6 +476,28 @@ fn create_ticking_runbook(dir: &std::path::Path) -> std::path::PathBuf {
     pid_file
 }
 
+type Collected = std::sync::Arc<std::sync::Mutex<String>>;
+
+/// `run Ticks` (see [`create_ticking_runbook`]) logging at `log_level`, its stdout and
+/// stderr collected, once it has ticked twice.
+fn run_ticks(
+    dir: &std::path::Path,
+    log_level: &str,
+) -> (std::process::Child, Collected, Collected) {
+    let mut child = cli(dir)
+        .env("RUNBOOK_LOG", log_level)
+        .args(["run", "Ticks"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = collect(child.stdout.take().unwrap());
+    let stderr = collect(child.stderr.take().unwrap());
+    wait_for_text(&stdout, "tick 2\n");
+    (child, stdout, stderr)
+}
+
 /// Whether the process is gone (or a zombie nobody has reaped yet), waiting a little.
 fn process_ends(pid_file: &std::path::Path) -> bool {
     let pid: i32 = std::fs::read_to_string(pid_file)
@@ -559,16 +581,7 @@ fn a_reader_that_goes_away_stops_the_run_without_a_panic() {
 fn a_hang_up_stops_the_run_instead_of_orphaning_its_processes() {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = create_ticking_runbook(dir.path());
-    let mut child = cli(dir.path())
-        .args(["run", "Ticks"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = collect(child.stdout.take().unwrap());
-    let stderr = collect(child.stderr.take().unwrap());
-    wait_for_text(&stdout, "tick 2\n");
+    let (mut child, _stdout, stderr) = run_ticks(dir.path(), "warn");
     // The terminal (or the SSH session) it ran on went away.
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -588,18 +601,8 @@ fn a_hang_up_stops_the_run_instead_of_orphaning_its_processes() {
 fn control_pauses_resumes_and_stops_a_run_another_process_executes() {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = create_ticking_runbook(dir.path());
-    let mut child = cli(dir.path())
-        // Its log says who controls it from elsewhere (the default level, `info`).
-        .env("RUNBOOK_LOG", "info")
-        .args(["run", "Ticks"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = collect(child.stdout.take().unwrap());
-    let stderr = collect(child.stderr.take().unwrap());
-    wait_for_text(&stdout, "tick 2\n");
+    // Its log says who controls it from elsewhere (at the default level, `info`).
+    let (mut child, stdout, stderr) = run_ticks(dir.path(), "info");
     let id = common::sqlite3(
         &dir.path().join("runbook-studio.db"),
         "SELECT id FROM executions ORDER BY created_at DESC LIMIT 1",

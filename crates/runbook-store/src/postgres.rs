@@ -1,6 +1,6 @@
 //! The PostgreSQL store: the shared team database.
 
-use crate::rows::{outcome_columns, OutcomeRow, CONTROL_COLUMNS};
+use crate::rows::{outcome_columns, taken_requests, OutcomeRow, CONTROL_COLUMNS};
 use crate::{
     decode_draft, encode_detail, encode_draft, parse_enum, search_text, ApiKeyRecord,
     ControlOutcome, ControlRequest, ExecutionFilter, RunRecord, RunbookFilter, Store, StoreError,
@@ -768,12 +768,7 @@ impl Store for PostgresStore {
         .bind(executions)
         .fetch_all(&self.pool)
         .await?;
-        let mut requests = rows
-            .into_iter()
-            .map(ControlRow::into_request)
-            .collect::<Result<Vec<_>, _>>()?;
-        requests.sort_by_key(|request| (request.requested_at, request.id));
-        Ok(requests)
+        taken_requests(rows)
     }
 
     async fn answer_control(

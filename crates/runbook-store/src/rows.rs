@@ -243,6 +243,18 @@ impl<I: RowId> ControlRow<I> {
     }
 }
 
+/// The requests a take returned, oldest first.
+pub(crate) fn taken_requests<I: RowId>(
+    rows: Vec<ControlRow<I>>,
+) -> Result<Vec<ControlRequest>, StoreError> {
+    let mut requests = rows
+        .into_iter()
+        .map(ControlRow::into_request)
+        .collect::<Result<Vec<_>, _>>()?;
+    requests.sort_by_key(|request| (request.requested_at, request.id));
+    Ok(requests)
+}
+
 /// A control request's answer as stored: the run's state after an applied action,
 /// or why it was refused.
 #[derive(FromRow)]

@@ -1,6 +1,6 @@
 //! The SQLite store: the embedded default, one file in the data directory.
 
-use crate::rows::{outcome_columns, parse_uuid, OutcomeRow, CONTROL_COLUMNS};
+use crate::rows::{outcome_columns, parse_uuid, taken_requests, OutcomeRow, CONTROL_COLUMNS};
 use crate::sqlite_run::{Change, InTransaction, RunWriter};
 use crate::{
     decode_draft, encode_draft, parse_enum, search_text, ApiKeyRecord, ControlOutcome,
@@ -723,12 +723,7 @@ impl Store for SqliteStore {
         ids(&mut qb);
         qb.push(format!(") RETURNING {CONTROL_COLUMNS}"));
         let rows: Vec<ControlRow> = qb.build_query_as().fetch_all(&self.pool).await?;
-        let mut requests = rows
-            .into_iter()
-            .map(ControlRow::into_request)
-            .collect::<Result<Vec<_>, _>>()?;
-        requests.sort_by_key(|request| (request.requested_at, request.id));
-        Ok(requests)
+        taken_requests(rows)
     }
 
     async fn answer_control(
