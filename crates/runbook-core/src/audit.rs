@@ -113,6 +113,63 @@ pub(crate) fn finish_event(
     event(actor, None, "execution.finish", subject, outcome)
 }
 
+/// The record of a control request another process made and this one answered, as
+/// that process would have recorded the same outcome of a run it executed itself.
+pub(crate) fn relayed_control_event(
+    request: &runbook_store::ControlRequest,
+    outcome: &runbook_store::ControlOutcome,
+) -> AuditEvent {
+    let result = match outcome {
+        runbook_store::ControlOutcome::Applied { .. } => Ok(()),
+        runbook_store::ControlOutcome::Refused { message } => {
+            Err(CoreError::InvalidState(message.clone()))
+        }
+    };
+    let subject = Subject::new(format!("execution:{}", request.execution_id));
+    let (subject, outcome) = judged(subject, &result, |_| Subject::none());
+    event(
+        &request.requested_by,
+        request.request_id.as_deref(),
+        request.action.audit_name(),
+        subject,
+        outcome,
+    )
+}
+
+/// The record of an operation that had the result `result`: on `before`'s target, or
+/// the one `after` names from a value (a created id); a refusal of the role is
+/// `denied`, any other error a failure noting its code.
+pub(crate) fn judged<T>(
+    before: Subject,
+    result: &Result<T, CoreError>,
+    after: impl FnOnce(&T) -> Subject,
+) -> (Subject, AuditOutcome) {
+    match result {
+        Ok(value) => {
+            let subject = after(value);
+            let subject = Subject {
+                target: subject.target.or(before.target),
+                detail: subject.detail.or(before.detail),
+            };
+            (subject, AuditOutcome::Success)
+        }
+        Err(CoreError::Forbidden { .. }) => (before, AuditOutcome::Denied),
+        Err(error) => {
+            let mut detail = before.detail.unwrap_or_else(|| serde_json::json!({}));
+            if let Some(object) = detail.as_object_mut() {
+                object.insert("error".into(), error.code().into());
+            }
+            (
+                Subject {
+                    target: before.target,
+                    detail: Some(detail),
+                },
+                AuditOutcome::Failure,
+            )
+        }
+    }
+}
+
 impl Service {
     /// Records `action` by `actor` with the outcome `result` had, and passes `result` on.
     /// `subject` names the target from the result (a created id) when it succeeded.
@@ -124,30 +181,7 @@ impl Service {
         result: Result<T, CoreError>,
         after: impl FnOnce(&T) -> Subject,
     ) -> Result<T, CoreError> {
-        let (subject, outcome) = match &result {
-            Ok(value) => {
-                let subject = after(value);
-                let subject = Subject {
-                    target: subject.target.or(before.target),
-                    detail: subject.detail.or(before.detail),
-                };
-                (subject, AuditOutcome::Success)
-            }
-            Err(CoreError::Forbidden { .. }) => (before, AuditOutcome::Denied),
-            Err(error) => {
-                let mut detail = before.detail.unwrap_or_else(|| serde_json::json!({}));
-                if let Some(object) = detail.as_object_mut() {
-                    object.insert("error".into(), error.code().into());
-                }
-                (
-                    Subject {
-                        target: before.target,
-                        detail: Some(detail),
-                    },
-                    AuditOutcome::Failure,
-                )
-            }
-        };
+        let (subject, outcome) = judged(before, &result, after);
         append(
             self.store.as_ref(),
             &actor.name,

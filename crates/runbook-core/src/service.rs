@@ -847,6 +847,9 @@ impl Service {
         action: ControlAction,
         step: Option<&str>,
     ) -> Result<Execution, CoreError> {
+        // Set once the executing process answered a relayed request: it audited the
+        // answer as this actor's, in the transaction that stored it.
+        let mut audited_there = false;
         let result = async {
             actor.require(Role::Operator)?;
             let execution = self.load_execution(id).await?;
@@ -861,7 +864,14 @@ impl Service {
                 // Another process executes it (another server, the desktop app, the
                 // command line): the request goes to it through the store.
                 Err(ControlError::NotRunning) => {
-                    let status = self.relay_control(actor, id, action, step).await?;
+                    let outcome = self.relay_control(actor, id, action, step).await?;
+                    audited_there = true;
+                    let status = match outcome {
+                        ControlOutcome::Applied { status } => status,
+                        ControlOutcome::Refused { message } => {
+                            return Err(CoreError::InvalidState(message))
+                        }
+                    };
                     let mut execution = self.load_execution(id).await?;
                     overlay(&mut execution, Some(status));
                     Ok(execution)
@@ -872,6 +882,9 @@ impl Service {
             }
         }
         .await;
+        if audited_there {
+            return result;
+        }
         self.audited(
             actor,
             action.audit_name(),
@@ -884,13 +897,14 @@ impl Service {
 
     /// Leaves a control request for the process that executes run `id` and waits for
     /// its answer: the run's state after the action, or why the action does not fit.
+    /// That process audits the answer; an error here is the caller's to audit.
     async fn relay_control(
         &self,
         actor: &Actor,
         id: Uuid,
         action: ControlAction,
         step: Option<&str>,
-    ) -> Result<ExecutionStatus, CoreError> {
+    ) -> Result<ControlOutcome, CoreError> {
         // The engine reads the step of an acknowledgement only; one that is no block id
         // matches no step (and PostgreSQL could not even store it, were it to hold NUL).
         let step = step.filter(|_| action == ControlAction::Acknowledge);
@@ -907,9 +921,12 @@ impl Service {
             action,
             block_id: step.map(str::to_owned),
             requested_by: actor.name.clone(),
+            request_id: actor.request_id.clone(),
             requested_at: now(),
         };
-        self.store.request_control(&request).await?;
+        // Not taken within the patience, it is withdrawn below; should this process be
+        // gone by then, it expires, so a process that comes back later never applies it.
+        self.store.request_control(&request, RELAY_PATIENCE).await?;
         // Whatever ends the wait before an answer (a store error, the caller going away)
         // withdraws the request, so it is not applied after the caller heard it failed.
         let mut pending = PendingRequest {
@@ -969,10 +986,7 @@ impl Service {
         if let Err(error) = self.store.forget_control(request.id).await {
             tracing::warn!(%error, "could not delete an answered control request");
         }
-        match outcome {
-            ControlOutcome::Applied { status } => Ok(status),
-            ControlOutcome::Refused { message } => Err(CoreError::InvalidState(message)),
-        }
+        Ok(outcome)
     }
 
     async fn load_execution(&self, id: Uuid) -> Result<Execution, CoreError> {
@@ -1182,7 +1196,12 @@ async fn answer_controls(store: Arc<dyn Store>, engine: Engine) {
                     "refused a control request from another process"
                 ),
             }
-            if let Err(error) = store.answer_control(request.id, &outcome, now()).await {
+            // On the trail as the requester's, whether or not they are there to read it.
+            let audit = crate::audit::relayed_control_event(&request, &outcome);
+            if let Err(error) = store
+                .answer_control(request.id, &outcome, now(), Some(&audit))
+                .await
+            {
                 tracing::warn!(%error, "could not answer a control request");
             }
         }

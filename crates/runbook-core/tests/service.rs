@@ -6,7 +6,7 @@ use runbook_core::{Actor, Config, CoreError, EngineConfig, ErrorKind, RunbookQue
 use runbook_domain::{
     AuditOutcome, ControlAction, Execution, ExecutionStatus, Role, StepResult, StepStatus,
 };
-use runbook_store::{SqliteStore, Store};
+use runbook_store::{ControlOutcome, ControlRequest, SqliteStore, Store};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -1771,7 +1771,15 @@ async fn controlled_from_another_process(executor: &Service, remote: &Service) {
         ExecutionStatus::Waiting
     );
     let acknowledged = remote
-        .control_step(&bob, run.id, ControlAction::Acknowledge, Some("go"))
+        .control_step(
+            &Actor {
+                request_id: Some("req-ack".to_string()),
+                ..bob.clone()
+            },
+            run.id,
+            ControlAction::Acknowledge,
+            Some("go"),
+        )
         .await
         .unwrap();
     assert_ne!(acknowledged.status, ExecutionStatus::Waiting);
@@ -1842,23 +1850,98 @@ async fn controlled_from_another_process(executor: &Service, remote: &Service) {
         "invalid_state",
     );
 
-    // Audited as the operator who made each request, refusals included.
-    for (action, outcome) in [
-        ("execution.acknowledge", AuditOutcome::Failure),
-        ("execution.acknowledge", AuditOutcome::Success),
-        ("execution.pause", AuditOutcome::Success),
-        ("execution.pause", AuditOutcome::Failure),
-        ("execution.resume", AuditOutcome::Success),
-        ("execution.stop", AuditOutcome::Success),
+    // Audited once each, as the operator who made the request, refusals included: by
+    // the executing process for what it answered, by the requester for the rest.
+    let acknowledge = audit_of(executor, "execution.acknowledge").await;
+    assert!(
+        acknowledge
+            .iter()
+            .any(|entry| entry.request_id.as_deref() == Some("req-ack")),
+        "the requester's call is named: {acknowledge:?}"
+    );
+    for (action, outcome, times) in [
+        // Not a block id (refused here), and the wrong step (refused there).
+        ("execution.acknowledge", AuditOutcome::Failure, 2),
+        ("execution.acknowledge", AuditOutcome::Success, 1),
+        ("execution.pause", AuditOutcome::Success, 1),
+        ("execution.pause", AuditOutcome::Failure, 1),
+        ("execution.resume", AuditOutcome::Success, 1),
+        // After the run ended: refused here.
+        ("execution.resume", AuditOutcome::Failure, 1),
+        ("execution.stop", AuditOutcome::Success, 1),
     ] {
-        assert!(
-            audit_of(executor, action)
-                .await
-                .iter()
-                .any(|entry| entry.actor == "bob" && entry.outcome == outcome),
-            "no {outcome:?} `{action}` by bob in the trail"
+        let recorded = audit_of(executor, action)
+            .await
+            .iter()
+            .filter(|entry| {
+                entry.actor == "bob"
+                    && entry.outcome == outcome
+                    && entry.target.as_deref() == Some(&*format!("execution:{}", run.id))
+            })
+            .count();
+        assert_eq!(
+            recorded, times,
+            "`{action}` by bob, {outcome:?}, recorded {recorded} times"
         );
     }
+}
+
+/// A requester that went away without withdrawing its request (killed outright)
+/// leaves it to the executing process, which applies it within its patience and
+/// puts it on the trail as the requester's.
+#[tokio::test]
+async fn a_relayed_request_is_audited_by_the_process_that_applies_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let executor = open(dir.path()).await;
+    let id = create(&executor, deploy_body("Long", "exec sleep 30")).await;
+    let run = executor.execute(&admin(), id, Value::Null).await.unwrap();
+    wait_until_step_runs(&executor, run.id, 1).await;
+    let store = SqliteStore::connect(&config(dir.path()).effective_database_url())
+        .await
+        .unwrap();
+    let request = ControlRequest {
+        id: Uuid::new_v4(),
+        execution_id: run.id,
+        action: ControlAction::Stop,
+        block_id: None,
+        requested_by: "dave".to_string(),
+        request_id: Some("req-dave".to_string()),
+        requested_at: chrono::Utc::now(),
+    };
+    store
+        .request_control(&request, Duration::from_secs(5))
+        .await
+        .unwrap();
+
+    let stopped = wait_until_finished(&executor, run.id).await;
+    assert_eq!(stopped.status, ExecutionStatus::Stopped);
+    // Answered (and audited) just after it was applied: the run may end first.
+    let deadline = Instant::now() + PATIENCE;
+    let outcome = loop {
+        if let Some(outcome) = store.control_outcome(request.id).await.unwrap() {
+            break outcome;
+        }
+        assert!(Instant::now() < deadline, "the request was never answered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        matches!(outcome, ControlOutcome::Applied { .. }),
+        "{outcome:?}"
+    );
+    let stops: Vec<_> = audit_of(&executor, "execution.stop")
+        .await
+        .into_iter()
+        .map(|entry| (entry.actor, entry.outcome, entry.target, entry.request_id))
+        .collect();
+    assert_eq!(
+        stops,
+        [(
+            "dave".to_string(),
+            AuditOutcome::Success,
+            Some(format!("execution:{}", run.id)),
+            Some("req-dave".to_string())
+        )]
+    );
 }
 
 #[tokio::test]

@@ -52,8 +52,11 @@ pub struct ControlRequest {
     pub action: ControlAction,
     /// The step an acknowledgement answers, when the requester named one.
     pub block_id: Option<String>,
-    /// Who asked (the actor's name), for the executing process's log.
+    /// Who asked (the actor's name): the executing process logs and audits the
+    /// request as theirs.
     pub requested_by: String,
+    /// The id of the requester's call (a REST request's), carried into the audit trail.
+    pub request_id: Option<String>,
     pub requested_at: DateTime<Utc>,
 }
 
@@ -421,8 +424,15 @@ pub trait Store: AccessStore + Send + Sync {
         audit: Option<&(dyn Fn(Uuid) -> AuditEvent + Sync)>,
     ) -> Result<Vec<Uuid>, StoreError>;
 
-    /// Leaves a control request for the process that executes its run.
-    async fn request_control(&self, request: &ControlRequest) -> Result<(), StoreError>;
+    /// Leaves a control request for the process that executes its run, to be taken
+    /// within `patience` of now at most: by the database's clock where it has one
+    /// (PostgreSQL), so requester and executor need not agree on the time; otherwise
+    /// from `requested_at`. A process that comes back later never applies it.
+    async fn request_control(
+        &self,
+        request: &ControlRequest,
+        patience: std::time::Duration,
+    ) -> Result<(), StoreError>;
     /// Returns when a control request may have been made since the last call: as soon
     /// as one is announced where the database announces them (PostgreSQL; then true),
     /// otherwise after `fallback` (false). A caller takes requests after it either way.
@@ -431,18 +441,22 @@ pub trait Store: AccessStore + Send + Sync {
         false
     }
     /// Takes the requests no one has taken yet for the given executions, oldest first;
-    /// each is taken once, however many processes ask.
+    /// each is taken once, however many processes ask, and none once it has expired
+    /// (see [`Store::request_control`]; without the database's clock, by `at`).
     async fn take_control_requests(
         &self,
         executions: &[Uuid],
         at: DateTime<Utc>,
     ) -> Result<Vec<ControlRequest>, StoreError>;
-    /// Records the outcome of a request taken earlier.
+    /// Records the outcome of a request taken earlier, with its audit record in the
+    /// same transaction: the action is on the trail whether or not its requester is
+    /// still there to read the answer.
     async fn answer_control(
         &self,
         id: Uuid,
         outcome: &ControlOutcome,
         at: DateTime<Utc>,
+        audit: Option<&AuditEvent>,
     ) -> Result<(), StoreError>;
     /// The request's outcome, once it is answered.
     async fn control_outcome(&self, id: Uuid) -> Result<Option<ControlOutcome>, StoreError>;

@@ -702,23 +702,32 @@ impl Store for PostgresStore {
         Ok(orphans)
     }
 
-    async fn request_control(&self, request: &ControlRequest) -> Result<(), StoreError> {
-        // Announced as it commits, so the executing process takes it at once.
+    async fn request_control(
+        &self,
+        request: &ControlRequest,
+        patience: Duration,
+    ) -> Result<(), StoreError> {
+        // Announced as it commits, so the executing process takes it at once; it
+        // expires by the database's clock, which every instance reads alike.
         sqlx::query(
             "WITH added AS (
                  INSERT INTO control_requests
-                     (id, execution_id, action, block_id, requested_by, requested_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)
+                     (id, execution_id, action, block_id, requested_by, request_id,
+                      requested_at, expires_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7,
+                         clock_timestamp() + $8::bigint * interval '1 microsecond')
                  RETURNING id
              )
-             SELECT pg_notify($7, id::text) FROM added",
+             SELECT pg_notify($9, id::text) FROM added",
         )
         .bind(request.id)
         .bind(request.execution_id)
         .bind(request.action.as_str())
         .bind(&request.block_id)
         .bind(&request.requested_by)
+        .bind(&request.request_id)
         .bind(request.requested_at)
+        .bind(i64::try_from(patience.as_micros()).unwrap_or(i64::MAX))
         .bind(CONTROL_CHANNEL)
         .execute(&self.pool)
         .await?;
@@ -762,6 +771,7 @@ impl Store for PostgresStore {
         let rows: Vec<ControlRow> = sqlx::query_as(&format!(
             "UPDATE control_requests SET taken_at = $1
              WHERE taken_at IS NULL AND execution_id = ANY($2)
+               AND expires_at > clock_timestamp()
              RETURNING {CONTROL_COLUMNS}"
         ))
         .bind(at)
@@ -776,8 +786,10 @@ impl Store for PostgresStore {
         id: Uuid,
         outcome: &ControlOutcome,
         at: DateTime<Utc>,
+        audit: Option<&AuditEvent>,
     ) -> Result<(), StoreError> {
         let (status, refusal) = outcome_columns(outcome);
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE control_requests SET answered_at = $1, status = $2, refusal = $3
              WHERE id = $4",
@@ -786,8 +798,12 @@ impl Store for PostgresStore {
         .bind(status)
         .bind(refusal)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if let Some(event) = audit {
+            crate::postgres_access::chain_audit(&mut tx, event.clone()).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

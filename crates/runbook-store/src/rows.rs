@@ -217,7 +217,7 @@ pub(crate) fn admin_remains<I: RowId>(
 }
 
 pub(crate) const CONTROL_COLUMNS: &str =
-    "id, execution_id, action, block_id, requested_by, requested_at";
+    "id, execution_id, action, block_id, requested_by, request_id, requested_at";
 
 /// A control request's row ([`CONTROL_COLUMNS`]).
 #[derive(FromRow)]
@@ -227,6 +227,7 @@ pub(crate) struct ControlRow<I> {
     action: String,
     block_id: Option<String>,
     requested_by: String,
+    request_id: Option<String>,
     requested_at: DateTime<Utc>,
 }
 
@@ -238,6 +239,7 @@ impl<I: RowId> ControlRow<I> {
             action: parse_enum(&self.action, "control action")?,
             block_id: self.block_id,
             requested_by: self.requested_by,
+            request_id: self.request_id,
             requested_at: self.requested_at,
         })
     }

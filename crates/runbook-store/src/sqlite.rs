@@ -674,18 +674,31 @@ impl Store for SqliteStore {
         Ok(done)
     }
 
-    async fn request_control(&self, request: &ControlRequest) -> Result<(), StoreError> {
+    async fn request_control(
+        &self,
+        request: &ControlRequest,
+        patience: Duration,
+    ) -> Result<(), StoreError> {
+        // Compared as text with the takers' `at`: a four-digit year at most.
+        let last = DateTime::from_timestamp(253_402_300_799, 0).expect("9999-12-31");
+        let expires_at = chrono::Duration::from_std(patience)
+            .ok()
+            .and_then(|patience| request.requested_at.checked_add_signed(patience))
+            .map_or(last, |expires_at| expires_at.min(last));
         sqlx::query(
             "INSERT INTO control_requests
-                 (id, execution_id, action, block_id, requested_by, requested_at)
-             VALUES (?, ?, ?, ?, ?, ?)",
+                 (id, execution_id, action, block_id, requested_by, request_id,
+                  requested_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(request.id.to_string())
         .bind(request.execution_id.to_string())
         .bind(request.action.as_str())
         .bind(&request.block_id)
         .bind(&request.requested_by)
+        .bind(&request.request_id)
         .bind(request.requested_at)
+        .bind(expires_at)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -709,8 +722,9 @@ impl Store for SqliteStore {
         // for a writer, and a write only when there is something to take.
         let mut qb = QueryBuilder::<Sqlite>::new(
             "SELECT EXISTS (SELECT 1 FROM control_requests
-             WHERE taken_at IS NULL AND execution_id IN (",
+             WHERE taken_at IS NULL AND expires_at > ",
         );
+        qb.push_bind(at).push(" AND execution_id IN (");
         ids(&mut qb);
         qb.push("))");
         let pending: bool = qb.build_query_scalar().fetch_one(&self.pool).await?;
@@ -719,7 +733,9 @@ impl Store for SqliteStore {
         }
         let mut qb = QueryBuilder::<Sqlite>::new("UPDATE control_requests SET taken_at = ");
         qb.push_bind(at)
-            .push(" WHERE taken_at IS NULL AND execution_id IN (");
+            .push(" WHERE taken_at IS NULL AND expires_at > ")
+            .push_bind(at)
+            .push(" AND execution_id IN (");
         ids(&mut qb);
         qb.push(format!(") RETURNING {CONTROL_COLUMNS}"));
         let rows: Vec<ControlRow> = qb.build_query_as().fetch_all(&self.pool).await?;
@@ -731,8 +747,10 @@ impl Store for SqliteStore {
         id: Uuid,
         outcome: &ControlOutcome,
         at: DateTime<Utc>,
+        audit: Option<&AuditEvent>,
     ) -> Result<(), StoreError> {
         let (status, refusal) = outcome_columns(outcome);
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "UPDATE control_requests SET answered_at = ?, status = ?, refusal = ? WHERE id = ?",
         )
@@ -740,8 +758,12 @@ impl Store for SqliteStore {
         .bind(status)
         .bind(refusal)
         .bind(id.to_string())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if let Some(event) = audit {
+            crate::sqlite_access::chain_audit(&mut tx, event.clone()).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -76,6 +76,8 @@ conformance!(
     runs_with_a_fresh_heartbeat_are_not_interrupted,
     control_requests_are_taken_once_by_the_runs_executor_and_answered,
     a_control_request_can_be_withdrawn_only_until_it_is_taken,
+    a_control_request_expires_untaken,
+    answering_a_control_request_appends_its_audit_record,
     old_control_requests_are_purged,
     a_sweep_and_a_late_write_of_the_same_run_never_deadlock_and_the_first_wins,
     a_run_stored_as_ended_refuses_further_records,
@@ -1456,9 +1458,14 @@ fn control(execution_id: Uuid, action: ControlAction, seconds: i64) -> ControlRe
         action,
         block_id: None,
         requested_by: "bob".to_string(),
+        request_id: None,
         requested_at: at(seconds),
     }
 }
+
+/// Long enough for any test to take a request: PostgreSQL counts it from the
+/// database's clock, now, and SQLite from `requested_at`, in the tests' past.
+const FRESH: std::time::Duration = std::time::Duration::from_secs(3600);
 
 async fn control_requests_are_taken_once_by_the_runs_executor_and_answered(store: Arc<dyn Store>) {
     let runbook_id = Uuid::new_v4();
@@ -1475,10 +1482,11 @@ async fn control_requests_are_taken_once_by_the_runs_executor_and_answered(store
     let acknowledge = ControlRequest {
         block_id: Some("intro".to_string()),
         requested_by: "carol".to_string(),
+        request_id: Some("req-7".to_string()),
         ..control(theirs.id, ControlAction::Acknowledge, 15)
     };
     for request in [&resume, &pause, &acknowledge] {
-        store.request_control(request).await.unwrap();
+        store.request_control(request, FRESH).await.unwrap();
     }
     assert!(store
         .take_control_requests(&[], at(30))
@@ -1508,7 +1516,7 @@ async fn control_requests_are_taken_once_by_the_runs_executor_and_answered(store
             .await
             .unwrap(),
         vec![acknowledge.clone()],
-        "the step an acknowledgement names and who asked come with it"
+        "the step an acknowledgement names, who asked and in which call come with it"
     );
 
     // Unanswered until answered.
@@ -1520,11 +1528,11 @@ async fn control_requests_are_taken_once_by_the_runs_executor_and_answered(store
         message: "the run is not paused".to_string(),
     };
     store
-        .answer_control(pause.id, &applied, at(32))
+        .answer_control(pause.id, &applied, at(32), None)
         .await
         .unwrap();
     store
-        .answer_control(resume.id, &refused, at(32))
+        .answer_control(resume.id, &refused, at(32), None)
         .await
         .unwrap();
     assert_eq!(
@@ -1549,7 +1557,7 @@ async fn a_control_request_can_be_withdrawn_only_until_it_is_taken(store: Arc<dy
     let run = execution(Uuid::new_v4(), 1, ExecutionStatus::Running);
     store.insert_execution(&run, None, None).await.unwrap();
     let first = control(run.id, ControlAction::Stop, 10);
-    store.request_control(&first).await.unwrap();
+    store.request_control(&first, FRESH).await.unwrap();
     assert!(store.withdraw_control(first.id).await.unwrap());
     assert!(
         store
@@ -1561,7 +1569,7 @@ async fn a_control_request_can_be_withdrawn_only_until_it_is_taken(store: Arc<dy
     );
 
     let second = control(run.id, ControlAction::Stop, 30);
-    store.request_control(&second).await.unwrap();
+    store.request_control(&second, FRESH).await.unwrap();
     assert_eq!(
         store
             .take_control_requests(&[run.id], at(40))
@@ -1577,7 +1585,7 @@ async fn a_control_request_can_be_withdrawn_only_until_it_is_taken(store: Arc<dy
         status: ExecutionStatus::Stopped,
     };
     store
-        .answer_control(second.id, &applied, at(41))
+        .answer_control(second.id, &applied, at(41), None)
         .await
         .unwrap();
     assert_eq!(
@@ -1601,7 +1609,7 @@ async fn postgres_announces_a_control_request_to_a_waiting_taker() {
             tokio::spawn(async move { store.control_requested(Duration::from_secs(30)).await })
         };
         store
-            .request_control(&control(run.id, ControlAction::Pause, 10))
+            .request_control(&control(run.id, ControlAction::Pause, 10), FRESH)
             .await
             .unwrap();
         assert!(
@@ -1612,13 +1620,106 @@ async fn postgres_announces_a_control_request_to_a_waiting_taker() {
     .await;
 }
 
+async fn a_control_request_expires_untaken(store: Arc<dyn Store>) {
+    let run = execution(Uuid::new_v4(), 1, ExecutionStatus::Running);
+    store.insert_execution(&run, None, None).await.unwrap();
+    // Its requester gave up on it (or went away): a process that comes back later,
+    // or looks only now, leaves it.
+    let stale = control(run.id, ControlAction::Stop, 10);
+    store
+        .request_control(&stale, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    let fresh = control(run.id, ControlAction::Pause, 20);
+    store.request_control(&fresh, FRESH).await.unwrap();
+    assert_eq!(
+        store
+            .take_control_requests(&[run.id], at(30))
+            .await
+            .unwrap(),
+        vec![fresh],
+        "only the request still within its patience is taken"
+    );
+    assert!(
+        store.withdraw_control(stale.id).await.unwrap(),
+        "the expired request was never taken"
+    );
+}
+
+async fn answering_a_control_request_appends_its_audit_record(store: Arc<dyn Store>) {
+    let run = execution(Uuid::new_v4(), 1, ExecutionStatus::Running);
+    store.insert_execution(&run, None, None).await.unwrap();
+    store
+        .append_audit(audit_event(
+            "alice",
+            "execution.start",
+            AuditOutcome::Success,
+            1,
+        ))
+        .await
+        .unwrap();
+    let stop = control(run.id, ControlAction::Stop, 10);
+    store.request_control(&stop, FRESH).await.unwrap();
+    store
+        .take_control_requests(&[run.id], at(11))
+        .await
+        .unwrap();
+    let audit = AuditEvent {
+        target: Some(format!("execution:{}", run.id)),
+        detail: None,
+        ..audit_event("bob", "execution.stop", AuditOutcome::Success, 12)
+    };
+    let applied = ControlOutcome::Applied {
+        status: ExecutionStatus::Stopped,
+    };
+    store
+        .answer_control(stop.id, &applied, at(12), Some(&audit))
+        .await
+        .unwrap();
+
+    assert_eq!(store.control_outcome(stop.id).await.unwrap(), Some(applied));
+    let chain = store.audit_chain(0, 10).await.unwrap();
+    let recorded: Vec<_> = chain
+        .iter()
+        .map(|entry| {
+            (
+                entry.seq,
+                entry.actor.as_str(),
+                entry.action.as_str(),
+                entry.target.clone(),
+                entry.request_id.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            (
+                1,
+                "alice",
+                "execution.start",
+                Some("runbook:1".to_string()),
+                Some("req-1".to_string())
+            ),
+            (
+                2,
+                "bob",
+                "execution.stop",
+                Some(format!("execution:{}", run.id)),
+                Some("req-12".to_string())
+            ),
+        ]
+    );
+    assert_chain_intact(store.as_ref(), &chain).await;
+}
+
 async fn old_control_requests_are_purged(store: Arc<dyn Store>) {
     let run = execution(Uuid::new_v4(), 1, ExecutionStatus::Running);
     store.insert_execution(&run, None, None).await.unwrap();
     let old = control(run.id, ControlAction::Pause, 10);
     let recent = control(run.id, ControlAction::Resume, 100);
     for request in [&old, &recent] {
-        store.request_control(request).await.unwrap();
+        store.request_control(request, FRESH).await.unwrap();
     }
     assert_eq!(store.purge_control_requests(at(50)).await.unwrap(), 1);
     assert_eq!(
