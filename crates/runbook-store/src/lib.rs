@@ -403,6 +403,8 @@ pub trait Store: AccessStore + Send + Sync {
         offset: u64,
         limit: u64,
     ) -> Result<Vec<u8>, StoreError>;
+    /// How many bytes of console output the execution has stored (0 for none).
+    async fn output_length(&self, execution_id: Uuid) -> Result<u64, StoreError>;
     /// Records that `runner` (one process) is running the execution, alive as of `at`.
     async fn claim_execution(
         &self,

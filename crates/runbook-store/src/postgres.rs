@@ -628,6 +628,18 @@ impl Store for PostgresStore {
         Ok(crate::stitch(chunks, offset, limit))
     }
 
+    async fn output_length(&self, execution_id: Uuid) -> Result<u64, StoreError> {
+        // The last chunk ends the console (chunks are appended without holes).
+        let end: Option<i64> = sqlx::query_scalar(
+            "SELECT byte_offset + octet_length(data) FROM execution_output
+             WHERE execution_id = $1 ORDER BY byte_offset DESC LIMIT 1",
+        )
+        .bind(execution_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(end.unwrap_or(0).max(0) as u64)
+    }
+
     async fn claim_execution(
         &self,
         id: Uuid,

@@ -601,6 +601,25 @@ impl Store for SqliteStore {
         Ok(crate::stitch(chunks, offset, limit))
     }
 
+    async fn output_length(&self, execution_id: Uuid) -> Result<u64, StoreError> {
+        if let Some(length) = self
+            .consoles
+            .as_ref()
+            .and_then(|consoles| consoles.length(execution_id).transpose())
+        {
+            return length;
+        }
+        // The last chunk ends the console (chunks are appended without holes).
+        let end: Option<i64> = sqlx::query_scalar(
+            "SELECT byte_offset + length(data) FROM execution_output
+             WHERE execution_id = ? ORDER BY byte_offset DESC LIMIT 1",
+        )
+        .bind(execution_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(end.unwrap_or(0).max(0) as u64)
+    }
+
     async fn claim_execution(
         &self,
         id: Uuid,
@@ -938,6 +957,15 @@ impl Consoles {
             file.write_all(data).map_err(io)?;
         }
         Ok(())
+    }
+
+    /// The console file's length; `None` when the run has none.
+    fn length(&self, execution_id: Uuid) -> Result<Option<u64>, StoreError> {
+        match std::fs::metadata(self.path(execution_id)) {
+            Ok(metadata) => Ok(Some(metadata.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::Io(format!("console of {execution_id}: {e}"))),
+        }
     }
 
     /// Up to `limit` bytes from `offset`; `None` when the run has no console file.

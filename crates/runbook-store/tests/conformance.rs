@@ -1185,6 +1185,7 @@ async fn a_batch_of_run_records_is_applied_in_order(store: Arc<dyn Store>) {
 async fn output_windows_span_chunks_and_start_inside_them(store: Arc<dyn Store>) {
     let run = execution(Uuid::new_v4(), 0, ExecutionStatus::Running);
     store.insert_execution(&run, None, None).await.unwrap();
+    assert_eq!(store.output_length(run.id).await.unwrap(), 0);
     // Bytes, not text: a NUL, an invalid UTF-8 byte and half of a `€` must survive.
     let console: Vec<u8> = b"step one\r\n\x00\xff\xe2\x82 two\r\nthree\r\nfour and more".to_vec();
     let cuts = [0, 9, 13, 14, 23, console.len()];
@@ -1194,6 +1195,7 @@ async fn output_windows_span_chunks_and_start_inside_them(store: Arc<dyn Store>)
             .append_output(run.id, start as u64, &console[start..end])
             .await
             .unwrap();
+        assert_eq!(store.output_length(run.id).await.unwrap(), end as u64);
     }
 
     let len = console.len() as u64;
@@ -1219,6 +1221,7 @@ async fn output_windows_span_chunks_and_start_inside_them(store: Arc<dyn Store>)
         .await
         .unwrap()
         .is_empty());
+    assert_eq!(store.output_length(Uuid::new_v4()).await.unwrap(), 0);
 }
 
 async fn output_of_executions_does_not_mix(store: Arc<dyn Store>) {
