@@ -7,6 +7,7 @@ mod audit;
 mod credentials;
 mod error;
 mod export;
+mod follow;
 mod service;
 mod sink;
 
@@ -15,13 +16,14 @@ pub use audit::{AuditQuery, VerifyReport};
 pub use credentials::{RotationReport, VaultStatus, MAX_VALUE_BYTES};
 pub use error::{CoreError, ErrorKind};
 pub use export::{RunReport, MAX_EXPORTED_CONSOLE};
+pub use follow::Following;
 pub use runbook_domain::UserChange;
 pub use runbook_engine::{login_environment, EngineConfig, ExecutionEvent};
 /// The passwords in a database URL, for front ends that report errors about one.
 pub use runbook_store::url_secrets;
 pub use runbook_vault::{KeySetting, KeySource};
 pub use service::{
-    Config, ExecuteRequest, ExecutionQuery, Following, Page, RunbookQuery, Service, WaitingStep,
+    Config, ExecuteRequest, ExecutionQuery, Page, RunbookQuery, Service, WaitingStep,
 };
 
 use runbook_domain::Role;

@@ -3,6 +3,7 @@
 use crate::access::{Lockout, LockoutPolicy};
 use crate::audit::Subject;
 use crate::credentials::VaultState;
+use crate::follow::Following;
 use crate::sink::StoreSink;
 use crate::{Actor, CoreError};
 use chrono::{DateTime, Utc};
@@ -715,15 +716,30 @@ impl Service {
     /// subscribed just before the run is read, so no change of the run's state is
     /// missed in between (some events may repeat what the read already shows; output
     /// events carry their offset, so a console skips what it has). Only this run's
-    /// events arrive, however busy other runs are. No events for a run that had
-    /// finished when read or that another instance executes: its state and console
-    /// are read from storage instead.
+    /// events arrive, however busy other runs are. A run another process executes is
+    /// followed through what it stores ([`Following::into_events`]); a run that had
+    /// finished when read has no events.
     pub async fn follow_execution(&self, actor: &Actor, id: Uuid) -> Result<Following, CoreError> {
         actor.require(Role::Viewer)?;
         let events = self.engine.subscribe_run(id);
+        // Measured first: output stored while the run is read is told again rather
+        // than missed (output events carry their offset).
+        let offset = match events {
+            Some(_) => 0,
+            None => self.store.output_length(id).await?,
+        };
         let execution = self.load_execution(id).await?;
-        let events = events.filter(|_| !execution.status.is_finished());
-        Ok(Following { execution, events })
+        let unfinished = !execution.status.is_finished();
+        let elsewhere = (events.is_none() && unfinished).then(|| crate::follow::Stored {
+            store: self.store.clone(),
+            offset,
+        });
+        let events = events.filter(|_| unfinished);
+        Ok(Following {
+            execution,
+            events,
+            elsewhere,
+        })
     }
 
     /// Waits, at most `patience`, until the run has ended, and returns it as stored
@@ -1058,16 +1074,6 @@ fn untaken_blocks<'a>(
     let mut out = std::collections::HashSet::new();
     walk(&runbook.draft.blocks, &branches, &mut out);
     out
-}
-
-/// What [`Service::follow_execution`] returns.
-pub struct Following {
-    pub execution: Execution,
-    /// The run's events from just before `execution` was read, up to its final status;
-    /// None when the run had finished or this process does not execute it. A channel
-    /// that lags or closes without a final status (the run's task failed) means: read
-    /// the stored state and console.
-    pub events: Option<broadcast::Receiver<ExecutionEvent>>,
 }
 
 /// Now, to the microsecond: the precision both databases keep.

@@ -1393,6 +1393,134 @@ async fn following_a_run_hears_only_it_however_much_another_run_writes() {
     );
 }
 
+/// A run another process executes (another server instance, the desktop app, a
+/// terminal's `run`) is followed through what it stores: its steps, its console from
+/// where the follower came in, its waits and its end, as a run executed here is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_executed_by_another_process_is_followed_through_what_it_stores() {
+    use futures::StreamExt;
+    use runbook_core::ExecutionEvent;
+    let dir = tempfile::tempdir().unwrap();
+    let (executor, follower) = (open(dir.path()).await, open(dir.path()).await);
+    let id = create(
+        &executor,
+        json!({"name": "Elsewhere", "blocks": [
+            {"id": "before", "kind": "command", "script": "echo told-before"},
+            {"id": "go", "kind": "instruction", "text": "Go on?", "confirm": true},
+            {"id": "count", "kind": "command", "script": "for i in 1 2 3; do echo line-$i; sleep 0.3; done"},
+            {"id": "fail", "kind": "command", "script": "echo €uro; exit 3"}
+        ]}),
+    )
+    .await;
+    let run = executor.execute(&admin(), id, Value::Null).await.unwrap();
+    wait_for_status(&follower, run.id, ExecutionStatus::Waiting).await;
+
+    let following = follower
+        .follow_execution(&actor("vera", Role::Viewer), run.id)
+        .await
+        .unwrap();
+    assert_eq!(following.execution.status, ExecutionStatus::Waiting);
+    assert!(following.events.is_none(), "no engine events here");
+    let mut events = following.into_events();
+    follower
+        .control(&admin(), run.id, ControlAction::Acknowledge)
+        .await
+        .unwrap();
+    let mut heard = Vec::new();
+    loop {
+        match tokio::time::timeout(PATIENCE, events.next()).await {
+            Ok(Some(event)) => heard.push(event),
+            Ok(None) => break,
+            Err(_) => panic!("the stream never ended; heard {heard:#?}"),
+        }
+    }
+
+    assert!(heard.iter().all(|e| e.execution_id() == run.id));
+    let statuses: Vec<ExecutionStatus> = heard
+        .iter()
+        .filter_map(|e| match e {
+            ExecutionEvent::Status { status, .. } => Some(*status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [ExecutionStatus::Running, ExecutionStatus::Failed],
+        "{heard:#?}"
+    );
+    assert!(
+        matches!(heard.last(), Some(ExecutionEvent::Status { .. })),
+        "the final status comes last: {heard:#?}"
+    );
+    let started: Vec<&str> = heard
+        .iter()
+        .filter_map(|e| match e {
+            ExecutionEvent::StepStarted { block_id, .. } => Some(block_id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        started,
+        ["count", "fail"],
+        "steps started after the follower came in"
+    );
+    let finished: Vec<(&str, StepStatus, Option<i32>)> = heard
+        .iter()
+        .filter_map(|e| match e {
+            ExecutionEvent::StepFinished {
+                block_id,
+                status,
+                exit_code,
+                ..
+            } => Some((block_id.as_str(), *status, *exit_code)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        finished,
+        [
+            ("go", StepStatus::Succeeded, None),
+            ("count", StepStatus::Succeeded, Some(0)),
+            ("fail", StepStatus::Failed, Some(3)),
+        ]
+    );
+    // The console from where the follower came in, each piece where the last ended.
+    let mut next = None;
+    let mut console = String::new();
+    for event in &heard {
+        if let ExecutionEvent::Output { offset, text, .. } = event {
+            if let Some(next) = next {
+                assert_eq!(*offset, next, "{heard:#?}");
+            }
+            next = Some(offset + text.len() as u64);
+            console.push_str(text);
+        }
+    }
+    assert!(!console.contains("told-before"), "{console:?}");
+    for line in ["line-1", "line-2", "line-3", "€uro"] {
+        assert!(console.contains(line), "{line} missing from {console:?}");
+    }
+    let stored = follower
+        .read_output(&admin(), run.id, 0, 1024 * 1024)
+        .await
+        .unwrap();
+    assert!(
+        stored.text.ends_with(&console),
+        "the console told is the stored one's end"
+    );
+    assert_eq!(next, Some(stored.next_offset));
+
+    // A finished run has nothing to follow.
+    let finished = follower
+        .follow_execution(&admin(), run.id)
+        .await
+        .unwrap()
+        .into_events()
+        .collect::<Vec<_>>()
+        .await;
+    assert!(finished.is_empty());
+}
+
 #[tokio::test]
 async fn shutting_down_stops_live_runs_and_returns_once_they_are_stored() {
     let (service, _dir) = service().await;

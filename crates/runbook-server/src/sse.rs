@@ -1,6 +1,6 @@
 //! Server-Sent Events for one execution: the current status first, then every
 //! event of the run until it finishes (or the server shuts down, or the key that
-//! opened the stream stops being valid).
+//! opened the stream stops being valid), wherever the run executes.
 
 use crate::error::ApiError;
 use crate::extract::PresentedKey;
@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use futures::stream::{self, Stream, StreamExt};
 use runbook_core::{Actor, ExecutionEvent};
 use std::convert::Infallible;
-use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
 pub async fn execution_events(
@@ -24,21 +23,9 @@ pub async fn execution_events(
         execution_id: id,
         status: following.execution.status,
     };
-    // A run executed by another process sends no events here: the first status is all
-    // this stream can say, and the client follows the run by reading it.
-    let live = stream::unfold(following.events, |receiver| async move {
-        let mut receiver = receiver?;
-        match receiver.recv().await {
-            Ok(event) => {
-                let ends =
-                    matches!(&event, ExecutionEvent::Status { status, .. } if status.is_finished());
-                Some((event, (!ends).then_some(receiver)))
-            }
-            // Missed events cannot be replayed: end the stream, and the client reads the
-            // stored console and state from where it is.
-            Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => None,
-        }
-    });
+    // Ends after the final status, or when events were missed: the client then reads
+    // the stored console and state from where it is.
+    let live = following.into_events();
     let mut shutdown = state.shutdown.clone();
     let stopping = async move {
         if shutdown.wait_for(|stop| *stop).await.is_err() {

@@ -1764,6 +1764,77 @@ async fn serve(app: &TestApp) -> String {
     format!("http://{addr}")
 }
 
+/// With two instances on one database, the event stream of a run the other instance
+/// executes tells its steps, console and end as it would for a run executed here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_follows_a_run_another_instance_executes() {
+    let app = TestApp::new().await;
+    let base = serve(&app).await;
+    let other = Service::open(runbook_core::Config::from_data_dir(app._dir.path()))
+        .await
+        .unwrap();
+    let runbook = other
+        .create_runbook(
+            &Actor::system(),
+            json!({"name": "elsewhere", "blocks": [
+                {"id": "wait", "kind": "instruction", "text": "go?", "confirm": true},
+                {"id": "say", "kind": "command", "script": "for i in 1 2 3; do echo far-$i; sleep 0.2; done"}
+            ]}),
+        )
+        .await
+        .unwrap();
+    let run = other
+        .execute(&Actor::system(), runbook.id, Value::Null)
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut waiting = false;
+    for _ in 0..250 {
+        let current = get_json(&client, format!("{base}/executions/{}", run.id), &app.admin).await;
+        if current["status"] == "waiting" {
+            waiting = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(waiting, "the run waits for the confirmation");
+
+    let viewer = app.key(Role::Viewer).await;
+    let events = client
+        .get(format!("{base}/executions/{}/events", run.id))
+        .header("x-api-key", &viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    let body = tokio::spawn(events.text());
+    let ack = client
+        .post(format!("{base}/executions/{}/control", run.id))
+        .header("x-api-key", &app.admin)
+        .json(&json!({"action": "acknowledge", "block_id": "wait"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ack.status(), 200, "relayed to the instance executing it");
+
+    let body = tokio::time::timeout(Duration::from_secs(20), body)
+        .await
+        .expect("the event stream ends when the run finishes")
+        .unwrap()
+        .unwrap();
+    let names: Vec<&str> = body
+        .lines()
+        .filter_map(|line| line.strip_prefix("event: "))
+        .collect();
+    assert_eq!(names.first(), Some(&"status"), "{body}");
+    for name in ["step_started", "output", "step_finished"] {
+        assert!(names.contains(&name), "no {name} in {body}");
+    }
+    assert_eq!(names.last(), Some(&"status"), "{body}");
+    assert!(body.contains("far-3"), "{body}");
+    assert!(body.contains(r#""status":"succeeded""#), "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_stream_ends_once_the_key_that_opened_it_is_revoked() {
     let app = TestApp::new().await;

@@ -374,8 +374,9 @@ function subscribeSse(executionId: string, { onEvent, onError }: EventSubscripti
         failing = true
       }
       if (ended || abort.signal.aborted) return
-      // The server ends a stream that fell behind (what it missed is in the stored console) and
-      // the stream of a run another instance executes: follow again, sooner after news.
+      // The server ends a stream that fell behind (what it missed is in the stored console), or
+      // an older server the stream of a run another instance executes: follow again, sooner
+      // after news.
       if (news) pause = SSE_RECONNECT_MS[0]
       await new Promise((resolve) => setTimeout(resolve, pause))
       if (abort.signal.aborted) return

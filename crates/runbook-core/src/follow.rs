@@ -1,0 +1,258 @@
+//! Following a run as it goes: the events of a run this process executes, straight
+//! from its engine, or those of a run another process executes (another server
+//! instance, the desktop app, a terminal's `run`), derived from what that process
+//! stores.
+
+use crate::CoreError;
+use futures::stream::{self, BoxStream, StreamExt};
+use runbook_domain::{Execution, StepStatus};
+use runbook_engine::ExecutionEvent;
+use runbook_store::Store;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::{self, error::RecvError};
+
+/// How often a run another process executes is read for what changed.
+pub(crate) const STORED_POLL: Duration = Duration::from_millis(250);
+/// Console bytes read at once while catching up; a reader that keeps up reads less.
+const OUTPUT_PAGE: u64 = 256 * 1024;
+/// Pages read in one look, at most: a console growing faster than that is followed
+/// at the reader's pace, at most this much behind in memory.
+const PAGES_PER_LOOK: usize = 4;
+
+/// What [`crate::Service::follow_execution`] returns.
+pub struct Following {
+    pub execution: Execution,
+    /// The run's events from just before `execution` was read, up to its final status;
+    /// None when the run had finished or this process does not execute it. A channel
+    /// that lags or closes without a final status (the run's task failed) means: read
+    /// the stored state and console.
+    pub events: Option<broadcast::Receiver<ExecutionEvent>>,
+    /// For an unfinished run another process executes: what it had stored when
+    /// `execution` was read, to follow from.
+    pub(crate) elsewhere: Option<Stored>,
+}
+
+impl Following {
+    /// The run's events from `execution` on, up to its final status: the engine's, or
+    /// for a run another process executes, derived from what it stores every
+    /// [`STORED_POLL`] (steps started and finished, new console output in those
+    /// batches, state changes; no timer countdowns). Ends early when events were
+    /// missed (a follower of this process's run that fell behind), or when the run is
+    /// deleted; the stored state and console then tell the rest.
+    pub fn into_events(self) -> BoxStream<'static, ExecutionEvent> {
+        match (self.events, self.elsewhere) {
+            (Some(receiver), _) => live(receiver),
+            (None, Some(stored)) => stored.into_events(self.execution),
+            (None, None) => stream::empty().boxed(),
+        }
+    }
+}
+
+fn live(receiver: broadcast::Receiver<ExecutionEvent>) -> BoxStream<'static, ExecutionEvent> {
+    stream::unfold(Some(receiver), |receiver| async move {
+        let mut receiver = receiver?;
+        match receiver.recv().await {
+            Ok(event) => {
+                let ends =
+                    matches!(&event, ExecutionEvent::Status { status, .. } if status.is_finished());
+                Some((event, (!ends).then_some(receiver)))
+            }
+            // Missed events cannot be replayed: the follower reads the stored console
+            // and state from where it is.
+            Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => None,
+        }
+    })
+    .boxed()
+}
+
+/// Where a follower of a run another process executes starts.
+pub(crate) struct Stored {
+    pub store: Arc<dyn Store>,
+    /// Console bytes stored when the run was read.
+    pub offset: u64,
+}
+
+impl Stored {
+    fn into_events(self, execution: Execution) -> BoxStream<'static, ExecutionEvent> {
+        let reader = Reader {
+            store: self.store,
+            seen: execution,
+            offset: self.offset,
+            queue: VecDeque::new(),
+            ended: false,
+            behind: false,
+            failing: false,
+        };
+        stream::unfold(reader, |mut reader| async move {
+            loop {
+                if let Some(event) = reader.queue.pop_front() {
+                    return Some((event, reader));
+                }
+                if reader.ended {
+                    return None;
+                }
+                if !reader.behind {
+                    tokio::time::sleep(STORED_POLL).await;
+                }
+                match reader.look().await {
+                    Ok(()) => reader.failing = false,
+                    Err(error) => {
+                        // Storage that cannot answer for a moment does not end the
+                        // stream; once per outage in the log.
+                        if !reader.failing {
+                            tracing::warn!(%error, execution = %reader.seen.id, "could not read a followed run");
+                        }
+                        reader.failing = true;
+                        reader.behind = false;
+                    }
+                }
+            }
+        })
+        .boxed()
+    }
+}
+
+struct Reader {
+    store: Arc<dyn Store>,
+    /// The run as last read.
+    seen: Execution,
+    /// Console bytes already told.
+    offset: u64,
+    queue: VecDeque<ExecutionEvent>,
+    ended: bool,
+    /// More console was stored than one look reads: the next look comes at once.
+    behind: bool,
+    failing: bool,
+}
+
+impl Reader {
+    /// Reads the run and its new console, and queues what changed since the last look.
+    async fn look(&mut self) -> Result<(), CoreError> {
+        let Some(now) = self.store.get_execution(self.seen.id).await? else {
+            // Deleted meanwhile: nothing more will happen to it.
+            self.ended = true;
+            return Ok(());
+        };
+        // Read after the state, the console holds at least what the state shows (a
+        // run stores its output no later than the state that follows it).
+        let output = self.read_console().await?;
+        if self.behind {
+            // Catching up: the output alone; steps and state are told once it has.
+            self.queue_output(&now, output);
+            return Ok(());
+        }
+        self.queue_changes(&now, output);
+        self.seen = now;
+        Ok(())
+    }
+
+    /// The console stored since the last look (as much as one look reads), and its
+    /// offset; the offset moves on past it.
+    async fn read_console(&mut self) -> Result<Option<(u64, String)>, CoreError> {
+        let mut bytes = Vec::new();
+        self.behind = false;
+        for _ in 0..PAGES_PER_LOOK {
+            let from = self.offset + bytes.len() as u64;
+            let page = self
+                .store
+                .read_output(self.seen.id, from, OUTPUT_PAGE)
+                .await?;
+            let full = page.len() as u64 == OUTPUT_PAGE;
+            bytes.extend_from_slice(&page);
+            self.behind = full;
+            if !full {
+                break;
+            }
+        }
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        // A page may end inside a character: that part waits for the next look.
+        let valid = match std::str::from_utf8(&bytes) {
+            Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => e.valid_up_to(),
+            _ => bytes.len(),
+        };
+        let offset = self.offset;
+        self.offset += valid as u64;
+        Ok(Some((
+            offset,
+            String::from_utf8_lossy(&bytes[..valid]).into_owned(),
+        )))
+    }
+
+    /// Output, told as the latest started step's.
+    fn queue_output(&mut self, now: &Execution, output: Option<(u64, String)>) {
+        let Some((offset, text)) = output else {
+            return;
+        };
+        let block_id = now
+            .steps
+            .iter()
+            .rev()
+            .find(|step| step.started_at.is_some())
+            .map(|step| step.block_id.clone())
+            .unwrap_or_default();
+        self.queue.push_back(ExecutionEvent::Output {
+            execution_id: now.id,
+            block_id,
+            offset,
+            text,
+        });
+    }
+
+    /// Steps started, the new output, steps finished, and the run's state when it
+    /// changed; the last when the run has ended.
+    fn queue_changes(&mut self, now: &Execution, output: Option<(u64, String)>) {
+        let execution_id = now.id;
+        let seen = &self.seen;
+        let before = |index: usize| seen.steps.get(index);
+        let mut started = Vec::new();
+        let mut finished = Vec::new();
+        for (index, step) in now.steps.iter().enumerate() {
+            let old = before(index);
+            let (was_started, had_ended) = old.map_or((false, false), |old| {
+                (old.started_at.is_some(), has_ended(old.status))
+            });
+            if step.started_at.is_some() && !was_started {
+                started.push(ExecutionEvent::StepStarted {
+                    execution_id,
+                    block_id: step.block_id.clone(),
+                });
+            }
+            if has_ended(step.status) && !had_ended {
+                let duration_ms = match (step.started_at, step.finished_at) {
+                    (Some(start), Some(end)) => (end - start).num_milliseconds().max(0) as u64,
+                    _ => 0,
+                };
+                finished.push(ExecutionEvent::StepFinished {
+                    execution_id,
+                    block_id: step.block_id.clone(),
+                    status: step.status,
+                    exit_code: step.exit_code,
+                    duration_ms,
+                });
+            }
+        }
+        let status_changed = now.status != seen.status;
+        self.queue.extend(started);
+        self.queue_output(now, output);
+        self.queue.extend(finished);
+        if status_changed {
+            self.queue.push_back(ExecutionEvent::Status {
+                execution_id,
+                status: now.status,
+            });
+        }
+        self.ended = now.status.is_finished();
+    }
+}
+
+/// A step that ran and ended (a skipped one never started).
+fn has_ended(status: StepStatus) -> bool {
+    matches!(
+        status,
+        StepStatus::Succeeded | StepStatus::Failed | StepStatus::Stopped
+    )
+}
