@@ -166,19 +166,25 @@ impl Reader {
                 break;
             }
         }
-        if bytes.is_empty() {
+        // Only where the follower came in (the console's length, measured while an
+        // append was written) can a look start inside a character: skip its rest.
+        let skip = bytes
+            .iter()
+            .take(3)
+            .take_while(|b| (**b & 0b1100_0000) == 0b1000_0000)
+            .count();
+        // A look may end inside a character (a page boundary, or an append read while
+        // it was written): that part waits for the next look.
+        let complete = skip + runbook_engine::incomplete_tail_start(&bytes[skip..]);
+        self.offset += skip as u64;
+        if complete == skip {
             return Ok(None);
         }
-        // A page may end inside a character: that part waits for the next look.
-        let valid = match std::str::from_utf8(&bytes) {
-            Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => e.valid_up_to(),
-            _ => bytes.len(),
-        };
         let offset = self.offset;
-        self.offset += valid as u64;
+        self.offset += (complete - skip) as u64;
         Ok(Some((
             offset,
-            String::from_utf8_lossy(&bytes[..valid]).into_owned(),
+            String::from_utf8_lossy(&bytes[skip..complete]).into_owned(),
         )))
     }
 

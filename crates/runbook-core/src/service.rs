@@ -866,6 +866,9 @@ impl Service {
         // Set once the executing process answered a relayed request: it audited the
         // answer as this actor's, in the transaction that stored it.
         let mut audited_there = false;
+        // Set when the executing process took the request and never answered: it may
+        // have applied (and audited) it, so the record here says the outcome is unknown.
+        let mut unknown = false;
         let result = async {
             actor.require(Role::Operator)?;
             let execution = self.load_execution(id).await?;
@@ -880,7 +883,13 @@ impl Service {
                 // Another process executes it (another server, the desktop app, the
                 // command line): the request goes to it through the store.
                 Err(ControlError::NotRunning) => {
-                    let outcome = self.relay_control(actor, id, action, step).await?;
+                    let outcome = match self.relay_control(actor, id, action, step).await? {
+                        Relayed::Answered(outcome) => outcome,
+                        Relayed::Unanswered(error) => {
+                            unknown = true;
+                            return Err(error);
+                        }
+                    };
                     audited_there = true;
                     let status = match outcome {
                         ControlOutcome::Applied { status } => status,
@@ -901,13 +910,13 @@ impl Service {
         if audited_there {
             return result;
         }
-        self.audited(
-            actor,
-            action.audit_name(),
-            Subject::new(format!("execution:{id}")),
-            result,
-            |_| Subject::none(),
-        )
+        let mut subject = Subject::new(format!("execution:{id}"));
+        if unknown {
+            subject = subject.with(serde_json::json!({"applied": "unknown"}));
+        }
+        self.audited(actor, action.audit_name(), subject, result, |_| {
+            Subject::none()
+        })
         .await
     }
 
@@ -920,7 +929,7 @@ impl Service {
         id: Uuid,
         action: ControlAction,
         step: Option<&str>,
-    ) -> Result<ControlOutcome, CoreError> {
+    ) -> Result<Relayed, CoreError> {
         // The engine reads the step of an acknowledgement only; one that is no block id
         // matches no step (and PostgreSQL could not even store it, were it to hold NUL).
         let step = step.filter(|_| action == ControlAction::Acknowledge);
@@ -991,18 +1000,18 @@ impl Service {
             if waited >= 2 * RELAY_PATIENCE {
                 // Taken, so maybe applied, but never answered: the run's state tells.
                 pending.store = None;
-                return Err(CoreError::RunnerUnavailable(format!(
+                return Ok(Relayed::Unanswered(CoreError::RunnerUnavailable(format!(
                     "the process that executes this run took the request but did not answer \
                      within {} s; reload the run to see whether it was applied",
                     (2 * RELAY_PATIENCE).as_secs()
-                )));
+                ))));
             }
         };
         pending.store = None;
         if let Err(error) = self.store.forget_control(request.id).await {
             tracing::warn!(%error, "could not delete an answered control request");
         }
-        Ok(outcome)
+        Ok(Relayed::Answered(outcome))
     }
 
     async fn load_execution(&self, id: Uuid) -> Result<Execution, CoreError> {
@@ -1147,6 +1156,14 @@ impl Drop for PendingRequest {
     }
 }
 
+/// How a relayed control request ended, short of an error before anyone took it.
+enum Relayed {
+    /// The executing process answered (and audited the answer).
+    Answered(ControlOutcome),
+    /// It took the request and did not answer in time: maybe applied, maybe not.
+    Unanswered(CoreError),
+}
+
 /// Applies the control requests other processes leave in the store for the runs this
 /// one executes, and answers them.
 async fn answer_controls(store: Arc<dyn Store>, engine: Engine) {
@@ -1204,10 +1221,24 @@ async fn answer_controls(store: Arc<dyn Store>, engine: Engine) {
             }
             // On the trail as the requester's, whether or not they are there to read it.
             let audit = crate::audit::relayed_control_event(&request, &outcome);
-            if let Err(error) = store
+            let answered = match store
                 .answer_control(request.id, &outcome, now(), Some(&audit))
                 .await
             {
+                Ok(()) => Ok(()),
+                // The action is applied: the answer and its record go on separately
+                // rather than be lost together.
+                Err(error) => {
+                    tracing::warn!(%error, "could not answer a control request with its audit record; trying each alone");
+                    if let Err(error) = store.append_audit(audit).await {
+                        tracing::error!(%error, action = request.action.audit_name(), "could not append to the audit trail");
+                    }
+                    store
+                        .answer_control(request.id, &outcome, now(), None)
+                        .await
+                }
+            };
+            if let Err(error) = answered {
                 tracing::warn!(%error, "could not answer a control request");
             }
         }

@@ -1484,6 +1484,18 @@ async fn a_run_executed_by_another_process_is_followed_through_what_it_stores() 
             ("fail", StepStatus::Failed, Some(3)),
         ]
     );
+    // A step's end is told after its last output (its footer), as here.
+    let mut told = String::new();
+    for event in &heard {
+        match event {
+            ExecutionEvent::Output { text, .. } => told.push_str(text),
+            ExecutionEvent::StepFinished { block_id, .. } => assert!(
+                told.contains(&format!("✔ {block_id}")) || told.contains(&format!("✘ {block_id}")),
+                "{block_id} told finished before its footer: {told:?}"
+            ),
+            _ => {}
+        }
+    }
     // The console from where the follower came in, each piece where the last ended.
     let mut next = None;
     let mut console = String::new();
@@ -2134,6 +2146,38 @@ async fn with_a_silent_run(dir: &Path) -> (Service, SqliteStore, Execution) {
         .await
         .unwrap();
     (service, store, run)
+}
+
+/// A process that took a request and never answered may have applied it (and
+/// recorded it): the requester's record says the outcome is unknown.
+#[tokio::test]
+async fn a_control_request_taken_but_never_answered_is_audited_as_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let (service, store, run) = with_a_silent_run(dir.path()).await;
+    // The run's process takes the request, then falls silent.
+    let taker = tokio::spawn(async move {
+        loop {
+            let taken = store
+                .take_control_requests(&[run.id], chrono::Utc::now())
+                .await
+                .unwrap();
+            if !taken.is_empty() {
+                return taken;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    let result = service.control(&admin(), run.id, ControlAction::Stop).await;
+    assert_eq!(taker.await.unwrap().len(), 1);
+    assert_code(result, ErrorKind::Unavailable, "runner_unavailable");
+    let stops = audit_of(&service, "execution.stop").await;
+    assert_eq!(stops.len(), 1, "{stops:?}");
+    assert_eq!(stops[0].outcome, AuditOutcome::Failure);
+    let detail: Value = serde_json::from_str(stops[0].detail.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        detail,
+        json!({"applied": "unknown", "error": "runner_unavailable"})
+    );
 }
 
 #[tokio::test]

@@ -108,7 +108,7 @@ impl Utf8Stream {
 }
 
 /// Where a possibly incomplete character at the end of `bytes` starts (or `len` if none).
-fn incomplete_tail_start(bytes: &[u8]) -> usize {
+pub fn incomplete_tail_start(bytes: &[u8]) -> usize {
     let len = bytes.len();
     for back in 1..=3.min(len) {
         let b = bytes[len - back];

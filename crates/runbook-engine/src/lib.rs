@@ -15,6 +15,7 @@ mod run;
 mod template;
 
 pub use command::{login_environment, EXECUTION_ID_VAR, OUTPUT_VAR};
+pub use console::incomplete_tail_start;
 pub use control::{ControlError, Prompt};
 pub use credentials::{
     check_destination, Credential, CredentialError, CredentialResolver, Destination, NoCredentials,

@@ -352,6 +352,10 @@ impl Run {
             (StepEnd::Stopped, _) => format!("\x1b[33m■ {block_id}\x1b[0m stopped\r\n"),
         };
         self.count_output(index, &block_id, &footer).await;
+        // The step's output is handed over before its end (records are stored in
+        // order): storage never shows a step ended ahead of its last output, which is
+        // what a follower of the run in another process reads.
+        self.console.flush().await;
         {
             let step = &mut self.execution.steps[index];
             step.status = status;

@@ -20,6 +20,8 @@ use uuid::Uuid;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
+/// The longest patience a control request is stored with.
+const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// The channel on which a new control request is announced.
 const CONTROL_CHANNEL: &str = "runbook_control_requests";
 /// Longest wait for an announcement while listening works: a safety net for one
@@ -739,7 +741,8 @@ impl Store for PostgresStore {
         .bind(&request.requested_by)
         .bind(&request.request_id)
         .bind(request.requested_at)
-        .bind(i64::try_from(patience.as_micros()).unwrap_or(i64::MAX))
+        // A century at most: beyond, the database's timestamps would overflow.
+        .bind(patience.min(CENTURY).as_micros() as i64)
         .bind(CONTROL_CHANNEL)
         .execute(&self.pool)
         .await?;
@@ -783,7 +786,7 @@ impl Store for PostgresStore {
         let rows: Vec<ControlRow> = sqlx::query_as(&format!(
             "UPDATE control_requests SET taken_at = $1
              WHERE taken_at IS NULL AND execution_id = ANY($2)
-               AND expires_at > clock_timestamp()
+               AND (expires_at IS NULL OR expires_at > clock_timestamp())
              RETURNING {CONTROL_COLUMNS}"
         ))
         .bind(at)

@@ -741,9 +741,9 @@ impl Store for SqliteStore {
         // for a writer, and a write only when there is something to take.
         let mut qb = QueryBuilder::<Sqlite>::new(
             "SELECT EXISTS (SELECT 1 FROM control_requests
-             WHERE taken_at IS NULL AND expires_at > ",
+             WHERE taken_at IS NULL AND (expires_at IS NULL OR expires_at > ",
         );
-        qb.push_bind(at).push(" AND execution_id IN (");
+        qb.push_bind(at).push(") AND execution_id IN (");
         ids(&mut qb);
         qb.push("))");
         let pending: bool = qb.build_query_scalar().fetch_one(&self.pool).await?;
@@ -752,9 +752,9 @@ impl Store for SqliteStore {
         }
         let mut qb = QueryBuilder::<Sqlite>::new("UPDATE control_requests SET taken_at = ");
         qb.push_bind(at)
-            .push(" WHERE taken_at IS NULL AND expires_at > ")
+            .push(" WHERE taken_at IS NULL AND (expires_at IS NULL OR expires_at > ")
             .push_bind(at)
-            .push(" AND execution_id IN (");
+            .push(") AND execution_id IN (");
         ids(&mut qb);
         qb.push(format!(") RETURNING {CONTROL_COLUMNS}"));
         let rows: Vec<ControlRow> = qb.build_query_as().fetch_all(&self.pool).await?;
