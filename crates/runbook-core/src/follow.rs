@@ -3,6 +3,7 @@
 //! instance, the desktop app, a terminal's `run`), derived from what that process
 //! stores.
 
+use crate::service::ELSEWHERE_POLL;
 use crate::CoreError;
 use futures::stream::{self, BoxStream, StreamExt};
 use runbook_domain::{Execution, StepStatus};
@@ -10,11 +11,8 @@ use runbook_engine::ExecutionEvent;
 use runbook_store::Store;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError};
 
-/// How often a run another process executes is read for what changed.
-pub(crate) const STORED_POLL: Duration = Duration::from_millis(250);
 /// Console bytes read at once while catching up; a reader that keeps up reads less.
 const OUTPUT_PAGE: u64 = 256 * 1024;
 /// Pages read in one look, at most: a console growing faster than that is followed
@@ -37,10 +35,10 @@ pub struct Following {
 impl Following {
     /// The run's events from `execution` on, up to its final status: the engine's, or
     /// for a run another process executes, derived from what it stores every
-    /// [`STORED_POLL`] (steps started and finished, new console output in those
+    /// [`ELSEWHERE_POLL`] (steps started and finished, new console output in those
     /// batches, state changes; no timer countdowns). Ends early when events were
-    /// missed (a follower of this process's run that fell behind), or when the run is
-    /// deleted; the stored state and console then tell the rest.
+    /// missed (a follower of this process's run that fell behind); the stored state
+    /// and console then tell the rest.
     pub fn into_events(self) -> BoxStream<'static, ExecutionEvent> {
         match (self.events, self.elsewhere) {
             (Some(receiver), _) => live(receiver),
@@ -94,7 +92,7 @@ impl Stored {
                     return None;
                 }
                 if !reader.behind {
-                    tokio::time::sleep(STORED_POLL).await;
+                    tokio::time::sleep(ELSEWHERE_POLL).await;
                 }
                 match reader.look().await {
                     Ok(()) => reader.failing = false,
@@ -131,7 +129,7 @@ impl Reader {
     /// Reads the run and its new console, and queues what changed since the last look.
     async fn look(&mut self) -> Result<(), CoreError> {
         let Some(now) = self.store.get_execution(self.seen.id).await? else {
-            // Deleted meanwhile: nothing more will happen to it.
+            // Runs are kept; were one gone, nothing more could be told of it.
             self.ended = true;
             return Ok(());
         };
@@ -213,12 +211,10 @@ impl Reader {
     fn queue_changes(&mut self, now: &Execution, output: Option<(u64, String)>) {
         let execution_id = now.id;
         let seen = &self.seen;
-        let before = |index: usize| seen.steps.get(index);
         let mut started = Vec::new();
         let mut finished = Vec::new();
         for (index, step) in now.steps.iter().enumerate() {
-            let old = before(index);
-            let (was_started, had_ended) = old.map_or((false, false), |old| {
+            let (was_started, had_ended) = seen.steps.get(index).map_or((false, false), |old| {
                 (old.started_at.is_some(), has_ended(old.status))
             });
             if step.started_at.is_some() && !was_started {

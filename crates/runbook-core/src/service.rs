@@ -32,8 +32,9 @@ const MAX_LIMIT: i64 = 500;
 const MAX_PARAM_BYTES: usize = runbook_domain::validation::MAX_SCRIPT_BYTES;
 /// Largest output page, in bytes.
 const MAX_OUTPUT_PAGE: u64 = 1024 * 1024;
-/// How often [`Service::wait_for_end`] reads a run that another instance executes.
-const ELSEWHERE_POLL: Duration = Duration::from_millis(250);
+/// How often a run another process executes is read: by [`Service::wait_for_end`],
+/// and for what changed by a follower ([`Following::into_events`]).
+pub(crate) const ELSEWHERE_POLL: Duration = Duration::from_millis(250);
 /// How long a control request for a run another process executes may wait to be taken.
 const RELAY_PATIENCE: Duration = Duration::from_secs(5);
 /// How often the requester looks for the answer.

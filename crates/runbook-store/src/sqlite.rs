@@ -902,6 +902,11 @@ struct Consoles {
     last: std::sync::Mutex<Option<(Uuid, std::fs::File)>>,
 }
 
+/// A console file's I/O error, naming the run.
+fn console_error(execution_id: Uuid) -> impl Fn(std::io::Error) -> StoreError + Copy {
+    move |e| StoreError::Io(format!("console of {execution_id}: {e}"))
+}
+
 impl Consoles {
     /// `runbook-studio.db` keeps its consoles in `runbook-studio.console/`.
     fn beside(database: &Path) -> Consoles {
@@ -920,7 +925,7 @@ impl Consoles {
     /// before anything is written.
     fn append(&self, execution_id: Uuid, chunks: &[(u64, &[u8])]) -> Result<(), StoreError> {
         use std::io::Write;
-        let io = |e: std::io::Error| StoreError::Io(format!("console of {execution_id}: {e}"));
+        let io = console_error(execution_id);
         let mut last = self
             .last
             .lock()
@@ -964,7 +969,7 @@ impl Consoles {
         match std::fs::metadata(self.path(execution_id)) {
             Ok(metadata) => Ok(Some(metadata.len())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::Io(format!("console of {execution_id}: {e}"))),
+            Err(e) => Err(console_error(execution_id)(e)),
         }
     }
 
@@ -976,7 +981,7 @@ impl Consoles {
         limit: u64,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         use std::io::{Read, Seek, SeekFrom};
-        let io = |e: std::io::Error| StoreError::Io(format!("console of {execution_id}: {e}"));
+        let io = console_error(execution_id);
         let mut file = match std::fs::File::open(self.path(execution_id)) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
