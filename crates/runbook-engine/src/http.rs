@@ -2,6 +2,7 @@
 //! bounded, a credential applied as the request's authentication.
 
 use crate::credentials::Credential;
+use encoding_rs::{CoderResult, Encoding, UTF_8};
 use runbook_domain::execution::MAX_CAPTURED_BODY;
 use runbook_domain::{HttpMethod, HttpResponse};
 use std::collections::BTreeMap;
@@ -145,7 +146,7 @@ pub async fn send(clients: &Clients, request: Request) -> Result<HttpResponse, S
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
     }
     let cut = body_bytes > body.len() as u64;
-    let (body, shortened) = body_text(body, cut);
+    let (body, shortened) = body_text(&body, cut, body_encoding(response.headers()));
     Ok(HttpResponse {
         status,
         headers,
@@ -155,27 +156,42 @@ pub async fn send(clients: &Clients, request: Request) -> Result<HttpResponse, S
     })
 }
 
-/// The captured bytes of a body as text within [`MAX_CAPTURED_BODY`] bytes, and whether
-/// the text had to be shortened for it: invalid bytes become U+FFFD, three bytes each.
-/// A character the bound cut in two (`cut`) is left out rather than shown as U+FFFD.
-fn body_text(mut bytes: Vec<u8>, cut: bool) -> (String, bool) {
-    if cut {
-        let last = bytes.iter().rev().take(4).position(|b| b & 0xC0 != 0x80);
-        if let Some(back) = last {
-            let start = bytes.len() - 1 - back;
-            let width = match bytes[start] {
-                0xF0.. => 4,
-                0xE0.. => 3,
-                0xC0.. => 2,
-                _ => 1,
-            };
-            if start + width > bytes.len() {
-                bytes.truncate(start);
-            }
+/// The encoding a response's body is in: the `charset` its Content-Type names, by the
+/// labels browsers know (`iso-8859-1`, `latin1`, `windows-1252`, `shift_jis`, `utf-16le`…),
+/// else UTF-8 (JSON's own, and the likeliest for a charset unnamed or unknown). A byte
+/// order mark at the body's start wins over both, as in browsers.
+fn body_encoding(headers: &reqwest::header::HeaderMap) -> &'static Encoding {
+    headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<mime::Mime>().ok())
+        .and_then(|mime| Encoding::for_label(mime.get_param(mime::CHARSET)?.as_str().as_bytes()))
+        .unwrap_or(UTF_8)
+}
+
+/// The captured bytes of a body, in `encoding`, as text within [`MAX_CAPTURED_BODY`]
+/// bytes, and whether the text had to be shortened for it: invalid bytes become U+FFFD,
+/// three bytes each, and a body in a single-byte encoding may take up to three times
+/// its size. A character the bound cut in two (`cut`) is left out rather than shown as
+/// U+FFFD.
+fn body_text(bytes: &[u8], cut: bool, encoding: &'static Encoding) -> (String, bool) {
+    let mut decoder = encoding.new_decoder();
+    let mut text = String::new();
+    let mut rest = bytes;
+    loop {
+        let room = decoder
+            .max_utf8_buffer_length(rest.len())
+            .unwrap_or(rest.len());
+        text.reserve(room.max(4));
+        // Not the last bytes of a cut body: a character they begin is held back.
+        let (result, read, _) = decoder.decode_to_string(rest, &mut text, !cut);
+        rest = &rest[read..];
+        if result == CoderResult::InputEmpty {
+            break;
         }
     }
-    let mut text = String::from_utf8_lossy(&bytes).into_owned();
     if text.len() <= MAX_CAPTURED_BODY {
+        text.shrink_to_fit();
         return (text, false);
     }
     let mut end = MAX_CAPTURED_BODY;
@@ -183,6 +199,7 @@ fn body_text(mut bytes: Vec<u8>, cut: bool) -> (String, bool) {
         end -= 1;
     }
     text.truncate(end);
+    text.shrink_to_fit();
     (text, true)
 }
 

@@ -148,6 +148,35 @@ async fn respond(
             "\u{feff}{\"version\": \"1.2.3\"}",
         )
             .into_response(),
+        // "Datenbank läuft: 5 €" in the charsets the Content-Type names.
+        "/latin1" => (
+            [("content-type", "text/plain; charset=ISO-8859-1")],
+            b"Datenbank l\xe4uft".to_vec(),
+        )
+            .into_response(),
+        "/cp1252" => (
+            [("content-type", "text/plain;charset=\"windows-1252\"")],
+            b"5 \x80".to_vec(),
+        )
+            .into_response(),
+        "/utf16" => (
+            [("content-type", "application/json; charset=utf-16le")],
+            "{\"state\": \"läuft\"}"
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes)
+                .collect::<Vec<u8>>(),
+        )
+            .into_response(),
+        // A charset no one knows: read as UTF-8.
+        "/unknown-charset" => {
+            ([("content-type", "text/plain; charset=x-made-up")], "läuft").into_response()
+        }
+        // Past the bound, in a charset whose every byte becomes two in UTF-8.
+        "/latin1-big" => (
+            [("content-type", "text/plain; charset=latin1")],
+            vec![0xE4u8; MAX_CAPTURED_BODY + 10],
+        )
+            .into_response(),
         _ => StatusCode::NOT_FOUND.into_response(),
     }
 }
@@ -623,6 +652,54 @@ async fn a_body_that_never_ends_times_out_naming_the_status_that_came() {
     assert!(error.ends_with(" bytes of its body came"), "{error}");
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
     assert!(record.text().contains(error));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_is_read_in_the_charset_its_content_type_names() {
+    let server = TestServer::start().await;
+    let run = start(
+        vec![
+            api_call("latin1", &server.url("/latin1")),
+            api_call("cp1252", &server.url("/cp1252")),
+            api_call("utf16", &server.url("/utf16")),
+            api_call("unknown", &server.url("/unknown-charset")),
+            api_call("big", &server.url("/latin1-big")),
+            conditional(
+                "decide",
+                r#"steps.utf16.json.state == "läuft" && steps.latin1.body.endsWith("läuft")"#,
+                vec![],
+                vec![],
+            ),
+        ],
+        Map::new(),
+        Arc::new(NoCredentials),
+    );
+    let record = run.finish().await;
+    assert_eq!(
+        record.status(),
+        Some(ExecutionStatus::Succeeded),
+        "{:?}",
+        step(&record, "decide").error
+    );
+    let body = |id: &str| step(&record, id).detail.response.clone().unwrap();
+    assert_eq!(body("latin1").body, "Datenbank läuft");
+    assert_eq!(body("latin1").body_bytes, 15, "the size is the body's own");
+    assert_eq!(body("cp1252").body, "5 €");
+    assert_eq!(body("utf16").body, "{\"state\": \"läuft\"}");
+    assert_eq!(body("unknown").body, "läuft");
+    assert_eq!(step(&record, "decide").detail.branch, Some(Branch::Then));
+    assert!(
+        record.text().contains("Datenbank läuft"),
+        "{}",
+        record.text()
+    );
+
+    // Each byte became a two-byte character: the text is cut to the bound, whole.
+    let big = body("big");
+    assert_eq!(big.body_bytes, MAX_CAPTURED_BODY as u64 + 10);
+    assert!(big.truncated);
+    assert_eq!(big.body.len(), MAX_CAPTURED_BODY);
+    assert!(big.body.chars().all(|c| c == 'ä'));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
