@@ -44,7 +44,8 @@ test-browser:
 
 test-desktop:
 	cargo build -p runbook-studio-desktop --features custom-protocol
-	cd tests/e2e && RUNBOOK_DESKTOP_BIN=$(DESKTOP_BIN) \
+	cargo build -p runbook-server --bin runbook-studio
+	cd tests/e2e && RUNBOOK_DESKTOP_BIN=$(DESKTOP_BIN) RUNBOOK_BIN=$(BIN) \
 		xvfb-run -a -s "-screen 0 1280x800x24" node --test desktop.mjs
 
 ## Formatting and lints, as CI checks them.

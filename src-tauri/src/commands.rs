@@ -2,6 +2,7 @@
 //! extracts its arguments, calls the core and returns the same JSON as the matching REST endpoint.
 
 use crate::error::{parse_action, parse_id, parse_time, CommandError};
+use crate::events::Followers;
 use runbook_core::{
     Actor, ApiKeyInfo, AuditQuery, ExecutionQuery, NewApiKey, Page, RunbookQuery, Service,
     VaultStatus, VerifyReport,
@@ -12,7 +13,7 @@ use runbook_domain::{
 use serde::Serialize;
 use serde_json::Value;
 use std::path::PathBuf;
-use tauri::State;
+use tauri::{AppHandle, Runtime, State};
 
 type CommandResult<T> = Result<T, CommandError>;
 
@@ -210,6 +211,31 @@ pub async fn control_execution(
     Ok(service
         .control_step(&actor, id, action, block_id.as_deref())
         .await?)
+}
+
+/// Follows, for one view, a run another process executes (a terminal's `run`, another
+/// desktop on the shared database): its events are emitted as `execution-event` like
+/// this process's own. True when the view is now counted among a follower's, and calls
+/// `unfollow_execution` when it closes; false for a run this process executes (its
+/// events are always emitted) or one that has ended.
+#[tauri::command]
+pub async fn follow_execution<R: Runtime>(
+    app: AppHandle<R>,
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    followers: State<'_, Followers>,
+    id: String,
+) -> CommandResult<bool> {
+    Ok(followers
+        .follow(&app, &service, &actor, parse_id(&id)?)
+        .await?)
+}
+
+/// One view fewer follows the run (see `follow_execution`).
+#[tauri::command]
+pub fn unfollow_execution(followers: State<'_, Followers>, id: String) -> CommandResult<()> {
+    followers.unfollow(parse_id(&id)?);
+    Ok(())
 }
 
 #[tauri::command]

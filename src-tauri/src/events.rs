@@ -1,9 +1,13 @@
 //! Forwards the core's execution events (output, step and status changes) to the webview,
 //! and raises a desktop notification when a run waits for someone to acknowledge a step.
+//! Runs another process executes are followed, while a view shows them, through what
+//! that process stores.
 
-use runbook_core::{Actor, ExecutionEvent, Service, WaitingStep};
+use futures::StreamExt;
+use runbook_core::{Actor, CoreError, ExecutionEvent, Service, WaitingStep};
 use runbook_domain::ExecutionStatus;
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tauri::{AppHandle, Emitter, Manager, Runtime};
 use tauri_plugin_notification::{Notification, NotificationExt};
@@ -53,6 +57,107 @@ pub fn forward<R: Runtime>(
             }
         }
     });
+}
+
+/// The runs another process executes (a terminal's `runbook-studio run`, another
+/// desktop on a shared PostgreSQL) that views of this app follow. Their events, derived
+/// from what that process stores ([`runbook_core::Following::into_events`]), are emitted
+/// as [`EXECUTION_EVENT`] like this process's own: one follower per run however many
+/// views show it, for as long as one does, until the run ends.
+#[derive(Clone, Default)]
+pub struct Followers(Arc<Mutex<Registry>>);
+
+#[derive(Default)]
+struct Registry {
+    /// Tells a follower that ended from a newer one of the same run.
+    started: u64,
+    runs: HashMap<Uuid, Follower>,
+}
+
+struct Follower {
+    views: usize,
+    number: u64,
+    task: tauri::async_runtime::JoinHandle<()>,
+}
+
+impl Followers {
+    /// One more view follows the run. True when its events come from a follower of this
+    /// registry (the view calls [`Followers::unfollow`] when it closes); false for a run
+    /// this process executes, whose events are always emitted, or one that has ended.
+    pub async fn follow<R: Runtime>(
+        &self,
+        app: &AppHandle<R>,
+        service: &Service,
+        actor: &Actor,
+        execution_id: Uuid,
+    ) -> Result<bool, CoreError> {
+        // Asked of the core every time: it checks the caller's role.
+        let following = service.follow_execution(actor, execution_id).await?;
+        let mut registry = self.lock();
+        if let Some(follower) = registry.runs.get_mut(&execution_id) {
+            follower.views += 1;
+            return Ok(true);
+        }
+        if !following.is_elsewhere() {
+            return Ok(false);
+        }
+        registry.started += 1;
+        let number = registry.started;
+        let mut events = following.into_events();
+        let (app, followers) = (app.clone(), self.clone());
+        // Ends with the run (its final status emitted), or when the last view leaves.
+        let task = tauri::async_runtime::spawn(async move {
+            while let Some(event) = events.next().await {
+                if let Err(error) = app.emit(EXECUTION_EVENT, &event) {
+                    tracing::warn!(%error, "could not forward a followed run's event");
+                }
+            }
+            followers.ended(execution_id, number);
+        });
+        registry.runs.insert(
+            execution_id,
+            Follower {
+                views: 1,
+                number,
+                task,
+            },
+        );
+        Ok(true)
+    }
+
+    /// One view fewer follows the run; when none is left, its follower stops.
+    pub fn unfollow(&self, execution_id: Uuid) {
+        let mut registry = self.lock();
+        if let Entry::Occupied(mut entry) = registry.runs.entry(execution_id) {
+            let follower = entry.get_mut();
+            follower.views = follower.views.saturating_sub(1);
+            if follower.views == 0 {
+                entry.remove().task.abort();
+            }
+        }
+    }
+
+    /// Runs followed now, for the tests.
+    #[cfg(test)]
+    pub fn followed(&self) -> Vec<Uuid> {
+        self.lock().runs.keys().copied().collect()
+    }
+
+    /// Forgets follower `number` of the run, which ended with the run.
+    fn ended(&self, execution_id: Uuid, number: u64) {
+        let mut registry = self.lock();
+        if let Entry::Occupied(entry) = registry.runs.entry(execution_id) {
+            if entry.get().number == number {
+                entry.remove();
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// Shows "waiting for you" for the step the run waits at, off the forwarding loop. The

@@ -94,6 +94,8 @@ fn with_commands<R: Runtime>(builder: Builder<R>) -> Builder<R> {
         commands::read_output,
         commands::export_execution,
         commands::control_execution,
+        commands::follow_execution,
+        commands::unfollow_execution,
         commands::retry_execution,
         commands::whoami,
         commands::list_credentials,
@@ -148,6 +150,7 @@ fn open_service<R: Runtime>(
     );
     app.manage(service);
     app.manage(actor);
+    app.manage(events::Followers::default());
     Ok(())
 }
 

@@ -566,3 +566,164 @@ fn a_step_is_announced_once_while_its_run_lives() {
     assert!(notified.first(run, "drain"), "an ended run is forgotten");
     assert!(!notified.first(other, "drain"));
 }
+
+/// Waits for the next event of run `id` on `events`, skipping other runs'.
+fn next_event_of(events: &mpsc::Receiver<Value>, id: &str, what: &str) -> Value {
+    loop {
+        let event = events
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no event: {what}"));
+        if event["execution_id"] == id {
+            return event;
+        }
+    }
+}
+
+/// Waits until `path` exists, as a step's sign that it got there.
+fn wait_for_file(path: &std::path::Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !path.exists() {
+        assert!(std::time::Instant::now() < deadline, "{path:?} never came");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_run_another_process_executes_is_followed_while_a_view_shows_it() {
+    use runbook_core::{Actor, Service};
+    let desktop = Desktop::open();
+    let (events_tx, events) = mpsc::channel::<Value>();
+    desktop.app.listen_any(EXECUTION_EVENT, move |event| {
+        let _ = events_tx.send(serde_json::from_str(event.payload()).unwrap());
+    });
+    let dir = desktop._data_dir.path();
+    // A terminal's `runbook-studio run` on the same data directory.
+    let terminal =
+        tauri::async_runtime::block_on(Service::open(Config::from_data_dir(dir))).unwrap();
+    let script = |name: &str| {
+        let at = |file: &str| dir.join(format!("{name}-{file}")).display().to_string();
+        format!(
+            "echo before-follow; touch '{}'; while [ ! -f '{}' ]; do sleep 0.05; done; \
+             echo after-follow; touch '{}'; while [ ! -f '{}' ]; do sleep 0.05; done",
+            at("started"),
+            at("go"),
+            at("told"),
+            at("end"),
+        )
+    };
+    let executed_elsewhere = |name: &str| {
+        let runbook = desktop.create(name, &script(name));
+        let id = runbook["id"].as_str().unwrap().parse().unwrap();
+        let execution = tauri::async_runtime::block_on(terminal.execute(
+            &Actor::local_admin(),
+            id,
+            Value::Null,
+        ))
+        .unwrap();
+        wait_for_file(&dir.join(format!("{name}-started")));
+        // Stored, so a follower coming in now starts after it.
+        let id = execution.id.to_string();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let page = desktop.ok(
+                "read_output",
+                json!({"id": id, "offset": 0, "limit": 65536}),
+            );
+            if page["text"].as_str().unwrap().contains("before-follow") {
+                break id;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the first line was never stored"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let followers = desktop.app.state::<crate::events::Followers>();
+
+    // Two views of the run share one follower, which tells what the run does from the
+    // moment it came in: live, while the run goes on.
+    let id = executed_elsewhere("one");
+    assert_eq!(desktop.ok("follow_execution", json!({"id": id})), true);
+    assert_eq!(desktop.ok("follow_execution", json!({"id": id})), true);
+    assert_eq!(followers.followed(), [id.parse::<uuid::Uuid>().unwrap()]);
+    std::fs::write(dir.join("one-go"), "").unwrap();
+    let mut told = String::new();
+    while !told.contains("after-follow") {
+        let event = next_event_of(&events, &id, "the followed run's new output");
+        assert_ne!(event["type"], "status", "the run ended early: {event}");
+        if event["type"] == "output" {
+            told.push_str(event["text"].as_str().unwrap());
+        }
+    }
+    assert!(!told.contains("before-follow"), "told again: {told:?}");
+    wait_for_file(&dir.join("one-told"));
+    assert_eq!(
+        desktop.ok("get_execution", json!({"id": id}))["status"],
+        "running"
+    );
+    // One view leaves; the other still follows, to the run's end.
+    assert_eq!(
+        desktop.ok("unfollow_execution", json!({"id": id})),
+        Value::Null
+    );
+    std::fs::write(dir.join("one-end"), "").unwrap();
+    let status = loop {
+        let event = next_event_of(&events, &id, "the followed run's end");
+        if event["type"] == "status" && event["status"] != "running" {
+            break event["status"].clone();
+        }
+    };
+    assert_eq!(status, "succeeded");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !followers.followed().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the follower outlived its run"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The last view's leave after the end is no mistake.
+    assert_eq!(
+        desktop.ok("unfollow_execution", json!({"id": id})),
+        Value::Null
+    );
+
+    // When the last view leaves, its follower stops: the run's end is told to no one.
+    let id = executed_elsewhere("two");
+    assert_eq!(desktop.ok("follow_execution", json!({"id": id})), true);
+    desktop.ok("unfollow_execution", json!({"id": id}));
+    assert!(followers.followed().is_empty());
+    std::fs::write(dir.join("two-go"), "").unwrap();
+    std::fs::write(dir.join("two-end"), "").unwrap();
+    wait_until_finished(&desktop, &id);
+    // A follower would have told the end within one look (250 ms) of it being stored.
+    std::thread::sleep(Duration::from_millis(1000));
+    let late: Vec<Value> = events
+        .try_iter()
+        .filter(|event| event["execution_id"] == id.as_str())
+        .collect();
+    assert!(late.is_empty(), "told after the last view left: {late:?}");
+
+    // A run this process executes needs no follower, nor one that has ended; ids are
+    // checked.
+    let end = dir.join("local-end");
+    let local = desktop.create(
+        "Local",
+        &format!("while [ ! -f '{}' ]; do sleep 0.05; done", end.display()),
+    );
+    let local = desktop.ok("execute_runbook", json!({"id": local["id"], "body": null}));
+    let local = local["id"].as_str().unwrap();
+    assert_eq!(desktop.ok("follow_execution", json!({"id": local})), false);
+    std::fs::write(&end, "").unwrap();
+    wait_until_finished(&desktop, local);
+    assert_eq!(desktop.ok("follow_execution", json!({"id": id})), false);
+    assert!(followers.followed().is_empty());
+    let error = desktop.err("follow_execution", json!({"id": "../etc"}));
+    assert_eq!(error["code"], "invalid_id");
+    let error = desktop.err(
+        "follow_execution",
+        json!({"id": "00000000-0000-4000-8000-000000000000"}),
+    );
+    assert_eq!(error["code"], "not_found");
+}

@@ -1,10 +1,12 @@
 //! Desktop end-to-end test: drives the real Tauri app through tauri-driver (W3C WebDriver over
 //! WebKitWebDriver) — create a runbook with a command block, save it, run it, read the console;
-//! a run that waits for an acknowledgement sends a desktop notification over a private D-Bus.
+//! a run that waits for an acknowledgement sends a desktop notification over a private D-Bus;
+//! a run a terminal's `runbook-studio run` executes on the same data shows its console live.
 //!
 //! Run (needs a display; the Makefile wraps it):
 //!   xvfb-run -a -s "-screen 0 1280x800x24" node --test tests/e2e/desktop.mjs
 //! Env: RUNBOOK_DESKTOP_BIN (app binary, built with `--features custom-protocol`),
+//!      RUNBOOK_BIN (the `runbook-studio` CLI),
 //!      TAURI_DRIVER, WEBKIT_WEBDRIVER, E2E_TIMEOUT_MS (hard limit for the whole run).
 
 import { test, after } from 'node:test';
@@ -18,10 +20,11 @@ import { fileURLToPath } from 'node:url';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const BIN = resolve(HERE, process.env.RUNBOOK_DESKTOP_BIN ?? '../../target/debug/runbook-studio-desktop');
+const CLI = resolve(HERE, process.env.RUNBOOK_BIN ?? '../../target/debug/runbook-studio');
 const NATIVE_DRIVER = process.env.WEBKIT_WEBDRIVER ?? '/usr/bin/WebKitWebDriver';
 const SCREENSHOTS = join(HERE, 'screenshots');
 const ARTIFACTS = join(HERE, '.artifacts');
-const HARD_TIMEOUT_MS = Number(process.env.E2E_TIMEOUT_MS ?? 240_000);
+const HARD_TIMEOUT_MS = Number(process.env.E2E_TIMEOUT_MS ?? 300_000);
 const REQUEST_TIMEOUT_MS = 30_000;
 const MARKER = 'hello-from-desktop';
 /** W3C WebDriver's key for element references in JSON. */
@@ -34,6 +37,9 @@ let sessionUrl = null;
 let bus = null;
 let busMonitor = null;
 let busLog = '';
+let busAddress = null;
+/** A terminal's `runbook-studio run` on the app's data. */
+let terminal = null;
 
 /**
  * Starts a session bus of the test's own (no services to activate: no keychain, no
@@ -59,6 +65,7 @@ async function startBus() {
   let printed = '';
   bus.stdout.on('data', (chunk) => { printed += chunk; });
   const address = await waitFor('the session bus address', () => printed.includes('\n') && printed.trim(), 10_000);
+  busAddress = address;
   busMonitor = spawn('dbus-monitor', ['--address', address, "interface='org.freedesktop.Notifications'"], { stdio: ['ignore', 'pipe', 'inherit'] });
   busMonitor.stdout.on('data', (chunk) => { busLog += chunk; });
   // The monitor is in place once the bus has told it its name.
@@ -180,6 +187,10 @@ async function screenshot(name) {
   writeFileSync(join(SCREENSHOTS, `desktop-${name}.png`), Buffer.from(png, 'base64'));
 }
 
+function stopTerminal() {
+  if (terminal && terminal.exitCode === null && terminal.signalCode === null) terminal.kill('SIGTERM');
+}
+
 function stopDriver() {
   if (!driver || driver.exitCode !== null) return;
   try {
@@ -195,6 +206,7 @@ async function cleanup() {
     await wd('DELETE', sessionUrl).catch(() => {});
     sessionUrl = null;
   }
+  stopTerminal();
   stopDriver();
   stopBus();
   rmSync(dataDir, { recursive: true, force: true });
@@ -203,6 +215,7 @@ async function cleanup() {
 /** Ends the run at once: the driver's process group (and so the app) and the temp data go. */
 function abort(reason, exitCode) {
   console.error(`desktop e2e: ${reason}`);
+  stopTerminal();
   stopDriver();
   stopBus();
   rmSync(dataDir, { recursive: true, force: true });
@@ -354,6 +367,70 @@ test('desktop: author a runbook with a command block, run it, see its output; st
     await screenshot('99-failure').catch(() => {});
     const source = await session('GET', '/source').catch(() => '');
     writeFileSync(join(ARTIFACTS, 'desktop-failure.html'), String(source));
+    throw error;
+  }
+});
+
+test('desktop: the console of a run a terminal executes on the same data goes on live', async () => {
+  assert.ok(sessionUrl, 'the app is up (the first test started it)');
+  assert.ok(existsSync(CLI), `CLI binary not found at ${CLI}: cargo build -p runbook-server --bin runbook-studio`);
+  // The run waits at each gate until the test opens it. Typed into the script editor, so no
+  // quotes or brackets (the editor closes those itself).
+  const gate = (name) => join(dataDir, `follow-${name}`);
+  const script =
+    `echo terminal-first; while test ! -e ${gate('go')}; do sleep 0.1; done; ` +
+    `echo terminal-second; while test ! -e ${gate('end')}; do sleep 0.1; done; echo terminal-last`;
+  try {
+    await click('"New runbook"', named('button', 'New runbook'));
+    await waitVisible('the new runbook in the editor', '//*[@data-testid="dirty-indicator" and contains(.,"version 1")]');
+    await click('"Add block"', named('button', 'Add block'));
+    await click('"Command" in the add-block menu', named('*[@role="menuitem"]', 'Command'));
+    const card = await waitVisible('the new command block', '(//*[starts-with(@data-testid,"block-")])[last()]');
+    const blockId = (await session('GET', `/element/${card}/attribute/data-testid`)).slice('block-'.length);
+    const [editor] = await findAll(`//*[@data-testid="block-${blockId}"]//*[contains(@class,"cm-content")]`);
+    await session('POST', `/element/${editor}/click`, {});
+    await session('POST', `/element/${editor}/value`, { text: script });
+    await waitFor('the script text in the editor', async () => (await text(editor)).includes('terminal-last'), 5_000);
+    await click('"Save"', named('button', 'Save'));
+    await waitVisible('the save to finish', '//*[@data-testid="dirty-indicator" and contains(.,"Saved") and contains(.,"version 2")]', 15_000);
+    const url = await session('GET', '/url');
+    const runbookId = /#\/runbooks\/([0-9a-f-]{36})/.exec(url)?.[1];
+    assert.ok(runbookId, `the editor's address names the runbook: ${url}`);
+
+    // A terminal runs it on the app's database: this app does not execute it.
+    let printed = '';
+    const env = { ...process.env, RUNBOOK_DATA_DIR: dataDir, DBUS_SESSION_BUS_ADDRESS: busAddress };
+    delete env.DATABASE_URL; // the app's embedded SQLite database
+    terminal = spawn(CLI, ['run', runbookId, '--yes', '--no-keychain'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    terminal.stdout.on('data', (chunk) => { printed += chunk; });
+    terminal.stderr.on('data', (chunk) => { printed += chunk; });
+    const exited = new Promise((resolveExit) => terminal.on('exit', (code) => resolveExit(code)));
+    await waitFor('the terminal to print the first line', () => printed.includes('terminal-first'), 30_000);
+
+    await click('"All runs" in the sidebar', named('a', 'All runs'));
+    await click('the running run', '//a[starts-with(@aria-label, "Open run ") and contains(@aria-label, ", running")]');
+    await waitVisible('the execution status "running"', '//*[@data-testid="execution-status" and normalize-space(.)="running"]', 15_000);
+    const consoleText = async () => {
+      const [id] = await findAll('//*[@data-testid="console-text"]');
+      return id ? String(await session('POST', '/execute/sync', { script: 'return arguments[0].textContent', args: [{ [ELEMENT]: id }] })) : '';
+    };
+    await waitFor('the first line in the console', async () => (await consoleText()).includes('terminal-first'), 15_000);
+    // Longer than the view's own second read after it opens: what comes now comes live.
+    await sleep(2_000);
+    writeFileSync(gate('go'), '');
+    await waitFor('the second line in the console while the run goes on', async () => (await consoleText()).includes('terminal-second'), 10_000);
+    const running = await findAll('//*[@data-testid="execution-status" and normalize-space(.)="running"]');
+    assert.equal(running.length, 1, 'the run still waits at its last gate');
+    await screenshot('07-followed-from-terminal');
+
+    writeFileSync(gate('end'), '');
+    await waitVisible('the execution status "succeeded"', '//*[@data-testid="execution-status" and normalize-space(.)="succeeded"]', 30_000);
+    await waitFor('the last line in the console', async () => (await consoleText()).includes('terminal-last'), 10_000);
+    assert.equal(await exited, 0, `the terminal's run succeeded: ${printed}`);
+    assert.match(await consoleText(), /^terminal-first$[\s\S]*^terminal-second$[\s\S]*^terminal-last$/m);
+  } catch (error) {
+    await screenshot('98-follow-failure').catch(() => {});
+    writeFileSync(join(ARTIFACTS, 'desktop-follow-failure.html'), String(await session('GET', '/source').catch(() => '')));
     throw error;
   }
 });

@@ -33,6 +33,12 @@ pub struct Following {
 }
 
 impl Following {
+    /// True for an unfinished run another process executes: its events come from
+    /// [`Following::into_events`] alone, never from this process's engine.
+    pub fn is_elsewhere(&self) -> bool {
+        self.elsewhere.is_some()
+    }
+
     /// The run's events from `execution` on, up to its final status: the engine's, or
     /// for a run another process executes, derived from what it stores every
     /// [`ELSEWHERE_POLL`] (steps started and finished, new console output in those

@@ -373,6 +373,7 @@ describe('tauri transport', () => {
       handler = fn
       return Promise.resolve(unlisten)
     })
+    invoke.mockResolvedValueOnce(false)
     const events: ExecutionEvent[] = []
     const stop = subscribeExecutionEvents('e1', { onEvent: (e) => events.push(e) })
     await Promise.resolve()
@@ -382,5 +383,48 @@ describe('tauri transport', () => {
     expect(events).toEqual([{ type: 'step_started', execution_id: 'e1', block_id: 'a' }])
     stop()
     expect(unlisten).toHaveBeenCalled()
+    // A run this process executes needs no follower, so there is none to leave.
+    expect(invoke.mock.calls).toEqual([['follow_execution', { id: 'e1' }]])
+  })
+
+  it('asks the app to follow a run another process executes once listening, and leaves when closed', async () => {
+    const order: string[] = []
+    listen.mockImplementationOnce(() => {
+      order.push('listen')
+      return Promise.resolve(() => order.push('unlisten'))
+    })
+    invoke.mockImplementation((command: string) => {
+      order.push(command)
+      return Promise.resolve(command === 'follow_execution' ? true : null)
+    })
+    const stop = subscribeExecutionEvents('e1', { onEvent: () => {} })
+    await vi.waitFor(() => expect(order).toEqual(['listen', 'follow_execution']))
+    stop()
+    expect(order).toEqual(['listen', 'follow_execution', 'unlisten', 'unfollow_execution'])
+    expect(invoke).toHaveBeenLastCalledWith('unfollow_execution', { id: 'e1' })
+  })
+
+  it('leaves a follower it was granted after it closed', async () => {
+    listen.mockResolvedValueOnce(() => {})
+    let grant: (followed: boolean) => void = () => {}
+    invoke.mockImplementation((command: string) =>
+      command === 'follow_execution' ? new Promise((resolve) => (grant = resolve)) : Promise.resolve(null),
+    )
+    const stop = subscribeExecutionEvents('e1', { onEvent: () => {} })
+    await vi.waitFor(() => expect(invoke).toHaveBeenCalledWith('follow_execution', { id: 'e1' }))
+    stop()
+    expect(invoke).toHaveBeenCalledTimes(1)
+    grant(true)
+    await vi.waitFor(() => expect(invoke).toHaveBeenLastCalledWith('unfollow_execution', { id: 'e1' }))
+  })
+
+  it('reports a follow that failed as a broken stream', async () => {
+    listen.mockResolvedValueOnce(() => {})
+    invoke.mockRejectedValueOnce({ code: 'not_found', message: 'execution not found' })
+    const onError = vi.fn()
+    subscribeExecutionEvents('e1', { onEvent: () => {}, onError })
+    await vi.waitFor(() => expect(onError).toHaveBeenCalledTimes(1))
+    expect(onError.mock.calls[0][0]).toBeInstanceOf(ApiError)
+    expect(onError.mock.calls[0][0]).toMatchObject({ code: 'not_found' })
   })
 })

@@ -309,20 +309,36 @@ export function subscribeExecutionEvents(executionId: string, subscription: Even
 function subscribeTauri(executionId: string, { onEvent, onError }: EventSubscription): () => void {
   let closed = false
   let unlisten: (() => void) | null = null
+  // Whether the app follows the run for this subscription, which then tells it when it leaves.
+  let following = false
+  const unfollow = () => void invoke('unfollow_execution', { id: executionId }).catch(() => {})
   listen<unknown>('execution-event', ({ payload }) => {
     const event = parseExecutionEvent(payload)
     // All executions share the one channel.
     if (!closed && event && event.execution_id === executionId) onEvent(event)
-  }).then(
-    (stop) => {
-      if (closed) stop()
-      else unlisten = stop
-    },
-    (error: unknown) => onError?.(normalizeError(error)),
-  )
+  })
+    .then((stop) => {
+      if (closed) {
+        stop()
+        return
+      }
+      unlisten = stop
+      // A run another process executes (a terminal's `run`, another desktop on the shared
+      // database) has its events told only while someone follows it; asked once listening, so
+      // nothing told is missed.
+      return invoke<boolean>('follow_execution', { id: executionId }).then((followed) => {
+        if (!followed) return
+        if (closed) unfollow()
+        else following = true
+      })
+    })
+    .catch((error: unknown) => {
+      if (!closed) onError?.(normalizeError(error))
+    })
   return () => {
     closed = true
     unlisten?.()
+    if (following) unfollow()
   }
 }
 
