@@ -93,13 +93,13 @@ impl Followers {
     ) -> Result<bool, CoreError> {
         // Asked of the core every time: it checks the caller's role.
         let following = service.follow_execution(actor, execution_id).await?;
+        if !following.is_elsewhere() {
+            return Ok(false);
+        }
         let mut registry = self.lock();
         if let Some(follower) = registry.runs.get_mut(&execution_id) {
             follower.views += 1;
             return Ok(true);
-        }
-        if !following.is_elsewhere() {
-            return Ok(false);
         }
         registry.started += 1;
         let number = registry.started;
@@ -134,6 +134,14 @@ impl Followers {
             if follower.views == 0 {
                 entry.remove().task.abort();
             }
+        }
+    }
+
+    /// Stops every follower: the page that counted its views loads again (a reload), and
+    /// its views will not leave.
+    pub fn clear(&self) {
+        for (_, follower) in self.lock().runs.drain() {
+            follower.task.abort();
         }
     }
 

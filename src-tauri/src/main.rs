@@ -77,43 +77,53 @@ fn config_from(data_dir: Option<OsString>, database_url: Option<String>) -> Conf
     }
 }
 
-/// Registers the commands the UI invokes.
+/// Registers the commands the UI invokes. A page that loads again (a reload) starts with
+/// no runs followed: those its previous load followed are stopped, as its views never
+/// leave them.
 fn with_commands<R: Runtime>(builder: Builder<R>) -> Builder<R> {
-    builder.invoke_handler(tauri::generate_handler![
-        commands::list_runbooks,
-        commands::get_runbook,
-        commands::create_runbook,
-        commands::update_runbook,
-        commands::delete_runbook,
-        commands::list_versions,
-        commands::get_version,
-        commands::rollback_runbook,
-        commands::execute_runbook,
-        commands::get_execution,
-        commands::list_executions,
-        commands::read_output,
-        commands::export_execution,
-        commands::control_execution,
-        commands::follow_execution,
-        commands::unfollow_execution,
-        commands::retry_execution,
-        commands::whoami,
-        commands::list_credentials,
-        commands::get_credential,
-        commands::create_credential,
-        commands::update_credential,
-        commands::delete_credential,
-        commands::list_users,
-        commands::create_user,
-        commands::update_user,
-        commands::delete_user,
-        commands::list_api_keys,
-        commands::create_api_key,
-        commands::revoke_api_key,
-        commands::list_audit,
-        commands::verify_audit,
-        commands::vault_status,
-    ])
+    builder
+        .on_page_load(|webview, payload| {
+            if payload.event() == tauri::webview::PageLoadEvent::Started {
+                if let Some(followers) = webview.try_state::<events::Followers>() {
+                    followers.clear();
+                }
+            }
+        })
+        .invoke_handler(tauri::generate_handler![
+            commands::list_runbooks,
+            commands::get_runbook,
+            commands::create_runbook,
+            commands::update_runbook,
+            commands::delete_runbook,
+            commands::list_versions,
+            commands::get_version,
+            commands::rollback_runbook,
+            commands::execute_runbook,
+            commands::get_execution,
+            commands::list_executions,
+            commands::read_output,
+            commands::export_execution,
+            commands::control_execution,
+            commands::follow_execution,
+            commands::unfollow_execution,
+            commands::retry_execution,
+            commands::whoami,
+            commands::list_credentials,
+            commands::get_credential,
+            commands::create_credential,
+            commands::update_credential,
+            commands::delete_credential,
+            commands::list_users,
+            commands::create_user,
+            commands::update_user,
+            commands::delete_user,
+            commands::list_api_keys,
+            commands::create_api_key,
+            commands::revoke_api_key,
+            commands::list_audit,
+            commands::verify_audit,
+            commands::vault_status,
+        ])
 }
 
 /// Opens the core service, manages it with the local profile, and bridges its events.

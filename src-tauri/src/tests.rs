@@ -689,10 +689,17 @@ fn a_run_another_process_executes_is_followed_while_a_view_shows_it() {
         Value::Null
     );
 
-    // When the last view leaves, its follower stops: the run's end is told to no one.
+    // When the last view leaves, its follower stops; so do all when the page loads again
+    // (its views never leave): the run's end is told to no one.
     let id = executed_elsewhere("two");
     assert_eq!(desktop.ok("follow_execution", json!({"id": id})), true);
+    assert_eq!(desktop.ok("follow_execution", json!({"id": id})), true);
     desktop.ok("unfollow_execution", json!({"id": id}));
+    assert_eq!(followers.followed().len(), 1, "one view still follows");
+    desktop.ok("unfollow_execution", json!({"id": id}));
+    assert!(followers.followed().is_empty());
+    assert_eq!(desktop.ok("follow_execution", json!({"id": id})), true);
+    followers.clear();
     assert!(followers.followed().is_empty());
     std::fs::write(dir.join("two-go"), "").unwrap();
     std::fs::write(dir.join("two-end"), "").unwrap();

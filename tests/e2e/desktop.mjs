@@ -232,6 +232,32 @@ after(async () => {
   clearTimeout(watchdog);
 });
 
+/**
+ * Authors a new runbook with a command block running `script`, typed into its CodeMirror script
+ * editor (a contenteditable, so through real key events), and saves it: every save makes a
+ * version, so the new runbook's version 1 becomes version 2. `editorShot` names a screenshot of
+ * the editor taken before the save. Returns the block's id.
+ */
+async function authorCommandRunbook(script, editorShot) {
+  await click('"New runbook"', named('button', 'New runbook'));
+  await waitVisible('the new runbook in the editor', '//*[@data-testid="dirty-indicator" and contains(.,"version 1")]');
+  await click('"Add block"', named('button', 'Add block'));
+  await click('"Command" in the add-block menu', named('*[@role="menuitem"]', 'Command'));
+  // The new command block is the last card.
+  const card = await waitVisible('the new command block', '(//*[starts-with(@data-testid,"block-")])[last()]');
+  const blockId = (await session('GET', `/element/${card}/attribute/data-testid`)).slice('block-'.length);
+  const [editor] = await findAll(`//*[@data-testid="block-${blockId}"]//*[contains(@class,"cm-content")]`);
+  assert.ok(editor, `block ${blockId} has no script editor`);
+  await session('POST', `/element/${editor}/click`, {});
+  await session('POST', `/element/${editor}/value`, { text: script });
+  const typedEnd = script.slice(-12);
+  await waitFor('the script text in the editor', async () => (await text(editor)).includes(typedEnd), 5_000);
+  if (editorShot) await screenshot(editorShot);
+  await click('"Save"', named('button', 'Save'));
+  await waitVisible('the save to finish', '//*[@data-testid="dirty-indicator" and contains(.,"Saved") and contains(.,"version 2")]', 15_000);
+  return blockId;
+}
+
 async function startApp() {
   assert.ok(existsSync(BIN), `app binary not found at ${BIN}: cargo build -p runbook-studio-desktop --features custom-protocol`);
   const port = await freePort();
@@ -271,25 +297,7 @@ test('desktop: author a runbook with a command block, run it, see its output; st
     await waitGone('the first data to load', '//*[normalize-space(.)="Loading…"]');
     await screenshot('01-start');
 
-    await click('"New runbook"', named('button', 'New runbook'));
-    await waitVisible('the new runbook in the editor', '//*[@data-testid="dirty-indicator" and contains(.,"version 1")]');
-    await click('"Add block"', named('button', 'Add block'));
-    await click('"Command" in the add-block menu', named('*[@role="menuitem"]', 'Command'));
-
-    // The new command block is the last card; its script editor is a CodeMirror contenteditable,
-    // so typing goes through real key events.
-    const card = await waitVisible('the new command block', '(//*[starts-with(@data-testid,"block-")])[last()]');
-    const blockId = (await session('GET', `/element/${card}/attribute/data-testid`)).slice('block-'.length);
-    const [editor] = await findAll(`//*[@data-testid="block-${blockId}"]//*[contains(@class,"cm-content")]`);
-    assert.ok(editor, `block ${blockId} has no script editor`);
-    await session('POST', `/element/${editor}/click`, {});
-    await session('POST', `/element/${editor}/value`, { text: `echo ${MARKER}` });
-    await waitFor('the script text in the editor', async () => (await text(editor)).includes(MARKER), 5_000);
-    await screenshot('02-editor');
-
-    // Every save makes a version: the new runbook was version 1, this save makes version 2.
-    await click('"Save"', named('button', 'Save'));
-    await waitVisible('the save to finish', '//*[@data-testid="dirty-indicator" and contains(.,"Saved") and contains(.,"version 2")]', 15_000);
+    const blockId = await authorCommandRunbook(`echo ${MARKER}`, '02-editor');
     // Saved and without parameters, Run starts at once and opens the run view.
     await click('"Run"', named('button', 'Run'));
 
@@ -381,18 +389,7 @@ test('desktop: the console of a run a terminal executes on the same data goes on
     `echo terminal-first; while test ! -e ${gate('go')}; do sleep 0.1; done; ` +
     `echo terminal-second; while test ! -e ${gate('end')}; do sleep 0.1; done; echo terminal-last`;
   try {
-    await click('"New runbook"', named('button', 'New runbook'));
-    await waitVisible('the new runbook in the editor', '//*[@data-testid="dirty-indicator" and contains(.,"version 1")]');
-    await click('"Add block"', named('button', 'Add block'));
-    await click('"Command" in the add-block menu', named('*[@role="menuitem"]', 'Command'));
-    const card = await waitVisible('the new command block', '(//*[starts-with(@data-testid,"block-")])[last()]');
-    const blockId = (await session('GET', `/element/${card}/attribute/data-testid`)).slice('block-'.length);
-    const [editor] = await findAll(`//*[@data-testid="block-${blockId}"]//*[contains(@class,"cm-content")]`);
-    await session('POST', `/element/${editor}/click`, {});
-    await session('POST', `/element/${editor}/value`, { text: script });
-    await waitFor('the script text in the editor', async () => (await text(editor)).includes('terminal-last'), 5_000);
-    await click('"Save"', named('button', 'Save'));
-    await waitVisible('the save to finish', '//*[@data-testid="dirty-indicator" and contains(.,"Saved") and contains(.,"version 2")]', 15_000);
+    await authorCommandRunbook(script);
     const url = await session('GET', '/url');
     const runbookId = /#\/runbooks\/([0-9a-f-]{36})/.exec(url)?.[1];
     assert.ok(runbookId, `the editor's address names the runbook: ${url}`);

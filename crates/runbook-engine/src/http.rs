@@ -159,14 +159,36 @@ pub async fn send(clients: &Clients, request: Request) -> Result<HttpResponse, S
 /// The encoding a response's body is in: the `charset` its Content-Type names, by the
 /// labels browsers know (`iso-8859-1`, `latin1`, `windows-1252`, `shift_jis`, `utf-16le`…),
 /// else UTF-8 (JSON's own, and the likeliest for a charset unnamed or unknown). A byte
-/// order mark at the body's start wins over both, as in browsers.
+/// order mark at the body's start wins over both, as in browsers. The parameter is
+/// found leniently (any case, spaces around it, quoted or not), and the charsets
+/// browsers refuse to decode at all (ISO-2022-KR, HZ…) are read as UTF-8 too rather
+/// than as one U+FFFD.
 fn body_encoding(headers: &reqwest::header::HeaderMap) -> &'static Encoding {
     headers
         .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<mime::Mime>().ok())
-        .and_then(|mime| Encoding::for_label(mime.get_param(mime::CHARSET)?.as_str().as_bytes()))
+        .and_then(|value| charset(value.as_bytes()))
+        .and_then(Encoding::for_label_no_replacement)
         .unwrap_or(UTF_8)
+}
+
+/// The value of the `charset` parameter of a Content-Type, without quotes.
+fn charset(content_type: &[u8]) -> Option<&[u8]> {
+    content_type
+        .split(|b| *b == b';')
+        .skip(1)
+        .find_map(|parameter| {
+            let at = parameter.iter().position(|b| *b == b'=')?;
+            let (name, value) = (
+                parameter[..at].trim_ascii(),
+                parameter[at + 1..].trim_ascii(),
+            );
+            name.eq_ignore_ascii_case(b"charset").then(|| {
+                value
+                    .strip_prefix(b"\"")
+                    .and_then(|quoted| quoted.strip_suffix(b"\""))
+                    .unwrap_or(value)
+            })
+        })
 }
 
 /// The captured bytes of a body, in `encoding`, as text within [`MAX_CAPTURED_BODY`]

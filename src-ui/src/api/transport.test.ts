@@ -383,7 +383,9 @@ describe('tauri transport', () => {
     expect(events).toEqual([{ type: 'step_started', execution_id: 'e1', block_id: 'a' }])
     stop()
     expect(unlisten).toHaveBeenCalled()
-    // A run this process executes needs no follower, so there is none to leave.
+    // A run this process executes needs no follower, so there is none to leave, even once the
+    // answer has been handled.
+    await new Promise((resolve) => setTimeout(resolve, 0))
     expect(invoke.mock.calls).toEqual([['follow_execution', { id: 'e1' }]])
   })
 
