@@ -26,6 +26,7 @@ fn main() {
     let config = config_from(
         std::env::var_os("RUNBOOK_DATA_DIR"),
         std::env::var("DATABASE_URL").ok(),
+        std::env::var("RUNBOOK_STOP_GRACE").ok(),
     );
     // Where exported run reports are saved; the Downloads directory when unset.
     let export_dir = std::env::var_os("RUNBOOK_EXPORT_DIR")
@@ -60,12 +61,39 @@ fn main() {
 
 /// Where the data lives: `RUNBOOK_DATA_DIR` (else the platform data directory) and
 /// `DATABASE_URL` (else SQLite in the data directory); empty values count as unset.
-fn config_from(data_dir: Option<OsString>, database_url: Option<String>) -> Config {
+/// `RUNBOOK_STOP_GRACE`: the seconds a stopped command gets between SIGTERM and SIGKILL
+/// unless its block says otherwise (5 s when unset, or when not a number of seconds
+/// up to ten minutes, which the log says).
+fn config_from(
+    data_dir: Option<OsString>,
+    database_url: Option<String>,
+    stop_grace: Option<String>,
+) -> Config {
     let data_dir = data_dir
         .filter(|dir| !dir.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(Config::default_data_dir);
+    let mut engine = runbook_core::EngineConfig::default();
+    match stop_grace
+        .as_deref()
+        .map(str::trim)
+        .filter(|text| !text.is_empty())
+    {
+        None => {}
+        Some(text) => match text.parse::<u64>() {
+            Ok(secs) if secs <= runbook_domain::validation::MAX_STOP_GRACE_SECS => {
+                engine.stop_grace = std::time::Duration::from_secs(secs);
+            }
+            _ => tracing::warn!(
+                value = text,
+                "RUNBOOK_STOP_GRACE is not a number of seconds from 0 to {}; using {} s",
+                runbook_domain::validation::MAX_STOP_GRACE_SECS,
+                engine.stop_grace.as_secs()
+            ),
+        },
+    }
     Config {
+        engine,
         database_url: database_url.filter(|url| !url.trim().is_empty()),
         // The desktop keeps its master key in the system keychain; without one, in a
         // private key file in the data directory (and the UI says so).

@@ -336,20 +336,31 @@ fn whoami_is_the_local_admin() {
 }
 
 #[test]
-fn data_dir_and_database_come_from_the_environment_when_set() {
+fn data_dir_database_and_stop_grace_come_from_the_environment_when_set() {
     let config = config_from(
         Some(OsString::from("/srv/runbooks")),
         Some("postgres://db/runbooks".into()),
+        Some(" 30 ".into()),
     );
+    assert_eq!(config.engine.stop_grace, Duration::from_secs(30));
     assert_eq!(config.data_dir, PathBuf::from("/srv/runbooks"));
     assert_eq!(
         config.database_url.as_deref(),
         Some("postgres://db/runbooks")
     );
 
-    let config = config_from(Some(OsString::new()), Some(" ".into()));
+    let config = config_from(Some(OsString::new()), Some(" ".into()), None);
     assert_eq!(config.data_dir, Config::default_data_dir());
     assert_eq!(config.database_url, None);
+    assert_eq!(config.engine.stop_grace, Duration::from_secs(5));
+    for unusable in ["", "5s", "-1", "601"] {
+        let config = config_from(None, None, Some(unusable.into()));
+        assert_eq!(
+            config.engine.stop_grace,
+            Duration::from_secs(5),
+            "{unusable:?}"
+        );
+    }
 }
 
 #[test]

@@ -45,6 +45,11 @@ pub struct CommandBlock {
     pub host: String,
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// Seconds between the SIGTERM a stop (or the timeout) sends the command's processes
+    /// and the SIGKILL that follows; unset means the default the engine was configured
+    /// with (5 s unless `RUNBOOK_STOP_GRACE` says otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_secs: Option<u64>,
     #[serde(default)]
     pub workdir: Option<String>,
     #[serde(default)]

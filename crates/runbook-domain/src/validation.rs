@@ -28,6 +28,8 @@ pub const MAX_TAGS: usize = 32;
 pub const MAX_PARAMS: usize = 64;
 /// Longest command timeout: one day.
 pub const MAX_COMMAND_TIMEOUT_SECS: u64 = 24 * 60 * 60;
+/// Longest stop grace period: ten minutes (a quitting desktop app waits for it).
+pub const MAX_STOP_GRACE_SECS: u64 = 10 * 60;
 /// Longest HTTP timeout: one hour.
 pub const MAX_HTTP_TIMEOUT_SECS: u64 = 60 * 60;
 /// Longest timer: one week.
@@ -468,6 +470,7 @@ impl Validator {
                 script,
                 host,
                 timeout_secs,
+                stop_grace_secs,
                 workdir,
                 env,
                 expect_exit_codes,
@@ -497,6 +500,13 @@ impl Validator {
                     );
                 }
                 self.timeout(path, *timeout_secs, MAX_COMMAND_TIMEOUT_SECS);
+                if stop_grace_secs.is_some_and(|secs| secs > MAX_STOP_GRACE_SECS) {
+                    self.push(
+                        format!("{path}.stop_grace_secs"),
+                        "invalid_stop_grace",
+                        format!("a stop grace period is from 0 to {MAX_STOP_GRACE_SECS} seconds"),
+                    );
+                }
                 if let Some(dir) = workdir {
                     if dir.trim().is_empty() || dir.contains('\0') {
                         self.push(
@@ -799,6 +809,31 @@ mod tests {
         assert_eq!(codes(parse_draft(absurd)), ["invalid_duration"]);
         let zero = with_blocks(json!([{"id": "t", "kind": "timer", "seconds": 0}]));
         assert_eq!(codes(parse_draft(zero)), ["invalid_duration"]);
+    }
+
+    #[test]
+    fn a_stop_grace_period_is_from_none_to_ten_minutes_and_kept_only_when_set() {
+        let grace = |secs: serde_json::Value| {
+            with_blocks(
+                json!([{"id": "m", "kind": "command", "script": "migrate", "stop_grace_secs": secs}]),
+            )
+        };
+        for secs in [0, 30, MAX_STOP_GRACE_SECS] {
+            let draft = parse_draft(grace(json!(secs))).expect("a grace period in range");
+            let block = serde_json::to_value(&draft.blocks[0]).unwrap();
+            assert_eq!(block["stop_grace_secs"], secs);
+        }
+        let err = parse_draft(grace(json!(MAX_STOP_GRACE_SECS + 1))).unwrap_err();
+        assert_eq!(err.code(), "invalid_stop_grace");
+        assert_eq!(err.errors[0].path, "blocks[0].stop_grace_secs");
+        assert_eq!(codes(parse_draft(grace(json!(-1)))), ["invalid_type"]);
+        assert_eq!(codes(parse_draft(grace(json!("5s")))), ["invalid_type"]);
+        // Unset, a block is stored as before the field existed.
+        let unset = parse_draft(with_blocks(
+            json!([{"id": "m", "kind": "command", "script": "x"}]),
+        ));
+        let block = serde_json::to_value(&unset.unwrap().blocks[0]).unwrap();
+        assert!(block.get("stop_grace_secs").is_none(), "{block}");
     }
 
     #[test]

@@ -24,7 +24,9 @@ pub use credentials::{
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use runbook_domain::{ControlAction, Execution, ExecutionStatus, Runbook, StepResult, StepStatus};
+use runbook_domain::{
+    Block, CommandBlock, ControlAction, Execution, ExecutionStatus, Runbook, StepResult, StepStatus,
+};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -153,6 +155,16 @@ pub struct EngineConfig {
     pub base_env: Option<Arc<HashMap<String, String>>>,
 }
 
+impl EngineConfig {
+    /// How long `command`'s processes get between SIGTERM and SIGKILL: its own
+    /// `stop_grace_secs`, else [`EngineConfig::stop_grace`].
+    pub fn grace_of(&self, command: &CommandBlock) -> Duration {
+        command
+            .stop_grace_secs
+            .map_or(self.stop_grace, Duration::from_secs)
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
@@ -175,6 +187,8 @@ struct Leaving {
 struct Live {
     control: Arc<control::RunControl>,
     events: broadcast::Sender<ExecutionEvent>,
+    /// The longest its commands get between SIGTERM and SIGKILL when stopped.
+    grace: Duration,
 }
 
 impl Drop for Leaving {
@@ -269,11 +283,21 @@ impl Engine {
     pub fn start(&self, execution: Execution, runbook: Runbook) {
         let control = Arc::new(control::RunControl::new(execution.status));
         let events = events::Announcer::new(self.inner.events.clone());
+        let grace = runbook
+            .all_blocks()
+            .into_iter()
+            .filter_map(|block| match block {
+                Block::Command(command) => Some(self.inner.config.grace_of(command)),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(self.inner.config.stop_grace);
         self.inner.runs.lock().expect("run registry lock").insert(
             execution.id,
             Live {
                 control: control.clone(),
                 events: events.own().clone(),
+                grace,
             },
         );
         let engine = self.clone();
@@ -376,24 +400,22 @@ impl Engine {
         }
     }
 
-    /// Stops every live run and waits (up to the stop grace plus a second) for them to end.
+    /// Stops every live run and waits (up to the longest stop grace of their commands
+    /// plus a second) for them to end.
     pub async fn shutdown(&self) {
         self.inner
             .closing
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        let runs: Vec<_> = self
-            .inner
-            .runs
-            .lock()
-            .expect("run registry lock")
-            .values()
-            .map(|live| live.control.clone())
-            .collect();
+        let (runs, grace) = {
+            let live = self.inner.runs.lock().expect("run registry lock");
+            let runs: Vec<_> = live.values().map(|live| live.control.clone()).collect();
+            let grace = live.values().map(|live| live.grace).max();
+            (runs, grace.unwrap_or(self.inner.config.stop_grace))
+        };
         for control in &runs {
             let _ = control.apply(ControlAction::Stop);
         }
-        let deadline =
-            tokio::time::Instant::now() + self.inner.config.stop_grace + Duration::from_secs(1);
+        let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(1);
         // The runs wind down together: waiting for each in turn takes as long as the slowest.
         for control in &runs {
             if tokio::time::timeout_at(deadline, control.ended())

@@ -858,6 +858,7 @@ impl Run {
         // Nothing the command started outlives its step, even if this task is dropped
         // (here, or while its start is announced); its timeout counts from its start.
         let _group = command::GroupGuard(pgid);
+        let grace = self.inner.config.grace_of(block);
         let spawned_at = Instant::now();
         self.announce_start().await;
         // While the command runs: the last one's pipes go, the next one's are made.
@@ -914,7 +915,7 @@ impl Run {
                         command::signal_group(pgid, Signal::SIGTERM);
                         command::signal_group(pgid, Signal::SIGCONT);
                         command::signal_escaped(self.execution.id, pgid, None, &[Signal::SIGTERM, Signal::SIGCONT]);
-                        kill_at = Instant::now() + self.inner.config.stop_grace;
+                        kill_at = Instant::now() + grace;
                     } else if requested.paused && paused_at.is_none() {
                         command::signal_group(pgid, Signal::SIGSTOP);
                         // What the step started that left its group (setsid) is
@@ -940,7 +941,7 @@ impl Run {
                     stopping = true;
                     command::signal_group(pgid, Signal::SIGTERM);
                     command::signal_escaped(self.execution.id, pgid, None, &[Signal::SIGTERM]);
-                    kill_at = Instant::now() + self.inner.config.stop_grace;
+                    kill_at = Instant::now() + grace;
                 }
                 _ = sleep_until(kill_at) => {
                     command::signal_group(pgid, Signal::SIGKILL);

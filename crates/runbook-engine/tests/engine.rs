@@ -565,6 +565,90 @@ async fn a_process_cleaning_up_after_sigterm_gets_the_grace_period_after_its_she
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_s_own_stop_grace_period_replaces_the_default() {
+    let (slow, stubborn) = (marker(316), marker(317));
+    let dir = tempfile::tempdir().unwrap();
+    let done = dir.path().join("cleaned");
+    // Needs 2 s to clean up after SIGTERM, where the engine's default allows 1 s.
+    let migrate = format!(
+        "trap 'sleep 2; echo cleaned > {}; exit 0' TERM; while true; do sleep {slow}; done",
+        done.display()
+    );
+    let run = Harness::start_with(
+        EngineConfig {
+            stop_grace: Duration::from_secs(1),
+            ..EngineConfig::default()
+        },
+        vec![block(json!({
+            "id": "migrate", "kind": "command", "script": migrate, "stop_grace_secs": 10,
+        }))],
+    );
+    wait_for_processes(&slow, "the migration's sleep", |found| found.len() >= 2).await;
+    run.control(ControlAction::Stop).unwrap();
+    let record = run.finish().await;
+    assert_eq!(record.status(), Some(ExecutionStatus::Stopped));
+    assert_eq!(
+        std::fs::read_to_string(&done).unwrap_or_default(),
+        "cleaned\n",
+        "the command finished its clean-up within its own grace period"
+    );
+    wait_until_gone(&slow).await;
+
+    // A grace period of 0 kills at once what ignores SIGTERM, where the default is long.
+    let run = Harness::start_with(
+        EngineConfig {
+            stop_grace: Duration::from_secs(60),
+            ..EngineConfig::default()
+        },
+        vec![block(json!({
+            "id": "stubborn", "kind": "command", "stop_grace_secs": 0,
+            "script": format!("trap '' TERM; while true; do sleep {stubborn}; done"),
+        }))],
+    );
+    wait_for_processes(&stubborn, "the stubborn sleep", |found| found.len() >= 2).await;
+    let stopped_at = Instant::now();
+    run.control(ControlAction::Stop).unwrap();
+    let record = run.finish().await;
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(30),
+        "killed long before the default grace period: {:?}",
+        stopped_at.elapsed()
+    );
+    assert_eq!(record.status(), Some(ExecutionStatus::Stopped));
+    wait_until_gone(&stubborn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutting_down_waits_for_the_longest_grace_period_of_a_live_run() {
+    let slow = marker(318);
+    let dir = tempfile::tempdir().unwrap();
+    let done = dir.path().join("cleaned");
+    let migrate = format!(
+        "trap 'sleep 2.5; echo cleaned > {}; exit 0' TERM; while true; do sleep {slow}; done",
+        done.display()
+    );
+    let run = Harness::start_with(
+        EngineConfig {
+            stop_grace: Duration::from_secs(1),
+            ..EngineConfig::default()
+        },
+        vec![block(json!({
+            "id": "migrate", "kind": "command", "script": migrate, "stop_grace_secs": 10,
+        }))],
+    );
+    wait_for_processes(&slow, "the migration's sleep", |found| found.len() >= 2).await;
+    // What an app quitting or a server told to stop does.
+    run.engine.shutdown().await;
+    assert_eq!(
+        std::fs::read_to_string(&done).unwrap_or_default(),
+        "cleaned\n",
+        "the shutdown waited for the command's clean-up"
+    );
+    assert_eq!(run.finish().await.status(), Some(ExecutionStatus::Stopped));
+    wait_until_gone(&slow).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_suspends_the_process_group_and_resume_continues_it() {
     let dir = tempfile::tempdir().unwrap();
     let sleeper = marker(303);

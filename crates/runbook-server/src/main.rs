@@ -45,6 +45,11 @@ struct Cli {
     #[arg(long, global = true, env = "RUNBOOK_HEARTBEAT_TIMEOUT", default_value_t = 15,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     heartbeat_timeout: u64,
+    /// Seconds a stopped (or timed-out) command's processes get between SIGTERM and
+    /// SIGKILL, unless its block sets `stop_grace_secs`.
+    #[arg(long, global = true, env = "RUNBOOK_STOP_GRACE", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(0..=runbook_domain::validation::MAX_STOP_GRACE_SECS))]
+    stop_grace: u64,
     /// File holding the base64 master key that encrypts credentials (created 0600 when
     /// missing). `RUNBOOK_MASTER_KEY` (base64) takes precedence; with neither, the key
     /// lives in the system keychain, or in `master.key` in the data directory.
@@ -228,12 +233,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             },
         },
     };
-    let config = Config {
+    let mut config = Config {
         database_url: cli.database_url,
         heartbeat_timeout: std::time::Duration::from_secs(cli.heartbeat_timeout),
         master_key,
         ..Config::from_data_dir(data_dir)
     };
+    config.engine.stop_grace = std::time::Duration::from_secs(cli.stop_grace);
     let service = Service::open(config).await.map_err(|e| match e {
         runbook_core::CoreError::Internal(detail) => anyhow::anyhow!(detail),
         other => anyhow::anyhow!(other),

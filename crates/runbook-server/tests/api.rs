@@ -121,6 +121,7 @@ async fn runbook_lifecycle_create_update_versions_rollback_delete() {
 
     let mut edit = created.clone();
     edit["blocks"][1]["script"] = json!("echo changed");
+    edit["blocks"][1]["stop_grace_secs"] = json!(120);
     edit["message"] = json!("change the check");
     let (status, updated) = app
         .send(
@@ -131,6 +132,11 @@ async fn runbook_lifecycle_create_update_versions_rollback_delete() {
         .await;
     assert_eq!(status, StatusCode::OK, "{updated}");
     assert_eq!(updated["version"], 2);
+    assert_eq!(updated["blocks"][1]["stop_grace_secs"], 120);
+    assert!(
+        created["blocks"][1].get("stop_grace_secs").is_none(),
+        "unset, it is left out: {created}"
+    );
 
     // The same edit again is based on version 1, which is stale now.
     let (status, conflict) = app
@@ -209,6 +215,8 @@ async fn bad_input_gets_a_4xx_with_a_stable_code_and_changes_nothing() {
     wrong_type["blocks"][1]["script"] = json!(42);
     let mut huge = created.clone();
     huge["description"] = json!("x".repeat(5 * 1024 * 1024));
+    let mut endless_grace = created.clone();
+    endless_grace["blocks"][1]["stop_grace_secs"] = json!(86_400);
 
     let cases: Vec<(Method, String, String, StatusCode, &str)> = vec![
         (
@@ -245,6 +253,13 @@ async fn bad_input_gets_a_4xx_with_a_stable_code_and_changes_nothing() {
             duplicate.to_string(),
             StatusCode::UNPROCESSABLE_ENTITY,
             "duplicate_block_id",
+        ),
+        (
+            Method::PUT,
+            path.clone(),
+            endless_grace.to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_stop_grace",
         ),
         (
             Method::PUT,

@@ -18,6 +18,8 @@ export interface CommandBlock {
   shell: Shell
   host: string
   timeout_secs: number | null
+  /** SIGTERM to SIGKILL when stopped; unset (omitted) means the server's default. */
+  stop_grace_secs?: number | null
   workdir: string | null
   env: Record<string, string>
   expect_exit_codes: number[]

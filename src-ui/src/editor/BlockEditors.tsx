@@ -91,19 +91,33 @@ function FailureSelect({ value, onChange, error }: { value: FailurePolicy; onCha
 }
 
 function TimeoutField({ value, onChange, error }: { value: number | null; onChange: (v: number | null) => void; error?: string }) {
+  return <SecondsField label="Timeout (seconds)" min={1} placeholder="none" value={value} onChange={onChange} error={error} />
+}
+
+/** A number of seconds where an empty value means "not set" (null). */
+function SecondsField(props: {
+  label: string
+  min: number
+  placeholder: string
+  value: number | null
+  onChange: (v: number | null) => void
+  error?: string
+  title?: string
+}) {
   const readOnly = useReadOnly()
   return (
-    <Field label="Timeout (seconds)" className="w-sm" error={error}>
+    <Field label={props.label} className="w-sm" error={props.error}>
       {(id) => (
         <input
           id={id}
           className="input"
           type="number"
-          min={1}
-          value={value ?? ''}
-          placeholder="none"
+          min={props.min}
+          value={props.value ?? ''}
+          placeholder={props.placeholder}
+          title={props.title}
           readOnly={readOnly}
-          onChange={(e) => onChange(numberOrNull(e.target.value))}
+          onChange={(e) => props.onChange(numberOrNull(e.target.value))}
         />
       )}
     </Field>
@@ -184,6 +198,15 @@ export function CommandEditor({ block, onChange, errors }: EditorProps<CommandBl
           value={block.timeout_secs ?? null}
           error={fieldMessage(errors, 'timeout_secs')}
           onChange={(timeout_secs) => onChange({ ...block, timeout_secs })}
+        />
+        <SecondsField
+          label="Stop grace (seconds)"
+          min={0}
+          placeholder="default"
+          title="Between the SIGTERM a stop or the timeout sends the step's processes and the SIGKILL that follows (5 s unless the app or server is set otherwise)"
+          value={block.stop_grace_secs ?? null}
+          error={fieldMessage(errors, 'stop_grace_secs')}
+          onChange={(stop_grace_secs) => onChange({ ...block, stop_grace_secs })}
         />
         <Field label="Expected exit codes" className="w-sm" error={fieldMessage(errors, 'expect_exit_codes')}>
           {(id) => (

@@ -248,6 +248,28 @@ describe('RunbookEditor', () => {
     expect(within(card).getByText(/RUNBOOK_OUTPUT/)).toBeInTheDocument()
   })
 
+  it('sets a command\'s stop grace period, 0 included, and leaves it to the default when cleared', async () => {
+    const user = userEvent.setup()
+    const error = new ApiError('validation_failed', 'The runbook is invalid.', 422, [
+      { path: 'blocks[0].stop_grace_secs', code: 'invalid_stop_grace', message: 'a stop grace period is from 0 to 600 seconds' },
+    ])
+    render(<Harness runbook={branchy} saveError={error} />)
+    const card = screen.getByRole('region', { name: 'Command block check' })
+    const grace = within(card).getByLabelText('Stop grace (seconds)')
+    expect(grace).toHaveAttribute('placeholder', 'default')
+    expect(grace.closest('.field')).toHaveTextContent('a stop grace period is from 0 to 600 seconds')
+    await user.type(grace, '0')
+    const stopGrace = () => {
+      const check = lastState?.draft.blocks[0]
+      return check?.kind === 'command' ? check.stop_grace_secs : undefined
+    }
+    expect(stopGrace()).toBe(0)
+    await user.type(grace, '90')
+    expect(stopGrace()).toBe(90)
+    await user.clear(grace)
+    expect(stopGrace()).toBeNull()
+  })
+
   it('shows a server error on the nested field it names', () => {
     const error = new ApiError('validation_failed', 'The runbook is invalid.', 422, [
       { path: 'blocks[1].expr', code: 'invalid_expression', message: '1:22: expected an operand' },

@@ -14,7 +14,7 @@ export interface BlockErrors {
 /** The fields each kind's editor shows errors on; errors about other fields go on the card. */
 export const SHOWN_FIELDS: Record<BlockKind, ReadonlySet<string>> = {
   instruction: new Set(['text']),
-  command: new Set(['script', 'shell', 'timeout_secs', 'workdir', 'env', 'expect_exit_codes', 'on_failure', 'secrets']),
+  command: new Set(['script', 'shell', 'timeout_secs', 'stop_grace_secs', 'workdir', 'env', 'expect_exit_codes', 'on_failure', 'secrets']),
   api_call: new Set(['method', 'url', 'headers', 'body', 'credential', 'timeout_secs', 'expect_status', 'on_failure']),
   conditional: new Set(['expr', 'then', 'else']),
   timer: new Set(['seconds']),
