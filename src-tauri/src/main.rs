@@ -44,8 +44,15 @@ fn main() {
             // as a closed window does, so live runs are stopped, not left behind.
             #[cfg(unix)]
             {
-                let handle = app.handle().clone();
-                quit_on_signals(&QUIT_SIGNALS, move || handle.exit(0))?;
+                let (handle, again) = (app.handle().clone(), app.handle().clone());
+                // Asked again while live runs' commands clean up: they are killed at once.
+                let kill_now = move || {
+                    if let Some(service) = again.try_state::<Service>() {
+                        tracing::warn!("asked again to quit: killing the live runs' processes now");
+                        service.kill_now();
+                    }
+                };
+                quit_on_signals(&QUIT_SIGNALS, move || handle.exit(0), kill_now)?;
             }
             Ok(())
         })
@@ -201,14 +208,15 @@ const QUIT_SIGNALS: [SignalKind; 3] = [
     SignalKind::hangup(),
 ];
 
-/// Calls `quit` once one of `signals` arrives; they are caught from the moment this
-/// returns. Their default action would end the process at once, leaving the commands of
+/// Calls `quit` once one of `signals` arrives, and `again` for every one after it; they
+/// are caught from the moment this returns. Their default action would end the process at once, leaving the commands of
 /// live runs (each in a process group of its own, which no terminal signal reaches)
 /// running until the next start reaps them.
 #[cfg(unix)]
 fn quit_on_signals(
     signals: &[SignalKind],
     quit: impl FnOnce() + Send + 'static,
+    again: impl Fn() + Send + 'static,
 ) -> std::io::Result<()> {
     // Registered inside the runtime (its signal driver), before this returns.
     let caught = tauri::async_runtime::block_on(async {
@@ -217,11 +225,11 @@ fn quit_on_signals(
             .map(|kind| tokio::signal::unix::signal(*kind))
             .collect::<std::io::Result<Vec<_>>>()
     })?;
-    let (asked, mut asked_to_quit) = tokio::sync::mpsc::channel::<()>(1);
+    let (asked, mut asked_to_quit) = tokio::sync::mpsc::channel::<()>(4);
     for mut signal in caught {
         let asked = asked.clone();
         tauri::async_runtime::spawn(async move {
-            if signal.recv().await.is_some() {
+            while signal.recv().await.is_some() {
                 let _ = asked.try_send(());
             }
         });
@@ -229,8 +237,11 @@ fn quit_on_signals(
     drop(asked);
     tauri::async_runtime::spawn(async move {
         if asked_to_quit.recv().await.is_some() {
-            tracing::info!("asked to quit: stopping live runs");
+            tracing::info!("asked to quit: stopping live runs (asked again, their processes are killed at once)");
             quit();
+        }
+        while asked_to_quit.recv().await.is_some() {
+            again();
         }
     });
     Ok(())

@@ -549,16 +549,33 @@ fn a_quit_signal_asks_the_app_to_quit_instead_of_killing_it() {
     // SIGUSR2 stands in for SIGTERM/SIGINT/SIGHUP, which the test process must keep as
     // they are.
     let (quit, quitting) = mpsc::channel();
+    let again = quit.clone();
     let stand_in = tokio::signal::unix::SignalKind::user_defined2();
-    super::quit_on_signals(&[stand_in], move || quit.send(()).unwrap()).unwrap();
-    let sent = std::process::Command::new("kill")
-        .args(["-USR2", &std::process::id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    quitting
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the signal asks the app to quit");
+    super::quit_on_signals(
+        &[stand_in],
+        move || quit.send("quit").unwrap(),
+        move || again.send("kill now").unwrap(),
+    )
+    .unwrap();
+    let signal = || {
+        let sent = std::process::Command::new("kill")
+            .args(["-USR2", &std::process::id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    signal();
+    assert_eq!(
+        quitting.recv_timeout(Duration::from_secs(10)),
+        Ok("quit"),
+        "the signal asks the app to quit"
+    );
+    // Asked again while runs clean up: their processes are killed at once.
+    signal();
+    assert_eq!(
+        quitting.recv_timeout(Duration::from_secs(10)),
+        Ok("kill now")
+    );
 }
 
 #[test]

@@ -265,9 +265,16 @@ impl Service {
         self.engine.subscribe()
     }
 
-    /// Stops live runs; call before the process exits.
+    /// Stops live runs; call before the process exits. Waits, at most for the longest
+    /// grace period of their commands, for them to end.
     pub async fn shutdown(&self) {
         self.engine.shutdown().await;
+    }
+
+    /// Kills the processes of the runs being stopped here now, without waiting for the
+    /// rest of their grace periods: asked again to quit, a process does not wait.
+    pub fn kill_now(&self) {
+        self.engine.kill_now();
     }
 
     // ---- runbooks ----

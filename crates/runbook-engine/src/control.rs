@@ -42,6 +42,8 @@ fn not_waiting_at(acknowledged: &str, waiting_at: Option<&str>) -> String {
 pub struct Requested {
     pub paused: bool,
     pub stopped: bool,
+    /// A stopped run's commands are killed now, whatever is left of their grace period.
+    pub killed: bool,
     /// Incremented by every acknowledgement.
     pub acknowledgements: u64,
 }
@@ -151,6 +153,17 @@ impl RunControl {
         self.fenced.store(true, std::sync::atomic::Ordering::SeqCst);
         self.requested.send_modify(|r| r.stopped = true);
         true
+    }
+
+    /// Cuts the grace period of a run being stopped short: its command's processes are
+    /// killed now (a second Ctrl+C, a second quit signal). No effect on a run that is
+    /// not being stopped.
+    pub fn kill_now(&self) {
+        self.requested.send_if_modified(|r| {
+            let cut = r.stopped && !r.killed;
+            r.killed |= cut;
+            cut
+        });
     }
 
     /// True once [`RunControl::fence`] has stopped the run.

@@ -159,9 +159,11 @@ impl EngineConfig {
     /// How long `command`'s processes get between SIGTERM and SIGKILL: its own
     /// `stop_grace_secs`, else [`EngineConfig::stop_grace`].
     pub fn grace_of(&self, command: &CommandBlock) -> Duration {
-        command
-            .stop_grace_secs
-            .map_or(self.stop_grace, Duration::from_secs)
+        // Bounded here too: a runbook stored before validation knew the field, or one
+        // handed to the engine directly, is not held to the limit otherwise.
+        command.stop_grace_secs.map_or(self.stop_grace, |secs| {
+            Duration::from_secs(secs.min(runbook_domain::validation::MAX_STOP_GRACE_SECS))
+        })
     }
 }
 
@@ -397,6 +399,22 @@ impl Engine {
         match self.run(id) {
             Some(control) => control.apply_at(action, step),
             None => Err(ControlError::NotRunning),
+        }
+    }
+
+    /// Kills the processes of every run being stopped now, without waiting for the rest
+    /// of their grace periods: what a second Ctrl+C or quit signal asks for.
+    pub fn kill_now(&self) {
+        let runs: Vec<_> = self
+            .inner
+            .runs
+            .lock()
+            .expect("run registry lock")
+            .values()
+            .map(|live| live.control.clone())
+            .collect();
+        for control in runs {
+            control.kill_now();
         }
     }
 

@@ -750,6 +750,16 @@ impl Run {
         }
     }
 
+    /// The grace period a stopping command gets: its own, at most the configured default
+    /// for a run fenced off (another instance marked it interrupted and may run it again).
+    fn stop_grace(&self, own: Duration) -> Duration {
+        if self.control.is_fenced() {
+            own.min(self.inner.config.stop_grace)
+        } else {
+            own
+        }
+    }
+
     async fn command(&mut self, index: usize, block: &CommandBlock) -> StepEnd {
         let CommandBlock {
             id: block_id,
@@ -875,6 +885,8 @@ impl Run {
         let mut stopping = false;
         // Set once a stopped command's grace period is over and its processes are killed.
         let mut killed = false;
+        // The run's controls are gone (its task is being dropped): counts as a stop.
+        let mut requests_closed = false;
         let mut timed_out = false;
         let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
         let mut timeout_at = timeout_secs.map_or(far, |s| spawned_at + Duration::from_secs(s));
@@ -908,14 +920,21 @@ impl Run {
                     self.read_ready(index, block_id, &mut err, &stderr, &mut err_buf, &mut err_open).await;
                 }
                 _ = flush_tick.tick() => self.console.flush().await,
-                changed = self.requested.changed(), if !stopping => {
+                // Watched while stopping too, for a request to kill at once.
+                changed = self.requested.changed(), if !killed && !requests_closed => {
+                    requests_closed = changed.is_err();
                     let requested = if changed.is_ok() { *self.requested.borrow_and_update() } else { Requested { stopped: true, ..Requested::default() } };
                     if requested.stopped {
-                        stopping = true;
-                        command::signal_group(pgid, Signal::SIGTERM);
-                        command::signal_group(pgid, Signal::SIGCONT);
-                        command::signal_escaped(self.execution.id, pgid, None, &[Signal::SIGTERM, Signal::SIGCONT]);
-                        kill_at = Instant::now() + grace;
+                        if !stopping {
+                            stopping = true;
+                            command::signal_group(pgid, Signal::SIGTERM);
+                            command::signal_group(pgid, Signal::SIGCONT);
+                            command::signal_escaped(self.execution.id, pgid, None, &[Signal::SIGTERM, Signal::SIGCONT]);
+                            kill_at = Instant::now() + self.stop_grace(grace);
+                        }
+                        if requested.killed {
+                            kill_at = kill_at.min(Instant::now());
+                        }
                     } else if requested.paused && paused_at.is_none() {
                         command::signal_group(pgid, Signal::SIGSTOP);
                         // What the step started that left its group (setsid) is
@@ -941,7 +960,7 @@ impl Run {
                     stopping = true;
                     command::signal_group(pgid, Signal::SIGTERM);
                     command::signal_escaped(self.execution.id, pgid, None, &[Signal::SIGTERM]);
-                    kill_at = Instant::now() + grace;
+                    kill_at = Instant::now() + self.stop_grace(grace);
                 }
                 _ = sleep_until(kill_at) => {
                     command::signal_group(pgid, Signal::SIGKILL);
@@ -987,6 +1006,7 @@ impl Run {
             // rest of their grace period before the SIGKILL below.
             let id = self.execution.id;
             while Instant::now() < kill_at
+                && !self.requested.borrow().killed
                 && (command::group_alive(pgid) || !command::processes_of(&|of| of == id).is_empty())
             {
                 tokio::time::sleep(GRACE_POLL).await;

@@ -594,6 +594,32 @@ async fn a_command_s_own_stop_grace_period_replaces_the_default() {
     );
     wait_until_gone(&slow).await;
 
+    // A timeout's SIGTERM is followed by the same grace period.
+    let slow = marker(321);
+    let done = dir.path().join("cleaned-after-timeout");
+    let migrate = format!(
+        "trap 'sleep 2; echo cleaned > {}; exit 0' TERM; while true; do sleep {slow}; done",
+        done.display()
+    );
+    let run = Harness::start_with(
+        EngineConfig {
+            stop_grace: Duration::from_secs(1),
+            ..EngineConfig::default()
+        },
+        vec![block(json!({
+            "id": "migrate", "kind": "command", "script": migrate,
+            "timeout_secs": 1, "stop_grace_secs": 10,
+        }))],
+    );
+    let record = run.finish().await;
+    assert_eq!(record.step(0).status, StepStatus::Failed);
+    assert_eq!(
+        std::fs::read_to_string(&done).unwrap_or_default(),
+        "cleaned\n",
+        "the timed-out command finished its clean-up within its own grace period"
+    );
+    wait_until_gone(&slow).await;
+
     // A grace period of 0 kills at once what ignores SIGTERM, where the default is long.
     let run = Harness::start_with(
         EngineConfig {
@@ -615,6 +641,45 @@ async fn a_command_s_own_stop_grace_period_replaces_the_default() {
         stopped_at.elapsed()
     );
     assert_eq!(record.status(), Some(ExecutionStatus::Stopped));
+    wait_until_gone(&stubborn).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_grace_period_is_cut_short_when_asked_to_kill_and_for_a_fenced_run() {
+    // Asked to kill (a second Ctrl+C): the rest of a ten-minute grace period is not waited for.
+    let stubborn = marker(319);
+    let script = format!("trap '' TERM; while true; do sleep {stubborn}; done");
+    let run = Harness::start(vec![block(json!({
+        "id": "stubborn", "kind": "command", "script": script, "stop_grace_secs": 600,
+    }))]);
+    wait_for_processes(&stubborn, "the stubborn sleep", |found| found.len() >= 2).await;
+    // Not stopping yet: nothing to cut short, and the run goes on.
+    run.engine.kill_now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(processes_with(&stubborn).len(), 2, "the command runs on");
+    assert!(!run.record().is_finished());
+    run.control(ControlAction::Stop).unwrap();
+    run.engine.kill_now();
+    let record = tokio::time::timeout(Duration::from_secs(60), run.finish())
+        .await
+        .expect("killed long before the grace period ends");
+    assert_eq!(record.status(), Some(ExecutionStatus::Stopped));
+    wait_until_gone(&stubborn).await;
+
+    // Fenced off (marked interrupted elsewhere, maybe retried there): at most the
+    // configured default (1 s here), not the block's ten minutes.
+    let stubborn = marker(320);
+    let script = format!("echo started; trap '' TERM; while true; do sleep {stubborn}; done");
+    let run = Harness::start(vec![block(json!({
+        "id": "stubborn", "kind": "command", "script": script, "stop_grace_secs": 600,
+    }))]);
+    wait_for_processes(&stubborn, "the stubborn sleep", |found| found.len() >= 2).await;
+    run.refuse(Refuse::Everything);
+    run.engine.fence(&[run.execution_id]);
+    let end = tokio::time::timeout(Duration::from_secs(60), run.announced_end())
+        .await
+        .expect("killed long before the block's grace period ends");
+    assert_eq!(end, ExecutionStatus::Interrupted);
     wait_until_gone(&stubborn).await;
 }
 

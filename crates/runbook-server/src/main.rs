@@ -454,8 +454,17 @@ async fn serve(service: Service, addr: &str, ui_dir: PathBuf) -> anyhow::Result<
     let mut shutdown = ShutdownSignals::install()?;
     let stopping = async move {
         shutdown.recv().await;
-        tracing::info!("shutting down: stopping live runs");
-        service.shutdown().await;
+        tracing::info!(
+            "shutting down: stopping live runs (a second signal kills their processes at once)"
+        );
+        tokio::select! {
+            () = service.shutdown() => {}
+            () = shutdown.recv() => {
+                tracing::warn!("asked again: killing the live runs' processes now");
+                service.kill_now();
+                service.shutdown().await;
+            }
+        }
         let _ = stop_tx.send(true);
     };
     axum::serve(
@@ -741,10 +750,17 @@ async fn operator_controls(
         mut shutdown,
         mut suspend,
     } = signals;
+    let mut stopping = false;
     loop {
         tokio::select! {
             _ = shutdown.recv() => {
-                note!("stopping the run (its whole process tree)…");
+                if stopping {
+                    note!("killing its processes now…");
+                    service.kill_now();
+                    continue;
+                }
+                stopping = true;
+                note!("stopping the run (its whole process tree; Ctrl+C again kills it at once)…");
                 if let Err(error) = service.control(&actor, execution_id, ControlAction::Stop).await {
                     tracing::debug!(%error, "stop");
                 }

@@ -236,6 +236,42 @@ fn ctrl_z_pauses_and_resumes_the_run_and_ctrl_c_stops_it() {
     assert!(!stdout.lock().unwrap().contains("woke"));
 }
 
+#[test]
+fn a_second_ctrl_c_kills_what_a_long_grace_period_would_wait_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("stubborn.pid");
+    create_runbooks(
+        dir.path(),
+        &[json!({"name": "Stubborn", "blocks": [
+            {"id": "drain", "kind": "command", "stop_grace_secs": 600, "script": format!(
+                "trap '' TERM; echo $$ > '{}'; echo started; while true; do sleep 1; done",
+                pid_file.display()
+            )}
+        ]})],
+    );
+    let mut child = cli(dir.path())
+        .args(["run", "Stubborn"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = collect(child.stdout.take().unwrap());
+    let stderr = collect(child.stderr.take().unwrap());
+    wait_for_text(&stdout, "started\n");
+    let cli_pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let send = |signal| nix::sys::signal::kill(cli_pid, signal).unwrap();
+    send(nix::sys::signal::Signal::SIGINT);
+    wait_for_text(&stderr, "Ctrl+C again kills it at once");
+    // The shell ignores SIGTERM: without a second Ctrl+C it would get its ten minutes.
+    send(nix::sys::signal::Signal::SIGINT);
+    wait_for_text(&stderr, "killing its processes now");
+    let code = exit_within(&mut child, Duration::from_secs(60), &stderr);
+    let ended = process_ends(&pid_file);
+    assert_eq!(code, 1, "{:?}", stderr.lock().unwrap());
+    assert!(ended, "the shell outlives the run");
+    assert_eq!(last_run_status(dir.path()), "stopped");
+}
+
 /// Runs `runbook-studio run NAME` on a terminal of its own (util-linux `script` gives
 /// it one): what the test writes to the child's stdin is typed on that terminal, and
 /// what the terminal shows comes out of its stdout. `script` starts the command through

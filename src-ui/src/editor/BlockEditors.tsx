@@ -98,6 +98,7 @@ function TimeoutField({ value, onChange, error }: { value: number | null; onChan
 function SecondsField(props: {
   label: string
   min: number
+  max?: number
   placeholder: string
   value: number | null
   onChange: (v: number | null) => void
@@ -113,6 +114,8 @@ function SecondsField(props: {
           className="input"
           type="number"
           min={props.min}
+          max={props.max}
+          step={1}
           value={props.value ?? ''}
           placeholder={props.placeholder}
           title={props.title}
@@ -204,9 +207,14 @@ export function CommandEditor({ block, onChange, errors }: EditorProps<CommandBl
           min={0}
           placeholder="default"
           title="Between the SIGTERM a stop or the timeout sends the step's processes and the SIGKILL that follows (5 s unless the app or server is set otherwise)"
+          max={600}
           value={block.stop_grace_secs ?? null}
           error={fieldMessage(errors, 'stop_grace_secs')}
-          onChange={(stop_grace_secs) => onChange({ ...block, stop_grace_secs })}
+          onChange={(stop_grace_secs) => {
+            // Unset, the field is left out, as the server stores it: clearing it changes nothing.
+            const { stop_grace_secs: _, ...rest } = block
+            onChange(stop_grace_secs === null ? rest : { ...rest, stop_grace_secs })
+          }}
         />
         <Field label="Expected exit codes" className="w-sm" error={fieldMessage(errors, 'expect_exit_codes')}>
           {(id) => (
