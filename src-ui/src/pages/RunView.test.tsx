@@ -1,5 +1,5 @@
 import { QueryClient, QueryClientProvider } from '@tanstack/react-query'
-import { act, cleanup, render, screen, within } from '@testing-library/react'
+import { act, cleanup, render, screen, waitFor, within } from '@testing-library/react'
 import userEvent from '@testing-library/user-event'
 import { createMemoryRouter, RouterProvider } from 'react-router'
 import { beforeEach, describe, expect, it, vi } from 'vitest'
@@ -47,7 +47,7 @@ const runbook: Runbook = {
       id: 'branch',
       kind: 'conditional',
       expr: 'steps.health.status == 200',
-      then: [{ id: 'restart', kind: 'command', script: 'systemctl restart payments', shell: 'sh', host: 'local', timeout_secs: 30, workdir: null, env: {}, expect_exit_codes: [0], on_failure: 'stop', secrets: {} }],
+      then: [{ id: 'restart', kind: 'command', script: 'systemctl restart payments', shell: 'sh', host: 'local', timeout_secs: 30, stop_grace_secs: 120, workdir: null, env: {}, expect_exit_codes: [0], on_failure: 'stop', secrets: {} }],
       else: [{ id: 'page', kind: 'instruction', text: 'Page the owner', confirm: true }],
     },
     { id: 'wait', kind: 'timer', seconds: 30 },
@@ -204,6 +204,22 @@ describe('RunView', () => {
     expect(screen.getByTestId('countdown-wait')).toHaveTextContent(/^0:(30|29)$/)
   })
 
+  it('tells how long a stop gives the running command when its block sets it', async () => {
+    const user = userEvent.setup()
+    const steps = execution({}).steps.map((step) =>
+      step.block_id === 'restart'
+        ? { ...step, status: 'running' as const, finished_at: null, exit_code: null }
+        : step.block_id === 'wait'
+          ? { ...step, status: 'pending' as const, started_at: null }
+          : step,
+    )
+    renderRun(execution({ steps }))
+    await screen.findByTestId('step-wait')
+    await user.keyboard('s')
+    const dialog = await screen.findByRole('dialog', { name: 'Stop this run?' })
+    await waitFor(() => expect(dialog).toHaveTextContent('SIGKILL after its grace period of 120 s'))
+  })
+
   it('enables only the controls that fit the state and shows their keys', async () => {
     renderRun(execution({}))
     await screen.findByTestId('step-wait')
@@ -225,6 +241,8 @@ describe('RunView', () => {
 
     await user.keyboard('s')
     const dialog = await screen.findByRole('dialog', { name: 'Stop this run?' })
+    // A timer runs: no command, no grace period of its own to tell.
+    expect(dialog).toHaveTextContent('SIGKILL after a grace period')
     expect(calls('control_execution')).toHaveLength(1)
     await user.click(within(dialog).getByRole('button', { name: 'Stop run' }))
     expect(calls('control_execution').at(-1)?.[1]).toEqual({ id: 'run-1', action: 'stop' })

@@ -106,6 +106,9 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
   const rows = useMemo(() => timelineRows(execution, version.data?.blocks), [execution, version.data])
   const name = execution.runbook_name ?? version.data?.name ?? 'Run'
   const waitingRow = rows.find((row) => row.step?.status === 'waiting')
+  // What a stop gives the running command before SIGKILL, when its block says.
+  const runningBlock = rows.find((row) => row.step?.status === 'running' || row.step?.status === 'paused')?.block
+  const stopGrace = runningBlock?.kind === 'command' ? runningBlock.stop_grace_secs : undefined
   const waitingStep = waitingRow?.blockId ?? null
   const retryFrom = firstUnfinishedStep(execution, version.data?.blocks)
 
@@ -366,8 +369,9 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
           }
         >
           <p>
-            The running step’s whole process tree is terminated (SIGTERM, then SIGKILL after a grace period) and the steps not
-            reached yet are skipped.
+            The running step’s whole process tree is terminated (SIGTERM, then SIGKILL after{' '}
+            {typeof stopGrace === 'number' ? `its grace period of ${stopGrace} s` : 'a grace period'}) and the steps not reached
+            yet are skipped.
           </p>
           <p className="muted">A stopped run can be retried from the step it stopped at.</p>
         </Modal>
