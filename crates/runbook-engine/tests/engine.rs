@@ -564,25 +564,38 @@ async fn a_process_cleaning_up_after_sigterm_gets_the_grace_period_after_its_she
     wait_until_gone(&sleeper).await;
 }
 
+/// A run, under a default grace period of 1 s, of one command that needs `cleanup`
+/// seconds after SIGTERM to write "cleaned" to `done`; `fields` go into its block.
+fn slow_cleaner(
+    sleeper: &str,
+    cleanup: &str,
+    done: &std::path::Path,
+    fields: serde_json::Value,
+) -> Harness {
+    let script = format!(
+        "trap 'sleep {cleanup}; echo cleaned > {}; exit 0' TERM; while true; do sleep {sleeper}; done",
+        done.display()
+    );
+    let mut command = json!({"id": "migrate", "kind": "command", "script": script});
+    if let (Some(command), Some(fields)) = (command.as_object_mut(), fields.as_object()) {
+        command.extend(fields.clone());
+    }
+    Harness::start_with(
+        EngineConfig {
+            stop_grace: Duration::from_secs(1),
+            ..EngineConfig::default()
+        },
+        vec![block(command)],
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_s_own_stop_grace_period_replaces_the_default() {
     let (slow, stubborn) = (marker(316), marker(317));
     let dir = tempfile::tempdir().unwrap();
     let done = dir.path().join("cleaned");
     // Needs 2 s to clean up after SIGTERM, where the engine's default allows 1 s.
-    let migrate = format!(
-        "trap 'sleep 2; echo cleaned > {}; exit 0' TERM; while true; do sleep {slow}; done",
-        done.display()
-    );
-    let run = Harness::start_with(
-        EngineConfig {
-            stop_grace: Duration::from_secs(1),
-            ..EngineConfig::default()
-        },
-        vec![block(json!({
-            "id": "migrate", "kind": "command", "script": migrate, "stop_grace_secs": 10,
-        }))],
-    );
+    let run = slow_cleaner(&slow, "2", &done, json!({"stop_grace_secs": 10}));
     wait_for_processes(&slow, "the migration's sleep", |found| found.len() >= 2).await;
     run.control(ControlAction::Stop).unwrap();
     let record = run.finish().await;
@@ -597,19 +610,11 @@ async fn a_command_s_own_stop_grace_period_replaces_the_default() {
     // A timeout's SIGTERM is followed by the same grace period.
     let slow = marker(321);
     let done = dir.path().join("cleaned-after-timeout");
-    let migrate = format!(
-        "trap 'sleep 2; echo cleaned > {}; exit 0' TERM; while true; do sleep {slow}; done",
-        done.display()
-    );
-    let run = Harness::start_with(
-        EngineConfig {
-            stop_grace: Duration::from_secs(1),
-            ..EngineConfig::default()
-        },
-        vec![block(json!({
-            "id": "migrate", "kind": "command", "script": migrate,
-            "timeout_secs": 1, "stop_grace_secs": 10,
-        }))],
+    let run = slow_cleaner(
+        &slow,
+        "2",
+        &done,
+        json!({"timeout_secs": 1, "stop_grace_secs": 10}),
     );
     let record = run.finish().await;
     assert_eq!(record.step(0).status, StepStatus::Failed);
@@ -688,19 +693,7 @@ async fn shutting_down_waits_for_the_longest_grace_period_of_a_live_run() {
     let slow = marker(318);
     let dir = tempfile::tempdir().unwrap();
     let done = dir.path().join("cleaned");
-    let migrate = format!(
-        "trap 'sleep 2.5; echo cleaned > {}; exit 0' TERM; while true; do sleep {slow}; done",
-        done.display()
-    );
-    let run = Harness::start_with(
-        EngineConfig {
-            stop_grace: Duration::from_secs(1),
-            ..EngineConfig::default()
-        },
-        vec![block(json!({
-            "id": "migrate", "kind": "command", "script": migrate, "stop_grace_secs": 10,
-        }))],
-    );
+    let run = slow_cleaner(&slow, "2.5", &done, json!({"stop_grace_secs": 10}));
     wait_for_processes(&slow, "the migration's sleep", |found| found.len() >= 2).await;
     // What an app quitting or a server told to stop does.
     run.engine.shutdown().await;

@@ -201,6 +201,32 @@ fn wait_for_text(text: &std::sync::Mutex<String>, wanted: &str) {
     }
 }
 
+/// `runbook-studio run NAME` with its stdout and stderr collected as they come.
+fn run_piped(
+    dir: &std::path::Path,
+    name: &str,
+) -> (
+    std::process::Child,
+    std::sync::Arc<std::sync::Mutex<String>>,
+    std::sync::Arc<std::sync::Mutex<String>>,
+) {
+    let mut child = cli(dir)
+        .args(["run", name])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = collect(child.stdout.take().unwrap());
+    let stderr = collect(child.stderr.take().unwrap());
+    (child, stdout, stderr)
+}
+
+/// Sends a signal to `child`, as a terminal's keys would.
+fn signaller(child: &std::process::Child) -> impl Fn(nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    move |signal| nix::sys::signal::kill(pid, signal).unwrap()
+}
+
 #[test]
 fn ctrl_z_pauses_and_resumes_the_run_and_ctrl_c_stops_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -211,17 +237,9 @@ fn ctrl_z_pauses_and_resumes_the_run_and_ctrl_c_stops_it() {
         ]})],
     );
 
-    let mut child = cli(dir.path())
-        .args(["run", "Naps"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = collect(child.stdout.take().unwrap());
-    let stderr = collect(child.stderr.take().unwrap());
+    let (mut child, stdout, stderr) = run_piped(dir.path(), "Naps");
     wait_for_text(&stdout, "started\n");
-    let cli_pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let send = |signal| nix::sys::signal::kill(cli_pid, signal).unwrap();
+    let send = signaller(&child);
 
     send(nix::sys::signal::Signal::SIGTSTP);
     wait_for_text(&stderr, "run paused (Ctrl+Z again to resume)");
@@ -249,17 +267,9 @@ fn a_second_ctrl_c_kills_what_a_long_grace_period_would_wait_for() {
             )}
         ]})],
     );
-    let mut child = cli(dir.path())
-        .args(["run", "Stubborn"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = collect(child.stdout.take().unwrap());
-    let stderr = collect(child.stderr.take().unwrap());
+    let (mut child, stdout, stderr) = run_piped(dir.path(), "Stubborn");
     wait_for_text(&stdout, "started\n");
-    let cli_pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let send = |signal| nix::sys::signal::kill(cli_pid, signal).unwrap();
+    let send = signaller(&child);
     send(nix::sys::signal::Signal::SIGINT);
     wait_for_text(&stderr, "Ctrl+C again kills it at once");
     // The shell ignores SIGTERM: without a second Ctrl+C it would get its ten minutes.
