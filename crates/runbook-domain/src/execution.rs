@@ -279,14 +279,18 @@ pub enum ControlAction {
     Resume,
     Stop,
     Acknowledge,
+    /// A stop that does not wait: the running command's processes get SIGKILL at once,
+    /// also when a stop is already waiting out their grace period.
+    Kill,
 }
 
 impl ControlAction {
-    pub const ALL: [ControlAction; 4] = [
+    pub const ALL: [ControlAction; 5] = [
         ControlAction::Pause,
         ControlAction::Resume,
         ControlAction::Stop,
         ControlAction::Acknowledge,
+        ControlAction::Kill,
     ];
 
     /// The action's name as the API writes it.
@@ -296,6 +300,7 @@ impl ControlAction {
             ControlAction::Resume => "resume",
             ControlAction::Stop => "stop",
             ControlAction::Acknowledge => "acknowledge",
+            ControlAction::Kill => "kill",
         }
     }
 
@@ -306,13 +311,14 @@ impl ControlAction {
             ControlAction::Resume => "execution.resume",
             ControlAction::Stop => "execution.stop",
             ControlAction::Acknowledge => "execution.acknowledge",
+            ControlAction::Kill => "execution.kill",
         }
     }
 }
 
 /// Error for a control action name that does not exist.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown action `{0}` (pause, resume, stop or acknowledge)")]
+#[error("unknown action `{0}` (pause, resume, stop, kill or acknowledge)")]
 pub struct UnknownAction(pub String);
 
 impl FromStr for ControlAction {

@@ -71,15 +71,6 @@ pub struct RunControl {
     stored_end: OnceLock<Execution>,
 }
 
-fn action_name(action: ControlAction) -> &'static str {
-    match action {
-        ControlAction::Pause => "pause",
-        ControlAction::Resume => "resume",
-        ControlAction::Stop => "stop",
-        ControlAction::Acknowledge => "acknowledge",
-    }
-}
-
 impl RunControl {
     pub fn new(status: ExecutionStatus) -> Self {
         RunControl {
@@ -213,9 +204,18 @@ impl RunControl {
         let mut status = self.status.lock().expect("run status lock");
         let current = *status;
         let refused = || ControlError::InvalidState {
-            action: action_name(action),
+            action: action.as_str(),
             status: current,
         };
+        // A kill stops the run without grace, or cuts short the grace of a stop.
+        if action == ControlAction::Kill && !current.is_finished() {
+            self.requested.send_modify(|r| {
+                r.stopped = true;
+                r.killed = true;
+            });
+            // The run reports `stopped` once its processes are gone.
+            return Ok(current);
+        }
         let requested = *self.requested.borrow();
         if requested.stopped {
             return Err(refused());
@@ -268,16 +268,11 @@ mod tests {
             control.finish(ExecutionStatus::Succeeded),
             ExecutionStatus::Succeeded
         );
-        for action in [
-            ControlAction::Pause,
-            ControlAction::Resume,
-            ControlAction::Stop,
-            ControlAction::Acknowledge,
-        ] {
+        for action in ControlAction::ALL {
             assert_eq!(
                 control.apply(action),
                 Err(ControlError::InvalidState {
-                    action: action_name(action),
+                    action: action.as_str(),
                     status: ExecutionStatus::Succeeded
                 })
             );
@@ -293,6 +288,37 @@ mod tests {
             control.finish(ExecutionStatus::Succeeded),
             ExecutionStatus::Stopped
         );
+    }
+
+    #[test]
+    fn a_kill_stops_without_grace_and_cuts_a_stop_s_grace_short() {
+        // Straight from running: a stop that kills.
+        let control = RunControl::new(ExecutionStatus::Paused);
+        let requests = control.watch();
+        assert_eq!(
+            control.apply(ControlAction::Kill),
+            Ok(ExecutionStatus::Paused)
+        );
+        let requested = *requests.borrow();
+        assert!(requested.stopped && requested.killed, "{requested:?}");
+        assert_eq!(
+            control.finish(ExecutionStatus::Succeeded),
+            ExecutionStatus::Stopped
+        );
+
+        // After a stop, which refuses every other action.
+        let control = RunControl::new(ExecutionStatus::Running);
+        let requests = control.watch();
+        control.apply(ControlAction::Stop).unwrap();
+        assert!(!requests.borrow().killed);
+        assert!(control.apply(ControlAction::Pause).is_err());
+        assert_eq!(
+            control.apply(ControlAction::Kill),
+            Ok(ExecutionStatus::Running)
+        );
+        assert!(requests.borrow().killed);
+        // Asked twice (two operators, a retried request): still accepted.
+        assert!(control.apply(ControlAction::Kill).is_ok());
     }
 
     #[test]

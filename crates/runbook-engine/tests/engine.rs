@@ -671,6 +671,21 @@ async fn a_long_grace_period_is_cut_short_when_asked_to_kill_and_for_a_fenced_ru
     assert_eq!(record.status(), Some(ExecutionStatus::Stopped));
     wait_until_gone(&stubborn).await;
 
+    // An operator's kill: a stop without the grace period.
+    let stubborn = marker(322);
+    let script = format!("trap '' TERM; while true; do sleep {stubborn}; done");
+    let run = Harness::start(vec![block(json!({
+        "id": "stubborn", "kind": "command", "script": script, "stop_grace_secs": 600,
+    }))]);
+    wait_for_processes(&stubborn, "the stubborn sleep", |found| found.len() >= 2).await;
+    run.control(ControlAction::Kill).unwrap();
+    let record = tokio::time::timeout(Duration::from_secs(60), run.finish())
+        .await
+        .expect("killed without its grace period");
+    assert_eq!(record.status(), Some(ExecutionStatus::Stopped));
+    assert_eq!(record.step(0).status, StepStatus::Stopped);
+    wait_until_gone(&stubborn).await;
+
     // Fenced off (marked interrupted elsewhere, maybe retried there): at most the
     // configured default (1 s here), not the block's ten minutes.
     let stubborn = marker(320);

@@ -98,12 +98,14 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// Pause, resume, stop or acknowledge a run, wherever it executes on this database
-    /// (the desktop app, a server, another terminal's `run`); prints its state after.
+    /// Pause, resume, stop, kill or acknowledge a run, wherever it executes on this
+    /// database (the desktop app, a server, another terminal's `run`); prints its state
+    /// after.
     Control {
         /// The execution to control.
         execution: String,
-        /// pause, resume, stop or acknowledge.
+        /// pause, resume, stop, kill (a stop without the grace period, also while a stop
+        /// waits it out) or acknowledge.
         action: ControlAction,
         /// The step an acknowledgement answers: refused unless the run waits there.
         #[arg(long, value_name = "BLOCK_ID")]

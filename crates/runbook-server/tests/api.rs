@@ -1264,6 +1264,52 @@ async fn a_run_has_one_live_retry_at_a_time() {
 }
 
 #[tokio::test]
+async fn kill_ends_a_stop_that_waits_out_a_long_grace_period() {
+    let app = TestApp::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("started");
+    let runbook = app
+        .create(json!({"name": "Drain", "blocks": [
+            {"id": "drain", "kind": "command", "stop_grace_secs": 600, "script": format!(
+                "trap '' TERM; touch '{}'; while true; do sleep 1; done",
+                started.display()
+            )}
+        ]}))
+        .await;
+    let run = start(&app, &runbook).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let control = format!("/executions/{run}/control");
+    let send = |action: &'static str| {
+        let body = json!({ "action": action }).to_string();
+        let (app, control) = (&app, control.clone());
+        async move { app.send(Method::POST, &control, Some(&body)).await }
+    };
+    let (status, body) = send("stop").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The shell ignores SIGTERM: the stop waits out its ten minutes, and refuses a pause.
+    let (status, body) = send("pause").await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, "invalid_state")
+    );
+    let (status, body) = send("kill").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(finished(&app, &run).await["status"], "stopped");
+    let (_, audit) = app
+        .send(Method::GET, "/audit?action=execution.kill", None)
+        .await;
+    assert_eq!(audit["total"], 1, "{audit}");
+    assert_eq!(audit["items"][0]["outcome"], "success", "{audit}");
+}
+
+#[tokio::test]
 async fn openapi_document_lists_every_route() {
     let app = TestApp::new().await;
     let response = app

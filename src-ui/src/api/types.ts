@@ -189,7 +189,8 @@ export interface ExecuteRequest {
   version: number | null
 }
 
-export type ControlAction = 'pause' | 'resume' | 'stop' | 'acknowledge'
+/** `kill`: a stop without the grace period, also accepted while a stop waits it out. */
+export type ControlAction = 'pause' | 'resume' | 'stop' | 'acknowledge' | 'kill'
 
 export interface OutputPage {
   offset: number

@@ -333,11 +333,28 @@ describe('RunView', () => {
     await user.keyboard('ps')
     expect(screen.queryByRole('dialog')).toBeNull()
     expect(calls('control_execution')).toHaveLength(1)
+    // What the stop waits for (the processes' grace period) can be cut short, and only that.
+    await user.click(button('Kill now'))
+    expect(calls('control_execution').at(-1)?.[1]).toEqual({ id: 'run-1', action: 'kill' })
+    await vi.waitFor(() => expect(button('Stopping…')).toBeDisabled())
+    expect(button('Pause')).toBeDisabled()
 
     current = execution({ status: 'stopped', finished_at: at(9) })
     await act(async () => emit({ type: 'status', execution_id: 'run-1', status: 'stopped' }))
     await vi.waitFor(() => expect(screen.getByTestId('execution-status')).toHaveTextContent('stopped'))
     expect(button('Stop')).toBeDisabled()
+    expect(screen.queryByRole('button', { name: 'Kill now' })).toBeNull()
+  })
+
+  it('kills at once from the stop question, and offers no kill before a stop', async () => {
+    const user = userEvent.setup()
+    renderRun(execution({}))
+    await screen.findByTestId('step-wait')
+    expect(screen.queryByRole('button', { name: 'Kill now' })).toBeNull()
+    await user.click(button('Stop'))
+    await user.click(within(screen.getByRole('dialog')).getByRole('button', { name: 'Kill at once' }))
+    expect(calls('control_execution').map(([, args]) => args)).toEqual([{ id: 'run-1', action: 'kill' }])
+    await vi.waitFor(() => expect(button('Stopping…')).toBeDisabled())
   })
 
   it('enables Acknowledge only once it knows which step the run waits at', async () => {

@@ -2,7 +2,7 @@
 // console of one execution.
 
 import { useQueryClient } from '@tanstack/react-query'
-import { ArrowLeft, Check, FileDown, Pause, Play, RotateCw, Square } from 'lucide-react'
+import { ArrowLeft, Check, FileDown, Pause, Play, RotateCw, Square, Zap } from 'lucide-react'
 import { useCallback, useEffect, useMemo, useRef, useState, type ReactNode } from 'react'
 import { Link, useNavigate, useParams } from 'react-router'
 import { normalizeError } from '../api/errors'
@@ -20,11 +20,11 @@ import { formatDateTime, formatDuration, shortId, spanMs } from '../util/format'
 import { useNow } from '../util/hooks'
 import { notifyWaiting } from '../util/notifications'
 import type { CountdownSeen } from './countdown'
-import { CONTROL_KEYS, controlAvailable, controlEnabled, isTypingTarget, shortcutAction, type ControlContext } from './runControls'
+import { CONTROL_KEYS, controlAvailable, controlEnabled, isTypingTarget, shortcutAction, type ButtonAction, type ControlContext } from './runControls'
 import { StepTimeline } from './StepTimeline'
 import { firstUnfinishedStep, timelineRows } from './timeline'
 
-const CONTROLS: { action: ControlAction; label: string; icon: typeof Pause; className: string }[] = [
+const CONTROLS: { action: ButtonAction; label: string; icon: typeof Pause; className: string }[] = [
   { action: 'pause', label: 'Pause', icon: Pause, className: 'btn-secondary' },
   { action: 'resume', label: 'Resume', icon: Play, className: 'btn-secondary' },
   { action: 'stop', label: 'Stop', icon: Square, className: 'btn-danger' },
@@ -102,7 +102,10 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
   const finished = isFinished(execution.status)
   // An accepted stop leaves the run in its live status until its processes are gone; meanwhile
   // the engine refuses every other action.
-  const stopping = !finished && control.isSuccess && control.variables?.action === 'stop'
+  const stopAsked = control.variables?.action === 'stop' || control.variables?.action === 'kill'
+  const [stopAccepted, setStopAccepted] = useState(false)
+  if (!stopAccepted && control.isSuccess && stopAsked) setStopAccepted(true)
+  const stopping = !finished && stopAccepted
   const rows = useMemo(() => timelineRows(execution, version.data?.blocks), [execution, version.data])
   const name = execution.runbook_name ?? version.data?.name ?? 'Run'
   const waitingRow = rows.find((row) => row.step?.status === 'waiting')
@@ -266,6 +269,17 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
               </kbd>
             </button>
           ))}
+          {controlAvailable('kill', controls) && (
+            <button
+              type="button"
+              className="btn btn-danger"
+              disabled={control.isPending || refused}
+              title={operatorRefusal ?? 'Kill the step’s processes now (SIGKILL) instead of waiting out their grace period'}
+              onClick={() => control.mutate({ action: 'kill' })}
+            >
+              <Zap size={16} aria-hidden /> Kill now
+            </button>
+          )}
         </div>
       </header>
       {refreshError}
@@ -352,6 +366,18 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
             <>
               <button type="button" className="btn btn-ghost" onClick={() => setConfirmStop(false)}>
                 Cancel
+              </button>
+              <button
+                type="button"
+                className="btn btn-secondary"
+                disabled={control.isPending}
+                title="SIGKILL at once, without the grace period"
+                onClick={() => {
+                  setConfirmStop(false)
+                  control.mutate({ action: 'kill' })
+                }}
+              >
+                <Zap size={16} aria-hidden /> Kill at once
               </button>
               <button
                 type="button"

@@ -33,6 +33,13 @@ describe('controlAvailable', () => {
     expect(controlAvailable('pause', { status: 'running', stopping: false, waitingStep: null })).toBe(true)
   })
 
+  it('offers a kill only while a stop waits for the run\'s processes', () => {
+    expect(controlAvailable('kill', { status: 'running', stopping: false, waitingStep: null })).toBe(false)
+    expect(controlAvailable('kill', { status: 'running', stopping: true, waitingStep: null })).toBe(true)
+    expect(controlAvailable('kill', { status: 'paused', stopping: true, waitingStep: null })).toBe(true)
+    expect(controlAvailable('kill', { status: 'stopped', stopping: true, waitingStep: null })).toBe(false)
+  })
+
   it('acknowledges only once the step the run waits at is known', () => {
     expect(controlAvailable('acknowledge', { status: 'waiting', stopping: false, waitingStep: null })).toBe(false)
     expect(controlAvailable('acknowledge', { status: 'waiting', stopping: false, waitingStep: 'drain' })).toBe(true)

@@ -8,10 +8,14 @@ export const CONTROL_STATES: Record<ControlAction, readonly ExecutionStatus[]> =
   resume: ['paused'],
   stop: ['queued', 'running', 'paused', 'waiting'],
   acknowledge: ['waiting'],
+  kill: ['queued', 'running', 'paused', 'waiting'],
 }
 
+/** The controls with a button and a key of their own; a kill is offered with a stop. */
+export type ButtonAction = Exclude<ControlAction, 'kill'>
+
 /** The key shown on each control's button. */
-export const CONTROL_KEYS: Record<ControlAction, string> = {
+export const CONTROL_KEYS: Record<ButtonAction, string> = {
   pause: 'p',
   resume: 'p',
   stop: 's',
@@ -36,6 +40,8 @@ export interface ControlContext {
  * so it waits until the view knows which step that is (the status can arrive before the step).
  */
 export function controlAvailable(action: ControlAction, { status, stopping, waitingStep }: ControlContext): boolean {
+  // A kill cuts short the grace period of a stop under way; before one, the stop dialog offers it.
+  if (action === 'kill') return stopping && controlEnabled(action, status)
   if (stopping || !controlEnabled(action, status)) return false
   return action !== 'acknowledge' || waitingStep !== null
 }
