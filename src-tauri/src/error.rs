@@ -38,7 +38,9 @@ pub fn parse_id(raw: &str) -> Result<Uuid, CoreError> {
 pub fn parse_action(raw: &str) -> Result<ControlAction, CoreError> {
     serde_json::from_value(serde_json::Value::from(raw)).map_err(|_| CoreError::BadRequest {
         code: "invalid_action",
-        message: format!("unknown action `{raw}`; expected pause, resume, stop or acknowledge"),
+        message: format!(
+            "unknown action `{raw}`; expected pause, resume, stop, kill or acknowledge"
+        ),
     })
 }
 

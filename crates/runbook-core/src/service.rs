@@ -851,7 +851,7 @@ impl Service {
         })
     }
 
-    /// Pause, resume, stop or acknowledge a live run.
+    /// Pause, resume, stop, kill or acknowledge a live run.
     pub async fn control(
         &self,
         actor: &Actor,
@@ -861,7 +861,7 @@ impl Service {
         self.control_step(actor, id, action, None).await
     }
 
-    /// Pause, resume, stop or acknowledge a live run; an acknowledgement naming the
+    /// Pause, resume, stop, kill or acknowledge a live run; an acknowledgement naming the
     /// step it answers (`step`) is refused (`invalid_state`) unless the run waits at
     /// that step, so one sent twice cannot confirm the next step unread.
     pub async fn control_step(

@@ -1557,12 +1557,7 @@ async fn controlling_a_finished_execution_is_an_invalid_state() {
     let run = service.execute(&admin(), id, Value::Null).await.unwrap();
     let finished = wait_until_finished(&service, run.id).await;
     assert_eq!(finished.status, ExecutionStatus::Succeeded);
-    for action in [
-        ControlAction::Pause,
-        ControlAction::Resume,
-        ControlAction::Stop,
-        ControlAction::Acknowledge,
-    ] {
+    for action in ControlAction::ALL {
         let result = service.control(&admin(), run.id, action).await;
         assert!(
             matches!(result, Err(CoreError::InvalidState(_))),

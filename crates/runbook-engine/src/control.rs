@@ -1,4 +1,4 @@
-//! Control of a live run: the state an operator asks for (pause, resume, stop,
+//! Control of a live run: the state an operator asks for (pause, resume, stop, kill,
 //! acknowledge) and the state the run is in, kept under one lock so they cannot disagree.
 
 use runbook_domain::{ControlAction, Execution, ExecutionStatus};
@@ -207,8 +207,9 @@ impl RunControl {
             action: action.as_str(),
             status: current,
         };
-        // A kill stops the run without grace, or cuts short the grace of a stop.
-        if action == ControlAction::Kill && !current.is_finished() {
+        // A kill stops the run without grace, or cuts short the grace of a stop; a run
+        // fenced off (ended in storage) refuses it as it refuses a stop.
+        if action == ControlAction::Kill && !current.is_finished() && !self.is_fenced() {
             self.requested.send_modify(|r| {
                 r.stopped = true;
                 r.killed = true;
@@ -292,7 +293,7 @@ mod tests {
 
     #[test]
     fn a_kill_stops_without_grace_and_cuts_a_stop_s_grace_short() {
-        // Straight from running: a stop that kills.
+        // Without a stop before it (here of a paused run): a stop that kills.
         let control = RunControl::new(ExecutionStatus::Paused);
         let requests = control.watch();
         assert_eq!(
@@ -328,6 +329,11 @@ mod tests {
         assert!(control.watch().borrow().stopped, "the run is told to stop");
         assert!(!control.fence(), "fencing twice changes nothing");
         assert!(control.apply(ControlAction::Resume).is_err());
+        assert!(
+            control.apply(ControlAction::Kill).is_err(),
+            "refused as a stop is"
+        );
+        assert!(!control.watch().borrow().killed);
         assert_eq!(
             control.finish(ExecutionStatus::Succeeded),
             ExecutionStatus::Interrupted

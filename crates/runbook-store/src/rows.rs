@@ -245,14 +245,22 @@ impl<I: RowId> ControlRow<I> {
     }
 }
 
-/// The requests a take returned, oldest first.
+/// The requests a take returned, oldest first. One this version cannot read (an action
+/// a newer version added) is left out, unanswered, rather than failing the others taken
+/// with it: its requester reports that no process answered.
 pub(crate) fn taken_requests<I: RowId>(
     rows: Vec<ControlRow<I>>,
 ) -> Result<Vec<ControlRequest>, StoreError> {
-    let mut requests = rows
-        .into_iter()
-        .map(ControlRow::into_request)
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut requests = Vec::with_capacity(rows.len());
+    for row in rows {
+        let action = row.action.clone();
+        match row.into_request() {
+            Ok(request) => requests.push(request),
+            Err(error) => {
+                tracing::warn!(%error, action, "a control request this version cannot apply is left unanswered");
+            }
+        }
+    }
     requests.sort_by_key(|request| (request.requested_at, request.id));
     Ok(requests)
 }

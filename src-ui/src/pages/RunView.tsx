@@ -105,6 +105,7 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
   const stopAsked = control.variables?.action === 'stop' || control.variables?.action === 'kill'
   const [stopAccepted, setStopAccepted] = useState(false)
   if (!stopAccepted && control.isSuccess && stopAsked) setStopAccepted(true)
+  const killAccepted = control.isSuccess && control.variables?.action === 'kill'
   const stopping = !finished && stopAccepted
   const rows = useMemo(() => timelineRows(execution, version.data?.blocks), [execution, version.data])
   const name = execution.runbook_name ?? version.data?.name ?? 'Run'
@@ -273,11 +274,11 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
             <button
               type="button"
               className="btn btn-danger"
-              disabled={control.isPending || refused}
+              disabled={control.isPending || refused || killAccepted}
               title={operatorRefusal ?? 'Kill the step’s processes now (SIGKILL) instead of waiting out their grace period'}
               onClick={() => control.mutate({ action: 'kill' })}
             >
-              <Zap size={16} aria-hidden /> Kill now
+              <Zap size={16} aria-hidden /> {killAccepted ? 'Killing…' : 'Kill now'}
             </button>
           )}
         </div>

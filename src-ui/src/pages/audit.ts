@@ -70,6 +70,7 @@ export const AUDIT_ACTIONS = [
   'execution.resume',
   'execution.stop',
   'execution.acknowledge',
+  'execution.kill',
   'execution.finish',
   'credential.',
   'credential.create',
