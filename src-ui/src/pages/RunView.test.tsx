@@ -104,6 +104,8 @@ function execution(patch: Partial<Execution>): Execution {
 let current: Execution
 /** True while the server cannot be reached. */
 let offline = false
+/** When set, `control_execution` is refused with it. */
+let controlRefusal: ApiError | null = null
 /** Who `whoami` says is signed in; unknown (an error) when null. */
 let me: Me | null = null
 /** The runbook's history, as `list_executions` returns it. */
@@ -125,6 +127,7 @@ function renderRun(initial: Execution) {
         if (!me) throw new Error('unexpected whoami')
         return me
       case 'control_execution':
+        if (controlRefusal) throw controlRefusal
         return current
       case 'retry_execution':
         return { ...current, id: 'run-2', status: 'queued' }
@@ -153,6 +156,7 @@ beforeEach(() => {
   exportExecution.mockReset()
   history = []
   offline = false
+  controlRefusal = null
   me = null
 })
 
@@ -345,6 +349,22 @@ describe('RunView', () => {
     await vi.waitFor(() => expect(screen.getByTestId('execution-status')).toHaveTextContent('stopped'))
     expect(button('Stop')).toBeDisabled()
     expect(screen.queryByRole('button', { name: /^Kill/ })).toBeNull()
+  })
+
+  it('takes a stop refused by a live run as one under way, and offers to kill', async () => {
+    const user = userEvent.setup()
+    renderRun(execution({}))
+    await screen.findByTestId('step-wait')
+    // Stopped from elsewhere (another operator, the CLI) before this view knew.
+    controlRefusal = new ApiError('invalid_state', 'cannot stop an execution that is running', 409)
+    await user.click(button('Stop'))
+    await user.click(within(screen.getByRole('dialog')).getByRole('button', { name: 'Stop run' }))
+    await vi.waitFor(() => expect(button('Stopping…')).toBeDisabled())
+    expect(calls('control_execution').map(([, args]) => args)).toEqual([{ id: 'run-1', action: 'stop' }])
+    expect(screen.queryByText('Not possible right now')).toBeNull()
+    controlRefusal = null
+    await user.click(button('Kill now'))
+    expect(calls('control_execution').at(-1)?.[1]).toEqual({ id: 'run-1', action: 'kill' })
   })
 
   it('kills at once from the stop question, and offers no kill before a stop', async () => {

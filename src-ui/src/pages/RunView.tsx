@@ -98,13 +98,18 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
     if (!controlEnabled('stop', execution.status)) setConfirmStop(false)
     if (control.isError && !isFinished(execution.status)) setClearedControlError(control.submittedAt)
   }
-  const controlError = control.isError && control.submittedAt !== clearedControlError ? control.error : null
   const finished = isFinished(execution.status)
   // An accepted stop leaves the run in its live status until its processes are gone; meanwhile
   // the engine refuses every other action.
   const stopAsked = control.variables?.action === 'stop' || control.variables?.action === 'kill'
   const [stopAccepted, setStopAccepted] = useState(false)
   if (!stopAccepted && control.isSuccess && stopAsked) setStopAccepted(true)
+  // A live run refuses a stop only while one is under way (sent from elsewhere, or before this
+  // view opened): it is stopping, and what is left is to wait or to kill.
+  const stopUnderWay =
+    control.isError && control.variables?.action === 'stop' && !finished && normalizeError(control.error).code === 'invalid_state'
+  if (!stopAccepted && stopUnderWay) setStopAccepted(true)
+  const controlError = control.isError && !stopUnderWay && control.submittedAt !== clearedControlError ? control.error : null
   const killAccepted = control.isSuccess && control.variables?.action === 'kill'
   const stopping = !finished && stopAccepted
   const rows = useMemo(() => timelineRows(execution, version.data?.blocks), [execution, version.data])
