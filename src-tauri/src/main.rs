@@ -209,9 +209,9 @@ const QUIT_SIGNALS: [SignalKind; 3] = [
 ];
 
 /// Calls `quit` once one of `signals` arrives, and `again` for every one after it; they
-/// are caught from the moment this returns. Their default action would end the process at once, leaving the commands of
-/// live runs (each in a process group of its own, which no terminal signal reaches)
-/// running until the next start reaps them.
+/// are caught from the moment this returns. Their default action would end the process
+/// at once, leaving the commands of live runs (each in a process group of its own, which
+/// no terminal signal reaches) running until the next start reaps them.
 #[cfg(unix)]
 fn quit_on_signals(
     signals: &[SignalKind],

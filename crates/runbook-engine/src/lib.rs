@@ -405,17 +405,17 @@ impl Engine {
     /// Kills the processes of every run being stopped now, without waiting for the rest
     /// of their grace periods: what a second Ctrl+C or quit signal asks for.
     pub fn kill_now(&self) {
-        let runs: Vec<_> = self
-            .inner
-            .runs
-            .lock()
-            .expect("run registry lock")
-            .values()
-            .map(|live| live.control.clone())
-            .collect();
-        for control in runs {
+        for (control, _) in self.live_controls() {
             control.kill_now();
         }
+    }
+
+    /// The controls of the runs live here, each with the longest grace its commands get.
+    fn live_controls(&self) -> Vec<(Arc<control::RunControl>, Duration)> {
+        let runs = self.inner.runs.lock().expect("run registry lock");
+        runs.values()
+            .map(|live| (live.control.clone(), live.grace))
+            .collect()
     }
 
     /// Stops every live run and waits (up to the longest stop grace of their commands
@@ -424,18 +424,16 @@ impl Engine {
         self.inner
             .closing
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        let (runs, grace) = {
-            let live = self.inner.runs.lock().expect("run registry lock");
-            let runs: Vec<_> = live.values().map(|live| live.control.clone()).collect();
-            let grace = live.values().map(|live| live.grace).max();
-            (runs, grace.unwrap_or(self.inner.config.stop_grace))
-        };
-        for control in &runs {
+        let runs = self.live_controls();
+        let grace = runs.iter().map(|(_, grace)| *grace).max();
+        for (control, _) in &runs {
             let _ = control.apply(ControlAction::Stop);
         }
-        let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(1);
+        let deadline = tokio::time::Instant::now()
+            + grace.unwrap_or(self.inner.config.stop_grace)
+            + Duration::from_secs(1);
         // The runs wind down together: waiting for each in turn takes as long as the slowest.
-        for control in &runs {
+        for (control, _) in &runs {
             if tokio::time::timeout_at(deadline, control.ended())
                 .await
                 .is_err()
