@@ -444,6 +444,35 @@ describe('browser: sign in, author, version and run a runbook', { timeout: HARD_
     }
   });
 
+  it('shows a stop asked for elsewhere with who asked, and kills what ignores it from the page', async () => {
+    const script = "trap '' TERM; echo draining; while :; do sleep 0.2; done";
+    const runbook = await createRunbook('E2E slow drain', [{ ...command('drain', script), stop_grace_secs: 600 }]);
+    const run = await api('POST', `/runbooks/${runbook.id}/execute`, { params: {}, version: null });
+    await page.goto(`${baseUrl}/#/executions/${run.id}`);
+    await runStatus('running').waitFor();
+    await waitFor('the command to start', async () => (await page.getByTestId('console-text').textContent())?.includes('draining'), 30_000);
+    assert.equal(await page.getByTestId('stop-requested').count(), 0);
+
+    // Stopped by someone else (here through the API): the command ignores SIGTERM and has ten minutes.
+    await api('POST', `/executions/${run.id}/control`, { action: 'stop' });
+    await page.getByTestId('stop-requested').filter({ hasText: 'stop requested by e2e-admin' }).waitFor();
+    await runStatus('running').waitFor();
+    await button('Stopping…').waitFor();
+    assert.equal(await button('Stopping…').isDisabled(), true);
+    await waitFor(
+      'the stop in the console',
+      async () => (await page.getByTestId('console-text').textContent())?.includes('stop requested by e2e-admin: SIGTERM sent'),
+      15_000,
+    );
+    await shot('09-stop-requested');
+
+    await button('Kill now').click();
+    await runStatus('stopped').waitFor();
+    assert.equal(await page.getByTestId('stop-requested').count(), 0, 'an ended run is stopped, not stopping');
+    const ended = await waitForRun(run.id, ['stopped']);
+    assert.equal(ended.stop_requested.by, 'e2e-admin');
+  });
+
   it('edits a conditional\'s branches inline and shows a server error on the nested field', async () => {
     const runbook = await createRunbook('E2E branches', [
       command('check', 'echo check'),

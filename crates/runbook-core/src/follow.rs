@@ -244,8 +244,18 @@ impl Reader {
             }
         }
         let status_changed = now.status != seen.status;
+        let stop_requested = now
+            .stop_requested
+            .as_ref()
+            .filter(|_| seen.stop_requested.is_none())
+            .map(|request| ExecutionEvent::StopRequested {
+                execution_id,
+                by: request.by.clone(),
+                at: request.at,
+            });
         self.queue.extend(started);
         self.queue_output(now, output);
+        self.queue.extend(stop_requested);
         self.queue.extend(finished);
         if status_changed {
             self.queue.push_back(ExecutionEvent::Status {

@@ -880,7 +880,7 @@ impl Service {
         let result = async {
             actor.require(Role::Operator)?;
             let execution = self.load_execution(id).await?;
-            match self.engine.control_at(id, action, step) {
+            match self.engine.control_at(id, action, step, &actor.name) {
                 Ok(_) => self.load_execution(id).await,
                 Err(ControlError::NotRunning) if execution.status.is_finished() => {
                     Err(CoreError::InvalidState(format!(
@@ -907,6 +907,17 @@ impl Service {
                     };
                     let mut execution = self.load_execution(id).await?;
                     overlay(&mut execution, Some(status));
+                    // The executing process stores who asked as it accepts the stop;
+                    // the answer may come before that is stored.
+                    if matches!(action, ControlAction::Stop | ControlAction::Kill)
+                        && execution.stop_requested.is_none()
+                        && !execution.status.is_finished()
+                    {
+                        execution.stop_requested = Some(runbook_domain::StopRequest {
+                            by: actor.name.clone(),
+                            at: now(),
+                        });
+                    }
                     Ok(execution)
                 }
                 Err(
@@ -1032,6 +1043,9 @@ impl Service {
             .await?
             .ok_or(CoreError::NotFound { what: "execution" })?;
         overlay(&mut execution, live);
+        if execution.stop_requested.is_none() && !execution.status.is_finished() {
+            execution.stop_requested = self.engine.stop_request(id);
+        }
         Ok(execution)
     }
 
@@ -1042,6 +1056,9 @@ impl Service {
 
     fn overlay_live_status(&self, execution: &mut Execution) {
         overlay(execution, self.engine.live_status(execution.id));
+        if execution.stop_requested.is_none() && !execution.status.is_finished() {
+            execution.stop_requested = self.engine.stop_request(execution.id);
+        }
     }
 }
 
@@ -1201,6 +1218,7 @@ async fn answer_controls(store: Arc<dyn Store>, engine: Engine) {
                 request.execution_id,
                 request.action,
                 request.block_id.as_deref(),
+                &request.requested_by,
             ) {
                 Ok(status) => ControlOutcome::Applied { status },
                 Err(ControlError::NotRunning) => ControlOutcome::Refused {

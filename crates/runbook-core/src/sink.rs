@@ -34,6 +34,9 @@ impl ExecutionSink for StoreSink {
                 RunRecord::Output { offset, data } => {
                     runbook_store::RunRecord::Output { offset, data }
                 }
+                RunRecord::StopRequested(request) => {
+                    runbook_store::RunRecord::StopRequested(request)
+                }
             })
             .chain(audit.as_ref().map(runbook_store::RunRecord::Audit))
             .collect();

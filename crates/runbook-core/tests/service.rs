@@ -707,6 +707,7 @@ async fn a_run_stopped_between_steps_is_retried_from_the_first_step_it_never_rea
             steps,
             retry_of: None,
             retry_from: None,
+            stop_requested: None,
         }
     };
     use StepStatus::{Skipped, Succeeded};
@@ -1393,6 +1394,21 @@ async fn following_a_run_hears_only_it_however_much_another_run_writes() {
     );
 }
 
+/// Every event of a followed run until its stream ends.
+async fn hear_to_the_end(
+    events: &mut (impl futures::Stream<Item = runbook_core::ExecutionEvent> + Unpin),
+) -> Vec<runbook_core::ExecutionEvent> {
+    use futures::StreamExt;
+    let mut heard = Vec::new();
+    loop {
+        match tokio::time::timeout(PATIENCE, events.next()).await {
+            Ok(Some(event)) => heard.push(event),
+            Ok(None) => return heard,
+            Err(_) => panic!("the stream never ended; heard {heard:#?}"),
+        }
+    }
+}
+
 /// A run another process executes (another server instance, the desktop app, a
 /// terminal's `run`) is followed through what it stores: its steps, its console from
 /// where the follower came in, its waits and its end, as a run executed here is.
@@ -1426,14 +1442,7 @@ async fn a_run_executed_by_another_process_is_followed_through_what_it_stores() 
         .control(&admin(), run.id, ControlAction::Acknowledge)
         .await
         .unwrap();
-    let mut heard = Vec::new();
-    loop {
-        match tokio::time::timeout(PATIENCE, events.next()).await {
-            Ok(Some(event)) => heard.push(event),
-            Ok(None) => break,
-            Err(_) => panic!("the stream never ended; heard {heard:#?}"),
-        }
-    }
+    let heard = hear_to_the_end(&mut events).await;
 
     assert!(heard.iter().all(|e| e.execution_id() == run.id));
     let statuses: Vec<ExecutionStatus> = heard
@@ -1531,6 +1540,86 @@ async fn a_run_executed_by_another_process_is_followed_through_what_it_stores() 
         .collect::<Vec<_>>()
         .await;
     assert!(finished.is_empty());
+}
+
+/// A stop asked for from another process is on the run for every view while its
+/// command gets its grace period: who asked, when, in the run's data, its events and
+/// its console.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_under_way_is_seen_with_who_asked_from_every_process() {
+    use runbook_core::ExecutionEvent;
+    let dir = tempfile::tempdir().unwrap();
+    let (executor, remote) = (open(dir.path()).await, open(dir.path()).await);
+    let id = create(
+        &executor,
+        json!({"name": "Drain slowly", "blocks": [{
+            "id": "drain", "kind": "command", "stop_grace_secs": 30,
+            "script": "trap 'sleep 1.5; echo drained; exit 0' TERM; echo started; while true; do sleep 0.1; done"
+        }]}),
+    )
+    .await;
+    let run = executor.execute(&admin(), id, Value::Null).await.unwrap();
+    wait_until_step_runs(&remote, run.id, 0).await;
+    let before = remote.get_execution(&admin(), run.id).await.unwrap();
+    assert_eq!(before.stop_requested, None);
+    let mut events = remote
+        .follow_execution(&actor("vera", Role::Viewer), run.id)
+        .await
+        .unwrap()
+        .into_events();
+
+    let bob = actor("bob", Role::Operator);
+    let answered = remote
+        .control(&bob, run.id, ControlAction::Stop)
+        .await
+        .unwrap();
+    assert_eq!(
+        answered.stop_requested.as_ref().map(|r| r.by.as_str()),
+        Some("bob")
+    );
+    // While the command cleans up, every process reads the run as stopping, bob's stop.
+    let stopping = executor.get_execution(&admin(), run.id).await.unwrap();
+    assert_eq!(stopping.status, ExecutionStatus::Running);
+    assert_eq!(
+        stopping.stop_requested.as_ref().map(|r| r.by.as_str()),
+        Some("bob")
+    );
+    let heard = hear_to_the_end(&mut events).await;
+    let told = heard
+        .iter()
+        .position(|e| matches!(e, ExecutionEvent::StopRequested { by, .. } if by == "bob"))
+        .unwrap_or_else(|| panic!("no stop request told: {heard:#?}"));
+    assert!(
+        matches!(
+            heard.last(),
+            Some(ExecutionEvent::Status {
+                status: ExecutionStatus::Stopped,
+                ..
+            })
+        ),
+        "{heard:#?}"
+    );
+    assert!(told < heard.len() - 1);
+
+    let stopped = wait_until_finished(&executor, run.id).await;
+    assert_eq!(stopped.status, ExecutionStatus::Stopped);
+    assert_eq!(
+        stopped.stop_requested, stopping.stop_requested,
+        "kept as first stored"
+    );
+    let console = remote
+        .read_output(&admin(), run.id, 0, 1024 * 1024)
+        .await
+        .unwrap()
+        .text;
+    assert!(
+        console.contains("■ stop requested by bob: SIGTERM sent to the step's processes; SIGKILL in 30 s unless they exit"),
+        "{console:?}"
+    );
+    assert!(
+        console.contains("drained"),
+        "the clean-up had its time: {console:?}"
+    );
 }
 
 #[tokio::test]
@@ -1640,6 +1729,7 @@ async fn runs_left_unfinished_are_interrupted_when_a_service_opens() {
         steps: vec![StepResult::pending("intro"), StepResult::pending("run")],
         retry_of: None,
         retry_from: None,
+        stop_requested: None,
     };
     store.insert_execution(&orphan, None, None).await.unwrap();
     let done = StepResult {

@@ -237,6 +237,19 @@ pub struct Execution {
     /// The block this run (a retry) started from; the steps before it were reused.
     #[serde(default)]
     pub retry_from: Option<String>,
+    /// Who asked for the run to stop, and when: set once a stop (or a kill) is accepted,
+    /// so that every view shows a run being stopped as such while its commands get their
+    /// grace period, whoever asked and from wherever.
+    #[serde(default)]
+    pub stop_requested: Option<StopRequest>,
+}
+
+/// A stop accepted by the process executing a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopRequest {
+    /// The user who asked for it.
+    pub by: String,
+    pub at: DateTime<Utc>,
 }
 
 impl Execution {
@@ -262,6 +275,7 @@ impl Execution {
             finished_at: None,
             retry_of: None,
             retry_from: None,
+            stop_requested: None,
             steps: runbook
                 .all_blocks()
                 .into_iter()

@@ -16,7 +16,7 @@ pub use block::{
 };
 pub use execution::{
     Branch, ControlAction, Execution, ExecutionStatus, HttpResponse, OutputPage, StepDetail,
-    StepResult, StepStatus,
+    StepResult, StepStatus, StopRequest,
 };
 pub use role::Role;
 pub use runbook::{

@@ -1,7 +1,7 @@
 //! Control of a live run: the state an operator asks for (pause, resume, stop, kill,
 //! acknowledge) and the state the run is in, kept under one lock so they cannot disagree.
 
-use runbook_domain::{ControlAction, Execution, ExecutionStatus};
+use runbook_domain::{ControlAction, Execution, ExecutionStatus, StopRequest};
 use std::sync::{Mutex, OnceLock};
 use tokio::sync::watch;
 
@@ -69,6 +69,9 @@ pub struct RunControl {
     ended: watch::Sender<bool>,
     /// The run as it was stored at its end, when everything it recorded was stored.
     stored_end: OnceLock<Execution>,
+    /// Who asked for the run to stop, and when: the first stop or kill accepted from a
+    /// person (a shutdown's or a fence's is not one).
+    stop_request: OnceLock<StopRequest>,
 }
 
 impl RunControl {
@@ -80,6 +83,7 @@ impl RunControl {
             requested: watch::Sender::new(Requested::default()),
             ended: watch::Sender::new(false),
             stored_end: OnceLock::new(),
+            stop_request: OnceLock::new(),
         }
     }
 
@@ -182,25 +186,43 @@ impl RunControl {
         self.stored_end.get().cloned()
     }
 
+    /// Who asked for the run to stop, and when, once a person's stop or kill was accepted.
+    pub fn stop_request(&self) -> Option<StopRequest> {
+        self.stop_request.get().cloned()
+    }
+
     /// A receiver that sees every request.
     pub fn watch(&self) -> watch::Receiver<Requested> {
         self.requested.subscribe()
     }
 
     /// Applies an operator's action, returning the state the run moves to.
+    #[cfg(test)]
     pub fn apply(&self, action: ControlAction) -> Result<ExecutionStatus, ControlError> {
-        self.apply_at(action, None)
+        self.apply_at(action, None, Some("tester"))
     }
 
-    /// Applies an operator's action; an acknowledgement that names a step (`step`) is
-    /// accepted only while the run waits at that step, so an acknowledgement sent twice
-    /// (a double click, a retried request, two operators) cannot confirm the next step
-    /// unread. Other actions do not depend on the step.
+    /// Applies an action of the user `by` (none: the process itself, shutting down);
+    /// an acknowledgement that names a step (`step`) is accepted only while the run
+    /// waits at that step, so an acknowledgement sent twice (a double click, a retried
+    /// request, two operators) cannot confirm the next step unread. Other actions do
+    /// not depend on the step. The first stop or kill accepted from a user is kept as
+    /// the run's [`StopRequest`].
     pub fn apply_at(
         &self,
         action: ControlAction,
         step: Option<&str>,
+        by: Option<&str>,
     ) -> Result<ExecutionStatus, ControlError> {
+        // Kept before the run is told, so that it finds who asked once it sees the stop.
+        let note_stopper = || {
+            if let Some(by) = by {
+                let _ = self.stop_request.set(StopRequest {
+                    by: by.to_string(),
+                    at: chrono::Utc::now(),
+                });
+            }
+        };
         let mut status = self.status.lock().expect("run status lock");
         let current = *status;
         let refused = || ControlError::InvalidState {
@@ -210,6 +232,7 @@ impl RunControl {
         // A kill stops the run without grace, or cuts short the grace of a stop; a run
         // fenced off (ended in storage) refuses it as it refuses a stop.
         if action == ControlAction::Kill && !current.is_finished() && !self.is_fenced() {
+            note_stopper();
             self.requested.send_modify(|r| {
                 r.stopped = true;
                 r.killed = true;
@@ -247,6 +270,7 @@ impl RunControl {
                 ExecutionStatus::Running
             }
             (ControlAction::Stop, s) if !s.is_finished() => {
+                note_stopper();
                 self.requested.send_modify(|r| r.stopped = true);
                 // The run reports `stopped` once its processes are gone.
                 current
@@ -419,7 +443,7 @@ mod tests {
         control.set_status(ExecutionStatus::Waiting);
         assert_eq!(control.prompt(), Some(prompt));
         assert_eq!(
-            control.apply_at(ControlAction::Acknowledge, Some("cordon")),
+            control.apply_at(ControlAction::Acknowledge, Some("cordon"), Some("tester")),
             Err(ControlError::NotWaitingAt {
                 acknowledged: "cordon".to_string(),
                 waiting_at: Some("drain".to_string())
@@ -428,12 +452,12 @@ mod tests {
         );
         assert_eq!(control.watch().borrow().acknowledgements, 0);
         assert_eq!(
-            control.apply_at(ControlAction::Acknowledge, Some("drain")),
+            control.apply_at(ControlAction::Acknowledge, Some("drain"), Some("tester")),
             Ok(ExecutionStatus::Running)
         );
         assert_eq!(control.prompt(), None, "acknowledged: no longer waiting");
         assert_eq!(control.watch().borrow().acknowledgements, 1);
-        let again = control.apply_at(ControlAction::Acknowledge, Some("drain"));
+        let again = control.apply_at(ControlAction::Acknowledge, Some("drain"), Some("tester"));
         assert_eq!(
             again,
             Err(ControlError::NotWaitingAt {

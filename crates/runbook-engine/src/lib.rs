@@ -25,7 +25,8 @@ pub use credentials::{
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use runbook_domain::{
-    Block, CommandBlock, ControlAction, Execution, ExecutionStatus, Runbook, StepResult, StepStatus,
+    Block, CommandBlock, ControlAction, Execution, ExecutionStatus, Runbook, StepResult,
+    StepStatus, StopRequest,
 };
 use serde::Serialize;
 use std::collections::HashMap;
@@ -79,6 +80,8 @@ pub enum RunRecord<'a> {
         offset: u64,
         data: &'a [u8],
     },
+    /// A stop accepted: who asked for it and when.
+    StopRequested(&'a StopRequest),
 }
 
 /// Something that happened in a run, as streamed to consoles (SSE, Tauri events).
@@ -107,6 +110,14 @@ pub enum ExecutionEvent {
         execution_id: Uuid,
         status: ExecutionStatus,
     },
+    /// A stop was accepted: the run's commands get their grace period, then the run
+    /// ends `stopped`.
+    StopRequested {
+        execution_id: Uuid,
+        /// Who asked for it.
+        by: String,
+        at: DateTime<Utc>,
+    },
     /// A timer's time left: when it starts, every second, and on pause and resume.
     Countdown {
         execution_id: Uuid,
@@ -125,6 +136,7 @@ impl ExecutionEvent {
             | ExecutionEvent::Output { execution_id, .. }
             | ExecutionEvent::StepFinished { execution_id, .. }
             | ExecutionEvent::Status { execution_id, .. }
+            | ExecutionEvent::StopRequested { execution_id, .. }
             | ExecutionEvent::Countdown { execution_id, .. } => *execution_id,
         }
     }
@@ -136,6 +148,7 @@ impl ExecutionEvent {
             ExecutionEvent::Output { .. } => "output",
             ExecutionEvent::StepFinished { .. } => "step_finished",
             ExecutionEvent::Status { .. } => "status",
+            ExecutionEvent::StopRequested { .. } => "stop_requested",
             ExecutionEvent::Countdown { .. } => "countdown",
         }
     }
@@ -373,31 +386,41 @@ impl Engine {
         self.run(id).map(|control| control.status())
     }
 
+    /// Who asked a run this engine is executing to stop, and when, once a stop was
+    /// accepted (it may not be stored yet).
+    pub fn stop_request(&self, id: Uuid) -> Option<StopRequest> {
+        self.run(id).and_then(|control| control.stop_request())
+    }
+
     /// What a run this engine is executing waits for a person to acknowledge: none
     /// unless it is `waiting`.
     pub fn prompt(&self, id: Uuid) -> Option<Prompt> {
         self.run(id).and_then(|control| control.prompt())
     }
 
-    /// Applies a control action to a live run; returns the state it moves to.
+    /// Applies a control action of the user `by` to a live run; returns the state it
+    /// moves to.
     pub fn control(
         &self,
         id: Uuid,
         action: ControlAction,
+        by: &str,
     ) -> Result<ExecutionStatus, ControlError> {
-        self.control_at(id, action, None)
+        self.control_at(id, action, None, by)
     }
 
-    /// Applies a control action to a live run, an acknowledgement only if the run waits
-    /// at `step` when one is named (see [`control::RunControl::apply_at`]).
+    /// Applies a control action of the user `by` to a live run, an acknowledgement only
+    /// if the run waits at `step` when one is named (see
+    /// [`control::RunControl::apply_at`]).
     pub fn control_at(
         &self,
         id: Uuid,
         action: ControlAction,
         step: Option<&str>,
+        by: &str,
     ) -> Result<ExecutionStatus, ControlError> {
         match self.run(id) {
-            Some(control) => control.apply_at(action, step),
+            Some(control) => control.apply_at(action, step, Some(by)),
             None => Err(ControlError::NotRunning),
         }
     }
@@ -427,7 +450,7 @@ impl Engine {
         let runs = self.live_controls();
         let grace = runs.iter().map(|(_, grace)| *grace).max();
         for (control, _) in &runs {
-            let _ = control.apply(ControlAction::Stop);
+            let _ = control.apply_at(ControlAction::Stop, None, None);
         }
         let deadline = tokio::time::Instant::now()
             + grace.unwrap_or(self.inner.config.stop_grace)

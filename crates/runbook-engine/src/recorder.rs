@@ -9,7 +9,7 @@
 use crate::control::RunControl;
 use crate::{ExecutionSink, RunRecord, RunRef, SinkError};
 use chrono::{DateTime, Utc};
-use runbook_domain::{ExecutionStatus, StepResult};
+use runbook_domain::{ExecutionStatus, StepResult, StopRequest};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
@@ -52,6 +52,8 @@ enum Record {
         /// Its share of the output budget, returned once it is stored.
         _budget: OwnedSemaphorePermit,
     },
+    /// A stop accepted, stored at once so that every view shows the run stopping.
+    StopRequested(StopRequest),
     /// Answered once everything before it is stored.
     Sync(oneshot::Sender<()>),
 }
@@ -60,7 +62,10 @@ impl Record {
     /// A change of the run's state (rare: pause, resume, waiting, end), or something
     /// the run waits for: stored at once, with what was handed over before it.
     fn is_urgent(&self) -> bool {
-        matches!(self, Record::Status { urgent: true, .. } | Record::Sync(_))
+        matches!(
+            self,
+            Record::Status { urgent: true, .. } | Record::StopRequested(_) | Record::Sync(_)
+        )
     }
 
     fn output_len(&self) -> usize {
@@ -159,6 +164,11 @@ impl Recorder {
         })
         .await;
         stored.await.unwrap_or(Finished::Incomplete)
+    }
+
+    /// Records who asked for the run to stop, and when; stored at once.
+    pub async fn stop_requested(&self, request: StopRequest) {
+        self.send(Record::StopRequested(request)).await;
     }
 
     /// Waits until everything recorded so far is stored.
@@ -343,6 +353,7 @@ fn changes_of(batch: &[Record]) -> Vec<RunRecord<'_>> {
                 offset: *offset,
                 data,
             }),
+            Record::StopRequested(request) => Some(RunRecord::StopRequested(request)),
             Record::Sync(_) => None,
         })
         .collect()
@@ -382,6 +393,10 @@ mod tests {
             },
             step(0, StepStatus::Succeeded),
             step(1, StepStatus::Running),
+            Record::StopRequested(StopRequest {
+                by: "bob".to_string(),
+                at: Utc::now(),
+            }),
             Record::Sync(oneshot::channel().0),
         ];
         let changes: Vec<String> = changes_of(&batch)
@@ -390,6 +405,7 @@ mod tests {
                 RunRecord::Status { status, .. } => format!("run {status}"),
                 RunRecord::Step { index, step } => format!("step {index} {}", step.status.as_str()),
                 RunRecord::Output { offset, data } => format!("output {offset}+{}", data.len()),
+                RunRecord::StopRequested(request) => format!("stop requested by {}", request.by),
             })
             .collect();
         assert_eq!(
@@ -398,7 +414,8 @@ mod tests {
                 "run running",
                 "output 0+3",
                 "step 0 succeeded",
-                "step 1 running"
+                "step 1 running",
+                "stop requested by bob"
             ]
         );
         drop(batch);

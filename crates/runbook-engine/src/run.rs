@@ -89,6 +89,8 @@ pub struct Run {
     /// The step begun last, as (index, kind), while its start is not yet stored,
     /// announced or shown: a command's start is, once its process has started.
     unannounced: Option<(usize, &'static str)>,
+    /// Set once the stop a person asked for is recorded and announced.
+    stop_noted: bool,
 }
 
 impl Run {
@@ -135,6 +137,7 @@ impl Run {
             retired: None,
             spare_pipes: None,
             unannounced: None,
+            stop_noted: false,
         }
     }
 
@@ -210,6 +213,7 @@ impl Run {
             }
         }
         let outcome = self.control.finish(outcome);
+        self.note_stop().await;
         if self.control.is_fenced() {
             let line = "\x1b[33mthis run was marked interrupted elsewhere while this app was \
                         silent; it was stopped, and nothing more of it is stored\x1b[0m\r\n";
@@ -250,6 +254,24 @@ impl Run {
             execution_id: self.execution.id,
             status,
         });
+    }
+
+    /// Records and announces who asked for the run to stop, once a person's stop has
+    /// been accepted; then returns it (none until then, and for a stop of the process's
+    /// own). Stored at once, so every view shows the run stopping.
+    async fn note_stop(&mut self) -> Option<runbook_domain::StopRequest> {
+        let request = self.control.stop_request()?;
+        if !self.stop_noted {
+            self.stop_noted = true;
+            self.execution.stop_requested = Some(request.clone());
+            self.recorder.stop_requested(request.clone()).await;
+            self.events.send(ExecutionEvent::StopRequested {
+                execution_id: self.execution.id,
+                by: request.by.clone(),
+                at: request.at,
+            });
+        }
+        Some(request)
     }
 
     async fn save_step(&mut self, index: usize) {
@@ -930,7 +952,17 @@ impl Run {
                             command::signal_group(pgid, Signal::SIGTERM);
                             command::signal_group(pgid, Signal::SIGCONT);
                             command::signal_escaped(self.execution.id, pgid, None, &[Signal::SIGTERM, Signal::SIGCONT]);
-                            kill_at = Instant::now() + self.stop_grace(grace);
+                            let grace = self.stop_grace(grace);
+                            kill_at = Instant::now() + grace;
+                            let by = self.note_stop().await.map(|request| format!(" by {}", request.by)).unwrap_or_default();
+                            let line = if requested.killed {
+                                format!("\x1b[33m■ kill requested{by}: the step's processes are killed now\x1b[0m\r\n")
+                            } else {
+                                format!("\x1b[33m■ stop requested{by}: SIGTERM sent to the step's processes; SIGKILL in {} s unless they exit\x1b[0m\r\n", grace.as_secs_f64())
+                            };
+                            self.count_output(index, block_id, &line).await;
+                        } else if requested.killed && kill_at != far {
+                            self.count_output(index, block_id, "\x1b[33m■ kill requested: the step's processes are killed now\x1b[0m\r\n").await;
                         }
                         if requested.killed {
                             kill_at = kill_at.min(Instant::now());

@@ -79,6 +79,7 @@ async fn commands_run_in_order_and_their_output_is_captured_in_order() {
                 ..
             } => Some(format!("end {block_id} {} {exit_code:?}", status.as_str())),
             ExecutionEvent::Status { status, .. } => Some(status.to_string()),
+            ExecutionEvent::StopRequested { by, .. } => Some(format!("stop requested by {by}")),
             ExecutionEvent::Output { .. } | ExecutionEvent::Countdown { .. } => None,
         })
         .collect();
@@ -452,8 +453,12 @@ async fn a_stream_written_in_bulk_gets_a_wider_pipe_and_a_quiet_one_keeps_its_ow
     let record = run.finish().await;
     assert_eq!(record.status(), Some(ExecutionStatus::Stopped));
     let text = record.text();
-    assert_eq!(text.matches('x').count(), 3_000_000, "no byte lost");
-    assert!(text.contains("quiet"));
+    // What the step wrote, before the line about the stop.
+    let (written, _) = text
+        .split_once("■ stop requested")
+        .expect("the stop is shown");
+    assert_eq!(written.matches('x').count(), 3_000_000, "no byte lost");
+    assert!(written.contains("quiet"));
     wait_until_gone(&sleeper).await;
 }
 
@@ -507,6 +512,13 @@ async fn a_command_ignoring_sigterm_is_killed_after_the_grace_period() {
 
     let stopped_at = Instant::now();
     run.control(ControlAction::Stop).unwrap();
+    // Who asked is stored at once, not with the end: every view shows the run stopping
+    // while its command gets its grace period.
+    let stopping = run
+        .wait_for("the stop request stored", |record| {
+            !record.stop_requests.is_empty()
+        })
+        .await;
     let record = run.finish().await;
     let took = stopped_at.elapsed();
     assert!(
@@ -514,8 +526,22 @@ async fn a_command_ignoring_sigterm_is_killed_after_the_grace_period() {
         "SIGKILL came only after the grace period, yet the run ended after {took:?}"
     );
     assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert!(
+        !stopping.is_finished() || took < grace,
+        "stored with the run's end: {stopping:?}"
+    );
     assert_eq!(record.status(), Some(ExecutionStatus::Stopped));
     assert_eq!(record.step(0).status, StepStatus::Stopped);
+    assert_eq!(record.stop_requests.len(), 1, "{:?}", record.stop_requests);
+    assert_eq!(record.stop_requests[0].by, "tester");
+    assert!(record.problems.is_empty(), "{:?}", record.problems);
+    assert!(
+        record.text().contains(
+            "■ stop requested by tester: SIGTERM sent to the step's processes; SIGKILL in 1 s unless they exit"
+        ),
+        "{}",
+        record.text()
+    );
     wait_until_gone(&sleeper).await;
 }
 
@@ -684,6 +710,14 @@ async fn a_long_grace_period_is_cut_short_when_asked_to_kill_and_for_a_fenced_ru
         .expect("killed without its grace period");
     assert_eq!(record.status(), Some(ExecutionStatus::Stopped));
     assert_eq!(record.step(0).status, StepStatus::Stopped);
+    assert_eq!(record.stop_requests.len(), 1, "{:?}", record.stop_requests);
+    assert!(
+        record
+            .text()
+            .contains("■ kill requested by tester: the step's processes are killed now"),
+        "{}",
+        record.text()
+    );
     wait_until_gone(&stubborn).await;
 
     // Fenced off (marked interrupted elsewhere, maybe retried there): at most the
@@ -710,8 +744,13 @@ async fn shutting_down_waits_for_the_longest_grace_period_of_a_live_run() {
     let done = dir.path().join("cleaned");
     let run = slow_cleaner(&slow, "2.5", &done, json!({"stop_grace_secs": 10}));
     wait_for_processes(&slow, "the migration's sleep", |found| found.len() >= 2).await;
-    // What an app quitting or a server told to stop does.
+    // What an app quitting or a server told to stop does: no person asked for it.
     run.engine.shutdown().await;
+    assert_eq!(
+        run.record().stop_requests,
+        vec![],
+        "a shutdown is nobody's stop"
+    );
     assert_eq!(
         std::fs::read_to_string(&done).unwrap_or_default(),
         "cleaned\n",
@@ -930,8 +969,8 @@ async fn a_quiet_run_is_fenced_through_the_engine() {
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_whose_end_is_refused_announces_the_interrupted_state_storage_has() {
+/// A run waiting at a confirmation before a command that echoes `acting`.
+async fn waiting_to_act() -> Harness {
     let run = Harness::start(vec![
         block(json!({"id": "check", "kind": "instruction", "text": "ok?", "confirm": true})),
         command("act", "echo acting"),
@@ -940,6 +979,12 @@ async fn a_run_whose_end_is_refused_announces_the_interrupted_state_storage_has(
         r.status() == Some(ExecutionStatus::Waiting)
     })
     .await;
+    run
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_end_is_refused_announces_the_interrupted_state_storage_has() {
+    let run = waiting_to_act().await;
     // Marked interrupted elsewhere just as the run ends: only its end is refused.
     run.refuse(Refuse::TheEnd);
     run.control(ControlAction::Acknowledge).unwrap();
@@ -954,6 +999,31 @@ async fn a_run_whose_end_is_refused_announces_the_interrupted_state_storage_has(
         "the last step ran"
     );
     assert!(!run.record().is_finished(), "the refused end is not stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_at_a_confirmation_is_recorded_and_announced_before_the_end() {
+    let run = waiting_to_act().await;
+    run.control(ControlAction::Stop).unwrap();
+    assert_eq!(
+        run.engine.stop_request(run.execution_id).map(|r| r.by),
+        Some("tester".to_string()),
+        "the live run says who stopped it before anything is stored"
+    );
+    assert_eq!(run.announced_end().await, ExecutionStatus::Stopped);
+    let record = run.finish().await;
+    assert_eq!(record.stop_requests.len(), 1, "{:?}", record.stop_requests);
+    assert!(record.problems.is_empty(), "{:?}", record.problems);
+    let events = run.events.lock().unwrap().items.clone();
+    let told = events
+        .iter()
+        .position(|e| matches!(e, ExecutionEvent::StopRequested { by, .. } if by == "tester"))
+        .expect("the stop request is announced");
+    let ended = events
+        .iter()
+        .position(|e| matches!(e, ExecutionEvent::Status { status, .. } if status.is_finished()))
+        .expect("the end is announced");
+    assert!(told < ended, "{events:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1123,7 +1193,7 @@ async fn control_of_an_unknown_run_is_refused() {
         Arc::new(runbook_engine::NoCredentials),
     );
     assert_eq!(
-        engine.control(Uuid::new_v4(), ControlAction::Pause),
+        engine.control(Uuid::new_v4(), ControlAction::Pause, "tester"),
         Err(ControlError::NotRunning)
     );
     assert_eq!(engine.live_status(Uuid::new_v4()), None);

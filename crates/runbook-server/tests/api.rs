@@ -1293,15 +1293,29 @@ async fn kill_ends_a_stop_that_waits_out_a_long_grace_period() {
     };
     let (status, body) = send("stop").await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // The run says who asked for the stop, and when, while it waits out the grace period.
+    assert_eq!(body["status"], "running", "{body}");
+    assert_eq!(body["stop_requested"]["by"], body["started_by"], "{body}");
+    assert!(body["stop_requested"]["at"].is_string(), "{body}");
+    let (_, read) = app
+        .send(Method::GET, &format!("/executions/{run}"), None)
+        .await;
+    assert_eq!(read["stop_requested"], body["stop_requested"], "{read}");
+    let stop_requested = body["stop_requested"].clone();
     // The shell ignores SIGTERM: the stop waits out its ten minutes, and refuses a pause.
     let (status, body) = send("pause").await;
     assert_eq!(
         (status, error_code(&body)),
         (StatusCode::CONFLICT, "invalid_state")
     );
-    let (status, body) = send("kill").await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(finished(&app, &run).await["status"], "stopped");
+    let (status, kill) = send("kill").await;
+    assert_eq!(status, StatusCode::OK, "{kill}");
+    let ended = finished(&app, &run).await;
+    assert_eq!(ended["status"], "stopped");
+    assert_eq!(
+        ended["stop_requested"], stop_requested,
+        "the stop, not the kill after it"
+    );
     let (_, audit) = app
         .send(Method::GET, "/audit?action=execution.kill", None)
         .await;

@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use runbook_domain::{
     AuditEntry, AuditEvent, AuditOutcome, ControlAction, CredentialInfo, Execution,
-    ExecutionStatus, Role, Runbook, RunbookDraft, RunbookSummary, StepDetail, StepResult, User,
-    UserChange, VersionInfo,
+    ExecutionStatus, Role, Runbook, RunbookDraft, RunbookSummary, StepDetail, StepResult,
+    StopRequest, User, UserChange, VersionInfo,
 };
 use std::sync::Arc;
 use uuid::Uuid;
@@ -38,6 +38,8 @@ pub enum RunRecord<'a> {
         offset: u64,
         data: &'a [u8],
     },
+    /// A stop accepted: who asked for it and when. The first one stored stays.
+    StopRequested(&'a StopRequest),
     /// An audit record of the run (its end), committed with the changes it describes;
     /// appended after every other change of the batch.
     Audit(&'a AuditEvent),

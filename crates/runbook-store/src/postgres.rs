@@ -126,6 +126,8 @@ struct ExecutionRow {
     finished_at: Option<DateTime<Utc>>,
     retry_of: Option<Uuid>,
     retry_from: Option<String>,
+    stop_requested_by: Option<String>,
+    stop_requested_at: Option<DateTime<Utc>>,
 }
 
 /// A step as a listing reads it: its detail as text, read without the streams and
@@ -179,7 +181,7 @@ struct StepRow<D> {
 type ApiKeyRow = crate::rows::ApiKeyRow<Uuid>;
 type ControlRow = crate::rows::ControlRow<Uuid>;
 
-const EXECUTION_COLUMNS: &str = "id, runbook_id, runbook_version, runbook_name, status, params, started_by, created_at, started_at, finished_at, retry_of, retry_from";
+const EXECUTION_COLUMNS: &str = "id, runbook_id, runbook_version, runbook_name, status, params, started_by, created_at, started_at, finished_at, retry_of, retry_from, stop_requested_by, stop_requested_at";
 
 impl PostgresStore {
     async fn steps_of(&self, execution_id: Uuid) -> Result<Vec<StepResult>, StoreError> {
@@ -236,6 +238,10 @@ impl ExecutionRow {
             finished_at: self.finished_at,
             retry_of: self.retry_of,
             retry_from: self.retry_from,
+            stop_requested: match (self.stop_requested_by, self.stop_requested_at) {
+                (Some(by), Some(at)) => Some(runbook_domain::StopRequest { by, at }),
+                _ => None,
+            },
         })
     }
 }
@@ -595,6 +601,17 @@ impl Store for PostgresStore {
                 }
                 RunRecord::Output { offset, data } => {
                     write_output(&mut *tx, execution_id, offset, data).await?
+                }
+                RunRecord::StopRequested(request) => {
+                    sqlx::query(
+                        "UPDATE executions SET stop_requested_by = $2, stop_requested_at = $3
+                         WHERE id = $1 AND stop_requested_at IS NULL",
+                    )
+                    .bind(execution_id)
+                    .bind(&request.by)
+                    .bind(request.at)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 RunRecord::Audit(_) => {}
             }

@@ -129,6 +129,8 @@ struct ExecutionRow {
     finished_at: Option<DateTime<Utc>>,
     retry_of: Option<String>,
     retry_from: Option<String>,
+    stop_requested_by: Option<String>,
+    stop_requested_at: Option<DateTime<Utc>>,
 }
 
 #[derive(FromRow)]
@@ -209,6 +211,10 @@ impl ExecutionRow {
             steps,
             retry_of: self.retry_of.as_deref().map(parse_uuid).transpose()?,
             retry_from: self.retry_from,
+            stop_requested: match (self.stop_requested_by, self.stop_requested_at) {
+                (Some(by), Some(at)) => Some(runbook_domain::StopRequest { by, at }),
+                _ => None,
+            },
         })
     }
 }
@@ -561,6 +567,9 @@ impl Store for SqliteStore {
                     offset,
                     data: data.to_vec(),
                 }),
+                RunRecord::StopRequested(request) => {
+                    changes.push(Change::StopRequested(request.clone()))
+                }
                 RunRecord::Audit(event) => changes.push(Change::Audit(event.clone())),
             }
         }

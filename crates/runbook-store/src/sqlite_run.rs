@@ -20,7 +20,7 @@
 use crate::rows::AUDIT_COLUMNS;
 use crate::{encode_detail, StoreError};
 use chrono::{DateTime, Utc};
-use runbook_domain::{AuditEvent, Execution, ExecutionStatus, StepResult};
+use runbook_domain::{AuditEvent, Execution, ExecutionStatus, StepResult, StopRequest};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, QueryBuilder, Sqlite, SqliteConnection};
 use std::sync::Arc;
@@ -48,6 +48,8 @@ pub(crate) enum Change {
     },
     /// Output kept in the database (a database without a file has no console files).
     Output { offset: u64, data: Vec<u8> },
+    /// A stop accepted; the first one stored stays.
+    StopRequested(StopRequest),
     /// Appended to the audit chain after the changes before it.
     Audit(AuditEvent),
 }
@@ -278,6 +280,15 @@ fn script(
                     .push(", ")
                     .push_bind(data.clone())
                     .push(");");
+            }
+            Change::StopRequested(request) => {
+                qb.push(" UPDATE executions SET stop_requested_by = ")
+                    .push_bind(request.by.clone())
+                    .push(", stop_requested_at = ")
+                    .push_bind(request.at)
+                    .push(" WHERE id = ")
+                    .push_bind(id.clone())
+                    .push(" AND stop_requested_at IS NULL;");
             }
             Change::Execution { .. } | Change::Steps(_) | Change::Audit(_) => {}
         }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use runbook_domain::{
     AuditEntry, AuditEvent, AuditOutcome, Branch, ChainVerifier, ControlAction, CredentialInfo,
     CredentialKind, Execution, ExecutionStatus, HttpResponse, Role, Runbook, RunbookDraft,
-    StepDetail, StepResult, StepStatus, User, UserChange,
+    StepDetail, StepResult, StepStatus, StopRequest, User, UserChange,
 };
 use runbook_store::{
     ApiKeyRecord, AuditFilter, ControlOutcome, ControlRequest, CredentialRecord, ExecutionFilter,
@@ -66,6 +66,7 @@ conformance!(
     a_run_has_one_live_retry_at_a_time,
     a_retry_chain_has_one_live_retry_at_a_time,
     a_batch_of_run_records_is_applied_in_order,
+    the_first_stop_request_of_a_run_is_kept,
     a_runs_audit_records_commit_with_its_start_and_its_end,
     run_audit_records_chain_with_other_writers,
     a_run_write_dropped_midway_leaves_the_store_whole_and_writable,
@@ -258,6 +259,7 @@ fn execution(runbook_id: Uuid, created: i64, status: ExecutionStatus) -> Executi
             .collect(),
         retry_of: None,
         retry_from: None,
+        stop_requested: None,
     }
 }
 
@@ -1180,6 +1182,60 @@ async fn a_batch_of_run_records_is_applied_in_order(store: Arc<dyn Store>) {
         .await;
     assert!(refused.is_err());
     assert_eq!(store.read_output(run.id, 0, 100).await.unwrap(), b"hello\n");
+}
+
+async fn the_first_stop_request_of_a_run_is_kept(store: Arc<dyn Store>) {
+    let run = execution(Uuid::new_v4(), 0, ExecutionStatus::Running);
+    store.insert_execution(&run, None, None).await.unwrap();
+    assert_eq!(
+        store
+            .get_execution(run.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .stop_requested,
+        None
+    );
+    let first = StopRequest {
+        by: "alice".to_string(),
+        at: at(5),
+    };
+    let second = StopRequest {
+        by: "bob".to_string(),
+        at: at(6),
+    };
+    store
+        .record_run(run.id, &[RunRecord::StopRequested(&first)])
+        .await
+        .unwrap();
+    // A kill after the stop (or a batch written again) does not say someone else asked.
+    store
+        .record_run(
+            run.id,
+            &[
+                RunRecord::StopRequested(&second),
+                RunRecord::Status {
+                    status: ExecutionStatus::Stopped,
+                    started_at: None,
+                    finished_at: Some(at(7)),
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    let loaded = store.get_execution(run.id).await.unwrap().unwrap();
+    assert_eq!(loaded.status, ExecutionStatus::Stopped);
+    assert_eq!(loaded.stop_requested, Some(first.clone()));
+    let (listed, _) = store
+        .list_executions(&ExecutionFilter {
+            runbook_id: Some(run.runbook_id),
+            status: None,
+            limit: 10,
+            offset: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed[0].stop_requested, Some(first));
 }
 
 async fn output_windows_span_chunks_and_start_inside_them(store: Arc<dyn Store>) {

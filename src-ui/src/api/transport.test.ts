@@ -135,6 +135,8 @@ describe('browser transport', () => {
         'data: not json\n\n',
         'event: countdown\ndata: {"type":"countdown","execution_id":"e1","block_id":"wait","remaining_ms":29000,"total_ms":30000,"paused":false}\n\n',
         'event: countdown\ndata: {"type":"countdown","execution_id":"e1","block_id":"wait"}\n\n',
+        'event: stop_requested\ndata: {"type":"stop_requested","execution_id":"e1","by":"bob","at":"2026-01-01T00:00:07Z"}\n\n',
+        'event: stop_requested\ndata: {"type":"stop_requested","execution_id":"e1","by":7}\n\n',
         'event: status\ndata: {"type":"status","execution_id":"e1","status":"succeeded"}\n\n',
       ]),
     )
@@ -150,6 +152,7 @@ describe('browser transport', () => {
     expect(events).toEqual([
       { type: 'output', execution_id: 'e1', block_id: 'a', offset: 0, text: 'héllo\n' },
       { type: 'countdown', execution_id: 'e1', block_id: 'wait', remaining_ms: 29000, total_ms: 30000, paused: false },
+      { type: 'stop_requested', execution_id: 'e1', by: 'bob', at: '2026-01-01T00:00:07Z' },
       { type: 'status', execution_id: 'e1', status: 'succeeded' },
     ])
     expect(fetchMock.mock.calls[0][0]).toBe('executions/e1/events')

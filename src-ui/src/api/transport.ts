@@ -281,7 +281,7 @@ export interface EventSubscription {
   onError?: (error: ApiError) => void
 }
 
-const EVENT_TYPES = new Set(['step_started', 'output', 'step_finished', 'status', 'countdown'])
+const EVENT_TYPES = new Set(['step_started', 'output', 'step_finished', 'status', 'stop_requested', 'countdown'])
 
 /** Accepts an event payload only if it has the fields the UI relies on. */
 export function parseExecutionEvent(value: unknown): ExecutionEvent | null {
@@ -292,6 +292,7 @@ export function parseExecutionEvent(value: unknown): ExecutionEvent | null {
   if (record.type === 'output' && (typeof record.offset !== 'number' || typeof record.text !== 'string')) {
     return null
   }
+  if (record.type === 'stop_requested' && (typeof record.by !== 'string' || typeof record.at !== 'string')) return null
   if (
     record.type === 'countdown' &&
     (typeof record.block_id !== 'string' || typeof record.remaining_ms !== 'number' || typeof record.total_ms !== 'number')

@@ -182,6 +182,13 @@ export interface Execution {
   retry_of?: string | null
   /** The block the retry restarted from. */
   retry_from?: string | null
+  /** Who asked for the run to stop, and when: set once the executing process accepted it. */
+  stop_requested?: StopRequest | null
+}
+
+export interface StopRequest {
+  by: string
+  at: string
 }
 
 export interface ExecuteRequest {
@@ -226,6 +233,7 @@ export type ExecutionEvent =
       duration_ms: number
     }
   | { type: 'status'; execution_id: string; status: ExecutionStatus }
+  | ({ type: 'stop_requested'; execution_id: string } & StopRequest)
   | CountdownEvent
 
 /** A timer step's remaining time: sent when it starts, about every second, and on pause/resume. */

@@ -367,6 +367,30 @@ describe('RunView', () => {
     expect(calls('control_execution').at(-1)?.[1]).toEqual({ id: 'run-1', action: 'kill' })
   })
 
+  it('shows a stop someone else asked for as the run stopping, with who and when, and offers to kill', async () => {
+    const user = userEvent.setup()
+    renderRun(execution({}))
+    await screen.findByTestId('step-wait')
+    expect(screen.queryByTestId('stop-requested')).toBeNull()
+    expect(button('Stop')).toBeEnabled()
+
+    // Another operator stopped it; its commands are given their grace period.
+    current = execution({ stop_requested: { by: 'bob', at: at(7) } })
+    await act(async () => emit({ type: 'stop_requested', execution_id: 'run-1', by: 'bob', at: at(7) }))
+    await vi.waitFor(() => expect(screen.getByTestId('stop-requested')).toHaveTextContent('stop requested by bob at'))
+    expect(button('Stopping…')).toBeDisabled()
+    expect(button('Pause')).toBeDisabled()
+    await user.click(button('Kill now'))
+    expect(calls('control_execution').map(([, args]) => args)).toEqual([{ id: 'run-1', action: 'kill' }])
+
+    // Once ended, the run is stopped, not stopping.
+    current = execution({ status: 'stopped', finished_at: at(9), stop_requested: { by: 'bob', at: at(7) } })
+    await act(async () => emit({ type: 'status', execution_id: 'run-1', status: 'stopped' }))
+    await vi.waitFor(() => expect(screen.getByTestId('execution-status')).toHaveTextContent('stopped'))
+    expect(screen.queryByTestId('stop-requested')).toBeNull()
+    expect(screen.queryByRole('button', { name: /^Kill/ })).toBeNull()
+  })
+
   it('kills at once from the stop question, and offers no kill before a stop', async () => {
     const user = userEvent.setup()
     renderRun(execution({}))

@@ -16,7 +16,7 @@ import { ErrorBanner } from '../components/ErrorBanner'
 import { Markdown } from '../components/Markdown'
 import { Modal } from '../components/Modal'
 import { StatusBadge } from '../components/StatusBadge'
-import { formatDateTime, formatDuration, shortId, spanMs } from '../util/format'
+import { formatDateTime, formatDuration, formatTime, shortId, spanMs } from '../util/format'
 import { useNow } from '../util/hooks'
 import { notifyWaiting } from '../util/notifications'
 import type { CountdownSeen } from './countdown'
@@ -111,7 +111,9 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
   if (!stopAccepted && stopUnderWay) setStopAccepted(true)
   const controlError = control.isError && !stopUnderWay && control.submittedAt !== clearedControlError ? control.error : null
   const killAccepted = control.isSuccess && control.variables?.action === 'kill'
-  const stopping = !finished && stopAccepted
+  // A stop accepted from anywhere (another window, a terminal, a colleague) is on the run itself.
+  const stopRequest = finished ? null : (execution.stop_requested ?? null)
+  const stopping = !finished && (stopAccepted || stopRequest !== null)
   const rows = useMemo(() => timelineRows(execution, version.data?.blocks), [execution, version.data])
   const name = execution.runbook_name ?? version.data?.name ?? 'Run'
   const waitingRow = rows.find((row) => row.step?.status === 'waiting')
@@ -221,6 +223,11 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
                 <StatusBadge status={run.status} />
               </Link>
             ))}
+            {stopRequest && (
+              <span className="stop-requested" data-testid="stop-requested" title={formatDateTime(stopRequest.at)}>
+                <Square size={12} aria-hidden /> stop requested by {stopRequest.by} at {formatTime(stopRequest.at)}
+              </span>
+            )}
             {Object.entries(execution.params ?? {}).map(([key, value]) => (
               <span key={key} className="chip chip-param">
                 {key}={String(value)}

@@ -29,6 +29,13 @@ export function formatDateTime(iso: string | null | undefined): string {
   return Number.isNaN(time.getTime()) ? '' : time.toLocaleString()
 }
 
+/** The time of day, to the second: "14:03:27". */
+export function formatTime(iso: string | null | undefined): string {
+  if (!iso) return ''
+  const time = new Date(iso)
+  return Number.isNaN(time.getTime()) ? '' : time.toLocaleTimeString()
+}
+
 /** "420 ms", "12.3 s", "4m 05s", "2h 03m". */
 export function formatDuration(ms: number | null | undefined): string {
   if (ms === null || ms === undefined || ms < 0) return ''

@@ -5,7 +5,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use runbook_domain::{
-    Block, ControlAction, Execution, ExecutionStatus, Runbook, RunbookDraft, StepResult, StepStatus,
+    Block, ControlAction, Execution, ExecutionStatus, Runbook, RunbookDraft, StepResult,
+    StepStatus, StopRequest,
 };
 use runbook_engine::{
     ControlError, CredentialResolver, Engine, EngineConfig, ExecutionEvent, ExecutionSink,
@@ -34,6 +35,8 @@ pub struct Record {
     pub step_history: Vec<(usize, StepStatus)>,
     pub output: Vec<u8>,
     pub output_calls: usize,
+    /// Every stop request recorded, in order.
+    pub stop_requests: Vec<StopRequest>,
     /// Contract violations seen by the sink (wrong execution, gaps in output offsets).
     pub problems: Vec<String>,
 }
@@ -158,6 +161,14 @@ impl ExecutionSink for MemorySink {
                     }
                     record.output.extend_from_slice(data);
                     record.output_calls += 1;
+                }
+                RunRecord::StopRequested(request) => {
+                    if record.is_finished() {
+                        record
+                            .problems
+                            .push("a stop request recorded after the run's end".to_string());
+                    }
+                    record.stop_requests.push(request.clone());
                 }
             }
         }
@@ -304,7 +315,7 @@ impl Harness {
     }
 
     pub fn control(&self, action: ControlAction) -> Result<ExecutionStatus, ControlError> {
-        self.engine.control(self.execution_id, action)
+        self.engine.control(self.execution_id, action, "tester")
     }
 
     /// Waits until `done` holds for what the sink recorded.
