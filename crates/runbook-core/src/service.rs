@@ -909,7 +909,8 @@ impl Service {
                     overlay(&mut execution, Some(status));
                     // The executing process stores who asked as it accepts the stop;
                     // the answer may come before that is stored.
-                    if matches!(action, ControlAction::Stop | ControlAction::Kill)
+                    // (A kill may follow someone else's stop not stored yet: not told.)
+                    if action == ControlAction::Stop
                         && execution.stop_requested.is_none()
                         && !execution.status.is_finished()
                     {
@@ -1037,6 +1038,7 @@ impl Service {
         // Live state first: a run leaves the engine only after storing its final state, so
         // once the live state is gone, the store read that follows has the final one.
         let live = self.engine.live_status(id);
+        let stop_request = self.engine.stop_request(id);
         let mut execution = self
             .store
             .get_execution(id)
@@ -1044,7 +1046,7 @@ impl Service {
             .ok_or(CoreError::NotFound { what: "execution" })?;
         overlay(&mut execution, live);
         if execution.stop_requested.is_none() && !execution.status.is_finished() {
-            execution.stop_requested = self.engine.stop_request(id);
+            execution.stop_requested = stop_request;
         }
         Ok(execution)
     }

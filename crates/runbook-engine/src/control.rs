@@ -217,9 +217,10 @@ impl RunControl {
         // Kept before the run is told, so that it finds who asked once it sees the stop.
         let note_stopper = || {
             if let Some(by) = by {
+                // To the microsecond, as every database keeps it.
                 let _ = self.stop_request.set(StopRequest {
                     by: by.to_string(),
-                    at: chrono::Utc::now(),
+                    at: chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 6),
                 });
             }
         };

@@ -947,6 +947,8 @@ impl Run {
                     requests_closed = changed.is_err();
                     let requested = if changed.is_ok() { *self.requested.borrow_and_update() } else { Requested { stopped: true, ..Requested::default() } };
                     if requested.stopped {
+                        // Stored and told at once, also when a timeout's SIGTERM came first.
+                        let by = self.note_stop().await.map(|request| format!(" by {}", request.by)).unwrap_or_default();
                         if !stopping {
                             stopping = true;
                             command::signal_group(pgid, Signal::SIGTERM);
@@ -954,7 +956,6 @@ impl Run {
                             command::signal_escaped(self.execution.id, pgid, None, &[Signal::SIGTERM, Signal::SIGCONT]);
                             let grace = self.stop_grace(grace);
                             kill_at = Instant::now() + grace;
-                            let by = self.note_stop().await.map(|request| format!(" by {}", request.by)).unwrap_or_default();
                             let line = if requested.killed {
                                 format!("\x1b[33m■ kill requested{by}: the step's processes are killed now\x1b[0m\r\n")
                             } else {
@@ -962,7 +963,8 @@ impl Run {
                             };
                             self.count_output(index, block_id, &line).await;
                         } else if requested.killed && kill_at != far {
-                            self.count_output(index, block_id, "\x1b[33m■ kill requested: the step's processes are killed now\x1b[0m\r\n").await;
+                            let line = format!("\x1b[33m■ kill requested{by}: the step's processes are killed now\x1b[0m\r\n");
+                            self.count_output(index, block_id, &line).await;
                         }
                         if requested.killed {
                             kill_at = kill_at.min(Instant::now());

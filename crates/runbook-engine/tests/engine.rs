@@ -453,10 +453,11 @@ async fn a_stream_written_in_bulk_gets_a_wider_pipe_and_a_quiet_one_keeps_its_ow
     let record = run.finish().await;
     assert_eq!(record.status(), Some(ExecutionStatus::Stopped));
     let text = record.text();
-    // What the step wrote, before the line about the stop.
-    let (written, _) = text
-        .split_once("■ stop requested")
-        .expect("the stop is shown");
+    // What the step wrote, without the line about the stop (wherever it came in).
+    let start = text.find("■ stop requested").expect("the stop is shown");
+    let tail = "unless they exit";
+    let end = start + text[start..].find(tail).expect("the whole line") + tail.len();
+    let written = format!("{}{}", &text[..start], &text[end..]);
     assert_eq!(written.matches('x').count(), 3_000_000, "no byte lost");
     assert!(written.contains("quiet"));
     wait_until_gone(&sleeper).await;
@@ -514,11 +515,14 @@ async fn a_command_ignoring_sigterm_is_killed_after_the_grace_period() {
     run.control(ControlAction::Stop).unwrap();
     // Who asked is stored at once, not with the end: every view shows the run stopping
     // while its command gets its grace period.
-    let stopping = run
-        .wait_for("the stop request stored", |record| {
-            !record.stop_requests.is_empty()
-        })
-        .await;
+    run.wait_for("the stop request stored", |record| {
+        !record.stop_requests.is_empty()
+    })
+    .await;
+    assert!(
+        stopped_at.elapsed() < grace,
+        "stored at once, not with the run's end"
+    );
     let record = run.finish().await;
     let took = stopped_at.elapsed();
     assert!(
@@ -526,10 +530,6 @@ async fn a_command_ignoring_sigterm_is_killed_after_the_grace_period() {
         "SIGKILL came only after the grace period, yet the run ended after {took:?}"
     );
     assert!(took < Duration::from_secs(20), "took {took:?}");
-    assert!(
-        !stopping.is_finished() || took < grace,
-        "stored with the run's end: {stopping:?}"
-    );
     assert_eq!(record.status(), Some(ExecutionStatus::Stopped));
     assert_eq!(record.step(0).status, StepStatus::Stopped);
     assert_eq!(record.stop_requests.len(), 1, "{:?}", record.stop_requests);

@@ -281,7 +281,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let execution = service
                 .control_step(&Actor::local_admin(), id, action, step.as_deref())
                 .await?;
-            say!("Run {id} is {}.", execution.status);
+            match &execution.stop_requested {
+                Some(stop) if !execution.status.is_finished() => say!(
+                    "Run {id} is stopping (stop requested by {}); it ends once its processes are gone.",
+                    stop.by
+                ),
+                _ => say!("Run {id} is {}.", execution.status),
+            }
         }
         Command::Keys { command } => return keys(&service, command).await,
         Command::Users { command } => users(&service, command).await?,

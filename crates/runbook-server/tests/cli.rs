@@ -700,8 +700,17 @@ fn control_pauses_resumes_and_stops_a_run_another_process_executes() {
         std::thread::sleep(Duration::from_millis(20));
     }
 
-    let (code, _, err) = control(&["stop"]);
+    let (code, out, err) = control(&["stop"]);
     assert_eq!(code, Some(0), "{err}");
+    // Answered as accepted, before or after the run has wound down.
+    assert!(
+        out == format!(
+            "Run {id} is stopping (stop requested by oncall-bob); it ends once its processes are gone.\n"
+        ) || out == format!("Run {id} is stopped.\n"),
+        "{out}"
+    );
+    // The run's own console says who stopped it.
+    wait_for_text(&stdout, "stop requested by oncall-bob: SIGTERM sent");
     let exit = exit_within(&mut child, Duration::from_secs(20), &stderr);
     // First, so a failure leaves no process behind.
     let ended = process_ends(&pid_file);

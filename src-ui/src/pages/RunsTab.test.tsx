@@ -27,4 +27,21 @@ describe('ExecutionTable', () => {
     )
     expect(screen.getByRole('link', { name: 'Open run run-1, failed' })).toHaveAttribute('href', '/executions/run-1')
   })
+
+  it('marks a live run whose stop was accepted as stopping, with who asked, and an ended one not', () => {
+    const stop_requested = { by: 'bob', at: '2026-01-01T00:00:03Z' }
+    render(
+      <MemoryRouter>
+        <ExecutionTable
+          executions={[
+            { ...run, id: 'live', status: 'running', finished_at: null, stop_requested },
+            { ...run, id: 'ended', status: 'stopped', stop_requested },
+          ]}
+        />
+      </MemoryRouter>,
+    )
+    const live = screen.getByRole('link', { name: 'Open run live, running, stop requested by bob' })
+    expect(live).toHaveTextContent('stopping')
+    expect(screen.getByRole('link', { name: 'Open run ended, stopped' })).not.toHaveTextContent('stopping')
+  })
 })

@@ -37,38 +37,51 @@ export function ExecutionTable({ executions, showRunbook }: { executions: Execut
         </tr>
       </thead>
       <tbody>
-        {executions.map((execution) => (
-          <tr key={execution.id} data-testid={`execution-${execution.id}`}>
-            <td>
-              {/* The name says the status too: a label replaces the badge it holds for a screen reader. */}
-              <Link to={`/executions/${execution.id}`} className="row-link" aria-label={`Open run ${execution.id}, ${execution.status}`}>
-                <StatusBadge status={execution.status} />
-              </Link>
-            </td>
-            {showRunbook && (
+        {executions.map((execution) => {
+          // A live run whose stop was accepted winds down: say so, and who asked.
+          const stop = isFinished(execution.status) ? null : (execution.stop_requested ?? null)
+          return (
+            <tr key={execution.id} data-testid={`execution-${execution.id}`}>
               <td>
-                <Link to={`/executions/${execution.id}`}>{execution.runbook_name ?? execution.runbook_id.slice(0, 8)}</Link>
-              </td>
-            )}
-            <td>{execution.started_by}</td>
-            <td title={formatDateTime(execution.started_at ?? execution.created_at)}>
-              <Link to={`/executions/${execution.id}`}>{formatRelative(execution.started_at ?? execution.created_at)}</Link>
-            </td>
-            <td className="mono">v{execution.runbook_version}</td>
-            <td>
-              <RunDuration execution={execution} />
-            </td>
-            <td>
-              {execution.retry_of ? (
-                <Link to={`/executions/${execution.retry_of}`} className="retry-link" title={`Retry of run ${execution.retry_of}`}>
-                  <RotateCw size={12} aria-hidden /> <span className="mono">{shortId(execution.retry_of)}</span>
+                {/* The name says the status too: a label replaces the badge it holds for a screen reader. */}
+                <Link
+                  to={`/executions/${execution.id}`}
+                  className="row-link"
+                  aria-label={`Open run ${execution.id}, ${execution.status}${stop ? `, stop requested by ${stop.by}` : ''}`}
+                >
+                  <StatusBadge status={execution.status} />
+                  {stop && (
+                    <span className="stop-requested" title={`Stop requested by ${stop.by} at ${formatDateTime(stop.at)}`}>
+                      stopping
+                    </span>
+                  )}
                 </Link>
-              ) : (
-                <span className="muted">—</span>
+              </td>
+              {showRunbook && (
+                <td>
+                  <Link to={`/executions/${execution.id}`}>{execution.runbook_name ?? execution.runbook_id.slice(0, 8)}</Link>
+                </td>
               )}
-            </td>
-          </tr>
-        ))}
+              <td>{execution.started_by}</td>
+              <td title={formatDateTime(execution.started_at ?? execution.created_at)}>
+                <Link to={`/executions/${execution.id}`}>{formatRelative(execution.started_at ?? execution.created_at)}</Link>
+              </td>
+              <td className="mono">v{execution.runbook_version}</td>
+              <td>
+                <RunDuration execution={execution} />
+              </td>
+              <td>
+                {execution.retry_of ? (
+                  <Link to={`/executions/${execution.retry_of}`} className="retry-link" title={`Retry of run ${execution.retry_of}`}>
+                    <RotateCw size={12} aria-hidden /> <span className="mono">{shortId(execution.retry_of)}</span>
+                  </Link>
+                ) : (
+                  <span className="muted">—</span>
+                )}
+              </td>
+            </tr>
+          )
+        })}
       </tbody>
     </table>
   )
