@@ -271,6 +271,13 @@ impl Service {
         self.engine.shutdown().await;
     }
 
+    /// Returns once the processes crashed runs left, which this service set about ending
+    /// when it opened, have ended (SIGKILLed at the latest when the default grace period
+    /// is over): for a process about to exit without [`Service::shutdown`].
+    pub async fn finish_reaping(&self) {
+        self.engine.finish_reaping().await;
+    }
+
     /// Kills the processes of the runs being stopped here now, without waiting for the
     /// rest of their grace periods: asked again to quit, a process does not wait.
     pub fn kill_now(&self) {

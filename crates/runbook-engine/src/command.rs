@@ -599,13 +599,17 @@ fn marked_processes(
 /// Kills every process left from the given runs (with their process groups);
 /// returns how many processes were found.
 pub fn kill_processes_of(wanted: &dyn Fn(Uuid) -> bool) -> usize {
-    signal_processes_of(wanted, Signal::SIGKILL)
+    signal_processes_of(wanted, &[Signal::SIGKILL])
 }
 
-/// Sends `signal` to every process of the given runs (and their process groups);
-/// returns how many processes were found.
-fn signal_processes_of(wanted: &dyn Fn(Uuid) -> bool, signal: Signal) -> usize {
-    signal_found(&processes_of(wanted), signal)
+/// Sends `signals`, in order, to every process of the given runs (and their process
+/// groups); returns how many processes were found.
+pub fn signal_processes_of(wanted: &dyn Fn(Uuid) -> bool, signals: &[Signal]) -> usize {
+    let found = processes_of(wanted);
+    for signal in signals {
+        signal_found(&found, *signal);
+    }
+    found.len()
 }
 
 /// Sends `signals`, in order, to the processes of run `execution` that left the

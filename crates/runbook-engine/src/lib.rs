@@ -24,6 +24,7 @@ pub use credentials::{
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use nix::sys::signal::Signal;
 use runbook_domain::{
     Block, CommandBlock, ControlAction, Execution, ExecutionStatus, Runbook, StepResult,
     StepStatus, StopRequest,
@@ -35,6 +36,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
 use uuid::Uuid;
+
+/// How often the processes a crashed run left are looked for while they get their grace.
+const REAP_POLL: Duration = Duration::from_millis(100);
 
 /// Where the engine persists what happens. The core implements it over the store.
 #[async_trait]
@@ -233,6 +237,8 @@ struct EngineInner {
     /// with the engine (or at its shutdown). One directory for all runs, so a run does
     /// not make and remove one of its own.
     scratch: Mutex<Option<tempfile::TempDir>>,
+    /// Tasks giving what crashed runs left their grace period before SIGKILL.
+    reapers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl EngineInner {
@@ -273,6 +279,7 @@ impl Engine {
                 runs: Mutex::new(HashMap::new()),
                 closing: std::sync::atomic::AtomicBool::new(false),
                 scratch: Mutex::new(None),
+                reapers: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -464,6 +471,7 @@ impl Engine {
                 return;
             }
         }
+        self.finish_reaping().await;
         // No run is left to write there: an app that exits without dropping the engine
         // leaves no directory behind.
         if let Ok(mut scratch) = self.inner.scratch.lock() {
@@ -471,15 +479,57 @@ impl Engine {
         }
     }
 
-    /// Kills the processes still alive of the given runs (left by an app that crashed
-    /// mid-run, say); runs this engine executes are never touched. Returns how many
-    /// processes there were.
+    /// Ends the processes still alive of the given runs (left by an app that crashed
+    /// mid-run, say) as a stop would: SIGTERM now (and SIGCONT, for those a pause left
+    /// suspended), then SIGKILL, in the background, for whatever is left once the
+    /// default grace period is over, so a script's clean-up trap runs. Runs this
+    /// engine executes are never touched. Returns how many processes there were.
     pub fn reap(&self, runs: &[Uuid]) -> usize {
+        let live = self.live_ids();
+        let runs: Vec<Uuid> = runs
+            .iter()
+            .copied()
+            .filter(|id| !live.contains(id))
+            .collect();
         if runs.is_empty() {
             return 0;
         }
-        let live = self.live_ids();
-        command::kill_processes_of(&|id| runs.contains(&id) && !live.contains(&id))
+        let wanted = move |id: Uuid| runs.contains(&id);
+        let found = command::signal_processes_of(&wanted, &[Signal::SIGTERM, Signal::SIGCONT]);
+        if found == 0 {
+            return 0;
+        }
+        let grace = self.inner.config.stop_grace;
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let reaper = runtime.spawn(async move {
+                    let deadline = tokio::time::Instant::now() + grace;
+                    while tokio::time::Instant::now() < deadline
+                        && !command::processes_of(&wanted).is_empty()
+                    {
+                        tokio::time::sleep(REAP_POLL).await;
+                    }
+                    command::kill_processes_of(&wanted);
+                });
+                let mut reapers = self.inner.reapers.lock().expect("reaper list lock");
+                reapers.retain(|reaper| !reaper.is_finished());
+                reapers.push(reaper);
+            }
+            // No runtime to wait on: no grace.
+            Err(_) => {
+                command::kill_processes_of(&wanted);
+            }
+        }
+        found
+    }
+
+    /// Returns once what [`Engine::reap`] set about ending has ended (SIGKILLed at the
+    /// latest when its grace period is over): for a process about to exit.
+    pub async fn finish_reaping(&self) {
+        let reapers = std::mem::take(&mut *self.inner.reapers.lock().expect("reaper list lock"));
+        for reaper in reapers {
+            let _ = reaper.await;
+        }
     }
 
     /// Runs marked on processes of this machine that this engine does not execute.

@@ -737,6 +737,79 @@ async fn a_long_grace_period_is_cut_short_when_asked_to_kill_and_for_a_fenced_ru
     wait_until_gone(&stubborn).await;
 }
 
+/// A process carrying the mark of run `run`, as a crashed app's step leaves it: the
+/// leader of its own group, with a child; waited for on a thread, so it leaves no zombie.
+fn leftover_of(run: Uuid, script: &str) {
+    use std::os::unix::process::CommandExt;
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", script])
+        .env(runbook_engine::EXECUTION_ID_VAR, run.to_string())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    std::thread::spawn(move || child.wait());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_crashed_run_left_gets_sigterm_and_the_grace_period_before_sigkill() {
+    let run = Harness::start_with(
+        EngineConfig {
+            stop_grace: Duration::from_secs(2),
+            ..EngineConfig::default()
+        },
+        vec![command("noop", "true")],
+    );
+    run.finish().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cleaned = dir.path().join("cleaned");
+    let (tidy, stubborn) = (marker(323), marker(324));
+    let (crashed, other) = (Uuid::new_v4(), Uuid::new_v4());
+    leftover_of(
+        crashed,
+        &format!(
+            "trap 'echo cleaned > {}; exit 0' TERM; while :; do sleep {tidy}; done",
+            cleaned.display()
+        ),
+    );
+    leftover_of(
+        crashed,
+        &format!("trap '' TERM; while :; do sleep {stubborn}; done"),
+    );
+    // Another run's process is none of the reap's business.
+    let bystander = marker(325);
+    leftover_of(other, &format!("exec sleep {bystander}"));
+    wait_for_processes(&tidy, "the tidy leftover", |found| !found.is_empty()).await;
+    wait_for_processes(&stubborn, "the stubborn leftover", |found| {
+        !found.is_empty()
+    })
+    .await;
+    wait_for_processes(&bystander, "the bystander", |found| !found.is_empty()).await;
+
+    let reaped_at = Instant::now();
+    assert!(
+        run.engine.reap(&[crashed]) >= 4,
+        "both shells and their sleeps"
+    );
+    // The clean-up trap ran: SIGTERM first.
+    wait_until_gone(&tidy).await;
+    assert_eq!(std::fs::read_to_string(&cleaned).unwrap(), "cleaned\n");
+    // What ignores SIGTERM has the grace period, then SIGKILL.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !processes_with(&stubborn).is_empty() || reaped_at.elapsed() >= Duration::from_secs(2),
+        "killed before its grace period was over"
+    );
+    wait_until_gone(&stubborn).await;
+    assert!(reaped_at.elapsed() >= Duration::from_millis(1900));
+    assert_eq!(
+        processes_with(&bystander).len(),
+        1,
+        "another run's process lives on"
+    );
+    run.engine.reap(&[other]);
+    wait_until_gone(&bystander).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutting_down_waits_for_the_longest_grace_period_of_a_live_run() {
     let slow = marker(318);

@@ -246,7 +246,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         runbook_core::CoreError::Internal(detail) => anyhow::anyhow!(detail),
         other => anyhow::anyhow!(other),
     })?;
-    match cli.command {
+    let outcome = execute_command(service.clone(), cli.command).await;
+    // What a crashed run left and this process set about ending gets its grace period
+    // and SIGKILL before the process exits.
+    service.finish_reaping().await;
+    outcome
+}
+
+/// Carries out `command` on the opened service.
+async fn execute_command(
+    service: Service,
+    command: Command,
+) -> anyhow::Result<std::process::ExitCode> {
+    match command {
         Command::Serve { addr, ui_dir } => serve(service, &addr, ui_dir).await?,
         Command::Run {
             runbook,
