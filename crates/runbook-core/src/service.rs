@@ -647,6 +647,8 @@ impl Service {
                 step.detail.reused = true;
             }
             let detail = serde_json::json!({"retry_of": id, "retry_from": execution.retry_from});
+            // What the run left when its app crashed is gone before its steps run again.
+            self.engine.finish_reaping_of(previous.id).await;
             self.launch(actor, "execution.retry", detail, execution, runbook)
                 .await
         }

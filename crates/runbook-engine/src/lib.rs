@@ -34,7 +34,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 /// How often the processes a crashed run left are looked for while they get their grace.
@@ -237,8 +237,11 @@ struct EngineInner {
     /// with the engine (or at its shutdown). One directory for all runs, so a run does
     /// not make and remove one of its own.
     scratch: Mutex<Option<tempfile::TempDir>>,
-    /// Tasks giving what crashed runs left their grace period before SIGKILL.
-    reapers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Tasks giving what crashed runs left their grace period before SIGKILL: the runs,
+    /// and a channel that closes when the task is done.
+    reapers: Mutex<Vec<(Vec<Uuid>, watch::Receiver<()>)>>,
+    /// Set to tell those tasks to kill at once (a second quit signal).
+    reap_now: watch::Sender<bool>,
 }
 
 impl EngineInner {
@@ -280,6 +283,7 @@ impl Engine {
                 closing: std::sync::atomic::AtomicBool::new(false),
                 scratch: Mutex::new(None),
                 reapers: Mutex::new(Vec::new()),
+                reap_now: watch::Sender::new(false),
             }),
         }
     }
@@ -438,6 +442,7 @@ impl Engine {
         for (control, _) in self.live_controls() {
             control.kill_now();
         }
+        self.inner.reap_now.send_replace(true);
     }
 
     /// The controls of the runs live here, each with the longest grace its commands get.
@@ -463,27 +468,34 @@ impl Engine {
             + grace.unwrap_or(self.inner.config.stop_grace)
             + Duration::from_secs(1);
         // The runs wind down together: waiting for each in turn takes as long as the slowest.
+        let mut ended = true;
         for (control, _) in &runs {
             if tokio::time::timeout_at(deadline, control.ended())
                 .await
                 .is_err()
             {
-                return;
+                ended = false;
+                break;
             }
         }
+        // What crashed runs left is ended whatever became of the live runs (each reaper
+        // ends within its grace period).
         self.finish_reaping().await;
         // No run is left to write there: an app that exits without dropping the engine
         // leaves no directory behind.
-        if let Ok(mut scratch) = self.inner.scratch.lock() {
-            scratch.take();
+        if ended {
+            if let Ok(mut scratch) = self.inner.scratch.lock() {
+                scratch.take();
+            }
         }
     }
 
     /// Ends the processes still alive of the given runs (left by an app that crashed
     /// mid-run, say) as a stop would: SIGTERM now (and SIGCONT, for those a pause left
     /// suspended), then SIGKILL, in the background, for whatever is left once the
-    /// default grace period is over, so a script's clean-up trap runs. Runs this
-    /// engine executes are never touched. Returns how many processes there were.
+    /// default grace period is over (or at once, asked to kill now or shutting down),
+    /// so a script's clean-up trap runs. Runs this engine executes are never touched.
+    /// Returns how many processes there were.
     pub fn reap(&self, runs: &[Uuid]) -> usize {
         let live = self.live_ids();
         let runs: Vec<Uuid> = runs
@@ -494,41 +506,72 @@ impl Engine {
         if runs.is_empty() {
             return 0;
         }
-        let wanted = move |id: Uuid| runs.contains(&id);
+        let wanted = {
+            let runs = runs.clone();
+            move |id: Uuid| runs.contains(&id)
+        };
         let found = command::signal_processes_of(&wanted, &[Signal::SIGTERM, Signal::SIGCONT]);
         if found == 0 {
             return 0;
         }
-        let grace = self.inner.config.stop_grace;
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                let reaper = runtime.spawn(async move {
-                    let deadline = tokio::time::Instant::now() + grace;
-                    while tokio::time::Instant::now() < deadline
-                        && !command::processes_of(&wanted).is_empty()
-                    {
-                        tokio::time::sleep(REAP_POLL).await;
-                    }
-                    command::kill_processes_of(&wanted);
-                });
-                let mut reapers = self.inner.reapers.lock().expect("reaper list lock");
-                reapers.retain(|reaper| !reaper.is_finished());
-                reapers.push(reaper);
-            }
-            // No runtime to wait on: no grace.
-            Err(_) => {
+        let runtime = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if !self.is_closing() && !*self.inner.reap_now.borrow() => runtime,
+            // Nothing would wait for the grace period: none.
+            _ => {
                 command::kill_processes_of(&wanted);
+                return found;
             }
-        }
+        };
+        let grace = self.inner.config.stop_grace;
+        let mut kill_now = self.inner.reap_now.subscribe();
+        // Dropped when the task ends: those waiting for it see the channel close.
+        let (done, ended) = watch::channel(());
+        runtime.spawn(async move {
+            let _done = done;
+            let deadline = tokio::time::Instant::now() + grace;
+            while tokio::time::Instant::now() < deadline
+                && !*kill_now.borrow_and_update()
+                && !command::processes_of(&wanted).is_empty()
+            {
+                tokio::select! {
+                    _ = tokio::time::sleep(REAP_POLL) => {}
+                    _ = kill_now.changed() => {}
+                }
+            }
+            command::kill_processes_of(&wanted);
+        });
+        let mut reapers = self.inner.reapers.lock().expect("reaper list lock");
+        reapers.retain(|(_, ended)| ended.has_changed().is_ok());
+        reapers.push((runs, ended));
         found
     }
 
-    /// Returns once what [`Engine::reap`] set about ending has ended (SIGKILLed at the
-    /// latest when its grace period is over): for a process about to exit.
+    /// Returns once what [`Engine::reap`] set about ending of run `id` has ended
+    /// (SIGKILLed at the latest when its grace period is over): before the run is
+    /// retried, so the new run does not overlap what the old one left.
+    pub async fn finish_reaping_of(&self, id: Uuid) {
+        self.wait_for_reapers(|runs| runs.contains(&id)).await;
+    }
+
+    /// Returns once everything [`Engine::reap`] set about ending has ended: for a
+    /// process about to exit.
     pub async fn finish_reaping(&self) {
-        let reapers = std::mem::take(&mut *self.inner.reapers.lock().expect("reaper list lock"));
-        for reaper in reapers {
-            let _ = reaper.await;
+        self.wait_for_reapers(|_| true).await;
+    }
+
+    async fn wait_for_reapers(&self, of: impl Fn(&[Uuid]) -> bool) {
+        let waiting: Vec<watch::Receiver<()>> = self
+            .inner
+            .reapers
+            .lock()
+            .expect("reaper list lock")
+            .iter()
+            .filter(|(runs, _)| of(runs))
+            .map(|(_, ended)| ended.clone())
+            .collect();
+        for mut ended in waiting {
+            // Closes when the reaper is done; nothing is ever sent.
+            while ended.changed().await.is_ok() {}
         }
     }
 

@@ -739,7 +739,7 @@ async fn a_long_grace_period_is_cut_short_when_asked_to_kill_and_for_a_fenced_ru
 
 /// A process carrying the mark of run `run`, as a crashed app's step leaves it: the
 /// leader of its own group, with a child; waited for on a thread, so it leaves no zombie.
-fn leftover_of(run: Uuid, script: &str) {
+fn leftover_of(run: Uuid, script: &str) -> u32 {
     use std::os::unix::process::CommandExt;
     let mut child = std::process::Command::new("sh")
         .args(["-c", script])
@@ -747,7 +747,9 @@ fn leftover_of(run: Uuid, script: &str) {
         .process_group(0)
         .spawn()
         .unwrap();
+    let pid = child.id();
     std::thread::spawn(move || child.wait());
+    pid
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -764,7 +766,7 @@ async fn what_a_crashed_run_left_gets_sigterm_and_the_grace_period_before_sigkil
     let cleaned = dir.path().join("cleaned");
     let (tidy, stubborn) = (marker(323), marker(324));
     let (crashed, other) = (Uuid::new_v4(), Uuid::new_v4());
-    leftover_of(
+    let tidy_group = leftover_of(
         crashed,
         &format!(
             "trap 'echo cleaned > {}; exit 0' TERM; while :; do sleep {tidy}; done",
@@ -778,12 +780,20 @@ async fn what_a_crashed_run_left_gets_sigterm_and_the_grace_period_before_sigkil
     // Another run's process is none of the reap's business.
     let bystander = marker(325);
     leftover_of(other, &format!("exec sleep {bystander}"));
-    wait_for_processes(&tidy, "the tidy leftover", |found| !found.is_empty()).await;
-    wait_for_processes(&stubborn, "the stubborn leftover", |found| {
-        !found.is_empty()
+    // Each shell with its sleep: its trap is set by then.
+    wait_for_processes(&tidy, "the tidy leftover", |found| found.len() >= 2).await;
+    wait_for_processes(&stubborn, "the stubborn leftover", |found| found.len() >= 2).await;
+    wait_for_processes(&bystander, "the bystander", |found| !found.is_empty()).await;
+    // The tidy one was paused when its app crashed: only a SIGCONT lets its trap run.
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", "--", &format!("-{tidy_group}")])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    wait_for_processes(&tidy, "the tidy leftover to be stopped (T)", |found| {
+        found.iter().all(|(_, state)| *state == 'T')
     })
     .await;
-    wait_for_processes(&bystander, "the bystander", |found| !found.is_empty()).await;
 
     let reaped_at = Instant::now();
     assert!(
@@ -799,8 +809,10 @@ async fn what_a_crashed_run_left_gets_sigterm_and_the_grace_period_before_sigkil
         !processes_with(&stubborn).is_empty() || reaped_at.elapsed() >= Duration::from_secs(2),
         "killed before its grace period was over"
     );
-    wait_until_gone(&stubborn).await;
+    // A retry of the run waits for this: until the SIGKILL at the grace period's end.
+    run.engine.finish_reaping_of(crashed).await;
     assert!(reaped_at.elapsed() >= Duration::from_millis(1900));
+    wait_until_gone(&stubborn).await;
     assert_eq!(
         processes_with(&bystander).len(),
         1,
@@ -808,6 +820,27 @@ async fn what_a_crashed_run_left_gets_sigterm_and_the_grace_period_before_sigkil
     );
     run.engine.reap(&[other]);
     wait_until_gone(&bystander).await;
+
+    // Asked to kill now (a second quit signal): the grace period is not waited out.
+    let (last, stubborn) = (Uuid::new_v4(), marker(326));
+    leftover_of(
+        last,
+        &format!("trap '' TERM; while :; do sleep {stubborn}; done"),
+    );
+    wait_for_processes(&stubborn, "the last leftover", |found| found.len() >= 2).await;
+    let reaped_at = Instant::now();
+    assert!(run.engine.reap(&[last]) >= 2);
+    run.engine.kill_now();
+    wait_until_gone(&stubborn).await;
+    assert!(
+        reaped_at.elapsed() < Duration::from_millis(1900),
+        "{:?}",
+        reaped_at.elapsed()
+    );
+    // The run's retry would not wait for it either.
+    tokio::time::timeout(Duration::from_secs(1), run.engine.finish_reaping_of(last))
+        .await
+        .expect("nothing left to wait for");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
