@@ -535,7 +535,8 @@ impl Engine {
             {
                 tokio::select! {
                     _ = tokio::time::sleep(REAP_POLL) => {}
-                    _ = kill_now.changed() => {}
+                    // The engine is gone: nobody is left to wait for the grace period.
+                    changed = kill_now.changed() => if changed.is_err() { break },
                 }
             }
             command::kill_processes_of(&wanted);
