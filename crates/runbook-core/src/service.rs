@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use runbook_domain::validation::{parse_draft, parse_update};
 use runbook_domain::{
     AuditOutcome, ControlAction, Execution, ExecutionStatus, OutputPage, ParamType, Role, Runbook,
-    RunbookSummary, StepStatus, VersionInfo,
+    RunbookSummary, StepStatus, StopRequest, VersionInfo,
 };
 use runbook_engine::{ControlError, Engine, EngineConfig, ExecutionEvent};
 use runbook_store::{ControlOutcome, ControlRequest, ExecutionFilter, RunbookFilter, Store};
@@ -915,19 +915,20 @@ impl Service {
                         }
                     };
                     let mut execution = self.load_execution(id).await?;
-                    overlay(&mut execution, Some(status));
                     // The executing process stores who asked as it accepts the stop;
-                    // the answer may come before that is stored.
-                    // (A kill may follow someone else's stop not stored yet: not told.)
-                    if action == ControlAction::Stop
-                        && execution.stop_requested.is_none()
-                        && !execution.status.is_finished()
-                    {
-                        execution.stop_requested = Some(runbook_domain::StopRequest {
-                            by: actor.name.clone(),
-                            at: now(),
-                        });
-                    }
+                    // the answer may come before that is stored. (A kill may follow
+                    // someone else's stop not stored yet: not told.)
+                    let stop = (action == ControlAction::Stop).then(|| StopRequest {
+                        by: actor.name.clone(),
+                        at: now(),
+                    });
+                    overlay(
+                        &mut execution,
+                        Live {
+                            status: Some(status),
+                            stop,
+                        },
+                    );
                     Ok(execution)
                 }
                 Err(
@@ -1046,17 +1047,13 @@ impl Service {
     async fn load_execution(&self, id: Uuid) -> Result<Execution, CoreError> {
         // Live state first: a run leaves the engine only after storing its final state, so
         // once the live state is gone, the store read that follows has the final one.
-        let live = self.engine.live_status(id);
-        let stop_request = self.engine.stop_request(id);
+        let live = self.live(id);
         let mut execution = self
             .store
             .get_execution(id)
             .await?
             .ok_or(CoreError::NotFound { what: "execution" })?;
         overlay(&mut execution, live);
-        if execution.stop_requested.is_none() && !execution.status.is_finished() {
-            execution.stop_requested = stop_request;
-        }
         Ok(execution)
     }
 
@@ -1066,9 +1063,14 @@ impl Service {
     }
 
     fn overlay_live_status(&self, execution: &mut Execution) {
-        overlay(execution, self.engine.live_status(execution.id));
-        if execution.stop_requested.is_none() && !execution.status.is_finished() {
-            execution.stop_requested = self.engine.stop_request(execution.id);
+        overlay(execution, self.live(execution.id));
+    }
+
+    /// What the engine knows of a run it executes, ahead of storage.
+    fn live(&self, id: Uuid) -> Live {
+        Live {
+            status: self.engine.live_status(id),
+            stop: self.engine.stop_request(id),
         }
     }
 }
@@ -1312,13 +1314,25 @@ async fn upkeep(store: Arc<dyn Store>, engine: Engine, timeout: Duration) {
     }
 }
 
+/// A run's state as the process executing it knows it, ahead of what is stored.
+struct Live {
+    status: Option<ExecutionStatus>,
+    /// A stop accepted, which may not be stored yet.
+    stop: Option<StopRequest>,
+}
+
 /// A control action changes the live state at once; the stored one follows a moment
-/// later. A finished state shows only once it is stored, with everything before it.
-fn overlay(execution: &mut Execution, live: Option<ExecutionStatus>) {
-    if let Some(status) = live.filter(|status| !status.is_finished()) {
-        if !execution.status.is_finished() {
-            execution.status = status;
-        }
+/// later. A finished state shows only once it is stored, with everything before it; a
+/// stop request stored first stays.
+fn overlay(execution: &mut Execution, live: Live) {
+    if execution.status.is_finished() {
+        return;
+    }
+    if let Some(status) = live.status.filter(|status| !status.is_finished()) {
+        execution.status = status;
+    }
+    if execution.stop_requested.is_none() {
+        execution.stop_requested = live.stop;
     }
 }
 

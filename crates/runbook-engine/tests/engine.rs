@@ -675,15 +675,22 @@ async fn a_command_s_own_stop_grace_period_replaces_the_default() {
     wait_until_gone(&stubborn).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_long_grace_period_is_cut_short_when_asked_to_kill_and_for_a_fenced_run() {
-    // Asked to kill (a second Ctrl+C): the rest of a ten-minute grace period is not waited for.
-    let stubborn = marker(319);
-    let script = format!("trap '' TERM; while true; do sleep {stubborn}; done");
+/// A run of one command that ignores SIGTERM, with a ten-minute grace period, once the
+/// command's shell and its sleep (marked `whole_seconds`) are running; and the marker.
+async fn ignoring_sigterm_for_ten_minutes(whole_seconds: u32) -> (Harness, String) {
+    let stubborn = marker(whole_seconds);
+    let script = format!("echo started; trap '' TERM; while true; do sleep {stubborn}; done");
     let run = Harness::start(vec![block(json!({
         "id": "stubborn", "kind": "command", "script": script, "stop_grace_secs": 600,
     }))]);
     wait_for_processes(&stubborn, "the stubborn sleep", |found| found.len() >= 2).await;
+    (run, stubborn)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_grace_period_is_cut_short_when_asked_to_kill_and_for_a_fenced_run() {
+    // Asked to kill (a second Ctrl+C): the rest of a ten-minute grace period is not waited for.
+    let (run, stubborn) = ignoring_sigterm_for_ten_minutes(319).await;
     // Not stopping yet: nothing to cut short, and the run goes on.
     run.engine.kill_now();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -698,12 +705,7 @@ async fn a_long_grace_period_is_cut_short_when_asked_to_kill_and_for_a_fenced_ru
     wait_until_gone(&stubborn).await;
 
     // An operator's kill: a stop without the grace period.
-    let stubborn = marker(322);
-    let script = format!("trap '' TERM; while true; do sleep {stubborn}; done");
-    let run = Harness::start(vec![block(json!({
-        "id": "stubborn", "kind": "command", "script": script, "stop_grace_secs": 600,
-    }))]);
-    wait_for_processes(&stubborn, "the stubborn sleep", |found| found.len() >= 2).await;
+    let (run, stubborn) = ignoring_sigterm_for_ten_minutes(322).await;
     run.control(ControlAction::Kill).unwrap();
     let record = tokio::time::timeout(Duration::from_secs(60), run.finish())
         .await
@@ -722,12 +724,7 @@ async fn a_long_grace_period_is_cut_short_when_asked_to_kill_and_for_a_fenced_ru
 
     // Fenced off (marked interrupted elsewhere, maybe retried there): at most the
     // configured default (1 s here), not the block's ten minutes.
-    let stubborn = marker(320);
-    let script = format!("echo started; trap '' TERM; while true; do sleep {stubborn}; done");
-    let run = Harness::start(vec![block(json!({
-        "id": "stubborn", "kind": "command", "script": script, "stop_grace_secs": 600,
-    }))]);
-    wait_for_processes(&stubborn, "the stubborn sleep", |found| found.len() >= 2).await;
+    let (run, stubborn) = ignoring_sigterm_for_ten_minutes(320).await;
     run.refuse(Refuse::Everything);
     run.engine.fence(&[run.execution_id]);
     let end = tokio::time::timeout(Duration::from_secs(60), run.announced_end())
