@@ -1142,7 +1142,7 @@ async fn interrupt_orphans(
         .interrupt_unfinished(now, stale_before, Some(&audit))
         .await?;
     if !interrupted.is_empty() {
-        let killed = engine.reap(&interrupted);
+        let killed = engine.reap(&leftovers(store, engine, &interrupted).await);
         tracing::warn!(
             interrupted = interrupted.len(),
             killed,
@@ -1167,9 +1167,39 @@ async fn reap_leftovers(store: &dyn Store, engine: &Engine) {
         }
     }
     if !finished.is_empty() {
-        let killed = engine.reap(&finished);
+        let killed = engine.reap(&leftovers(store, engine, &finished).await);
         tracing::warn!(killed, "ended processes left from finished runs");
     }
+}
+
+/// The runs `ids`, each with the grace period its leftover processes get: that of the
+/// command it was running when its process stopped (the default where it cannot be read).
+async fn leftovers(store: &dyn Store, engine: &Engine, ids: &[Uuid]) -> Vec<(Uuid, Duration)> {
+    let mut runs = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let execution = match store.get_execution(id).await {
+            Ok(execution) => execution,
+            Err(error) => {
+                tracing::warn!(%error, "could not read an interrupted run's step; its leftovers get the default grace period");
+                None
+            }
+        };
+        let runbook = match &execution {
+            Some(execution) => store
+                .get_version(execution.runbook_id, execution.runbook_version)
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::warn!(%error, "could not read an interrupted run's runbook; its leftovers get the default grace period");
+                    None
+                }),
+            None => None,
+        };
+        runs.push((
+            id,
+            engine.leftover_grace(execution.as_ref(), runbook.as_ref()),
+        ));
+    }
+    runs
 }
 
 /// A control request left in the store and not yet answered; dropped while `store` is

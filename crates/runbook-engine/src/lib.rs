@@ -237,9 +237,9 @@ struct EngineInner {
     /// with the engine (or at its shutdown). One directory for all runs, so a run does
     /// not make and remove one of its own.
     scratch: Mutex<Option<tempfile::TempDir>>,
-    /// Tasks giving what crashed runs left their grace period before SIGKILL: the runs,
-    /// and a channel that closes when the task is done.
-    reapers: Mutex<Vec<(Vec<Uuid>, watch::Receiver<()>)>>,
+    /// What crashed runs left, being given its grace period before SIGKILL: each run,
+    /// with a channel that closes once its processes are gone.
+    reapers: Mutex<Vec<(Uuid, watch::Receiver<()>)>>,
     /// Set to tell those tasks to kill at once (a second quit signal).
     reap_now: watch::Sender<bool>,
 }
@@ -490,25 +490,56 @@ impl Engine {
         }
     }
 
+    /// The grace period what a crashed run left gets between SIGTERM and SIGKILL: that
+    /// of the command it was running (or had paused) when its process stopped, as a
+    /// stop of that command would have given it; the default where it ran none, or
+    /// the run or its runbook is not known.
+    pub fn leftover_grace(
+        &self,
+        execution: Option<&Execution>,
+        runbook: Option<&Runbook>,
+    ) -> Duration {
+        let config = &self.inner.config;
+        let running = execution
+            .into_iter()
+            .flat_map(|execution| &execution.steps)
+            .find(|step| matches!(step.status, StepStatus::Running | StepStatus::Paused));
+        running
+            .zip(runbook)
+            .and_then(|(step, runbook)| {
+                runbook
+                    .all_blocks()
+                    .into_iter()
+                    .find_map(|block| match block {
+                        Block::Command(command) if command.id == step.block_id => {
+                            Some(config.grace_of(command))
+                        }
+                        _ => None,
+                    })
+            })
+            .unwrap_or(config.stop_grace)
+    }
+
     /// Ends the processes still alive of the given runs (left by an app that crashed
     /// mid-run, say) as a stop would: SIGTERM now (and SIGCONT, for those a pause left
-    /// suspended), then SIGKILL, in the background, for whatever is left once the
-    /// default grace period is over (or at once, asked to kill now or shutting down),
-    /// so a script's clean-up trap runs. Runs this engine executes are never touched.
+    /// suspended), then SIGKILL, in the background, for whatever of a run is left once
+    /// its grace period is over (or at once, asked to kill now or shutting down), so a
+    /// script's clean-up trap runs. Runs this engine executes are never touched.
     /// Returns how many processes there were.
-    pub fn reap(&self, runs: &[Uuid]) -> usize {
+    pub fn reap(&self, runs: &[(Uuid, Duration)]) -> usize {
         let live = self.live_ids();
-        let runs: Vec<Uuid> = runs
+        let runs: Vec<(Uuid, Duration)> = runs
             .iter()
             .copied()
-            .filter(|id| !live.contains(id))
+            .filter(|(id, _)| !live.contains(id))
             .collect();
         if runs.is_empty() {
             return 0;
         }
+        let ids: Vec<Uuid> = runs.iter().map(|(id, _)| *id).collect();
         let wanted = {
-            let runs = runs.clone();
-            move |id: Uuid| runs.contains(&id)
+            let ids = ids.clone();
+            move |id: Uuid| ids.contains(&id)
         };
         let found = command::signal_processes_of(&wanted, &[Signal::SIGTERM, Signal::SIGCONT]);
         if found == 0 {
@@ -522,28 +553,50 @@ impl Engine {
                 return found;
             }
         };
-        let grace = self.inner.config.stop_grace;
         let mut kill_now = self.inner.reap_now.subscribe();
-        // Dropped when the task ends: those waiting for it see the channel close.
-        let (done, ended) = watch::channel(());
+        let reaped_at = tokio::time::Instant::now();
+        // Each run's processes left, with the moment its grace period ends and a channel
+        // dropped once they are gone: those waiting for that run see it close.
+        let (mut waiting, ended): (Vec<_>, Vec<_>) = runs
+            .iter()
+            .map(|(id, grace)| {
+                let (done, ended) = watch::channel(());
+                ((*id, reaped_at + *grace, done), (*id, ended))
+            })
+            .unzip();
         runtime.spawn(async move {
-            let _done = done;
-            let deadline = tokio::time::Instant::now() + grace;
-            while tokio::time::Instant::now() < deadline
-                && !*kill_now.borrow_and_update()
-                && !command::processes_of(&wanted).is_empty()
-            {
+            while !*kill_now.borrow_and_update() {
+                let now = tokio::time::Instant::now();
+                let (over, left): (Vec<_>, Vec<_>) = waiting
+                    .into_iter()
+                    .partition(|(_, deadline, _)| *deadline <= now);
+                if !over.is_empty() {
+                    command::kill_processes_of(&|id| over.iter().any(|(run, ..)| *run == id));
+                }
+                let alive: Vec<Uuid> =
+                    command::processes_of(&|id| left.iter().any(|(run, ..)| *run == id))
+                        .into_iter()
+                        .map(|(_, _, id)| id)
+                        .collect();
+                waiting = left
+                    .into_iter()
+                    .filter(|(id, ..)| alive.contains(id))
+                    .collect();
+                let Some(next) = waiting.iter().map(|(_, deadline, _)| *deadline).min() else {
+                    break;
+                };
                 tokio::select! {
-                    _ = tokio::time::sleep(REAP_POLL) => {}
+                    _ = tokio::time::sleep_until(next.min(now + REAP_POLL)) => {}
                     // The engine is gone: nobody is left to wait for the grace period.
                     changed = kill_now.changed() => if changed.is_err() { break },
                 }
             }
             command::kill_processes_of(&wanted);
+            drop(waiting);
         });
         let mut reapers = self.inner.reapers.lock().expect("reaper list lock");
         reapers.retain(|(_, ended)| ended.has_changed().is_ok());
-        reapers.push((runs, ended));
+        reapers.extend(ended);
         found
     }
 
@@ -551,7 +604,7 @@ impl Engine {
     /// (SIGKILLed at the latest when its grace period is over): before the run is
     /// retried, so the new run does not overlap what the old one left.
     pub async fn finish_reaping_of(&self, id: Uuid) {
-        self.wait_for_reapers(|runs| runs.contains(&id)).await;
+        self.wait_for_reapers(|run| run == id).await;
     }
 
     /// Returns once everything [`Engine::reap`] set about ending has ended: for a
@@ -560,14 +613,14 @@ impl Engine {
         self.wait_for_reapers(|_| true).await;
     }
 
-    async fn wait_for_reapers(&self, of: impl Fn(&[Uuid]) -> bool) {
+    async fn wait_for_reapers(&self, of: impl Fn(Uuid) -> bool) {
         let waiting: Vec<watch::Receiver<()>> = self
             .inner
             .reapers
             .lock()
             .expect("reaper list lock")
             .iter()
-            .filter(|(runs, _)| of(runs))
+            .filter(|(run, _)| of(*run))
             .map(|(_, ended)| ended.clone())
             .collect();
         for mut ended in waiting {

@@ -749,6 +749,89 @@ fn leftover_of(run: Uuid, script: &str) -> u32 {
     pid
 }
 
+#[tokio::test]
+async fn a_crashed_runs_leftovers_get_the_grace_period_of_the_command_it_was_running() {
+    let run = Harness::start_with(
+        EngineConfig {
+            stop_grace: Duration::from_secs(3),
+            ..EngineConfig::default()
+        },
+        vec![command("noop", "true")],
+    );
+    run.finish().await;
+    let now = chrono::Utc::now();
+    let runbook: runbook_domain::Runbook = serde_json::from_value(json!({
+        "id": Uuid::new_v4(), "name": "drain", "version": 1,
+        "created_at": now, "updated_at": now, "updated_by": "tester",
+        "blocks": [
+            {"id": "warn", "kind": "command", "script": "true"},
+            {"id": "check", "kind": "conditional", "expr": "true", "then": [
+                {"id": "drain", "kind": "command", "script": "drain", "stop_grace_secs": 45},
+            ]},
+            {"id": "migrate", "kind": "command", "script": "m", "stop_grace_secs": 100000},
+            {"id": "wait", "kind": "timer", "seconds": 60},
+        ],
+    }))
+    .unwrap();
+    let crashed_at = |block: &str, status: StepStatus| {
+        let mut execution = runbook_domain::Execution::queued(
+            Uuid::new_v4(),
+            &runbook,
+            serde_json::Map::new(),
+            "tester",
+            now,
+        );
+        for step in &mut execution.steps {
+            if step.block_id == block {
+                step.status = status;
+            } else if step.status == StepStatus::Pending {
+                step.status = StepStatus::Skipped;
+            }
+        }
+        execution
+    };
+    let grace = |execution: &runbook_domain::Execution| {
+        run.engine.leftover_grace(Some(execution), Some(&runbook))
+    };
+    // Inside a branch, as a stop of that command would have given it.
+    assert_eq!(
+        grace(&crashed_at("drain", StepStatus::Running)),
+        Duration::from_secs(45)
+    );
+    assert_eq!(
+        grace(&crashed_at("drain", StepStatus::Paused)),
+        Duration::from_secs(45)
+    );
+    // A command without its own: the default.
+    assert_eq!(
+        grace(&crashed_at("warn", StepStatus::Running)),
+        Duration::from_secs(3)
+    );
+    // Bounded however the runbook was stored.
+    assert_eq!(
+        grace(&crashed_at("migrate", StepStatus::Running)),
+        Duration::from_secs(600)
+    );
+    // Between commands (a timer running, nothing running), or the run or its runbook unknown.
+    assert_eq!(
+        grace(&crashed_at("wait", StepStatus::Running)),
+        Duration::from_secs(3)
+    );
+    assert_eq!(
+        grace(&crashed_at("drain", StepStatus::Succeeded)),
+        Duration::from_secs(3)
+    );
+    let drained = crashed_at("drain", StepStatus::Running);
+    assert_eq!(
+        run.engine.leftover_grace(Some(&drained), None),
+        Duration::from_secs(3)
+    );
+    assert_eq!(
+        run.engine.leftover_grace(None, Some(&runbook)),
+        Duration::from_secs(3)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_crashed_run_left_gets_sigterm_and_the_grace_period_before_sigkill() {
     let run = Harness::start_with(
@@ -762,7 +845,7 @@ async fn what_a_crashed_run_left_gets_sigterm_and_the_grace_period_before_sigkil
     let dir = tempfile::tempdir().unwrap();
     let cleaned = dir.path().join("cleaned");
     let (tidy, stubborn) = (marker(323), marker(324));
-    let (crashed, other) = (Uuid::new_v4(), Uuid::new_v4());
+    let (crashed, patient, other) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     let tidy_group = leftover_of(
         crashed,
         &format!(
@@ -774,12 +857,19 @@ async fn what_a_crashed_run_left_gets_sigterm_and_the_grace_period_before_sigkil
         crashed,
         &format!("trap '' TERM; while :; do sleep {stubborn}; done"),
     );
+    // Another crashed run whose command had a longer grace period of its own.
+    let lingering = marker(327);
+    leftover_of(
+        patient,
+        &format!("trap '' TERM; while :; do sleep {lingering}; done"),
+    );
     // Another run's process is none of the reap's business.
     let bystander = marker(325);
     leftover_of(other, &format!("exec sleep {bystander}"));
     // Each shell with its sleep: its trap is set by then.
     wait_for_processes(&tidy, "the tidy leftover", |found| found.len() >= 2).await;
     wait_for_processes(&stubborn, "the stubborn leftover", |found| found.len() >= 2).await;
+    wait_for_processes(&lingering, "the patient leftover", |found| found.len() >= 2).await;
     wait_for_processes(&bystander, "the bystander", |found| !found.is_empty()).await;
     // The tidy one was paused when its app crashed: only a SIGCONT lets its trap run.
     let stopped = std::process::Command::new("kill")
@@ -793,9 +883,12 @@ async fn what_a_crashed_run_left_gets_sigterm_and_the_grace_period_before_sigkil
     .await;
 
     let reaped_at = Instant::now();
+    let grace = Duration::from_secs(2);
     assert!(
-        run.engine.reap(&[crashed]) >= 4,
-        "both shells and their sleeps"
+        run.engine
+            .reap(&[(crashed, grace), (patient, Duration::from_secs(4))])
+            >= 6,
+        "the three shells and their sleeps"
     );
     // The clean-up trap ran: SIGTERM first.
     wait_until_gone(&tidy).await;
@@ -815,7 +908,16 @@ async fn what_a_crashed_run_left_gets_sigterm_and_the_grace_period_before_sigkil
         1,
         "another run's process lives on"
     );
-    run.engine.reap(&[other]);
+    // Each run's leftovers have their own run's grace period.
+    assert_eq!(
+        processes_with(&lingering).len(),
+        2,
+        "killed before its own grace period was over"
+    );
+    run.engine.finish_reaping_of(patient).await;
+    assert!(reaped_at.elapsed() >= Duration::from_millis(3900));
+    wait_until_gone(&lingering).await;
+    run.engine.reap(&[(other, grace)]);
     wait_until_gone(&bystander).await;
 
     // Asked to kill now (a second quit signal): the grace period is not waited out.
@@ -826,7 +928,7 @@ async fn what_a_crashed_run_left_gets_sigterm_and_the_grace_period_before_sigkil
     );
     wait_for_processes(&stubborn, "the last leftover", |found| found.len() >= 2).await;
     let reaped_at = Instant::now();
-    assert!(run.engine.reap(&[last]) >= 2);
+    assert!(run.engine.reap(&[(last, grace)]) >= 2);
     run.engine.kill_now();
     wait_until_gone(&stubborn).await;
     assert!(
