@@ -128,6 +128,19 @@ async function waitForRun(id, statuses, timeoutMs = 30_000) {
   }, timeoutMs);
 }
 
+/** `runbook-studio run RUNBOOK` on the server's database, as a terminal would run it. */
+function runInTerminal(runbookId) {
+  const child = spawn(BIN, ['run', runbookId], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let printed = '';
+  child.stdout.on('data', (chunk) => { printed += chunk; });
+  child.stderr.on('data', (chunk) => { printed += chunk; });
+  return {
+    printed: () => printed,
+    ended: new Promise((resolveExit) => child.once('exit', (code) => resolveExit(code))),
+    kill: () => { if (child.exitCode === null) child.kill('SIGKILL'); },
+  };
+}
+
 /** Seconds left on a timer step's countdown ("0:27" → 27). */
 async function countdownSeconds(blockId) {
   const text = (await page.getByTestId(`countdown-${blockId}`).innerText()).trim();
@@ -407,13 +420,9 @@ describe('browser: sign in, author, version and run a runbook', { timeout: HARD_
   it('pauses, resumes and stops a run the command line executes on the same database', async () => {
     const script = 'i=0; while :; do i=$((i + 1)); echo tick $i; sleep 0.1; done';
     const runbook = await createRunbook('E2E terminal run', [command('ticks', script)]);
-    const terminal = spawn(BIN, ['run', runbook.id], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let printed = '';
-    terminal.stdout.on('data', (chunk) => { printed += chunk; });
-    terminal.stderr.on('data', (chunk) => { printed += chunk; });
-    const ended = new Promise((resolveExit) => terminal.once('exit', (code) => resolveExit(code)));
+    const terminal = runInTerminal(runbook.id);
     try {
-      await waitFor('the terminal run to tick', async () => printed.includes('tick 2\n'), 30_000);
+      await waitFor('the terminal run to tick', async () => terminal.printed().includes('tick 2\n'), 30_000);
       const runs = await api('GET', `/executions?runbook_id=${runbook.id}`);
       assert.equal(runs.items.length, 1);
       const id = runs.items[0].id;
@@ -425,22 +434,61 @@ describe('browser: sign in, author, version and run a runbook', { timeout: HARD_
       await runStatus('paused').waitFor();
       await waitForRun(id, ['paused']);
       await page.waitForTimeout(300);
-      const frozen = printed.length;
+      const frozen = terminal.printed().length;
       await page.waitForTimeout(1_000);
-      assert.equal(printed.length, frozen, 'the terminal run went on ticking while paused');
+      assert.equal(terminal.printed().length, frozen, 'the terminal run went on ticking while paused');
       await shot('08-terminal-run-paused');
 
       await button('Resume').click();
       await runStatus('running').waitFor();
-      await waitFor('the ticks to go on', async () => printed.length > frozen, 10_000);
+      await waitFor('the ticks to go on', async () => terminal.printed().length > frozen, 10_000);
 
       await button('Stop').click();
       await page.getByRole('dialog', { name: 'Stop this run?' }).getByRole('button', { name: 'Stop run' }).click();
       await runStatus('stopped').waitFor();
-      assert.equal(await ended, 1, `the terminal run exits 1 once stopped: ${printed.slice(-500)}`);
+      assert.equal(await terminal.ended, 1, `the terminal run exits 1 once stopped: ${terminal.printed().slice(-500)}`);
       assert.equal((await waitForRun(id, ['stopped'])).steps[0].status, 'stopped');
     } finally {
-      if (terminal.exitCode === null) terminal.kill('SIGKILL');
+      terminal.kill();
+    }
+  });
+
+  it('counts down a timer the command line runs, holding it while paused', async () => {
+    const runbook = await createRunbook('E2E terminal timer', [{ id: 'soak', kind: 'timer', seconds: 60 }]);
+    const terminal = runInTerminal(runbook.id);
+    try {
+      await waitFor('the terminal run to wait', async () => terminal.printed().includes('waiting 60 s'), 30_000);
+      const runs = await api('GET', `/executions?runbook_id=${runbook.id}`);
+      const id = runs.items[0].id;
+      await page.goto(`${baseUrl}/#/executions/${id}`);
+      await runStatus('running').waitFor();
+      await page.getByTestId('countdown-soak').waitFor({ timeout: 15_000 });
+
+      await button('Pause').click();
+      await runStatus('paused').waitFor();
+      await waitForRun(id, ['paused']);
+      await page.waitForTimeout(1_000);
+      const frozen = await countdownSeconds('soak');
+      await page.waitForTimeout(5_000);
+      assert.equal(await countdownSeconds('soak'), frozen, 'the countdown does not move while paused');
+      const stored = (await api('GET', `/executions/${id}`)).steps[0].timer;
+      assert.equal(Math.ceil(stored.remaining_ms / 1000), frozen, 'the page shows the time left the run stored');
+
+      // Resumed, it counts on from where it was paused: the paused time is not taken off.
+      await button('Resume').click();
+      await runStatus('running').waitFor();
+      await waitForRun(id, ['running']);
+      await page.waitForTimeout(600);
+      const resumed = await countdownSeconds('soak');
+      assert.ok(resumed >= frozen - 2 && resumed <= frozen, `${frozen} s left at the pause, ${resumed} s after the resume`);
+      await shot('10-terminal-timer-resumed');
+
+      await button('Stop').click();
+      await page.getByRole('dialog', { name: 'Stop this run?' }).getByRole('button', { name: 'Stop run' }).click();
+      await runStatus('stopped').waitFor();
+      assert.equal(await terminal.ended, 1, `the terminal run exits 1 once stopped: ${terminal.printed().slice(-500)}`);
+    } finally {
+      terminal.kill();
     }
   });
 

@@ -42,7 +42,7 @@ impl Following {
     /// The run's events from `execution` on, up to its final status: the engine's, or
     /// for a run another process executes, derived from what it stores every
     /// [`ELSEWHERE_POLL`] (steps started and finished, new console output in those
-    /// batches, state changes; no timer countdowns). Ends early when events were
+    /// batches, state changes, a timer's time left as its whole seconds change). Ends early when events were
     /// missed (a follower of this process's run that fell behind); the stored state
     /// and console then tell the rest.
     pub fn into_events(self) -> BoxStream<'static, ExecutionEvent> {
@@ -88,6 +88,7 @@ impl Stored {
             ended: false,
             behind: false,
             failing: false,
+            countdown: None,
         };
         stream::unfold(reader, |mut reader| async move {
             loop {
@@ -129,6 +130,8 @@ struct Reader {
     /// More console was stored than one look reads: the next look comes at once.
     behind: bool,
     failing: bool,
+    /// The countdown last told: the timer's block, its whole seconds left, paused.
+    countdown: Option<(String, u64, bool)>,
 }
 
 impl Reader {
@@ -256,6 +259,7 @@ impl Reader {
         self.queue.extend(started);
         self.queue_output(now, output);
         self.queue.extend(stop_requested);
+        self.queue_countdown(now);
         self.queue.extend(finished);
         if status_changed {
             self.queue.push_back(ExecutionEvent::Status {
@@ -264,6 +268,41 @@ impl Reader {
             });
         }
         self.ended = now.status.is_finished();
+    }
+}
+
+impl Reader {
+    /// The time left of a timer running or paused, as the run last stored it, when its
+    /// whole seconds or its pause changed since the last told (the run's own process
+    /// tells a countdown every second).
+    fn queue_countdown(&mut self, now: &Execution) {
+        let timer = now.steps.iter().find_map(|step| {
+            let paused = match step.status {
+                StepStatus::Running => false,
+                StepStatus::Paused => true,
+                _ => return None,
+            };
+            step.detail
+                .timer
+                .map(|progress| (step.block_id.as_str(), progress, paused))
+        });
+        let Some((block_id, progress, paused)) = timer else {
+            self.countdown = None;
+            return;
+        };
+        let remaining_ms = progress.remaining_at(crate::service::now(), paused);
+        let told = (block_id.to_string(), remaining_ms.div_ceil(1000), paused);
+        if self.countdown.as_ref() == Some(&told) {
+            return;
+        }
+        self.countdown = Some(told);
+        self.queue.push_back(ExecutionEvent::Countdown {
+            execution_id: now.id,
+            block_id: block_id.to_string(),
+            remaining_ms,
+            total_ms: progress.total_ms,
+            paused,
+        });
     }
 }
 

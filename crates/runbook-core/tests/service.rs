@@ -1542,6 +1542,128 @@ async fn a_run_executed_by_another_process_is_followed_through_what_it_stores() 
     assert!(finished.is_empty());
 }
 
+/// A timer in a run another process executes counts down for its followers too, from
+/// the time left the run stores as the timer starts, pauses and resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_run_elsewhere_counts_down_for_its_followers_and_holds_while_paused() {
+    use futures::StreamExt;
+    use runbook_core::ExecutionEvent;
+    let dir = tempfile::tempdir().unwrap();
+    let (executor, follower) = (open(dir.path()).await, open(dir.path()).await);
+    let id = create(
+        &executor,
+        json!({"name": "Soak", "blocks": [
+            {"id": "soak", "kind": "timer", "seconds": 3},
+        ]}),
+    )
+    .await;
+    let run = executor.execute(&admin(), id, Value::Null).await.unwrap();
+    let following = follower.follow_execution(&admin(), run.id).await.unwrap();
+    assert!(following.is_elsewhere());
+    let mut events = following.into_events();
+    let countdown = |event: &ExecutionEvent| match event {
+        ExecutionEvent::Countdown {
+            block_id,
+            remaining_ms,
+            total_ms,
+            paused,
+            ..
+        } => {
+            assert_eq!((block_id.as_str(), *total_ms), ("soak", 3000));
+            Some((*remaining_ms, *paused))
+        }
+        _ => None,
+    };
+    let mut heard = Vec::new();
+    let first = loop {
+        let event = tokio::time::timeout(PATIENCE, events.next())
+            .await
+            .expect("a countdown")
+            .expect("the run goes on");
+        heard.push(event.clone());
+        if let Some(told) = countdown(&event) {
+            break told;
+        }
+    };
+    assert!(!first.1 && first.0 > 1000 && first.0 <= 3000, "{first:?}");
+    follower
+        .control(&admin(), run.id, ControlAction::Pause)
+        .await
+        .unwrap();
+    let frozen = loop {
+        let event = tokio::time::timeout(PATIENCE, events.next())
+            .await
+            .expect("a paused countdown")
+            .expect("the run goes on");
+        heard.push(event.clone());
+        if let Some((left, true)) = countdown(&event) {
+            break left;
+        }
+    };
+    // Held while paused: nothing more is told of it.
+    let hold = Duration::from_millis(1200);
+    let during = tokio::time::timeout(hold, async {
+        while let Some(event) = events.next().await {
+            heard.push(event);
+        }
+    })
+    .await;
+    assert!(
+        during.is_err(),
+        "the run did not end while paused: {heard:#?}"
+    );
+    let stored = follower.get_execution(&admin(), run.id).await.unwrap();
+    let progress = stored.steps[0]
+        .detail
+        .timer
+        .expect("the time left is stored");
+    assert_eq!((progress.total_ms, progress.remaining_ms), (3000, frozen));
+    follower
+        .control(&admin(), run.id, ControlAction::Resume)
+        .await
+        .unwrap();
+    heard.extend(hear_to_the_end(&mut events).await);
+    let told: Vec<(u64, bool)> = heard.iter().filter_map(countdown).collect();
+    assert!(
+        told.windows(2).all(|pair| pair[1].0 <= pair[0].0),
+        "time left never grows: {told:?}"
+    );
+    assert!(
+        told.iter()
+            .filter(|(_, paused)| *paused)
+            .all(|(left, _)| *left == frozen),
+        "{told:?}"
+    );
+    let resumed = told
+        .iter()
+        .skip_while(|(_, paused)| !paused)
+        .find(|(_, paused)| !paused)
+        .expect("counting on after the resume");
+    assert!(
+        frozen - resumed.0 < 600,
+        "on from where it was paused ({frozen} ms), not {} ms: {told:?}",
+        resumed.0
+    );
+    let shown: Vec<(u64, bool)> = told
+        .iter()
+        .map(|(left, paused)| (left.div_ceil(1000), *paused))
+        .collect();
+    assert!(
+        shown.windows(2).all(|pair| pair[0] != pair[1]),
+        "told as its whole seconds or its pause change: {told:?}"
+    );
+    assert!(
+        matches!(
+            heard.last(),
+            Some(ExecutionEvent::Status {
+                status: ExecutionStatus::Succeeded,
+                ..
+            })
+        ),
+        "{heard:#?}"
+    );
+}
+
 /// A stop asked for from another process is on the run for every view while its
 /// command gets its grace period: who asked, when, in the run's data, its events and
 /// its console.

@@ -177,6 +177,33 @@ pub struct StepDetail {
     /// True when the result was carried over from the run this one retries.
     #[serde(default)]
     pub reused: bool,
+    /// A timer's time left, stored as it starts, pauses and resumes: a view of a run
+    /// another process executes counts down from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timer: Option<TimerProgress>,
+}
+
+/// A timer's time left as of `at`: while it runs, less by the time since; while it is
+/// paused, as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TimerProgress {
+    /// The timer's whole time.
+    pub total_ms: u64,
+    /// Its time left at `at`.
+    pub remaining_ms: u64,
+    pub at: DateTime<Utc>,
+}
+
+impl TimerProgress {
+    /// The time left at `now` for a timer that is running (`paused` false) or paused:
+    /// never more than at `at`, nor less than none.
+    pub fn remaining_at(&self, now: DateTime<Utc>, paused: bool) -> u64 {
+        if paused {
+            return self.remaining_ms;
+        }
+        let elapsed = (now - self.at).num_milliseconds().max(0) as u64;
+        self.remaining_ms.saturating_sub(elapsed)
+    }
 }
 
 /// A captured HTTP response.
@@ -358,6 +385,25 @@ pub struct OutputPage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timers_time_left_runs_down_from_when_it_was_stored_unless_paused() {
+        let at = Utc::now();
+        let progress = TimerProgress {
+            total_ms: 30_000,
+            remaining_ms: 12_000,
+            at,
+        };
+        let later = |ms| at + chrono::Duration::milliseconds(ms);
+        assert_eq!(progress.remaining_at(later(2_500), false), 9_500);
+        assert_eq!(progress.remaining_at(later(2_500), true), 12_000);
+        // Never below none, nor above what was stored (a clock behind the runner's).
+        assert_eq!(progress.remaining_at(later(60_000), false), 0);
+        assert_eq!(progress.remaining_at(later(-5_000), false), 12_000);
+        // Stored only when set: steps of other kinds keep their JSON.
+        let json = serde_json::to_value(StepDetail::default()).unwrap();
+        assert!(json.get("timer").is_none(), "{json}");
+    }
 
     #[test]
     fn statuses_round_trip_and_know_when_finished() {

@@ -16,7 +16,7 @@ pub use block::{
 };
 pub use execution::{
     Branch, ControlAction, Execution, ExecutionStatus, HttpResponse, OutputPage, StepDetail,
-    StepResult, StepStatus, StopRequest,
+    StepResult, StepStatus, StopRequest, TimerProgress,
 };
 pub use role::Role;
 pub use runbook::{

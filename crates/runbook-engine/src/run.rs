@@ -19,7 +19,7 @@ use runbook_domain::hosts::{written_origin, written_scheme};
 use runbook_domain::template::is_template;
 use runbook_domain::{
     ApiCallBlock, Block, Branch, CommandBlock, ConditionalBlock, Execution, ExecutionStatus,
-    Runbook, Shell, StepStatus,
+    Runbook, Shell, StepStatus, TimerProgress,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -514,18 +514,32 @@ impl Run {
         });
     }
 
+    /// Notes on the step, to be stored with its next record, the timer's time left as
+    /// of now, from which views of the run in other processes count down.
+    fn note_timer(&mut self, index: usize, remaining: Duration, total: Duration) {
+        self.execution.steps[index].detail.timer = Some(TimerProgress {
+            total_ms: total.as_millis() as u64,
+            remaining_ms: remaining.as_millis() as u64,
+            at: now(),
+        });
+    }
+
     async fn timer(&mut self, index: usize, block_id: &str, seconds: u64) -> StepEnd {
         self.count_output(index, block_id, &format!("waiting {seconds} s\r\n"))
             .await;
         self.console.flush().await;
         let total = Duration::from_secs(seconds);
         let mut remaining = total;
+        self.note_timer(index, remaining, total);
+        self.save_step(index).await;
         loop {
             let requested = *self.requested.borrow_and_update();
             if requested.stopped {
                 return StepEnd::Stopped;
             }
             if requested.paused {
+                // Stored with the step's pause.
+                self.note_timer(index, remaining, total);
                 self.pause_step(index).await;
                 // Said again every second while paused, so a view opened meanwhile
                 // learns the time left (as a running timer's ticks tell it).
@@ -543,6 +557,8 @@ impl Run {
                 }
                 continue;
             }
+            // Stored with the step's resume (after a pause: the time left is unchanged).
+            self.note_timer(index, remaining, total);
             self.resume_step(index).await;
             let resumed = Instant::now();
             let deadline = resumed + remaining;

@@ -1709,6 +1709,9 @@ async fn a_timer_counts_down_and_holds_while_paused() {
     let held = run.record();
     assert_eq!(held.step_status(0), Some(StepStatus::Paused));
     assert_eq!(held.step_status(1), None, "the next step has not started");
+    // The time left is stored with the pause, for views of the run in other processes.
+    let progress = held.step(0).detail.timer.expect("the time left is stored");
+    assert_eq!((progress.total_ms, progress.remaining_ms), (3000, frozen));
 
     assert_eq!(
         run.control(ControlAction::Resume),

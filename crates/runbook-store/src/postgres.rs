@@ -148,6 +148,8 @@ struct ListedDetail {
     branch: Option<runbook_domain::Branch>,
     #[serde(default)]
     reused: bool,
+    #[serde(default)]
+    timer: Option<runbook_domain::TimerProgress>,
 }
 
 fn listed_detail(text: Option<String>) -> Result<StepDetail, StoreError> {
@@ -160,6 +162,7 @@ fn listed_detail(text: Option<String>) -> Result<StepDetail, StoreError> {
         outputs: listed.outputs,
         branch: listed.branch,
         reused: listed.reused,
+        timer: listed.timer,
         ..StepDetail::default()
     })
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use runbook_domain::{
     AuditEntry, AuditEvent, AuditOutcome, Branch, ChainVerifier, ControlAction, CredentialInfo,
     CredentialKind, Execution, ExecutionStatus, HttpResponse, Role, Runbook, RunbookDraft,
-    StepDetail, StepResult, StepStatus, StopRequest, User, UserChange,
+    StepDetail, StepResult, StepStatus, StopRequest, TimerProgress, User, UserChange,
 };
 use runbook_store::{
     ApiKeyRecord, AuditFilter, ControlOutcome, ControlRequest, CredentialRecord, ExecutionFilter,
@@ -813,6 +813,11 @@ async fn step_updates_record_the_step_and_touch_no_other(store: Arc<dyn Store>) 
             }),
             branch: Some(Branch::Else),
             reused: true,
+            timer: Some(TimerProgress {
+                total_ms: 30_000,
+                remaining_ms: 12_345,
+                at: at(2),
+            }),
         },
     };
     store.update_step(run.id, 1, &failed).await.unwrap();
@@ -865,6 +870,11 @@ async fn a_steps_captured_output_may_hold_nul_characters(store: Arc<dyn Store>) 
                 body_bytes: 5,
                 truncated: false,
             }),
+            timer: Some(TimerProgress {
+                total_ms: 5_000,
+                remaining_ms: 0,
+                at: at(3),
+            }),
             ..StepDetail::default()
         },
         ..StepResult::pending("check")
@@ -901,6 +911,7 @@ async fn a_steps_captured_output_may_hold_nul_characters(store: Arc<dyn Store>) 
     );
     assert!(listed.steps[0].detail.reused);
     assert_eq!(listed.steps[1].detail.outputs["LIST"], "x\0y");
+    assert_eq!(listed.steps[1].detail.timer, step.detail.timer);
 }
 
 async fn a_retry_keeps_its_link_and_the_results_it_reuses(store: Arc<dyn Store>) {

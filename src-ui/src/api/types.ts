@@ -163,6 +163,8 @@ export interface StepResult {
   branch?: Branch | null
   /** True when a retry copied this step's result from the run it retries. */
   reused?: boolean
+  /** A timer's time left as of `at` (less by the time since while it runs). */
+  timer?: { total_ms: number; remaining_ms: number; at: string }
   response?: HttpResponseRecord | null
 }
 
