@@ -423,7 +423,7 @@ describe('tauri transport', () => {
     await vi.waitFor(() => expect(invoke).toHaveBeenLastCalledWith('unfollow_execution', { id: 'e1' }))
   })
 
-  it('reports a follow that failed as a broken stream', async () => {
+  it('reports a follow that failed as a broken stream, and does not ask again when it cannot pass', async () => {
     listen.mockResolvedValueOnce(() => {})
     invoke.mockRejectedValueOnce({ code: 'not_found', message: 'execution not found' })
     const onError = vi.fn()
@@ -431,5 +431,33 @@ describe('tauri transport', () => {
     await vi.waitFor(() => expect(onError).toHaveBeenCalledTimes(1))
     expect(onError.mock.calls[0][0]).toBeInstanceOf(ApiError)
     expect(onError.mock.calls[0][0]).toMatchObject({ code: 'not_found' })
+    await new Promise((resolve) => setTimeout(resolve, SSE_RECONNECT_MS[0] * 2))
+    expect(invoke).toHaveBeenCalledTimes(1)
+  })
+
+  it('asks again while following fails for a reason that can pass, reporting the outage once', async () => {
+    listen.mockResolvedValueOnce(() => {})
+    const failure = { code: 'unavailable', message: 'the database is unavailable' }
+    invoke.mockRejectedValueOnce(failure).mockRejectedValueOnce(failure).mockResolvedValue(true)
+    const onError = vi.fn()
+    const stop = subscribeExecutionEvents('e1', { onEvent: () => {}, onError })
+    await vi.waitFor(() => expect(invoke).toHaveBeenCalledTimes(3), { timeout: 5_000 })
+    expect(invoke.mock.calls.every(([command]) => command === 'follow_execution')).toBe(true)
+    expect(onError).toHaveBeenCalledTimes(1)
+    expect(onError.mock.calls[0][0]).toMatchObject({ code: 'unavailable' })
+    // Followed at last: leaving tells the app.
+    await new Promise((resolve) => setTimeout(resolve, 0))
+    stop()
+    expect(invoke).toHaveBeenLastCalledWith('unfollow_execution', { id: 'e1' })
+  })
+
+  it('stops asking again once closed', async () => {
+    listen.mockResolvedValueOnce(() => {})
+    invoke.mockRejectedValue({ code: 'internal', message: 'internal error' })
+    const stop = subscribeExecutionEvents('e1', { onEvent: () => {}, onError: () => {} })
+    await vi.waitFor(() => expect(invoke).toHaveBeenCalledTimes(1))
+    stop()
+    await new Promise((resolve) => setTimeout(resolve, SSE_RECONNECT_MS[0] * 3))
+    expect(invoke).toHaveBeenCalledTimes(1)
   })
 })

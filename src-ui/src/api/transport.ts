@@ -312,7 +312,29 @@ function subscribeTauri(executionId: string, { onEvent, onError }: EventSubscrip
   let unlisten: (() => void) | null = null
   // Whether the app follows the run for this subscription, which then tells it when it leaves.
   let following = false
+  let retry: ReturnType<typeof setTimeout> | undefined
   const unfollow = () => void invoke('unfollow_execution', { id: executionId }).catch(() => {})
+  // A run another process executes (a terminal's `run`, another desktop on the shared
+  // database) has its events told only while someone follows it. Asked again while that fails
+  // for a reason that can pass (the database away for a moment), each pause doubling; the
+  // outage is reported once, and the console polls the stored output meanwhile.
+  const follow = (pause: number, failing: boolean): Promise<void> =>
+    invoke<boolean>('follow_execution', { id: executionId }).then(
+      (followed) => {
+        if (!followed) return
+        if (closed) unfollow()
+        else following = true
+      },
+      (error: unknown) => {
+        if (closed) return
+        const problem = normalizeError(error)
+        if (!failing) onError?.(problem)
+        if (!isTransient(problem)) return
+        retry = setTimeout(() => {
+          if (!closed) void follow(Math.min(pause * 2, SSE_RECONNECT_MS[1]), true)
+        }, pause)
+      },
+    )
   listen<unknown>('execution-event', ({ payload }) => {
     const event = parseExecutionEvent(payload)
     // All executions share the one channel.
@@ -324,26 +346,21 @@ function subscribeTauri(executionId: string, { onEvent, onError }: EventSubscrip
         return
       }
       unlisten = stop
-      // A run another process executes (a terminal's `run`, another desktop on the shared
-      // database) has its events told only while someone follows it; asked once listening, so
-      // nothing told is missed.
-      return invoke<boolean>('follow_execution', { id: executionId }).then((followed) => {
-        if (!followed) return
-        if (closed) unfollow()
-        else following = true
-      })
+      // Asked once listening, so nothing told is missed.
+      return follow(SSE_RECONNECT_MS[0], false)
     })
     .catch((error: unknown) => {
       if (!closed) onError?.(normalizeError(error))
     })
   return () => {
     closed = true
+    clearTimeout(retry)
     unlisten?.()
     if (following) unfollow()
   }
 }
 
-/** First pause before following a stream the server ended while the run goes on; it doubles up to the last. */
+/** First pause before following a run again (a stream the server ended while the run goes on, a follow that failed); it doubles up to the last. */
 export const SSE_RECONNECT_MS = [250, 5000] as const
 
 function subscribeSse(executionId: string, { onEvent, onError }: EventSubscription): () => void {
@@ -406,9 +423,17 @@ function subscribeSse(executionId: string, { onEvent, onError }: EventSubscripti
   return () => abort.abort()
 }
 
-/** A failure that can pass by itself: the network, or the server's own trouble (5xx). */
+/** What the desktop app answers for its own trouble or a database away for a moment (a server's 5xx). */
+const PASSING_CODES = new Set(['internal', 'unavailable', 'runner_unavailable'])
+
+/** A failure that can pass by itself: the network, or the server's or the app's own trouble. */
 function isTransient(error: ApiError): boolean {
-  return error.code === 'network_error' || error.code === 'no_stream' || (error.status !== undefined && error.status >= 500)
+  return (
+    error.code === 'network_error' ||
+    error.code === 'no_stream' ||
+    PASSING_CODES.has(error.code) ||
+    (error.status !== undefined && error.status >= 500)
+  )
 }
 
 /** Checks an API key against `/me` without storing it. */
