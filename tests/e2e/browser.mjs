@@ -128,6 +128,32 @@ async function waitForRun(id, statuses, timeoutMs = 30_000) {
   }, timeoutMs);
 }
 
+/** The first `countdown` event of run `id`'s event stream that `wanted` accepts. */
+async function streamedCountdown(id, wanted, timeoutMs = 10_000) {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), timeoutMs);
+  try {
+    const response = await fetch(`${baseUrl}/executions/${id}/events`, { headers: { 'X-API-KEY': token, Accept: 'text/event-stream' }, signal: abort.signal });
+    assert.ok(response.ok, `event stream → ${response.status}`);
+    const decoder = new TextDecoder();
+    let buffered = '';
+    for await (const chunk of response.body) {
+      buffered += decoder.decode(chunk, { stream: true });
+      const lines = buffered.split('\n');
+      buffered = lines.pop();
+      for (const line of lines) {
+        if (!line.startsWith('data:')) continue;
+        const event = JSON.parse(line.slice(5));
+        if (event.type === 'countdown' && wanted(event)) return event;
+      }
+    }
+    throw new Error('the event stream ended without the countdown');
+  } finally {
+    clearTimeout(timer);
+    abort.abort();
+  }
+}
+
 /** `runbook-studio run RUNBOOK` on the server's database, as a terminal would run it. */
 function runInTerminal(runbookId) {
   const child = spawn(BIN, ['run', runbookId], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -473,6 +499,9 @@ describe('browser: sign in, author, version and run a runbook', { timeout: HARD_
       assert.equal(await countdownSeconds('soak'), frozen, 'the countdown does not move while paused');
       const stored = (await api('GET', `/executions/${id}`)).steps[0].timer;
       assert.equal(Math.ceil(stored.remaining_ms / 1000), frozen, 'the page shows the time left the run stored');
+      // The server tells the paused time left of a run it follows, as the page heard it.
+      const told = await streamedCountdown(id, (event) => event.paused);
+      assert.deepEqual([told.block_id, told.remaining_ms, told.total_ms], ['soak', stored.remaining_ms, 60_000]);
 
       // Resumed, it counts on from where it was paused: the paused time is not taken off.
       await button('Resume').click();

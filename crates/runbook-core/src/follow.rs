@@ -18,6 +18,8 @@ const OUTPUT_PAGE: u64 = 256 * 1024;
 /// Pages read in one look, at most: a console growing faster than that is followed
 /// at the reader's pace, at most this much behind in memory.
 const PAGES_PER_LOOK: usize = 4;
+/// How often a paused timer's countdown is told again.
+const PAUSED_RETELL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What [`crate::Service::follow_execution`] returns.
 pub struct Following {
@@ -130,8 +132,8 @@ struct Reader {
     /// More console was stored than one look reads: the next look comes at once.
     behind: bool,
     failing: bool,
-    /// The countdown last told: the timer's block, its whole seconds left, paused.
-    countdown: Option<(String, u64, bool)>,
+    /// The countdown last told (the timer's block, its whole seconds left, paused), and when.
+    countdown: Option<((String, u64, bool), std::time::Instant)>,
 }
 
 impl Reader {
@@ -273,8 +275,8 @@ impl Reader {
 
 impl Reader {
     /// The time left of a timer running or paused, as the run last stored it, when its
-    /// whole seconds or its pause changed since the last told (the run's own process
-    /// tells a countdown every second).
+    /// whole seconds or its pause changed since the last told, and every second while
+    /// paused (as the run's own process tells it).
     fn queue_countdown(&mut self, now: &Execution) {
         let timer = now.steps.iter().find_map(|step| {
             let paused = match step.status {
@@ -292,10 +294,14 @@ impl Reader {
         };
         let remaining_ms = progress.remaining_at(crate::service::now(), paused);
         let told = (block_id.to_string(), remaining_ms.div_ceil(1000), paused);
-        if self.countdown.as_ref() == Some(&told) {
-            return;
+        // A paused timer is told again every second, as its own process does, so a view
+        // that joins meanwhile learns the time left.
+        if let Some((last, at)) = &self.countdown {
+            if *last == told && (!paused || at.elapsed() < PAUSED_RETELL) {
+                return;
+            }
         }
-        self.countdown = Some(told);
+        self.countdown = Some((told, std::time::Instant::now()));
         self.queue.push_back(ExecutionEvent::Countdown {
             execution_id: now.id,
             block_id: block_id.to_string(),

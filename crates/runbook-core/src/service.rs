@@ -1142,7 +1142,10 @@ async fn interrupt_orphans(
         .interrupt_unfinished(now, stale_before, Some(&audit))
         .await?;
     if !interrupted.is_empty() {
-        let killed = engine.reap(&leftovers(store, engine, &interrupted).await);
+        let killed = engine.reap(&interrupted);
+        if killed > 0 {
+            give_leftovers_their_grace(store, engine, &interrupted).await;
+        }
         tracing::warn!(
             interrupted = interrupted.len(),
             killed,
@@ -1167,15 +1170,19 @@ async fn reap_leftovers(store: &dyn Store, engine: &Engine) {
         }
     }
     if !finished.is_empty() {
-        let killed = engine.reap(&leftovers(store, engine, &finished).await);
+        let killed = engine.reap(&finished);
+        if killed > 0 {
+            give_leftovers_their_grace(store, engine, &finished).await;
+        }
         tracing::warn!(killed, "ended processes left from finished runs");
     }
 }
 
-/// The runs `ids`, each with the grace period its leftover processes get: that of the
-/// command it was running when its process stopped (the default where it cannot be read).
-async fn leftovers(store: &dyn Store, engine: &Engine, ids: &[Uuid]) -> Vec<(Uuid, Duration)> {
-    let mut runs = Vec::with_capacity(ids.len());
+/// Gives what the runs `ids` left, being reaped already (SIGTERM sent, the default grace
+/// counting, so a retry finds them reaped), the grace period of the command each run
+/// was running when its process stopped, read from storage (the default stays where
+/// it cannot be read).
+async fn give_leftovers_their_grace(store: &dyn Store, engine: &Engine, ids: &[Uuid]) {
     for &id in ids {
         let execution = match store.get_execution(id).await {
             Ok(execution) => execution,
@@ -1194,12 +1201,11 @@ async fn leftovers(store: &dyn Store, engine: &Engine, ids: &[Uuid]) -> Vec<(Uui
                 }),
             None => None,
         };
-        runs.push((
+        engine.give_leftovers(
             id,
             engine.leftover_grace(execution.as_ref(), runbook.as_ref()),
-        ));
+        );
     }
-    runs
 }
 
 /// A control request left in the store and not yet answered; dropped while `store` is

@@ -240,6 +240,8 @@ struct EngineInner {
     /// What crashed runs left, being given its grace period before SIGKILL: each run,
     /// with a channel that closes once its processes are gone.
     reapers: Mutex<Vec<(Uuid, watch::Receiver<()>)>>,
+    /// The grace periods given to runs being reaped, where not the default.
+    leftover_graces: Mutex<HashMap<Uuid, Duration>>,
     /// Set to tell those tasks to kill at once (a second quit signal).
     reap_now: watch::Sender<bool>,
 }
@@ -283,6 +285,7 @@ impl Engine {
                 closing: std::sync::atomic::AtomicBool::new(false),
                 scratch: Mutex::new(None),
                 reapers: Mutex::new(Vec::new()),
+                leftover_graces: Mutex::new(HashMap::new()),
                 reap_now: watch::Sender::new(false),
             }),
         }
@@ -493,17 +496,26 @@ impl Engine {
     /// The grace period what a crashed run left gets between SIGTERM and SIGKILL: that
     /// of the command it was running (or had paused) when its process stopped, as a
     /// stop of that command would have given it; the default where it ran none, or
-    /// the run or its runbook is not known.
+    /// the run or its runbook is not known. For [`Engine::give_leftovers`].
     pub fn leftover_grace(
         &self,
         execution: Option<&Execution>,
         runbook: Option<&Runbook>,
     ) -> Duration {
         let config = &self.inner.config;
-        let running = execution
-            .into_iter()
-            .flat_map(|execution| &execution.steps)
-            .find(|step| matches!(step.status, StepStatus::Running | StepStatus::Paused));
+        // The sweep that marks a run interrupted stops the step it was at, with the run's
+        // own end time; one not swept yet is still running or paused.
+        let running = execution.and_then(|execution| {
+            execution.steps.iter().find(|step| match step.status {
+                StepStatus::Running | StepStatus::Paused => true,
+                StepStatus::Stopped => {
+                    execution.status == ExecutionStatus::Interrupted
+                        && step.finished_at.is_some()
+                        && step.finished_at == execution.finished_at
+                }
+                _ => false,
+            })
+        });
         running
             .zip(runbook)
             .and_then(|(step, runbook)| {
@@ -523,23 +535,23 @@ impl Engine {
     /// Ends the processes still alive of the given runs (left by an app that crashed
     /// mid-run, say) as a stop would: SIGTERM now (and SIGCONT, for those a pause left
     /// suspended), then SIGKILL, in the background, for whatever of a run is left once
-    /// its grace period is over (or at once, asked to kill now or shutting down), so a
-    /// script's clean-up trap runs. Runs this engine executes are never touched.
-    /// Returns how many processes there were.
-    pub fn reap(&self, runs: &[(Uuid, Duration)]) -> usize {
+    /// its grace period is over (the default, unless [`Engine::give_leftovers`] sets
+    /// another; at once, asked to kill now or shutting down), so a script's clean-up
+    /// trap runs. Runs this engine executes are never touched. Returns how many
+    /// processes there were.
+    pub fn reap(&self, runs: &[Uuid]) -> usize {
         let live = self.live_ids();
-        let runs: Vec<(Uuid, Duration)> = runs
+        let runs: Vec<Uuid> = runs
             .iter()
             .copied()
-            .filter(|(id, _)| !live.contains(id))
+            .filter(|id| !live.contains(id))
             .collect();
         if runs.is_empty() {
             return 0;
         }
-        let ids: Vec<Uuid> = runs.iter().map(|(id, _)| *id).collect();
         let wanted = {
-            let ids = ids.clone();
-            move |id: Uuid| ids.contains(&id)
+            let runs = runs.clone();
+            move |id: Uuid| runs.contains(&id)
         };
         let found = command::signal_processes_of(&wanted, &[Signal::SIGTERM, Signal::SIGCONT]);
         if found == 0 {
@@ -555,34 +567,44 @@ impl Engine {
         };
         let mut kill_now = self.inner.reap_now.subscribe();
         let reaped_at = tokio::time::Instant::now();
-        // Each run's processes left, with the moment its grace period ends and a channel
-        // dropped once they are gone: those waiting for that run see it close.
+        let default = self.inner.config.stop_grace;
+        let inner = Arc::downgrade(&self.inner);
+        // Each run's processes left, with a channel dropped once they are gone: those
+        // waiting for that run see it close.
         let (mut waiting, ended): (Vec<_>, Vec<_>) = runs
             .iter()
-            .map(|(id, grace)| {
+            .map(|id| {
                 let (done, ended) = watch::channel(());
-                ((*id, reaped_at + *grace, done), (*id, ended))
+                ((*id, done), (*id, ended))
             })
             .unzip();
         runtime.spawn(async move {
             while !*kill_now.borrow_and_update() {
                 let now = tokio::time::Instant::now();
+                // Each run's grace as last given, read again at every look.
+                let deadline_of = |id: Uuid| {
+                    let given = inner
+                        .upgrade()
+                        .and_then(|inner| inner.leftover_graces.lock().ok()?.get(&id).copied());
+                    reaped_at + given.unwrap_or(default)
+                };
                 let (over, left): (Vec<_>, Vec<_>) = waiting
                     .into_iter()
-                    .partition(|(_, deadline, _)| *deadline <= now);
+                    .partition(|(id, _)| deadline_of(*id) <= now);
                 if !over.is_empty() {
-                    command::kill_processes_of(&|id| over.iter().any(|(run, ..)| *run == id));
+                    command::kill_processes_of(&|id| over.iter().any(|(run, _)| *run == id));
                 }
+                drop(over);
                 let alive: Vec<Uuid> =
-                    command::processes_of(&|id| left.iter().any(|(run, ..)| *run == id))
+                    command::processes_of(&|id| left.iter().any(|(run, _)| *run == id))
                         .into_iter()
                         .map(|(_, _, id)| id)
                         .collect();
                 waiting = left
                     .into_iter()
-                    .filter(|(id, ..)| alive.contains(id))
+                    .filter(|(id, _)| alive.contains(id))
                     .collect();
-                let Some(next) = waiting.iter().map(|(_, deadline, _)| *deadline).min() else {
+                let Some(next) = waiting.iter().map(|(id, _)| deadline_of(*id)).min() else {
                     break;
                 };
                 tokio::select! {
@@ -593,11 +615,33 @@ impl Engine {
             }
             command::kill_processes_of(&wanted);
             drop(waiting);
+            if let Some(inner) = inner.upgrade() {
+                if let Ok(mut graces) = inner.leftover_graces.lock() {
+                    graces.retain(|id, _| !runs.contains(id));
+                }
+            }
         });
         let mut reapers = self.inner.reapers.lock().expect("reaper list lock");
         reapers.retain(|(_, ended)| ended.has_changed().is_ok());
         reapers.extend(ended);
         found
+    }
+
+    /// Gives what run `id` left, being reaped, `grace` from its reaping's start before
+    /// SIGKILL instead of the default (see [`Engine::leftover_grace`]).
+    pub fn give_leftovers(&self, id: Uuid, grace: Duration) {
+        let reaping = self
+            .inner
+            .reapers
+            .lock()
+            .expect("reaper list lock")
+            .iter()
+            .any(|(run, ended)| *run == id && ended.has_changed().is_ok());
+        if reaping {
+            if let Ok(mut graces) = self.inner.leftover_graces.lock() {
+                graces.insert(id, grace);
+            }
+        }
     }
 
     /// Returns once what [`Engine::reap`] set about ending of run `id` has ended

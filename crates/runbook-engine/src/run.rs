@@ -535,6 +535,8 @@ impl Run {
         loop {
             let requested = *self.requested.borrow_and_update();
             if requested.stopped {
+                // Stored with the step's end: the time that was left.
+                self.note_timer(index, remaining, total);
                 return StepEnd::Stopped;
             }
             if requested.paused {
@@ -577,6 +579,7 @@ impl Run {
                 tokio::select! {
                     _ = sleep_until(deadline) => {
                         self.countdown(block_id, Duration::ZERO, total, false);
+                        self.note_timer(index, Duration::ZERO, total);
                         return StepEnd::Succeeded;
                     }
                     _ = sleep_until(next_tick) => {}

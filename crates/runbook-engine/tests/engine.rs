@@ -781,9 +781,15 @@ async fn a_crashed_runs_leftovers_get_the_grace_period_of_the_command_it_was_run
             "tester",
             now,
         );
+        // As the sweep that found it interrupted stores it: the step it was at stopped,
+        // with the run's end time.
+        let swept = now + chrono::Duration::seconds(20);
+        execution.status = ExecutionStatus::Interrupted;
+        execution.finished_at = Some(swept);
         for step in &mut execution.steps {
             if step.block_id == block {
                 step.status = status;
+                step.finished_at = Some(swept);
             } else if step.status == StepStatus::Pending {
                 step.status = StepStatus::Skipped;
             }
@@ -793,11 +799,19 @@ async fn a_crashed_runs_leftovers_get_the_grace_period_of_the_command_it_was_run
     let grace = |execution: &runbook_domain::Execution| {
         run.engine.leftover_grace(Some(execution), Some(&runbook))
     };
-    // Inside a branch, as a stop of that command would have given it.
+    // Inside a branch, as a stop of that command would have given it; or not swept yet.
+    assert_eq!(
+        grace(&crashed_at("drain", StepStatus::Stopped)),
+        Duration::from_secs(45)
+    );
     assert_eq!(
         grace(&crashed_at("drain", StepStatus::Running)),
         Duration::from_secs(45)
     );
+    // A step stopped before the sweep (the run stopped there itself) is not where it was.
+    let mut earlier = crashed_at("drain", StepStatus::Stopped);
+    earlier.steps[2].finished_at = Some(now);
+    assert_eq!(grace(&earlier), Duration::from_secs(3));
     assert_eq!(
         grace(&crashed_at("drain", StepStatus::Paused)),
         Duration::from_secs(45)
@@ -809,7 +823,7 @@ async fn a_crashed_runs_leftovers_get_the_grace_period_of_the_command_it_was_run
     );
     // Bounded however the runbook was stored.
     assert_eq!(
-        grace(&crashed_at("migrate", StepStatus::Running)),
+        grace(&crashed_at("migrate", StepStatus::Stopped)),
         Duration::from_secs(600)
     );
     // Between commands (a timer running, nothing running), or the run or its runbook unknown.
@@ -883,13 +897,12 @@ async fn what_a_crashed_run_left_gets_sigterm_and_the_grace_period_before_sigkil
     .await;
 
     let reaped_at = Instant::now();
-    let grace = Duration::from_secs(2);
     assert!(
-        run.engine
-            .reap(&[(crashed, grace), (patient, Duration::from_secs(4))])
-            >= 6,
+        run.engine.reap(&[crashed, patient]) >= 6,
         "the three shells and their sleeps"
     );
+    // Once read from storage: the grace of the command the patient run was at.
+    run.engine.give_leftovers(patient, Duration::from_secs(4));
     // The clean-up trap ran: SIGTERM first.
     wait_until_gone(&tidy).await;
     assert_eq!(std::fs::read_to_string(&cleaned).unwrap(), "cleaned\n");
@@ -917,7 +930,7 @@ async fn what_a_crashed_run_left_gets_sigterm_and_the_grace_period_before_sigkil
     run.engine.finish_reaping_of(patient).await;
     assert!(reaped_at.elapsed() >= Duration::from_millis(3900));
     wait_until_gone(&lingering).await;
-    run.engine.reap(&[(other, grace)]);
+    run.engine.reap(&[other]);
     wait_until_gone(&bystander).await;
 
     // Asked to kill now (a second quit signal): the grace period is not waited out.
@@ -928,7 +941,7 @@ async fn what_a_crashed_run_left_gets_sigterm_and_the_grace_period_before_sigkil
     );
     wait_for_processes(&stubborn, "the last leftover", |found| found.len() >= 2).await;
     let reaped_at = Instant::now();
-    assert!(run.engine.reap(&[(last, grace)]) >= 2);
+    assert!(run.engine.reap(&[last]) >= 2);
     run.engine.kill_now();
     wait_until_gone(&stubborn).await;
     assert!(

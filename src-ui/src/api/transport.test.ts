@@ -452,12 +452,22 @@ describe('tauri transport', () => {
   })
 
   it('stops asking again once closed', async () => {
-    listen.mockResolvedValueOnce(() => {})
-    invoke.mockRejectedValue({ code: 'internal', message: 'internal error' })
-    const stop = subscribeExecutionEvents('e1', { onEvent: () => {}, onError: () => {} })
-    await vi.waitFor(() => expect(invoke).toHaveBeenCalledTimes(1))
-    stop()
-    await new Promise((resolve) => setTimeout(resolve, SSE_RECONNECT_MS[0] * 3))
-    expect(invoke).toHaveBeenCalledTimes(1)
+    vi.useFakeTimers()
+    try {
+      listen.mockResolvedValueOnce(() => {})
+      invoke.mockRejectedValue({ code: 'internal', message: 'internal error' })
+      const onError = vi.fn()
+      const stop = subscribeExecutionEvents('e1', { onEvent: () => {}, onError })
+      // The first failure is handled and the next ask scheduled before the view closes.
+      await vi.advanceTimersByTimeAsync(0)
+      expect(onError).toHaveBeenCalledTimes(1)
+      await vi.advanceTimersByTimeAsync(SSE_RECONNECT_MS[0])
+      expect(invoke).toHaveBeenCalledTimes(2)
+      stop()
+      await vi.advanceTimersByTimeAsync(SSE_RECONNECT_MS[1] * 2)
+      expect(invoke).toHaveBeenCalledTimes(2)
+    } finally {
+      vi.useRealTimers()
+    }
   })
 })
