@@ -2354,6 +2354,67 @@ async fn requests_become(store: &SqliteStore, count: i64) {
     }
 }
 
+/// What a crashed run left gets SIGTERM once a service finds the run interrupted, then
+/// the grace period of the command the run was at before SIGKILL, not the default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_runs_leftovers_get_the_grace_period_of_its_command() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let dir = tempfile::tempdir().unwrap();
+    let service = open(dir.path()).await;
+    let id = create(
+        &service,
+        json!({"name": "Drain", "blocks": [
+            {"id": "drain", "kind": "command", "script": "drain", "stop_grace_secs": 3},
+        ]}),
+    )
+    .await;
+    let runbook = service.get_runbook(&admin(), id).await.unwrap();
+    // A run an app was executing when it crashed, at its command.
+    let store = SqliteStore::connect(&config(dir.path()).effective_database_url())
+        .await
+        .unwrap();
+    let mut run = running(&runbook);
+    run.steps[0].status = StepStatus::Running;
+    run.steps[0].started_at = Some(chrono::Utc::now());
+    store
+        .insert_execution(&run, Some(Uuid::new_v4()), None)
+        .await
+        .unwrap();
+    // What its command left, which ignores SIGTERM.
+    let mut leftover = std::process::Command::new("sh")
+        .args(["-c", "trap '' TERM; while :; do sleep 0.1; done"])
+        .env("RUNBOOK_EXECUTION_ID", run.id.to_string())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let exited = tokio::task::spawn_blocking(move || leftover.wait());
+    // A service opening once the run has been silent too long finds it interrupted.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut later = config(dir.path());
+    later.heartbeat_timeout = Duration::from_secs(1);
+    let opened_at = Instant::now();
+    let sweeper = Service::open(later).await.unwrap();
+    let swept = sweeper.get_execution(&admin(), run.id).await.unwrap();
+    assert_eq!(swept.status, ExecutionStatus::Interrupted);
+    // Past the default grace (1 s here) it lives on; SIGKILLed once its command's 3 s are over.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(
+        !exited.is_finished(),
+        "killed before its command's grace period was over"
+    );
+    let status = tokio::time::timeout(PATIENCE, exited)
+        .await
+        .expect("killed in the end")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+    assert!(
+        opened_at.elapsed() >= Duration::from_millis(2900),
+        "{:?}",
+        opened_at.elapsed()
+    );
+}
+
 /// A service, a second handle on its SQLite database, and a run stored there as
 /// claimed a moment ago by another process that then fell silent (suspended, cut off
 /// from the database): not yet an orphan, and no one to answer for it.
@@ -2364,21 +2425,26 @@ async fn with_a_silent_run(dir: &Path) -> (Service, SqliteStore, Execution) {
     let store = SqliteStore::connect(&config(dir).effective_database_url())
         .await
         .unwrap();
-    let run = Execution {
-        status: ExecutionStatus::Running,
-        ..Execution::queued(
-            Uuid::new_v4(),
-            &runbook,
-            Default::default(),
-            "alice",
-            chrono::Utc::now(),
-        )
-    };
+    let run = running(&runbook);
     store
         .insert_execution(&run, Some(Uuid::new_v4()), None)
         .await
         .unwrap();
     (service, store, run)
+}
+
+/// A run of `runbook` as a process executing it stores it: running, started now.
+fn running(runbook: &runbook_domain::Runbook) -> Execution {
+    Execution {
+        status: ExecutionStatus::Running,
+        ..Execution::queued(
+            Uuid::new_v4(),
+            runbook,
+            Default::default(),
+            "alice",
+            chrono::Utc::now(),
+        )
+    }
 }
 
 /// A process that took a request and never answered may have applied it (and
