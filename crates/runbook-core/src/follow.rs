@@ -271,9 +271,7 @@ impl Reader {
         }
         self.ended = now.status.is_finished();
     }
-}
 
-impl Reader {
     /// The time left of a timer running or paused, as the run last stored it, when its
     /// whole seconds or its pause changed since the last told, and every second while
     /// paused (as the run's own process tells it).

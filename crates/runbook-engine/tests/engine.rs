@@ -799,42 +799,30 @@ async fn a_crashed_runs_leftovers_get_the_grace_period_of_the_command_it_was_run
     let grace = |execution: &runbook_domain::Execution| {
         run.engine.leftover_grace(Some(execution), Some(&runbook))
     };
-    // Inside a branch, as a stop of that command would have given it; or not swept yet.
-    assert_eq!(
-        grace(&crashed_at("drain", StepStatus::Stopped)),
-        Duration::from_secs(45)
-    );
-    assert_eq!(
-        grace(&crashed_at("drain", StepStatus::Running)),
-        Duration::from_secs(45)
-    );
+    for (block, status, secs) in [
+        // Inside a branch, as a stop of that command would have given it; or not swept yet.
+        ("drain", StepStatus::Stopped, 45),
+        ("drain", StepStatus::Running, 45),
+        ("drain", StepStatus::Paused, 45),
+        // A command without its own: the default.
+        ("warn", StepStatus::Running, 3),
+        // Bounded however the runbook was stored.
+        ("migrate", StepStatus::Stopped, 600),
+        // Between commands (a timer running, nothing running).
+        ("wait", StepStatus::Running, 3),
+        ("drain", StepStatus::Succeeded, 3),
+    ] {
+        assert_eq!(
+            grace(&crashed_at(block, status)),
+            Duration::from_secs(secs),
+            "{block} {status:?}"
+        );
+    }
     // A step stopped before the sweep (the run stopped there itself) is not where it was.
     let mut earlier = crashed_at("drain", StepStatus::Stopped);
     earlier.steps[2].finished_at = Some(now);
     assert_eq!(grace(&earlier), Duration::from_secs(3));
-    assert_eq!(
-        grace(&crashed_at("drain", StepStatus::Paused)),
-        Duration::from_secs(45)
-    );
-    // A command without its own: the default.
-    assert_eq!(
-        grace(&crashed_at("warn", StepStatus::Running)),
-        Duration::from_secs(3)
-    );
-    // Bounded however the runbook was stored.
-    assert_eq!(
-        grace(&crashed_at("migrate", StepStatus::Stopped)),
-        Duration::from_secs(600)
-    );
-    // Between commands (a timer running, nothing running), or the run or its runbook unknown.
-    assert_eq!(
-        grace(&crashed_at("wait", StepStatus::Running)),
-        Duration::from_secs(3)
-    );
-    assert_eq!(
-        grace(&crashed_at("drain", StepStatus::Succeeded)),
-        Duration::from_secs(3)
-    );
+    // The run or its runbook unknown.
     let drained = crashed_at("drain", StepStatus::Running);
     assert_eq!(
         run.engine.leftover_grace(Some(&drained), None),
