@@ -164,6 +164,21 @@ pub async fn read_output(
 /// `exports` in the data directory).
 pub struct ExportDir(pub PathBuf);
 
+impl ExportDir {
+    /// The error of a `what` that could not be saved here.
+    fn unsaved<'a>(
+        &'a self,
+        what: &'a str,
+    ) -> impl Fn(std::io::Error) -> runbook_core::CoreError + Copy + 'a {
+        move |error| {
+            runbook_core::CoreError::Setup(format!(
+                "could not save the {what} in {}: {error}",
+                self.0.display()
+            ))
+        }
+    }
+}
+
 /// A run report the desktop saved.
 #[derive(Serialize)]
 pub struct SavedReport {
@@ -185,16 +200,61 @@ pub async fn export_execution(
     let path = exports.0.join(&report.file_name);
     std::fs::create_dir_all(&exports.0)
         .and_then(|()| std::fs::write(&path, report.text.as_bytes()))
-        .map_err(|error| {
-            runbook_core::CoreError::Setup(format!(
-                "could not save the report in {}: {error}",
-                exports.0.display()
-            ))
-        })?;
+        .map_err(exports.unsaved("report"))?;
     Ok(SavedReport {
         path: path.display().to_string(),
         file_name: report.file_name,
         truncated: report.truncated,
+    })
+}
+
+/// A run's console the desktop saved.
+#[derive(Serialize)]
+pub struct SavedConsole {
+    path: String,
+    file_name: String,
+    bytes: u64,
+}
+
+/// Saves the run's whole console as plain text (what `GET /executions/{id}/console`
+/// returns) beside exported reports, a page at a time, and tells where. A console that
+/// cannot be saved whole leaves no file behind.
+#[tauri::command]
+pub async fn save_console(
+    service: State<'_, Service>,
+    actor: State<'_, Actor>,
+    exports: State<'_, ExportDir>,
+    id: String,
+) -> CommandResult<SavedConsole> {
+    use tokio::io::AsyncWriteExt;
+    let mut log = service
+        .console_log(&actor, parse_id(&id)?, runbook_core::Escapes::Strip)
+        .await?;
+    let path = exports.0.join(&log.file_name);
+    let unsaved = exports.unsaved("console");
+    tokio::fs::create_dir_all(&exports.0)
+        .await
+        .map_err(unsaved)?;
+    let mut file = tokio::fs::File::create(&path).await.map_err(unsaved)?;
+    let mut bytes = 0;
+    let written: CommandResult<()> = async {
+        while let Some(chunk) = log.next_chunk().await? {
+            file.write_all(&chunk).await.map_err(unsaved)?;
+            bytes += chunk.len() as u64;
+        }
+        file.flush().await.map_err(unsaved)?;
+        Ok(())
+    }
+    .await;
+    if let Err(error) = written {
+        drop(file);
+        let _ = tokio::fs::remove_file(&path).await;
+        return Err(error);
+    }
+    Ok(SavedConsole {
+        path: path.display().to_string(),
+        file_name: log.file_name,
+        bytes,
     })
 }
 

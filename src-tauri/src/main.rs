@@ -138,6 +138,7 @@ fn with_commands<R: Runtime>(builder: Builder<R>) -> Builder<R> {
             commands::list_executions,
             commands::read_output,
             commands::export_execution,
+            commands::save_console,
             commands::control_execution,
             commands::follow_execution,
             commands::unfollow_execution,

@@ -276,6 +276,57 @@ fn a_run_is_exported_as_a_report_saved_in_the_downloads_directory() {
     assert_eq!(error["code"], "not_found");
 }
 
+#[test]
+fn a_runs_whole_console_is_saved_as_plain_text_in_the_downloads_directory() {
+    let desktop = Desktop::open();
+    // About 2 MB: the console is read in several pages, and each page boundary falls
+    // wherever the numbers put it.
+    let runbook = desktop.create(
+        "Log rotation",
+        "printf '\\033[32mstart\\033[0m\\r\\n'; seq 1 300000; printf 'end\\r\\n'",
+    );
+    let execution = desktop.ok(
+        "execute_runbook",
+        json!({"id": runbook["id"], "body": {"params": {}, "version": null}}),
+    );
+    let id = execution["id"].as_str().unwrap();
+    wait_until_finished(&desktop, id);
+
+    let saved = desktop.ok("save_console", json!({"id": id}));
+    let file_name = saved["file_name"].as_str().unwrap();
+    assert_eq!(
+        file_name,
+        format!("log-rotation-{}.log", &id.replace('-', "")[..8])
+    );
+    let path = PathBuf::from(saved["path"].as_str().unwrap());
+    assert_eq!(
+        path,
+        desktop.exports.path().join("Downloads").join(file_name)
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(saved["bytes"], text.len() as u64);
+    assert!(
+        !text.contains(['\u{1b}', '\r']),
+        "escapes or carriage returns left"
+    );
+    // Every number, once and in order, between the two marks.
+    let from = text.find("\nstart\n").expect("the first line") + "\nstart\n".len();
+    let to = text.find("\nend\n").expect("the last line");
+    let numbers: Vec<u32> = text[from..to]
+        .lines()
+        .map(|line| line.parse().unwrap())
+        .collect();
+    assert_eq!(numbers, (1..=300_000).collect::<Vec<_>>());
+
+    let error = desktop.err("save_console", json!({"id": "../../etc/passwd"}));
+    assert_eq!(error["code"], "invalid_id");
+    let error = desktop.err(
+        "save_console",
+        json!({"id": "00000000-0000-4000-8000-000000000000"}),
+    );
+    assert_eq!(error["code"], "not_found");
+}
+
 /// Polls `get_execution` until the run has finished.
 fn wait_until_finished(desktop: &Desktop, id: &str) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

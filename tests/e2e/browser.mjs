@@ -356,6 +356,26 @@ describe('browser: sign in, author, version and run a runbook', { timeout: HARD_
     await shot('03b-run-exported');
   });
 
+  it('saves the whole console as a log file', async () => {
+    const id = executionId();
+    const [download] = await Promise.all([page.waitForEvent('download'), button('Save console').click()]);
+    const name = download.suggestedFilename();
+    assert.match(name, /^e2e-smoke-check-[0-9a-f]{8}\.log$/);
+    assert.ok(name.endsWith(`-${id.slice(0, 8)}.log`), `${name} names run ${id}`);
+    const log = readFileSync(await download.path(), 'utf8');
+    assert.ok(log.includes(`${MARKER}\n`), 'the command\'s output is in the log');
+    // The engine colours each step's header line: it is there, with its colours removed.
+    assert.ok(log.includes('▶ step-2 (command)\n'), 'the coloured step header is in the log as plain text');
+    assert.ok(!log.includes('\x1b'), 'the log has no escape codes');
+    assert.ok(!log.includes('\r'), 'the log\'s lines end in \\n alone');
+    // The stored console has escapes: the plain log had some to remove.
+    const raw = await fetch(`${baseUrl}/executions/${id}/console?escapes=keep`, { headers: { 'X-API-KEY': token } });
+    assert.ok(raw.ok, `GET /executions/${id}/console?escapes=keep → ${raw.status}`);
+    assert.ok((await raw.text()).includes('\x1b'), 'the stored console is coloured');
+    await page.getByTestId('console-notice').filter({ hasText: `Console downloaded as ${name}` }).waitFor();
+    await shot('03c-console-saved');
+  });
+
   it('lists the run on the runbook\'s Runs tab', async () => {
     await page.goto(`${runbookUrl}?tab=runs`);
     const row = page.locator('[data-testid^="execution-"]').first();

@@ -1,6 +1,7 @@
 //! A run written out for its postmortem: what ran and with what, who ran it, each
 //! step's outcome, and the console as plain text, in one Markdown file.
 
+use crate::console_log::PlainText;
 use crate::{Actor, CoreError, Service};
 use chrono::{DateTime, Utc};
 use runbook_domain::{Execution, Role, StepResult};
@@ -36,25 +37,17 @@ impl Service {
             .await?;
         let truncated = console.len() as u64 > MAX_EXPORTED_CONSOLE;
         console.truncate(MAX_EXPORTED_CONSOLE as usize);
-        let console = plain_text(&console);
+        let console = PlainText::of(&console);
         Ok(RunReport {
-            file_name: file_name(&execution),
+            file_name: file_name(&execution, "md"),
             text: report(&execution, &console, truncated),
             truncated,
         })
     }
 }
 
-/// Console bytes as text a file can hold: escape sequences (colours, cursor moves)
-/// removed, line ends made `\n`, a character cut at the end dropped.
-fn plain_text(console: &[u8]) -> String {
-    let stripped = strip_ansi_escapes::strip(console);
-    String::from_utf8_lossy(&stripped)
-        .trim_end_matches('\u{FFFD}')
-        .replace("\r\n", "\n")
-}
-
-fn file_name(execution: &Execution) -> String {
+/// A name for a file of the run `execution` ending in `.{extension}`.
+pub(crate) fn file_name(execution: &Execution, extension: &str) -> String {
     let lower = execution.runbook_name.to_ascii_lowercase();
     // ASCII letters and digits, every other run of characters one `-`, at most 60 bytes.
     let mut name = lower
@@ -68,7 +61,7 @@ fn file_name(execution: &Execution) -> String {
         name.push_str("run");
     }
     let id = execution.id.simple().to_string();
-    format!("{name}-{}.md", &id[..8])
+    format!("{name}-{}.{extension}", &id[..8])
 }
 
 fn time(at: Option<DateTime<Utc>>) -> String {
@@ -235,14 +228,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn console_text_loses_its_colours_and_carriage_returns() {
-        let raw = b"\x1b[1;36m\xe2\x96\xb6 build\x1b[0m (command)\r\nok\r\n\x1b[32m\xe2\x9c\x94 build\x1b[0m 3 ms\r\n";
-        assert_eq!(plain_text(raw), "▶ build (command)\nok\n✔ build 3 ms\n");
-        // A character cut by the size limit is dropped, not shown as garbage.
-        assert_eq!(plain_text(b"caf\xc3"), "caf");
-    }
-
-    #[test]
     fn file_names_are_safe_whatever_the_runbook_is_called() {
         let mut execution: Execution = serde_json::from_value(serde_json::json!({
             "id": "0b1e7c4a-0000-4000-8000-000000000000",
@@ -259,15 +244,16 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(
-            file_name(&execution),
+            file_name(&execution, "md"),
             "etc-restart-payments-eu-us-0b1e7c4a.md"
         );
         execution.runbook_name = "///".to_string();
-        assert_eq!(file_name(&execution), "run-0b1e7c4a.md");
+        assert_eq!(file_name(&execution, "md"), "run-0b1e7c4a.md");
+        assert_eq!(file_name(&execution, "log"), "run-0b1e7c4a.log");
         // A long name is cut at 60 bytes, never ending in `-`.
         execution.runbook_name = format!("{} tail", "a".repeat(59));
         assert_eq!(
-            file_name(&execution),
+            file_name(&execution, "md"),
             format!("{}-0b1e7c4a.md", "a".repeat(59))
         );
     }

@@ -4,6 +4,7 @@
 
 mod access;
 mod audit;
+mod console_log;
 mod credentials;
 mod error;
 mod export;
@@ -13,6 +14,7 @@ mod sink;
 
 pub use access::{ApiKeyInfo, KeyRequest, LockoutPolicy, NewApiKey, NewUser};
 pub use audit::{AuditQuery, VerifyReport};
+pub use console_log::{ConsoleLog, Escapes};
 pub use credentials::{RotationReport, VaultStatus, MAX_VALUE_BYTES};
 pub use error::{CoreError, ErrorKind};
 pub use export::{RunReport, MAX_EXPORTED_CONSOLE};

@@ -111,6 +111,15 @@ enum Command {
         #[arg(long, value_name = "BLOCK_ID")]
         step: Option<String>,
     },
+    /// Print a run's whole console (secrets masked) as plain text, or with `--raw` as
+    /// the terminal got it (colours, cursor moves); a live run's up to where it has got.
+    Console {
+        /// The execution whose console to print.
+        execution: String,
+        /// Keep the escape sequences (for `less -R` or a terminal).
+        #[arg(long)]
+        raw: bool,
+    },
     /// Manage API keys and the master key.
     Keys {
         #[command(subcommand)]
@@ -300,6 +309,24 @@ async fn execute_command(
                 ),
                 _ => say!("Run {id} is {}.", execution.status),
             }
+        }
+        Command::Console { execution, raw } => {
+            let id = execution
+                .parse()
+                .with_context(|| format!("`{execution}` is not an execution id"))?;
+            let escapes = if raw {
+                runbook_core::Escapes::Keep
+            } else {
+                runbook_core::Escapes::Strip
+            };
+            let mut log = service
+                .console_log(&Actor::local_admin(), id, escapes)
+                .await?;
+            let mut stdout = std::io::stdout().lock();
+            while let Some(chunk) = log.next_chunk().await? {
+                stdout.write_all(&chunk).context("cannot write to stdout")?;
+            }
+            stdout.flush().context("cannot write to stdout")?;
         }
         Command::Keys { command } => return keys(&service, command).await,
         Command::Users { command } => users(&service, command).await?,

@@ -68,6 +68,7 @@ pub fn app(state: AppState, ui_dir: Option<PathBuf>) -> Router {
         .route("/executions", get(list_executions))
         .route("/executions/{id}", get(get_execution))
         .route("/executions/{id}/output", get(read_output))
+        .route("/executions/{id}/console", get(console_log))
         .route("/executions/{id}/export", get(export_execution))
         .route("/executions/{id}/events", get(events))
         .route("/executions/{id}/control", post(control))
@@ -277,6 +278,71 @@ async fn read_output(
         )
         .await?;
     Ok(Json(page).into_response())
+}
+
+#[derive(Deserialize)]
+struct ConsoleQuery {
+    #[serde(default)]
+    escapes: runbook_core::Escapes,
+}
+
+/// The run's whole console as a file, streamed a page at a time: plain text, or with
+/// `escapes=keep` the bytes as stored. A live run's console is sent up to where it has
+/// got to.
+async fn console_log(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ConsoleQuery>,
+) -> ApiResult<Response> {
+    use axum::http::header::{HeaderValue, CONTENT_DISPOSITION, CONTENT_TYPE};
+    let mut log = state
+        .service
+        .console_log(&actor, parse_id(&id)?, query.escapes)
+        .await?;
+    // The first page is read before answering, so a store that fails at once is an
+    // error status, not an empty file.
+    let first = log.next_chunk().await?;
+    // The name is made of ASCII letters, digits, `-` and `.` only: safe in the header.
+    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", log.file_name))
+        .unwrap_or_else(|_| HeaderValue::from_static("attachment; filename=\"run.log\""));
+    // A failure after the first page cuts the body short: the client sees the transfer
+    // end unfinished, not a file that looks whole.
+    // A shutdown ends the transfer unfinished instead of waiting for a long one.
+    let rest = futures::stream::try_unfold(
+        (log, state.shutdown.clone()),
+        |(mut log, mut shutdown)| async move {
+            let chunk = tokio::select! {
+                biased;
+                () = stopping(&mut shutdown) => {
+                    return Err(runbook_core::CoreError::Unavailable(
+                        "the server is shutting down".to_string(),
+                    ))
+                }
+                chunk = log.next_chunk() => chunk?,
+            };
+            Ok(chunk.map(|chunk| (chunk, (log, shutdown))))
+        },
+    );
+    let pages = futures::StreamExt::chain(futures::stream::iter(first.map(Ok)), rest);
+    Ok((
+        [
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+            (CONTENT_DISPOSITION, disposition),
+        ],
+        axum::body::Body::from_stream(pages),
+    )
+        .into_response())
+}
+
+/// Returns once the server is shutting down; never if no one can shut it down.
+pub(crate) async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// The run as a Markdown report, to save as a file.

@@ -27,12 +27,8 @@ pub async fn execution_events(
     // the stored console and state from where it is.
     let live = following.into_events();
     let mut shutdown = state.shutdown.clone();
-    let stopping = async move {
-        if shutdown.wait_for(|stop| *stop).await.is_err() {
-            // No one can signal a shutdown any more: the stream ends with the run.
-            std::future::pending::<()>().await;
-        }
-    };
+    // Without anyone to signal a shutdown, the stream ends with the run.
+    let stopping = async move { crate::routes::stopping(&mut shutdown).await };
     let key_state = state.clone();
     let key_lapses = async move {
         loop {

@@ -92,6 +92,15 @@ impl TestApp {
         assert_eq!(status, StatusCode::CREATED, "{runbook}");
         runbook
     }
+
+    /// Stores a credential of kind `secret`.
+    async fn secret(&self, name: &str, value: &str) {
+        let body = json!({"name": name, "kind": "secret", "value": value});
+        let (status, credential) = self
+            .send(Method::POST, "/credentials", Some(&body.to_string()))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{credential}");
+    }
 }
 
 fn sample() -> Value {
@@ -975,20 +984,34 @@ async fn a_control_request_with_an_unknown_field_is_refused_and_confirms_nothing
     assert_eq!(finished(&app, &run).await["status"], "succeeded");
 }
 
+/// `GET /executions/{id}/{what}` of an unknown run, with a malformed id and without a
+/// valid key: the usual errors.
+async fn refuses_the_usual_mistakes(app: &TestApp, id: &str, what: &str) {
+    let missing = uuid::Uuid::new_v4();
+    let (status, error) = app
+        .send(Method::GET, &format!("/executions/{missing}/{what}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&error), "not_found");
+    let (status, error) = app
+        .send(Method::GET, &format!("/executions/..%2Fetc/{what}"), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    let (status, _) = app
+        .send_as(
+            "not-a-key",
+            Method::GET,
+            &format!("/executions/{id}/{what}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
 #[tokio::test]
 async fn a_run_is_exported_as_a_markdown_report_with_its_steps_and_plain_console() {
     let app = TestApp::new().await;
-    let (status, _) = app
-        .send(
-            Method::POST,
-            "/credentials",
-            Some(
-                &json!({"name": "deploy-token", "kind": "secret", "value": "s3cr3t-v4lue"})
-                    .to_string(),
-            ),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    app.secret("deploy-token", "s3cr3t-v4lue").await;
     let runbook = app
         .create(json!({
             "name": "Restart payments | EU",
@@ -1044,25 +1067,113 @@ async fn a_run_is_exported_as_a_markdown_report_with_its_steps_and_plain_console
     assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
 
     // Unknown, malformed and unauthenticated requests get their usual errors.
-    let missing = uuid::Uuid::new_v4();
-    let (status, error) = app
-        .send(Method::GET, &format!("/executions/{missing}/export"), None)
+    refuses_the_usual_mistakes(&app, &id, "export").await;
+}
+
+#[tokio::test]
+async fn a_runs_whole_console_is_saved_as_a_log_file_plain_or_as_the_terminal_got_it() {
+    let app = TestApp::new().await;
+    app.secret("deploy-token", "s3cr3t-v4lue").await;
+    // A progress line redrawn with `\r`, colours, a tab, a masked secret, and 1.5 MB
+    // after them so the file takes more than one page.
+    let runbook = app
+        .create(json!({
+            "name": "Rotate logs",
+            "blocks": [{"id": "rotate", "kind": "command",
+                 "script": "printf '10%%\\r100%%\\n\\033[32mdone\\033[0m\\tok token=%s\\r\\n' \"$TOKEN\"; yes abc | head -c 1500000",
+                 "secrets": {"TOKEN": "deploy-token"}}]
+        }))
         .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(error_code(&error), "not_found");
-    let (status, error) = app
-        .send(Method::GET, "/executions/..%2Fetc/export", None)
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
-    let (status, _) = app
-        .send_as(
-            "not-a-key",
-            Method::GET,
-            &format!("/executions/{id}/export"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let id = start(&app, &runbook).await;
+    assert_eq!(finished(&app, &id).await["status"], "succeeded");
+
+    let viewer = app.key(Role::Viewer).await;
+    let fetch = |query: &'static str| {
+        let request = Request::get(format!("/executions/{id}/console{query}"))
+            .header("x-api-key", &viewer)
+            .body(Body::empty())
+            .unwrap();
+        let router = app.router.clone();
+        async move {
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, headers, body)
+        }
+    };
+
+    let (status, headers, body) = fetch("").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+    let short = &id.replace('-', "")[..8];
+    assert_eq!(
+        headers["content-disposition"],
+        format!("attachment; filename=\"rotate-logs-{short}.log\"").as_str()
+    );
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(
+        text.contains("\n10%\n100%\ndone\tok token=***\n"),
+        "{:?}",
+        &text[..200]
+    );
+    assert!(!text.contains("s3cr3t-v4lue"), "the secret stays masked");
+    assert!(
+        !text.contains(['\u{1b}', '\r']),
+        "escapes or carriage returns left"
+    );
+    assert_eq!(text.matches("abc\n").count(), 1_500_000 / 4);
+
+    // With the escapes kept, the bytes are the console's own: the pages the output
+    // endpoint gives, joined.
+    let (status, _, raw) = fetch("?escapes=keep").await;
+    assert_eq!(status, StatusCode::OK);
+    let mut paged = Vec::new();
+    let mut offset = 0;
+    loop {
+        let (_, page) = app
+            .send(
+                Method::GET,
+                &format!("/executions/{id}/output?offset={offset}&limit=1048576"),
+                None,
+            )
+            .await;
+        paged.extend_from_slice(page["text"].as_str().unwrap().as_bytes());
+        offset = page["next_offset"].as_u64().unwrap();
+        if page["complete"] == true {
+            break;
+        }
+    }
+    assert_eq!(raw, paged);
+    assert!(raw.windows(5).any(|w| w == b"\x1b[32m"), "colours kept");
+
+    // A server shutting down ends a transfer under way unfinished, not as a whole file.
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let router = runbook_server::app(
+        runbook_server::AppState::new(app.service.clone(), shutdown),
+        None,
+    );
+    let request = Request::get(format!("/executions/{id}/console"))
+        .header("x-api-key", &viewer)
+        .body(Body::empty())
+        .unwrap();
+    let response = router.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert!(first.data_ref().is_some_and(|data| !data.is_empty()));
+    stop.send(true).unwrap();
+    assert!(
+        body.collect().await.is_err(),
+        "the transfer ends with an error"
+    );
+
+    // Unknown choices, runs and ids, and callers without a key, get their usual errors.
+    let (status, _, body) = fetch("?escapes=html").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let error: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error_code(&error), "invalid_query", "{error}");
+    refuses_the_usual_mistakes(&app, &id, "console").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1701,12 +1812,22 @@ async fn the_openapi_document_describes_what_the_router_does() {
                 problems.extend(answer_problems(&doc, &operation, &what, status, &response));
             }
             for value in accepted {
-                let uri = format!("{uri}?{name}={value}");
-                let (status, response) = app.send(http_method.clone(), &uri, None).await;
+                let request = Request::builder()
+                    .method(http_method.clone())
+                    .uri(format!("{uri}?{name}={value}"))
+                    .header("x-api-key", &app.admin)
+                    .body(Body::empty())
+                    .unwrap();
+                let (status, content_type, bytes) = app.send_raw(request).await;
                 if !status.is_success() {
+                    let response = String::from_utf8_lossy(&bytes);
                     problems.push(format!("{what} with {name}={value}: {status} {response}"));
                 }
-                problems.extend(answer_problems(&doc, &operation, &what, status, &response));
+                // A JSON answer is held to its schema; a file (a console) is not JSON.
+                if content_type.starts_with("application/json") {
+                    let response: Value = serde_json::from_slice(&bytes).unwrap();
+                    problems.extend(answer_problems(&doc, &operation, &what, status, &response));
+                }
             }
         }
 

@@ -1,4 +1,4 @@
-//! The `runbook-studio` binary as a user runs it: `keys create`, `migrate`, `run`
+//! The `runbook-studio` binary as a user runs it: `keys create`, `migrate`, `run`, `console`
 //! (exit codes, streamed console), `control` of a run another process executes, `serve` with a graceful stop on SIGTERM (its live
 //! runs stopped), and errors that say what is wrong without repeating a password.
 
@@ -569,6 +569,62 @@ fn process_ends(pid_file: &std::path::Path) -> bool {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn console_prints_a_past_runs_whole_console_plain_or_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    create_runbooks(
+        dir.path(),
+        &[
+            json!({"name": "Colours", "blocks": [{"id": "paint", "kind": "command",
+            "script": "printf '\\033[31mred\\033[0m\\r\\n'; seq 1 3"}]}),
+        ],
+    );
+    assert!(cli(dir.path())
+        .args(["run", "Colours"])
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let id = common::sqlite3(
+        &dir.path().join("runbook-studio.db"),
+        "SELECT id FROM executions ORDER BY created_at DESC LIMIT 1",
+    );
+    let id = id.trim();
+
+    let plain = cli(dir.path()).args(["console", id]).output().unwrap();
+    assert!(plain.status.success(), "{plain:?}");
+    let stdout = String::from_utf8(plain.stdout).unwrap();
+    assert!(
+        stdout.contains("▶ paint (command)\nred\n1\n2\n3\n"),
+        "{stdout:?}"
+    );
+    assert!(!stdout.contains(['\x1b', '\r']), "{stdout:?}");
+
+    let raw = cli(dir.path())
+        .args(["console", id, "--raw"])
+        .output()
+        .unwrap();
+    assert!(raw.status.success(), "{raw:?}");
+    let stdout = String::from_utf8(raw.stdout).unwrap();
+    assert!(stdout.contains("\x1b[31mred\x1b[0m\r\n"), "{stdout:?}");
+
+    let missing = cli(dir.path())
+        .args(["console", "00000000-0000-4000-8000-000000000000"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("not found"),
+        "{missing:?}"
+    );
+    let malformed = cli(dir.path())
+        .args(["console", "../etc"])
+        .output()
+        .unwrap();
+    assert!(!malformed.status.success());
+    assert!(String::from_utf8_lossy(&malformed.stderr).contains("is not an execution id"));
 }
 
 fn last_run_status(dir: &std::path::Path) -> String {

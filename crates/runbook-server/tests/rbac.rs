@@ -46,6 +46,7 @@ const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/executions/{id}", Viewer),
     ("GET", "/executions/{id}/output", Viewer),
     ("GET", "/executions/{id}/export", Viewer),
+    ("GET", "/executions/{id}/console", Viewer),
     ("GET", "/executions/{id}/events", Viewer),
     ("POST", "/executions/{id}/control", Operator),
     ("POST", "/executions/{id}/retry", Operator),
@@ -280,6 +281,9 @@ impl Served {
                 None,
             ),
             ("GET", "/executions/{id}/export") => (format!("/executions/{finished}/export"), None),
+            ("GET", "/executions/{id}/console") => {
+                (format!("/executions/{finished}/console"), None)
+            }
             ("GET", "/executions/{id}/events") => (format!("/executions/{finished}/events"), None),
             ("POST", "/executions/{id}/control") => {
                 let run = if allowed {

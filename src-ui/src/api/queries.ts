@@ -1,7 +1,7 @@
 // TanStack Query keys and hooks: all server state of the UI goes through here.
 
 import { keepPreviousData, useMutation, useQuery, useQueryClient } from '@tanstack/react-query'
-import { call, exportExecution } from './transport'
+import { call, exportExecution, saveConsole } from './transport'
 import type {
   ApiKeyCreate,
   AuditFilter,
@@ -190,6 +190,11 @@ export function useControl(executionId: string) {
 /** Saves the run's Markdown report: a download in a browser, a file in Downloads on the desktop. */
 export function useExportReport(executionId: string) {
   return useMutation({ mutationFn: () => exportExecution(executionId) })
+}
+
+/** Saves the run's whole console as a plain-text log file, the same way as its report. */
+export function useSaveConsole(executionId: string) {
+  return useMutation({ mutationFn: () => saveConsole(executionId) })
 }
 
 // ---- Security (admin pages) ----

@@ -6,7 +6,7 @@ vi.mock('@tauri-apps/api/core', () => ({ invoke: (...args: unknown[]) => invoke(
 vi.mock('@tauri-apps/api/event', () => ({ listen: (...args: unknown[]) => listen(...args) }))
 
 import { ApiError } from './errors'
-import { attachmentName, call, exportExecution, setApiKey, SSE_RECONNECT_MS, subscribeExecutionEvents } from './transport'
+import { attachmentName, call, exportExecution, saveConsole, setApiKey, SSE_RECONNECT_MS, subscribeExecutionEvents } from './transport'
 import type { ExecutionEvent } from './types'
 
 function jsonResponse(status: number, body: unknown): Response {
@@ -242,7 +242,7 @@ describe('browser transport', () => {
   })
 })
 
-describe('run reports', () => {
+describe('run reports and saved consoles', () => {
   let clicked: { name: string; href: string }[] = []
   let revoke: ReturnType<typeof vi.spyOn>
 
@@ -321,6 +321,71 @@ describe('run reports', () => {
     ;(window as unknown as Record<string, unknown>).__TAURI_INTERNALS__ = {}
     invoke.mockRejectedValueOnce({ code: 'not_found', message: 'execution not found' })
     const error = await exportExecution('gone').catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(ApiError)
+    expect((error as ApiError).code).toBe('not_found')
+  })
+
+  function consoleResponse(text: string, headers: Record<string, string>): Response {
+    return new Response(text, { status: 200, headers: { 'Content-Type': 'text/plain; charset=utf-8', ...headers } })
+  }
+
+  it('downloads the whole console in a browser under the name the server gives, with its size', async () => {
+    vi.useFakeTimers()
+    setApiKey('secret-key')
+    const text = '▶ step-2 (command)\nhello\n'
+    fetchMock.mockResolvedValueOnce(consoleResponse(text, { 'Content-Disposition': 'attachment; filename="restart-payments-0b1e7c4a.log"' }))
+    const saved = await saveConsole('run/1')
+    const [url, init] = fetchMock.mock.calls[0]
+    expect(url).toBe('executions/run%2F1/console')
+    expect(new Headers(init?.headers).get('X-API-KEY')).toBe('secret-key')
+    expect(saved).toEqual({ fileName: 'restart-payments-0b1e7c4a.log', path: null, bytes: new TextEncoder().encode(text).length })
+    expect(clicked).toEqual([{ name: 'restart-payments-0b1e7c4a.log', href: 'blob:report' }])
+    expect(document.querySelector('a[download]')).toBeNull()
+    vi.runAllTimers()
+    expect(revoke).toHaveBeenCalledWith('blob:report')
+  })
+
+  it('names the saved console after the run when the server gives no name', async () => {
+    fetchMock.mockResolvedValueOnce(consoleResponse('', {}))
+    expect(await saveConsole('e7')).toEqual({ fileName: 'run-e7.log', path: null, bytes: 0 })
+    expect(clicked).toEqual([{ name: 'run-e7.log', href: 'blob:report' }])
+  })
+
+  it('turns a refused console into the API error and downloads nothing', async () => {
+    fetchMock.mockResolvedValueOnce(jsonResponse(403, { error: { code: 'forbidden', message: 'not allowed' } }))
+    const error = await saveConsole('e1').catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(ApiError)
+    expect((error as ApiError).code).toBe('forbidden')
+    expect(clicked).toEqual([])
+  })
+
+  it('downloads nothing when the console breaks off before its end', async () => {
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode('first page\n'))
+        controller.error(new TypeError('network error'))
+      },
+    })
+    fetchMock.mockResolvedValueOnce(new Response(body, { status: 200, headers: { 'Content-Disposition': 'attachment; filename="x-1.log"' } }))
+    const error = await saveConsole('e1').catch((e: unknown) => e)
+    expect(error).toBeInstanceOf(ApiError)
+    expect((error as ApiError).message).toMatch(/broke off before its end/)
+    expect(clicked).toEqual([])
+  })
+
+  it('has the desktop save the console and return where and how big', async () => {
+    ;(window as unknown as Record<string, unknown>).__TAURI_INTERNALS__ = {}
+    invoke.mockResolvedValueOnce({ path: '/home/a/Downloads/x-1.log', file_name: 'x-1.log', bytes: 2048 })
+    expect(await saveConsole('e1')).toEqual({ fileName: 'x-1.log', path: '/home/a/Downloads/x-1.log', bytes: 2048 })
+    expect(invoke).toHaveBeenCalledWith('save_console', { id: 'e1' })
+    expect(fetchMock).not.toHaveBeenCalled()
+    expect(clicked).toEqual([])
+  })
+
+  it('turns a desktop failure to save the console into the API error', async () => {
+    ;(window as unknown as Record<string, unknown>).__TAURI_INTERNALS__ = {}
+    invoke.mockRejectedValueOnce({ code: 'not_found', message: 'execution not found' })
+    const error = await saveConsole('gone').catch((e: unknown) => e)
     expect(error).toBeInstanceOf(ApiError)
     expect((error as ApiError).code).toBe('not_found')
   })

@@ -236,25 +236,35 @@ export function attachmentName(disposition: string | null): string | null {
   return match ? match[1] : null
 }
 
-/** Saves the run's Markdown report (summary, steps, console as plain text) as a file. */
-export async function exportExecution(id: string): Promise<SavedReport> {
-  if (isTauri()) {
-    try {
-      const saved = await invoke<{ path: string; file_name: string; truncated: boolean }>('export_execution', { id })
-      return { fileName: saved.file_name, path: saved.path, truncated: saved.truncated }
-    } catch (error) {
-      throw normalizeError(error)
-    }
-  }
+/** A file the server sent as an attachment, handed to the browser as a download. */
+interface Downloaded {
+  fileName: string
+  bytes: number
+  headers: Headers
+}
+
+/**
+ * Fetches an attachment and hands it to the browser as a download. The API key travels in a
+ * header, which a plain link cannot send: the file is read into a blob first.
+ */
+async function downloadAttachment(path: string, fallbackName: string): Promise<Downloaded> {
   let response: Response
   try {
-    response = await fetch(buildUrl(`executions/${enc(id)}/export`), { headers: authHeaders() })
+    response = await fetch(buildUrl(path), { headers: authHeaders() })
   } catch (error) {
     throw normalizeError(error)
   }
   if (!response.ok) throw errorFromHttp(response.status, await response.text(), response.statusText)
-  const fileName = attachmentName(response.headers.get('Content-Disposition')) ?? `run-${id}.md`
-  const url = URL.createObjectURL(await response.blob())
+  const fileName = attachmentName(response.headers.get('Content-Disposition')) ?? fallbackName
+  let blob: Blob
+  try {
+    blob = await response.blob()
+  } catch (error) {
+    // The server cuts the body short when it fails after the first page: no file that looks whole.
+    const reason = error instanceof Error ? ` (${error.message})` : ''
+    throw new ApiError('network_error', `The download broke off before its end${reason}.`)
+  }
+  const url = URL.createObjectURL(blob)
   try {
     const link = document.createElement('a')
     link.href = url
@@ -266,7 +276,48 @@ export async function exportExecution(id: string): Promise<SavedReport> {
     // Revoked after the click has handed the file to the browser.
     setTimeout(() => URL.revokeObjectURL(url), 0)
   }
-  return { fileName, path: null, truncated: response.headers.get('X-Console-Truncated') === 'true' }
+  return { fileName, bytes: blob.size, headers: response.headers }
+}
+
+/** Saves the run's Markdown report (summary, steps, console as plain text) as a file. */
+export async function exportExecution(id: string): Promise<SavedReport> {
+  if (isTauri()) {
+    try {
+      const saved = await invoke<{ path: string; file_name: string; truncated: boolean }>('export_execution', { id })
+      return { fileName: saved.file_name, path: saved.path, truncated: saved.truncated }
+    } catch (error) {
+      throw normalizeError(error)
+    }
+  }
+  const { fileName, headers } = await downloadAttachment(`executions/${enc(id)}/export`, `run-${id}.md`)
+  return { fileName, path: null, truncated: headers.get('X-Console-Truncated') === 'true' }
+}
+
+/** A run's whole console, saved as a plain-text log: like a report, in Downloads or as a download. */
+export interface SavedConsole {
+  fileName: string
+  /** Where the desktop saved it; a browser does not tell. */
+  path: string | null
+  /** The file's size, when known. */
+  bytes: number | null
+}
+
+/**
+ * Saves the run's console from its first byte to where it is now (a live run's so far), its
+ * escape sequences stripped: unlike the run view and the report, with no cut.
+ */
+export async function saveConsole(id: string): Promise<SavedConsole> {
+  if (isTauri()) {
+    try {
+      const saved = await invoke<{ path: string; file_name: string; bytes: number }>('save_console', { id })
+      return { fileName: saved.file_name, path: saved.path, bytes: saved.bytes }
+    } catch (error) {
+      throw normalizeError(error)
+    }
+  }
+  // The server strips the escapes by default.
+  const { fileName, bytes } = await downloadAttachment(`executions/${enc(id)}/console`, `run-${id}.log`)
+  return { fileName, path: null, bytes }
 }
 
 // ---- Events ----

@@ -240,7 +240,7 @@ export function Console({ executionId, finished, onEvent, initialBytes = 0 }: Co
         <span className="console-meta" data-testid="console-meta">
           {finished ? 'complete' : streamBroken ? 'polling' : 'live'} · {formatBytes(stats.bytes)} ·{' '}
           {stats.lines > SCROLLBACK_LINES ? (
-            <abbr title={`The console keeps the last ${SCROLLBACK_LINES.toLocaleString()} lines; search covers those.`} data-testid="console-trimmed">
+            <abbr title={`The console keeps the last ${SCROLLBACK_LINES.toLocaleString()} lines; search covers those. Save console saves every line.`} data-testid="console-trimmed">
               {stats.lines.toLocaleString()} lines
             </abbr>
           ) : (
@@ -249,7 +249,7 @@ export function Console({ executionId, finished, onEvent, initialBytes = 0 }: Co
         </span>
         {startOffset > 0 && (
           <>
-            <span className="console-meta console-tail-note" title={`The console opened at its tail: its first ${formatBytes(startOffset)} are not loaded.`}>
+            <span className="console-meta console-tail-note" title={`The console opened at its tail: its first ${formatBytes(startOffset)} are not loaded. Save console saves all of it.`}>
               {formatBytes(startOffset)} skipped
             </span>
             <button type="button" className="console-btn" onClick={() => setFromStart(true)} title="Read the whole console from its first byte">

@@ -8,9 +8,11 @@ import type { Execution, ExecutionEvent, Me, Runbook } from '../api/types'
 
 const call = vi.fn()
 const exportExecution = vi.fn()
+const saveConsole = vi.fn()
 vi.mock('../api/transport', () => ({
   call: (...args: unknown[]) => call(...args),
   exportExecution: (...args: unknown[]) => exportExecution(...args),
+  saveConsole: (...args: unknown[]) => saveConsole(...args),
   isTauri: () => false,
 }))
 
@@ -154,6 +156,7 @@ beforeEach(() => {
   call.mockReset()
   versionHeld = null
   exportExecution.mockReset()
+  saveConsole.mockReset()
   history = []
   offline = false
   controlRefusal = null
@@ -172,7 +175,7 @@ describe('RunView', () => {
     await act(async () => saved({ fileName: 'restart-payments-run1.md', path: '/home/alice/Downloads/restart-payments-run1.md', truncated: true }))
     const notice = await screen.findByTestId('export-notice')
     expect(notice).toHaveTextContent('Report saved to /home/alice/Downloads/restart-payments-run1.md')
-    expect(notice).toHaveTextContent('cut at 16 MiB')
+    expect(notice).toHaveTextContent('cut at 16 MiB; Save console saves all of it')
     expect(button('Export report')).toBeEnabled()
   })
 
@@ -190,6 +193,41 @@ describe('RunView', () => {
     const alert = await screen.findByRole('alert')
     expect(alert).toHaveTextContent('The report could not be exported')
     expect(screen.queryByTestId('export-notice')).toBeNull()
+  })
+
+  it('saves the console of a live run and says where the desktop saved it, and how big', async () => {
+    const user = userEvent.setup()
+    let saved: (log: unknown) => void = () => {}
+    saveConsole.mockReturnValueOnce(new Promise((resolve) => (saved = resolve)))
+    renderRun(execution({}))
+    await user.click(await screen.findByRole('button', { name: 'Save console' }))
+    expect(saveConsole).toHaveBeenCalledWith('run-1')
+    expect(button('Saving…')).toBeDisabled()
+    expect(screen.queryByTestId('console-notice')).toBeNull()
+    await act(async () => saved({ fileName: 'restart-payments-run1.log', path: '/home/alice/Downloads/restart-payments-run1.log', bytes: 3 * 1024 * 1024 }))
+    const notice = await screen.findByTestId('console-notice')
+    expect(notice).toHaveTextContent('Console saved to /home/alice/Downloads/restart-payments-run1.log (3.0 MB)')
+    expect(button('Save console')).toBeEnabled()
+    // Saving the console is not exporting the report.
+    expect(exportExecution).not.toHaveBeenCalled()
+    expect(screen.queryByTestId('export-notice')).toBeNull()
+  })
+
+  it('says a browser downloaded the console, and shows why saving it failed', async () => {
+    const user = userEvent.setup()
+    saveConsole.mockResolvedValueOnce({ fileName: 'restart-payments-run1.log', path: null, bytes: 12 })
+    renderRun(execution({ status: 'succeeded', finished_at: at(5) }))
+    await user.click(await screen.findByRole('button', { name: 'Save console' }))
+    const notice = await screen.findByTestId('console-notice')
+    expect(notice).toHaveTextContent('Console downloaded as restart-payments-run1.log')
+    expect(notice).not.toHaveTextContent('saved to')
+
+    saveConsole.mockRejectedValueOnce(new ApiError('forbidden', 'not allowed', 403))
+    await user.click(button('Save console'))
+    const alert = await screen.findByRole('alert')
+    expect(alert).toHaveTextContent('The console could not be saved')
+    expect(screen.queryByTestId('console-notice')).toBeNull()
+    expect(saveConsole).toHaveBeenCalledTimes(2)
   })
 
   it('lists every step with its branch, status, HTTP status, outputs and response', async () => {

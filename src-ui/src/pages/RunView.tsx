@@ -2,11 +2,11 @@
 // console of one execution.
 
 import { useQueryClient } from '@tanstack/react-query'
-import { ArrowLeft, Check, FileDown, Pause, Play, RotateCw, Square, Zap } from 'lucide-react'
+import { ArrowLeft, Check, FileDown, FileText, Pause, Play, RotateCw, Square, Zap } from 'lucide-react'
 import { useCallback, useEffect, useMemo, useRef, useState, type ReactNode } from 'react'
 import { Link, useNavigate, useParams } from 'react-router'
 import { normalizeError } from '../api/errors'
-import { keys, useControl, useExecution, useExecutions, useExportReport, useRetry, useVersion } from '../api/queries'
+import { keys, useControl, useExecution, useExecutions, useExportReport, useRetry, useSaveConsole, useVersion } from '../api/queries'
 import { useRoleRefusal } from '../api/roles'
 import type { ControlAction, Execution, ExecutionEvent } from '../api/types'
 import { isFinished, isRetryable } from '../api/types'
@@ -16,7 +16,7 @@ import { ErrorBanner } from '../components/ErrorBanner'
 import { Markdown } from '../components/Markdown'
 import { Modal } from '../components/Modal'
 import { StatusBadge } from '../components/StatusBadge'
-import { formatDateTime, formatDuration, formatTime, shortId, spanMs } from '../util/format'
+import { formatBytes, formatDateTime, formatDuration, formatTime, shortId, spanMs } from '../util/format'
 import { useNow } from '../util/hooks'
 import { notifyWaiting } from '../util/notifications'
 import type { CountdownSeen } from './countdown'
@@ -187,6 +187,8 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
 
   const exportReport = useExportReport(execution.id)
   const exported = exportReport.data
+  const saveLog = useSaveConsole(execution.id)
+  const savedLog = saveLog.data
 
   return (
     <div className="page run-page">
@@ -244,6 +246,19 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
             onClick={() => exportReport.mutate()}
           >
             <FileDown size={16} aria-hidden /> {exportReport.isPending ? 'Exporting…' : 'Export report'}
+          </button>
+          <button
+            type="button"
+            className="btn btn-ghost"
+            disabled={saveLog.isPending}
+            title={
+              finished
+                ? 'Save the whole console as a plain-text log file'
+                : 'Save the console so far as a plain-text log file'
+            }
+            onClick={() => saveLog.mutate()}
+          >
+            <FileText size={16} aria-hidden /> {saveLog.isPending ? 'Saving…' : 'Save console'}
           </button>
           {retryable && (
             <button
@@ -304,21 +319,23 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
       )}
       {exportReport.error && <ErrorBanner error={exportReport.error} title="The report could not be exported" />}
       {exported && (
-        <div className="banner banner-info" role="status" data-testid="export-notice">
-          <FileDown size={18} aria-hidden className="banner-icon" />
-          <div className="banner-body">
-            {exported.path ? (
-              <>
-                Report saved to <span className="mono">{exported.path}</span>
-              </>
-            ) : (
-              <>
-                Report downloaded as <span className="mono">{exported.fileName}</span>
-              </>
-            )}
-            {exported.truncated && ' (its console is cut at 16 MiB; the rest stays readable in the run view)'}
-          </div>
-        </div>
+        <SavedNotice
+          testId="export-notice"
+          icon={<FileDown size={18} aria-hidden className="banner-icon" />}
+          what="Report"
+          saved={exported}
+          extra={exported.truncated && ' (its console is cut at 16 MiB; Save console saves all of it)'}
+        />
+      )}
+      {saveLog.error && <ErrorBanner error={saveLog.error} title="The console could not be saved" />}
+      {savedLog && (
+        <SavedNotice
+          testId="console-notice"
+          icon={<FileText size={18} aria-hidden className="banner-icon" />}
+          what="Console"
+          saved={savedLog}
+          extra={savedLog.path && savedLog.bytes !== null && ` (${formatBytes(savedLog.bytes)})`}
+        />
       )}
       {waitingRow && (
         <div className="banner banner-waiting" role="status">
@@ -415,6 +432,39 @@ function RunDetail({ execution, refreshError }: { execution: Execution; refreshE
           <p className="muted">A stopped run can be retried from the step it stopped at.</p>
         </Modal>
       )}
+    </div>
+  )
+}
+
+/** Where a saved file went: its path on the desktop, the download's name in a browser. */
+function SavedNotice({
+  testId,
+  icon,
+  what,
+  saved,
+  extra,
+}: {
+  testId: string
+  icon: ReactNode
+  what: string
+  saved: { path: string | null; fileName: string }
+  extra?: ReactNode
+}) {
+  return (
+    <div className="banner banner-info" role="status" data-testid={testId}>
+      {icon}
+      <div className="banner-body">
+        {saved.path ? (
+          <>
+            {what} saved to <span className="mono">{saved.path}</span>
+          </>
+        ) : (
+          <>
+            {what} downloaded as <span className="mono">{saved.fileName}</span>
+          </>
+        )}
+        {extra}
+      </div>
     </div>
   )
 }
