@@ -235,22 +235,23 @@ pub async fn save_console(
     tokio::fs::create_dir_all(&exports.0)
         .await
         .map_err(unsaved)?;
-    let mut file = tokio::fs::File::create(&path).await.map_err(unsaved)?;
+    // Written beside its name and renamed once whole: a save that fails, or that the app
+    // quitting cuts short, leaves no partial file, and the run's earlier save stays.
+    let (file, part) = tempfile::Builder::new()
+        .prefix(".")
+        .suffix(".part")
+        .tempfile_in(&exports.0)
+        .map_err(unsaved)?
+        .into_parts();
+    let mut file = tokio::fs::File::from_std(file);
     let mut bytes = 0;
-    let written: CommandResult<()> = async {
-        while let Some(chunk) = log.next_chunk().await? {
-            file.write_all(&chunk).await.map_err(unsaved)?;
-            bytes += chunk.len() as u64;
-        }
-        file.flush().await.map_err(unsaved)?;
-        Ok(())
+    while let Some(chunk) = log.next_chunk().await? {
+        file.write_all(&chunk).await.map_err(unsaved)?;
+        bytes += chunk.len() as u64;
     }
-    .await;
-    if let Err(error) = written {
-        drop(file);
-        let _ = tokio::fs::remove_file(&path).await;
-        return Err(error);
-    }
+    file.flush().await.map_err(unsaved)?;
+    drop(file);
+    part.persist(&path).map_err(|error| unsaved(error.error))?;
     Ok(SavedConsole {
         path: path.display().to_string(),
         file_name: log.file_name,

@@ -305,6 +305,12 @@ fn a_runs_whole_console_is_saved_as_plain_text_in_the_downloads_directory() {
     );
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(saved["bytes"], text.len() as u64);
+    // Written aside and renamed once whole: nothing else is left.
+    let files: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(files, [file_name]);
     assert!(
         !text.contains(['\u{1b}', '\r']),
         "escapes or carriage returns left"

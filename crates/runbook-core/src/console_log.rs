@@ -25,8 +25,8 @@ pub enum Escapes {
 }
 
 /// A run's console being read out, a piece at a time, from its first byte to its end
-/// (for a live run, its end when the last page is read: it is not followed further).
-/// Secrets were masked when the console was written.
+/// when it was opened (a live run's console is not followed further). Secrets were
+/// masked when the console was written.
 pub struct ConsoleLog {
     /// A name to save it under, like the report's with `.log`: safe as a file name and
     /// in a header.
@@ -34,22 +34,31 @@ pub struct ConsoleLog {
     store: Arc<dyn Store>,
     id: Uuid,
     offset: u64,
-    at_end: bool,
+    end: u64,
     plain: Option<PlainText>,
 }
 
 impl ConsoleLog {
-    /// The next piece of the file, never empty; none after the last.
+    /// The next piece of the file, never empty; none after the last. An error when the
+    /// stored console ends before the end it had when opened: a file cut short must not
+    /// look whole.
     pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, CoreError> {
-        while !self.at_end {
-            let bytes = self.store.read_output(self.id, self.offset, PAGE).await?;
+        while self.offset < self.end {
+            let limit = PAGE.min(self.end - self.offset);
+            let bytes = self.store.read_output(self.id, self.offset, limit).await?;
+            if bytes.is_empty() {
+                return Err(CoreError::Internal(format!(
+                    "the stored console of run {} has no bytes at {} of its {}",
+                    self.id, self.offset, self.end
+                )));
+            }
             self.offset += bytes.len() as u64;
-            self.at_end = (bytes.len() as u64) < PAGE;
+            let at_end = self.offset >= self.end;
             let chunk = match &mut self.plain {
                 None => bytes,
                 Some(plain) => {
                     let mut text = plain.push(&bytes);
-                    if self.at_end {
+                    if at_end {
                         text.extend(plain.finish());
                     }
                     text
@@ -74,22 +83,28 @@ impl Service {
     ) -> Result<ConsoleLog, CoreError> {
         actor.require(Role::Viewer)?;
         let execution = self.get_execution(actor, id).await?;
+        let end = self.store.output_length(id).await?;
         Ok(ConsoleLog {
             file_name: crate::export::file_name(&execution, "log"),
             store: self.store.clone(),
             id,
             offset: 0,
-            at_end: false,
+            end,
             plain: (escapes == Escapes::Strip).then(PlainText::default),
         })
     }
 }
 
 /// Terminal output made plain text as it comes, in pieces split anywhere: escape
-/// sequences are dropped (one split between two pieces too), `\r\n` and a lone `\r` (a
-/// progress line redrawn) end a line as `\n`, tabs stay, other control characters go,
-/// and bytes that are not UTF-8 become U+FFFD (a character cut off at the very end is
-/// dropped).
+/// sequences are dropped (one split between two pieces too); `\r\n`, a lone `\r` (a
+/// progress line redrawn), a vertical tab and a form feed end a line as `\n`, and a `\r`
+/// at the start of a line adds none; tabs stay; other control characters (DEL and the
+/// C1 controls too) go; bytes that are not UTF-8 become U+FFFD, except a lone byte
+/// from 0x80 to 0x9f, which vte reads as a C1 control (the engine stores consoles as
+/// UTF-8, so only a file written otherwise has those); a character cut off at the very
+/// end is dropped.
+/// Memory stays bounded whatever comes: with its default features, vte keeps at most
+/// 1 KiB of an unterminated OSC sequence.
 #[derive(Default)]
 pub(crate) struct PlainText {
     parser: vte::Parser,
@@ -99,36 +114,51 @@ pub(crate) struct PlainText {
 #[derive(Default)]
 struct Lines {
     text: Vec<u8>,
-    /// A `\r` seen and not yet written: a `\n` after it ends the same line.
+    /// A `\r` seen after text on its line and not yet written: a `\n` after it ends
+    /// the same line.
     carriage_return: bool,
+    /// Some text written since the last line end.
+    in_line: bool,
 }
 
 impl Lines {
     fn end_a_returned_line(&mut self) {
         if std::mem::take(&mut self.carriage_return) {
-            self.text.push(b'\n');
+            self.end_line();
         }
+    }
+
+    fn end_line(&mut self) {
+        self.text.push(b'\n');
+        self.in_line = false;
     }
 }
 
 impl vte::Perform for Lines {
     fn print(&mut self, c: char) {
+        // DEL and C1 controls (vte hands over one split between two pieces as a
+        // character) are no text.
+        if matches!(c, '\u{7f}'..='\u{9f}') {
+            return;
+        }
         self.end_a_returned_line();
         let mut buf = [0; 4];
         self.text
             .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        self.in_line = true;
     }
 
     fn execute(&mut self, byte: u8) {
         match byte {
-            b'\n' => {
+            b'\n' | 0x0b | 0x0c => {
                 self.carriage_return = false;
-                self.text.push(b'\n');
+                self.end_line();
             }
-            b'\r' => self.carriage_return = true,
+            b'\r' => self.carriage_return = self.in_line,
             b'\t' => {
                 self.end_a_returned_line();
                 self.text.push(b'\t');
+                self.in_line = true;
             }
             _ => {}
         }
@@ -163,12 +193,13 @@ mod tests {
 
     const CONSOLE: &[u8] = b"\x1b[1;36m\xe2\x96\xb6 build\x1b[0m (command)\r\n\
         name\tstate\r\n\
-        10%\r50%\r100%\n\
+        10%\r50%\r100%\n\r\
         \x1b]0;title\x07\x1b[2K\x1b[32mok\x1b[0m caf\xc3\xa9\r\n\
-        bad \xff byte\x08\r";
+        page\x0cnext\x7f\xc2\x85\n\
+        bad \xff and \x9b byte\x08\r";
 
-    const PLAIN: &str =
-        "▶ build (command)\nname\tstate\n10%\n50%\n100%\nok café\nbad \u{FFFD} byte\n";
+    const PLAIN: &str = "▶ build (command)\nname\tstate\n10%\n50%\n100%\nok café\npage\nnext\n\
+        bad \u{FFFD} and  byte\n";
 
     #[test]
     fn a_console_becomes_plain_lines() {

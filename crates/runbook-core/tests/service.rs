@@ -2,7 +2,9 @@
 //! and execution errors with their codes, output paging that never splits a character,
 //! control of finished runs, crash recovery when a service opens, and API keys.
 
-use runbook_core::{Actor, Config, CoreError, EngineConfig, ErrorKind, RunbookQuery, Service};
+use runbook_core::{
+    Actor, Config, CoreError, EngineConfig, ErrorKind, Escapes, RunbookQuery, Service,
+};
 use runbook_domain::{
     AuditOutcome, ControlAction, Execution, ExecutionStatus, Role, StepResult, StepStatus,
 };
@@ -2701,4 +2703,70 @@ async fn an_acknowledgement_naming_its_step_confirms_that_step_only() {
         wait_until_finished(&service, run.id).await.status,
         ExecutionStatus::Succeeded
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_runs_console_is_saved_up_to_where_it_had_got_and_a_viewer_may_save_it() {
+    let (service, _dir) = service().await;
+    let id = create(
+        &service,
+        deploy_body("Chatty", "while true; do seq 1 2000; done"),
+    )
+    .await;
+    let run = service.execute(&admin(), id, json!({})).await.unwrap();
+    // Well into several pages of output, still pouring out.
+    let viewer = actor("vic", Role::Viewer);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while service
+        .read_output(&viewer, run.id, 3 << 20, 1)
+        .await
+        .unwrap()
+        .text
+        .is_empty()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no output");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let mut log = service
+        .console_log(&viewer, run.id, Escapes::Keep)
+        .await
+        .unwrap();
+    let mut saved = Vec::new();
+    while let Some(chunk) = log.next_chunk().await.unwrap() {
+        saved.extend(chunk);
+        // The run writes on meanwhile; the file still ends.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(saved.len() >= 3 << 20, "{} bytes", saved.len());
+    let mut stored = Vec::new();
+    while stored.len() < saved.len() {
+        let page = service
+            .read_output(&viewer, run.id, stored.len() as u64, 1 << 20)
+            .await
+            .unwrap();
+        stored.extend_from_slice(page.text.as_bytes());
+    }
+    stored.truncate(saved.len());
+    assert!(saved == stored, "the console's first bytes, all of them");
+    // It goes on beyond what was saved.
+    while service
+        .read_output(&viewer, run.id, saved.len() as u64, 1)
+        .await
+        .unwrap()
+        .text
+        .is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the console stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    service
+        .control(&admin(), run.id, runbook_domain::ControlAction::Stop)
+        .await
+        .unwrap();
+    wait_until_finished(&service, run.id).await;
 }

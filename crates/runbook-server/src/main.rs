@@ -323,10 +323,18 @@ async fn execute_command(
                 .console_log(&Actor::local_admin(), id, escapes)
                 .await?;
             let mut stdout = std::io::stdout().lock();
+            let mut written = Ok(());
             while let Some(chunk) = log.next_chunk().await? {
-                stdout.write_all(&chunk).context("cannot write to stdout")?;
+                written = stdout.write_all(&chunk);
+                if written.is_err() {
+                    break;
+                }
             }
-            stdout.flush().context("cannot write to stdout")?;
+            match written.and_then(|()| stdout.flush()) {
+                // A reader that has read enough (`| head`) is no failure.
+                Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {}
+                written => written.context("cannot write to stdout")?,
+            }
         }
         Command::Keys { command } => return keys(&service, command).await,
         Command::Users { command } => users(&service, command).await?,

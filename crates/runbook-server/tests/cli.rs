@@ -578,7 +578,7 @@ fn console_prints_a_past_runs_whole_console_plain_or_raw() {
         dir.path(),
         &[
             json!({"name": "Colours", "blocks": [{"id": "paint", "kind": "command",
-            "script": "printf '\\033[31mred\\033[0m\\r\\n'; seq 1 3"}]}),
+            "script": "printf '\\033[31mred\\033[0m\\r\\n'; seq 1 100000"}]}),
         ],
     );
     assert!(cli(dir.path())
@@ -601,6 +601,7 @@ fn console_prints_a_past_runs_whole_console_plain_or_raw() {
         "{stdout:?}"
     );
     assert!(!stdout.contains(['\x1b', '\r']), "{stdout:?}");
+    assert!(stdout.contains("\n99999\n100000\n"), "the whole console");
 
     let raw = cli(dir.path())
         .args(["console", id, "--raw"])
@@ -619,6 +620,20 @@ fn console_prints_a_past_runs_whole_console_plain_or_raw() {
         String::from_utf8_lossy(&missing.stderr).contains("not found"),
         "{missing:?}"
     );
+    // A reader that has read enough (`| head`) ends the command quietly, not as a failure.
+    let mut head = cli(dir.path())
+        .args(["console", id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0; 16];
+    std::io::Read::read_exact(head.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(head.stdout.take());
+    let output = head.wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(output.stderr.is_empty(), "{output:?}");
+
     let malformed = cli(dir.path())
         .args(["console", "../etc"])
         .output()
