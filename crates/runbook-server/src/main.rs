@@ -501,7 +501,7 @@ async fn serve(service: Service, addr: &str, ui_dir: PathBuf) -> anyhow::Result<
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let state = runbook_server::AppState::new(service.clone(), stop_rx);
+    let state = runbook_server::AppState::new(service.clone(), stop_rx.clone());
     let app = runbook_server::app(state, Some(ui_dir))
         .layer(tower_http::trace::TraceLayer::new_for_http());
     tracing::info!("listening on http://{}", listener.local_addr()?);
@@ -522,14 +522,32 @@ async fn serve(service: Service, addr: &str, ui_dir: PathBuf) -> anyhow::Result<
         }
         let _ = stop_tx.send(true);
     };
-    axum::serve(
+    let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(stopping)
-    .await?;
+    .with_graceful_shutdown(stopping);
+    // Requests still being answered get a while to end; one a client stopped reading
+    // (a console download left paused) would otherwise hold the server up for good.
+    let mut stopped = stop_rx;
+    let drained = async move {
+        if stopped.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(SHUTDOWN_DRAIN).await;
+    };
+    tokio::select! {
+        served = server => served?,
+        () = drained => tracing::warn!(
+            "requests still open {} s into the shutdown; closing their connections",
+            SHUTDOWN_DRAIN.as_secs()
+        ),
+    }
     Ok(())
 }
+
+/// How long a server shutting down waits for the requests it is still answering.
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Ctrl+C (SIGINT), SIGTERM and SIGHUP (the terminal, an SSH session say, went away),
 /// caught from the moment [`ShutdownSignals::install`] returns: their default action

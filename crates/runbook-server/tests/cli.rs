@@ -505,6 +505,78 @@ fn serve_answers_with_a_key_and_stops_cleanly_on_sigterm() {
     assert!(status.success(), "{status:?}");
 }
 
+#[test]
+fn serve_stops_on_sigterm_even_while_a_client_has_stopped_reading_a_console() {
+    let dir = tempfile::tempdir().unwrap();
+    // Far more than the sockets' buffers hold, so the server is left with a body to send.
+    create_runbooks(
+        dir.path(),
+        &[
+            json!({"name": "Big", "blocks": [{"id": "fill", "kind": "command",
+            "script": "yes 0123456789abcdef | head -c 60000000"}]}),
+        ],
+    );
+    let ran = cli(dir.path())
+        .args(["run", "Big"])
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{ran:?}");
+    let id = common::sqlite3(
+        &dir.path().join("runbook-studio.db"),
+        "SELECT id FROM executions ORDER BY created_at DESC LIMIT 1",
+    );
+    let token = create_key(dir.path(), "ops", "viewer");
+    let port = free_port();
+    let mut server = cli(dir.path())
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut reader = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(stream) => break stream,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(error) => panic!("the server never answered: {error}"),
+        }
+    };
+    let request = format!(
+        "GET /executions/{}/console HTTP/1.1\r\nhost: localhost\r\nx-api-key: {token}\r\n\r\n",
+        id.trim()
+    );
+    std::io::Write::write_all(&mut reader, request.as_bytes()).unwrap();
+    let mut start = [0; 4096];
+    let read = std::io::Read::read(&mut reader, &mut start).unwrap();
+    assert!(
+        String::from_utf8_lossy(&start[..read]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&start[..read])
+    );
+    // The client reads no more, and keeps its connection open.
+    std::thread::sleep(Duration::from_millis(500));
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let asked = Instant::now();
+    let status = loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(30),
+            "the server waits for the stalled download"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    drop(reader);
+}
+
 /// A runbook `Ticks` whose command prints a line every tenth of a second forever and
 /// leaves a process of its own in the background, its pid in `bg.pid` in `dir`.
 fn create_ticking_runbook(dir: &std::path::Path) -> std::path::PathBuf {
