@@ -112,13 +112,19 @@ enum Command {
         step: Option<String>,
     },
     /// Print a run's whole console (secrets masked) as plain text, or with `--raw` as
-    /// the terminal got it (colours, cursor moves); a live run's up to where it has got.
+    /// the terminal got it (colours, cursor moves); a live run's up to where it has got,
+    /// or with `--follow` on until it ends, wherever it executes.
     Console {
         /// The execution whose console to print.
         execution: String,
         /// Keep the escape sequences (for `less -R` or a terminal).
         #[arg(long)]
         raw: bool,
+        /// Go on printing what the run prints until it ends, as `run` does (in colour on
+        /// a terminal), and exit as `run` does: 0 only if it succeeded. Ctrl+C leaves the
+        /// run alone.
+        #[arg(long, short)]
+        follow: bool,
     },
     /// Manage API keys and the master key.
     Keys {
@@ -310,10 +316,17 @@ async fn execute_command(
                 _ => say!("Run {id} is {}.", execution.status),
             }
         }
-        Command::Console { execution, raw } => {
+        Command::Console {
+            execution,
+            raw,
+            follow,
+        } => {
             let id = execution
                 .parse()
                 .with_context(|| format!("`{execution}` is not an execution id"))?;
+            if follow {
+                return follow_console(&service, id, raw).await;
+            }
             let escapes = if raw {
                 runbook_core::Escapes::Keep
             } else {
@@ -703,28 +716,9 @@ async fn follow_events(
         };
         match event {
             ExecutionEvent::Output { offset, text, .. } => {
-                if offset > printed {
-                    printed = print_stored(
-                        service,
-                        &actor,
-                        execution_id,
-                        printed,
-                        Until::Offset(offset),
-                        &mut stdout,
-                    )
+                let piece = (offset, text.as_str());
+                printed = print_output(service, &actor, execution_id, printed, piece, &mut stdout)
                     .await?;
-                }
-                let end = offset + text.len() as u64;
-                if end > printed {
-                    // Whole characters on both sides: events and pages never split one.
-                    let fresh = usize::try_from(printed.saturating_sub(offset))
-                        .ok()
-                        .and_then(|skip| text.get(skip..))
-                        .unwrap_or(&text);
-                    stdout.write_text(fresh);
-                    stdout.flush();
-                    printed = end;
-                }
             }
             ExecutionEvent::Status {
                 status: ExecutionStatus::Waiting,
@@ -758,25 +752,8 @@ async fn follow_events(
                 }
             }
             ExecutionEvent::Status { status, .. } if status.is_finished() => {
-                // Everything is stored by now: whatever the terminal has not shown yet.
-                print_stored(
-                    service,
-                    &actor,
-                    execution_id,
-                    printed,
-                    Until::End,
-                    &mut stdout,
-                )
-                .await?;
-                stdout.finish();
-                note!("run {} {status}", execution_id);
-                if status != ExecutionStatus::Succeeded {
-                    note!(
-                        "retry it from the step that did not succeed: runbook-studio retry {}",
-                        execution_id
-                    );
-                }
-                return Ok(exit_code_for(status));
+                return print_end(service, &actor, execution_id, printed, status, &mut stdout)
+                    .await;
             }
             _ => {}
         }
@@ -875,6 +852,108 @@ enum Until {
 
 /// Writes the stored console of the run from byte `from` on, as far as `until` says.
 /// Returns the offset reached.
+/// Writes the console text `text` found at `offset` (an output event's) after the
+/// `printed` bytes written so far: a gap before it is filled from the stored console,
+/// and what was written already is skipped. Returns the bytes written in all.
+async fn print_output(
+    service: &Service,
+    actor: &Actor,
+    execution_id: uuid::Uuid,
+    mut printed: u64,
+    (offset, text): (u64, &str),
+    stdout: &mut Terminal<impl Write>,
+) -> anyhow::Result<u64> {
+    if offset > printed {
+        let until = Until::Offset(offset);
+        printed = print_stored(service, actor, execution_id, printed, until, stdout).await?;
+    }
+    let end = offset + text.len() as u64;
+    if end > printed {
+        // Whole characters on both sides: events and pages never split one.
+        let fresh = usize::try_from(printed.saturating_sub(offset))
+            .ok()
+            .and_then(|skip| text.get(skip..))
+            .unwrap_or(text);
+        stdout.write_text(fresh);
+        stdout.flush();
+        printed = end;
+    }
+    Ok(printed)
+}
+
+/// Prints what the terminal has not shown of a run that has ended (everything is stored
+/// by now) and its outcome; the exit code tells the outcome.
+async fn print_end(
+    service: &Service,
+    actor: &Actor,
+    execution_id: uuid::Uuid,
+    printed: u64,
+    status: ExecutionStatus,
+    stdout: &mut Terminal<impl Write>,
+) -> anyhow::Result<std::process::ExitCode> {
+    print_stored(service, actor, execution_id, printed, Until::End, stdout).await?;
+    stdout.finish();
+    note!("run {execution_id} {status}");
+    if status != ExecutionStatus::Succeeded {
+        note!("retry it from the step that did not succeed: runbook-studio retry {execution_id}");
+    }
+    Ok(exit_code_for(status))
+}
+
+/// Prints a run's console so far and what it prints next, until it ends, wherever it
+/// executes; as `run` does, in colour on a terminal only (always with `raw`). Ctrl+C
+/// leaves the run alone. Exits as `run` does, by the run's outcome, or with 0 when
+/// nobody reads the console any more (`| head`).
+async fn follow_console(
+    service: &Service,
+    execution_id: uuid::Uuid,
+    raw: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    use futures::StreamExt;
+    let actor = Actor::local_admin();
+    let colours = if raw {
+        anstream::ColorChoice::Always
+    } else {
+        anstream::ColorChoice::Auto
+    };
+    let mut stdout = Terminal::new(anstream::AutoStream::new(std::io::stdout(), colours));
+    let mut printed = 0;
+    loop {
+        // Followed from just before it is read, so nothing between the two is missed.
+        let following = service.follow_execution(&actor, execution_id).await?;
+        let status = following.execution.status;
+        if status.is_finished() {
+            return print_end(service, &actor, execution_id, printed, status, &mut stdout).await;
+        }
+        printed = print_stored(
+            service,
+            &actor,
+            execution_id,
+            printed,
+            Until::Stored,
+            &mut stdout,
+        )
+        .await?;
+        let mut events = following.into_events();
+        // Until the run's final state, or events missed: the state is then read again.
+        while let Some(event) = events.next().await {
+            if stdout.lost().is_some() {
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
+            match event {
+                ExecutionEvent::Output { offset, text, .. } => {
+                    let piece = (offset, text.as_str());
+                    printed =
+                        print_output(service, &actor, execution_id, printed, piece, &mut stdout)
+                            .await?;
+                }
+                ExecutionEvent::Status { status, .. } if status.is_finished() => break,
+                _ => {}
+            }
+        }
+    }
+}
+
 async fn print_stored(
     service: &Service,
     actor: &Actor,

@@ -506,6 +506,72 @@ fn serve_answers_with_a_key_and_stops_cleanly_on_sigterm() {
 }
 
 #[test]
+fn console_follow_prints_a_run_another_process_executes_to_its_end_and_exits_by_its_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    create_runbooks(
+        dir.path(),
+        &[
+            json!({"name": "Slow", "blocks": [{"id": "count", "kind": "command",
+            "script": "for i in 1 2 3 4 5 6; do echo tick-$i; sleep 0.3; done; exit 3"}]}),
+        ],
+    );
+    let mut runner = cli(dir.path())
+        .args(["run", "Slow"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ran = collect(runner.stdout.take().unwrap());
+    wait_for_text(&ran, "tick-2\n");
+
+    // Joined halfway: what was printed before comes from the store, the rest as it comes.
+    let id = last_run_id(dir.path());
+    let followed = cli(dir.path())
+        .args(["console", &id, "--follow"])
+        .output()
+        .unwrap();
+    assert_eq!(followed.status.code(), Some(1), "{followed:?}");
+    let stdout = String::from_utf8(followed.stdout.clone()).unwrap();
+    let ticks: Vec<&str> = stdout
+        .lines()
+        .filter(|line| line.starts_with("tick-"))
+        .collect();
+    assert_eq!(
+        ticks,
+        ["tick-1", "tick-2", "tick-3", "tick-4", "tick-5", "tick-6"],
+        "{stdout}"
+    );
+    assert!(!stdout.contains('\x1b'), "plain into a pipe: {stdout:?}");
+    assert!(
+        String::from_utf8_lossy(&followed.stderr).contains(&format!("run {id} failed")),
+        "{followed:?}"
+    );
+    assert!(!runner.wait().unwrap().success());
+    assert_eq!(last_run_status(dir.path()), "failed");
+
+    // A run that has ended: its console, and its outcome.
+    let again = cli(dir.path())
+        .args(["console", &id, "-f", "--raw"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1), "{again:?}");
+    let stdout = String::from_utf8(again.stdout).unwrap();
+    assert!(stdout.contains("tick-6"), "{stdout}");
+    assert!(stdout.contains('\x1b'), "colours with --raw: {stdout:?}");
+}
+
+/// The id of the run started last in `dir`'s database.
+fn last_run_id(dir: &std::path::Path) -> String {
+    common::sqlite3(
+        &dir.join("runbook-studio.db"),
+        "SELECT id FROM executions ORDER BY created_at DESC LIMIT 1",
+    )
+    .trim()
+    .to_string()
+}
+
+#[test]
 fn serve_stops_on_sigterm_even_while_a_client_has_stopped_reading_a_console() {
     let dir = tempfile::tempdir().unwrap();
     // Far more than the sockets' buffers hold, so the server is left with a body to send.
@@ -522,10 +588,7 @@ fn serve_stops_on_sigterm_even_while_a_client_has_stopped_reading_a_console() {
         .output()
         .unwrap();
     assert!(ran.status.success(), "{ran:?}");
-    let id = common::sqlite3(
-        &dir.path().join("runbook-studio.db"),
-        "SELECT id FROM executions ORDER BY created_at DESC LIMIT 1",
-    );
+    let id = last_run_id(dir.path());
     let token = create_key(dir.path(), "ops", "viewer");
     let port = free_port();
     let mut server = cli(dir.path())
@@ -544,7 +607,7 @@ fn serve_stops_on_sigterm_even_while_a_client_has_stopped_reading_a_console() {
     };
     let request = format!(
         "GET /executions/{}/console HTTP/1.1\r\nhost: localhost\r\nx-api-key: {token}\r\n\r\n",
-        id.trim()
+        id
     );
     std::io::Write::write_all(&mut reader, request.as_bytes()).unwrap();
     let mut start = [0; 4096];
@@ -659,11 +722,8 @@ fn console_prints_a_past_runs_whole_console_plain_or_raw() {
         .unwrap()
         .status
         .success());
-    let id = common::sqlite3(
-        &dir.path().join("runbook-studio.db"),
-        "SELECT id FROM executions ORDER BY created_at DESC LIMIT 1",
-    );
-    let id = id.trim();
+    let id = last_run_id(dir.path());
+    let id = id.as_str();
 
     let plain = cli(dir.path()).args(["console", id]).output().unwrap();
     assert!(plain.status.success(), "{plain:?}");
