@@ -327,6 +327,17 @@ test('desktop: author a runbook with a command block, run it, see its output; st
     assert.ok(!report.includes('\x1b'), 'the console has no escape codes');
     await screenshot('03b-report-saved');
 
+    // So is its whole console, as plain text, with its size.
+    await click('"Save console"', named('button', 'Save console'));
+    const consoleNotice = await waitVisible('the saved console notice', '//*[@data-testid="console-notice" and contains(., "Console saved to")]', 15_000);
+    const [, logPath, size] = (await text(consoleNotice)).match(/Console saved to\s*(\S+)\s*\(([^)]+)\)/s) ?? [];
+    assert.ok(logPath?.startsWith(join(dataDir, 'reports') + '/') && logPath.endsWith('.log'), `the console is saved in the export directory: ${logPath}`);
+    const log = readFileSync(logPath, 'utf8');
+    assert.match(log, new RegExp(`^${MARKER}$`, 'm'), 'the command output is a line of its own');
+    assert.ok(!log.includes('\x1b') && !log.includes('\r'), 'plain text');
+    assert.equal(size, `${Buffer.byteLength(log)} B`, 'the notice gives the size');
+    await screenshot('03c-console-saved');
+
     // Credentials in the desktop app. Under Xvfb there is no keychain, so the master key
     // lives in a key file and the app says so.
     await click('"Credentials" in the sidebar', named('a', 'Credentials'));
