@@ -850,8 +850,6 @@ enum Until {
     End,
 }
 
-/// Writes the stored console of the run from byte `from` on, as far as `until` says.
-/// Returns the offset reached.
 /// Writes the console text `text` found at `offset` (an output event's) after the
 /// `printed` bytes written so far: a gap before it is filled from the stored console,
 /// and what was written already is skipped. Returns the bytes written in all.
@@ -923,7 +921,12 @@ async fn follow_console(
         let following = service.follow_execution(&actor, execution_id).await?;
         let status = following.execution.status;
         if status.is_finished() {
-            return print_end(service, &actor, execution_id, printed, status, &mut stdout).await;
+            let code =
+                print_end(service, &actor, execution_id, printed, status, &mut stdout).await?;
+            return Ok(match stdout.lost() {
+                Some(_) => std::process::ExitCode::SUCCESS,
+                None => code,
+            });
         }
         printed = print_stored(
             service,
@@ -934,6 +937,9 @@ async fn follow_console(
             &mut stdout,
         )
         .await?;
+        if stdout.lost().is_some() {
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
         let mut events = following.into_events();
         // Until the run's final state, or events missed: the state is then read again.
         while let Some(event) = events.next().await {
@@ -954,6 +960,8 @@ async fn follow_console(
     }
 }
 
+/// Writes the stored console of the run from byte `from` on, as far as `until` says.
+/// Returns the offset reached.
 async fn print_stored(
     service: &Service,
     actor: &Actor,

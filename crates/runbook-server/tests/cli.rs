@@ -508,11 +508,17 @@ fn serve_answers_with_a_key_and_stops_cleanly_on_sigterm() {
 #[test]
 fn console_follow_prints_a_run_another_process_executes_to_its_end_and_exits_by_its_outcome() {
     let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    // Two lines, then a wait until the follower has joined, then the rest.
+    let script = format!(
+        "echo tick-1; echo tick-2; while [ ! -e '{}' ]; do sleep 0.05; done; \
+         for i in 3 4 5 6; do echo tick-$i; sleep 0.2; done; exit 3",
+        go.display()
+    );
     create_runbooks(
         dir.path(),
         &[
-            json!({"name": "Slow", "blocks": [{"id": "count", "kind": "command",
-            "script": "for i in 1 2 3 4 5 6; do echo tick-$i; sleep 0.3; done; exit 3"}]}),
+            json!({"name": "Slow", "blocks": [{"id": "count", "kind": "command", "script": script}]}),
         ],
     );
     let mut runner = cli(dir.path())
@@ -527,12 +533,20 @@ fn console_follow_prints_a_run_another_process_executes_to_its_end_and_exits_by_
 
     // Joined halfway: what was printed before comes from the store, the rest as it comes.
     let id = last_run_id(dir.path());
-    let followed = cli(dir.path())
+    let mut follower = cli(dir.path())
         .args(["console", &id, "--follow"])
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    assert_eq!(followed.status.code(), Some(1), "{followed:?}");
-    let stdout = String::from_utf8(followed.stdout.clone()).unwrap();
+    let stdout = collect(follower.stdout.take().unwrap());
+    let stderr = collect(follower.stderr.take().unwrap());
+    wait_for_text(&stdout, "tick-2\n");
+    std::fs::write(&go, "").unwrap();
+    let code = exit_within(&mut follower, Duration::from_secs(30), &stdout);
+    wait_for_text(&stderr, &format!("run {id} failed"));
+    assert_eq!(code, 1, "{:?}", stderr.lock().unwrap());
+    let stdout = stdout.lock().unwrap().clone();
     let ticks: Vec<&str> = stdout
         .lines()
         .filter(|line| line.starts_with("tick-"))
@@ -543,10 +557,6 @@ fn console_follow_prints_a_run_another_process_executes_to_its_end_and_exits_by_
         "{stdout}"
     );
     assert!(!stdout.contains('\x1b'), "plain into a pipe: {stdout:?}");
-    assert!(
-        String::from_utf8_lossy(&followed.stderr).contains(&format!("run {id} failed")),
-        "{followed:?}"
-    );
     assert!(!runner.wait().unwrap().success());
     assert_eq!(last_run_status(dir.path()), "failed");
 
