@@ -942,7 +942,15 @@ async fn follow_console(
         }
         let mut events = following.into_events();
         // Until the run's final state, or events missed: the state is then read again.
-        while let Some(event) = events.next().await {
+        loop {
+            // A quiet run writes nothing that would find the console closed: it is
+            // looked at every second meanwhile (`| grep -m1 …` has what it wanted).
+            let event = match tokio::time::timeout(CONSOLE_CHECK, events.next()).await {
+                Ok(Some(event)) => event,
+                Ok(None) => break,
+                Err(_) if stdout_hung_up() => return Ok(std::process::ExitCode::SUCCESS),
+                Err(_) => continue,
+            };
             if stdout.lost().is_some() {
                 return Ok(std::process::ExitCode::SUCCESS);
             }
@@ -957,6 +965,24 @@ async fn follow_console(
                 _ => {}
             }
         }
+    }
+}
+
+/// How often a follower with nothing to print checks that its console is still read.
+const CONSOLE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// True when nothing reads stdout any more: a pipe whose reader has gone, or a
+/// terminal that hung up.
+fn stdout_hung_up() -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::empty())];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(_) => fds[0]
+            .revents()
+            .is_some_and(|events| events.intersects(PollFlags::POLLERR | PollFlags::POLLHUP)),
+        Err(_) => false,
     }
 }
 

@@ -571,6 +571,58 @@ fn console_follow_prints_a_run_another_process_executes_to_its_end_and_exits_by_
     assert!(stdout.contains('\x1b'), "colours with --raw: {stdout:?}");
 }
 
+#[test]
+fn console_follow_ends_once_its_reader_has_gone_while_the_run_is_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    create_runbooks(
+        dir.path(),
+        &[
+            json!({"name": "Quiet", "blocks": [{"id": "wait", "kind": "command",
+            "script": "echo started; sleep 60"}]}),
+        ],
+    );
+    let mut runner = cli(dir.path())
+        .args(["run", "Quiet"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ran = collect(runner.stdout.take().unwrap());
+    wait_for_text(&ran, "started\n");
+    let id = last_run_id(dir.path());
+
+    let mut follower = cli(dir.path())
+        .args(["console", &id, "--follow"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(follower.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("started") {
+        line.clear();
+        let read = std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        assert!(read > 0, "the follower ended before the run's first line");
+    }
+    // The reader has what it wanted (`| grep -m1 started`) and goes.
+    drop(reader);
+    let stderr = collect(follower.stderr.take().unwrap());
+    assert_eq!(
+        exit_within(&mut follower, Duration::from_secs(10), &stderr),
+        0
+    );
+
+    // The run itself goes on, untouched.
+    assert_eq!(last_run_status(dir.path()), "running");
+    let stopped = cli(dir.path())
+        .args(["control", &id, "stop"])
+        .output()
+        .unwrap();
+    assert!(stopped.status.success(), "{stopped:?}");
+    assert!(!runner.wait().unwrap().success());
+}
+
 /// The id of the run started last in `dir`'s database.
 fn last_run_id(dir: &std::path::Path) -> String {
     common::sqlite3(
