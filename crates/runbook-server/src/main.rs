@@ -937,12 +937,12 @@ async fn follow_console(
             &mut stdout,
         )
         .await?;
-        if stdout.lost().is_some() {
-            return Ok(std::process::ExitCode::SUCCESS);
-        }
         let mut events = following.into_events();
         // Until the run's final state, or events missed: the state is then read again.
         loop {
+            if stdout.lost().is_some() {
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
             // A quiet run writes nothing that would find the console closed: it is
             // looked at every second meanwhile (`| grep -m1 …` has what it wanted).
             let event = match tokio::time::timeout(CONSOLE_CHECK, events.next()).await {
@@ -951,9 +951,6 @@ async fn follow_console(
                 Err(_) if stdout_hung_up() => return Ok(std::process::ExitCode::SUCCESS),
                 Err(_) => continue,
             };
-            if stdout.lost().is_some() {
-                return Ok(std::process::ExitCode::SUCCESS);
-            }
             match event {
                 ExecutionEvent::Output { offset, text, .. } => {
                     let piece = (offset, text.as_str());

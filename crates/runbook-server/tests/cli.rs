@@ -521,24 +521,12 @@ fn console_follow_prints_a_run_another_process_executes_to_its_end_and_exits_by_
             json!({"name": "Slow", "blocks": [{"id": "count", "kind": "command", "script": script}]}),
         ],
     );
-    let mut runner = cli(dir.path())
-        .args(["run", "Slow"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let ran = collect(runner.stdout.take().unwrap());
+    let (mut runner, ran, _) = run_piped(dir.path(), "Slow");
     wait_for_text(&ran, "tick-2\n");
 
     // Joined halfway: what was printed before comes from the store, the rest as it comes.
     let id = last_run_id(dir.path());
-    let mut follower = cli(dir.path())
-        .args(["console", &id, "--follow"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut follower = follow_console(dir.path(), &id);
     let stdout = collect(follower.stdout.take().unwrap());
     let stderr = collect(follower.stderr.take().unwrap());
     wait_for_text(&stdout, "tick-2\n");
@@ -581,23 +569,11 @@ fn console_follow_ends_once_its_reader_has_gone_while_the_run_is_quiet() {
             "script": "echo started; sleep 60"}]}),
         ],
     );
-    let mut runner = cli(dir.path())
-        .args(["run", "Quiet"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let ran = collect(runner.stdout.take().unwrap());
+    let (mut runner, ran, _) = run_piped(dir.path(), "Quiet");
     wait_for_text(&ran, "started\n");
     let id = last_run_id(dir.path());
 
-    let mut follower = cli(dir.path())
-        .args(["console", &id, "--follow"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut follower = follow_console(dir.path(), &id);
     let mut reader = std::io::BufReader::new(follower.stdout.take().unwrap());
     let mut line = String::new();
     while !line.contains("started") {
@@ -621,6 +597,16 @@ fn console_follow_ends_once_its_reader_has_gone_while_the_run_is_quiet() {
         .unwrap();
     assert!(stopped.status.success(), "{stopped:?}");
     assert!(!runner.wait().unwrap().success());
+}
+
+/// `runbook-studio console ID --follow` with its stdout and stderr piped.
+fn follow_console(dir: &std::path::Path, id: &str) -> std::process::Child {
+    cli(dir)
+        .args(["console", id, "--follow"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 /// The id of the run started last in `dir`'s database.
