@@ -303,12 +303,10 @@ async fn console_log(
     // The first page is read before answering, so a store that fails at once is an
     // error status, not an empty file.
     let first = log.next_chunk().await?;
-    // The name is made of ASCII letters, digits, `-` and `.` only: safe in the header.
-    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{}\"", log.file_name))
-        .unwrap_or_else(|_| HeaderValue::from_static("attachment; filename=\"run.log\""));
-    // A failure after the first page cuts the body short: the client sees the transfer
-    // end unfinished, not a file that looks whole.
-    // A shutdown ends the transfer unfinished instead of waiting for a long one.
+    let disposition = attachment(&log.file_name);
+    // A failure after the first page, or a shutdown, cuts the body short: the client sees
+    // the transfer end unfinished, not a file that looks whole, and a shutdown does not
+    // wait for a long one.
     let rest = futures::stream::try_unfold(
         (log, state.shutdown.clone()),
         |(mut log, mut shutdown)| async move {
@@ -338,6 +336,13 @@ async fn console_log(
         .into_response())
 }
 
+/// `Content-Disposition` for a file named `file_name`, which the core makes of ASCII
+/// letters, digits, `-` and `.` only: safe in the header.
+fn attachment(file_name: &str) -> axum::http::HeaderValue {
+    axum::http::HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\""))
+        .unwrap_or_else(|_| axum::http::HeaderValue::from_static("attachment"))
+}
+
 /// Returns once the server is shutting down; never if no one can shut it down.
 pub(crate) async fn stopping(shutdown: &mut watch::Receiver<bool>) {
     if shutdown.wait_for(|stop| *stop).await.is_err() {
@@ -356,10 +361,7 @@ async fn export_execution(
         .service
         .export_execution(&actor, parse_id(&id)?)
         .await?;
-    // The name is made of ASCII letters, digits, `-` and `.` only: safe in the header.
-    let disposition =
-        HeaderValue::from_str(&format!("attachment; filename=\"{}\"", report.file_name))
-            .unwrap_or_else(|_| HeaderValue::from_static("attachment; filename=\"run.md\""));
+    let disposition = attachment(&report.file_name);
     let mut response = (
         [
             (
